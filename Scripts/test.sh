@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# test.sh - THE test command (CI runs it through .ci/run). As root on Debian bookworm:
+#
+#   bash Scripts/test.sh
+#
+# 1. Scripts/install-deps.sh            (apt packages; quick when already installed)
+# 2. Scripts/make-rootfs.sh             (busybox test rootfs -> SWIFTLET_ROOTFS)
+# 3. Scripts/build.sh debug             (swiftlet with the static Swift stdlib). The binary is copied
+#                                       to .build/test-bin/swiftlet -> SWIFTLET_BINARY, because
+#                                       `swift test` relinks .build/debug/swiftlet without
+#                                       --static-swift-stdlib.
+# 4. swift test                         (XCTest: unit tests and the integration tests, which find the
+#                                       binary and rootfs through SWIFTLET_BINARY / SWIFTLET_ROOTFS)
+# 5. Scripts/containerd-smoke.sh        (ctr + containerd-shim-runc-v2 driving swiftlet), unless
+#                                       SKIP_CONTAINERD=1
+# Steps 4 and 5 both run even if one fails; the exit status is non-zero when anything failed.
+# Knobs: SWIFT_TEST_FLAGS (extra `swift test` arguments, e.g. "--filter OCITests"),
+#        TEST_TIMEOUT_MIN (default 40, bound on `swift test`), SKIP_CONTAINERD=1.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+cd "$REPO"
+
+START=$SECONDS
+section() { echo; echo "==== test.sh: $* ($((SECONDS - START)) s)"; }
+die() { echo "test.sh: FAILED: $*" >&2; exit 1; }
+
+if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
+    export PATH="/opt/swift/usr/bin:$PATH"
+fi
+
+section "install dependencies"
+bash "$HERE/install-deps.sh" || die "install-deps.sh"
+
+section "test rootfs"
+SWIFTLET_ROOTFS=$(bash "$HERE/make-rootfs.sh") || die "make-rootfs.sh"
+export SWIFTLET_ROOTFS
+
+section "build (debug, static Swift stdlib)"
+BIN=$(bash "$HERE/build.sh" debug) || die "build.sh debug"
+mkdir -p "$REPO/.build/test-bin"
+cp -f "$BIN" "$REPO/.build/test-bin/swiftlet.tmp"
+mv -f "$REPO/.build/test-bin/swiftlet.tmp" "$REPO/.build/test-bin/swiftlet"
+export SWIFTLET_BINARY=$REPO/.build/test-bin/swiftlet
+echo "SWIFTLET_BINARY=$SWIFTLET_BINARY"
+echo "SWIFTLET_ROOTFS=$SWIFTLET_ROOTFS"
+
+FAILED=()
+
+section "swift test"
+read -ra TEST_FLAGS <<<"${SWIFT_TEST_FLAGS:-}"
+if ! timeout -k 30 "$((${TEST_TIMEOUT_MIN:-40} * 60))" swift test "${TEST_FLAGS[@]}"; then
+    FAILED+=("swift test")
+fi
+
+if [ "${SKIP_CONTAINERD:-0}" = 1 ]; then
+    section "containerd smoke: skipped (SKIP_CONTAINERD=1)"
+else
+    section "containerd smoke"
+    bash "$HERE/containerd-smoke.sh" "$SWIFTLET_BINARY" || FAILED+=("containerd-smoke.sh")
+fi
+
+section "done"
+if [ ${#FAILED[@]} -gt 0 ]; then
+    echo "test.sh: FAILED: ${FAILED[*]}"
+    exit 1
+fi
+echo "test.sh: all passed"

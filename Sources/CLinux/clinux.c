@@ -1,0 +1,100 @@
+#define _GNU_SOURCE
+#include "clinux.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/signalfd.h>
+#include <sys/sysmacros.h>
+#include <grp.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+int sl_unshare(int flags) { return unshare(flags); }
+int sl_setns(int fd, int nstype) { return setns(fd, nstype); }
+int sl_pivot_root(const char *n, const char *o) { return (int)syscall(SYS_pivot_root, n, o); }
+int sl_prctl(int o, unsigned long a, unsigned long b, unsigned long c, unsigned long d) { return prctl(o, a, b, c, d); }
+int sl_mount(const char *s, const char *t, const char *f, unsigned long fl, const char *d) { return mount(s, t, f, fl, d); }
+int sl_umount2(const char *t, int f) { return umount2(t, f); }
+int sl_prlimit(pid_t p, int r, uint64_t s, uint64_t h) { struct rlimit l = {s, h}; return prlimit(p, r, &l, NULL); }
+int sl_setrlimit(int r, uint64_t s, uint64_t h) { struct rlimit l = {s, h}; return setrlimit(r, &l); }
+int sl_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+int sl_close_range(unsigned int f, unsigned int l, unsigned int fl) { return (int)syscall(SYS_close_range, f, l, fl); }
+int sl_pidfd_open(pid_t p, unsigned int f) { return (int)syscall(SYS_pidfd_open, p, f); }
+int sl_pidfd_send_signal(int fd, int s, unsigned int f) { return (int)syscall(SYS_pidfd_send_signal, fd, s, NULL, f); }
+int sl_setgroups(size_t n, const gid_t *l) { return setgroups(n, l); }
+int sl_sethostname(const char *n, size_t l) { return sethostname(n, l); }
+int sl_setdomainname(const char *n, size_t l) { return setdomainname(n, l); }
+dev_t sl_makedev(unsigned int ma, unsigned int mi) { return makedev(ma, mi); }
+unsigned int sl_major(dev_t d) { return major(d); }
+unsigned int sl_minor(dev_t d) { return minor(d); }
+int sl_gettid(void) { return (int)syscall(SYS_gettid); }
+int sl_setresuid(uid_t r, uid_t e, uid_t s) { return setresuid(r, e, s); }
+int sl_setresgid(gid_t r, gid_t e, gid_t s) { return setresgid(r, e, s); }
+
+int sl_wifexited(int s) { return WIFEXITED(s); }
+int sl_wexitstatus(int s) { return WEXITSTATUS(s); }
+int sl_wifsignaled(int s) { return WIFSIGNALED(s); }
+int sl_wtermsig(int s) { return WTERMSIG(s); }
+
+ssize_t sl_send_fd(int sock, int fd, const void *buf, size_t len) {
+    char c[CMSG_SPACE(sizeof(int))]; memset(c, 0, sizeof c);
+    struct iovec io = {(void *)buf, len};
+    struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = c, .msg_controllen = sizeof c};
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    h->cmsg_level = SOL_SOCKET; h->cmsg_type = SCM_RIGHTS; h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &fd, sizeof(int));
+    return sendmsg(sock, &m, MSG_NOSIGNAL);
+}
+
+ssize_t sl_recv_fd(int sock, int *fd, void *buf, size_t len) {
+    char c[CMSG_SPACE(sizeof(int))]; memset(c, 0, sizeof c);
+    struct iovec io = {buf, len};
+    struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = c, .msg_controllen = sizeof c};
+    ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    *fd = (n >= 0 && h && h->cmsg_type == SCM_RIGHTS) ? *(int *)CMSG_DATA(h) : -1;
+    return n;
+}
+
+int sl_openpt(void) { return posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC); }
+int sl_unlockpt(int fd) { return unlockpt(fd); }
+int sl_ptsname(int fd, char *buf, size_t len) { return ptsname_r(fd, buf, len); }
+int sl_set_ctty(int fd) { return ioctl(fd, TIOCSCTTY, 0); }
+int sl_get_winsize(int fd, unsigned short *r, unsigned short *c) {
+    struct winsize w; int rc = ioctl(fd, TIOCGWINSZ, &w); *r = w.ws_row; *c = w.ws_col; return rc;
+}
+int sl_set_winsize(int fd, unsigned short r, unsigned short c) {
+    struct winsize w = {r, c, 0, 0}; return ioctl(fd, TIOCSWINSZ, &w);
+}
+
+int sl_sigmask_block_all(void) { sigset_t s; sigfillset(&s); return sigprocmask(SIG_BLOCK, &s, NULL); }
+int sl_sigmask_unblock_all(void) { sigset_t s; sigfillset(&s); return sigprocmask(SIG_UNBLOCK, &s, NULL); }
+int sl_sigtimedwait_all(int ms) {
+    sigset_t s; sigfillset(&s);
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    int r = sigtimedwait(&s, NULL, ms < 0 ? NULL : &t);
+    return (r < 0 && errno == EAGAIN) ? 0 : r;
+}
+int sl_signal_default_all(void) {
+    for (int i = 1; i < 65; i++) if (i != SIGKILL && i != SIGSTOP) signal(i, SIG_DFL);
+    return 0;
+}
+int sl_signalfd_all(void) { sigset_t s; sigfillset(&s); return signalfd(-1, &s, SFD_CLOEXEC | SFD_NONBLOCK); }
+int sl_signalfd_read(int fd) {
+    struct signalfd_siginfo i; ssize_t n = read(fd, &i, sizeof i);
+    if (n == sizeof i) return (int)i.ssi_signo;
+    return (n < 0 && errno == EAGAIN) ? 0 : -1;
+}
+int sl_tty_raw(int fd, struct termios *saved) {
+    if (tcgetattr(fd, saved) != 0) return -1;
+    struct termios t = *saved; cfmakeraw(&t); return tcsetattr(fd, TCSANOW, &t);
+}
+int sl_tty_restore(int fd, const struct termios *saved) { return tcsetattr(fd, TCSANOW, saved); }

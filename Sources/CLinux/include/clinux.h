@@ -1,0 +1,108 @@
+// One-line wrappers and constants for what Swift's Glibc module does not expose. No logic here.
+#ifndef SWIFTLET_CLINUX_H
+#define SWIFTLET_CLINUX_H
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <stdint.h>
+#include <termios.h>
+
+// Namespace and clone flags.
+static const int SL_CLONE_NEWNS = 0x00020000;
+static const int SL_CLONE_NEWCGROUP = 0x02000000;
+static const int SL_CLONE_NEWUTS = 0x04000000;
+static const int SL_CLONE_NEWIPC = 0x08000000;
+static const int SL_CLONE_NEWUSER = 0x10000000;
+static const int SL_CLONE_NEWPID = 0x20000000;
+static const int SL_CLONE_NEWNET = 0x40000000;
+static const int SL_CLONE_NEWTIME = 0x00000080;
+
+// Mount flags (sys/mount.h clashes with linux/mount.h, so the values are spelled here).
+static const unsigned long SL_MS_RDONLY = 1;
+static const unsigned long SL_MS_NOSUID = 2;
+static const unsigned long SL_MS_NODEV = 4;
+static const unsigned long SL_MS_NOEXEC = 8;
+static const unsigned long SL_MS_SYNCHRONOUS = 16;
+static const unsigned long SL_MS_REMOUNT = 32;
+static const unsigned long SL_MS_MANDLOCK = 64;
+static const unsigned long SL_MS_DIRSYNC = 128;
+static const unsigned long SL_MS_NOSYMFOLLOW = 256;
+static const unsigned long SL_MS_NOATIME = 1024;
+static const unsigned long SL_MS_NODIRATIME = 2048;
+static const unsigned long SL_MS_BIND = 4096;
+static const unsigned long SL_MS_MOVE = 8192;
+static const unsigned long SL_MS_REC = 16384;
+static const unsigned long SL_MS_SILENT = 32768;
+static const unsigned long SL_MS_UNBINDABLE = 1UL << 17;
+static const unsigned long SL_MS_PRIVATE = 1UL << 18;
+static const unsigned long SL_MS_SLAVE = 1UL << 19;
+static const unsigned long SL_MS_SHARED = 1UL << 20;
+static const unsigned long SL_MS_RELATIME = 1UL << 21;
+static const unsigned long SL_MS_STRICTATIME = 1UL << 24;
+static const unsigned long SL_MS_LAZYTIME = 1UL << 25;
+static const int SL_MNT_DETACH = 2;
+
+// rlimit resources as plain ints (glibc's enum imports badly).
+static const int SL_RLIMIT_CPU = 0, SL_RLIMIT_FSIZE = 1, SL_RLIMIT_DATA = 2, SL_RLIMIT_STACK = 3,
+    SL_RLIMIT_CORE = 4, SL_RLIMIT_RSS = 5, SL_RLIMIT_NPROC = 6, SL_RLIMIT_NOFILE = 7,
+    SL_RLIMIT_MEMLOCK = 8, SL_RLIMIT_AS = 9, SL_RLIMIT_LOCKS = 10, SL_RLIMIT_SIGPENDING = 11,
+    SL_RLIMIT_MSGQUEUE = 12, SL_RLIMIT_NICE = 13, SL_RLIMIT_RTPRIO = 14, SL_RLIMIT_RTTIME = 15;
+
+static const int SL_PR_SET_PDEATHSIG = 1, SL_PR_SET_KEEPCAPS = 8, SL_PR_SET_NO_NEW_PRIVS = 38,
+    SL_PR_SET_CHILD_SUBREAPER = 36, SL_PR_SET_NAME = 15, SL_PR_CAPBSET_DROP = 24;
+
+int sl_unshare(int flags);
+int sl_setns(int fd, int nstype);
+int sl_pivot_root(const char *new_root, const char *put_old);
+int sl_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);
+int sl_mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data);
+int sl_umount2(const char *target, int flags);
+int sl_prlimit(pid_t pid, int resource, uint64_t soft, uint64_t hard);
+int sl_setrlimit(int resource, uint64_t soft, uint64_t hard);
+int sl_pipe2(int fds[2], int flags);
+int sl_close_range(unsigned int first, unsigned int last, unsigned int flags);
+int sl_pidfd_open(pid_t pid, unsigned int flags);
+int sl_pidfd_send_signal(int pidfd, int sig, unsigned int flags);
+int sl_setgroups(size_t size, const gid_t *list);
+int sl_sethostname(const char *name, size_t len);
+int sl_setdomainname(const char *name, size_t len);
+dev_t sl_makedev(unsigned int major, unsigned int minor);
+unsigned int sl_major(dev_t dev);
+unsigned int sl_minor(dev_t dev);
+int sl_gettid(void);
+int sl_setresuid(uid_t r, uid_t e, uid_t s);
+int sl_setresgid(gid_t r, gid_t e, gid_t s);
+static const int SL_O_PATH = 010000000;
+
+// wait(2) status decoding.
+int sl_wifexited(int status);
+int sl_wexitstatus(int status);
+int sl_wifsignaled(int status);
+int sl_wtermsig(int status);
+
+// SCM_RIGHTS: send/receive one fd with a short payload.
+ssize_t sl_send_fd(int sock, int fd, const void *buf, size_t len);
+ssize_t sl_recv_fd(int sock, int *fd, void *buf, size_t len);
+
+// Terminals.
+int sl_openpt(void);            // posix_openpt(O_RDWR|O_NOCTTY|O_CLOEXEC)
+int sl_unlockpt(int fd);
+int sl_ptsname(int fd, char *buf, size_t len);
+int sl_set_ctty(int fd);        // ioctl(fd, TIOCSCTTY, 0)
+int sl_get_winsize(int fd, unsigned short *rows, unsigned short *cols);
+int sl_set_winsize(int fd, unsigned short rows, unsigned short cols);
+
+// Signals.
+int sl_sigmask_block_all(void);
+int sl_sigmask_unblock_all(void);
+int sl_sigtimedwait_all(int timeout_ms); // returns signal number, 0 on timeout, -1 on error
+int sl_signal_default_all(void);
+int sl_signalfd_all(void);            // signalfd for every signal (they must be blocked), CLOEXEC|NONBLOCK
+int sl_signalfd_read(int fd);         // next signal number from a signalfd, 0 if none, -1 on error
+int sl_tty_raw(int fd, struct termios *saved);
+int sl_tty_restore(int fd, const struct termios *saved);
+#endif

@@ -1,0 +1,166 @@
+import Glibc
+import CLinux
+
+/// File helpers on raw descriptors. All fds are opened O_CLOEXEC.
+public enum FS {
+    public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) throws(SysError) -> Int32 {
+        try sys("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    public static func readAll(fd: Int32, path: String = "") throws(SysError) -> [UInt8] {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = try sys("read", path) { buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
+            if n == 0 { return out }
+            out.append(contentsOf: buf[0..<n])
+        }
+    }
+
+    public static func readFile(_ path: String) throws(SysError) -> [UInt8] {
+        let fd = try open(path, O_RDONLY)
+        defer { close(fd) }
+        return try readAll(fd: fd, path: path)
+    }
+
+    public static func readString(_ path: String) throws(SysError) -> String {
+        String(decoding: try readFile(path), as: UTF8.self)
+    }
+
+    public static func writeAll(fd: Int32, _ bytes: [UInt8], path: String = "") throws(SysError) {
+        var off = 0
+        while off < bytes.count {
+            let n = try sys("write", path) {
+                bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, $0.count - off) }
+            }
+            off += n
+        }
+    }
+
+    /// Writes a file (truncating), e.g. a /proc or /sys knob.
+    public static func writeFile(_ path: String, _ s: String, mode: mode_t = 0o644, create: Bool = true) throws(SysError) {
+        let fd = try open(path, O_WRONLY | O_TRUNC | (create ? O_CREAT : 0), mode)
+        defer { close(fd) }
+        try writeAll(fd: fd, Array(s.utf8), path: path)
+    }
+
+    /// Writes a file atomically: a temp file in the same directory, fsync'd, then renamed over the target.
+    public static func writeFileAtomic(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600) throws(SysError) {
+        let tmp = path + ".tmp"
+        let fd = try open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode)
+        do {
+            try writeAll(fd: fd, bytes, path: tmp)
+            try sys("fsync", tmp) { fsync(fd) }
+        } catch {
+            close(fd); unlink(tmp); throw error
+        }
+        close(fd)
+        do { try sys("rename", tmp) { rename(tmp, path) } } catch { unlink(tmp); throw error }
+    }
+
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    public static func lstatOf(_ path: String) -> Glibc.stat? {
+        var st = Glibc.stat()
+        return lstat(path, &st) == 0 ? st : nil
+    }
+
+    public static func statOf(_ path: String) -> Glibc.stat? {
+        var st = Glibc.stat()
+        return stat(path, &st) == 0 ? st : nil
+    }
+
+    public static func isDirectory(_ st: Glibc.stat) -> Bool { st.st_mode & S_IFMT == S_IFDIR }
+    public static func isSymlink(_ st: Glibc.stat) -> Bool { st.st_mode & S_IFMT == S_IFLNK }
+
+    public static func mkdir(_ path: String, _ mode: mode_t = 0o755) throws(SysError) {
+        if Glibc.mkdir(path, mode) != 0 && errno != EEXIST { throw SysError("mkdir", path, errno: errno) }
+    }
+
+    /// mkdir -p.
+    public static func mkdirAll(_ path: String, _ mode: mode_t = 0o755) throws(SysError) {
+        if let st = statOf(path) {
+            if isDirectory(st) { return }
+            throw SysError("mkdir", path, errno: ENOTDIR)
+        }
+        let parent = dirname(path)
+        if parent != path { try mkdirAll(parent, mode) }
+        try mkdir(path, mode)
+    }
+
+    /// Creates an empty regular file if nothing exists at path (a bind-mount target).
+    public static func touch(_ path: String, _ mode: mode_t = 0o644) throws(SysError) {
+        if lstatOf(path) != nil { return }
+        let fd = try open(path, O_WRONLY | O_CREAT, mode)
+        close(fd)
+    }
+
+    public static func readlink(_ path: String) throws(SysError) -> String {
+        var buf = [CChar](repeating: 0, count: 4097)
+        let n = try sys("readlink", path) { Glibc.readlink(path, &buf, 4096) }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public static func realpath(_ path: String) throws(SysError) -> String {
+        guard let p = Glibc.realpath(path, nil) else { throw SysError("realpath", path, errno: errno) }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
+    public static func listDirectory(_ path: String) throws(SysError) -> [String] {
+        guard let d = opendir(path) else { throw SysError("opendir", path, errno: errno) }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafePointer(to: e.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// rm -rf that does not cross into other mounts' contents it cannot remove; errors are returned.
+    public static func removeAll(_ path: String) throws(SysError) {
+        guard let st = lstatOf(path) else { return }
+        if isDirectory(st) {
+            for name in try listDirectory(path) { try removeAll(path + "/" + name) }
+            try sys("rmdir", path) { rmdir(path) }
+        } else {
+            try sys("unlink", path) { unlink(path) }
+        }
+    }
+
+    public static func dirname(_ path: String) -> String {
+        guard let i = path.lastIndex(of: "/") else { return "." }
+        if i == path.startIndex { return "/" }
+        return String(path[..<i])
+    }
+
+    /// Joins a base and a path, removing `.`, empty and `..` components lexically (never above "/").
+    public static func cleanPath(_ path: String) -> String {
+        var parts: [Substring] = []
+        for c in path.split(separator: "/", omittingEmptySubsequences: true) {
+            if c == "." { continue }
+            if c == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+            parts.append(c)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    /// Makes `path` absolute against `base` (the bundle) unless it already is.
+    public static func absolute(_ path: String, base: String) -> String {
+        path.hasPrefix("/") ? path : (base.hasSuffix("/") ? base + path : base + "/" + path)
+    }
+
+    public static func cwd() -> String {
+        var buf = [CChar](repeating: 0, count: 4097)
+        guard getcwd(&buf, 4096) != nil else { return "/" }
+        return cString(buf)
+    }
+}
+
+/// A NUL-terminated C buffer as a String.
+public func cString(_ buf: [CChar]) -> String {
+    String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

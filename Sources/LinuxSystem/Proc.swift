@@ -1,0 +1,105 @@
+import Glibc
+import CLinux
+
+/// Process helpers: fork/wait, liveness from /proc, signals, threads.
+public enum Proc {
+    /// Number of threads of this process. Namespace calls (unshare/setns) need exactly one.
+    public static func threadCount() -> Int {
+        (try? FS.listDirectory("/proc/self/task").count) ?? 0
+    }
+
+    /// Fails unless the process is single-threaded (clone/setns/unshare give EINVAL otherwise).
+    public static func assertSingleThreaded(_ what: String) throws(SysError) {
+        let n = threadCount()
+        if n != 1 { throw SysError("\(what): process has \(n) threads, need 1 for namespace calls", errno: EINVAL) }
+    }
+
+    public static func fork() throws(SysError) -> pid_t {
+        try sys("fork") { Glibc.fork() }
+    }
+
+    /// Waits for a child and returns its raw wait status.
+    public static func wait(_ pid: pid_t, options: Int32 = 0) throws(SysError) -> (pid: pid_t, status: Int32) {
+        var st: Int32 = 0
+        let r = try sys("waitpid") { waitpid(pid, &st, options) }
+        return (r, st)
+    }
+
+    /// Exit code as a shell reports it: the status, or 128+signal.
+    public static func exitCode(_ status: Int32) -> Int32 {
+        if sl_wifexited(status) != 0 { return sl_wexitstatus(status) }
+        if sl_wifsignaled(status) != 0 { return 128 + sl_wtermsig(status) }
+        return 255
+    }
+
+    /// /proc/PID/stat: the state letter and the start time (field 22, clock ticks since boot).
+    public static func stat(_ pid: pid_t) -> (state: Character, startTime: UInt64)? {
+        guard let s = try? FS.readString("/proc/\(pid)/stat"), let close = s.lastIndex(of: ")") else { return nil }
+        let rest = s[s.index(after: close)...].split(separator: " ")
+        // rest[0] is field 3 (state); field 22 is rest[19].
+        guard rest.count > 19, let st = rest[0].first, let start = UInt64(rest[19]) else { return nil }
+        return (st, start)
+    }
+
+    /// True if the process exists, is not a zombie, and (if given) has the recorded start time.
+    public static func isAlive(_ pid: pid_t, startTime: UInt64? = nil) -> Bool {
+        guard pid > 0, let s = stat(pid) else { return false }
+        if s.state == "Z" || s.state == "X" { return false }
+        if let startTime, startTime != s.startTime { return false }
+        return true
+    }
+
+    public static func kill(_ pid: pid_t, _ sig: Int32) throws(SysError) {
+        try sys("kill", "pid \(pid)") { Glibc.kill(pid, sig) }
+    }
+
+    /// Waits until a (possibly non-child) process has exited, up to timeoutMs; true if it did.
+    public static func waitExit(_ pid: pid_t, startTime: UInt64?, timeoutMs: Int32) -> Bool {
+        let fd = sl_pidfd_open(pid, 0)
+        if fd >= 0 {
+            defer { close(fd) }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let r = poll(&p, 1, timeoutMs)
+            return r > 0 || !isAlive(pid, startTime: startTime)
+        }
+        return !isAlive(pid, startTime: startTime)
+    }
+
+    public static func setChildSubreaper() throws(SysError) {
+        try sys("prctl(PR_SET_CHILD_SUBREAPER)") { sl_prctl(SL_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }
+    }
+
+    /// Writes the process's own inode of namespace `name` (e.g. "pid"), for comparing namespaces.
+    public static func namespaceInode(_ pid: String, _ name: String) -> ino_t? {
+        FS.statOf("/proc/\(pid)/ns/\(name)").map { $0.st_ino }
+    }
+}
+
+/// Signal names as runc accepts them (`KILL`, `SIGKILL`, `9`).
+public enum Signals {
+    public static let table: [(String, Int32)] = [
+        ("HUP", SIGHUP), ("INT", SIGINT), ("QUIT", SIGQUIT), ("ILL", SIGILL), ("TRAP", SIGTRAP),
+        ("ABRT", SIGABRT), ("IOT", SIGIOT), ("BUS", SIGBUS), ("FPE", SIGFPE), ("KILL", SIGKILL),
+        ("USR1", SIGUSR1), ("SEGV", SIGSEGV), ("USR2", SIGUSR2), ("PIPE", SIGPIPE), ("ALRM", SIGALRM),
+        ("TERM", SIGTERM), ("STKFLT", SIGSTKFLT), ("CHLD", SIGCHLD), ("CONT", SIGCONT), ("STOP", SIGSTOP),
+        ("TSTP", SIGTSTP), ("TTIN", SIGTTIN), ("TTOU", SIGTTOU), ("URG", SIGURG), ("XCPU", SIGXCPU),
+        ("XFSZ", SIGXFSZ), ("VTALRM", SIGVTALRM), ("PROF", SIGPROF), ("WINCH", SIGWINCH), ("IO", SIGIO),
+        ("POLL", SIGPOLL), ("PWR", SIGPWR), ("SYS", SIGSYS),
+    ]
+
+    /// Parses a signal name or number; nil when unknown.
+    public static func parse(_ s: String) -> Int32? {
+        if let n = Int32(s) { return n > 0 && n < 65 ? n : nil }
+        var name = s.uppercased()
+        if name.hasPrefix("SIG") { name.removeFirst(3) }
+        if name.hasPrefix("RTMIN") || name.hasPrefix("RTMAX") {
+            let base = name.hasPrefix("RTMIN") ? Int32(34) : Int32(64)
+            let rest = name.dropFirst(5)
+            if rest.isEmpty { return base }
+            guard let off = Int32(rest), (base == 34 ? off > 0 : off < 0) else { return nil }
+            let n = base + off
+            return n >= 34 && n <= 64 ? n : nil
+        }
+        return table.first { $0.0 == name }?.1
+    }
+}

@@ -1,0 +1,234 @@
+import Glibc
+import CLinux
+import LinuxSystem
+
+/// A mount from config.json, resolved in the parent (source made absolute, options parsed).
+public struct PlannedMount: Sendable {
+    public var destination: String
+    public var type: String
+    public var source: String
+    public var options: MountOptions
+    public init(destination: String, type: String, source: String, options: MountOptions) {
+        self.destination = destination; self.type = type; self.source = source; self.options = options
+    }
+}
+
+/// A device node to create in the container's /dev.
+public struct DeviceNode: Sendable {
+    public var path: String
+    public var type: String   // c, b, u, p
+    public var major: Int64
+    public var minor: Int64
+    public var fileMode: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+    public init(path: String, type: String, major: Int64, minor: Int64, fileMode: UInt32, uid: UInt32, gid: UInt32) {
+        self.path = path; self.type = type; self.major = major; self.minor = minor
+        self.fileMode = fileMode; self.uid = uid; self.gid = gid
+    }
+
+    /// The devices every container gets (runtime-spec config-linux.md "Default Devices").
+    public static let defaults: [DeviceNode] = [
+        DeviceNode(path: "/dev/null", type: "c", major: 1, minor: 3, fileMode: 0o666, uid: 0, gid: 0),
+        DeviceNode(path: "/dev/zero", type: "c", major: 1, minor: 5, fileMode: 0o666, uid: 0, gid: 0),
+        DeviceNode(path: "/dev/full", type: "c", major: 1, minor: 7, fileMode: 0o666, uid: 0, gid: 0),
+        DeviceNode(path: "/dev/random", type: "c", major: 1, minor: 8, fileMode: 0o666, uid: 0, gid: 0),
+        DeviceNode(path: "/dev/urandom", type: "c", major: 1, minor: 9, fileMode: 0o666, uid: 0, gid: 0),
+        DeviceNode(path: "/dev/tty", type: "c", major: 5, minor: 0, fileMode: 0o666, uid: 0, gid: 0),
+    ]
+}
+
+/// A cgroup hierarchy of the host as the container should see it (bind of its own cgroup).
+public struct CgroupBind: Sendable {
+    public var name: String      // sub-directory under the mount point ("" for a pure v2 host)
+    public var hostPath: String  // e.g. /sys/fs/cgroup/memory/some/path
+    public init(name: String, hostPath: String) { self.name = name; self.hostPath = hostPath }
+}
+
+/// Everything init needs to build the container's filesystem, resolved before fork.
+public struct RootfsPlan: Sendable {
+    public var rootfs: String
+    public var readonly: Bool
+    public var rootPropagation: UInt
+    public var mounts: [PlannedMount]
+    public var devices: [DeviceNode]
+    public var createDevices: Bool      // false when /dev is bind-mounted from the host
+    public var bindDevices: Bool        // user namespace: mknod is not allowed, bind from host
+    public var inUserNamespace: Bool
+    public var noPivot: Bool
+    /// Without a new mount namespace (runc allows it) the mounts happen in the caller's namespace
+    /// and the root is entered with chroot; "/" keeps its propagation.
+    public var newMountNamespace: Bool = true
+    public var maskedPaths: [String]
+    public var readonlyPaths: [String]
+    public var cgroupBinds: [CgroupBind]
+    public init(rootfs: String, readonly: Bool, rootPropagation: UInt, mounts: [PlannedMount], devices: [DeviceNode],
+                createDevices: Bool, bindDevices: Bool, inUserNamespace: Bool, noPivot: Bool,
+                maskedPaths: [String], readonlyPaths: [String], cgroupBinds: [CgroupBind]) {
+        self.rootfs = rootfs; self.readonly = readonly; self.rootPropagation = rootPropagation; self.mounts = mounts
+        self.devices = devices; self.createDevices = createDevices; self.bindDevices = bindDevices
+        self.inUserNamespace = inUserNamespace; self.noPivot = noPivot; self.maskedPaths = maskedPaths
+        self.readonlyPaths = readonlyPaths; self.cgroupBinds = cgroupBinds
+    }
+}
+
+@inline(__always)
+func mountCall(_ source: String?, _ target: String, _ fstype: String?, _ flags: UInt, _ data: String?,
+               what: String) throws(SysError) {
+    try sys("mount \(what) to", target) { sl_mount(source, target, fstype, flags, data) }
+}
+
+/// Remounts a bind mount with `flags`; on EPERM retries keeping the flags the kernel locked
+/// (nosuid/nodev/noexec/ro/atime inherited from a more privileged mount namespace).
+func remountBind(_ target: String, _ flags: UInt) throws(SysError) {
+    let base = SL_MS_BIND | SL_MS_REMOUNT | (flags & ~(SL_MS_BIND | SL_MS_REC | SL_MS_REMOUNT))
+    if sl_mount(nil, target, nil, base, nil) == 0 { return }
+    let first = errno
+    var vfs = statvfs()
+    if first == EPERM, statvfs(target, &vfs) == 0 {
+        let locked = UInt(vfs.f_flag) & (SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC | SL_MS_RDONLY | SL_MS_NOATIME | SL_MS_NODIRATIME | SL_MS_RELATIME)
+        if sl_mount(nil, target, nil, base | locked, nil) == 0 { return }
+    }
+    throw SysError("remount", target, errno: first)
+}
+
+public enum Rootfs {
+    /// Before pivot_root: propagation, rootfs bind, mounts, devices, /dev symlinks.
+    public static func prepare(_ plan: RootfsPlan) throws(SysError) {
+        if plan.newMountNamespace {
+            try mountCall(nil, "/", nil, plan.rootPropagation, nil, what: "propagation of")
+        }
+        try mountCall(plan.rootfs, plan.rootfs, nil, SL_MS_BIND | SL_MS_REC, nil, what: "rootfs")
+        for m in plan.mounts { try mountOne(m, plan) }
+        if plan.createDevices {
+            for d in DeviceNode.defaults + plan.devices { try createDevice(d, plan) }
+            try devSymlinks(plan)
+        } else {
+            for d in plan.devices { try createDevice(d, plan) }
+        }
+    }
+
+    static func mountOne(_ m: PlannedMount, _ plan: RootfsPlan) throws(SysError) {
+        let dest = try secureJoin(root: plan.rootfs, m.destination)
+        if m.options.isBind {
+            guard let st = FS.statOf(m.source) else { throw SysError("stat bind source", m.source, errno: errno) }
+            if FS.isDirectory(st) { try FS.mkdirAll(dest) } else { try FS.mkdirAll(FS.dirname(dest)); try FS.touch(dest) }
+            try mountCall(m.source, dest, "bind", m.options.flags & (SL_MS_BIND | SL_MS_REC), nil, what: "\"\(m.source)\"")
+            if m.options.flags & ~(SL_MS_BIND | SL_MS_REC) != 0 { try remountBind(dest, m.options.flags) }
+        } else if m.type == "cgroup" || m.type == "cgroup2" {
+            try mountCgroup(dest, m, plan)
+        } else {
+            try FS.mkdirAll(dest)
+            let data = m.options.dataString
+            let r = sl_mount(m.source, dest, m.type, m.options.flags, data.isEmpty ? nil : data)
+            if r != 0 {
+                let e = errno
+                // sysfs cannot be mounted in a user namespace that does not own the network namespace.
+                if m.type == "sysfs" && plan.inUserNamespace && (e == EPERM || e == EACCES) {
+                    try mountCall("/sys", dest, "bind", SL_MS_BIND | SL_MS_REC, nil, what: "\"/sys\" (sysfs fallback)")
+                    if m.options.flags != 0 { try remountBind(dest, m.options.flags) }
+                } else {
+                    throw SysError("mount \"\(m.source)\" (\(m.type)) to", m.destination, errno: e)
+                }
+            }
+        }
+        for p in m.options.propagation { try mountCall(nil, dest, nil, p, nil, what: "propagation of") }
+    }
+
+    /// cgroup mounts show the container its own cgroup: the host hierarchies, bind-mounted at the
+    /// container's cgroup (one directory per v1 hierarchy under a tmpfs, or the v2 tree directly).
+    static func mountCgroup(_ dest: String, _ m: PlannedMount, _ plan: RootfsPlan) throws(SysError) {
+        try FS.mkdirAll(dest)
+        let ro = m.options.flags & SL_MS_RDONLY != 0
+        let perMount = (m.options.flags | SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC) & ~SL_MS_REC
+        if plan.cgroupBinds.count == 1 && plan.cgroupBinds[0].name.isEmpty {
+            try mountCall(plan.cgroupBinds[0].hostPath, dest, "bind", SL_MS_BIND | SL_MS_REC, nil, what: "cgroup")
+            try remountBind(dest, perMount)
+            return
+        }
+        try mountCall("tmpfs", dest, "tmpfs", SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC, "mode=755", what: "cgroup tmpfs")
+        for b in plan.cgroupBinds {
+            let sub = dest + "/" + b.name
+            try FS.mkdirAll(sub)
+            try mountCall(b.hostPath, sub, "bind", SL_MS_BIND | SL_MS_REC, nil, what: "cgroup \"\(b.name)\"")
+            try remountBind(sub, perMount)
+        }
+        if ro { try mountCall(nil, dest, nil, SL_MS_REMOUNT | SL_MS_RDONLY | SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC, nil, what: "cgroup tmpfs read-only") }
+    }
+
+    static func createDevice(_ d: DeviceNode, _ plan: RootfsPlan) throws(SysError) {
+        let dest = try secureJoin(root: plan.rootfs, d.path)
+        try FS.mkdirAll(FS.dirname(dest))
+        if plan.bindDevices {
+            try FS.touch(dest)
+            try mountCall(d.path, dest, "bind", SL_MS_BIND, nil, what: "device \"\(d.path)\"")
+            return
+        }
+        let kind: mode_t
+        switch d.type {
+        case "b": kind = S_IFBLK
+        case "p": kind = S_IFIFO
+        default: kind = S_IFCHR
+        }
+        unlink(dest)
+        try sys("mknod", d.path) { mknod(dest, kind | mode_t(d.fileMode & 0o7777), sl_makedev(UInt32(d.major), UInt32(d.minor))) }
+        try sys("chmod", d.path) { chmod(dest, mode_t(d.fileMode & 0o7777)) }
+        try sys("chown", d.path) { chown(dest, d.uid, d.gid) }
+    }
+
+    static func devSymlinks(_ plan: RootfsPlan) throws(SysError) {
+        var links = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+                     ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")]
+        if FS.exists("/proc/kcore") { links.append(("/proc/kcore", "/dev/core")) }
+        if plan.mounts.contains(where: { $0.destination == "/dev/pts" }) { links.append(("pts/ptmx", "/dev/ptmx")) }
+        for (target, link) in links {
+            let dest = try secureJoin(root: plan.rootfs, link)
+            if link == "/dev/ptmx" { unlink(dest) }
+            if symlink(target, dest) != 0 && errno != EEXIST { throw SysError("symlink", link, errno: errno) }
+        }
+    }
+
+    /// Makes the rootfs "/" (pivot_root, or MS_MOVE + chroot with --no-pivot).
+    public static func enter(_ plan: RootfsPlan) throws(SysError) {
+        if !plan.newMountNamespace {
+            try sys("chroot", plan.rootfs) { chroot(plan.rootfs) }
+            try sys("chdir", "/") { chdir("/") }
+            return
+        }
+        if plan.noPivot {
+            try sys("chdir", plan.rootfs) { chdir(plan.rootfs) }
+            try mountCall(plan.rootfs, "/", nil, SL_MS_MOVE, nil, what: "rootfs (move)")
+            try sys("chroot", plan.rootfs) { chroot(".") }
+            try sys("chdir", "/") { chdir("/") }
+            return
+        }
+        let oldRoot = try FS.open("/", O_DIRECTORY | O_RDONLY)
+        defer { close(oldRoot) }
+        let newRoot = try FS.open(plan.rootfs, O_DIRECTORY | O_RDONLY)
+        defer { close(newRoot) }
+        try sys("fchdir", plan.rootfs) { fchdir(newRoot) }
+        try sys("pivot_root", plan.rootfs) { sl_pivot_root(".", ".") }
+        try sys("fchdir", "old root") { fchdir(oldRoot) }
+        try mountCall(nil, ".", nil, SL_MS_SLAVE | SL_MS_REC, nil, what: "propagation of old root")
+        try sys("umount old root", "/") { sl_umount2(".", SL_MNT_DETACH) }
+        try sys("chdir", "/") { chdir("/") }
+    }
+
+    /// After entering the rootfs: masked and read-only paths, read-only root.
+    public static func finish(_ plan: RootfsPlan) throws(SysError) {
+        for p in plan.readonlyPaths {
+            guard FS.lstatOf(p) != nil else { continue }
+            try mountCall(p, p, nil, SL_MS_BIND | SL_MS_REC, nil, what: "readonly path")
+            try remountBind(p, SL_MS_RDONLY | SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC)
+        }
+        for p in plan.maskedPaths {
+            guard let st = FS.lstatOf(p) else { continue }
+            if FS.isDirectory(st) {
+                try mountCall("tmpfs", p, "tmpfs", SL_MS_RDONLY, nil, what: "masked path")
+            } else {
+                try mountCall("/dev/null", p, nil, SL_MS_BIND, nil, what: "masked path")
+            }
+        }
+        if plan.readonly { try remountBind("/", SL_MS_RDONLY) }
+    }
+}

@@ -1,0 +1,92 @@
+// The features document (runtime-spec features.md, features-linux.md) and the name tables it lists.
+
+/// Swiftlet's own version, as `--version` and the features annotations report it.
+public let swiftletVersion = "0.1.0"
+
+/// The Linux capability names, in kernel order (CAP_CHOWN is 0, CAP_CHECKPOINT_RESTORE is 40).
+public let knownCapabilities: [String] = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+    "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+
+/// The Linux rlimit names, in kernel order (RLIMIT_CPU is 0, RLIMIT_RTTIME is 15).
+public let knownRlimits: [String] = [
+    "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS", "RLIMIT_NPROC",
+    "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS", "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE",
+    "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME",
+]
+
+/// The hook names of config.md, in lifecycle order.
+public let knownHooks: [String] = [
+    "prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop",
+]
+
+/// What `swiftlet features` prints.
+public struct Features: Encodable, Sendable, Equatable {
+    public var ociVersionMin: String
+    public var ociVersionMax: String
+    public var hooks: [String]?
+    public var mountOptions: [String]?
+    public var linux: LinuxFeatures?
+    public var annotations: [String: String]?
+
+    public struct LinuxFeatures: Encodable, Sendable, Equatable {
+        public var namespaces: [String]?
+        public var capabilities: [String]?
+        public var cgroup: Cgroup?
+        public var seccomp: Seccomp?
+        public var apparmor: Enabled?
+        public var selinux: Enabled?
+        public var intelRdt: Enabled?
+        public var mountExtensions: MountExtensions?
+    }
+
+    public struct Cgroup: Encodable, Sendable, Equatable {
+        public var v1: Bool?
+        public var v2: Bool?
+        public var systemd: Bool?
+        public var systemdUser: Bool?
+        public var rdma: Bool?
+    }
+
+    public struct Seccomp: Encodable, Sendable, Equatable {
+        public var enabled: Bool?
+        public var actions: [String]?
+        public var operators: [String]?
+        public var archs: [String]?
+        public var knownFlags: [String]?
+        public var supportedFlags: [String]?
+    }
+
+    public struct Enabled: Encodable, Sendable, Equatable {
+        public var enabled: Bool?
+    }
+
+    public struct MountExtensions: Encodable, Sendable, Equatable {
+        public var idmap: Enabled?
+    }
+
+    /// The features of this build. `mountOptions` depends on the host kernel, so the caller supplies it.
+    public static func current(mountOptions: [String]) -> Features {
+        Features(
+            ociVersionMin: "1.0.0",
+            ociVersionMax: ociRuntimeSpecVersion,
+            hooks: knownHooks,
+            mountOptions: mountOptions,
+            linux: LinuxFeatures(
+                namespaces: NamespaceType.allCases.map(\.rawValue),
+                capabilities: knownCapabilities,
+                cgroup: Cgroup(v1: false, v2: false, systemd: false, systemdUser: false, rdma: false),
+                seccomp: Seccomp(enabled: false),
+                apparmor: Enabled(enabled: false),
+                selinux: Enabled(enabled: false),
+                intelRdt: Enabled(enabled: false),
+                mountExtensions: MountExtensions(idmap: Enabled(enabled: false))),
+            annotations: ["io.github.swiftlet.version": swiftletVersion])
+    }
+}

@@ -1,0 +1,174 @@
+// Semantic checks of a decoded config (runtime-spec config.md and config-linux.md, plus the checks
+// runc makes before it starts anything). Each error names the offending JSON path.
+
+private func isAbsolute(_ path: String) -> Bool { path.utf8.first == UInt8(ascii: "/") }
+
+private func fail(_ path: String, _ message: String) -> OCIError { OCIError(path: path, message: message) }
+
+/// `base.key`, or `base["key"]` when the key is not an identifier.
+private func member(_ base: String, _ key: String) -> String { base + formatPath([NameKey(key)]).dotted }
+
+private extension String {
+    /// Prefixes a `.` unless the string already starts with `[`.
+    var dotted: String { hasPrefix("[") ? self : "." + self }
+}
+
+private let propagationModes: Set<String> = [
+    "shared", "slave", "private", "unbindable", "rshared", "rslave", "rprivate", "runbindable",
+]
+private let knownCapabilitySet = Set(knownCapabilities)
+private let knownRlimitSet = Set(knownRlimits)
+
+extension Spec {
+    /// Throws the first problem found, e.g. `process.args: must not be empty`.
+    public func validate() throws(OCIError) {
+        if ociVersion.isEmpty { throw fail("ociVersion", "must not be empty") }
+        guard let root else { throw fail("root", "required field missing") }
+        if root.path.isEmpty { throw fail("root.path", "must not be empty") }
+        if let process { try process.validate() }
+        for (i, mount) in (mounts ?? []).enumerated() where !isAbsolute(mount.destination) {
+            throw fail("mounts[\(i)].destination", "must be an absolute path")
+        }
+        if let hooks { try hooks.validate() }
+        try validateLinux()
+    }
+
+    private func validateLinux() throws(OCIError) {
+        let linux = self.linux ?? Linux()
+        let namespaces = linux.namespaces ?? []
+
+        var seen = Set<NamespaceType>()
+        for (i, ns) in namespaces.enumerated() {
+            if !seen.insert(ns.type).inserted {
+                throw fail("linux.namespaces[\(i)].type", "duplicate namespace \(quoteJSON(ns.type.rawValue))")
+            }
+            if let path = ns.path, !path.isEmpty, !isAbsolute(path) {
+                throw fail("linux.namespaces[\(i)].path", "must be an absolute path")
+            }
+        }
+        func namespace(_ type: NamespaceType) -> Namespace? { namespaces.first { $0.type == type } }
+
+        // UTS: a hostname or domainname needs the container's own UTS namespace (as runc requires;
+        // one joined by path counts, since it is not the runtime's).
+        if let hostname, !hostname.isEmpty, namespace(.uts) == nil {
+            throw fail("hostname", "unable to set hostname without a private UTS namespace")
+        }
+        if let domainname, !domainname.isEmpty, namespace(.uts) == nil {
+            throw fail("domainname", "unable to set domainname without a private UTS namespace")
+        }
+
+        // User namespace and id mappings.
+        let mappings = [("uidMappings", "uid", linux.uidMappings ?? []), ("gidMappings", "gid", linux.gidMappings ?? [])]
+        for (field, kind, list) in mappings {
+            if namespace(.user) == nil, !list.isEmpty {
+                throw fail("linux.\(field)", "user namespace mappings specified, but no user namespace is configured")
+            }
+            if let user = namespace(.user), user.path?.isEmpty ?? true, list.isEmpty {
+                throw fail("linux.\(field)", "a new user namespace requires \(kind) mappings")
+            }
+            for (i, m) in list.enumerated() where m.size == 0 {
+                throw fail("linux.\(field)[\(i)].size", "must be greater than zero")
+            }
+        }
+
+        // Time namespace offsets.
+        if let offsets = linux.timeOffsets, !offsets.isEmpty {
+            for clock in offsets.keys.sorted() where clock != "monotonic" && clock != "boottime" {
+                throw fail(member("linux.timeOffsets", clock),
+                           "unknown clock \(quoteJSON(clock)) (must be monotonic or boottime)")
+            }
+            if namespace(.time) == nil {
+                throw fail("linux.timeOffsets", "time namespace offsets specified, but no time namespace is configured")
+            }
+        }
+
+        if let propagation = linux.rootfsPropagation, !propagation.isEmpty, !propagationModes.contains(propagation) {
+            throw fail("linux.rootfsPropagation", "invalid value \(quoteJSON(propagation)) (must be one of "
+                + "shared, slave, private, unbindable, rshared, rslave, rprivate, runbindable)")
+        }
+
+        for (i, device) in (linux.devices ?? []).enumerated() {
+            let path = "linux.devices[\(i)]"
+            guard ["c", "b", "u", "p"].contains(device.type) else {
+                throw fail(path + ".type", "invalid device type \(quoteJSON(device.type)) (must be c, b, u or p)")
+            }
+            if !isAbsolute(device.path) { throw fail(path + ".path", "must be an absolute path") }
+            if device.type != "p" {
+                if device.major == nil { throw fail(path + ".major", "required for device type \(quoteJSON(device.type))") }
+                if device.minor == nil { throw fail(path + ".minor", "required for device type \(quoteJSON(device.type))") }
+            }
+        }
+
+        if let sysctl = linux.sysctl, sysctl.keys.contains("") {
+            throw fail("linux.sysctl", "key must not be empty")
+        }
+
+        for (field, paths) in [("maskedPaths", linux.maskedPaths ?? []), ("readonlyPaths", linux.readonlyPaths ?? [])] {
+            for (i, p) in paths.enumerated() where !isAbsolute(p) {
+                throw fail("linux.\(field)[\(i)]", "must be an absolute path")
+            }
+            if !paths.isEmpty, namespace(.mount) == nil {
+                throw fail("linux.\(field)", "unable to restrict sys entries without a private MNT namespace")
+            }
+        }
+    }
+}
+
+extension Process {
+    /// Checks a process (config.json's `process`, or an exec's process.json); `path` prefixes error paths.
+    public func validate(path: String = "process") throws(OCIError) {
+        guard let args, !args.isEmpty else { throw fail(path + ".args", "must not be empty") }
+        if !isAbsolute(cwd) { throw fail(path + ".cwd", "must be an absolute path") }
+
+        for (i, entry) in (env ?? []).enumerated() {
+            guard let eq = entry.utf8.firstIndex(of: UInt8(ascii: "=")) else {
+                throw fail("\(path).env[\(i)]", "invalid environment variable \(quoteJSON(entry)): missing '='")
+            }
+            if eq == entry.utf8.startIndex {
+                throw fail("\(path).env[\(i)]", "invalid environment variable \(quoteJSON(entry)): empty name")
+            }
+        }
+
+        var seenRlimits = Set<String>()
+        for (i, rlimit) in (rlimits ?? []).enumerated() {
+            let base = "\(path).rlimits[\(i)]"
+            if !knownRlimitSet.contains(rlimit.type) {
+                throw fail(base + ".type", "unknown rlimit \(quoteJSON(rlimit.type))")
+            }
+            if !seenRlimits.insert(rlimit.type).inserted {
+                throw fail(base + ".type", "duplicate rlimit \(quoteJSON(rlimit.type))")
+            }
+            if rlimit.soft > rlimit.hard {
+                throw fail(base + ".soft", "soft limit \(rlimit.soft) is greater than hard limit \(rlimit.hard)")
+            }
+        }
+
+        if let caps = capabilities {
+            let sets = [("bounding", caps.bounding), ("effective", caps.effective), ("inheritable", caps.inheritable),
+                        ("permitted", caps.permitted), ("ambient", caps.ambient)]
+            for (name, list) in sets {
+                for (i, cap) in (list ?? []).enumerated() where !knownCapabilitySet.contains(cap) {
+                    throw fail("\(path).capabilities.\(name)[\(i)]", "unknown capability \(quoteJSON(cap))")
+                }
+            }
+        }
+
+        if let adj = oomScoreAdj, adj < -1000 || adj > 1000 {
+            throw fail(path + ".oomScoreAdj", "\(adj) is out of range (must be between -1000 and 1000)")
+        }
+    }
+}
+
+extension Hooks {
+    func validate() throws(OCIError) {
+        let lists = [("prestart", prestart), ("createRuntime", createRuntime), ("createContainer", createContainer),
+                     ("startContainer", startContainer), ("poststart", poststart), ("poststop", poststop)]
+        for (name, hooks) in lists {
+            for (i, hook) in (hooks ?? []).enumerated() {
+                let base = "hooks.\(name)[\(i)]"
+                if !isAbsolute(hook.path) { throw fail(base + ".path", "must be an absolute path") }
+                if let timeout = hook.timeout, timeout <= 0 { throw fail(base + ".timeout", "must be greater than zero") }
+            }
+        }
+    }
+}

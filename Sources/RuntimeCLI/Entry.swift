@@ -1,0 +1,220 @@
+import Glibc
+import Argv
+import OCI
+import LinuxSystem
+import RuntimeCore
+
+/// Global settings every verb sees.
+struct Globals {
+    var root: String
+    var log: Log
+    var criu: String
+}
+
+/// Where errors go: stderr always, and the --log file (text or runc's JSON lines) when given.
+struct Log {
+    var path: String?
+    var json: Bool
+
+    func error(_ message: String) {
+        printErr(message)
+        write("error", message)
+    }
+
+    func warning(_ message: String) {
+        printErr("warning: " + message)
+        write("warning", message)
+    }
+
+    private func write(_ level: String, _ message: String) {
+        guard let path, !path.isEmpty else { return }
+        let time = Clock.rfc3339Nano()
+        let line = json
+            ? "{\"level\":\"\(level)\",\"msg\":\(jsonString(message)),\"time\":\"\(time)\"}\n"
+            : "time=\"\(time)\" level=\(level) msg=\(jsonString(message))\n"
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        _ = try? FS.writeAll(fd: fd, Array(line.utf8), path: path)
+        close(fd)
+    }
+}
+
+func printErr(_ s: String) {
+    let line = s.hasSuffix("\n") ? s : s + "\n"
+    _ = try? FS.writeAll(fd: 2, Array(line.utf8))
+}
+
+func printOut(_ s: String) {
+    let line = s.hasSuffix("\n") ? s : s + "\n"
+    _ = try? FS.writeAll(fd: 1, Array(line.utf8))
+}
+
+/// A JSON string literal (quotes and escapes) for log lines.
+func jsonString(_ s: String) -> String { encodeJSON([s]).dropFirst().dropLast().description }
+
+/// Entry point: parses argv, runs the verb, returns the exit status.
+public func runSwiftlet(_ argv: [String]) -> Int32 {
+    let parsed: ParseResult
+    do { parsed = try parseCommandLine(argv, app: swiftletApp, programName: "swiftlet") } catch {
+        if let usage = error.usageText, !usage.isEmpty { printOut(usage) }
+        let g = error.globals
+        Log(path: g?.string("log"), json: g?.string("log-format") == "json").error(error.message)
+        return error.exitCode
+    }
+    switch parsed {
+    case .help(let text):
+        printOut(text)
+        return 0
+    case .version(let text):
+        printOut(text)
+        return 0
+    case .command(let g, let command, let options):
+        let globals = Globals(root: g.string("root") ?? "/run/swiftlet",
+                              log: Log(path: g.string("log"), json: g.string("log-format") == "json"),
+                              criu: g.string("criu") ?? "criu")
+        if g.bool("systemd-cgroup") {
+            globals.log.error("systemd cgroup driver is unsupported: no systemd on this host (use the cgroupfs driver)")
+            return 1
+        }
+        do {
+            return try dispatch(command.name, options, globals)
+        } catch let e as RuntimeError {
+            globals.log.error(e.message)
+            return e.exitStatus
+        } catch let e as ArgvError {
+            globals.log.error(e.message)
+            return 1
+        } catch {
+            globals.log.error("\(error)")
+            return 1
+        }
+    }
+}
+
+
+func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 {
+    switch verb {
+    case "create":
+        _ = try createContainer(createOptions(o, g, id: o.positionals[0]))
+        return 0
+    case "start":
+        for w in try startContainer(root: g.root, id: o.positionals[0]) { g.log.warning(w) }
+        return 0
+    case "run":
+        return try runVerb(o, g)
+    case "state":
+        printOut(encodeJSON(try containerState(root: g.root, id: o.positionals[0]), pretty: true))
+        return 0
+    case "kill":
+        try killContainer(root: g.root, id: o.positionals[0], signal: o.positionals.count > 1 ? o.positionals[1] : "SIGTERM",
+                          all: o.bool("all"))
+        return 0
+    case "delete":
+        for w in try deleteContainer(root: g.root, id: o.positionals[0], force: o.bool("force")) { g.log.warning(w) }
+        return 0
+    case "list":
+        printOut(listOutput(listContainers(root: g.root), format: o.string("format") ?? "table", quiet: o.bool("quiet")))
+        return 0
+    case "exec":
+        return try execVerb(o, g)
+    case "spec":
+        try specVerb(o)
+        return 0
+    case "features":
+        printOut(encodeJSON(Features.current(mountOptions: supportedMountOptions()), pretty: true))
+        return 0
+    default:
+        throw RuntimeError(.unsupported, "\(verb): not implemented yet in swiftlet")
+    }
+}
+
+func createOptions(_ o: ParsedOptions, _ g: Globals, id: String) throws -> CreateOptions {
+    var c = CreateOptions(root: g.root, id: id, bundle: o.string("bundle") ?? ".")
+    c.consoleSocket = o.string("console-socket").flatMap { $0.isEmpty ? nil : $0 }
+    c.pidFile = o.string("pid-file").flatMap { $0.isEmpty ? nil : $0 }
+    c.noPivot = o.bool("no-pivot")
+    c.noNewKeyring = o.bool("no-new-keyring")
+    c.preserveFds = try o.int("preserve-fds") ?? 0
+    return c
+}
+
+/// `run`: create + start; in the foreground wait, forward signals, then delete (unless --keep).
+func runVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
+    let id = o.positionals[0]
+    var c = try createOptions(o, g, id: id)
+    let detach = o.bool("detach")
+    c.foreground = !detach
+    let created = try createContainer(c)
+    do { for w in try startContainer(root: g.root, id: id) { g.log.warning(w) } } catch {
+        try? deleteContainer(root: g.root, id: id, force: true)
+        throw error
+    }
+    if detach { return 0 }
+    let code = waitForeground(pid: created.state.pid, pty: created.ptyMaster)
+    if !o.bool("keep") { for w in try deleteContainer(root: g.root, id: id, force: true) { g.log.warning(w) } }
+    return code
+}
+
+func execVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
+    guard let id = o.positionals.first else {
+        throw RuntimeError(.invalidArgument, "swiftlet: \"exec\" requires a minimum of 1 argument")
+    }
+    let spec = try containerConfig(root: g.root, id: id)
+    var process: OCI.Process
+    if let path = o.string("process"), !path.isEmpty {
+        let bytes: [UInt8]
+        do { bytes = try FS.readFile(path) } catch { throw RuntimeError(.invalidArgument, "exec --process: \(error)") }
+        do { process = try decodeJSON(OCI.Process.self, from: bytes) } catch {
+            throw RuntimeError(.invalidArgument, "exec --process \(path): \(error)")
+        }
+    } else {
+        guard o.positionals.count > 1 else { throw RuntimeError(.invalidArgument, "exec: no command given (args or --process)") }
+        var ov = ExecOverrides()
+        ov.args = Array(o.positionals.dropFirst())
+        ov.env = o.strings("env")
+        ov.cwd = o.string("cwd").flatMap { $0.isEmpty ? nil : $0 }
+        ov.user = o.string("user").flatMap { $0.isEmpty ? nil : $0 }
+        ov.additionalGids = o.strings("additional-gids")
+        ov.caps = o.strings("cap")
+        ov.tty = o.bool("tty")
+        ov.noNewPrivs = o.bool("no-new-privs")
+        process = try ov.apply(to: spec.process ?? OCI.Process())
+    }
+    var e = ExecOptions(root: g.root, id: id, process: process)
+    e.consoleSocket = o.string("console-socket").flatMap { $0.isEmpty ? nil : $0 }
+    e.pidFile = o.string("pid-file").flatMap { $0.isEmpty ? nil : $0 }
+    e.detach = o.bool("detach")
+    e.preserveFds = try o.int("preserve-fds") ?? 0
+    e.ignorePaused = o.bool("ignore-paused")
+    return try execInContainer(e)
+}
+
+func specVerb(_ o: ParsedOptions) throws {
+    let bundle = o.string("bundle").flatMap { $0.isEmpty ? nil : $0 } ?? "."
+    let path = bundle + "/config.json"
+    if FS.exists(path) { throw RuntimeError(.exists, "File \(path) exists. Remove it first") }
+    let spec = Spec.defaultSpec(rootless: o.bool("rootless"), uid: getuid(), gid: getgid())
+    do { try FS.writeFile(path, encodeJSON(spec, pretty: true) + "\n", mode: 0o666) } catch {
+        throw RuntimeError(.internal, "write \(path): \(error)")
+    }
+}
+
+func listOutput(_ states: [State], format: String, quiet: Bool) -> String {
+    if quiet { return states.map(\.id).joined(separator: "\n") }
+    if format == "json" { return encodeJSON(states) }
+    let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    let rows = [header] + states.map { [$0.id, String($0.pid), $0.status, $0.bundle, $0.created ?? "", $0.owner ?? ""] }
+    var widths = [Int](repeating: 12, count: header.count)
+    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count + 3) } }
+    return rows.map { r in
+        r.enumerated().map { i, c in i == r.count - 1 ? c : c + String(repeating: " ", count: widths[i] - c.count) }.joined()
+    }.joined(separator: "\n")
+}
+
+/// Mount options `features` reports: the option table, plus `noswap` only where tmpfs has it (6.4+).
+func supportedMountOptions() -> [String] {
+    ["async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime", "loud", "mand",
+     "noatime", "nodev", "nodiratime", "noexec", "nolazytime", "nomand", "norelatime", "nostrictatime",
+     "nosuid", "nosymfollow", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave",
+     "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow", "sync", "unbindable"]
+}

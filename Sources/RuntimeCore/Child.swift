@@ -1,0 +1,181 @@
+import Glibc
+import CLinux
+import OCI
+import LinuxSystem
+import Mounts
+
+/// Code that runs in forked children. It never prints: errors go to the parent as (errno, message)
+/// and the child exits. It never re-executes the runtime binary (CVE-2019-5736).
+enum Child {
+    /// Reports `error` to the parent and exits.
+    static func fail(_ sock: SeqPacket, _ error: Error) -> Never {
+        let e = (error as? SysError)?.errno ?? 0
+        try? sock.send(.error, "\(e)\u{0}\(error)")
+        _exit(1)
+    }
+
+    /// Stage 1 (forked by the runtime): join and create namespaces, then fork the process that
+    /// will live in them (a new PID namespace only applies to children), report its pid, exit.
+    static func enterNamespaces(_ ns: NamespacePlan, _ sock: SeqPacket, then body: () -> Never) -> Never {
+        do {
+            for j in ns.join where j.type == .user {
+                try sys("setns", "user namespace") { sl_setns(j.fd, SL_CLONE_NEWUSER) }
+            }
+            if ns.newUser {
+                try sys("unshare", "user namespace") { sl_unshare(SL_CLONE_NEWUSER) }
+                try sock.send(.mapIDs)
+                _ = try sock.expect(.ack)
+            }
+            if ns.newUser || ns.join.contains(where: { $0.type == .user }) {
+                // Become root of the user namespace (needs 0 mapped; otherwise keep the mapped ids).
+                _ = sl_setresgid(0, 0, 0)
+                _ = sl_setresuid(0, 0, 0)
+            }
+            for j in ns.join where j.type != .user {
+                try sys("setns", "\(j.type.rawValue) namespace") { sl_setns(j.fd, NamespacePlan.flag(j.type)) }
+            }
+            ns.closeFds()
+            if ns.newFlags != 0 {
+                try sys("unshare", "namespaces") { sl_unshare(ns.newFlags) }
+            }
+            if !ns.timeOffsets.isEmpty {
+                try FS.writeFile("/proc/self/timens_offsets", ns.timeOffsets, create: false)
+            }
+            let pid = try Proc.fork()
+            if pid == 0 { body() }
+            try sock.send(.initPid, String(pid))
+            _exit(0)
+        } catch {
+            fail(sock, error)
+        }
+    }
+
+    /// Container init: build the rootfs, apply the process settings, wait for `start`, exec.
+    static func initProcess(_ plan: ContainerPlan, sock: SeqPacket, fifoFd: Int32, hasRuntimeHooks: Bool) -> Never {
+        do {
+            _ = setsid()
+            let go = try sock.expect(.go)
+            let stateJSON = go.text
+            try Rootfs.prepare(plan.rootfs)
+            if hasRuntimeHooks {
+                try sock.send(.runHooks)
+                _ = try sock.expect(.ack)
+            }
+            for (i, h) in (plan.spec.hooks?.createContainer ?? []).enumerated() {
+                try Hooks.runOne(h, kind: "createContainer", index: i, state: stateJSON)
+            }
+            try Rootfs.enter(plan.rootfs)
+            try Rootfs.finish(plan.rootfs)
+            if let h = plan.hostname { try sys("sethostname", h) { sl_sethostname(h, h.utf8.count) } }
+            if let d = plan.domainname { try sys("setdomainname", d) { sl_setdomainname(d, d.utf8.count) } }
+            for (k, v) in plan.sysctl {
+                try FS.writeFile("/proc/sys/" + k.replacingDots(), v, create: false)
+            }
+            if plan.process.terminal { try setupTerminal(plan.process, sock) }
+            let path = try applyProcess(plan.process)
+            try sock.send(.ready)
+            // Block until `start` opens the fifo for reading, then tell it we are going.
+            let w = try sys("open exec fifo") { Glibc.open("/proc/self/fd/\(fifoFd)", O_WRONLY | O_CLOEXEC) }
+            try FS.writeAll(fd: w, [0x30], path: "exec fifo")
+            close(w)
+            for (i, h) in (plan.spec.hooks?.startContainer ?? []).enumerated() {
+                try Hooks.runOne(h, kind: "startContainer", index: i, state: stateJSON)
+            }
+            execProcess(path, plan.process, preserveFds: plan.preserveFds)
+        } catch {
+            fail(sock, error)
+        }
+    }
+
+    /// Allocates a pty in the container, sends the master to the parent, makes the slave our stdio.
+    static func setupTerminal(_ p: ProcessPlan, _ sock: SeqPacket) throws(SysError) {
+        let master = try sys("open", "/dev/ptmx") { sl_openpt() }
+        try sys("unlockpt", "/dev/ptmx") { sl_unlockpt(master) }
+        var name = [CChar](repeating: 0, count: 128)
+        try sys("ptsname", "/dev/ptmx") { sl_ptsname(master, &name, 128) }
+        let slavePath = cString(name)
+        let slave = try FS.open(slavePath, O_RDWR | O_NOCTTY)
+        if let size = p.consoleSize { _ = sl_set_winsize(master, UInt16(clamping: size.height), UInt16(clamping: size.width)) }
+        try sock.send(.pty, "/dev/ptmx", fd: master)
+        _ = try sock.expect(.ack)
+        close(master)
+        for target in Int32(0)...2 { try sys("dup2", slavePath) { dup2(slave, target) } }
+        if slave > 2 { close(slave) }
+        try sys("ioctl(TIOCSCTTY)", slavePath) { sl_set_ctty(0) }
+    }
+
+    /// Applies the process settings (shared by init and exec); returns the resolved executable path.
+    static func applyProcess(_ p: ProcessPlan) throws(SysError) -> String {
+        if let adj = p.oomScoreAdj { try FS.writeFile("/proc/self/oom_score_adj", String(adj), create: false) }
+        for r in p.rlimits {
+            try sys("setrlimit", ProcessPlan.rlimitTable.first { $0.value == r.resource }?.key) {
+                sl_setrlimit(r.resource, r.soft, r.hard)
+            }
+        }
+        try sys("chdir to cwd set in config.json", p.cwd) { chdir(p.cwd) }
+        if let caps = p.caps { try caps.dropBounding() }
+        try sys("prctl(PR_SET_KEEPCAPS)") { sl_prctl(SL_PR_SET_KEEPCAPS, 1, 0, 0, 0) }
+        if !p.additionalGids.isEmpty || p.uid == 0 {
+            // setgroups(2) is refused in a user namespace with setgroups "deny"; tolerate only then.
+            let gids = p.additionalGids.map { gid_t($0) }
+            if sl_setgroups(gids.count, gids) != 0 && (errno != EPERM || !gids.isEmpty) {
+                throw SysError("setgroups", errno: errno)
+            }
+        }
+        try sys("setresgid", "gid \(p.gid)") { sl_setresgid(p.gid, p.gid, p.gid) }
+        try sys("setresuid", "uid \(p.uid)") { sl_setresuid(p.uid, p.uid, p.uid) }
+        try sys("prctl(PR_SET_KEEPCAPS)") { sl_prctl(SL_PR_SET_KEEPCAPS, 0, 0, 0, 0) }
+        if let caps = p.caps { try caps.apply() }
+        if let u = p.umask { umask(mode_t(u)) }
+        if p.noNewPrivileges {
+            try sys("prctl(PR_SET_NO_NEW_PRIVS)") { sl_prctl(SL_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }
+        }
+        return try lookPath(p.args[0], env: p.env)
+    }
+
+    /// Finds the executable like exec.LookPath in the container: a name with "/" is used as is.
+    static func lookPath(_ name: String, env: [String]) throws(SysError) -> String {
+        if name.contains("/") {
+            if access(name, X_OK) == 0 { return name }
+            throw SysError("exec: \"\(name)\"", errno: errno)
+        }
+        let path = env.last { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) }
+            ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        for dir in path.split(separator: ":", omittingEmptySubsequences: false) {
+            let candidate = (dir.isEmpty ? "." : String(dir)) + "/" + name
+            if let st = FS.statOf(candidate), !FS.isDirectory(st), access(candidate, X_OK) == 0 { return candidate }
+        }
+        throw SysError("exec: \"\(name)\": executable file not found in $PATH", errno: ENOENT)
+    }
+
+    /// Closes inherited fds (keeping stdio and --preserve-fds), resets signals, execs. Never returns.
+    static func execProcess(_ path: String, _ p: ProcessPlan, preserveFds: Int) -> Never {
+        _ = sl_close_range(UInt32(3 + preserveFds), UInt32.max, 4 /* CLOSE_RANGE_CLOEXEC */)
+        _ = sl_signal_default_all()
+        _ = sl_sigmask_unblock_all()
+        var env = p.env
+        if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=" + homeDirectory(uid: p.uid)) }
+        let argv = p.args.map { strdup($0) } + [nil]
+        let envp = env.map { strdup($0) } + [nil]
+        execve(path, argv, envp)
+        let e = errno
+        let msg = "exec \(path): \(errnoString(e))\n"
+        _ = msg.withCString { write(2, $0, strlen($0)) }
+        _exit(127)
+    }
+
+    /// HOME from the container's /etc/passwd, "/" when the user has no entry (as runc does).
+    static func homeDirectory(uid: UInt32) -> String {
+        guard let passwd = try? FS.readString("/etc/passwd") else { return "/" }
+        for line in passwd.split(separator: "\n") {
+            let f = line.split(separator: ":", omittingEmptySubsequences: false)
+            if f.count >= 6, UInt32(f[2]) == uid { return String(f[5]) }
+        }
+        return "/"
+    }
+}
+
+extension String {
+    /// sysctl key "net.ipv4.ip_forward" -> "net/ipv4/ip_forward".
+    func replacingDots() -> String { String(map { $0 == "." ? "/" : $0 }) }
+}

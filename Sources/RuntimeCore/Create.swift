@@ -1,0 +1,164 @@
+import Glibc
+import CLinux
+import OCI
+import LinuxSystem
+
+public struct CreateOptions: Sendable {
+    public var root: String
+    public var id: String
+    public var bundle: String
+    public var consoleSocket: String?
+    public var pidFile: String?
+    public var noPivot = false
+    public var noNewKeyring = false
+    public var preserveFds = 0
+    /// `run` in the foreground: become subreaper and keep signals blocked for the wait loop.
+    public var foreground = false
+    public init(root: String, id: String, bundle: String) { self.root = root; self.id = id; self.bundle = bundle }
+}
+
+/// Reads and validates `<bundle>/config.json`.
+public func loadSpec(bundle: String) throws(RuntimeError) -> Spec {
+    let path = bundle + "/config.json"
+    let bytes: [UInt8]
+    do { bytes = try FS.readFile(path) } catch {
+        if error.errno == ENOENT { throw RuntimeError(.invalidArgument, "JSON specification file config.json not found in \(bundle)") }
+        throw RuntimeError.sys(error, "read config.json")
+    }
+    do {
+        let spec = try decodeJSON(Spec.self, from: bytes)
+        try spec.validate()
+        return spec
+    } catch { throw RuntimeError.config(error) }
+}
+
+/// `create`: sets the container up and leaves init blocked on the exec fifo. On any failure
+/// nothing is left behind: the processes are killed and the state directory removed.
+public struct Created: Sendable {
+    public var state: StoredState
+    /// The pty master, for a foreground `run` with a terminal and no console socket.
+    public var ptyMaster: Int32?
+}
+
+public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created {
+    try ContainerStore.validate(id: o.id)
+    let bundle = FS.cleanPath(FS.absolute(o.bundle, base: FS.cwd()))
+    let spec = try loadSpec(bundle: bundle)
+    if (spec.process?.terminal ?? false) && o.consoleSocket == nil && !o.foreground {
+        throw RuntimeError(.invalidArgument, "cannot allocate tty if swiftlet will detach without setting console socket")
+    }
+    if !(spec.process?.terminal ?? false) && o.consoleSocket != nil {
+        throw RuntimeError(.invalidArgument, "cannot use console socket if swiftlet will not detach or allocate tty")
+    }
+    let plan = try ContainerPlan(spec: spec, bundle: bundle, noPivot: o.noPivot, preserveFds: o.preserveFds)
+    defer { plan.namespaces.closeFds() }
+    let store = ContainerStore(root: o.root)
+    try store.createDir(o.id)
+
+    var initPid: pid_t = 0
+    var middle: pid_t = 0
+    func cleanup() {
+        if initPid > 0 { kill(initPid, SIGKILL) }
+        if middle > 0 { kill(middle, SIGKILL); _ = try? Proc.wait(middle) }
+        try? store.remove(o.id)
+    }
+    do {
+        var pty: Int32?
+        let state = try createProcesses(o, plan: plan, store: store, initPid: &initPid, middle: &middle, pty: &pty)
+        try store.save(state)
+        if let pf = o.pidFile {
+            try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(state.pid).utf8), mode: 0o644) }
+        }
+        return Created(state: state, ptyMaster: pty)
+    } catch {
+        cleanup()
+        throw error
+    }
+}
+
+private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: ContainerStore,
+                             initPid: inout pid_t, middle: inout pid_t, pty: inout Int32?) throws(RuntimeError) -> StoredState {
+    let fifo = store.fifoPath(o.id)
+    try step("create exec fifo") { try sys("mkfifo", fifo) { mkfifo(fifo, 0o622) } }
+    let fifoFd = try step("open exec fifo") { try FS.open(fifo, SL_O_PATH) }
+    defer { close(fifoFd) }
+    let (parentSock, childSock) = try step("create sync socket") { try SeqPacket.pair() }
+    defer { parentSock.close() }
+
+    let hooks = plan.spec.hooks
+    let hasRuntimeHooks = !(hooks?.prestart ?? []).isEmpty || !(hooks?.createRuntime ?? []).isEmpty
+    try step("create") { try Proc.assertSingleThreaded("create") }
+    if o.foreground {
+        try step("run") { try Proc.setChildSubreaper() }
+        _ = sl_sigmask_block_all()
+    }
+    middle = try step("fork") { try Proc.fork() }
+    if middle == 0 {
+        parentSock.close()
+        Child.enterNamespaces(plan.namespaces, childSock) {
+            Child.initProcess(plan, sock: childSock, fifoFd: fifoFd, hasRuntimeHooks: hasRuntimeHooks)
+        }
+    }
+    childSock.close()
+
+    var state = StoredState(id: o.id, pid: 0, pidStartTime: 0, bundle: plan.bundle, rootfs: plan.rootfs.rootfs,
+                            created: Clock.rfc3339Nano(), owner: ownerName(), ownPidNamespace: plan.namespaces.newPid,
+                            config: plan.spec)
+    func hookState(_ status: Status) -> String { encodeJSON(store.ociState(state, status: status)) }
+
+    while true {
+        let msg: SyncMessage?
+        do { msg = try parentSock.next() } catch { throw RuntimeError.sys(error, "sync with container init") }
+        guard let m = msg else {
+            throw RuntimeError(.internal, "container init exited before it was ready")
+        }
+        switch m.kind {
+        case .mapIDs:
+            try step("write id mappings") { try writeIDMaps(pid: middle, plan.namespaces) }
+            try step("sync") { try parentSock.send(.ack) }
+        case .initPid:
+            initPid = pid_t(m.text) ?? 0
+            _ = try? Proc.wait(middle)
+            middle = 0
+            guard initPid > 0, let st = Proc.stat(initPid) else {
+                throw RuntimeError(.internal, "container init exited before it was ready")
+            }
+            state.pid = initPid
+            state.pidStartTime = st.startTime
+            try step("sync") { try parentSock.send(.go, hookState(.creating)) }
+        case .runHooks:
+            try Hooks.run(hooks?.prestart, kind: "prestart", state: hookState(.creating))
+            try Hooks.run(hooks?.createRuntime, kind: "createRuntime", state: hookState(.creating))
+            try step("sync") { try parentSock.send(.ack) }
+        case .pty:
+            guard let fd = m.fd else { throw RuntimeError(.internal, "sync: pty message without a descriptor") }
+            if let cs = o.consoleSocket {
+                defer { close(fd) }
+                try step("send pty master to console socket") { try sendFdToUnixSocket(path: cs, fd: fd, name: m.text) }
+            } else {
+                pty = fd
+            }
+            try step("sync") { try parentSock.send(.ack) }
+        case .ready:
+            return state
+        case .error:
+            let parts = m.payload.split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
+            let text = parts.count > 1 ? String(decoding: parts[1], as: UTF8.self) : m.text
+            throw RuntimeError(.internal, "unable to start container process: \(text)")
+        case .ack, .go:
+            throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from container init")
+        }
+    }
+}
+
+/// Writes uid_map and gid_map for a child that unshared a user namespace.
+func writeIDMaps(pid: pid_t, _ ns: NamespacePlan) throws(SysError) {
+    if !ns.uidMap.isEmpty { try FS.writeFile("/proc/\(pid)/uid_map", ns.uidMap, create: false) }
+    if !ns.gidMap.isEmpty { try FS.writeFile("/proc/\(pid)/gid_map", ns.gidMap, create: false) }
+}
+
+func ownerName() -> String {
+    let uid = getuid()
+    if let pw = getpwuid(uid) { return String(cString: pw.pointee.pw_name) }
+    return String(uid)
+}

@@ -1,0 +1,159 @@
+import Glibc
+import CLinux
+import OCI
+import LinuxSystem
+
+public struct ExecOptions: Sendable {
+    public var root: String
+    public var id: String
+    public var process: OCI.Process
+    public var consoleSocket: String?
+    public var pidFile: String?
+    public var detach = false
+    public var preserveFds = 0
+    public var ignorePaused = false
+    public init(root: String, id: String, process: OCI.Process) { self.root = root; self.id = id; self.process = process }
+}
+
+/// The container's process settings with exec's command-line overrides applied (runc semantics).
+public struct ExecOverrides: Sendable {
+    public var args: [String] = []
+    public var env: [String] = []
+    public var cwd: String?
+    public var user: String?          // "uid[:gid]"
+    public var additionalGids: [String] = []
+    public var caps: [String] = []
+    public var tty = false
+    public var noNewPrivs = false
+    public init() {}
+
+    public func apply(to base: OCI.Process) throws(RuntimeError) -> OCI.Process {
+        var p = base
+        p.args = args
+        p.terminal = tty
+        p.env = (base.env ?? []) + env
+        if let cwd { p.cwd = cwd }
+        if let user {
+            let parts = user.split(separator: ":", omittingEmptySubsequences: false)
+            guard let uid = UInt32(parts[0]), parts.count <= 2 else {
+                throw RuntimeError(.invalidArgument, "invalid --user \"\(user)\": want uid[:gid]")
+            }
+            p.user.uid = uid
+            if parts.count == 2 {
+                guard let gid = UInt32(parts[1]) else { throw RuntimeError(.invalidArgument, "invalid --user \"\(user)\": want uid[:gid]") }
+                p.user.gid = gid
+            }
+        }
+        for g in additionalGids {
+            guard let v = UInt32(g) else { throw RuntimeError(.invalidArgument, "invalid --additional-gids value \"\(g)\"") }
+            p.user.additionalGids = (p.user.additionalGids ?? []) + [v]
+        }
+        if !caps.isEmpty {
+            var c = p.capabilities ?? Capabilities()
+            c.bounding = (c.bounding ?? []) + caps
+            c.effective = (c.effective ?? []) + caps
+            c.permitted = (c.permitted ?? []) + caps
+            p.capabilities = c
+        }
+        if noNewPrivs { p.noNewPrivileges = true }
+        return p
+    }
+}
+
+/// `exec`: runs a new process in a running container's namespaces. Returns the process's exit
+/// code in the foreground, 0 when detached.
+public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
+    let store = ContainerStore(root: o.root)
+    let state = try store.load(o.id)
+    switch store.status(state) {
+    case .stopped: throw RuntimeError(.invalidState, "cannot exec in a stopped container")
+    case .paused where !o.ignorePaused: throw RuntimeError(.invalidState, "cannot exec in a paused container")
+    default: break
+    }
+    if (o.process.terminal ?? false) && o.consoleSocket == nil && o.detach {
+        throw RuntimeError(.invalidArgument, "cannot allocate tty if swiftlet will detach without setting console socket")
+    }
+    let process = try ProcessPlan(o.process)
+
+    // Join every namespace of init that differs from ours, user namespace first.
+    var ns = NamespacePlan()
+    for t in [NamespaceType.user, .ipc, .uts, .network, .pid, .cgroup, .time, .mount] {
+        let name = t == .network ? "net" : (t == .mount ? "mnt" : t.rawValue)
+        guard let theirs = Proc.namespaceInode(String(state.pid), name), theirs != Proc.namespaceInode("self", name) else { continue }
+        let fd = Glibc.open("/proc/\(state.pid)/ns/\(name)", O_RDONLY | O_CLOEXEC)
+        if fd < 0 { ns.closeFds(); throw RuntimeError.sys(SysError("open", "/proc/\(state.pid)/ns/\(name)", errno: errno)) }
+        ns.join.append((t, fd))
+    }
+    defer { ns.closeFds() }
+
+    let (parentSock, childSock) = try step("create sync socket") { try SeqPacket.pair() }
+    defer { parentSock.close() }
+    try step("exec") { try Proc.assertSingleThreaded("exec") }
+    if !o.detach {
+        try step("exec") { try Proc.setChildSubreaper() }
+        _ = sl_sigmask_block_all()
+    }
+    var middle = try step("fork") { try Proc.fork() }
+    if middle == 0 {
+        parentSock.close()
+        Child.enterNamespaces(ns, childSock) {
+            do {
+                if process.terminal { _ = setsid(); try Child.setupTerminal(process, childSock) }
+                let path = try Child.applyProcess(process)
+                Child.execProcess(path, process, preserveFds: o.preserveFds)
+            } catch {
+                Child.fail(childSock, error)
+            }
+        }
+    }
+    childSock.close()
+
+    var pid: pid_t = 0
+    var pty: Int32?
+    func fail(_ e: RuntimeError) -> RuntimeError {
+        if pid > 0 { kill(pid, SIGKILL) }
+        if middle > 0 { kill(middle, SIGKILL); _ = try? Proc.wait(middle) }
+        var err = e
+        err.exitStatus = 255
+        return err
+    }
+    // Messages until EOF: the socket is close-on-exec, so EOF without an error means exec happened.
+    while true {
+        let msg: SyncMessage?
+        do { msg = try parentSock.next() } catch { throw fail(RuntimeError.sys(error, "sync with exec process")) }
+        guard let m = msg else { break }
+        switch m.kind {
+        case .initPid:
+            pid = pid_t(m.text) ?? 0
+            _ = try? Proc.wait(middle)
+            middle = 0
+        case .pty:
+            if let fd = m.fd {
+                if let cs = o.consoleSocket {
+                    defer { close(fd) }
+                    do { try sendFdToUnixSocket(path: cs, fd: fd, name: m.text) } catch {
+                        throw fail(RuntimeError.sys(error, "send pty master to console socket"))
+                    }
+                } else {
+                    pty = fd
+                }
+            }
+            try? parentSock.send(.ack)
+        case .error:
+            let parts = m.payload.split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
+            let text = parts.count > 1 ? String(decoding: parts[1], as: UTF8.self) : m.text
+            throw fail(RuntimeError(.internal, "exec failed: \(text)"))
+        default:
+            throw fail(RuntimeError(.internal, "sync: unexpected message \(m.kind) from exec process"))
+        }
+    }
+    if middle > 0 { _ = try? Proc.wait(middle); middle = 0 }
+    if pid <= 0 { throw fail(RuntimeError(.internal, "exec failed: process exited before reporting its pid")) }
+    if let pf = o.pidFile {
+        do { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(pid).utf8), mode: 0o644) } catch {
+            throw fail(RuntimeError.sys(error, "write pid file"))
+        }
+    }
+    if o.detach { return 0 }
+    return waitForeground(pid: pid, pty: pty)
+}

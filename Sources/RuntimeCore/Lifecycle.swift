@@ -1,0 +1,164 @@
+import Glibc
+import CLinux
+import OCI
+import LinuxSystem
+
+/// `start`: lets init exec the user process by reading the exec fifo, then runs poststart hooks.
+/// A failing poststart hook is a warning (runtime.md: "the runtime MUST log a warning"); the
+/// warnings are returned for the caller to log.
+@discardableResult
+public func startContainer(root: String, id: String) throws(RuntimeError) -> [String] {
+    let store = ContainerStore(root: root)
+    let state = try store.load(id)
+    let lock = try store.lock(id)
+    defer { lock.release() }
+    switch store.status(state) {
+    case .created: break
+    case .stopped: throw RuntimeError(.invalidState, "cannot start a container that has stopped")
+    default: throw RuntimeError(.invalidState, "cannot start an already running container")
+    }
+    let fifo = store.fifoPath(id)
+    let fd = try step("open exec fifo") { try FS.open(fifo, O_RDONLY | O_NONBLOCK) }
+    defer { close(fd) }
+    // init's blocking open(O_WRONLY) returns now; wait for its byte, watching that it stays alive.
+    var byte: UInt8 = 0
+    while true {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        _ = poll(&p, 1, 100)
+        let n = read(fd, &byte, 1)
+        if n == 1 { break }
+        if !Proc.isAlive(state.pid, startTime: state.pidStartTime) {
+            unlink(fifo)
+            throw RuntimeError(.invalidState, "cannot start a container that has stopped")
+        }
+    }
+    unlink(fifo)
+    let ociState = encodeJSON(store.ociState(state, status: .running))
+    return Hooks.runWarning(state.config.hooks?.poststart, kind: "poststart", state: ociState)
+}
+
+/// `state`: the OCI state of one container.
+public func containerState(root: String, id: String) throws(RuntimeError) -> State {
+    let store = ContainerStore(root: root)
+    let s = try store.load(id)
+    return store.ociState(s, status: store.status(s))
+}
+
+/// `list`: every container's state.
+public func listContainers(root: String) -> [State] {
+    let store = ContainerStore(root: root)
+    return store.ids().compactMap { id in
+        guard let s = try? store.load(id) else { return nil }
+        return store.ociState(s, status: store.status(s))
+    }
+}
+
+/// `kill`: sends a signal to init, or with `all` to every process of the container.
+public func killContainer(root: String, id: String, signal: String, all: Bool) throws(RuntimeError) {
+    guard let sig = Signals.parse(signal) else { throw RuntimeError(.invalidArgument, "unknown signal \"\(signal)\"") }
+    let store = ContainerStore(root: root)
+    let state = try store.load(id)
+    if store.status(state) == .stopped { throw RuntimeError(.invalidState, "container not running") }
+    if all {
+        for pid in containerPids(state) { _ = kill(pid, sig) }
+        return
+    }
+    try step("kill container init") { try Proc.kill(state.pid, sig) }
+}
+
+/// Processes of the container. Without cgroups (see the cgroups issue) these are the members of
+/// init's PID namespace when it has its own, else init alone.
+func containerPids(_ s: StoredState) -> [pid_t] {
+    guard s.ownPidNamespace, Proc.isAlive(s.pid, startTime: s.pidStartTime),
+          let ns = Proc.namespaceInode(String(s.pid), "pid") else { return Proc.isAlive(s.pid) ? [s.pid] : [] }
+    let names = (try? FS.listDirectory("/proc")) ?? []
+    return names.compactMap { pid_t($0) }.filter { Proc.namespaceInode(String($0), "pid") == ns }
+}
+
+/// `delete`: removes a stopped (or created) container; `force` kills a running one first.
+/// Returns warnings from poststop hooks, which never keep the container around (runtime.md).
+@discardableResult
+public func deleteContainer(root: String, id: String, force: Bool) throws(RuntimeError) -> [String] {
+    let store = ContainerStore(root: root)
+    let state: StoredState
+    do { state = try store.load(id) } catch {
+        // A directory without state (an aborted create) is removed; --force never fails on absence.
+        if error.code == .notFound {
+            if FS.exists(store.dir(id)) { try? store.remove(id) }
+            if force { return [] }
+        }
+        throw error
+    }
+    let lock = try store.lock(id)
+    defer { lock.release() }
+    let status = store.status(state)
+    if status == .running || status == .paused {
+        guard force else { throw RuntimeError(.invalidState, "cannot delete container \(id) that is not stopped: \(status.rawValue)") }
+    }
+    if status != .stopped {
+        for pid in containerPids(state) { _ = kill(pid, SIGKILL) }
+        if !Proc.waitExit(state.pid, startTime: state.pidStartTime, timeoutMs: 10_000) {
+            throw RuntimeError(.internal, "container init (pid \(state.pid)) did not exit after SIGKILL")
+        }
+    }
+    try store.remove(id)
+    let ociState = encodeJSON(store.ociState(state, status: .stopped))
+    return Hooks.runWarning(state.config.hooks?.poststop, kind: "poststop", state: ociState)
+}
+
+/// Foreground wait (run/exec): forwards signals to `pid`, reaps children (we are their
+/// subreaper) and returns the exit code of `pid`. With a pty master, copies our stdin to it and
+/// its output to our stdout (stdin in raw mode when it is a terminal). Signals must be blocked.
+public func waitForeground(pid: pid_t, pty: Int32? = nil) -> Int32 {
+    let sfd = sl_signalfd_all()
+    defer { if sfd >= 0 { close(sfd) } }
+    var saved = termios()
+    let raw = pty != nil && isatty(0) != 0 && sl_tty_raw(0, &saved) == 0
+    defer { if raw { _ = sl_tty_restore(0, &saved) } }
+    if let pty { copyWindowSize(to: pty) }
+    var stdinOpen = pty != nil
+    var buf = [UInt8](repeating: 0, count: 16384)
+    func drain(_ from: Int32, to: Int32) -> Bool {
+        let n = read(from, &buf, buf.count)
+        if n <= 0 { return false }
+        _ = try? FS.writeAll(fd: to, Array(buf[0..<n]))
+        return true
+    }
+    while true {
+        var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: pty ?? -1, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: stdinOpen ? 0 : -1, events: Int16(POLLIN), revents: 0)]
+        if poll(&fds, 3, sfd >= 0 ? -1 : 100) < 0 && errno != EINTR { return 255 }
+        if let pty, fds[1].revents != 0 { _ = drain(pty, to: 1) }
+        if let pty, fds[2].revents != 0, !drain(0, to: pty) { stdinOpen = false }
+        while true {
+            let sig = sl_signalfd_read(sfd)
+            if sig <= 0 { break }
+            if sig == SIGCHLD {
+                while true {
+                    var st: Int32 = 0
+                    let r = waitpid(-1, &st, WNOHANG)
+                    if r <= 0 { break }
+                    if r == pid {
+                        if let pty { _ = fcntl(pty, F_SETFL, O_NONBLOCK); while drain(pty, to: 1) {} }
+                        return Proc.exitCode(st)
+                    }
+                }
+            } else if sig == SIGWINCH, let pty {
+                copyWindowSize(to: pty)
+            } else {
+                _ = kill(pid, Int32(sig))
+            }
+        }
+    }
+}
+
+func copyWindowSize(to pty: Int32) {
+    var rows: UInt16 = 0, cols: UInt16 = 0
+    if sl_get_winsize(0, &rows, &cols) == 0 { _ = sl_set_winsize(pty, rows, cols) }
+}
+
+/// The config.json a container was created with (exec starts from its process).
+public func containerConfig(root: String, id: String) throws(RuntimeError) -> Spec {
+    try ContainerStore(root: root).load(id).config
+}

@@ -1,0 +1,251 @@
+import Glibc
+import CLinux
+import OCI
+import LinuxSystem
+import Mounts
+
+/// A process to start (container init or exec), fully resolved before fork.
+struct ProcessPlan: Sendable {
+    var args: [String]
+    var env: [String]
+    var cwd: String
+    var uid: UInt32
+    var gid: UInt32
+    var additionalGids: [UInt32]
+    var umask: UInt32?
+    var caps: CapabilitySets?
+    var rlimits: [(resource: Int32, soft: UInt64, hard: UInt64)]
+    var noNewPrivileges: Bool
+    var oomScoreAdj: Int?
+    var terminal: Bool
+    var consoleSize: ConsoleSize?
+
+    static let rlimitTable: [String: Int32] = [
+        "RLIMIT_CPU": SL_RLIMIT_CPU, "RLIMIT_FSIZE": SL_RLIMIT_FSIZE, "RLIMIT_DATA": SL_RLIMIT_DATA,
+        "RLIMIT_STACK": SL_RLIMIT_STACK, "RLIMIT_CORE": SL_RLIMIT_CORE, "RLIMIT_RSS": SL_RLIMIT_RSS,
+        "RLIMIT_NPROC": SL_RLIMIT_NPROC, "RLIMIT_NOFILE": SL_RLIMIT_NOFILE, "RLIMIT_MEMLOCK": SL_RLIMIT_MEMLOCK,
+        "RLIMIT_AS": SL_RLIMIT_AS, "RLIMIT_LOCKS": SL_RLIMIT_LOCKS, "RLIMIT_SIGPENDING": SL_RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE": SL_RLIMIT_MSGQUEUE, "RLIMIT_NICE": SL_RLIMIT_NICE, "RLIMIT_RTPRIO": SL_RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME": SL_RLIMIT_RTTIME,
+    ]
+
+    init(_ p: OCI.Process, field: String = "process") throws(RuntimeError) {
+        guard let args = p.args, !args.isEmpty else {
+            throw RuntimeError(.invalidArgument, "\(field).args: must not be empty")
+        }
+        self.args = args
+        env = p.env ?? []
+        cwd = p.cwd
+        uid = p.user.uid
+        gid = p.user.gid
+        additionalGids = p.user.additionalGids ?? []
+        umask = p.user.umask
+        noNewPrivileges = p.noNewPrivileges ?? false
+        oomScoreAdj = p.oomScoreAdj
+        terminal = p.terminal ?? false
+        consoleSize = p.consoleSize
+        if let c = p.capabilities {
+            var sets = CapabilitySets()
+            func resolve(_ names: [String]?, _ set: String) throws(RuntimeError) -> [Int32] {
+                var out: [Int32] = []
+                for (i, name) in (names ?? []).enumerated() {
+                    guard let v = CapabilitySets.value(of: name) else {
+                        throw RuntimeError(.invalidArgument, "\(field).capabilities.\(set)[\(i)]: unknown capability \"\(name)\"")
+                    }
+                    out.append(v)
+                }
+                return out
+            }
+            sets.bounding = try resolve(c.bounding, "bounding")
+            sets.effective = try resolve(c.effective, "effective")
+            sets.inheritable = try resolve(c.inheritable, "inheritable")
+            sets.permitted = try resolve(c.permitted, "permitted")
+            sets.ambient = try resolve(c.ambient, "ambient")
+            caps = sets
+        }
+        rlimits = []
+        for (i, r) in (p.rlimits ?? []).enumerated() {
+            guard let res = ProcessPlan.rlimitTable[r.type] else {
+                throw RuntimeError(.invalidArgument, "\(field).rlimits[\(i)].type: unknown rlimit \"\(r.type)\"")
+            }
+            rlimits.append((res, r.soft, r.hard))
+        }
+        if !cwd.hasPrefix("/") { throw RuntimeError(.invalidArgument, "\(field).cwd: must be an absolute path") }
+    }
+}
+
+/// Which namespaces to create and which to join, with the join targets already opened.
+struct NamespacePlan: Sendable {
+    var newFlags: Int32 = 0                       // everything new except the user namespace
+    var newUser = false
+    var join: [(type: NamespaceType, fd: Int32)] = []  // user first
+    var uidMap = ""
+    var gidMap = ""
+    var timeOffsets = ""
+    var newPid: Bool { newFlags & SL_CLONE_NEWPID != 0 }
+
+    static func flag(_ t: NamespaceType) -> Int32 {
+        switch t {
+        case .pid: SL_CLONE_NEWPID
+        case .network: SL_CLONE_NEWNET
+        case .mount: SL_CLONE_NEWNS
+        case .ipc: SL_CLONE_NEWIPC
+        case .uts: SL_CLONE_NEWUTS
+        case .user: SL_CLONE_NEWUSER
+        case .cgroup: SL_CLONE_NEWCGROUP
+        case .time: SL_CLONE_NEWTIME
+        }
+    }
+
+    func closeFds() { for j in join { close(j.fd) } }
+}
+
+func mapText(_ m: [IDMapping]?) -> String {
+    (m ?? []).map { "\($0.containerID) \($0.hostID) \($0.size)\n" }.joined()
+}
+
+/// The whole resolved container: namespaces, rootfs, process, hooks.
+struct ContainerPlan: Sendable {
+    var spec: Spec
+    var bundle: String
+    var namespaces: NamespacePlan
+    var rootfs: RootfsPlan
+    var process: ProcessPlan
+    var hostname: String?
+    var domainname: String?
+    var sysctl: [(String, String)]
+    var preserveFds: Int
+
+    init(spec: Spec, bundle: String, noPivot: Bool, preserveFds: Int) throws(RuntimeError) {
+        self.spec = spec
+        self.bundle = bundle
+        self.preserveFds = preserveFds
+        guard let p = spec.process else { throw RuntimeError(.invalidArgument, "config.json: process: required field missing") }
+        process = try ProcessPlan(p)
+        guard let root = spec.root else { throw RuntimeError(.invalidArgument, "config.json: root: required field missing") }
+        let linux = spec.linux ?? Linux()
+        // Never run a container unconfined when it asked for a filter: refuse until seccomp lands.
+        if linux.seccomp != nil {
+            throw RuntimeError(.unsupported, "config.json: linux.seccomp: seccomp filters are not supported yet by swiftlet")
+        }
+
+        // Namespaces: open every path now so a bad path fails before anything is created.
+        var ns = NamespacePlan()
+        var opened: [(NamespaceType, Int32)] = []
+        for (i, n) in (linux.namespaces ?? []).enumerated() {
+            if let path = n.path, !path.isEmpty {
+                let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+                if fd < 0 {
+                    let e = errno
+                    for (_, f) in opened { close(f) }
+                    throw RuntimeError(.invalidArgument, "config.json: linux.namespaces[\(i)].path: open \(path): \(errnoString(e))")
+                }
+                opened.append((n.type, fd))
+            } else if n.type == .user {
+                ns.newUser = true
+            } else {
+                ns.newFlags |= NamespacePlan.flag(n.type)
+            }
+        }
+        ns.join = opened.filter { $0.0 == .user } + opened.filter { $0.0 != .user }
+        if ns.newUser {
+            ns.uidMap = mapText(linux.uidMappings)
+            ns.gidMap = mapText(linux.gidMappings)
+        }
+        if let offs = linux.timeOffsets {
+            ns.timeOffsets = offs.keys.sorted().map { "\($0) \(offs[$0]?.secs ?? 0) \(offs[$0]?.nanosecs ?? 0)\n" }.joined()
+        }
+        namespaces = ns
+        let hasMountNS = (linux.namespaces ?? []).contains { $0.type == .mount }
+        let inUserNS = (linux.namespaces ?? []).contains { $0.type == .user }
+
+        // Rootfs and mounts.
+        let rootPath = FS.absolute(root.path, base: bundle)
+        guard let st = FS.statOf(rootPath), FS.isDirectory(st) else {
+            ns.closeFds()
+            throw RuntimeError(.invalidArgument, "config.json: root.path: \(rootPath): not a directory or does not exist")
+        }
+        let rootfsReal: String
+        do { rootfsReal = try FS.realpath(rootPath) } catch { ns.closeFds(); throw RuntimeError.sys(error, "config.json: root.path") }
+        var propagation = SL_MS_SLAVE | SL_MS_REC
+        if let rp = linux.rootfsPropagation, !rp.isEmpty {
+            guard let f = MountOptions.propagationFlag(rp) else {
+                ns.closeFds()
+                throw RuntimeError(.invalidArgument, "config.json: linux.rootfsPropagation: invalid value \"\(rp)\"")
+            }
+            propagation = f
+        }
+        var mounts: [PlannedMount] = []
+        var devIsBind = false
+        for m in spec.mounts ?? [] {
+            let opts = MountOptions.parse(m.options ?? [])
+            let type = m.type ?? (opts.isBind ? "bind" : "")
+            var o = opts
+            if type == "bind" && !o.isBind { o.flags |= SL_MS_BIND }
+            let source = o.isBind ? FS.absolute(m.source ?? "", base: bundle) : (m.source ?? type)
+            if m.destination == "/dev" && o.isBind { devIsBind = true }
+            mounts.append(PlannedMount(destination: m.destination, type: type, source: source, options: o))
+        }
+        var devices: [DeviceNode] = []
+        for (i, d) in (linux.devices ?? []).enumerated() {
+            if d.type != "p" && (d.major == nil || d.minor == nil) {
+                ns.closeFds()
+                throw RuntimeError(.invalidArgument, "config.json: linux.devices[\(i)]: major and minor are required for type \"\(d.type)\"")
+            }
+            devices.append(DeviceNode(path: d.path, type: d.type, major: d.major ?? 0, minor: d.minor ?? 0,
+                                      fileMode: d.fileMode ?? 0o666, uid: d.uid ?? 0, gid: d.gid ?? 0))
+        }
+        rootfs = RootfsPlan(rootfs: rootfsReal, readonly: root.readonly ?? false, rootPropagation: propagation,
+                            mounts: mounts, devices: devices, createDevices: !devIsBind, bindDevices: inUserNS,
+                            inUserNamespace: inUserNS, noPivot: noPivot, maskedPaths: linux.maskedPaths ?? [],
+                            readonlyPaths: linux.readonlyPaths ?? [],
+                            cgroupBinds: mounts.contains { $0.type == "cgroup" || $0.type == "cgroup2" } ? CgroupHost.binds() : [])
+        rootfs.newMountNamespace = hasMountNS
+        hostname = spec.hostname
+        domainname = spec.domainname
+        sysctl = (linux.sysctl ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+}
+
+/// The host's cgroup hierarchies and this process's place in them (for cgroup mounts).
+enum CgroupHost {
+    static func binds() -> [CgroupBind] {
+        guard let info = try? FS.readString("/proc/self/mountinfo"),
+              let own = try? FS.readString("/proc/self/cgroup") else { return [] }
+        // /proc/self/cgroup: "ID:controllers:path"; "0::path" is the v2 tree.
+        var pathFor: [String: String] = [:]
+        for line in own.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { continue }
+            pathFor[String(parts[1])] = String(parts[2])
+        }
+        var out: [CgroupBind] = []
+        var pureV2: CgroupBind?
+        for line in info.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard let dash = f.firstIndex(of: "-"), dash + 2 < f.count, f.count > 4 else { continue }
+            let fstype = f[dash + 1], mountPoint = String(f[4]), mountRoot = String(f[3])
+            guard mountPoint.hasPrefix("/sys/fs/cgroup") else { continue }
+            let name = String(mountPoint.split(separator: "/").last ?? "")
+            func rel(_ p: String) -> String {
+                // The cgroup path relative to the mount's root.
+                if mountRoot == "/" { return p }
+                return p.hasPrefix(mountRoot) ? String(p.dropFirst(mountRoot.count)) : "/"
+            }
+            if fstype == "cgroup2" {
+                let p = rel(pathFor[""] ?? "/")
+                let b = CgroupBind(name: mountPoint == "/sys/fs/cgroup" ? "" : name, hostPath: mountPoint + p)
+                if b.name.isEmpty { pureV2 = b } else { out.append(b) }
+            } else if fstype == "cgroup" {
+                let opts = f[dash + 3].split(separator: ",")
+                let key = pathFor.keys.first { k in
+                    let ks = k.split(separator: ",")
+                    return !ks.isEmpty && ks.allSatisfy { opts.contains($0) }
+                }
+                out.append(CgroupBind(name: name, hostPath: mountPoint + rel(key.flatMap { pathFor[$0] } ?? "/")))
+            }
+        }
+        if out.isEmpty, let v2 = pureV2 { return [v2] }
+        return out
+    }
+}

@@ -1,0 +1,103 @@
+import Glibc
+import OCI
+import LinuxSystem
+
+/// What Swiftlet keeps about a container in `<root>/<id>/state.json` (written atomically).
+public struct StoredState: Codable, Sendable {
+    public var id: String
+    public var pid: Int32
+    public var pidStartTime: UInt64
+    public var bundle: String
+    public var rootfs: String
+    public var created: String
+    public var owner: String
+    /// True when init has its own PID namespace (killing init then kills every process in it).
+    public var ownPidNamespace: Bool
+    public var config: Spec
+}
+
+/// The per-runtime state directory: one directory per container under --root.
+public struct ContainerStore: Sendable {
+    public let root: String
+    public init(root: String) { self.root = root }
+
+    public func dir(_ id: String) -> String { root + "/" + id }
+    public func fifoPath(_ id: String) -> String { dir(id) + "/exec.fifo" }
+    func statePath(_ id: String) -> String { dir(id) + "/state.json" }
+
+    /// Container ids are what runc accepts: letters, digits, `_ + - .`, not "." or "..".
+    public static func validate(id: String) throws(RuntimeError) {
+        let ok = !id.isEmpty && id != "." && id != ".." && id.utf8.count <= 1024 && id.unicodeScalars.allSatisfy {
+            ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "_+-.".unicodeScalars.contains($0)
+        }
+        if !ok { throw RuntimeError(.invalidArgument, "invalid container id format: \(id)") }
+    }
+
+    /// Creates the container's directory; fails if it exists.
+    public func createDir(_ id: String) throws(RuntimeError) {
+        try step("create state directory") { try FS.mkdirAll(root, 0o700) }
+        if mkdir(dir(id), 0o711) != 0 {
+            if errno == EEXIST { throw RuntimeError(.exists, "container with given ID already exists") }
+            throw RuntimeError.sys(SysError("mkdir", dir(id), errno: errno))
+        }
+    }
+
+    public func load(_ id: String) throws(RuntimeError) -> StoredState {
+        try ContainerStore.validate(id: id)
+        let bytes: [UInt8]
+        do { bytes = try FS.readFile(statePath(id)) } catch {
+            if error.errno == ENOENT { throw RuntimeError(.notFound, "container does not exist") }
+            throw RuntimeError.sys(error, "read state")
+        }
+        do { return try decodeJSON(StoredState.self, from: bytes) } catch {
+            throw RuntimeError(.internal, "read state \(statePath(id)): \(error)")
+        }
+    }
+
+    public func save(_ s: StoredState) throws(RuntimeError) {
+        try step("write state") { try FS.writeFileAtomic(statePath(s.id), Array(encodeJSON(s).utf8)) }
+    }
+
+    public func remove(_ id: String) throws(RuntimeError) {
+        try step("remove state directory") { try FS.removeAll(dir(id)) }
+    }
+
+    /// Ids of every container directory with a state file.
+    public func ids() -> [String] {
+        guard let names = try? FS.listDirectory(root) else { return [] }
+        return names.filter { FS.exists(statePath($0)) }.sorted()
+    }
+
+    /// Takes the container's lock (flock on its directory) until `Lock.release`.
+    public func lock(_ id: String) throws(RuntimeError) -> Lock {
+        let fd = Glibc.open(dir(id), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { throw RuntimeError(.notFound, "container does not exist") }
+            throw RuntimeError.sys(SysError("open", dir(id), errno: errno))
+        }
+        try step("lock \(dir(id))") { try sys("flock") { flock(fd, LOCK_EX) } }
+        return Lock(fd: fd)
+    }
+
+    public struct Lock: Sendable {
+        let fd: Int32
+        public func release() { close(fd) }
+    }
+}
+
+/// Container status derived from the real process, never trusted from disk.
+public enum Status: String, Sendable { case creating, created, running, stopped, paused }
+
+extension ContainerStore {
+    public func status(_ s: StoredState) -> Status {
+        if !Proc.isAlive(s.pid, startTime: s.pidStartTime) { return .stopped }
+        if FS.exists(fifoPath(s.id)) { return .created }
+        return .running
+    }
+
+    /// The OCI state document (runtime.md) as `state` prints it.
+    public func ociState(_ s: StoredState, status: Status) -> State {
+        State(id: s.id, status: status.rawValue, pid: status == .stopped ? 0 : s.pid, bundle: s.bundle,
+              rootfs: s.rootfs, created: s.created, owner: s.owner, annotations: s.config.annotations)
+    }
+}

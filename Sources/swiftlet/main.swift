@@ -1,0 +1,4 @@
+import Glibc
+import RuntimeCLI
+
+exit(runSwiftlet(Array(CommandLine.arguments.dropFirst())))

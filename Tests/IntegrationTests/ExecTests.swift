@@ -1,0 +1,52 @@
+import Foundation
+import XCTest
+import TestSupport
+
+final class ExecTests: ContainerTestCase {
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        let b = try bundle(ContainerTestCase.args(["sleep", "100"]))
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "ex"]).status, 0)
+    }
+
+    func testExecArgsEnvCwdUserAndExitCode() throws {
+        let r = sl(["exec", "--env", "A=1", "-e", "B=2", "--cwd", "/tmp", "--user", "1000:1000", "ex",
+                    "sh", "-c", "echo $A$B; pwd; id -u; id -g; echo $$; exit 5"])
+        XCTAssertEqual(r.status, 5, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(Array(lines.prefix(4)), ["12", "/tmp", "1000", "1000"])
+        XCTAssertNotEqual(lines[4], "1", "exec'd process is not the container's init")
+    }
+
+    func testExecSeesContainerNamespacesAndRoot() throws {
+        let r = sl(["exec", "ex", "sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; test -e /bin/busybox && echo rootfs"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "swiftlet-test\nsleep 100 \nrootfs\n")
+    }
+
+    func testExecProcessJSONDetachAndPidFile() throws {
+        let dir = root.path
+        let process: [String: Any] = ["args": ["sh", "-c", "echo detached > /dev/shm/marker; sleep 100"], "cwd": "/",
+                                      "user": ["uid": 0, "gid": 0], "env": ["PATH=/bin"]]
+        try JSONSerialization.data(withJSONObject: process).write(to: URL(fileURLWithPath: dir + "/p.json"))
+        let r = sl(["exec", "-d", "--pid-file", dir + "/exec.pid", "-p", dir + "/p.json", "ex"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let pid = Int32(try String(contentsOfFile: dir + "/exec.pid", encoding: .utf8)) ?? 0
+        XCTAssertTrue(processAlive(pid))
+        XCTAssertTrue(waitUntil(timeout: 5) { self.sl(["exec", "ex", "cat", "/dev/shm/marker"]).stdout == "detached\n" })
+    }
+
+    func testExecFailures() throws {
+        let missing = sl(["exec", "ex", "no-such-binary"])
+        XCTAssertEqual(missing.status, 255)
+        XCTAssertTrue(missing.stderr.contains("executable file not found in $PATH"), missing.stderr)
+        let badCap = sl(["exec", "--cap", "CAP_BOGUS", "ex", "true"])
+        XCTAssertNotEqual(badCap.status, 0)
+        XCTAssertTrue(badCap.stderr.contains("CAP_BOGUS"), badCap.stderr)
+        XCTAssertEqual(sl(["exec", "nope", "true"]).stderr.trimmingCharacters(in: .newlines), "container does not exist")
+        XCTAssertEqual(sl(["kill", "ex", "KILL"]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 5) { self.sl(["state", "ex"]).stdout.contains("stopped") })
+        let stopped = sl(["exec", "ex", "true"])
+        XCTAssertTrue(stopped.stderr.contains("cannot exec in a stopped container"), stopped.stderr)
+    }
+}

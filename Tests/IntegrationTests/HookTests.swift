@@ -1,0 +1,80 @@
+import Foundation
+import XCTest
+import TestSupport
+
+final class HookTests: ContainerTestCase {
+    var logDir = ""
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        logDir = FileManager.default.temporaryDirectory.appendingPathComponent("hooks-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: logDir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: logDir)
+        super.tearDown()
+    }
+
+    /// A hook that appends its name and the state it got on stdin to `<dir>/log`.
+    func hook(_ name: String, dir: String, timeout: Int? = nil) -> [String: Any] {
+        var h: [String: Any] = ["path": "/bin/sh", "args": ["sh", "-c", "echo \(name) $(cat) >> \(dir)/log"]]
+        if let timeout { h["timeout"] = timeout }
+        return h
+    }
+
+    func testAllHooksRunInOrderWithState() throws {
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sh", "-c", "echo main >> /hooklog/log"])(&spec)
+            var mounts = spec["mounts"] as? [[String: Any]] ?? []
+            mounts.append(["destination": "/hooklog", "type": "bind", "source": self.logDir, "options": ["rbind", "rw"]])
+            spec["mounts"] = mounts
+            spec["hooks"] = [
+                "prestart": [self.hook("prestart", dir: self.logDir)],
+                "createRuntime": [self.hook("createRuntime", dir: self.logDir)],
+                "createContainer": [self.hook("createContainer", dir: self.logDir)],
+                "startContainer": [self.hook("startContainer", dir: "/hooklog")],
+                "poststart": [self.hook("poststart", dir: self.logDir)],
+                "poststop": [self.hook("poststop", dir: self.logDir)],
+            ]
+        }
+        XCTAssertEqual(sl(["create", "--bundle", b, "h1"]).status, 0)
+        XCTAssertEqual(sl(["start", "h1"]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 5) { (try? String(contentsOfFile: self.logDir + "/log", encoding: .utf8))?.contains("main") ?? false })
+        XCTAssertTrue(waitUntil(timeout: 5) { self.sl(["state", "h1"]).stdout.contains("stopped") })
+        XCTAssertEqual(sl(["delete", "h1"]).status, 0)
+        let log = try String(contentsOfFile: logDir + "/log", encoding: .utf8)
+        let names = log.split(separator: "\n").map { String($0.split(separator: " ").first ?? "") }
+        // poststart runs after start returns from the fifo; the process may log "main" before or after it.
+        XCTAssertEqual(names.filter { $0 != "main" && $0 != "poststart" },
+                       ["prestart", "createRuntime", "createContainer", "startContainer", "poststop"], log)
+        XCTAssertTrue(names.contains("poststart") && names.contains("main"), log)
+        for line in log.split(separator: "\n") where !line.hasPrefix("main") {
+            XCTAssertTrue(line.contains("\"id\":\"h1\""), "state on stdin: \(line)")
+            XCTAssertTrue(line.contains("\"bundle\":\"\(b)\""), "state on stdin: \(line)")
+        }
+    }
+
+    func testFailingHookFailsCreateAndLeavesNothing() throws {
+        let b = try bundle { spec in
+            spec["hooks"] = ["createRuntime": [["path": "/bin/sh", "args": ["sh", "-c", "echo broken >&2; exit 3"]]]]
+        }
+        let r = sl(["create", "--bundle", b, "hf"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("createRuntime hook #0"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("exit status 3") && r.stderr.contains("broken"), r.stderr)
+        assertNothingLeft("hf", bundle: b)
+    }
+
+    func testHookTimeoutIsHonoured() throws {
+        let b = try bundle { spec in
+            spec["hooks"] = ["prestart": [["path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1]]]
+        }
+        let started = Date()
+        let r = sl(["create", "--bundle", b, "ht"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("timeout"), r.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 15)
+        assertNothingLeft("ht", bundle: b)
+    }
+}

@@ -1,0 +1,185 @@
+import Foundation
+import XCTest
+import TestSupport
+
+/// What the container sees: user, capabilities, rlimits, namespaces, mounts, /dev, sysctls.
+final class SetupTests: ContainerTestCase {
+    func testUserGroupsUmaskCwdEnv() throws {
+        let r = try run(["sh", "-c", "id; umask; pwd; echo $FOO; echo $HOME"]) { spec in
+            var p = spec[dict: "process"]
+            p["user"] = ["uid": 1000, "gid": 1000, "additionalGids": [10, 20], "umask": 0o027]
+            p["cwd"] = "/tmp"
+            p["env"] = ["PATH=/bin", "FOO=bar"]
+            spec["process"] = p
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines[0].hasPrefix("uid=1000(tester) gid=1000"), lines[0])
+        XCTAssertTrue(lines[0].contains("groups=10") && lines[0].contains("20"), lines[0])
+        XCTAssertEqual(lines[1], "0027")
+        XCTAssertEqual(lines[2], "/tmp")
+        XCTAssertEqual(lines[3], "bar")
+        XCTAssertEqual(lines[4], "/home/tester")
+    }
+
+    func testCapabilitySetsAndNoNewPrivs() throws {
+        // CAP_KILL(5), CAP_NET_BIND_SERVICE(10), CAP_AUDIT_WRITE(29) => 0x20000420.
+        let r = try run(["sh", "-c", "grep -E '^(CapEff|CapBnd|CapPrm|CapAmb|NoNewPrivs)' /proc/self/status"]) { spec in
+            var p = spec[dict: "process"]
+            var caps = p[dict: "capabilities"]
+            caps["ambient"] = ["CAP_KILL"]
+            caps["inheritable"] = ["CAP_KILL"]
+            p["capabilities"] = caps
+            spec["process"] = p
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("CapEff:\t0000000020000420"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("CapBnd:\t0000000020000420"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("CapAmb:\t0000000000000020"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("NoNewPrivs:\t1"), r.stdout)
+    }
+
+    func testRlimits() throws {
+        let r = try run(["sh", "-c", "ulimit -n; ulimit -Hn; ulimit -c"]) { spec in
+            var p = spec[dict: "process"]
+            p["rlimits"] = [["type": "RLIMIT_NOFILE", "soft": 512, "hard": 768], ["type": "RLIMIT_CORE", "soft": 0, "hard": 0]]
+            spec["process"] = p
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "512\n768\n0\n")
+    }
+
+    func testRlimitAboveHardLimitFailsClearly() throws {
+        // Root here lacks CAP_SYS_RESOURCE (environment.md quirk 2): raising nofile past 20000 is EPERM.
+        var hard = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &hard)
+        try XCTSkipIf(hard.rlim_max == rlim_t.max, "unlimited nofile: cannot provoke EPERM")
+        let want = Int(hard.rlim_max) * 4
+        let id = "rl"
+        let r = try run(["true"], id: id) { spec in
+            var p = spec[dict: "process"]
+            p["rlimits"] = [["type": "RLIMIT_NOFILE", "soft": want, "hard": want]]
+            spec["process"] = p
+        }
+        if r.status == 0 { return } // a host with CAP_SYS_RESOURCE may allow it
+        XCTAssertTrue(r.stderr.contains("setrlimit RLIMIT_NOFILE"), r.stderr)
+        assertNothingLeft(id)
+    }
+
+    func testNamespacesArePrivate() throws {
+        let r = try run(["sh", "-c", "echo $$; for n in net uts ipc mnt; do readlink /proc/self/ns/$n; done"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines[0], "1", "init is pid 1 of a new PID namespace")
+        for (line, ns) in zip(lines.dropFirst(), ["net", "uts", "ipc", "mnt"]) {
+            XCTAssertNotEqual(line, try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/\(ns)"))
+        }
+    }
+
+    func testJoinNamespaceByPath() throws {
+        let a = try bundle(ContainerTestCase.args(["sleep", "100"]))
+        XCTAssertEqual(sl(["run", "-d", "--bundle", a, "ns-a"]).status, 0)
+        let st = sl(["state", "ns-a"])
+        let pid = (try JSONSerialization.jsonObject(with: Data(st.stdout.utf8)) as? [String: Any])?["pid"] as? Int ?? 0
+        let netA = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net")
+        let utsA = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/uts")
+        let r = try run(["sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/uts"]) { spec in
+            var linux = spec[dict: "linux"]
+            linux["namespaces"] = [["type": "pid"], ["type": "mount"], ["type": "ipc"],
+                                   ["type": "network", "path": "/proc/\(pid)/ns/net"],
+                                   ["type": "uts", "path": "/proc/\(pid)/ns/uts"]]
+            spec["linux"] = linux
+            spec.removeValue(forKey: "hostname")
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "\(netA)\n\(utsA)\n")
+        XCTAssertEqual(sl(["delete", "-f", "ns-a"]).status, 0)
+    }
+
+    func testUserNamespaceWithMappings() throws {
+        let r = try run(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; ls -ln /dev/null; cat /proc/self/status | grep CapEff"]) { spec in
+            var linux = spec[dict: "linux"]
+            var ns = linux["namespaces"] as? [[String: Any]] ?? []
+            ns.append(["type": "user"])
+            linux["namespaces"] = ns
+            linux["uidMappings"] = [["containerID": 0, "hostID": 100000, "size": 65536]]
+            linux["gidMappings"] = [["containerID": 0, "hostID": 100000, "size": 65536]]
+            spec["linux"] = linux
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }
+        XCTAssertEqual(lines[0], "0 100000 65536")
+        XCTAssertEqual(lines[1], "0 100000 65536")
+        XCTAssertEqual(lines[2], "0")
+        XCTAssertTrue(lines[3].hasPrefix("crw-rw-rw-"), "bind-mounted host /dev/null: \(lines[3])")
+    }
+
+    func testMountsBindTmpfsAndReadonlyRoot() throws {
+        let host = FileManager.default.temporaryDirectory.appendingPathComponent("vol-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: host, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: host) }
+        try "from host\n".write(toFile: host + "/file", atomically: true, encoding: .utf8)
+        let r = try run(["sh", "-c", "cat /vol/file; echo x > /vol/new && echo wrote; touch /rootfile 2>/dev/null || echo root-ro; touch /scratch/t && echo tmpfs-rw; grep -E ' /(vol|scratch) ' /proc/mounts | cut -d' ' -f2-4; touch /ro/x 2>/dev/null || echo vol-ro"]) { spec in
+            var mounts = spec["mounts"] as? [[String: Any]] ?? []
+            mounts.append(["destination": "/vol", "type": "bind", "source": host, "options": ["rbind", "rw"]])
+            mounts.append(["destination": "/ro", "type": "bind", "source": host, "options": ["bind", "ro"]])
+            mounts.append(["destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m", "mode=1777"]])
+            spec["mounts"] = mounts
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("from host\nwrote\nroot-ro\ntmpfs-rw\n"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("/scratch tmpfs rw,nosuid"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("vol-ro"), r.stdout)
+        XCTAssertEqual(try String(contentsOfFile: host + "/new", encoding: .utf8), "x\n")
+        XCTAssertEqual(mountsContaining(host), [], "no mount leaks to the host")
+    }
+
+    func testDevAndMaskedReadonlyPaths() throws {
+        let r = try run(["sh", "-c", "ls -l /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty | cut -c1; readlink /dev/fd /dev/ptmx; wc -c < /proc/kcore; ls /proc/acpi | wc -l; echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo sys-ro; test -e /dev/sda || echo no-host-devs"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("c\nc\nc\nc\nc\nc\n/proc/self/fd\npts/ptmx\n0\n0\nsys-ro\nno-host-devs\n"), r.stdout)
+    }
+
+    func testSpecDevicesAreCreated() throws {
+        let r = try run(["sh", "-c", "ls -ln /dev/mynull | cut -d' ' -f1,3-6 | tr -s ' '; echo hi > /dev/mynull && echo ok"]) { spec in
+            var linux = spec[dict: "linux"]
+            linux["devices"] = [["type": "c", "path": "/dev/mynull", "major": 1, "minor": 3, "fileMode": 0o620, "uid": 1000, "gid": 5]]
+            spec["linux"] = linux
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("crw--w---- 1000 5 1, 3"), r.stdout)
+        XCTAssertTrue(r.stdout.hasSuffix("ok\n"), r.stdout)
+    }
+
+    func testHostnameDomainnameSysctl() throws {
+        let r = try run(["sh", "-c", "hostname; domainname; cat /proc/sys/net/ipv4/ip_forward"]) { spec in
+            spec["hostname"] = "box1"
+            spec["domainname"] = "example.org"
+            var linux = spec[dict: "linux"]
+            linux["sysctl"] = ["net.ipv4.ip_forward": "1"]
+            linux["readonlyPaths"] = []
+            spec["linux"] = linux
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "box1\nexample.org\n1\n")
+    }
+
+    func testNoPivot() throws {
+        let b = try bundle(ContainerTestCase.args(["sh", "-c", "cat /proc/self/mountinfo | wc -l; ls /"]))
+        let r = sl(["run", "--no-pivot", "--bundle", b, "np"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("bin"), r.stdout)
+    }
+
+    func testCgroupMountShowsHierarchies() throws {
+        let r = try run(["sh", "-c", "ls /sys/fs/cgroup; touch /sys/fs/cgroup/x 2>/dev/null || echo ro"]) { spec in
+            var mounts = spec["mounts"] as? [[String: Any]] ?? []
+            mounts.append(["destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]])
+            spec["mounts"] = mounts
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let hostEntries = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []
+        if hostEntries.contains("memory") { XCTAssertTrue(r.stdout.contains("memory"), r.stdout) }
+        XCTAssertTrue(r.stdout.hasSuffix("ro\n"), r.stdout)
+    }
+}

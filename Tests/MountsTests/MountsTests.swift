@@ -1,0 +1,58 @@
+import Foundation
+import XCTest
+import Glibc
+import CLinux
+import LinuxSystem
+@testable import Mounts
+
+final class MountOptionsTests: XCTestCase {
+    func testFlagsClearsPropagationAndData() {
+        let o = MountOptions.parse(["nosuid", "ro", "rw", "noexec", "rbind", "rslave", "mode=755", "size=65536k"])
+        XCTAssertEqual(o.flags & SL_MS_RDONLY, 0, "rw after ro clears it")
+        XCTAssertNotEqual(o.flags & SL_MS_NOSUID, 0)
+        XCTAssertNotEqual(o.flags & SL_MS_NOEXEC, 0)
+        XCTAssertTrue(o.isBind)
+        XCTAssertNotEqual(o.flags & SL_MS_REC, 0)
+        XCTAssertEqual(o.propagation, [SL_MS_SLAVE | SL_MS_REC])
+        XCTAssertEqual(o.dataString, "mode=755,size=65536k")
+    }
+
+    func testPropagationNames() {
+        XCTAssertEqual(MountOptions.propagationFlag("rprivate"), SL_MS_PRIVATE | SL_MS_REC)
+        XCTAssertEqual(MountOptions.propagationFlag("shared"), SL_MS_SHARED)
+        XCTAssertNil(MountOptions.propagationFlag("bogus"))
+    }
+}
+
+final class SecureJoinTests: XCTestCase {
+    var root = ""
+
+    override func setUpWithError() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("sj-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: root + "/etc/sub", withIntermediateDirectories: true)
+        symlink("/etc", root + "/abs")                // absolute link: stays inside root
+        symlink("../../../../..", root + "/etc/up")   // climbs: clamped at root
+        symlink("sub", root + "/etc/rel")             // relative link
+        symlink("loop2", root + "/loop1"); symlink("loop1", root + "/loop2")
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: root) }
+
+    func testPlainAndDotDot() throws {
+        XCTAssertEqual(try secureJoin(root: root, "/etc/sub"), root + "/etc/sub")
+        XCTAssertEqual(try secureJoin(root: root, "/../../etc/./sub/.."), root + "/etc")
+        XCTAssertEqual(try secureJoin(root: root, "missing/dir"), root + "/missing/dir")
+    }
+
+    func testSymlinksStayInsideRoot() throws {
+        XCTAssertEqual(try secureJoin(root: root, "/abs/sub"), root + "/etc/sub")
+        XCTAssertEqual(try secureJoin(root: root, "/etc/up/etc"), root + "/etc")
+        XCTAssertEqual(try secureJoin(root: root, "/etc/rel"), root + "/etc/sub")
+    }
+
+    func testSymlinkLoopIsELOOP() {
+        XCTAssertThrowsError(try secureJoin(root: root, "/loop1/x")) { e in
+            XCTAssertEqual((e as? SysError)?.errno, ELOOP)
+        }
+    }
+}

@@ -116,30 +116,31 @@ extension Spec {
 
 extension Process {
     /// Checks a process (config.json's `process`, or an exec's process.json); `path` prefixes error paths.
-    public func validate(path: String = "process") throws(OCIError) {
-        guard let args, !args.isEmpty else { throw fail(path + ".args", "must not be empty") }
-        if !isAbsolute(cwd) { throw fail(path + ".cwd", "must be an absolute path") }
+    public func validate(path base: String = "process") throws(OCIError) {
+        func path(_ field: String) -> String { base.isEmpty ? field : base + "." + field }
+        guard let args, !args.isEmpty else { throw fail(path("args"), "must not be empty") }
+        if !isAbsolute(cwd) { throw fail(path("cwd"), "must be an absolute path") }
 
         for (i, entry) in (env ?? []).enumerated() {
             guard let eq = entry.utf8.firstIndex(of: UInt8(ascii: "=")) else {
-                throw fail("\(path).env[\(i)]", "invalid environment variable \(quoteJSON(entry)): missing '='")
+                throw fail(path("env[\(i)]"), "invalid environment variable \(quoteJSON(entry)): missing '='")
             }
             if eq == entry.utf8.startIndex {
-                throw fail("\(path).env[\(i)]", "invalid environment variable \(quoteJSON(entry)): empty name")
+                throw fail(path("env[\(i)]"), "invalid environment variable \(quoteJSON(entry)): empty name")
             }
         }
 
         var seenRlimits = Set<String>()
         for (i, rlimit) in (rlimits ?? []).enumerated() {
-            let base = "\(path).rlimits[\(i)]"
+            let field = path("rlimits[\(i)]")
             if !knownRlimitSet.contains(rlimit.type) {
-                throw fail(base + ".type", "unknown rlimit \(quoteJSON(rlimit.type))")
+                throw fail(field + ".type", "unknown rlimit \(quoteJSON(rlimit.type))")
             }
             if !seenRlimits.insert(rlimit.type).inserted {
-                throw fail(base + ".type", "duplicate rlimit \(quoteJSON(rlimit.type))")
+                throw fail(field + ".type", "duplicate rlimit \(quoteJSON(rlimit.type))")
             }
             if rlimit.soft > rlimit.hard {
-                throw fail(base + ".soft", "soft limit \(rlimit.soft) is greater than hard limit \(rlimit.hard)")
+                throw fail(field + ".soft", "soft limit \(rlimit.soft) is greater than hard limit \(rlimit.hard)")
             }
         }
 
@@ -148,13 +149,13 @@ extension Process {
                         ("permitted", caps.permitted), ("ambient", caps.ambient)]
             for (name, list) in sets {
                 for (i, cap) in (list ?? []).enumerated() where !knownCapabilitySet.contains(cap) {
-                    throw fail("\(path).capabilities.\(name)[\(i)]", "unknown capability \(quoteJSON(cap))")
+                    throw fail(path("capabilities.\(name)[\(i)]"), "unknown capability \(quoteJSON(cap))")
                 }
             }
         }
 
         if let adj = oomScoreAdj, adj < -1000 || adj > 1000 {
-            throw fail(path + ".oomScoreAdj", "\(adj) is out of range (must be between -1000 and 1000)")
+            throw fail(path("oomScoreAdj"), "\(adj) is out of range (must be between -1000 and 1000)")
         }
     }
 }

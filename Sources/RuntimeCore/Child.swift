@@ -64,6 +64,9 @@ enum Child {
             for (i, h) in (plan.spec.hooks?.createContainer ?? []).enumerated() {
                 try Hooks.runOne(h, kind: "createContainer", index: i, state: stateJSON)
             }
+            // As runc does, a missing cwd is created (inside the rootfs, symlinks resolved safely).
+            let cwd = try secureJoin(root: plan.rootfs.rootfs, plan.process.cwd)
+            if FS.lstatOf(cwd) == nil { try FS.mkdirAll(cwd) }
             try Rootfs.enter(plan.rootfs)
             try Rootfs.finish(plan.rootfs)
             if let h = plan.hostname { try sys("sethostname", h) { sl_sethostname(h, h.utf8.count) } }

@@ -79,7 +79,11 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
 private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: ContainerStore,
                              initPid: inout pid_t, middle: inout pid_t, pty: inout Int32?) throws(RuntimeError) -> StoredState {
     let fifo = store.fifoPath(o.id)
-    try step("create exec fifo") { try sys("mkfifo", fifo) { mkfifo(fifo, 0o622) } }
+    // 0622 whatever the umask: init opens it for writing after switching to the container's user.
+    try step("create exec fifo") {
+        try sys("mkfifo", fifo) { mkfifo(fifo, 0o622) }
+        try sys("chmod", fifo) { chmod(fifo, 0o622) }
+    }
     let fifoFd = try step("open exec fifo") { try FS.open(fifo, SL_O_PATH) }
     defer { close(fifoFd) }
     let (parentSock, childSock) = try step("create sync socket") { try SeqPacket.pair() }

@@ -72,10 +72,10 @@ final class ErrorPathTests: ContainerTestCase {
         try expectCreateFailure("exec: \"does-not-exist\": executable file not found in $PATH", ContainerTestCase.args(["does-not-exist"]))
     }
 
-    func testBadCwd() throws {
-        try expectCreateFailure("/no/such/dir") { spec in
+    func testCwdThatIsAFile() throws {
+        try expectCreateFailure("/etc/passwd") { spec in
             var p = spec[dict: "process"]
-            p["cwd"] = "/no/such/dir"
+            p["cwd"] = "/etc/passwd"
             spec["process"] = p
         }
     }

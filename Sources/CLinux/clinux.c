@@ -36,6 +36,7 @@ dev_t sl_makedev(unsigned int ma, unsigned int mi) { return makedev(ma, mi); }
 unsigned int sl_major(dev_t d) { return major(d); }
 unsigned int sl_minor(dev_t d) { return minor(d); }
 int sl_gettid(void) { return (int)syscall(SYS_gettid); }
+long sl_join_session_keyring(const char *name) { return syscall(SYS_keyctl, 1, name); }
 int sl_setresuid(uid_t r, uid_t e, uid_t s) { return setresuid(r, e, s); }
 int sl_setresgid(gid_t r, gid_t e, gid_t s) { return setresgid(r, e, s); }
 

@@ -432,7 +432,8 @@ extension Dictionary: SortedEncodableDictionary where Key == String, Value: Enco
 
 private func jsonNumber(_ d: Double) -> JSONValue {
     guard d.isFinite else { return .null }
-    if d == d.rounded(), abs(d) < 1e15 { return .number(String(Int64(d))) }
+    // Whole numbers print without ".0", as Go does (checked without libm, which the binary may not link).
+    if abs(d) < 1e15, Double(Int64(d)) == d { return .number(String(Int64(d))) }
     return .number(String(d))
 }
 

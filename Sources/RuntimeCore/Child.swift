@@ -74,6 +74,9 @@ enum Child {
             for (k, v) in plan.sysctl {
                 try FS.writeFile("/proc/sys/" + k.replacingDots(), v, create: false)
             }
+            if let name = plan.sessionKeyring, sl_join_session_keyring(name) < 0, errno != ENOSYS {
+                throw SysError("join session keyring", name, errno: errno)
+            }
             if plan.process.terminal { try setupTerminal(plan.process, sock) }
             let path = try applyProcess(plan.process)
             try sock.send(.ready)

@@ -50,7 +50,9 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     if !(spec.process?.terminal ?? false) && o.consoleSocket != nil {
         throw RuntimeError(.invalidArgument, "cannot use console socket if swiftlet will not detach or allocate tty")
     }
-    let plan = try ContainerPlan(spec: spec, bundle: bundle, noPivot: o.noPivot, preserveFds: o.preserveFds)
+    let listenFds = getenv("LISTEN_FDS").flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 0
+    let plan = try ContainerPlan(spec: spec, id: o.id, bundle: bundle, noPivot: o.noPivot, noNewKeyring: o.noNewKeyring,
+                                 preserveFds: o.preserveFds, listenFds: listenFds)
     defer { plan.namespaces.closeFds() }
     let store = ContainerStore(root: o.root)
     try store.createDir(o.id)

@@ -115,13 +115,19 @@ struct ContainerPlan: Sendable {
     var domainname: String?
     var sysctl: [(String, String)]
     var preserveFds: Int
+    /// Name of the session keyring init joins ("_ses.<id>"), nil with --no-new-keyring.
+    var sessionKeyring: String?
 
-    init(spec: Spec, bundle: String, noPivot: Bool, preserveFds: Int) throws(RuntimeError) {
+    init(spec: Spec, id: String, bundle: String, noPivot: Bool, noNewKeyring: Bool, preserveFds: Int,
+         listenFds: Int) throws(RuntimeError) {
         self.spec = spec
         self.bundle = bundle
-        self.preserveFds = preserveFds
+        self.preserveFds = preserveFds + listenFds
+        sessionKeyring = noNewKeyring ? nil : "_ses.\(id)"
         guard let p = spec.process else { throw RuntimeError(.invalidArgument, "config.json: process: required field missing") }
         process = try ProcessPlan(p)
+        // Socket activation (systemd's LISTEN_FDS): pass the fds on and tell the container's pid 1.
+        if listenFds > 0 { process.env += ["LISTEN_FDS=\(listenFds)", "LISTEN_PID=1"] }
         guard let root = spec.root else { throw RuntimeError(.invalidArgument, "config.json: root: required field missing") }
         let linux = spec.linux ?? Linux()
         // Never run a container unconfined when it asked for a filter: refuse until seccomp lands.

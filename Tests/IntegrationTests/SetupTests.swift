@@ -208,3 +208,80 @@ final class SetupTests: ContainerTestCase {
         XCTAssertTrue(r.stdout.hasSuffix("ro\n"), r.stdout)
     }
 }
+
+/// Options of create/run that change what the process inherits.
+final class CreateOptionTests: ContainerTestCase {
+    /// Runs `swiftlet run` through the host shell, so extra fds and env vars can be prepared.
+    func shellRun(_ script: String) -> RunResult {
+        runProgram("/bin/sh", ["-c", script], timeout: 30)
+    }
+
+    func testPreserveFdsAndListenFds() throws {
+        let b = try bundle(ContainerTestCase.args(["sh", "-c", "echo $LISTEN_FDS:$LISTEN_PID; cat <&3; cat <&4; ls /proc/self/fd | wc -l"]))
+        let bin = Runtime.binary, r = root.path
+        try "three\n".write(toFile: r + "/f3", atomically: true, encoding: .utf8)
+        try "four\n".write(toFile: r + "/f4", atomically: true, encoding: .utf8)
+        // fd 3 via LISTEN_FDS=1, fd 4 via --preserve-fds 1: both reach the container; fd 5 does not.
+        let res = shellRun("exec 3<\(r)/f3 4<\(r)/f4 5<\(r)/f4; LISTEN_FDS=1 \(bin) --root \(r) run --preserve-fds 1 --bundle \(b) pf")
+        XCTAssertEqual(res.status, 0, res.stderr)
+        // fds 0,1,2,3,4 and the one ls opens for /proc/self/fd.
+        XCTAssertEqual(res.stdout, "1:1\nthree\nfour\n6\n")
+    }
+
+    func testSessionKeyring() throws {
+        // /proc/keys is a default masked path: unmask it to look.
+        let unmask: (inout [String: Any]) -> Void = { spec in
+            var linux = spec[dict: "linux"]
+            linux["maskedPaths"] = []
+            spec["linux"] = linux
+        }
+        let withRing = try run(["sh", "-c", "grep -c '_ses.kr1: empty' /proc/keys || true"], id: "kr1", unmask)
+        XCTAssertEqual(withRing.status, 0, withRing.stderr)
+        XCTAssertEqual(withRing.stdout, "1\n", "a new session keyring named _ses.<id>")
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sh", "-c", "grep -c _ses.kr2 /proc/keys || true"])(&spec)
+            unmask(&spec)
+        }
+        let without = sl(["run", "--no-new-keyring", "--bundle", b, "kr2"])
+        XCTAssertEqual(without.stdout, "0\n", without.stderr)
+    }
+
+    func testOomScoreAdjAndTimeNamespace() throws {
+        let r = try run(["sh", "-c", "cat /proc/self/oom_score_adj; cut -d. -f1 /proc/uptime"]) { spec in
+            var p = spec[dict: "process"]
+            p["oomScoreAdj"] = 500
+            spec["process"] = p
+            var linux = spec[dict: "linux"]
+            var ns = linux["namespaces"] as? [[String: Any]] ?? []
+            ns.append(["type": "time"])
+            linux["namespaces"] = ns
+            linux["timeOffsets"] = ["boottime": ["secs": 10 * 365 * 86400, "nanosecs": 0]]
+            spec["linux"] = linux
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.first, "500")
+        XCTAssertGreaterThan(Int(lines.last ?? "") ?? 0, 10 * 365 * 86400, "boot time shifted by the offset")
+    }
+
+    func testCgroupNamespace() throws {
+        let r = try run(["sh", "-c", "cat /proc/self/cgroup"]) { spec in
+            var linux = spec[dict: "linux"]
+            var ns = linux["namespaces"] as? [[String: Any]] ?? []
+            ns.append(["type": "cgroup"])
+            linux["namespaces"] = ns
+            spec["linux"] = linux
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for line in r.stdout.split(separator: "\n") {
+            XCTAssertTrue(line.hasSuffix(":/"), "cgroup paths are rooted at the namespace: \(line)")
+        }
+    }
+
+    func testRunForwardsSignals() throws {
+        let b = try bundle(ContainerTestCase.args(["sh", "-c", "trap 'echo got-term; exit 5' TERM; while :; do sleep 0.05; done"]))
+        let res = shellRun("\(Runtime.binary) --root \(root.path) run --bundle \(b) sig & p=$!; sleep 0.5; kill -TERM $p; wait $p; echo status=$?")
+        XCTAssertTrue(res.stdout.contains("got-term"), res.stdout + res.stderr)
+        XCTAssertTrue(res.stdout.contains("status=5"), res.stdout + res.stderr)
+    }
+}

@@ -23,16 +23,19 @@ let package = Package(
         .target(name: "LinuxSystem", dependencies: ["CLinux", "CCap"]),
         // Mount option table, safe path resolution inside the rootfs, rootfs set-up and pivot_root.
         .target(name: "Mounts", dependencies: ["LinuxSystem", "CLinux"]),
+        // OCI seccomp profile -> libseccomp filter (built in the parent, loaded in the child).
+        .target(name: "Seccomp", dependencies: ["CSeccomp", "OCI", "LinuxSystem"]),
         // Container store, process model, hooks, exec, kill, delete.
-        .target(name: "RuntimeCore", dependencies: ["OCI", "LinuxSystem", "Mounts", "CLinux", "CCap"]),
+        .target(name: "RuntimeCore", dependencies: ["OCI", "LinuxSystem", "Mounts", "Seccomp", "CLinux", "CCap"]),
         // One file per verb, each a thin call into RuntimeCore.
-        .target(name: "RuntimeCLI", dependencies: ["Argv", "OCI", "RuntimeCore", "LinuxSystem"]),
+        .target(name: "RuntimeCLI", dependencies: ["Argv", "OCI", "RuntimeCore", "LinuxSystem", "Seccomp"]),
         .executableTarget(name: "swiftlet", dependencies: ["RuntimeCLI"]),
 
         .target(name: "TestSupport"),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
         .testTarget(name: "ArgvTests", dependencies: ["Argv", "RuntimeCLI"], swiftSettings: [.define("ARGV_TABLE_TESTS")]),
         .testTarget(name: "MountsTests", dependencies: ["Mounts", "LinuxSystem"]),
+        .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "OCI"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux"]),
     ]
 )

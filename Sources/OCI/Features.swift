@@ -61,6 +61,11 @@ public struct Features: Encodable, Sendable, Equatable {
         public var archs: [String]?
         public var knownFlags: [String]?
         public var supportedFlags: [String]?
+        public init(enabled: Bool?, actions: [String]? = nil, operators: [String]? = nil, archs: [String]? = nil,
+                    knownFlags: [String]? = nil, supportedFlags: [String]? = nil) {
+            self.enabled = enabled; self.actions = actions; self.operators = operators; self.archs = archs
+            self.knownFlags = knownFlags; self.supportedFlags = supportedFlags
+        }
     }
 
     public struct Enabled: Encodable, Sendable, Equatable {
@@ -71,8 +76,9 @@ public struct Features: Encodable, Sendable, Equatable {
         public var idmap: Enabled?
     }
 
-    /// The features of this build. `mountOptions` depends on the host kernel, so the caller supplies it.
-    public static func current(mountOptions: [String]) -> Features {
+    /// The features of this build. `mountOptions` depends on the host kernel and `seccomp` on
+    /// libseccomp, so the caller supplies them.
+    public static func current(mountOptions: [String], seccomp: Seccomp = Seccomp(enabled: false)) -> Features {
         Features(
             ociVersionMin: "1.0.0",
             ociVersionMax: ociRuntimeSpecVersion,
@@ -82,7 +88,7 @@ public struct Features: Encodable, Sendable, Equatable {
                 namespaces: NamespaceType.allCases.map(\.rawValue),
                 capabilities: knownCapabilities,
                 cgroup: Cgroup(v1: false, v2: false, systemd: false, systemdUser: false, rdma: false),
-                seccomp: Seccomp(enabled: false),
+                seccomp: seccomp,
                 apparmor: Enabled(enabled: false),
                 selinux: Enabled(enabled: false),
                 intelRdt: Enabled(enabled: false),

@@ -140,6 +140,8 @@ extension OCIError {
 }
 
 extension JSONValue {
+    var isNull: Bool { if case .null = self { true } else { false } }
+
     /// The value at a coding path, if there is one.
     func value(at codingPath: [any CodingKey]) -> JSONValue? {
         var current = self
@@ -161,54 +163,54 @@ extension JSONValue {
 
 // MARK: - Scalar conversions
 
-private func unboxBool(_ value: JSONValue, _ path: [any CodingKey]) throws(OCIError) -> Bool {
-    guard case .bool(let b) = value else { throw .mismatch("boolean", value, path) }
+private func unboxBool(_ value: JSONValue, _ path: () -> [any CodingKey]) throws(OCIError) -> Bool {
+    guard case .bool(let b) = value else { throw .mismatch("boolean", value, path()) }
     return b
 }
 
-private func unboxString(_ value: JSONValue, _ path: [any CodingKey]) throws(OCIError) -> String {
-    guard case .string(let s) = value else { throw .mismatch("string", value, path) }
+private func unboxString(_ value: JSONValue, _ path: () -> [any CodingKey]) throws(OCIError) -> String {
+    guard case .string(let s) = value else { throw .mismatch("string", value, path()) }
     return s
 }
 
 /// An integer literal (no fraction or exponent) checked against the range of `T`.
-private func unboxInteger<T: FixedWidthInteger>(_ value: JSONValue, _: T.Type, _ path: [any CodingKey]) throws(OCIError) -> T {
+private func unboxInteger<T: FixedWidthInteger>(_ value: JSONValue, _: T.Type, _ path: () -> [any CodingKey]) throws(OCIError) -> T {
     let expected = T.isSigned ? "integer" : "unsigned integer"
-    guard case .number(let text) = value else { throw .mismatch(expected, value, path) }
-    var digits = Substring(text).utf8[...]
+    guard case .number(let text) = value else { throw .mismatch(expected, value, path()) }
+    var digits = text.utf8[...]
     let negative = digits.first == UInt8(ascii: "-")
     if negative { digits = digits.dropFirst() }
     guard !digits.isEmpty, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
-        throw .mismatch(expected, value, path)
+        throw .mismatch(expected, value, path())
     }
-    let outOfRange = OCIError(path, "value \(text) out of range for \(T.self)")
+    func outOfRange() -> OCIError { OCIError(path(), "value \(text) out of range for \(T.self)") }
     var magnitude: UInt64 = 0
     for d in digits {
         let (times10, o1) = magnitude.multipliedReportingOverflow(by: 10)
         let (sum, o2) = times10.addingReportingOverflow(UInt64(d - UInt8(ascii: "0")))
-        if o1 || o2 { throw outOfRange }
+        if o1 || o2 { throw outOfRange() }
         magnitude = sum
     }
     if !negative {
-        guard let result = T(exactly: magnitude) else { throw outOfRange }
+        guard let result = T(exactly: magnitude) else { throw outOfRange() }
         return result
     }
     if magnitude == 0 { return 0 }
-    guard magnitude <= UInt64(Int64.max) + 1 else { throw outOfRange }
+    guard magnitude <= UInt64(Int64.max) + 1 else { throw outOfRange() }
     let signed = magnitude == UInt64(Int64.max) + 1 ? Int64.min : -Int64(magnitude)
-    guard let result = T(exactly: signed) else { throw outOfRange }
+    guard let result = T(exactly: signed) else { throw outOfRange() }
     return result
 }
 
-private func unboxDouble(_ value: JSONValue, _ path: [any CodingKey]) throws(OCIError) -> Double {
-    guard case .number(let text) = value else { throw .mismatch("number", value, path) }
-    guard let d = Double(text), d.isFinite else { throw OCIError(path, "value \(text) out of range for Double") }
+private func unboxDouble(_ value: JSONValue, _ path: () -> [any CodingKey]) throws(OCIError) -> Double {
+    guard case .number(let text) = value else { throw .mismatch("number", value, path()) }
+    guard let d = Double(text), d.isFinite else { throw OCIError(path(), "value \(text) out of range for Double") }
     return d
 }
 
-private func unboxFloat(_ value: JSONValue, _ path: [any CodingKey]) throws(OCIError) -> Float {
-    guard case .number(let text) = value else { throw .mismatch("number", value, path) }
-    guard let f = Float(text), f.isFinite else { throw OCIError(path, "value \(text) out of range for Float") }
+private func unboxFloat(_ value: JSONValue, _ path: () -> [any CodingKey]) throws(OCIError) -> Float {
+    guard case .number(let text) = value else { throw .mismatch("number", value, path()) }
+    guard let f = Float(text), f.isFinite else { throw OCIError(path(), "value \(text) out of range for Float") }
     return f
 }
 
@@ -232,63 +234,99 @@ private struct ValueDecoder: Decoder, SingleValueDecodingContainer {
 
     func singleValueContainer() throws -> any SingleValueDecodingContainer { self }
 
-    func decodeNil() -> Bool { value == .null }
-    func decode(_ type: Bool.Type) throws -> Bool { try unboxBool(value, codingPath) }
-    func decode(_ type: String.Type) throws -> String { try unboxString(value, codingPath) }
-    func decode(_ type: Double.Type) throws -> Double { try unboxDouble(value, codingPath) }
-    func decode(_ type: Float.Type) throws -> Float { try unboxFloat(value, codingPath) }
-    func decode(_ type: Int.Type) throws -> Int { try unboxInteger(value, type, codingPath) }
-    func decode(_ type: Int8.Type) throws -> Int8 { try unboxInteger(value, type, codingPath) }
-    func decode(_ type: Int16.Type) throws -> Int16 { try unboxInteger(value, type, codingPath) }
-    func decode(_ type: Int32.Type) throws -> Int32 { try unboxInteger(value, type, codingPath) }
-    func decode(_ type: Int64.Type) throws -> Int64 { try unboxInteger(value, type, codingPath) }
-    func decode(_ type: UInt.Type) throws -> UInt { try unboxInteger(value, type, codingPath) }
-    func decode(_ type: UInt8.Type) throws -> UInt8 { try unboxInteger(value, type, codingPath) }
-    func decode(_ type: UInt16.Type) throws -> UInt16 { try unboxInteger(value, type, codingPath) }
-    func decode(_ type: UInt32.Type) throws -> UInt32 { try unboxInteger(value, type, codingPath) }
-    func decode(_ type: UInt64.Type) throws -> UInt64 { try unboxInteger(value, type, codingPath) }
+    func decodeNil() -> Bool { value.isNull }
+    func decode(_ type: Bool.Type) throws -> Bool { try unboxBool(value) { codingPath } }
+    func decode(_ type: String.Type) throws -> String { try unboxString(value) { codingPath } }
+    func decode(_ type: Double.Type) throws -> Double { try unboxDouble(value) { codingPath } }
+    func decode(_ type: Float.Type) throws -> Float { try unboxFloat(value) { codingPath } }
+    func decode(_ type: Int.Type) throws -> Int { try unboxInteger(value, type) { codingPath } }
+    func decode(_ type: Int8.Type) throws -> Int8 { try unboxInteger(value, type) { codingPath } }
+    func decode(_ type: Int16.Type) throws -> Int16 { try unboxInteger(value, type) { codingPath } }
+    func decode(_ type: Int32.Type) throws -> Int32 { try unboxInteger(value, type) { codingPath } }
+    func decode(_ type: Int64.Type) throws -> Int64 { try unboxInteger(value, type) { codingPath } }
+    func decode(_ type: UInt.Type) throws -> UInt { try unboxInteger(value, type) { codingPath } }
+    func decode(_ type: UInt8.Type) throws -> UInt8 { try unboxInteger(value, type) { codingPath } }
+    func decode(_ type: UInt16.Type) throws -> UInt16 { try unboxInteger(value, type) { codingPath } }
+    func decode(_ type: UInt32.Type) throws -> UInt32 { try unboxInteger(value, type) { codingPath } }
+    func decode(_ type: UInt64.Type) throws -> UInt64 { try unboxInteger(value, type) { codingPath } }
     func decode<T: Decodable>(_ type: T.Type) throws -> T { try T(from: self) }
 }
 
 private struct KeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let codingPath: [any CodingKey]
+    let object: JSONObject
     /// Last value wins for duplicate keys, as in Go.
     let members: [String: JSONValue]
-    let allKeys: [Key]
 
     init(object: JSONObject, codingPath: [any CodingKey]) {
         self.codingPath = codingPath
+        self.object = object
         var members: [String: JSONValue] = [:]
-        var keys: [Key] = []
-        for (name, value) in object.members {
-            if members.updateValue(value, forKey: name) == nil, let key = Key(stringValue: name) { keys.append(key) }
-        }
+        members.reserveCapacity(object.members.count)
+        for (name, value) in object.members { members[name] = value }
         self.members = members
-        self.allKeys = keys
+    }
+
+    /// The object's keys in source order, each once (used to decode dictionaries).
+    var allKeys: [Key] {
+        var seen = Set<String>()
+        return object.members.compactMap { seen.insert($0.key).inserted ? Key(stringValue: $0.key) : nil }
     }
 
     func contains(_ key: Key) -> Bool { members[key.stringValue] != nil }
 
-    private func child(_ key: Key) throws(OCIError) -> ValueDecoder {
+    private func value(_ key: Key) throws(OCIError) -> JSONValue {
         guard let value = members[key.stringValue] else { throw OCIError(codingPath + [key], "required field missing") }
-        return ValueDecoder(value: value, codingPath: codingPath + [key])
+        return value
     }
 
-    func decodeNil(forKey key: Key) throws -> Bool { try child(key).decodeNil() }
-    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try child(key).decode(type) }
-    func decode(_ type: String.Type, forKey key: Key) throws -> String { try child(key).decode(type) }
-    func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try child(key).decode(type) }
-    func decode(_ type: Float.Type, forKey key: Key) throws -> Float { try child(key).decode(type) }
-    func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try child(key).decode(type) }
-    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try child(key).decode(type) }
-    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try child(key).decode(type) }
-    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try child(key).decode(type) }
-    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try child(key).decode(type) }
-    func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try child(key).decode(type) }
-    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try child(key).decode(type) }
-    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try child(key).decode(type) }
-    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try child(key).decode(type) }
-    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try child(key).decode(type) }
+    private func child(_ key: Key) throws(OCIError) -> ValueDecoder {
+        ValueDecoder(value: try value(key), codingPath: codingPath + [key])
+    }
+
+    func decodeNil(forKey key: Key) throws -> Bool { try value(key).isNull }
+    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool {
+        try unboxBool(try value(key)) { codingPath + [key] }
+    }
+    func decode(_ type: String.Type, forKey key: Key) throws -> String {
+        try unboxString(try value(key)) { codingPath + [key] }
+    }
+    func decode(_ type: Double.Type, forKey key: Key) throws -> Double {
+        try unboxDouble(try value(key)) { codingPath + [key] }
+    }
+    func decode(_ type: Float.Type, forKey key: Key) throws -> Float {
+        try unboxFloat(try value(key)) { codingPath + [key] }
+    }
+    func decode(_ type: Int.Type, forKey key: Key) throws -> Int {
+        try unboxInteger(try value(key), type) { codingPath + [key] }
+    }
+    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 {
+        try unboxInteger(try value(key), type) { codingPath + [key] }
+    }
+    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 {
+        try unboxInteger(try value(key), type) { codingPath + [key] }
+    }
+    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 {
+        try unboxInteger(try value(key), type) { codingPath + [key] }
+    }
+    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 {
+        try unboxInteger(try value(key), type) { codingPath + [key] }
+    }
+    func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt {
+        try unboxInteger(try value(key), type) { codingPath + [key] }
+    }
+    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 {
+        try unboxInteger(try value(key), type) { codingPath + [key] }
+    }
+    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 {
+        try unboxInteger(try value(key), type) { codingPath + [key] }
+    }
+    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 {
+        try unboxInteger(try value(key), type) { codingPath + [key] }
+    }
+    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 {
+        try unboxInteger(try value(key), type) { codingPath + [key] }
+    }
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T { try T(from: try child(key)) }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws
@@ -319,33 +357,81 @@ private struct UnkeyedDecoder: UnkeyedDecodingContainer {
     var count: Int? { elements.count }
     var isAtEnd: Bool { currentIndex >= elements.count }
 
-    private mutating func next() throws(OCIError) -> ValueDecoder {
-        let path = codingPath + [IndexKey(currentIndex)]
-        guard currentIndex < elements.count else { throw OCIError(path, "unexpected end of array") }
+    private mutating func nextValue() throws(OCIError) -> (JSONValue, Int) {
+        guard currentIndex < elements.count else {
+            throw OCIError(codingPath + [IndexKey(currentIndex)], "unexpected end of array")
+        }
         defer { currentIndex += 1 }
-        return ValueDecoder(value: elements[currentIndex], codingPath: path)
+        return (elements[currentIndex], currentIndex)
+    }
+
+    private mutating func next() throws(OCIError) -> ValueDecoder {
+        let (value, index) = try nextValue()
+        return ValueDecoder(value: value, codingPath: codingPath + [IndexKey(index)])
     }
 
     mutating func decodeNil() throws -> Bool {
-        guard currentIndex < elements.count, elements[currentIndex] == .null else { return false }
+        guard currentIndex < elements.count, elements[currentIndex].isNull else { return false }
         currentIndex += 1
         return true
     }
 
-    mutating func decode(_ type: Bool.Type) throws -> Bool { try next().decode(type) }
-    mutating func decode(_ type: String.Type) throws -> String { try next().decode(type) }
-    mutating func decode(_ type: Double.Type) throws -> Double { try next().decode(type) }
-    mutating func decode(_ type: Float.Type) throws -> Float { try next().decode(type) }
-    mutating func decode(_ type: Int.Type) throws -> Int { try next().decode(type) }
-    mutating func decode(_ type: Int8.Type) throws -> Int8 { try next().decode(type) }
-    mutating func decode(_ type: Int16.Type) throws -> Int16 { try next().decode(type) }
-    mutating func decode(_ type: Int32.Type) throws -> Int32 { try next().decode(type) }
-    mutating func decode(_ type: Int64.Type) throws -> Int64 { try next().decode(type) }
-    mutating func decode(_ type: UInt.Type) throws -> UInt { try next().decode(type) }
-    mutating func decode(_ type: UInt8.Type) throws -> UInt8 { try next().decode(type) }
-    mutating func decode(_ type: UInt16.Type) throws -> UInt16 { try next().decode(type) }
-    mutating func decode(_ type: UInt32.Type) throws -> UInt32 { try next().decode(type) }
-    mutating func decode(_ type: UInt64.Type) throws -> UInt64 { try next().decode(type) }
+    mutating func decode(_ type: Bool.Type) throws -> Bool {
+        let (v, i) = try nextValue()
+        return try unboxBool(v) { codingPath + [IndexKey(i)] }
+    }
+    mutating func decode(_ type: String.Type) throws -> String {
+        let (v, i) = try nextValue()
+        return try unboxString(v) { codingPath + [IndexKey(i)] }
+    }
+    mutating func decode(_ type: Double.Type) throws -> Double {
+        let (v, i) = try nextValue()
+        return try unboxDouble(v) { codingPath + [IndexKey(i)] }
+    }
+    mutating func decode(_ type: Float.Type) throws -> Float {
+        let (v, i) = try nextValue()
+        return try unboxFloat(v) { codingPath + [IndexKey(i)] }
+    }
+    mutating func decode(_ type: Int.Type) throws -> Int {
+        let (v, i) = try nextValue()
+        return try unboxInteger(v, type) { codingPath + [IndexKey(i)] }
+    }
+    mutating func decode(_ type: Int8.Type) throws -> Int8 {
+        let (v, i) = try nextValue()
+        return try unboxInteger(v, type) { codingPath + [IndexKey(i)] }
+    }
+    mutating func decode(_ type: Int16.Type) throws -> Int16 {
+        let (v, i) = try nextValue()
+        return try unboxInteger(v, type) { codingPath + [IndexKey(i)] }
+    }
+    mutating func decode(_ type: Int32.Type) throws -> Int32 {
+        let (v, i) = try nextValue()
+        return try unboxInteger(v, type) { codingPath + [IndexKey(i)] }
+    }
+    mutating func decode(_ type: Int64.Type) throws -> Int64 {
+        let (v, i) = try nextValue()
+        return try unboxInteger(v, type) { codingPath + [IndexKey(i)] }
+    }
+    mutating func decode(_ type: UInt.Type) throws -> UInt {
+        let (v, i) = try nextValue()
+        return try unboxInteger(v, type) { codingPath + [IndexKey(i)] }
+    }
+    mutating func decode(_ type: UInt8.Type) throws -> UInt8 {
+        let (v, i) = try nextValue()
+        return try unboxInteger(v, type) { codingPath + [IndexKey(i)] }
+    }
+    mutating func decode(_ type: UInt16.Type) throws -> UInt16 {
+        let (v, i) = try nextValue()
+        return try unboxInteger(v, type) { codingPath + [IndexKey(i)] }
+    }
+    mutating func decode(_ type: UInt32.Type) throws -> UInt32 {
+        let (v, i) = try nextValue()
+        return try unboxInteger(v, type) { codingPath + [IndexKey(i)] }
+    }
+    mutating func decode(_ type: UInt64.Type) throws -> UInt64 {
+        let (v, i) = try nextValue()
+        return try unboxInteger(v, type) { codingPath + [IndexKey(i)] }
+    }
     mutating func decode<T: Decodable>(_ type: T.Type) throws -> T { try T(from: try next()) }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws
@@ -480,21 +566,23 @@ private struct KeyedEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
         NodeEncoder(node: node.child(forKey: key.stringValue), codingPath: codingPath + [key])
     }
 
-    mutating func encodeNil(forKey key: Key) { child(key).encodeNil() }
-    mutating func encode(_ value: Bool, forKey key: Key) { child(key).encode(value) }
-    mutating func encode(_ value: String, forKey key: Key) { child(key).encode(value) }
-    mutating func encode(_ value: Double, forKey key: Key) { child(key).encode(value) }
-    mutating func encode(_ value: Float, forKey key: Key) { child(key).encode(value) }
-    mutating func encode(_ value: Int, forKey key: Key) { child(key).encode(value) }
-    mutating func encode(_ value: Int8, forKey key: Key) { child(key).encode(value) }
-    mutating func encode(_ value: Int16, forKey key: Key) { child(key).encode(value) }
-    mutating func encode(_ value: Int32, forKey key: Key) { child(key).encode(value) }
-    mutating func encode(_ value: Int64, forKey key: Key) { child(key).encode(value) }
-    mutating func encode(_ value: UInt, forKey key: Key) { child(key).encode(value) }
-    mutating func encode(_ value: UInt8, forKey key: Key) { child(key).encode(value) }
-    mutating func encode(_ value: UInt16, forKey key: Key) { child(key).encode(value) }
-    mutating func encode(_ value: UInt32, forKey key: Key) { child(key).encode(value) }
-    mutating func encode(_ value: UInt64, forKey key: Key) { child(key).encode(value) }
+    private func leaf(_ key: Key, _ value: JSONValue) { node.child(forKey: key.stringValue).set(value) }
+
+    mutating func encodeNil(forKey key: Key) { leaf(key, .null) }
+    mutating func encode(_ value: Bool, forKey key: Key) { leaf(key, .bool(value)) }
+    mutating func encode(_ value: String, forKey key: Key) { leaf(key, .string(value)) }
+    mutating func encode(_ value: Double, forKey key: Key) { leaf(key, jsonNumber(value)) }
+    mutating func encode(_ value: Float, forKey key: Key) { leaf(key, jsonNumber(Double(value))) }
+    mutating func encode(_ value: Int, forKey key: Key) { leaf(key, .number(String(value))) }
+    mutating func encode(_ value: Int8, forKey key: Key) { leaf(key, .number(String(value))) }
+    mutating func encode(_ value: Int16, forKey key: Key) { leaf(key, .number(String(value))) }
+    mutating func encode(_ value: Int32, forKey key: Key) { leaf(key, .number(String(value))) }
+    mutating func encode(_ value: Int64, forKey key: Key) { leaf(key, .number(String(value))) }
+    mutating func encode(_ value: UInt, forKey key: Key) { leaf(key, .number(String(value))) }
+    mutating func encode(_ value: UInt8, forKey key: Key) { leaf(key, .number(String(value))) }
+    mutating func encode(_ value: UInt16, forKey key: Key) { leaf(key, .number(String(value))) }
+    mutating func encode(_ value: UInt32, forKey key: Key) { leaf(key, .number(String(value))) }
+    mutating func encode(_ value: UInt64, forKey key: Key) { leaf(key, .number(String(value))) }
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) { child(key).encode(value) }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key)
@@ -524,21 +612,21 @@ private struct UnkeyedEncoder: UnkeyedEncodingContainer {
         return NodeEncoder(node: node.appendChild(), codingPath: codingPath + [IndexKey(index)])
     }
 
-    mutating func encodeNil() { next().encodeNil() }
-    mutating func encode(_ value: Bool) { next().encode(value) }
-    mutating func encode(_ value: String) { next().encode(value) }
-    mutating func encode(_ value: Double) { next().encode(value) }
-    mutating func encode(_ value: Float) { next().encode(value) }
-    mutating func encode(_ value: Int) { next().encode(value) }
-    mutating func encode(_ value: Int8) { next().encode(value) }
-    mutating func encode(_ value: Int16) { next().encode(value) }
-    mutating func encode(_ value: Int32) { next().encode(value) }
-    mutating func encode(_ value: Int64) { next().encode(value) }
-    mutating func encode(_ value: UInt) { next().encode(value) }
-    mutating func encode(_ value: UInt8) { next().encode(value) }
-    mutating func encode(_ value: UInt16) { next().encode(value) }
-    mutating func encode(_ value: UInt32) { next().encode(value) }
-    mutating func encode(_ value: UInt64) { next().encode(value) }
+    mutating func encodeNil() { node.appendChild().set(.null) }
+    mutating func encode(_ value: Bool) { node.appendChild().set(.bool(value)) }
+    mutating func encode(_ value: String) { node.appendChild().set(.string(value)) }
+    mutating func encode(_ value: Double) { node.appendChild().set(jsonNumber(value)) }
+    mutating func encode(_ value: Float) { node.appendChild().set(jsonNumber(Double(value))) }
+    mutating func encode(_ value: Int) { node.appendChild().set(.number(String(value))) }
+    mutating func encode(_ value: Int8) { node.appendChild().set(.number(String(value))) }
+    mutating func encode(_ value: Int16) { node.appendChild().set(.number(String(value))) }
+    mutating func encode(_ value: Int32) { node.appendChild().set(.number(String(value))) }
+    mutating func encode(_ value: Int64) { node.appendChild().set(.number(String(value))) }
+    mutating func encode(_ value: UInt) { node.appendChild().set(.number(String(value))) }
+    mutating func encode(_ value: UInt8) { node.appendChild().set(.number(String(value))) }
+    mutating func encode(_ value: UInt16) { node.appendChild().set(.number(String(value))) }
+    mutating func encode(_ value: UInt32) { node.appendChild().set(.number(String(value))) }
+    mutating func encode(_ value: UInt64) { node.appendChild().set(.number(String(value))) }
     mutating func encode<T: Encodable>(_ value: T) { next().encode(value) }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type)

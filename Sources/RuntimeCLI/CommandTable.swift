@@ -3,6 +3,7 @@
 // its main.go and per-verb files); the help wording is our own. See Spec/cli.md.
 
 import Argv
+import OCI
 
 public let swiftletApp = AppSpec(
     name: "swiftlet",
@@ -12,7 +13,7 @@ public let swiftletApp = AppSpec(
         filesystem and a "config.json" runtime specification. Its commands and options match
         runc's, so container engines can use it in runc's place.
         """,
-    version: "0.1.0\nspec: 1.2.0",
+    version: "\(swiftletVersion)\nspec: \(ociRuntimeSpecVersion)",
     globalOptions: globalOptions,
     commands: [
         checkpointCommand, createCommand, deleteCommand, eventsCommand, execCommand, killCommand,

@@ -3,6 +3,7 @@ import Argv
 import OCI
 import LinuxSystem
 import RuntimeCore
+import Seccomp
 
 /// Global settings every verb sees.
 struct Globals {
@@ -121,7 +122,7 @@ func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 
         try specVerb(o)
         return 0
     case "features":
-        printOut(encodeJSON(Features.current(mountOptions: supportedMountOptions()), pretty: true))
+        printOut(encodeJSON(Features.current(mountOptions: supportedMountOptions(), seccomp: SeccompFilter.features()), pretty: true))
         return 0
     default:
         throw RuntimeError(.unsupported, "\(verb): not implemented yet in swiftlet")
@@ -146,7 +147,7 @@ func runVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     c.foreground = !detach
     let created = try createContainer(c)
     do { for w in try startContainer(root: g.root, id: id) { g.log.warning(w) } } catch {
-        try? deleteContainer(root: g.root, id: id, force: true)
+        _ = try? deleteContainer(root: g.root, id: id, force: true)
         throw error
     }
     if detach { return 0 }

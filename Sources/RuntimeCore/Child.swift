@@ -120,6 +120,8 @@ enum Child {
         }
         try sys("chdir to cwd set in config.json", p.cwd) { chdir(p.cwd) }
         if let caps = p.caps { try caps.dropBounding() }
+        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before giving up root.
+        if let filter = p.seccomp, !p.noNewPrivileges { try filter.load() }
         try sys("prctl(PR_SET_KEEPCAPS)") { sl_prctl(SL_PR_SET_KEEPCAPS, 1, 0, 0, 0) }
         if !p.additionalGids.isEmpty || p.uid == 0 {
             // setgroups(2) is refused in a user namespace with setgroups "deny"; tolerate only then.
@@ -133,10 +135,13 @@ enum Child {
         try sys("prctl(PR_SET_KEEPCAPS)") { sl_prctl(SL_PR_SET_KEEPCAPS, 0, 0, 0, 0) }
         if let caps = p.caps { try caps.apply() }
         if let u = p.umask { umask(mode_t(u)) }
+        let path = try lookPath(p.args[0], env: p.env)
         if p.noNewPrivileges {
             try sys("prctl(PR_SET_NO_NEW_PRIVS)") { sl_prctl(SL_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }
+            // As late as possible, so the profile restricts the user process and not our set-up.
+            if let filter = p.seccomp { try filter.load() }
         }
-        return try lookPath(p.args[0], env: p.env)
+        return path
     }
 
     /// Finds the executable like exec.LookPath in the container: a name with "/" is used as is.

@@ -2,6 +2,7 @@ import Glibc
 import CLinux
 import OCI
 import LinuxSystem
+import Seccomp
 
 public struct ExecOptions: Sendable {
     public var root: String
@@ -73,7 +74,10 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
     if (o.process.terminal ?? false) && o.consoleSocket == nil && o.detach {
         throw RuntimeError(.invalidArgument, "cannot allocate tty if swiftlet will detach without setting console socket")
     }
-    let process = try ProcessPlan(o.process)
+    var process = try ProcessPlan(o.process)
+    if let profile = state.config.linux?.seccomp {
+        do { process.seccomp = try SeccompFilter.build(profile) } catch { throw RuntimeError(.invalidArgument, "\(error)") }
+    }
 
     // Join every namespace of init that differs from ours, user namespace first.
     var ns = NamespacePlan()

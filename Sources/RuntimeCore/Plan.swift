@@ -3,6 +3,7 @@ import CLinux
 import OCI
 import LinuxSystem
 import Mounts
+import Seccomp
 
 /// A process to start (container init or exec), fully resolved before fork.
 struct ProcessPlan: Sendable {
@@ -19,6 +20,8 @@ struct ProcessPlan: Sendable {
     var oomScoreAdj: Int?
     var terminal: Bool
     var consoleSize: ConsoleSize?
+    /// The container's seccomp filter (exec'd processes get the same one).
+    var seccomp: SeccompFilter?
 
     static let rlimitTable: [String: Int32] = [
         "RLIMIT_CPU": SL_RLIMIT_CPU, "RLIMIT_FSIZE": SL_RLIMIT_FSIZE, "RLIMIT_DATA": SL_RLIMIT_DATA,
@@ -130,9 +133,10 @@ struct ContainerPlan: Sendable {
         if listenFds > 0 { process.env += ["LISTEN_FDS=\(listenFds)", "LISTEN_PID=1"] }
         guard let root = spec.root else { throw RuntimeError(.invalidArgument, "config.json: root: required field missing") }
         let linux = spec.linux ?? Linux()
-        // Never run a container unconfined when it asked for a filter: refuse until seccomp lands.
-        if linux.seccomp != nil {
-            throw RuntimeError(.unsupported, "config.json: linux.seccomp: seccomp filters are not supported yet by swiftlet")
+        if let profile = linux.seccomp {
+            do { process.seccomp = try SeccompFilter.build(profile) } catch {
+                throw RuntimeError(.invalidArgument, "config.json: \(error)")
+            }
         }
 
         // Namespaces: open every path now so a bad path fails before anything is created.

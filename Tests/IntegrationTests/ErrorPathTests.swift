@@ -135,13 +135,3 @@ final class ErrorPathTests: ContainerTestCase {
     }
 }
 
-extension ErrorPathTests {
-    /// Until seccomp is implemented (issue 4) a profile is refused, never silently ignored.
-    func testSeccompProfileIsRefusedNotIgnored() throws {
-        try expectCreateFailure("linux.seccomp") { spec in
-            var linux = spec[dict: "linux"]
-            linux["seccomp"] = ["defaultAction": "SCMP_ACT_ALLOW", "syscalls": [["names": ["getcwd"], "action": "SCMP_ACT_ERRNO"]]]
-            spec["linux"] = linux
-        }
-    }
-}

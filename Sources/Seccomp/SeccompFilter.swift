@@ -1,0 +1,130 @@
+import Glibc
+import CSeccomp
+import OCI
+import LinuxSystem
+
+/// An OCI seccomp profile compiled with libseccomp. Built in the runtime before fork (so every
+/// name, action and operator error names its config field), loaded in the child last-but-one.
+public final class SeccompFilter: @unchecked Sendable {
+    // Used only single-threaded: built in the parent, loaded in a forked child.
+    let ctx: scmp_filter_ctx
+
+    init(ctx: scmp_filter_ctx) { self.ctx = ctx }
+    deinit { seccomp_release(ctx) }
+
+    public struct BuildError: Error, CustomStringConvertible, Sendable {
+        public var description: String
+    }
+
+    static let operators: [String: scmp_compare] = [
+        "SCMP_CMP_NE": SCMP_CMP_NE, "SCMP_CMP_LT": SCMP_CMP_LT, "SCMP_CMP_LE": SCMP_CMP_LE,
+        "SCMP_CMP_EQ": SCMP_CMP_EQ, "SCMP_CMP_GE": SCMP_CMP_GE, "SCMP_CMP_GT": SCMP_CMP_GT,
+        "SCMP_CMP_MASKED_EQ": SCMP_CMP_MASKED_EQ,
+    ]
+
+    public static let actionNames = ["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
+                                     "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG"]
+    public static var operatorNames: [String] { operators.keys.sorted() }
+    public static let flagNames = ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]
+
+    /// What `features` reports: actions, operators, the architectures this libseccomp knows, flags.
+    public static func features() -> Features.Seccomp {
+        let candidates = ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM", "SCMP_ARCH_AARCH64",
+                          "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_MIPSEL",
+                          "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64",
+                          "SCMP_ARCH_PPC64LE", "SCMP_ARCH_RISCV64", "SCMP_ARCH_S390", "SCMP_ARCH_S390X"]
+        let archs = candidates.filter { (try? arch($0, field: "")) != nil }
+        return Features.Seccomp(enabled: true, actions: actionNames, operators: operatorNames, archs: archs,
+                                knownFlags: flagNames, supportedFlags: flagNames)
+    }
+
+    /// libseccomp's action value for an OCI action name; errnoRet defaults to EPERM as in runc.
+    static func action(_ name: String, errnoRet: UInt32?, field: String) throws(BuildError) -> UInt32 {
+        switch name {
+        case "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD": return SCMP_ACT_KILL_THREAD
+        case "SCMP_ACT_KILL_PROCESS": return SCMP_ACT_KILL_PROCESS
+        case "SCMP_ACT_TRAP": return SCMP_ACT_TRAP
+        case "SCMP_ACT_ERRNO": return 0x0005_0000 | ((errnoRet ?? UInt32(EPERM)) & 0xffff)
+        case "SCMP_ACT_TRACE": return 0x7ff0_0000 | ((errnoRet ?? UInt32(EPERM)) & 0xffff)
+        case "SCMP_ACT_ALLOW": return SCMP_ACT_ALLOW
+        case "SCMP_ACT_LOG": return SCMP_ACT_LOG
+        case "SCMP_ACT_NOTIFY":
+            throw BuildError(description: "\(field): SCMP_ACT_NOTIFY is not supported yet by swiftlet")
+        default:
+            throw BuildError(description: "\(field): unknown seccomp action \"\(name)\"")
+        }
+    }
+
+    /// "SCMP_ARCH_X86_64" -> libseccomp's token for "x86_64".
+    static func arch(_ name: String, field: String) throws(BuildError) -> UInt32 {
+        var short = name.hasPrefix("SCMP_ARCH_") ? String(name.dropFirst(10)) : name
+        short = short.lowercased()
+        let token = seccomp_arch_resolve_name(short)
+        if token == 0 { throw BuildError(description: "\(field): unknown architecture \"\(name)\"") }
+        return token
+    }
+
+    public static func build(_ profile: OCI.Seccomp, field: String = "linux.seccomp") throws(BuildError) -> SeccompFilter {
+        let defaultAction = try action(profile.defaultAction, errnoRet: profile.defaultErrnoRet, field: "\(field).defaultAction")
+        guard let ctx = seccomp_init(defaultAction) else {
+            throw BuildError(description: "\(field): seccomp_init failed")
+        }
+        let filter = SeccompFilter(ctx: ctx)
+        // The runtime sets no_new_privs itself when the config asks; libseccomp must not force it.
+        _ = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)
+        for (i, a) in (profile.architectures ?? []).enumerated() {
+            let token = try arch(a, field: "\(field).architectures[\(i)]")
+            let rc = seccomp_arch_add(ctx, token)
+            if rc < 0 && rc != -EEXIST {
+                throw BuildError(description: "\(field).architectures[\(i)]: seccomp_arch_add \(a): \(errnoString(-rc))")
+            }
+        }
+        for (i, f) in (profile.flags ?? []).enumerated() {
+            let attr: scmp_filter_attr
+            switch f {
+            case "SECCOMP_FILTER_FLAG_TSYNC": attr = SCMP_FLTATR_CTL_TSYNC
+            case "SECCOMP_FILTER_FLAG_LOG": attr = SCMP_FLTATR_CTL_LOG
+            case "SECCOMP_FILTER_FLAG_SPEC_ALLOW": attr = SCMP_FLTATR_CTL_SSB
+            default: throw BuildError(description: "\(field).flags[\(i)]: unknown seccomp flag \"\(f)\"")
+            }
+            let rc = seccomp_attr_set(ctx, attr, 1)
+            if rc < 0 { throw BuildError(description: "\(field).flags[\(i)]: \(f): \(errnoString(-rc))") }
+        }
+        for (i, rule) in (profile.syscalls ?? []).enumerated() {
+            let where_ = "\(field).syscalls[\(i)]"
+            let act = try action(rule.action, errnoRet: rule.errnoRet, field: "\(where_).action")
+            var conditions: [scmp_arg_cmp] = []
+            for (j, arg) in (rule.args ?? []).enumerated() {
+                guard let op = operators[arg.op] else {
+                    throw BuildError(description: "\(where_).args[\(j)].op: unknown operator \"\(arg.op)\"")
+                }
+                guard arg.index < 6 else { throw BuildError(description: "\(where_).args[\(j)].index: must be 0 to 5") }
+                conditions.append(scmp_arg_cmp(arg: arg.index, op: op, datum_a: arg.value, datum_b: arg.valueTwo ?? 0))
+            }
+            // libseccomp ANDs the conditions of one rule but refuses two on one argument; like runc,
+            // such rules become one rule per condition (OR).
+            let distinct = Set(conditions.map(\.arg)).count == conditions.count
+            let groups: [[scmp_arg_cmp]] = distinct ? [conditions] : conditions.map { [$0] }
+            for name in rule.names {
+                let nr = seccomp_syscall_resolve_name(name)
+                if nr == -1 { continue } // unknown to this libseccomp/kernel: skipped, as runc does
+                if act == defaultAction { continue }
+                for g in groups {
+                    var cmp = g
+                    let rc = seccomp_rule_add_array(ctx, act, nr, UInt32(cmp.count), &cmp)
+                    if rc < 0 {
+                        throw BuildError(description: "\(where_): adding rule for \(name): \(errnoString(-rc))")
+                    }
+                }
+            }
+        }
+        return filter
+    }
+
+    /// Loads the filter into the calling process. The last thing before exec (or before giving up
+    /// privileges when no_new_privs is not set, since loading then needs CAP_SYS_ADMIN).
+    public func load() throws(SysError) {
+        let rc = seccomp_load(ctx)
+        if rc < 0 { throw SysError("load seccomp filter", errno: -rc) }
+    }
+}

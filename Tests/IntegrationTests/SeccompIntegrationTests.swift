@@ -1,0 +1,83 @@
+import Foundation
+import XCTest
+import TestSupport
+
+/// Seccomp profiles enforced by the kernel, in init and in exec'd processes.
+final class SeccompIntegrationTests: ContainerTestCase {
+    /// mkdir fails with ENOSYS (38); chmod to 0777 fails with EPERM, other modes work.
+    func profile(_ spec: inout [String: Any], noNewPrivileges: Bool = true) {
+        var linux = spec[dict: "linux"]
+        linux["seccomp"] = [
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [
+                ["names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38],
+                ["names": ["chmod"], "action": "SCMP_ACT_ERRNO", "args": [["index": 1, "value": 0o777, "op": "SCMP_CMP_EQ"]]],
+                ["names": ["fchmodat"], "action": "SCMP_ACT_ERRNO", "args": [["index": 2, "value": 0o777, "op": "SCMP_CMP_EQ"]]],
+                ["names": ["no_such_syscall_anywhere"], "action": "SCMP_ACT_ERRNO"],
+            ],
+        ]
+        spec["linux"] = linux
+        var p = spec[dict: "process"]
+        p["noNewPrivileges"] = noNewPrivileges
+        spec["process"] = p
+    }
+
+    let script = "mkdir /dev/shm/d 2>&1; touch /dev/shm/f; chmod 777 /dev/shm/f 2>&1; chmod 755 /dev/shm/f && echo chmod-755-ok"
+
+    func testFilterAppliesToInit() throws {
+        let r = try run(["sh", "-c", script]) { self.profile(&$0) }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("Function not implemented"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("Operation not permitted"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("chmod-755-ok"), r.stdout)
+    }
+
+    func testFilterWithoutNoNewPrivsAndNonRootUser() throws {
+        let r = try run(["sh", "-c", script + "; grep NoNewPrivs /proc/self/status; id -u"]) { spec in
+            self.profile(&spec, noNewPrivileges: false)
+            var p = spec[dict: "process"]
+            p["user"] = ["uid": 1000, "gid": 1000]
+            spec["process"] = p
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("Function not implemented"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("NoNewPrivs:\t0"), r.stdout)
+        XCTAssertTrue(r.stdout.hasSuffix("1000\n"), r.stdout)
+    }
+
+    func testExecGetsTheContainerFilter() throws {
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sleep", "100"])(&spec)
+            self.profile(&spec)
+        }
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "sc"]).status, 0)
+        let r = sl(["exec", "sc", "sh", "-c", "mkdir /dev/shm/x 2>&1; true"])
+        XCTAssertTrue(r.stdout.contains("Function not implemented"), r.stdout + r.stderr)
+    }
+
+    func testBadProfilesNameTheField() throws {
+        let cases: [(String, [String: Any])] = [
+            ("linux.seccomp.defaultAction: unknown seccomp action \"SCMP_ACT_BOGUS\"", ["defaultAction": "SCMP_ACT_BOGUS"]),
+            ("linux.seccomp.syscalls[0].args[0].op: unknown operator \"SCMP_CMP_ALMOST\"",
+             ["defaultAction": "SCMP_ACT_ALLOW", "syscalls": [["names": ["read"], "action": "SCMP_ACT_ERRNO",
+                                                                "args": [["index": 0, "value": 1, "op": "SCMP_CMP_ALMOST"]]]]]),
+            ("linux.seccomp.architectures[0]: unknown architecture \"SCMP_ARCH_VAX\"",
+             ["defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]]),
+            ("linux.seccomp.flags[0]: unknown seccomp flag", ["defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]]),
+            ("SCMP_ACT_NOTIFY is not supported yet", ["defaultAction": "SCMP_ACT_ALLOW",
+                                                      "syscalls": [["names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"]]]),
+        ]
+        for (i, (want, seccomp)) in cases.enumerated() {
+            let b = try bundle { spec in
+                var linux = spec[dict: "linux"]
+                linux["seccomp"] = seccomp
+                spec["linux"] = linux
+            }
+            let r = sl(["create", "--bundle", b, "bad\(i)"])
+            XCTAssertEqual(r.status, 1)
+            XCTAssertTrue(r.stderr.contains(want), "\(r.stderr) lacks \(want)")
+            assertNothingLeft("bad\(i)", bundle: b)
+        }
+    }
+}

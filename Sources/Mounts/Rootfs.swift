@@ -49,7 +49,10 @@ public struct CgroupBind: Sendable {
 public struct RootfsPlan: Sendable {
     public var rootfs: String
     public var readonly: Bool
+    /// linux.rootfsPropagation as MS_* flags (default MS_SLAVE|MS_REC).
     public var rootPropagation: UInt
+    /// True when config.json set rootfsPropagation: it is applied again to the new "/" after pivot.
+    public var explicitPropagation = false
     public var mounts: [PlannedMount]
     public var devices: [DeviceNode]
     public var createDevices: Bool      // false when /dev is bind-mounted from the host
@@ -96,7 +99,14 @@ public enum Rootfs {
     /// Before pivot_root: propagation, rootfs bind, mounts, devices, /dev symlinks.
     public static func prepare(_ plan: RootfsPlan) throws(SysError) {
         if plan.newMountNamespace {
-            try mountCall(nil, "/", nil, plan.rootPropagation, nil, what: "propagation of")
+            // An unbindable "/" would refuse the rootfs bind below: start private, set it after pivot.
+            var flags = plan.rootPropagation
+            if flags & SL_MS_UNBINDABLE != 0 { flags = (flags & ~SL_MS_UNBINDABLE) | SL_MS_PRIVATE }
+            try mountCall(nil, "/", nil, flags, nil, what: "propagation of")
+            // pivot_root refuses a new root whose parent mount is shared.
+            if flags & SL_MS_SHARED != 0, let parent = mountPoint(containing: plan.rootfs) {
+                try mountCall(nil, parent, nil, SL_MS_PRIVATE, nil, what: "propagation of rootfs parent")
+            }
         }
         try mountCall(plan.rootfs, plan.rootfs, nil, SL_MS_BIND | SL_MS_REC, nil, what: "rootfs")
         for m in plan.mounts { try mountOne(m, plan) }
@@ -214,8 +224,25 @@ public enum Rootfs {
         try sys("chdir", "/") { chdir("/") }
     }
 
-    /// After entering the rootfs: masked and read-only paths, read-only root.
+    /// The mount point (from /proc/self/mountinfo) that holds `path`.
+    static func mountPoint(containing path: String) -> String? {
+        guard let info = try? FS.readString("/proc/self/mountinfo") else { return nil }
+        var best: String?
+        for line in info.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count > 4 else { continue }
+            let mp = String(f[4])
+            let inside = mp == "/" || path == mp || path.hasPrefix(mp + "/")
+            if inside && mp.count >= (best?.count ?? 0) { best = mp }
+        }
+        return best
+    }
+
+    /// After entering the rootfs: propagation, masked and read-only paths, read-only root.
     public static func finish(_ plan: RootfsPlan) throws(SysError) {
+        if plan.explicitPropagation && plan.newMountNamespace {
+            try mountCall(nil, "/", nil, plan.rootPropagation, nil, what: "rootfsPropagation of")
+        }
         for p in plan.readonlyPaths {
             guard FS.lstatOf(p) != nil else { continue }
             try mountCall(p, p, nil, SL_MS_BIND | SL_MS_REC, nil, what: "readonly path")

@@ -131,10 +131,11 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             }
             state.pid = initPid
             state.pidStartTime = st.startTime
-            try step("sync") { try parentSock.send(.go, hookState(.creating)) }
+            // Hooks see status "created" (what crun passes and the validation suite expects).
+            try step("sync") { try parentSock.send(.go, hookState(.created)) }
         case .runHooks:
-            try Hooks.run(hooks?.prestart, kind: "prestart", state: hookState(.creating))
-            try Hooks.run(hooks?.createRuntime, kind: "createRuntime", state: hookState(.creating))
+            try Hooks.run(hooks?.prestart, kind: "prestart", state: hookState(.created))
+            try Hooks.run(hooks?.createRuntime, kind: "createRuntime", state: hookState(.created))
             try step("sync") { try parentSock.send(.ack) }
         case .pty:
             guard let fd = m.fd else { throw RuntimeError(.internal, "sync: pty message without a descriptor") }

@@ -211,6 +211,7 @@ struct ContainerPlan: Sendable {
                             readonlyPaths: linux.readonlyPaths ?? [],
                             cgroupBinds: mounts.contains { $0.type == "cgroup" || $0.type == "cgroup2" } ? CgroupHost.binds() : [])
         rootfs.newMountNamespace = hasMountNS
+        rootfs.explicitPropagation = !(linux.rootfsPropagation ?? "").isEmpty
         hostname = spec.hostname
         domainname = spec.domainname
         sysctl = (linux.sysctl ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }

@@ -285,3 +285,22 @@ final class CreateOptionTests: ContainerTestCase {
         XCTAssertTrue(res.stdout.contains("status=5"), res.stdout + res.stderr)
     }
 }
+
+final class PropagationTests: ContainerTestCase {
+    /// rootfsPropagation shared/unbindable/private: the container's "/" gets it (pivot_root still works).
+    func testRootfsPropagationModes() throws {
+        for (mode, want) in [("shared", "shared:"), ("rshared", "shared:"), ("unbindable", "unbindable"), ("private", "")] {
+            let r = try run(["sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo"]) { spec in
+                var linux = spec[dict: "linux"]
+                linux["rootfsPropagation"] = mode
+                spec["linux"] = linux
+            }
+            XCTAssertEqual(r.status, 0, "\(mode): \(r.stderr)")
+            if want.isEmpty {
+                XCTAssertFalse(r.stdout.contains("shared:") || r.stdout.contains("master:") || r.stdout.contains("unbindable"), "\(mode): \(r.stdout)")
+            } else {
+                XCTAssertTrue(r.stdout.contains(want), "\(mode): \(r.stdout)")
+            }
+        }
+    }
+}

@@ -73,6 +73,10 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
         let globals = Globals(root: g.string("root") ?? "/run/swiftlet",
                               log: Log(path: g.string("log"), json: g.string("log-format") == "json"),
                               criu: g.string("criu") ?? "criu")
+        if let format = g.string("log-format"), format != "text" && format != "json" {
+            globals.log.error("invalid log-format: \(format)")
+            return 1
+        }
         if g.bool("systemd-cgroup") {
             globals.log.error("systemd cgroup driver is unsupported: no systemd on this host (use the cgroupfs driver)")
             return 1
@@ -169,7 +173,7 @@ func execVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
             throw RuntimeError(.invalidArgument, "exec --process \(path): \(error)")
         }
     } else {
-        guard o.positionals.count > 1 else { throw RuntimeError(.invalidArgument, "exec: no command given (args or --process)") }
+        guard o.positionals.count > 1 else { throw RuntimeError(.invalidArgument, "process args cannot be empty") }
         var ov = ExecOverrides()
         ov.args = Array(o.positionals.dropFirst())
         ov.env = o.strings("env")

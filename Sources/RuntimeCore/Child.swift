@@ -74,6 +74,7 @@ enum Child {
             for (k, v) in plan.sysctl {
                 try FS.writeFile("/proc/sys/" + k.replacingDots(), v, create: false)
             }
+            if let persona = plan.personality { try sys("personality", String(persona)) { sl_personality(persona) } }
             if let name = plan.sessionKeyring, sl_join_session_keyring(name) < 0, errno != ENOSYS {
                 throw SysError("join session keyring", name, errno: errno)
             }
@@ -112,6 +113,7 @@ enum Child {
 
     /// Applies the process settings (shared by init and exec); returns the resolved executable path.
     static func applyProcess(_ p: ProcessPlan) throws(SysError) -> String {
+        if let io = p.ioPriority { try sys("ioprio_set", "ioPriority") { sl_ioprio_set_self(io) } }
         if let adj = p.oomScoreAdj { try FS.writeFile("/proc/self/oom_score_adj", String(adj), create: false) }
         for r in p.rlimits {
             try sys("setrlimit", ProcessPlan.rlimitTable.first { $0.value == r.resource }?.key) {

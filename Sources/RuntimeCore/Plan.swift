@@ -22,6 +22,8 @@ struct ProcessPlan: Sendable {
     var consoleSize: ConsoleSize?
     /// The container's seccomp filter (exec'd processes get the same one).
     var seccomp: SeccompFilter?
+    /// ioprio value ((class << 13) | level) for ioprio_set, when process.ioPriority is set.
+    var ioPriority: Int32?
 
     static let rlimitTable: [String: Int32] = [
         "RLIMIT_CPU": SL_RLIMIT_CPU, "RLIMIT_FSIZE": SL_RLIMIT_FSIZE, "RLIMIT_DATA": SL_RLIMIT_DATA,
@@ -74,6 +76,20 @@ struct ProcessPlan: Sendable {
             rlimits.append((res, r.soft, r.hard))
         }
         if !cwd.hasPrefix("/") { throw RuntimeError(.invalidArgument, "\(field).cwd: must be an absolute path") }
+        if let io = p.ioPriority {
+            let classes = ["IOPRIO_CLASS_RT": Int32(1), "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3]
+            guard let c = classes[io.class] else {
+                throw RuntimeError(.invalidArgument, "\(field).ioPriority.class: unknown class \"\(io.class)\"")
+            }
+            let level = io.priority ?? 0
+            guard (0...7).contains(level) else {
+                throw RuntimeError(.invalidArgument, "\(field).ioPriority.priority: must be 0 to 7")
+            }
+            ioPriority = (c << 13) | Int32(level)
+        }
+        // Not applied yet: refuse rather than start the process without them.
+        if p.scheduler != nil { throw RuntimeError(.unsupported, "\(field).scheduler: not supported yet by swiftlet") }
+        if p.execCPUAffinity != nil { throw RuntimeError(.unsupported, "\(field).execCPUAffinity: not supported yet by swiftlet") }
     }
 }
 
@@ -117,6 +133,8 @@ struct ContainerPlan: Sendable {
     var hostname: String?
     var domainname: String?
     var sysctl: [(String, String)]
+    /// personality(2) persona for linux.personality (PER_LINUX or PER_LINUX32).
+    var personality: UInt?
     var preserveFds: Int
     /// Name of the session keyring init joins ("_ses.<id>"), nil with --no-new-keyring.
     var sessionKeyring: String?
@@ -212,6 +230,23 @@ struct ContainerPlan: Sendable {
                             cgroupBinds: mounts.contains { $0.type == "cgroup" || $0.type == "cgroup2" } ? CgroupHost.binds() : [])
         rootfs.newMountNamespace = hasMountNS
         rootfs.explicitPropagation = !(linux.rootfsPropagation ?? "").isEmpty
+        if let p = linux.personality {
+            switch p.domain {
+            case "LINUX": personality = 0x0000
+            case "LINUX32": personality = 0x0008
+            default:
+                ns.closeFds()
+                throw RuntimeError(.invalidArgument, "config.json: linux.personality.domain: unknown domain \"\(p.domain)\"")
+            }
+            if let flags = p.flags, !flags.isEmpty {
+                ns.closeFds()
+                throw RuntimeError(.unsupported, "config.json: linux.personality.flags: not supported yet by swiftlet")
+            }
+        }
+        if linux.intelRdt != nil {
+            ns.closeFds()
+            throw RuntimeError(.unsupported, "config.json: linux.intelRdt: not supported by swiftlet (no resctrl on this host)")
+        }
         hostname = spec.hostname
         domainname = spec.domainname
         sysctl = (linux.sysctl ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }

@@ -75,7 +75,10 @@ public struct ContainerStore: Sendable {
             if errno == ENOENT { throw RuntimeError(.notFound, "container does not exist") }
             throw RuntimeError.sys(SysError("open", dir(id), errno: errno))
         }
-        try step("lock \(dir(id))") { try sys("flock") { flock(fd, LOCK_EX) } }
+        do { _ = try sys("flock", dir(id)) { flock(fd, LOCK_EX) } } catch {
+            close(fd)
+            throw RuntimeError.sys(error, "lock")
+        }
         return Lock(fd: fd)
     }
 

@@ -143,6 +143,12 @@ final class LifecycleTests: ContainerTestCase {
         XCTAssertNotNil(obj?["time"])
     }
 
+    func testBadLogFormat() {
+        let r = sl(["--log-format", "xml", "list"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("invalid log-format: xml"), r.stderr)
+    }
+
     func testSystemdCgroupIsClearlyUnsupported() {
         let r = sl(["--systemd-cgroup", "list"])
         XCTAssertEqual(r.status, 1)

@@ -75,6 +75,8 @@ unsigned int sl_major(dev_t dev);
 unsigned int sl_minor(dev_t dev);
 int sl_gettid(void);
 long sl_join_session_keyring(const char *name); // keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)
+int sl_personality(unsigned long persona);
+int sl_ioprio_set_self(int ioprio);              // ioprio_set(IOPRIO_WHO_PROCESS, 0, ioprio)
 int sl_setresuid(uid_t r, uid_t e, uid_t s);
 int sl_setresgid(gid_t r, gid_t e, gid_t s);
 static const int SL_O_PATH = 010000000;

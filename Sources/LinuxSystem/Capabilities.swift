@@ -43,8 +43,10 @@ public struct CapabilitySets: Sendable, Equatable {
         try set(inheritable, CAP_INHERITABLE)
         try sys("capset") { cap_set_proc(caps) }
         try sys("cap_reset_ambient") { cap_reset_ambient() }
-        for c in ambient {
-            try sys("prctl(PR_CAP_AMBIENT_RAISE)", "cap \(c)") { cap_set_ambient(cap_value_t(c), CAP_SET) }
+        // The kernel raises an ambient cap only if it is permitted and inheritable; like runc, a cap
+        // that cannot be raised (EPERM) is left out rather than failing the container.
+        for c in ambient where cap_set_ambient(cap_value_t(c), CAP_SET) != 0 && errno != EPERM {
+            throw SysError("prctl(PR_CAP_AMBIENT_RAISE)", "cap \(c)", errno: errno)
         }
     }
 }

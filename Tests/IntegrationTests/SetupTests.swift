@@ -52,6 +52,21 @@ final class SetupTests: ContainerTestCase {
         XCTAssertTrue(r.stdout.contains("NoNewPrivs:\t1"), r.stdout)
     }
 
+    func testAmbientCapNotInheritableIsLeftOut() throws {
+        // runc's default spec lists ambient caps without inheritable ones: the kernel refuses to raise
+        // them; the container still starts (runc behaviour), with an empty ambient set.
+        let r = try run(["sh", "-c", "grep CapAmb /proc/self/status"]) { spec in
+            var p = spec[dict: "process"]
+            var caps = p[dict: "capabilities"]
+            caps["ambient"] = ["CAP_KILL", "CAP_AUDIT_WRITE"]
+            caps.removeValue(forKey: "inheritable")
+            p["capabilities"] = caps
+            spec["process"] = p
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "CapAmb:\t0000000000000000\n")
+    }
+
     func testRlimits() throws {
         let r = try run(["sh", "-c", "ulimit -n; ulimit -Hn; ulimit -c"]) { spec in
             var p = spec[dict: "process"]

@@ -78,7 +78,7 @@ enum Child {
             if let name = plan.sessionKeyring, sl_join_session_keyring(name) < 0, errno != ENOSYS {
                 throw SysError("join session keyring", name, errno: errno)
             }
-            if plan.process.terminal { try setupTerminal(plan.process, sock) }
+            if plan.process.terminal { try setupTerminal(plan.process, sock, console: true) }
             let path = try applyProcess(plan.process)
             try sock.send(.ready)
             // Block until `start` opens the fifo for reading, then tell it we are going.
@@ -95,13 +95,18 @@ enum Child {
     }
 
     /// Allocates a pty in the container, sends the master to the parent, makes the slave our stdio.
-    static func setupTerminal(_ p: ProcessPlan, _ sock: SeqPacket) throws(SysError) {
+    /// For init (`console`), the slave is also bind-mounted on /dev/console, as runc does.
+    static func setupTerminal(_ p: ProcessPlan, _ sock: SeqPacket, console: Bool = false) throws(SysError) {
         let master = try sys("open", "/dev/ptmx") { sl_openpt() }
         try sys("unlockpt", "/dev/ptmx") { sl_unlockpt(master) }
         var name = [CChar](repeating: 0, count: 128)
         try sys("ptsname", "/dev/ptmx") { sl_ptsname(master, &name, 128) }
         let slavePath = cString(name)
         let slave = try FS.open(slavePath, O_RDWR | O_NOCTTY)
+        if console {
+            try FS.touch("/dev/console", 0o600)
+            try sys("mount \(slavePath) to", "/dev/console") { sl_mount(slavePath, "/dev/console", nil, SL_MS_BIND, nil) }
+        }
         if let size = p.consoleSize { _ = sl_set_winsize(master, UInt16(clamping: size.height), UInt16(clamping: size.width)) }
         try sock.send(.pty, "/dev/ptmx", fd: master)
         _ = try sock.expect(.ack)

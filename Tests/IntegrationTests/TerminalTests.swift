@@ -70,9 +70,13 @@ final class TerminalTests: ContainerTestCase {
 
     /// run in the foreground with a terminal and no console socket: the runtime copies the pty.
     func testForegroundRunCopiesPty() throws {
-        let r = try run(["sh", "-c", "tty; exit 4"]) { self.terminal(&$0) }
+        let r = try run(["sh", "-c", "tty; stat -c '%t:%T' /dev/console /dev/pts/0; exit 4"]) { self.terminal(&$0) }
         XCTAssertEqual(r.status, 4, r.stderr)
         XCTAssertTrue(r.stdout.contains("/dev/pts/0"), r.stdout)
+        // /dev/console is the container's pty (same device numbers as /dev/pts/0).
+        let devs = r.stdout.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.contains(":") }
+        XCTAssertEqual(devs.count, 2, r.stdout)
+        XCTAssertEqual(devs.first, devs.last, r.stdout)
     }
 
     func testExecWithTty() throws {

@@ -65,8 +65,10 @@ enum Child {
                 try Hooks.runOne(h, kind: "createContainer", index: i, state: stateJSON)
             }
             // As runc does, a missing cwd is created (inside the rootfs, symlinks resolved safely).
-            let cwd = try secureJoin(root: plan.rootfs.rootfs, plan.process.cwd)
-            if FS.lstatOf(cwd) == nil { try FS.mkdirAll(cwd) }
+            if let p = plan.process {
+                let cwd = try secureJoin(root: plan.rootfs.rootfs, p.cwd)
+                if FS.lstatOf(cwd) == nil { try FS.mkdirAll(cwd) }
+            }
             try Rootfs.enter(plan.rootfs)
             try Rootfs.finish(plan.rootfs)
             if let h = plan.hostname { try sys("sethostname", h) { sl_sethostname(h, h.utf8.count) } }
@@ -78,8 +80,13 @@ enum Child {
             if let name = plan.sessionKeyring, sl_join_session_keyring(name) < 0, errno != ENOSYS {
                 throw SysError("join session keyring", name, errno: errno)
             }
-            if plan.process.terminal { try setupTerminal(plan.process, sock, console: true) }
-            let path = try applyProcess(plan.process)
+            // Without a process (allowed by the spec) init only holds the namespaces; `start` refuses.
+            guard let process = plan.process else {
+                try sock.send(.ready)
+                while true { pause() }
+            }
+            if process.terminal { try setupTerminal(process, sock, console: true) }
+            let path = try applyProcess(process)
             try sock.send(.ready)
             // Block until `start` opens the fifo for reading, then tell it we are going.
             let w = try sys("open exec fifo") { Glibc.open("/proc/self/fd/\(fifoFd)", O_WRONLY | O_CLOEXEC) }
@@ -88,7 +95,7 @@ enum Child {
             for (i, h) in (plan.spec.hooks?.startContainer ?? []).enumerated() {
                 try Hooks.runOne(h, kind: "startContainer", index: i, state: stateJSON)
             }
-            execProcess(path, plan.process, preserveFds: plan.preserveFds)
+            execProcess(path, process, preserveFds: plan.preserveFds)
         } catch {
             fail(sock, error)
         }

@@ -17,6 +17,9 @@ public func startContainer(root: String, id: String) throws(RuntimeError) -> [St
     case .stopped: throw RuntimeError(.invalidState, "cannot start a container that has stopped")
     default: throw RuntimeError(.invalidState, "cannot start an already running container")
     }
+    if state.config.process == nil {
+        throw RuntimeError(.invalidState, "cannot start a container without a process (config.json has no \"process\")")
+    }
     let fifo = store.fifoPath(id)
     let fd = try step("open exec fifo") { try FS.open(fifo, O_RDONLY | O_NONBLOCK) }
     defer { close(fd) }

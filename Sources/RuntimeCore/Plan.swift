@@ -129,7 +129,7 @@ struct ContainerPlan: Sendable {
     var bundle: String
     var namespaces: NamespacePlan
     var rootfs: RootfsPlan
-    var process: ProcessPlan
+    var process: ProcessPlan?
     var hostname: String?
     var domainname: String?
     var sysctl: [(String, String)]
@@ -145,14 +145,16 @@ struct ContainerPlan: Sendable {
         self.bundle = bundle
         self.preserveFds = preserveFds + listenFds
         sessionKeyring = noNewKeyring ? nil : "_ses.\(id)"
-        guard let p = spec.process else { throw RuntimeError(.invalidArgument, "config.json: process: required field missing") }
-        process = try ProcessPlan(p)
-        // Socket activation (systemd's LISTEN_FDS): pass the fds on and tell the container's pid 1.
-        if listenFds > 0 { process.env += ["LISTEN_FDS=\(listenFds)", "LISTEN_PID=1"] }
+        if let p = spec.process {
+            var plan = try ProcessPlan(p)
+            // Socket activation (systemd's LISTEN_FDS): pass the fds on and tell the container's pid 1.
+            if listenFds > 0 { plan.env += ["LISTEN_FDS=\(listenFds)", "LISTEN_PID=1"] }
+            process = plan
+        }
         guard let root = spec.root else { throw RuntimeError(.invalidArgument, "config.json: root: required field missing") }
         let linux = spec.linux ?? Linux()
         if let profile = linux.seccomp {
-            do { process.seccomp = try SeccompFilter.build(profile) } catch {
+            do { process?.seccomp = try SeccompFilter.build(profile) } catch {
                 throw RuntimeError(.invalidArgument, "config.json: \(error)")
             }
         }

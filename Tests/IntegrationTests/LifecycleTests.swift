@@ -161,3 +161,18 @@ final class LifecycleTests: ContainerTestCase {
         return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] ?? [:]
     }
 }
+
+extension LifecycleTests {
+    /// runtime.md: create works without `process`; start then fails; delete cleans up.
+    func testCreateWithoutProcess() throws {
+        let b = try bundle { spec in spec.removeValue(forKey: "process") }
+        let c = sl(["create", "--bundle", b, "np1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        XCTAssertEqual(try state("np1")["status"] as? String, "created")
+        let s = sl(["start", "np1"])
+        XCTAssertEqual(s.status, 1)
+        XCTAssertTrue(s.stderr.contains("without a process"), s.stderr)
+        XCTAssertEqual(sl(["delete", "np1"]).status, 0)
+        assertNothingLeft("np1")
+    }
+}

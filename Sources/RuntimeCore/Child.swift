@@ -56,6 +56,9 @@ enum Child {
             _ = setsid()
             let go = try sock.expect(.go)
             let stateJSON = go.text
+            if plan.namespaces.newCgroup {
+                try sys("unshare", "cgroup namespace") { sl_unshare(SL_CLONE_NEWCGROUP) }
+            }
             try Rootfs.prepare(plan.rootfs)
             if hasRuntimeHooks {
                 try sock.send(.runHooks)

@@ -95,8 +95,11 @@ struct ProcessPlan: Sendable {
 
 /// Which namespaces to create and which to join, with the join targets already opened.
 struct NamespacePlan: Sendable {
-    var newFlags: Int32 = 0                       // everything new except the user namespace
+    var newFlags: Int32 = 0                       // everything new except the user and cgroup namespaces
     var newUser = false
+    /// A new cgroup namespace is unshared by init after the runtime put it in its cgroup, so the
+    /// namespace's root is the container's cgroup (runc does the same).
+    var newCgroup = false
     var join: [(type: NamespaceType, fd: Int32)] = []  // user first
     var uidMap = ""
     var gidMap = ""
@@ -178,6 +181,8 @@ struct ContainerPlan: Sendable {
             }
         }
         ns.join = opened.filter { $0.0 == .user } + opened.filter { $0.0 != .user }
+        ns.newCgroup = ns.newFlags & SL_CLONE_NEWCGROUP != 0
+        ns.newFlags &= ~SL_CLONE_NEWCGROUP
         if ns.newUser {
             ns.uidMap = mapText(linux.uidMappings)
             ns.gidMap = mapText(linux.gidMappings)

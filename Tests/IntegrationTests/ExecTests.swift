@@ -37,6 +37,13 @@ final class ExecTests: ContainerTestCase {
         XCTAssertTrue(waitUntil(timeout: 5) { self.sl(["exec", "ex", "cat", "/dev/shm/marker"]).stdout == "detached\n" })
     }
 
+    func testExecPreserveFds() throws {
+        try "kept\n".write(toFile: root.path + "/fd3", atomically: true, encoding: .utf8)
+        let r = runProgram("/bin/sh", ["-c", "exec 3<\(root.path)/fd3 4<\(root.path)/fd3; \(Runtime.binary) --root \(root.path) exec --preserve-fds 1 ex sh -c 'cat <&3; test -e /proc/self/fd/4 || echo no-fd4'"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "kept\nno-fd4\n")
+    }
+
     func testExecExitStatusOfSignalledProcess() {
         // Not pid 1 of the namespace, so SIGKILL to itself works: status 128+9.
         XCTAssertEqual(sl(["exec", "ex", "sh", "-c", "kill -9 $$"]).status, 137)

@@ -149,9 +149,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
         case .ready:
             return state
         case .error:
-            let parts = m.payload.split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
-            let text = parts.count > 1 ? String(decoding: parts[1], as: UTF8.self) : m.text
-            throw RuntimeError(.internal, "unable to start container process: \(text)")
+            throw RuntimeError(.internal, "unable to start container process: \(m.errorText)")
         case .ack, .go:
             throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from container init")
         }

@@ -144,9 +144,7 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
             }
             try? parentSock.send(.ack)
         case .error:
-            let parts = m.payload.split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
-            let text = parts.count > 1 ? String(decoding: parts[1], as: UTF8.self) : m.text
-            throw fail(RuntimeError(.internal, "exec failed: \(text)"))
+            throw fail(RuntimeError(.internal, "exec failed: \(m.errorText)"))
         default:
             throw fail(RuntimeError(.internal, "sync: unexpected message \(m.kind) from exec process"))
         }

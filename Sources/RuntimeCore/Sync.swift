@@ -20,6 +20,12 @@ struct SyncMessage {
     var fd: Int32?
 
     var text: String { String(decoding: payload, as: UTF8.self) }
+
+    /// The message of an `error` packet ("<errno>\0<message>").
+    var errorText: String {
+        let parts = payload.split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
+        return parts.count > 1 ? String(decoding: parts[1], as: UTF8.self) : text
+    }
 }
 
 extension SeqPacket {

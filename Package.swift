@@ -28,7 +28,7 @@ let package = Package(
         // Container store, process model, hooks, exec, kill, delete.
         .target(name: "RuntimeCore", dependencies: ["OCI", "LinuxSystem", "Mounts", "Seccomp", "CLinux", "CCap"]),
         // One file per verb, each a thin call into RuntimeCore.
-        .target(name: "RuntimeCLI", dependencies: ["Argv", "OCI", "RuntimeCore", "LinuxSystem", "Seccomp"]),
+        .target(name: "RuntimeCLI", dependencies: ["Argv", "OCI", "RuntimeCore", "LinuxSystem", "Seccomp", "Mounts"]),
         .executableTarget(name: "swiftlet", dependencies: ["RuntimeCLI"]),
 
         .target(name: "TestSupport"),
@@ -36,6 +36,6 @@ let package = Package(
         .testTarget(name: "ArgvTests", dependencies: ["Argv", "RuntimeCLI"], swiftSettings: [.define("ARGV_TABLE_TESTS")]),
         .testTarget(name: "MountsTests", dependencies: ["Mounts", "LinuxSystem"]),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "OCI"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "LinuxSystem"]),
     ]
 )

@@ -37,6 +37,11 @@ unsigned int sl_major(dev_t d) { return major(d); }
 unsigned int sl_minor(dev_t d) { return minor(d); }
 int sl_gettid(void) { return (int)syscall(SYS_gettid); }
 long sl_join_session_keyring(const char *name) { return syscall(SYS_keyctl, 1, name); }
+int sl_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t set, uint64_t clr, uint64_t prop,
+                     uint64_t userns) {
+    struct { uint64_t set, clr, prop, userns; } a = {set, clr, prop, userns};
+    return (int)syscall(SYS_mount_setattr, dfd, path, flags, &a, sizeof a);
+}
 int sl_personality(unsigned long persona) { return (int)syscall(SYS_personality, persona); }
 int sl_ioprio_set_self(int ioprio) { return (int)syscall(SYS_ioprio_set, 1, 0, ioprio); }
 int sl_setresuid(uid_t r, uid_t e, uid_t s) { return setresuid(r, e, s); }

@@ -6,6 +6,10 @@ public struct MountOptions: Sendable, Equatable {
     public var clearFlags: UInt = 0     // MS_* flags an option explicitly cleared (e.g. "rw", "suid")
     public var propagation: [UInt] = [] // MS_SHARED/SLAVE/PRIVATE/UNBINDABLE, each maybe | MS_REC
     public var data: [String] = []      // unknown options go to the filesystem, as runc does
+    /// Recursive attributes (`rro`, `rnosuid`, ...) applied with mount_setattr(AT_RECURSIVE).
+    public var recursiveSet: UInt64 = 0
+    public var recursiveClear: UInt64 = 0
+    public var hasRecursiveAttributes: Bool { recursiveSet != 0 || recursiveClear != 0 }
 
     public var isBind: Bool { flags & SL_MS_BIND != 0 }
     public var dataString: String { data.joined(separator: ",") }
@@ -38,6 +42,24 @@ public struct MountOptions: Sendable, Equatable {
         "unbindable": SL_MS_UNBINDABLE, "runbindable": SL_MS_UNBINDABLE | SL_MS_REC,
     ]
 
+    /// Recursive mount attributes (runc's names): (clear?, attribute, atime mode?).
+    static let recursiveTable: [String: (clear: Bool, attr: UInt64, atime: Bool)] = [
+        "rro": (false, SL_MOUNT_ATTR_RDONLY, false), "rrw": (true, SL_MOUNT_ATTR_RDONLY, false),
+        "rnosuid": (false, SL_MOUNT_ATTR_NOSUID, false), "rsuid": (true, SL_MOUNT_ATTR_NOSUID, false),
+        "rnodev": (false, SL_MOUNT_ATTR_NODEV, false), "rdev": (true, SL_MOUNT_ATTR_NODEV, false),
+        "rnoexec": (false, SL_MOUNT_ATTR_NOEXEC, false), "rexec": (true, SL_MOUNT_ATTR_NOEXEC, false),
+        "rnodiratime": (false, SL_MOUNT_ATTR_NODIRATIME, false), "rdiratime": (true, SL_MOUNT_ATTR_NODIRATIME, false),
+        "rnosymfollow": (false, SL_MOUNT_ATTR_NOSYMFOLLOW, false), "rsymfollow": (true, SL_MOUNT_ATTR_NOSYMFOLLOW, false),
+        "rrelatime": (false, SL_MOUNT_ATTR_RELATIME, true), "rnorelatime": (true, SL_MOUNT_ATTR_RELATIME, false),
+        "rnoatime": (false, SL_MOUNT_ATTR_NOATIME, true), "ratime": (true, SL_MOUNT_ATTR_NOATIME, false),
+        "rstrictatime": (false, SL_MOUNT_ATTR_STRICTATIME, true), "rnostrictatime": (true, SL_MOUNT_ATTR_STRICTATIME, false),
+    ]
+
+    /// Every option name the table knows (for `features`).
+    public static var knownNames: [String] {
+        (Array(table.keys) + Array(propagationTable.keys) + Array(recursiveTable.keys)).sorted()
+    }
+
     /// Propagation flag for rootfsPropagation / a propagation option; nil if the name is not one.
     public static func propagationFlag(_ name: String) -> UInt? { propagationTable[name] }
 
@@ -48,6 +70,9 @@ public struct MountOptions: Sendable, Equatable {
                 if clear { o.flags &= ~flag; o.clearFlags |= flag } else { o.flags |= flag }
             } else if let p = propagationTable[opt] {
                 o.propagation.append(p)
+            } else if let r = recursiveTable[opt] {
+                if r.atime { o.recursiveClear |= SL_MOUNT_ATTR__ATIME }
+                if r.clear { o.recursiveClear |= r.attr; o.recursiveSet &= ~r.attr } else { o.recursiveSet |= r.attr }
             } else {
                 o.data.append(opt)
             }

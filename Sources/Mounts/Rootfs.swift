@@ -142,6 +142,11 @@ public enum Rootfs {
                 }
             }
         }
+        if m.options.hasRecursiveAttributes {
+            try sys("mount_setattr (recursive options of \(m.destination))", m.destination) {
+                sl_mount_setattr(AT_FDCWD, dest, SL_AT_RECURSIVE, m.options.recursiveSet, m.options.recursiveClear, 0, 0)
+            }
+        }
         for p in m.options.propagation { try mountCall(nil, dest, nil, p, nil, what: "propagation of") }
     }
 

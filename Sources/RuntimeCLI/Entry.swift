@@ -4,6 +4,7 @@ import OCI
 import LinuxSystem
 import RuntimeCore
 import Seccomp
+import Mounts
 
 /// Global settings every verb sees.
 struct Globals {
@@ -218,8 +219,5 @@ func listOutput(_ states: [State], format: String, quiet: Bool) -> String {
 
 /// Mount options `features` reports: the option table, plus `noswap` only where tmpfs has it (6.4+).
 func supportedMountOptions() -> [String] {
-    ["async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime", "loud", "mand",
-     "noatime", "nodev", "nodiratime", "noexec", "nolazytime", "nomand", "norelatime", "nostrictatime",
-     "nosuid", "nosymfollow", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave",
-     "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow", "sync", "unbindable"]
+    MountOptions.knownNames + (Kernel.tmpfsNoswap() ? ["noswap"] : [])
 }

@@ -212,7 +212,17 @@ struct ContainerPlan: Sendable {
         }
         var mounts: [PlannedMount] = []
         var devIsBind = false
-        for m in spec.mounts ?? [] {
+        for (i, m) in (spec.mounts ?? []).enumerated() {
+            if (m.options ?? []).contains("noswap") && !Kernel.tmpfsNoswap() {
+                ns.closeFds()
+                throw RuntimeError(.unsupported, "config.json: mounts[\(i)].options: \"noswap\" needs Linux 6.4 or later (this kernel is \(Kernel.release))")
+            }
+            let notYet = (m.options ?? []).filter { ["idmap", "ridmap", "tmpcopyup"].contains($0) }
+            if !notYet.isEmpty || m.uidMappings != nil || m.gidMappings != nil {
+                ns.closeFds()
+                let what = notYet.first.map { "options: \"\($0)\"" } ?? "uidMappings/gidMappings (id-mapped mounts)"
+                throw RuntimeError(.unsupported, "config.json: mounts[\(i)].\(what) is not supported yet by swiftlet")
+            }
             let opts = MountOptions.parse(m.options ?? [])
             let type = m.type ?? (opts.isBind ? "bind" : "")
             var o = opts

@@ -76,6 +76,14 @@ unsigned int sl_minor(dev_t dev);
 int sl_gettid(void);
 long sl_join_session_keyring(const char *name); // keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)
 int sl_personality(unsigned long persona);
+// mount_setattr(2) with a struct mount_attr built from its fields.
+int sl_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set, uint64_t attr_clr,
+                     uint64_t propagation, uint64_t userns_fd);
+static const unsigned int SL_AT_RECURSIVE = 0x8000;
+static const uint64_t SL_MOUNT_ATTR_RDONLY = 0x1, SL_MOUNT_ATTR_NOSUID = 0x2, SL_MOUNT_ATTR_NODEV = 0x4,
+    SL_MOUNT_ATTR_NOEXEC = 0x8, SL_MOUNT_ATTR__ATIME = 0x70, SL_MOUNT_ATTR_RELATIME = 0x0,
+    SL_MOUNT_ATTR_NOATIME = 0x10, SL_MOUNT_ATTR_STRICTATIME = 0x20, SL_MOUNT_ATTR_NODIRATIME = 0x80,
+    SL_MOUNT_ATTR_IDMAP = 0x100000, SL_MOUNT_ATTR_NOSYMFOLLOW = 0x200000;
 int sl_ioprio_set_self(int ioprio);              // ioprio_set(IOPRIO_WHO_PROCESS, 0, ioprio)
 int sl_setresuid(uid_t r, uid_t e, uid_t s);
 int sl_setresgid(gid_t r, gid_t e, gid_t s);

@@ -1,0 +1,26 @@
+import Glibc
+
+/// The running kernel's release, for features that depend on its version.
+public enum Kernel {
+    public static var release: String {
+        var u = utsname()
+        guard uname(&u) == 0 else { return "" }
+        return withUnsafeBytes(of: &u.release) { raw in
+            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+    }
+
+    /// (major, minor) parsed from a release like "6.1.0-18-amd64"; (0, 0) if unreadable.
+    public static func version(_ release: String = Kernel.release) -> (Int, Int) {
+        let nums = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        return nums.count == 2 ? (nums[0], nums[1]) : (0, 0)
+    }
+
+    public static func atLeast(_ major: Int, _ minor: Int, release: String = Kernel.release) -> Bool {
+        let (a, b) = version(release)
+        return a > major || (a == major && b >= minor)
+    }
+
+    /// tmpfs `noswap` appeared in Linux 6.4.
+    public static func tmpfsNoswap(release: String = Kernel.release) -> Bool { atLeast(6, 4, release: release) }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import XCTest
+import Glibc
+import TestSupport
+import LinuxSystem
+
+/// SIG Node mount features: recursive read-only, recursive attributes, tmpfs noswap, procMount.
+final class MountFeatureTests: ContainerTestCase {
+    /// A host directory with a tmpfs submount, removed after the test.
+    func hostTreeWithSubmount() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rro-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
+        XCTAssertEqual(mount("tmpfs", dir + "/sub", "tmpfs", 0, "size=1m"), 0, "mount test tmpfs")
+        addTeardownBlock {
+            umount2(dir + "/sub", Int32(MNT_DETACH))
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        return dir
+    }
+
+    func bindEdit(_ source: String, _ options: [String]) -> (inout [String: Any]) -> Void {
+        { spec in
+            var mounts = spec["mounts"] as? [[String: Any]] ?? []
+            mounts.append(["destination": "/v", "type": "bind", "source": source, "options": options])
+            spec["mounts"] = mounts
+        }
+    }
+
+    let probe = "touch /v/top 2>/dev/null && echo top-rw || echo top-ro; touch /v/sub/s 2>/dev/null && echo sub-rw || echo sub-ro"
+
+    func testRecursiveReadOnly() throws {
+        let dir = try hostTreeWithSubmount()
+        let r = try run(["sh", "-c", probe], bindEdit(dir, ["rbind", "rro"]))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "top-ro\nsub-ro\n")
+    }
+
+    func testPlainRoOnRbindKeepsSubmountsWritable() throws {
+        let dir = try hostTreeWithSubmount()
+        let r = try run(["sh", "-c", probe], bindEdit(dir, ["rbind", "ro"]))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "top-ro\nsub-rw\n")
+    }
+
+    func testRecursiveNoexecAndNosuid() throws {
+        let dir = try hostTreeWithSubmount()
+        let r = try run(["sh", "-c", "grep ' /v' /proc/self/mountinfo | cut -d' ' -f5,6"], bindEdit(dir, ["rbind", "rnoexec", "rnosuid"]))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 2, r.stdout)
+        for l in lines { XCTAssertTrue(l.contains("noexec") && l.contains("nosuid"), String(l)) }
+    }
+
+    func testTmpfsNoswap() throws {
+        try XCTSkipUnless(Kernel.atLeast(6, 4), "tmpfs noswap needs Linux 6.4 (the VM kernel test covers the refusal)")
+        let r = try run(["sh", "-c", "grep ' /ns ' /proc/mounts"]) { spec in
+            var mounts = spec["mounts"] as? [[String: Any]] ?? []
+            mounts.append(["destination": "/ns", "type": "tmpfs", "source": "tmpfs", "options": ["noswap", "size=1m"]])
+            spec["mounts"] = mounts
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("noswap"), r.stdout)
+        let f = try JSONSerialization.jsonObject(with: Data(sl(["features"]).stdout.utf8)) as? [String: Any]
+        let opts = f?["mountOptions"] as? [String] ?? []
+        XCTAssertTrue(opts.contains("noswap") && opts.contains("rro") && opts.contains("rnosymfollow"), "\(opts)")
+    }
+
+    func testIdmapIsRefusedUntilImplemented() throws {
+        let dir = try hostTreeWithSubmount()
+        let b = try bundle(bindEdit(dir, ["rbind", "idmap"]))
+        let r = sl(["create", "--bundle", b, "idm"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("mounts[") && r.stderr.contains("idmap"), r.stderr)
+        assertNothingLeft("idm", bundle: b)
+    }
+
+    /// procMount Default (masked + read-only paths) and Unmasked (empty lists), both inside a user
+    /// namespace with a new PID namespace, where a fresh proc mount needs an unmasked proc visible.
+    func testProcMountModesInUserNamespace() throws {
+        for unmasked in [false, true] {
+            let r = try run(["sh", "-c", "[ $(wc -c < /proc/version) -gt 0 ] && echo version-visible || echo version-masked; awk '$5 == \"/proc/sys\" { print \"sys-\" substr($6, 1, 2) }' /proc/self/mountinfo; echo end"]) { spec in
+                var linux = spec[dict: "linux"]
+                var ns = linux["namespaces"] as? [[String: Any]] ?? []
+                ns.append(["type": "user"])
+                linux["namespaces"] = ns
+                linux["uidMappings"] = [["containerID": 0, "hostID": 200000, "size": 65536]]
+                linux["gidMappings"] = [["containerID": 0, "hostID": 200000, "size": 65536]]
+                if unmasked {
+                    linux["maskedPaths"] = []
+                    linux["readonlyPaths"] = []
+                } else {
+                    linux["maskedPaths"] = ["/proc/version"]
+                    linux["readonlyPaths"] = ["/proc/sys"]
+                }
+                spec["linux"] = linux
+            }
+            XCTAssertEqual(r.status, 0, "unmasked=\(unmasked): \(r.stderr)")
+            if unmasked {
+                XCTAssertEqual(r.stdout, "version-visible\nend\n", "no read-only /proc/sys mount")
+            } else {
+                XCTAssertEqual(r.stdout, "version-masked\nsys-ro\nend\n")
+            }
+        }
+    }
+}

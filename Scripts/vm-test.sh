@@ -24,6 +24,8 @@
 # Exit status: COMMAND's; 124 on timeout; 125 when the VM could not run COMMAND at all.
 # Cache: VM_CACHE (default /var/cache/swiftlet-vm): unpacked kernels and their initramfs images.
 set -euo pipefail
+set -E
+trap '[ "$BASH_SUBSHELL" != 0 ] || echo "vm-test: internal error: line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 INIT_SH=$HERE/vm/init.sh
@@ -190,9 +192,25 @@ fetch_kernel() {
     mv "$tmp" "$dir"
 }
 
+# The apt lists' state: the newest kernel package can only change when it changes.
+lists_stamp() {
+    local d
+    for d in /var/lib/apt/lists "$CACHE/apt/lists"; do
+        if [ -d "$d" ]; then find "$d" -maxdepth 1 -type f -name '*_Packages*' -printf '%p %s %T@\n'; fi
+    done | sort | cksum | cut -d' ' -f1
+}
+
 resolve_kernel() { # sets KDIR
-    local pv pkg ver cached apt_opts=()
+    local pv pkg ver cached apt_opts=() memo stamp s
     mkdir -p "$CACHE/kernels"
+    # apt-cache takes about a second here (no pkgcache.bin): remember its answer per apt-lists state.
+    memo=$CACHE/kernels/.resolved-$KERNEL_SERIES-${VM_KERNEL_PACKAGE:-newest}
+    stamp=$(lists_stamp)
+    if [ -f "$memo" ] && read -r s pkg ver <"$memo" && [ "$s" = "$stamp" ] &&
+        [ -f "$CACHE/kernels/${pkg}_$ver/.complete" ]; then
+        KDIR=$CACHE/kernels/${pkg}_$ver
+        return 0
+    fi
     pv=$(newest_kernel_pkg) || pv=
     if [ -z "$pv" ] && [ "$KERNEL_SERIES" = 6.12 ] && [ "${VM_APT_BACKPORTS:-0}" = 1 ]; then
         setup_private_apt
@@ -226,6 +244,7 @@ resolve_kernel() { # sets KDIR
         die "cannot fetch $pkg $ver"
     fi
     KDIR=$CACHE/kernels/${pkg}_$ver
+    echo "$(lists_stamp) $pkg $ver" >"$memo"
 }
 
 # --------------------------------------------------------------------------------------- initramfs
@@ -239,6 +258,46 @@ decompress_module() { # SRC DST
     *.ko.gz) gzip -dc "$1" >"$2" ;;
     *) return 1 ;;
     esac
+}
+
+# is_whole_elf FILE: FILE is a 64-bit ELF whose section header table fits in it (not truncated)
+is_whole_elf() {
+    local size shoff shentsize shnum
+    [ "$(head -c 5 "$1" | od -An -c | tr -d ' ')" = '177ELF002' ] || return 1
+    size=$(stat -c %s "$1")
+    shoff=$(od -An -t u8 -j 40 -N 8 "$1" | tr -d ' ')
+    shentsize=$(od -An -t u2 -j 58 -N 2 "$1" | tr -d ' ')
+    shnum=$(od -An -t u2 -j 60 -N 2 "$1" | tr -d ' ')
+    [ $((shoff + shentsize * shnum)) -le "$size" ]
+}
+
+# Decompressing the bzImage's payload under TCG takes seconds at every boot; with CONFIG_PVH qemu
+# boots the uncompressed ELF vmlinux directly. Extract it once (sets BOOT_KERNEL).
+prepare_boot_kernel() {
+    local out=$KDIR/vmlinux-$KREL spec tool magic off
+    BOOT_KERNEL=$VMLINUZ
+    if [ "${VM_PVH:-1}" = 0 ] || ! grep -qx 'CONFIG_PVH=y' "$KDIR/root/boot/config-$KREL" 2>/dev/null; then
+        return 0
+    fi
+    if [ -f "$out" ]; then BOOT_KERNEL=$out; return 0; fi
+    for spec in 'xz \xfd7zXZ\x00' 'zstd \x28\xb5\x2f\xfd' 'gzip \x1f\x8b\x08\x00'; do
+        read -r tool magic <<<"$spec"
+        command -v "$tool" >/dev/null 2>&1 || continue
+        off=$(LC_ALL=C grep -obUaP "$magic" "$VMLINUZ" | head -n 1 | cut -d: -f1) || off=
+        [ -n "$off" ] || continue
+        case $tool in
+        xz) tail -c +$((off + 1)) "$VMLINUZ" | xz -dcq --single-stream >"$out.tmp" 2>/dev/null || true ;;
+        zstd) tail -c +$((off + 1)) "$VMLINUZ" | zstd -dcq >"$out.tmp" 2>/dev/null || true ;;
+        gzip) tail -c +$((off + 1)) "$VMLINUZ" | gzip -dcq >"$out.tmp" 2>/dev/null || true ;;
+        esac
+        if is_whole_elf "$out.tmp"; then
+            mv "$out.tmp" "$out"
+            BOOT_KERNEL=$out
+            return 0
+        fi
+    done
+    rm -f "$out.tmp"
+    say "note: could not extract an ELF vmlinux from $VMLINUZ; booting the bzImage (slower)"
 }
 
 build_initrd() { # sets INITRD
@@ -295,6 +354,9 @@ build_initrd() { # sets INITRD
     printf '%s\n' "${order[@]}" >"$stage/modules/order"
 
     cp /bin/busybox "$stage/bin/busybox"
+    while read -r name; do
+        [ "$name" = busybox ] || ln -s busybox "$stage/bin/$name"
+    done < <(/bin/busybox --list)
     cp "$INIT_SH" "$stage/init"
     chmod 755 "$stage/init" "$stage/bin/busybox"
     mknod "$stage/dev/console" c 5 1
@@ -314,18 +376,20 @@ exec 9>"$CACHE/.lock"
 flock 9
 resolve_kernel
 build_initrd
+prepare_boot_kernel
 flock -u 9
 exec 9>&-
 PREP_TIME=$(elapsed "$T0")
 
 if [ "$PREPARE" = 1 ]; then
-    say "ready: $VMLINUZ + $INITRD (${PREP_TIME} s)"
+    say "ready: $BOOT_KERNEL + $INITRD (${PREP_TIME} s)"
     exit 0
 fi
 
 WORK=
 QPID=
 SPID=
+# shellcheck disable=SC2317 # (run by the EXIT trap)
 cleanup() {
     if [ -n "$QPID" ] && kill -0 "$QPID" 2>/dev/null; then
         kill "$QPID" 2>/dev/null || true
@@ -375,20 +439,26 @@ valid_name() { [[ $1 =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; }
 
 # Host paths under /tmp and /run that must stay visible although the guest mounts tmpfs there.
 for p in "$CWD" "${SWIFTLET_BINARY:-}" "${SWIFTLET_ROOTFS:-}" "${KEEP[@]}"; do
-    [ -n "$p" ] && [ -e "$p" ] || continue
+    if [ -z "$p" ] || [ ! -e "$p" ]; then continue; fi
     p=$(realpath -e "$p")
     case $p in /tmp/* | /run/*) echo "$p" ;; /tmp | /run) say "warning: cannot keep all of $p" ;; esac
 done >"$WORK/ctl/carry"
 echo "$MODDIR" >"$WORK/ctl/modules-dir"
 
 esc() { echo "${1//,/,,}"; } # qemu option values: a comma is written ,,
-QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -machine pc -accel tcg,thread=multi -cpu max
+# Kernel arguments: quiet console on the serial port; panic => reboot => qemu exits (-no-reboot);
+# the rest only saves boot time under TCG (no crypto self-tests, no TSC/timer sanity checks).
+KARGS="console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off cryptomgr.notests tsc=reliable no_timer_check"
+KARGS+=${VM_KERNEL_ARGS:+ $VM_KERNEL_ARGS}
+QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -machine pc -accel "tcg,thread=multi" -cpu max
     -smp "$CPUS" -m "$MEM" -display none -serial stdio -monitor none -no-reboot
-    -kernel "$VMLINUZ" -initrd "$INITRD"
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off"
-    -virtfs local,path=/,mount_tag=host,security_model=passthrough,readonly=on,multidevs=remap
+    -kernel "$BOOT_KERNEL" -initrd "$INITRD" -append "$KARGS"
+    -virtfs "local,path=/,mount_tag=host,security_model=passthrough,readonly=on,multidevs=remap"
     -virtfs "local,path=$(esc "$WORK/ctl"),mount_tag=vmctl,security_model=passthrough"
     -virtfs "local,path=$(esc "$OUT_DIR"),mount_tag=vmout,security_model=passthrough,multidevs=remap")
+
+# qboot (qemu-system-data) starts about a second sooner than SeaBIOS under TCG.
+if [ -f /usr/share/qemu/qboot.rom ] && [ "${VM_QBOOT:-1}" != 0 ]; then QEMU+=(-bios qboot.rom); fi
 
 say "booting $KREL (TCG, $CPUS vCPUs, $MEM MiB, timeout $TIMEOUT): $*"
 T1=$(date +%s.%N)

@@ -21,7 +21,11 @@ CTL=/run/vm/ctl
 
 say() { echo "vm-init: $*" >&2; }
 DEBUG=0
-step() { [ "$DEBUG" = 0 ] || echo "vm-init: $(cut -d' ' -f1 /proc/uptime) s: $*" >&2; }
+step() {
+    [ "$DEBUG" = 0 ] && return 0
+    for u in /proc/uptime /newroot/proc/uptime; do [ -r "$u" ] && break; done
+    echo "vm-init: $(cut -d' ' -f1 "$u") s: $*" >&2
+}
 
 poweroff_now() {
     sync
@@ -42,7 +46,6 @@ fail() {
 }
 
 stage1() {
-    /bin/busybox --install -s /bin
     mount -t proc -o nosuid,nodev,noexec proc /proc || fail "mount /proc"
     mount -t sysfs -o nosuid,nodev,noexec sysfs /sys || fail "mount /sys"
     mount -t devtmpfs -o nosuid,mode=755 devtmpfs /dev || fail "mount /dev"
@@ -112,7 +115,8 @@ stage1() {
     cg=/newroot/sys/fs/cgroup
     mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate,memory_recursiveprot cgroup2 "$cg" ||
         mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$cg" || fail "mount cgroup2"
-    for c in $(cat "$cg/cgroup.controllers"); do
+    read -r controllers <"$cg/cgroup.controllers"
+    for c in $controllers; do
         echo "+$c" >"$cg/cgroup.subtree_control" || say "warning: cannot enable cgroup controller $c"
     done
 
@@ -128,9 +132,10 @@ stage1() {
     hostname swiftlet-vm
     ip link set lo up 2>/dev/null || true
     mkdir -p /newroot/run/vm
-    cp /bin/busybox /newroot/run/vm/busybox && cp /init /newroot/run/vm/init ||
-        fail "copy stage 2 to /run/vm"
+    cp /bin/busybox /newroot/run/vm/busybox || fail "copy busybox to /run/vm"
+    cp /init /newroot/run/vm/init || fail "copy init to /run/vm"
     step "switch_root"
+    # shellcheck disable=SC2093 # (exec fails only when switch_root cannot run)
     exec switch_root /newroot /run/vm/busybox sh /run/vm/init stage2
     fail "switch_root"
 }
@@ -150,6 +155,7 @@ stage2() {
     echo "boot=$start command=$($bb awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')" >"$CTL/times"
     echo "$rc" >"$CTL/status.tmp" && $bb mv "$CTL/status.tmp" "$CTL/status"
     $bb sync
+    echo 0 >/proc/sys/kernel/printk # no "reboot: Power down" on the console
     $bb umount /vm-out 2>/dev/null
     $bb umount "$CTL" 2>/dev/null
     $bb poweroff -f

@@ -42,6 +42,10 @@ int sl_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t set
     struct { uint64_t set, clr, prop, userns; } a = {set, clr, prop, userns};
     return (int)syscall(SYS_mount_setattr, dfd, path, flags, &a, sizeof a);
 }
+int sl_open_tree(int dfd, const char *path, unsigned int flags) { return (int)syscall(SYS_open_tree, dfd, path, flags); }
+int sl_move_mount(int fd, const char *fp, int td, const char *tp, unsigned int flags) {
+    return (int)syscall(SYS_move_mount, fd, fp, td, tp, flags);
+}
 int sl_personality(unsigned long persona) { return (int)syscall(SYS_personality, persona); }
 int sl_ioprio_set_self(int ioprio) { return (int)syscall(SYS_ioprio_set, 1, 0, ioprio); }
 int sl_setresuid(uid_t r, uid_t e, uid_t s) { return setresuid(r, e, s); }

@@ -8,8 +8,11 @@ public struct PlannedMount: Sendable {
     public var type: String
     public var source: String
     public var options: MountOptions
-    public init(destination: String, type: String, source: String, options: MountOptions) {
+    /// A detached id-mapped tree prepared by the runtime (IDMappedMount.clone), attached instead of a bind.
+    public var idmappedTree: Int32?
+    public init(destination: String, type: String, source: String, options: MountOptions, idmappedTree: Int32? = nil) {
         self.destination = destination; self.type = type; self.source = source; self.options = options
+        self.idmappedTree = idmappedTree
     }
 }
 
@@ -123,7 +126,11 @@ public enum Rootfs {
         if m.options.isBind {
             guard let st = FS.statOf(m.source) else { throw SysError("stat bind source", m.source, errno: errno) }
             if FS.isDirectory(st) { try FS.mkdirAll(dest) } else { try FS.mkdirAll(FS.dirname(dest)); try FS.touch(dest) }
-            try mountCall(m.source, dest, "bind", m.options.flags & (SL_MS_BIND | SL_MS_REC), nil, what: "\"\(m.source)\"")
+            if let tree = m.idmappedTree {
+                try IDMappedMount.attach(tree, at: dest)
+            } else {
+                try mountCall(m.source, dest, "bind", m.options.flags & (SL_MS_BIND | SL_MS_REC), nil, what: "\"\(m.source)\"")
+            }
             if m.options.flags & ~(SL_MS_BIND | SL_MS_REC) != 0 { try remountBind(dest, m.options.flags) }
         } else if m.type == "cgroup" || m.type == "cgroup2" {
             try mountCgroup(dest, m, plan)

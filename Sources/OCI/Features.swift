@@ -92,7 +92,7 @@ public struct Features: Encodable, Sendable, Equatable {
                 apparmor: Enabled(enabled: false),
                 selinux: Enabled(enabled: false),
                 intelRdt: Enabled(enabled: false),
-                mountExtensions: MountExtensions(idmap: Enabled(enabled: false))),
+                mountExtensions: MountExtensions(idmap: Enabled(enabled: true))),
             annotations: ["io.github.swiftlet.version": swiftletVersion])
     }
 }

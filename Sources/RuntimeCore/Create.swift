@@ -53,7 +53,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     let listenFds = getenv("LISTEN_FDS").flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 0
     let plan = try ContainerPlan(spec: spec, id: o.id, bundle: bundle, noPivot: o.noPivot, noNewKeyring: o.noNewKeyring,
                                  preserveFds: o.preserveFds, listenFds: listenFds)
-    defer { plan.namespaces.closeFds() }
+    defer { plan.closeFds() }
     let store = ContainerStore(root: o.root)
     try store.createDir(o.id)
 

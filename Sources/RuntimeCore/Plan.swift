@@ -142,6 +142,8 @@ struct ContainerPlan: Sendable {
     /// Name of the session keyring init joins ("_ses.<id>"), nil with --no-new-keyring.
     var sessionKeyring: String?
 
+    /// Validates and resolves everything first; opens descriptors (joined namespaces, id-mapped
+    /// trees) last, so an invalid config never leaves one open. The caller closes them (`closeFds`).
     init(spec: Spec, id: String, bundle: String, noPivot: Bool, noNewKeyring: Bool, preserveFds: Int,
          listenFds: Int) throws(RuntimeError) {
         self.spec = spec
@@ -161,26 +163,28 @@ struct ContainerPlan: Sendable {
                 throw RuntimeError(.invalidArgument, "config.json: \(error)")
             }
         }
-
-        // Namespaces: open every path now so a bad path fails before anything is created.
-        var ns = NamespacePlan()
-        var opened: [(NamespaceType, Int32)] = []
-        for (i, n) in (linux.namespaces ?? []).enumerated() {
-            if let path = n.path, !path.isEmpty {
-                let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-                if fd < 0 {
-                    let e = errno
-                    for (_, f) in opened { close(f) }
-                    throw RuntimeError(.invalidArgument, "config.json: linux.namespaces[\(i)].path: open \(path): \(errnoString(e))")
-                }
-                opened.append((n.type, fd))
-            } else if n.type == .user {
-                ns.newUser = true
-            } else {
-                ns.newFlags |= NamespacePlan.flag(n.type)
+        if let p = linux.personality {
+            switch p.domain {
+            case "LINUX": personality = 0x0000
+            case "LINUX32": personality = 0x0008
+            default: throw RuntimeError(.invalidArgument, "config.json: linux.personality.domain: unknown domain \"\(p.domain)\"")
+            }
+            if let flags = p.flags, !flags.isEmpty {
+                throw RuntimeError(.unsupported, "config.json: linux.personality.flags: not supported yet by swiftlet")
             }
         }
-        ns.join = opened.filter { $0.0 == .user } + opened.filter { $0.0 != .user }
+        if linux.intelRdt != nil {
+            throw RuntimeError(.unsupported, "config.json: linux.intelRdt: not supported by swiftlet (no resctrl on this host)")
+        }
+        hostname = spec.hostname
+        domainname = spec.domainname
+        sysctl = (linux.sysctl ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+
+        // Namespaces to create.
+        var ns = NamespacePlan()
+        for n in linux.namespaces ?? [] where (n.path ?? "").isEmpty {
+            if n.type == .user { ns.newUser = true } else { ns.newFlags |= NamespacePlan.flag(n.type) }
+        }
         ns.newCgroup = ns.newFlags & SL_CLONE_NEWCGROUP != 0
         ns.newFlags &= ~SL_CLONE_NEWCGROUP
         if ns.newUser {
@@ -190,22 +194,19 @@ struct ContainerPlan: Sendable {
         if let offs = linux.timeOffsets {
             ns.timeOffsets = offs.keys.sorted().map { "\($0) \(offs[$0]?.secs ?? 0) \(offs[$0]?.nanosecs ?? 0)\n" }.joined()
         }
-        namespaces = ns
         let hasMountNS = (linux.namespaces ?? []).contains { $0.type == .mount }
         let inUserNS = (linux.namespaces ?? []).contains { $0.type == .user }
 
-        // Rootfs and mounts.
+        // Rootfs, mounts, devices.
         let rootPath = FS.absolute(root.path, base: bundle)
         guard let st = FS.statOf(rootPath), FS.isDirectory(st) else {
-            ns.closeFds()
             throw RuntimeError(.invalidArgument, "config.json: root.path: \(rootPath): not a directory or does not exist")
         }
         let rootfsReal: String
-        do { rootfsReal = try FS.realpath(rootPath) } catch { ns.closeFds(); throw RuntimeError.sys(error, "config.json: root.path") }
+        do { rootfsReal = try FS.realpath(rootPath) } catch { throw RuntimeError.sys(error, "config.json: root.path") }
         var propagation = SL_MS_SLAVE | SL_MS_REC
         if let rp = linux.rootfsPropagation, !rp.isEmpty {
             guard let f = MountOptions.propagationFlag(rp) else {
-                ns.closeFds()
                 throw RuntimeError(.invalidArgument, "config.json: linux.rootfsPropagation: invalid value \"\(rp)\"")
             }
             propagation = f
@@ -213,33 +214,66 @@ struct ContainerPlan: Sendable {
         var mounts: [PlannedMount] = []
         var devIsBind = false
         for (i, m) in (spec.mounts ?? []).enumerated() {
-            if (m.options ?? []).contains("noswap") && !Kernel.tmpfsNoswap() {
-                ns.closeFds()
+            let options = m.options ?? []
+            if options.contains("noswap") && !Kernel.tmpfsNoswap() {
                 throw RuntimeError(.unsupported, "config.json: mounts[\(i)].options: \"noswap\" needs Linux 6.4 or later (this kernel is \(Kernel.release))")
             }
-            let notYet = (m.options ?? []).filter { ["idmap", "ridmap", "tmpcopyup"].contains($0) }
-            if !notYet.isEmpty || m.uidMappings != nil || m.gidMappings != nil {
-                ns.closeFds()
-                let what = notYet.first.map { "options: \"\($0)\"" } ?? "uidMappings/gidMappings (id-mapped mounts)"
-                throw RuntimeError(.unsupported, "config.json: mounts[\(i)].\(what) is not supported yet by swiftlet")
+            if options.contains("tmpcopyup") {
+                throw RuntimeError(.unsupported, "config.json: mounts[\(i)].options: \"tmpcopyup\" is not supported yet by swiftlet")
             }
-            let opts = MountOptions.parse(m.options ?? [])
-            let type = m.type ?? (opts.isBind ? "bind" : "")
-            var o = opts
+            var o = MountOptions.parse(options.filter { $0 != "idmap" && $0 != "ridmap" })
+            let type = m.type ?? (o.isBind ? "bind" : "")
             if type == "bind" && !o.isBind { o.flags |= SL_MS_BIND }
             let source = o.isBind ? FS.absolute(m.source ?? "", base: bundle) : (m.source ?? type)
             if m.destination == "/dev" && o.isBind { devIsBind = true }
+            if IDMapRequest(m) != nil {
+                guard o.isBind else { throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: id-mapped mounts must be bind mounts") }
+                if (m.uidMappings ?? linux.uidMappings ?? []).isEmpty || (m.gidMappings ?? linux.gidMappings ?? []).isEmpty {
+                    throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: an id-mapped mount needs uidMappings and gidMappings (its own or linux.*)")
+                }
+            }
             mounts.append(PlannedMount(destination: m.destination, type: type, source: source, options: o))
         }
         var devices: [DeviceNode] = []
         for (i, d) in (linux.devices ?? []).enumerated() {
             if d.type != "p" && (d.major == nil || d.minor == nil) {
-                ns.closeFds()
                 throw RuntimeError(.invalidArgument, "config.json: linux.devices[\(i)]: major and minor are required for type \"\(d.type)\"")
             }
             devices.append(DeviceNode(path: d.path, type: d.type, major: d.major ?? 0, minor: d.minor ?? 0,
                                       fileMode: d.fileMode ?? 0o666, uid: d.uid ?? 0, gid: d.gid ?? 0))
         }
+
+        // Descriptors, last: namespaces joined by path, then id-mapped trees.
+        for (i, n) in (linux.namespaces ?? []).enumerated() {
+            guard let path = n.path, !path.isEmpty else { continue }
+            let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+            if fd < 0 {
+                let e = errno
+                ns.closeFds()
+                throw RuntimeError(.invalidArgument, "config.json: linux.namespaces[\(i)].path: open \(path): \(errnoString(e))")
+            }
+            ns.join.append((n.type, fd))
+        }
+        ns.join = ns.join.filter { $0.type == .user } + ns.join.filter { $0.type != .user }
+        var usernsFds: [String: Int32] = [:]   // one user namespace per distinct mapping
+        defer { for fd in usernsFds.values { close(fd) } }
+        for (i, m) in (spec.mounts ?? []).enumerated() {
+            guard let recursive = IDMapRequest(m) else { continue }
+            let uids = mapText(m.uidMappings ?? linux.uidMappings), gids = mapText(m.gidMappings ?? linux.gidMappings)
+            do {
+                let userns: Int32
+                if let fd = usernsFds[uids + "|" + gids] { userns = fd } else {
+                    userns = try IDMappedMount.userNamespace(uidMap: uids, gidMap: gids)
+                    usernsFds[uids + "|" + gids] = userns
+                }
+                mounts[i].idmappedTree = try IDMappedMount.clone(source: mounts[i].source, usernsFd: userns, recursive: recursive)
+            } catch {
+                ns.closeFds()
+                closeIdmappedTrees(mounts)
+                throw RuntimeError(.internal, "config.json: mounts[\(i)]: \(error)")
+            }
+        }
+        namespaces = ns
         rootfs = RootfsPlan(rootfs: rootfsReal, readonly: root.readonly ?? false, rootPropagation: propagation,
                             mounts: mounts, devices: devices, createDevices: !devIsBind, bindDevices: inUserNS,
                             inUserNamespace: inUserNS, noPivot: noPivot, maskedPaths: linux.maskedPaths ?? [],
@@ -247,27 +281,25 @@ struct ContainerPlan: Sendable {
                             cgroupBinds: mounts.contains { $0.type == "cgroup" || $0.type == "cgroup2" } ? CgroupHost.binds() : [])
         rootfs.newMountNamespace = hasMountNS
         rootfs.explicitPropagation = !(linux.rootfsPropagation ?? "").isEmpty
-        if let p = linux.personality {
-            switch p.domain {
-            case "LINUX": personality = 0x0000
-            case "LINUX32": personality = 0x0008
-            default:
-                ns.closeFds()
-                throw RuntimeError(.invalidArgument, "config.json: linux.personality.domain: unknown domain \"\(p.domain)\"")
-            }
-            if let flags = p.flags, !flags.isEmpty {
-                ns.closeFds()
-                throw RuntimeError(.unsupported, "config.json: linux.personality.flags: not supported yet by swiftlet")
-            }
-        }
-        if linux.intelRdt != nil {
-            ns.closeFds()
-            throw RuntimeError(.unsupported, "config.json: linux.intelRdt: not supported by swiftlet (no resctrl on this host)")
-        }
-        hostname = spec.hostname
-        domainname = spec.domainname
-        sysctl = (linux.sysctl ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
+
+    /// Closes the descriptors the plan holds (after fork, or when create fails).
+    func closeFds() {
+        namespaces.closeFds()
+        closeIdmappedTrees(rootfs.mounts)
+    }
+}
+
+/// nil when the mount is not id-mapped; else whether the mapping is recursive (`ridmap`).
+func IDMapRequest(_ m: Mount) -> Bool? {
+    let opts = m.options ?? []
+    if opts.contains("ridmap") { return true }
+    if opts.contains("idmap") || m.uidMappings != nil || m.gidMappings != nil { return false }
+    return nil
+}
+
+func closeIdmappedTrees(_ mounts: [PlannedMount]) {
+    for m in mounts { if let fd = m.idmappedTree { close(fd) } }
 }
 
 /// The host's cgroup hierarchies and this process's place in them (for cgroup mounts).

@@ -65,13 +65,77 @@ final class MountFeatureTests: ContainerTestCase {
         XCTAssertTrue(opts.contains("noswap") && opts.contains("rro") && opts.contains("rnosymfollow"), "\(opts)")
     }
 
-    func testIdmapIsRefusedUntilImplemented() throws {
-        let dir = try hostTreeWithSubmount()
-        let b = try bundle(bindEdit(dir, ["rbind", "idmap"]))
-        let r = sl(["create", "--bundle", b, "idm"])
-        XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.stderr.contains("mounts[") && r.stderr.contains("idmap"), r.stderr)
-        assertNothingLeft("idm", bundle: b)
+    /// A host directory with files owned by 0:0 and 1:1, and a user-namespaced container mapping 0 -> 100000.
+    func idmapSetup() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("idmap-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/root-file", contents: Data()))
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/one-file", contents: Data()))
+        XCTAssertEqual(chown(dir + "/one-file", 1, 1), 0)
+        chmod(dir, 0o777)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        return dir
+    }
+
+    func userns(_ spec: inout [String: Any]) {
+        var linux = spec[dict: "linux"]
+        var ns = linux["namespaces"] as? [[String: Any]] ?? []
+        ns.append(["type": "user"])
+        linux["namespaces"] = ns
+        linux["uidMappings"] = [["containerID": 0, "hostID": 100000, "size": 65536]]
+        linux["gidMappings"] = [["containerID": 0, "hostID": 100000, "size": 65536]]
+        spec["linux"] = linux
+    }
+
+    let idmapProbe = "stat -c '%n=%u:%g' /v/root-file /v/one-file; touch /v/created && stat -c '%n=%u:%g' /v/created"
+
+    /// Per-mount mappings: host-owned files show their on-disk owners inside, and files created
+    /// inside land on disk with the mapped ids (root of the container -> 0 on disk).
+    func testIdmappedMountWithOwnMappings() throws {
+        let dir = try idmapSetup()
+        let r = try run(["sh", "-c", idmapProbe]) { spec in
+            self.userns(&spec)
+            var mounts = spec["mounts"] as? [[String: Any]] ?? []
+            mounts.append(["destination": "/v", "type": "bind", "source": dir, "options": ["bind"],
+                           "uidMappings": [["containerID": 0, "hostID": 100000, "size": 65536]],
+                           "gidMappings": [["containerID": 0, "hostID": 100000, "size": 65536]]])
+            spec["mounts"] = mounts
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "/v/root-file=0:0\n/v/one-file=1:1\n/v/created=0:0\n")
+        let st = try FileManager.default.attributesOfItem(atPath: dir + "/created")
+        XCTAssertEqual((st[.ownerAccountID] as? NSNumber)?.intValue, 0, "created file is owned by host root on disk")
+    }
+
+    /// `idmap` without mappings uses the container's; without idmap the same files are unmapped (nobody).
+    func testIdmapOptionUsesContainerMappings() throws {
+        let dir = try idmapSetup()
+        let mapped = try run(["sh", "-c", "stat -c '%u' /v/root-file"]) { spec in
+            self.userns(&spec)
+            self.bindEdit(dir, ["bind", "idmap"])(&spec)
+        }
+        XCTAssertEqual(mapped.status, 0, mapped.stderr)
+        XCTAssertEqual(mapped.stdout, "0\n")
+        let plain = try run(["sh", "-c", "stat -c '%u' /v/root-file"]) { spec in
+            self.userns(&spec)
+            self.bindEdit(dir, ["bind"])(&spec)
+        }
+        XCTAssertEqual(plain.stdout, "65534\n", "without idmap host root is unmapped")
+    }
+
+    func testIdmapErrors() throws {
+        let dir = try idmapSetup()
+        for (want, edit) in [("id-mapped mounts must be bind mounts", { (spec: inout [String: Any]) in
+                                 var mounts = spec["mounts"] as? [[String: Any]] ?? []
+                                 mounts.append(["destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]])
+                                 spec["mounts"] = mounts }),
+                             ("needs uidMappings and gidMappings", self.bindEdit(dir, ["bind", "idmap"]))] {
+            let b = try bundle(edit)
+            let r = sl(["create", "--bundle", b, "idm"])
+            XCTAssertEqual(r.status, 1)
+            XCTAssertTrue(r.stderr.contains("mounts[") && r.stderr.contains(want), r.stderr)
+            assertNothingLeft("idm", bundle: b)
+        }
     }
 
     /// procMount Default (masked + read-only paths) and Unmasked (empty lists), both inside a user

@@ -80,6 +80,12 @@ int sl_personality(unsigned long persona);
 int sl_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set, uint64_t attr_clr,
                      uint64_t propagation, uint64_t userns_fd);
 static const unsigned int SL_AT_RECURSIVE = 0x8000;
+static const unsigned int SL_AT_EMPTY_PATH = 0x1000;
+static const unsigned int SL_OPEN_TREE_CLONE = 1;
+static const unsigned int SL_OPEN_TREE_CLOEXEC = 02000000;
+static const unsigned int SL_MOVE_MOUNT_F_EMPTY_PATH = 4;
+int sl_open_tree(int dfd, const char *path, unsigned int flags);
+int sl_move_mount(int from_dfd, const char *from_path, int to_dfd, const char *to_path, unsigned int flags);
 static const uint64_t SL_MOUNT_ATTR_RDONLY = 0x1, SL_MOUNT_ATTR_NOSUID = 0x2, SL_MOUNT_ATTR_NODEV = 0x4,
     SL_MOUNT_ATTR_NOEXEC = 0x8, SL_MOUNT_ATTR__ATIME = 0x70, SL_MOUNT_ATTR_RELATIME = 0x0,
     SL_MOUNT_ATTR_NOATIME = 0x10, SL_MOUNT_ATTR_STRICTATIME = 0x20, SL_MOUNT_ATTR_NODIRATIME = 0x80,

@@ -1,0 +1,59 @@
+import Glibc
+import CLinux
+import LinuxSystem
+
+/// Id-mapped bind mounts (KEP-127): the runtime, privileged in the initial user namespace, clones
+/// the source tree (open_tree), attaches a user namespace holding the mount's mappings
+/// (mount_setattr MOUNT_ATTR_IDMAP), and hands the detached tree to init, which attaches it with
+/// move_mount. A mapping "containerID hostID size" makes on-disk id `containerID + n` appear as
+/// host id `hostID + n`, i.e. as `containerID + n` inside a container with the same mapping.
+public enum IDMappedMount {
+    /// A user namespace with the given uid_map/gid_map text, as an fd (close-on-exec).
+    /// A short-lived child unshares it; we write its maps, open /proc/<child>/ns/user, let it exit.
+    public static func userNamespace(uidMap: String, gidMap: String) throws(SysError) -> Int32 {
+        var ready: [Int32] = [-1, -1], release: [Int32] = [-1, -1]
+        try sys("pipe") { sl_pipe2(&ready, O_CLOEXEC) }
+        try sys("pipe") { sl_pipe2(&release, O_CLOEXEC) }
+        defer { for fd in ready + release where fd >= 0 { close(fd) } }
+        let pid = try Proc.fork()
+        if pid == 0 {
+            close(release[1]); close(ready[0])
+            var byte: UInt8 = sl_unshare(SL_CLONE_NEWUSER) == 0 ? 1 : 0
+            _ = write(ready[1], &byte, 1)
+            _ = read(release[0], &byte, 1)   // returns at EOF, when the runtime closes its end
+            _exit(0)
+        }
+        defer {
+            close(release[1]); release[1] = -1
+            _ = try? Proc.wait(pid)
+        }
+        close(ready[1]); ready[1] = -1
+        close(release[0]); release[0] = -1
+        var ok: UInt8 = 0
+        guard read(ready[0], &ok, 1) == 1, ok == 1 else { throw SysError("unshare", "user namespace for id-mapped mount", errno: EPERM) }
+        try FS.writeFile("/proc/\(pid)/uid_map", uidMap, create: false)
+        try FS.writeFile("/proc/\(pid)/gid_map", gidMap, create: false)
+        return try FS.open("/proc/\(pid)/ns/user", O_RDONLY)
+    }
+
+    /// A detached, id-mapped clone of `source` (recursive: submounts too, and mapped too).
+    public static func clone(source: String, usernsFd: Int32, recursive: Bool) throws(SysError) -> Int32 {
+        let tree = try sys("open_tree", source) {
+            sl_open_tree(AT_FDCWD, source, SL_OPEN_TREE_CLONE | SL_OPEN_TREE_CLOEXEC | (recursive ? SL_AT_RECURSIVE : 0))
+        }
+        let flags = SL_AT_EMPTY_PATH | (recursive ? SL_AT_RECURSIVE : 0)
+        if sl_mount_setattr(tree, "", flags, SL_MOUNT_ATTR_IDMAP, 0, 0, UInt64(usernsFd)) != 0 {
+            let e = errno
+            close(tree)
+            throw SysError("mount_setattr(MOUNT_ATTR_IDMAP)", source, errno: e)
+        }
+        return tree
+    }
+
+    /// Attaches a detached tree at `target` (in init, inside the container's mount namespace).
+    static func attach(_ tree: Int32, at target: String) throws(SysError) {
+        try sys("move_mount (id-mapped) to", target) {
+            sl_move_mount(tree, "", AT_FDCWD, target, SL_MOVE_MOUNT_F_EMPTY_PATH)
+        }
+    }
+}

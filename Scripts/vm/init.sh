@@ -108,6 +108,12 @@ stage1() {
     mount --move /sys /newroot/sys || fail "move /sys"
     mount --move /dev /newroot/dev || fail "move /dev"
     mkdir -p /newroot/dev/pts /newroot/dev/shm /newroot/dev/mqueue
+    # What udev would add: bash's process substitution needs /dev/fd.
+    ln -sf /proc/self/fd /newroot/dev/fd
+    ln -sf /proc/self/fd/0 /newroot/dev/stdin
+    ln -sf /proc/self/fd/1 /newroot/dev/stdout
+    ln -sf /proc/self/fd/2 /newroot/dev/stderr
+    ln -sf /proc/kcore /newroot/dev/core
     mount -t devpts -o nosuid,noexec,gid=5,mode=620,ptmxmode=666 devpts /newroot/dev/pts || fail "mount devpts"
     mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /newroot/dev/shm || fail "mount /dev/shm"
     mount -t mqueue -o nosuid,nodev,noexec mqueue /newroot/dev/mqueue || true

@@ -46,6 +46,9 @@ int sl_open_tree(int dfd, const char *path, unsigned int flags) { return (int)sy
 int sl_move_mount(int fd, const char *fp, int td, const char *tp, unsigned int flags) {
     return (int)syscall(SYS_move_mount, fd, fp, td, tp, flags);
 }
+int sl_fsopen(const char *n, unsigned int f) { return (int)syscall(SYS_fsopen, n, f); }
+int sl_fsconfig(int fd, unsigned int cmd, const char *k, const char *v, int aux) { return (int)syscall(SYS_fsconfig, fd, cmd, k, v, aux); }
+int sl_fsmount(int fd, unsigned int f, unsigned int attr) { return (int)syscall(SYS_fsmount, fd, f, attr); }
 int sl_personality(unsigned long persona) { return (int)syscall(SYS_personality, persona); }
 int sl_ioprio_set_self(int ioprio) { return (int)syscall(SYS_ioprio_set, 1, 0, ioprio); }
 int sl_setresuid(uid_t r, uid_t e, uid_t s) { return setresuid(r, e, s); }

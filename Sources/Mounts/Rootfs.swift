@@ -8,11 +8,12 @@ public struct PlannedMount: Sendable {
     public var type: String
     public var source: String
     public var options: MountOptions
-    /// A detached id-mapped tree prepared by the runtime (IDMappedMount.clone), attached instead of a bind.
-    public var idmappedTree: Int32?
-    public init(destination: String, type: String, source: String, options: MountOptions, idmappedTree: Int32? = nil) {
+    /// A mount tree prepared by the runtime and attached by init with move_mount instead of mounting:
+    /// an id-mapped bind (IDMappedMount.clone) or a host-side tmpfs (HostTmpfs.create).
+    public var detachedTree: Int32?
+    public init(destination: String, type: String, source: String, options: MountOptions, detachedTree: Int32? = nil) {
         self.destination = destination; self.type = type; self.source = source; self.options = options
-        self.idmappedTree = idmappedTree
+        self.detachedTree = detachedTree
     }
 }
 
@@ -126,12 +127,15 @@ public enum Rootfs {
         if m.options.isBind {
             guard let st = FS.statOf(m.source) else { throw SysError("stat bind source", m.source, errno: errno) }
             if FS.isDirectory(st) { try FS.mkdirAll(dest) } else { try FS.mkdirAll(FS.dirname(dest)); try FS.touch(dest) }
-            if let tree = m.idmappedTree {
+            if let tree = m.detachedTree {
                 try IDMappedMount.attach(tree, at: dest)
             } else {
                 try mountCall(m.source, dest, "bind", m.options.flags & (SL_MS_BIND | SL_MS_REC), nil, what: "\"\(m.source)\"")
             }
             if m.options.flags & ~(SL_MS_BIND | SL_MS_REC) != 0 { try remountBind(dest, m.options.flags) }
+        } else if let tree = m.detachedTree {
+            try FS.mkdirAll(dest)
+            try IDMappedMount.attach(tree, at: dest)
         } else if m.type == "cgroup" || m.type == "cgroup2" {
             try mountCgroup(dest, m, plan)
         } else {

@@ -266,11 +266,25 @@ struct ContainerPlan: Sendable {
                     userns = try IDMappedMount.userNamespace(uidMap: uids, gidMap: gids)
                     usernsFds[uids + "|" + gids] = userns
                 }
-                mounts[i].idmappedTree = try IDMappedMount.clone(source: mounts[i].source, usernsFd: userns, recursive: recursive)
+                mounts[i].detachedTree = try IDMappedMount.clone(source: mounts[i].source, usernsFd: userns, recursive: recursive)
             } catch {
                 ns.closeFds()
-                closeIdmappedTrees(mounts)
+                closeDetachedTrees(mounts)
                 throw RuntimeError(.internal, "config.json: mounts[\(i)]: \(error)")
+            }
+        }
+        // tmpfs with noswap in a new user namespace: the kernel only takes it from the initial one.
+        if ns.newUser {
+            let rootUid = hostID(of: 0, in: linux.uidMappings), rootGid = hostID(of: 0, in: linux.gidMappings)
+            for (i, m) in mounts.enumerated() where m.type == "tmpfs" && m.options.data.contains("noswap") {
+                do {
+                    mounts[i].detachedTree = try HostTmpfs.create(data: m.options.data, flags: m.options.flags,
+                                                                  uid: rootUid, gid: rootGid)
+                } catch {
+                    ns.closeFds()
+                    closeDetachedTrees(mounts)
+                    throw RuntimeError(.internal, "config.json: mounts[\(i)]: \(error)")
+                }
             }
         }
         namespaces = ns
@@ -286,8 +300,14 @@ struct ContainerPlan: Sendable {
     /// Closes the descriptors the plan holds (after fork, or when create fails).
     func closeFds() {
         namespaces.closeFds()
-        closeIdmappedTrees(rootfs.mounts)
+        closeDetachedTrees(rootfs.mounts)
     }
+}
+
+/// The host id that container id `id` maps to (the id itself when unmapped).
+func hostID(of id: UInt32, in mappings: [IDMapping]?) -> UInt32 {
+    for m in mappings ?? [] where id >= m.containerID && id - m.containerID < m.size { return m.hostID + (id - m.containerID) }
+    return id
 }
 
 /// nil when the mount is not id-mapped; else whether the mapping is recursive (`ridmap`).
@@ -298,8 +318,8 @@ func IDMapRequest(_ m: Mount) -> Bool? {
     return nil
 }
 
-func closeIdmappedTrees(_ mounts: [PlannedMount]) {
-    for m in mounts { if let fd = m.idmappedTree { close(fd) } }
+func closeDetachedTrees(_ mounts: [PlannedMount]) {
+    for m in mounts { if let fd = m.detachedTree { close(fd) } }
 }
 
 /// The host's cgroup hierarchies and this process's place in them (for cgroup mounts).

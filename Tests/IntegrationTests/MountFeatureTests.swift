@@ -167,3 +167,26 @@ final class MountFeatureTests: ContainerTestCase {
         }
     }
 }
+
+extension MountFeatureTests {
+    /// Beyond runc and crun: a noswap tmpfs in a user-namespaced container (created host-side),
+    /// owned by the container's root and writable by it.
+    func testNoswapTmpfsInUserNamespace() throws {
+        try XCTSkipUnless(Kernel.atLeast(6, 4), "tmpfs noswap needs Linux 6.4")
+        let r = try run(["sh", "-c", "grep ' /ns ' /proc/mounts | cut -d' ' -f3,4; stat -c '%u:%g %a' /ns; touch /ns/f && echo writable"]) { spec in
+            self.userns(&spec)
+            var mounts = spec["mounts"] as? [[String: Any]] ?? []
+            mounts.append(["destination": "/ns", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["noswap", "size=1m", "mode=750", "nosuid", "nodev"]])
+            spec["mounts"] = mounts
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 3, r.stdout)
+        XCTAssertTrue(lines.first?.hasPrefix("tmpfs ") ?? false, r.stdout)
+        XCTAssertTrue(lines.first?.contains("noswap") ?? false, r.stdout)
+        XCTAssertTrue(lines.first?.contains("nosuid") ?? false, r.stdout)
+        XCTAssertEqual(lines.dropFirst().first, "0:0 750")
+        XCTAssertEqual(lines.last, "writable")
+    }
+}

@@ -85,6 +85,11 @@ static const unsigned int SL_OPEN_TREE_CLONE = 1;
 static const unsigned int SL_OPEN_TREE_CLOEXEC = 02000000;
 static const unsigned int SL_MOVE_MOUNT_F_EMPTY_PATH = 4;
 int sl_open_tree(int dfd, const char *path, unsigned int flags);
+int sl_fsopen(const char *fsname, unsigned int flags);
+int sl_fsconfig(int fd, unsigned int cmd, const char *key, const char *value, int aux);
+int sl_fsmount(int fd, unsigned int flags, unsigned int attr_flags);
+static const unsigned int SL_FSOPEN_CLOEXEC = 1, SL_FSMOUNT_CLOEXEC = 1;
+static const unsigned int SL_FSCONFIG_SET_FLAG = 0, SL_FSCONFIG_SET_STRING = 1, SL_FSCONFIG_CMD_CREATE = 6;
 int sl_move_mount(int from_dfd, const char *from_path, int to_dfd, const char *to_path, unsigned int flags);
 static const uint64_t SL_MOUNT_ATTR_RDONLY = 0x1, SL_MOUNT_ATTR_NOSUID = 0x2, SL_MOUNT_ATTR_NODEV = 0x4,
     SL_MOUNT_ATTR_NOEXEC = 0x8, SL_MOUNT_ATTR__ATIME = 0x70, SL_MOUNT_ATTR_RELATIME = 0x0,

@@ -18,6 +18,10 @@ enum Child {
     /// will live in them (a new PID namespace only applies to children), report its pid, exit.
     static func enterNamespaces(_ ns: NamespacePlan, _ sock: SeqPacket, then body: () -> Never) -> Never {
         do {
+            // Until execve these processes are the host's swiftlet binary: non-dumpable, so nothing in
+            // the container can reach it through /proc/<pid>/exe or /proc/<pid>/fd (CVE-2019-5736).
+            // execve restores dumpability for the user process.
+            try sys("prctl(PR_SET_DUMPABLE)") { sl_prctl(SL_PR_SET_DUMPABLE, 0, 0, 0, 0) }
             for j in ns.join where j.type == .user {
                 try sys("setns", "user namespace") { sl_setns(j.fd, SL_CLONE_NEWUSER) }
             }

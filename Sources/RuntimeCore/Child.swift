@@ -140,6 +140,12 @@ enum Child {
             }
         }
         try sys("chdir to cwd set in config.json", p.cwd) { chdir(p.cwd) }
+        // CVE-2024-21626: a cwd through /proc/self/fd/N could land outside the container root;
+        // getcwd fails (ENOENT) when the directory is not reachable from our root.
+        var buf = [CChar](repeating: 0, count: 4097)
+        if getcwd(&buf, 4096) == nil {
+            throw SysError("cwd \"\(p.cwd)\" is outside the container root", errno: errno)
+        }
         if let caps = p.caps { try caps.dropBounding() }
         // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before giving up root.
         if let filter = p.seccomp, !p.noNewPrivileges { try filter.load() }

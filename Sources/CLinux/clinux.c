@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/signalfd.h>
+#include <sys/vfs.h>
 #include <sys/sysmacros.h>
 #include <grp.h>
 #include <termios.h>
@@ -113,3 +114,4 @@ int sl_tty_raw(int fd, struct termios *saved) {
     struct termios t = *saved; cfmakeraw(&t); return tcsetattr(fd, TCSANOW, &t);
 }
 int sl_tty_restore(int fd, const struct termios *saved) { return tcsetattr(fd, TCSANOW, saved); }
+long sl_statfs_type(const char *path) { struct statfs f; return statfs(path, &f) == 0 ? (long)f.f_type : -1; }

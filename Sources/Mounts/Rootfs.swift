@@ -139,6 +139,13 @@ public enum Rootfs {
         } else if m.type == "cgroup" || m.type == "cgroup2" {
             try mountCgroup(dest, m, plan)
         } else {
+            if m.type == "proc" || m.type == "sysfs" {
+                // CVE-2019-16884 class: procfs/sysfs only on a real directory, never through a symlink.
+                let literal = FS.cleanPath(m.destination)
+                if dest != plan.rootfs + (literal == "/" ? "" : literal) || FS.lstatOf(dest).map(FS.isSymlink) == true {
+                    throw SysError("\(m.type) mount destination \(m.destination) goes through a symlink", errno: EPERM)
+                }
+            }
             try FS.mkdirAll(dest)
             let data = m.options.dataString
             let r = sl_mount(m.source, dest, m.type, m.options.flags, data.isEmpty ? nil : data)
@@ -153,12 +160,24 @@ public enum Rootfs {
                 }
             }
         }
+        if m.type == "proc" || m.type == "sysfs" { try checkFilesystem(dest, m) }
         if m.options.hasRecursiveAttributes {
             try sys("mount_setattr (recursive options of \(m.destination))", m.destination) {
                 sl_mount_setattr(AT_FDCWD, dest, SL_AT_RECURSIVE, m.options.recursiveSet, m.options.recursiveClear, 0, 0)
             }
         }
         for p in m.options.propagation { try mountCall(nil, dest, nil, p, nil, what: "propagation of") }
+    }
+
+    /// After mounting procfs/sysfs: the target really is one (not something mounted over it later).
+    static func checkFilesystem(_ dest: String, _ m: PlannedMount) throws(SysError) {
+        let type = sl_statfs_type(dest)
+        guard type >= 0 else { throw SysError("statfs", m.destination, errno: errno) }
+        let want: Int = m.type == "proc" ? 0x9fa0 : 0x62656572   // PROC_SUPER_MAGIC, SYSFS_MAGIC
+        // sysfs may be a bind of the host's /sys in a user namespace: still sysfs.
+        if type != want {
+            throw SysError("\(m.destination) is not \(m.type) after mounting it", errno: EPERM)
+        }
     }
 
     /// cgroup mounts show the container its own cgroup: the host hierarchies, bind-mounted at the
@@ -240,6 +259,18 @@ public enum Rootfs {
         try sys("chdir", "/") { chdir("/") }
     }
 
+    /// The container's /dev/null, opened without following symlinks and checked to be the real
+    /// null device (1:3) before it is bind-mounted over masked paths (CVE-2025-31133 class).
+    static func verifiedNullDevice() throws(SysError) -> Int32 {
+        let fd = try FS.open("/dev/null", SL_O_PATH | O_NOFOLLOW)
+        var st = stat()
+        if fstat(fd, &st) != 0 || st.st_mode & S_IFMT != S_IFCHR || sl_major(st.st_rdev) != 1 || sl_minor(st.st_rdev) != 3 {
+            close(fd)
+            throw SysError("masked paths: /dev/null in the container is not the null device (1:3)", errno: EPERM)
+        }
+        return fd
+    }
+
     /// The mount point (from /proc/self/mountinfo) that holds `path`.
     static func mountPoint(containing path: String) -> String? {
         guard let info = try? FS.readString("/proc/self/mountinfo") else { return nil }
@@ -264,12 +295,16 @@ public enum Rootfs {
             try mountCall(p, p, nil, SL_MS_BIND | SL_MS_REC, nil, what: "readonly path")
             try remountBind(p, SL_MS_RDONLY | SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC)
         }
-        for p in plan.maskedPaths {
-            guard let st = FS.lstatOf(p) else { continue }
-            if FS.isDirectory(st) {
-                try mountCall("tmpfs", p, "tmpfs", SL_MS_RDONLY, nil, what: "masked path")
-            } else {
-                try mountCall("/dev/null", p, nil, SL_MS_BIND, nil, what: "masked path")
+        if !plan.maskedPaths.isEmpty {
+            let null = try verifiedNullDevice()
+            defer { close(null) }
+            for p in plan.maskedPaths {
+                guard let st = FS.lstatOf(p) else { continue }
+                if FS.isDirectory(st) {
+                    try mountCall("tmpfs", p, "tmpfs", SL_MS_RDONLY, nil, what: "masked path")
+                } else {
+                    try mountCall("/proc/self/fd/\(null)", p, nil, SL_MS_BIND, nil, what: "masked path")
+                }
             }
         }
         if plan.readonly { try remountBind("/", SL_MS_RDONLY) }

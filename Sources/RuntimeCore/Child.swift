@@ -118,8 +118,14 @@ enum Child {
         let slavePath = cString(name)
         let slave = try FS.open(slavePath, O_RDWR | O_NOCTTY)
         if console {
+            // CVE-2025-52565 class: never mount the console over whatever a planted symlink points at.
+            if let st = FS.lstatOf("/dev/console"), FS.isSymlink(st) {
+                throw SysError("/dev/console in the container is a symlink; refusing to mount the console through it", errno: EPERM)
+            }
             try FS.touch("/dev/console", 0o600)
-            try sys("mount \(slavePath) to", "/dev/console") { sl_mount(slavePath, "/dev/console", nil, SL_MS_BIND, nil) }
+            let target = try FS.open("/dev/console", SL_O_PATH | O_NOFOLLOW)
+            defer { close(target) }
+            try sys("mount \(slavePath) to", "/dev/console") { sl_mount(slavePath, "/proc/self/fd/\(target)", nil, SL_MS_BIND, nil) }
         }
         if let size = p.consoleSize { _ = sl_set_winsize(master, UInt16(clamping: size.height), UInt16(clamping: size.width)) }
         try sock.send(.pty, "/dev/ptmx", fd: master)

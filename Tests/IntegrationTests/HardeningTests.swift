@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import TestSupport
+import CLinux
 
 /// Attack tests: each would succeed against a naive runtime.
 final class HardeningTests: ContainerTestCase {
@@ -56,5 +57,74 @@ extension HardeningTests {
                 assertNothingLeft(id)
             }
         }
+    }
+}
+
+extension HardeningTests {
+    /// A /dev directory of the attacker's making, bind-mounted as the container's /dev.
+    func plantedDev(null nullIsSymlink: Bool, consoleSymlink: Bool) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dev-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        if nullIsSymlink {
+            XCTAssertEqual(symlink("/proc/version", dir + "/null"), 0)
+        } else {
+            XCTAssertEqual(mknod(dir + "/null", S_IFCHR | 0o666, sl_makedev(1, 3)), 0)
+        }
+        if consoleSymlink { XCTAssertEqual(symlink("/etc/hostname-planted", dir + "/console"), 0) }
+        XCTAssertEqual(symlink("pts/ptmx", dir + "/ptmx"), 0)
+        return dir
+    }
+
+    func devFrom(_ dir: String) -> (inout [String: Any]) -> Void {
+        { spec in
+            var mounts = (spec["mounts"] as? [[String: Any]] ?? []).filter { ($0["destination"] as? String) != "/dev" }
+            mounts.insert(["destination": "/dev", "type": "bind", "source": dir, "options": ["rbind"]], at: 0)
+            spec["mounts"] = mounts
+            var linux = spec[dict: "linux"]
+            linux["maskedPaths"] = ["/proc/timer_list"]
+            spec["linux"] = linux
+        }
+    }
+
+    /// CVE-2025-31133 class: /dev/null replaced by a symlink; masking must not bind its target.
+    func testMaskingRefusesFakeDevNull() throws {
+        let dev = try plantedDev(null: true, consoleSymlink: false)
+        let b = try bundle(devFrom(dev))
+        let r = sl(["create", "--bundle", b, "fakenull"])
+        XCTAssertEqual(r.status, 1, "must refuse: \(r.stdout)")
+        XCTAssertTrue(r.stderr.contains("not the null device"), r.stderr)
+        assertNothingLeft("fakenull", bundle: b)
+    }
+
+    /// CVE-2025-52565 class: /dev/console planted as a symlink; the console must not be mounted through it.
+    func testConsoleSymlinkRefused() throws {
+        let dev = try plantedDev(null: false, consoleSymlink: true)
+        let r = try run(["true"], id: "fakecons") { spec in
+            self.devFrom(dev)(&spec)
+            var p = spec[dict: "process"]
+            p["terminal"] = true
+            spec["process"] = p
+        }
+        XCTAssertEqual(r.status, 1, "must refuse: \(r.stdout)")
+        XCTAssertTrue(r.stderr.contains("/dev/console in the container is a symlink"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: Runtime.rootfs + "/etc/hostname-planted"))
+        assertNothingLeft("fakecons")
+    }
+
+    /// CVE-2019-16884 class: a rootfs whose /proc is a symlink; procfs must not be mounted through it.
+    func testProcThroughSymlinkRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rootfs-\(UUID().uuidString)").path
+        let cp = runProgram("/bin/cp", ["-a", Runtime.rootfs, dir])
+        XCTAssertEqual(cp.status, 0, cp.stderr)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.removeItem(atPath: dir + "/proc")
+        try FileManager.default.createDirectory(atPath: dir + "/tmp/fakeproc", withIntermediateDirectories: true)
+        XCTAssertEqual(symlink("tmp/fakeproc", dir + "/proc"), 0)
+        let b = try bundle { spec in spec["root"] = ["path": dir, "readonly": true] }
+        let r = sl(["create", "--bundle", b, "procsym"])
+        XCTAssertEqual(r.status, 1, "must refuse: \(r.stdout)")
+        XCTAssertTrue(r.stderr.contains("goes through a symlink"), r.stderr)
+        assertNothingLeft("procsym", bundle: b)
     }
 }

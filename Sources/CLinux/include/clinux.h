@@ -76,6 +76,7 @@ unsigned int sl_minor(dev_t dev);
 int sl_gettid(void);
 long sl_join_session_keyring(const char *name); // keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)
 int sl_personality(unsigned long persona);
+long sl_statfs_type(const char *path);        // statfs(2) f_type, -1 on error
 // mount_setattr(2) with a struct mount_attr built from its fields.
 int sl_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set, uint64_t attr_clr,
                      uint64_t propagation, uint64_t userns_fd);

@@ -78,7 +78,8 @@ public struct Features: Encodable, Sendable, Equatable {
 
     /// The features of this build. `mountOptions` depends on the host kernel and `seccomp` on
     /// libseccomp, so the caller supplies them.
-    public static func current(mountOptions: [String], seccomp: Seccomp = Seccomp(enabled: false)) -> Features {
+    public static func current(mountOptions: [String], seccomp: Seccomp = Seccomp(enabled: false),
+                               appArmor: Bool = false, seLinux: Bool = false) -> Features {
         Features(
             ociVersionMin: "1.0.0",
             ociVersionMax: ociRuntimeSpecVersion,
@@ -89,8 +90,8 @@ public struct Features: Encodable, Sendable, Equatable {
                 capabilities: knownCapabilities,
                 cgroup: Cgroup(v1: false, v2: false, systemd: false, systemdUser: false, rdma: false),
                 seccomp: seccomp,
-                apparmor: Enabled(enabled: false),
-                selinux: Enabled(enabled: false),
+                apparmor: Enabled(enabled: appArmor),
+                selinux: Enabled(enabled: seLinux),
                 intelRdt: Enabled(enabled: false),
                 mountExtensions: MountExtensions(idmap: Enabled(enabled: true))),
             annotations: ["io.github.swiftlet.version": swiftletVersion])

@@ -127,7 +127,8 @@ func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 
         try specVerb(o)
         return 0
     case "features":
-        printOut(encodeJSON(Features.current(mountOptions: supportedMountOptions(), seccomp: SeccompFilter.features()), pretty: true))
+        printOut(encodeJSON(Features.current(mountOptions: supportedMountOptions(), seccomp: SeccompFilter.features(),
+                                                  appArmor: LSM.appArmorEnabled, seLinux: LSM.seLinuxEnabled), pretty: true))
         return 0
     default:
         throw RuntimeError(.unsupported, "\(verb): not implemented yet in swiftlet")
@@ -184,6 +185,8 @@ func execVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
         ov.caps = o.strings("cap")
         ov.tty = o.bool("tty")
         ov.noNewPrivs = o.bool("no-new-privs")
+        ov.appArmorProfile = o.string("apparmor").flatMap { $0.isEmpty ? nil : $0 }
+        ov.processLabel = o.string("process-label").flatMap { $0.isEmpty ? nil : $0 }
         process = try ov.apply(to: spec.process ?? OCI.Process())
     }
     var e = ExecOptions(root: g.root, id: id, process: process)

@@ -169,6 +169,7 @@ enum Child {
         if let caps = p.caps { try caps.apply() }
         if let u = p.umask { umask(mode_t(u)) }
         let path = try lookPath(p.args[0], env: p.env)
+        try LSM.setExecLabel(appArmorProfile: p.appArmorProfile, seLinuxLabel: p.seLinuxLabel)
         if p.noNewPrivileges {
             try sys("prctl(PR_SET_NO_NEW_PRIVS)") { sl_prctl(SL_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }
             // As late as possible, so the profile restricts the user process and not our set-up.

@@ -26,6 +26,8 @@ public struct ExecOverrides: Sendable {
     public var caps: [String] = []
     public var tty = false
     public var noNewPrivs = false
+    public var appArmorProfile: String?
+    public var processLabel: String?
     public init() {}
 
     public func apply(to base: OCI.Process) throws(RuntimeError) -> OCI.Process {
@@ -57,6 +59,8 @@ public struct ExecOverrides: Sendable {
             p.capabilities = c
         }
         if noNewPrivs { p.noNewPrivileges = true }
+        if let a = appArmorProfile { p.apparmorProfile = a }
+        if let l = processLabel { p.selinuxLabel = l }
         return p
     }
 }

@@ -22,6 +22,8 @@ struct ProcessPlan: Sendable {
     var consoleSize: ConsoleSize?
     /// The container's seccomp filter (exec'd processes get the same one).
     var seccomp: SeccompFilter?
+    var appArmorProfile: String?
+    var seLinuxLabel: String?
     /// ioprio value ((class << 13) | level) for ioprio_set, when process.ioPriority is set.
     var ioPriority: Int32?
 
@@ -86,6 +88,19 @@ struct ProcessPlan: Sendable {
                 throw RuntimeError(.invalidArgument, "\(field).ioPriority.priority: must be 0 to 7")
             }
             ioPriority = (c << 13) | Int32(level)
+        }
+        // LSM labels: applied at exec where the module is enabled; a clear error where it is not.
+        if let a = p.apparmorProfile, !a.isEmpty {
+            guard LSM.appArmorEnabled else {
+                throw RuntimeError(.unsupported, "\(field).apparmorProfile: AppArmor is not enabled on this host")
+            }
+            appArmorProfile = a
+        }
+        if let l = p.selinuxLabel, !l.isEmpty {
+            guard LSM.seLinuxEnabled else {
+                throw RuntimeError(.unsupported, "\(field).selinuxLabel: SELinux is not enabled on this host")
+            }
+            seLinuxLabel = l
         }
         // Not applied yet: refuse rather than start the process without them.
         if p.scheduler != nil { throw RuntimeError(.unsupported, "\(field).scheduler: not supported yet by swiftlet") }
@@ -172,6 +187,9 @@ struct ContainerPlan: Sendable {
             if let flags = p.flags, !flags.isEmpty {
                 throw RuntimeError(.unsupported, "config.json: linux.personality.flags: not supported yet by swiftlet")
             }
+        }
+        if let label = linux.mountLabel, !label.isEmpty, !LSM.seLinuxEnabled {
+            throw RuntimeError(.unsupported, "config.json: linux.mountLabel: SELinux is not enabled on this host")
         }
         if linux.intelRdt != nil {
             throw RuntimeError(.unsupported, "config.json: linux.intelRdt: not supported by swiftlet (no resctrl on this host)")

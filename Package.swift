@@ -36,6 +36,6 @@ let package = Package(
         .testTarget(name: "ArgvTests", dependencies: ["Argv", "RuntimeCLI"], swiftSettings: [.define("ARGV_TABLE_TESTS")]),
         .testTarget(name: "MountsTests", dependencies: ["Mounts", "LinuxSystem"]),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "OCI"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "LinuxSystem"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem"]),
     ]
 )

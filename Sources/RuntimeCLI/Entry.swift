@@ -101,7 +101,7 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
 func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     switch verb {
     case "create":
-        _ = try createContainer(createOptions(o, g, id: o.positionals[0]))
+        for w in try createContainer(createOptions(o, g, id: o.positionals[0])).warnings { g.log.warning(w) }
         return 0
     case "start":
         for w in try startContainer(root: g.root, id: o.positionals[0]) { g.log.warning(w) }
@@ -152,6 +152,7 @@ func runVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     let detach = o.bool("detach")
     c.foreground = !detach
     let created = try createContainer(c)
+    for w in created.warnings { g.log.warning(w) }
     do { for w in try startContainer(root: g.root, id: id) { g.log.warning(w) } } catch {
         _ = try? deleteContainer(root: g.root, id: id, force: true)
         throw error

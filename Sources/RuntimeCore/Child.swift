@@ -3,6 +3,7 @@ import CLinux
 import OCI
 import LinuxSystem
 import Mounts
+import Seccomp
 
 /// Code that runs in forked children. It never prints: errors go to the parent as (errno, message)
 /// and the child exits. It never re-executes the runtime binary (CVE-2019-5736).
@@ -93,7 +94,7 @@ enum Child {
                 while true { pause() }
             }
             if process.terminal { try setupTerminal(process, sock, console: true) }
-            let path = try applyProcess(process)
+            let path = try applyProcess(process, sock)
             try sock.send(.ready)
             // Block until `start` opens the fifo for reading, then tell it we are going.
             let w = try sys("open exec fifo") { Glibc.open("/proc/self/fd/\(fifoFd)", O_WRONLY | O_CLOEXEC) }
@@ -137,7 +138,7 @@ enum Child {
     }
 
     /// Applies the process settings (shared by init and exec); returns the resolved executable path.
-    static func applyProcess(_ p: ProcessPlan) throws(SysError) -> String {
+    static func applyProcess(_ p: ProcessPlan, _ sock: SeqPacket) throws(SysError) -> String {
         if let io = p.ioPriority { try sys("ioprio_set", "ioPriority") { sl_ioprio_set_self(io) } }
         if let adj = p.oomScoreAdj { try FS.writeFile("/proc/self/oom_score_adj", String(adj), create: false) }
         for r in p.rlimits {
@@ -154,7 +155,7 @@ enum Child {
         }
         if let caps = p.caps { try caps.dropBounding() }
         // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before giving up root.
-        if let filter = p.seccomp, !p.noNewPrivileges { try filter.load() }
+        if let filter = p.seccomp, !p.noNewPrivileges { try loadSeccomp(filter, sock) }
         try sys("prctl(PR_SET_KEEPCAPS)") { sl_prctl(SL_PR_SET_KEEPCAPS, 1, 0, 0, 0) }
         if !p.additionalGids.isEmpty || p.uid == 0 {
             // setgroups(2) is refused in a user namespace with setgroups "deny"; tolerate only then.
@@ -173,9 +174,19 @@ enum Child {
         if p.noNewPrivileges {
             try sys("prctl(PR_SET_NO_NEW_PRIVS)") { sl_prctl(SL_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }
             // As late as possible, so the profile restricts the user process and not our set-up.
-            if let filter = p.seccomp { try filter.load() }
+            if let filter = p.seccomp { try loadSeccomp(filter, sock) }
         }
         return path
+    }
+
+    /// Loads the filter; with SCMP_ACT_NOTIFY, hands the notify fd to the runtime for the listener.
+    static func loadSeccomp(_ filter: SeccompFilter, _ sock: SeqPacket) throws(SysError) {
+        try filter.load()
+        guard filter.notifies else { return }
+        let fd = try filter.notifyFd()
+        try sock.send(.seccompFd, fd: fd)
+        _ = try sock.expect(.ack)
+        close(fd)
     }
 
     /// Finds the executable like exec.LookPath in the container: a name with "/" is used as is.

@@ -36,6 +36,8 @@ public func loadSpec(bundle: String) throws(RuntimeError) -> Spec {
 /// nothing is left behind: the processes are killed and the state directory removed.
 public struct Created: Sendable {
     public var state: StoredState
+    /// Things worth a warning in the log (e.g. seccomp syscall names this libseccomp does not know).
+    public var warnings: [String] = []
     /// The pty master, for a foreground `run` with a terminal and no console socket.
     public var ptyMaster: Int32?
 }
@@ -71,7 +73,10 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
         if let pf = o.pidFile {
             try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(state.pid).utf8), mode: 0o644) }
         }
-        return Created(state: state, ptyMaster: pty)
+        let skipped = plan.process?.seccomp?.skippedSyscalls ?? []
+        return Created(state: state,
+                       warnings: skipped.isEmpty ? [] : ["linux.seccomp: unknown syscalls skipped: \(skipped.joined(separator: ", "))"],
+                       ptyMaster: pty)
     } catch {
         cleanup()
         throw error
@@ -146,6 +151,9 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
                 pty = fd
             }
             try step("sync") { try parentSock.send(.ack) }
+        case .seccompFd:
+            try sendToSeccompListener(m.fd, spec: plan.spec, pid: initPid, state: store.ociState(state, status: .creating))
+            try step("sync") { try parentSock.send(.ack) }
         case .ready:
             return state
         case .error:
@@ -153,6 +161,29 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
         case .ack, .go:
             throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from container init")
         }
+    }
+}
+
+/// What the seccomp listener receives with the notify fd (runc's ContainerProcessState).
+struct ContainerProcessState: Encodable {
+    var ociVersion: String
+    var fds: [String]
+    var pid: Int32
+    var metadata: String
+    var state: State
+}
+
+/// Sends a seccomp notify fd and the process state to linux.seccomp.listenerPath.
+func sendToSeccompListener(_ fd: Int32?, spec: Spec, pid: pid_t, state: State) throws(RuntimeError) {
+    guard let fd else { throw RuntimeError(.internal, "sync: seccomp message without a descriptor") }
+    defer { close(fd) }
+    guard let path = spec.linux?.seccomp?.listenerPath, !path.isEmpty else {
+        throw RuntimeError(.invalidArgument, "config.json: linux.seccomp.listenerPath: required when an action is SCMP_ACT_NOTIFY")
+    }
+    let message = ContainerProcessState(ociVersion: ociRuntimeSpecVersion, fds: ["seccompFd"], pid: pid,
+                                        metadata: spec.linux?.seccomp?.listenerMetadata ?? "", state: state)
+    do { try sendFdToUnixSocket(path: path, fd: fd, name: encodeJSON(message)) } catch {
+        throw RuntimeError.sys(error, "send seccomp notify fd to linux.seccomp.listenerPath")
     }
 }
 

@@ -107,7 +107,7 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
         Child.enterNamespaces(ns, childSock) {
             do {
                 if process.terminal { _ = setsid(); try Child.setupTerminal(process, childSock) }
-                let path = try Child.applyProcess(process)
+                let path = try Child.applyProcess(process, childSock)
                 Child.execProcess(path, process, preserveFds: o.preserveFds)
             } catch {
                 Child.fail(childSock, error)
@@ -145,6 +145,11 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
                 } else {
                     pty = fd
                 }
+            }
+            try? parentSock.send(.ack)
+        case .seccompFd:
+            do { try sendToSeccompListener(m.fd, spec: state.config, pid: pid, state: store.ociState(state, status: .running)) } catch {
+                throw fail(error)
             }
             try? parentSock.send(.ack)
         case .error:

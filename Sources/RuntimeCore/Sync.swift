@@ -11,6 +11,7 @@ enum SyncKind: UInt8 {
     case runHooks = 0x48     // "H" init -> parent: run prestart + createRuntime hooks now
     case pty = 0x54          // "T" init -> parent: pty master attached (SCM_RIGHTS)
     case ready = 0x52        // "R" init -> parent: set up; about to block on the exec fifo
+    case seccompFd = 0x53    // "S" init/exec -> parent: seccomp notify fd attached (SCM_RIGHTS), for the listener
     case error = 0x45        // "E" child -> parent: payload = "<errno>\0<message>"
 }
 

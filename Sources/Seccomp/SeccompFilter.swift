@@ -9,6 +9,12 @@ public final class SeccompFilter: @unchecked Sendable {
     // Used only single-threaded: built in the parent, loaded in a forked child.
     let ctx: scmp_filter_ctx
 
+    /// True when some rule (or the default) uses SCMP_ACT_NOTIFY: after loading, the notify fd goes
+    /// to the profile's listener.
+    public private(set) var notifies = false
+    /// Syscall names this libseccomp does not know; skipped (runc does the same) and reported as warnings.
+    public private(set) var skippedSyscalls: [String] = []
+
     init(ctx: scmp_filter_ctx) { self.ctx = ctx }
     deinit { seccomp_release(ctx) }
 
@@ -23,9 +29,11 @@ public final class SeccompFilter: @unchecked Sendable {
     ]
 
     public static let actionNames = ["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
-                                     "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG"]
+                                     "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY"]
     public static var operatorNames: [String] { operators.keys.sorted() }
     public static let flagNames = ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]
+    /// Known to the spec but needs libseccomp 2.6 (this build has 2.5): refused with a clear error.
+    public static let unsupportedFlagNames = ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
 
     /// What `features` reports: actions, operators, the architectures this libseccomp knows, flags.
     public static func features() -> Features.Seccomp {
@@ -35,7 +43,7 @@ public final class SeccompFilter: @unchecked Sendable {
                           "SCMP_ARCH_PPC64LE", "SCMP_ARCH_RISCV64", "SCMP_ARCH_S390", "SCMP_ARCH_S390X"]
         let archs = candidates.filter { (try? arch($0, field: "")) != nil }
         return Features.Seccomp(enabled: true, actions: actionNames, operators: operatorNames, archs: archs,
-                                knownFlags: flagNames, supportedFlags: flagNames)
+                                knownFlags: flagNames + unsupportedFlagNames, supportedFlags: flagNames)
     }
 
     /// libseccomp's action value for an OCI action name; errnoRet defaults to EPERM as in runc.
@@ -48,8 +56,7 @@ public final class SeccompFilter: @unchecked Sendable {
         case "SCMP_ACT_TRACE": return 0x7ff0_0000 | ((errnoRet ?? UInt32(EPERM)) & 0xffff)
         case "SCMP_ACT_ALLOW": return SCMP_ACT_ALLOW
         case "SCMP_ACT_LOG": return SCMP_ACT_LOG
-        case "SCMP_ACT_NOTIFY":
-            throw BuildError(description: "\(field): SCMP_ACT_NOTIFY is not supported yet by swiftlet")
+        case "SCMP_ACT_NOTIFY": return SCMP_ACT_NOTIFY
         default:
             throw BuildError(description: "\(field): unknown seccomp action \"\(name)\"")
         }
@@ -70,6 +77,7 @@ public final class SeccompFilter: @unchecked Sendable {
             throw BuildError(description: "\(field): seccomp_init failed")
         }
         let filter = SeccompFilter(ctx: ctx)
+        filter.notifies = defaultAction == SCMP_ACT_NOTIFY
         // The runtime sets no_new_privs itself when the config asks; libseccomp must not force it.
         _ = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)
         for (i, a) in (profile.architectures ?? []).enumerated() {
@@ -85,6 +93,8 @@ public final class SeccompFilter: @unchecked Sendable {
             case "SECCOMP_FILTER_FLAG_TSYNC": attr = SCMP_FLTATR_CTL_TSYNC
             case "SECCOMP_FILTER_FLAG_LOG": attr = SCMP_FLTATR_CTL_LOG
             case "SECCOMP_FILTER_FLAG_SPEC_ALLOW": attr = SCMP_FLTATR_CTL_SSB
+            case "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV":
+                throw BuildError(description: "\(field).flags[\(i)]: \(f) needs libseccomp 2.6 or later (this build has \(libseccompVersion))")
             default: throw BuildError(description: "\(field).flags[\(i)]: unknown seccomp flag \"\(f)\"")
             }
             let rc = seccomp_attr_set(ctx, attr, 1)
@@ -93,6 +103,7 @@ public final class SeccompFilter: @unchecked Sendable {
         for (i, rule) in (profile.syscalls ?? []).enumerated() {
             let where_ = "\(field).syscalls[\(i)]"
             let act = try action(rule.action, errnoRet: rule.errnoRet, field: "\(where_).action")
+            if act == SCMP_ACT_NOTIFY { filter.notifies = true }
             var conditions: [scmp_arg_cmp] = []
             for (j, arg) in (rule.args ?? []).enumerated() {
                 guard let op = operators[arg.op] else {
@@ -107,7 +118,7 @@ public final class SeccompFilter: @unchecked Sendable {
             let groups: [[scmp_arg_cmp]] = distinct ? [conditions] : conditions.map { [$0] }
             for name in rule.names {
                 let nr = seccomp_syscall_resolve_name(name)
-                if nr == -1 { continue } // unknown to this libseccomp/kernel: skipped, as runc does
+                if nr == -1 { filter.skippedSyscalls.append(name); continue } // unknown here: skipped, as runc does
                 if act == defaultAction { continue }
                 for g in groups {
                     var cmp = g
@@ -118,7 +129,22 @@ public final class SeccompFilter: @unchecked Sendable {
                 }
             }
         }
+        if filter.notifies && (profile.listenerPath ?? "").isEmpty {
+            throw BuildError(description: "\(field).listenerPath: required when an action is SCMP_ACT_NOTIFY")
+        }
         return filter
+    }
+
+    static var libseccompVersion: String {
+        guard let v = seccomp_version() else { return "unknown" }
+        return "\(v.pointee.major).\(v.pointee.minor).\(v.pointee.micro)"
+    }
+
+    /// The notify fd of a loaded filter (SCMP_ACT_NOTIFY), to hand to the listener.
+    public func notifyFd() throws(SysError) -> Int32 {
+        let fd = seccomp_notify_fd(ctx)
+        if fd < 0 { throw SysError("seccomp_notify_fd", errno: -fd) }
+        return fd
     }
 
     /// Loads the filter into the calling process. The last thing before exec (or before giving up

@@ -1,6 +1,9 @@
 import Foundation
 import XCTest
 import TestSupport
+import Glibc
+import CLinux
+import CSeccomp
 
 /// Seccomp profiles enforced by the kernel, in init and in exec'd processes.
 final class SeccompIntegrationTests: ContainerTestCase {
@@ -28,6 +31,7 @@ final class SeccompIntegrationTests: ContainerTestCase {
     func testFilterAppliesToInit() throws {
         let r = try run(["sh", "-c", script]) { self.profile(&$0) }
         XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("warning: linux.seccomp: unknown syscalls skipped: no_such_syscall_anywhere"), r.stderr)
         XCTAssertTrue(r.stdout.contains("Function not implemented"), r.stdout)
         XCTAssertTrue(r.stdout.contains("Operation not permitted"), r.stdout)
         XCTAssertTrue(r.stdout.contains("chmod-755-ok"), r.stdout)
@@ -65,8 +69,10 @@ final class SeccompIntegrationTests: ContainerTestCase {
             ("linux.seccomp.architectures[0]: unknown architecture \"SCMP_ARCH_VAX\"",
              ["defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]]),
             ("linux.seccomp.flags[0]: unknown seccomp flag", ["defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]]),
-            ("SCMP_ACT_NOTIFY is not supported yet", ["defaultAction": "SCMP_ACT_ALLOW",
-                                                      "syscalls": [["names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"]]]),
+            ("linux.seccomp.listenerPath: required when an action is SCMP_ACT_NOTIFY",
+             ["defaultAction": "SCMP_ACT_ALLOW", "syscalls": [["names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"]]]),
+            ("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs libseccomp 2.6",
+             ["defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]]),
         ]
         for (i, (want, seccomp)) in cases.enumerated() {
             let b = try bundle { spec in
@@ -79,5 +85,64 @@ final class SeccompIntegrationTests: ContainerTestCase {
             XCTAssertTrue(r.stderr.contains(want), "\(r.stderr) lacks \(want)")
             assertNothingLeft("bad\(i)", bundle: b)
         }
+    }
+}
+
+extension SeccompIntegrationTests {
+    /// SCMP_ACT_NOTIFY: the listener at listenerPath gets the notify fd with the process state
+    /// (runc's format) and answers the container's mkdir with EACCES.
+    func testNotifyListenerReceivesFdAndAnswers() throws {
+        let sockPath = root.path + "/listener.sock"
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in sockPath.utf8.enumerated() { raw[i] = b } }
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(bound, 0)
+        XCTAssertEqual(listen(listener, 1), 0)
+
+        final class Seen: @unchecked Sendable { var json = ""; var answered = false }
+        let seen = Seen()
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            defer { done.signal() }
+            let conn = accept(listener, nil, nil)
+            var buf = [UInt8](repeating: 0, count: 16384)
+            var fd: Int32 = -1
+            let n = sl_recv_fd(conn, &fd, &buf, buf.count)
+            close(conn)
+            seen.json = String(decoding: buf.prefix(max(0, n)), as: UTF8.self)
+            guard fd >= 0 else { return }
+            defer { close(fd) }
+            var req: UnsafeMutablePointer<seccomp_notif>?
+            var resp: UnsafeMutablePointer<seccomp_notif_resp>?
+            guard seccomp_notify_alloc(&req, &resp) == 0, let req, let resp else { return }
+            defer { seccomp_notify_free(req, resp) }
+            if seccomp_notify_receive(fd, req) == 0 {
+                resp.pointee.id = req.pointee.id
+                resp.pointee.error = -EACCES
+                resp.pointee.val = 0
+                resp.pointee.flags = 0
+                seen.answered = seccomp_notify_respond(fd, resp) == 0
+            }
+        }
+        let r = try run(["sh", "-c", "mkdir /dev/shm/notified 2>&1; echo done"]) { spec in
+            var linux = spec[dict: "linux"]
+            linux["seccomp"] = ["defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sockPath, "listenerMetadata": "meta-42",
+                                "syscalls": [["names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"]]]
+            spec["linux"] = linux
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 20), .success)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("Permission denied"), r.stdout)
+        XCTAssertTrue(seen.answered)
+        let obj = try JSONSerialization.jsonObject(with: Data(seen.json.utf8)) as? [String: Any]
+        XCTAssertEqual(obj?["fds"] as? [String], ["seccompFd"])
+        XCTAssertEqual(obj?["metadata"] as? String, "meta-42")
+        XCTAssertGreaterThan(obj?["pid"] as? Int ?? 0, 0)
+        XCTAssertNotNil((obj?["state"] as? [String: Any])?["id"])
     }
 }

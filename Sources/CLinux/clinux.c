@@ -47,6 +47,10 @@ int sl_open_tree(int dfd, const char *path, unsigned int flags) { return (int)sy
 int sl_move_mount(int fd, const char *fp, int td, const char *tp, unsigned int flags) {
     return (int)syscall(SYS_move_mount, fd, fp, td, tp, flags);
 }
+int sl_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
+    struct { uint64_t flags, mode, resolve; } how = {flags, mode, resolve};
+    return (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
+}
 int sl_fsopen(const char *n, unsigned int f) { return (int)syscall(SYS_fsopen, n, f); }
 int sl_fsconfig(int fd, unsigned int cmd, const char *k, const char *v, int aux) { return (int)syscall(SYS_fsconfig, fd, cmd, k, v, aux); }
 int sl_fsmount(int fd, unsigned int f, unsigned int attr) { return (int)syscall(SYS_fsmount, fd, f, attr); }

@@ -50,10 +50,10 @@ public enum IDMappedMount {
         return tree
     }
 
-    /// Attaches a detached tree at `target` (in init, inside the container's mount namespace).
-    static func attach(_ tree: Int32, at target: String) throws(SysError) {
-        try sys("move_mount (id-mapped) to", target) {
-            sl_move_mount(tree, "", AT_FDCWD, target, SL_MOVE_MOUNT_F_EMPTY_PATH)
+    /// Attaches a detached tree on the directory `target` refers to (an fd opened inside the rootfs).
+    static func attach(_ tree: Int32, to target: Int32, name: String) throws(SysError) {
+        try sys("move_mount (detached tree) to", name) {
+            sl_move_mount(tree, "", target, "", SL_MOVE_MOUNT_F_EMPTY_PATH | SL_MOVE_MOUNT_T_EMPTY_PATH)
         }
     }
 }

@@ -122,51 +122,70 @@ public enum Rootfs {
         }
     }
 
+    /// Opens `destination` inside the rootfs as an O_PATH fd, resolving every component in the root
+    /// (openat2 RESOLVE_IN_ROOT): a symlink swapped in after we checked cannot send it elsewhere.
+    static func openInRoot(_ rootfs: String, _ destination: String) throws(SysError) -> Int32 {
+        let root = try FS.open(rootfs, SL_O_PATH | O_DIRECTORY)
+        defer { close(root) }
+        let rel = String(FS.cleanPath(destination).dropFirst())
+        return try sys("openat2 in rootfs", destination) {
+            sl_openat2(root, rel.isEmpty ? "." : rel, UInt64(SL_O_PATH | O_CLOEXEC), 0, SL_RESOLVE_IN_ROOT | SL_RESOLVE_NO_MAGICLINKS)
+        }
+    }
+
+    /// Mounts one config.json mount. The mount point is created along the safely joined path, then
+    /// the mount goes onto an fd opened inside the root (CVE-2021-30465), and the follow-up changes
+    /// (remount flags, recursive attributes, propagation) onto a fresh fd of the new mount.
     static func mountOne(_ m: PlannedMount, _ plan: RootfsPlan) throws(SysError) {
         let dest = try secureJoin(root: plan.rootfs, m.destination)
+        if m.type == "cgroup" || m.type == "cgroup2" {
+            try mountCgroup(dest, m, plan)
+            return
+        }
+        if m.type == "proc" || m.type == "sysfs" {
+            // CVE-2019-16884 class: procfs/sysfs only on a real directory, never through a symlink.
+            let literal = FS.cleanPath(m.destination)
+            if dest != plan.rootfs + (literal == "/" ? "" : literal) || FS.lstatOf(dest).map(FS.isSymlink) == true {
+                throw SysError("\(m.type) mount destination \(m.destination) goes through a symlink", errno: EPERM)
+            }
+        }
         if m.options.isBind {
             guard let st = FS.statOf(m.source) else { throw SysError("stat bind source", m.source, errno: errno) }
             if FS.isDirectory(st) { try FS.mkdirAll(dest) } else { try FS.mkdirAll(FS.dirname(dest)); try FS.touch(dest) }
-            if let tree = m.detachedTree {
-                try IDMappedMount.attach(tree, at: dest)
-            } else {
-                try mountCall(m.source, dest, "bind", m.options.flags & (SL_MS_BIND | SL_MS_REC), nil, what: "\"\(m.source)\"")
-            }
-            if m.options.flags & ~(SL_MS_BIND | SL_MS_REC) != 0 { try remountBind(dest, m.options.flags) }
-        } else if let tree = m.detachedTree {
-            try FS.mkdirAll(dest)
-            try IDMappedMount.attach(tree, at: dest)
-        } else if m.type == "cgroup" || m.type == "cgroup2" {
-            try mountCgroup(dest, m, plan)
         } else {
-            if m.type == "proc" || m.type == "sysfs" {
-                // CVE-2019-16884 class: procfs/sysfs only on a real directory, never through a symlink.
-                let literal = FS.cleanPath(m.destination)
-                if dest != plan.rootfs + (literal == "/" ? "" : literal) || FS.lstatOf(dest).map(FS.isSymlink) == true {
-                    throw SysError("\(m.type) mount destination \(m.destination) goes through a symlink", errno: EPERM)
-                }
-            }
             try FS.mkdirAll(dest)
+        }
+        let target = try openInRoot(plan.rootfs, m.destination)
+        defer { close(target) }
+        let at = "/proc/self/fd/\(target)"
+        var remount = m.options.isBind && m.options.flags & ~(SL_MS_BIND | SL_MS_REC) != 0
+        if let tree = m.detachedTree {
+            try IDMappedMount.attach(tree, to: target, name: m.destination)
+        } else if m.options.isBind {
+            try mountCall(m.source, at, "bind", m.options.flags & (SL_MS_BIND | SL_MS_REC), nil, what: "\"\(m.source)\"")
+        } else {
             let data = m.options.dataString
-            let r = sl_mount(m.source, dest, m.type, m.options.flags, data.isEmpty ? nil : data)
-            if r != 0 {
+            if sl_mount(m.source, at, m.type, m.options.flags, data.isEmpty ? nil : data) != 0 {
                 let e = errno
                 // sysfs cannot be mounted in a user namespace that does not own the network namespace.
-                if m.type == "sysfs" && plan.inUserNamespace && (e == EPERM || e == EACCES) {
-                    try mountCall("/sys", dest, "bind", SL_MS_BIND | SL_MS_REC, nil, what: "\"/sys\" (sysfs fallback)")
-                    if m.options.flags != 0 { try remountBind(dest, m.options.flags) }
-                } else {
+                guard m.type == "sysfs" && plan.inUserNamespace && (e == EPERM || e == EACCES) else {
                     throw SysError("mount \"\(m.source)\" (\(m.type)) to", m.destination, errno: e)
                 }
+                try mountCall("/sys", at, "bind", SL_MS_BIND | SL_MS_REC, nil, what: "\"/sys\" (sysfs fallback)")
+                remount = m.options.flags != 0
             }
         }
-        if m.type == "proc" || m.type == "sysfs" { try checkFilesystem(dest, m) }
+        let top = try openInRoot(plan.rootfs, m.destination)
+        defer { close(top) }
+        let onTop = "/proc/self/fd/\(top)"
+        if remount { try remountBind(onTop, m.options.flags) }
+        if m.type == "proc" || m.type == "sysfs" { try checkFilesystem(onTop, m) }
         if m.options.hasRecursiveAttributes {
             try sys("mount_setattr (recursive options of \(m.destination))", m.destination) {
-                sl_mount_setattr(AT_FDCWD, dest, SL_AT_RECURSIVE, m.options.recursiveSet, m.options.recursiveClear, 0, 0)
+                sl_mount_setattr(top, "", SL_AT_RECURSIVE | SL_AT_EMPTY_PATH, m.options.recursiveSet, m.options.recursiveClear, 0, 0)
             }
         }
-        for p in m.options.propagation { try mountCall(nil, dest, nil, p, nil, what: "propagation of") }
+        for p in m.options.propagation { try mountCall(nil, onTop, nil, p, nil, what: "propagation of") }
     }
 
     /// After mounting procfs/sysfs: the target really is one (not something mounted over it later).

@@ -25,10 +25,12 @@ let package = Package(
         .target(name: "Mounts", dependencies: ["LinuxSystem", "CLinux"]),
         // OCI seccomp profile -> libseccomp filter (built in the parent, loaded in the child).
         .target(name: "Seccomp", dependencies: ["CSeccomp", "OCI", "LinuxSystem"]),
+        // cgroup v1, v2 and hybrid: placement, resources, freezer, stats (root path injectable for fixtures).
+        .target(name: "Cgroups", dependencies: ["OCI", "LinuxSystem"]),
         // Container store, process model, hooks, exec, kill, delete.
-        .target(name: "RuntimeCore", dependencies: ["OCI", "LinuxSystem", "Mounts", "Seccomp", "CLinux", "CCap"]),
+        .target(name: "RuntimeCore", dependencies: ["OCI", "LinuxSystem", "Mounts", "Seccomp", "Cgroups", "CLinux", "CCap"]),
         // One file per verb, each a thin call into RuntimeCore.
-        .target(name: "RuntimeCLI", dependencies: ["Argv", "OCI", "RuntimeCore", "LinuxSystem", "Seccomp", "Mounts"]),
+        .target(name: "RuntimeCLI", dependencies: ["Argv", "OCI", "RuntimeCore", "LinuxSystem", "Seccomp", "Mounts", "Cgroups"]),
         .executableTarget(name: "swiftlet", dependencies: ["RuntimeCLI"]),
 
         .target(name: "TestSupport"),
@@ -36,6 +38,7 @@ let package = Package(
         .testTarget(name: "ArgvTests", dependencies: ["Argv", "RuntimeCLI"], swiftSettings: [.define("ARGV_TABLE_TESTS")]),
         .testTarget(name: "MountsTests", dependencies: ["Mounts", "LinuxSystem"]),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "OCI"]),
+        .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem"]),
     ]
 )

@@ -78,13 +78,28 @@ final class KnobWriter {
         self.observer = observer
     }
 
+    /// How an update undoes a write.
+    enum Restore {
+        /// Write back the previous content (single-value files).
+        case content
+        /// Write back the number of one `KEY N` line of the previous content (memory.oom_control).
+        case key(String)
+        /// Not restored: rule lists such as devices.allow or io.max, whose content is not a value.
+        case none
+    }
+
     /// Writes `value` to the existing file `path` (never creates it: a missing file is ENOENT).
-    /// `restorable: false` for files whose content cannot simply be written back (rule lists such
-    /// as devices.allow or io.max).
-    func write(_ path: String, _ value: String, restorable: Bool = true) throws(CgroupError) {
-        if journaling && restorable && !seen.contains(path) {
+    func write(_ path: String, _ value: String, restore: Restore = .content) throws(CgroupError) {
+        if journaling && !seen.contains(path) {
             seen.insert(path)
-            if let old = readIfPresent(path) { saved.append((path, trimmed(old))) }
+            if let old = readIfPresent(path) {
+                switch restore {
+                case .content: saved.append((path, trimmed(old)))
+                case .key(let key):
+                    if let v = parseFlatKeyed(old).first(where: { $0.key == key })?.value { saved.append((path, String(v))) }
+                case .none: break
+                }
+            }
         }
         observer?(path, value)
         do throws(SysError) {

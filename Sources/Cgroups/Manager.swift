@@ -42,6 +42,13 @@ public struct CgroupManager: Sendable {
         }
     }
 
+    /// A manager for directories resolved earlier (stored in the container's state).
+    public init(layout: CgroupLayout, paths: [String: String]) {
+        self.layout = layout
+        self.fsRoot = ""
+        self.paths = paths
+    }
+
     private init(layout: CgroupLayout, fsRoot: String, inner: (String) -> String) {
         self.layout = layout
         self.fsRoot = fsRoot
@@ -164,9 +171,10 @@ public struct CgroupManager: Sendable {
         }
     }
 
-    /// Enables in `dir`'s cgroup.subtree_control the controllers it has but has not enabled
-    /// (`only`: just that one). All at once first; if the kernel refuses, one by one, ignoring refusals
-    /// (like runc: a controller that cannot be enabled shows up later as a missing file).
+    /// Enables in `dir`'s cgroup.subtree_control the controllers it has but has not enabled.
+    /// All at once first; if the kernel refuses, one by one, ignoring refusals (like runc: a controller
+    /// that cannot be enabled shows up later as a missing file). With `only`, just that controller,
+    /// and a refusal is an error.
     func enableControllers(in dir: String, only: String?) throws(CgroupError) {
         let available = (readIfPresent(dir + "/cgroup.controllers") ?? "").split(separator: " ").map { trimmed($0) }
         let enabled = Set((readIfPresent(dir + "/cgroup.subtree_control") ?? "").split(separator: " ").map { trimmed($0) })
@@ -177,7 +185,7 @@ public struct CgroupManager: Sendable {
         do throws(CgroupError) {
             try writer.write(file, missing.map { "+" + $0 }.joined(separator: " "))
         } catch {
-            if missing.count == 1 { throw error }
+            if only != nil { throw error }
             for c in missing { try? writer.write(file, "+" + c) }
         }
     }

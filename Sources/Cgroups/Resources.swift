@@ -96,13 +96,18 @@ extension CgroupManager {
         for (i, h) in (r.hugepageLimits ?? []).enumerated() where !isFileNameComponent(h.pageSize) {
             throw .field("hugepageLimits[\(i)].pageSize", "invalid page size \(quoted(h.pageSize))")
         }
-        for (device, limits) in r.rdma ?? [:] {
+        let rdma = r.rdma ?? [:]
+        for device in rdma.keys.sorted() {
+            guard let limits = rdma[device] else { continue }
             if !isFileNameComponent(device) || device.contains(" ") {
                 throw CgroupError("linux.resources.rdma[\(quoted(device))]: invalid device name")
             }
             if limits.hcaHandles == nil && limits.hcaObjects == nil {
                 throw CgroupError("linux.resources.rdma[\(quoted(device))]: needs hcaHandles or hcaObjects")
             }
+        }
+        if isV2, let network = r.network, (network.classID ?? 0) != 0 || !(network.priorities ?? []).isEmpty {
+            throw .field("network", "net_cls/net_prio do not exist on cgroup v2")
         }
         for (i, p) in (r.network?.priorities ?? []).enumerated() where !isFileNameComponent(p.name) || p.name.contains(" ") {
             throw .field("network.priorities[\(i)].name", "invalid interface name \(quoted(p.name))")
@@ -152,7 +157,7 @@ extension CgroupManager {
             let major = rule.major.flatMap { $0 >= 0 ? String($0) : nil } ?? "*"
             let minor = rule.minor.flatMap { $0 >= 0 ? String($0) : nil } ?? "*"
             let line = "\(rule.type ?? "a") \(major):\(minor) \(rule.access ?? "")"
-            try w.write(d + (rule.allow ? "/devices.allow" : "/devices.deny"), line, restorable: false)
+            try w.write(d + (rule.allow ? "/devices.allow" : "/devices.deny"), line, restore: .none)
         }
     }
 
@@ -200,7 +205,7 @@ extension CgroupManager {
         if kernelTCP != 0, FS.exists(d + "/memory.kmem.tcp.limit_in_bytes") {
             try w.write(d + "/memory.kmem.tcp.limit_in_bytes", String(kernelTCP))
         }
-        if m.disableOOMKiller == true { try w.write(d + "/memory.oom_control", "1") }
+        if m.disableOOMKiller == true { try w.write(d + "/memory.oom_control", "1", restore: .key("oom_kill_disable")) }
         if let swappiness { try w.write(d + "/memory.swappiness", String(swappiness)) }
     }
 
@@ -297,14 +302,14 @@ extension CgroupManager {
         if leafWeight != 0 { try w.write(d + "/blkio.leaf_weight", String(leafWeight)) }
         for dev in devices {
             if let wt = dev.weight, wt != 0 {
-                try w.write(weightDeviceFile, "\(dev.major):\(dev.minor) \(wt)", restorable: false)
+                try w.write(weightDeviceFile, "\(dev.major):\(dev.minor) \(wt)", restore: .none)
             }
             if let lw = dev.leafWeight, lw != 0 {
-                try w.write(d + "/blkio.leaf_weight_device", "\(dev.major):\(dev.minor) \(lw)", restorable: false)
+                try w.write(d + "/blkio.leaf_weight_device", "\(dev.major):\(dev.minor) \(lw)", restore: .none)
             }
         }
         for (file, list) in throttles {
-            for t in list { try w.write(d + "/" + file, "\(t.major):\(t.minor) \(t.rate)", restorable: false) }
+            for t in list { try w.write(d + "/" + file, "\(t.major):\(t.minor) \(t.rate)", restore: .none) }
         }
     }
 
@@ -335,8 +340,11 @@ extension CgroupManager {
             do throws(CgroupError) {
                 try w.write(prefix + suffix, String(h.limit))
             } catch {
-                guard error.errno == ENOENT else { throw error }
-                if !FS.exists(d + "/cgroup.procs") { throw error }
+                guard error.errno == ENOENT, FS.exists(d + "/cgroup.procs") else { throw error }
+                if suffix == ".max", let available = readIfPresent(d + "/cgroup.controllers"),
+                   !available.split(whereSeparator: { $0 == " " || $0 == "\n" }).contains("hugetlb") {
+                    throw .field("hugepageLimits", "the \"hugetlb\" controller is not available in \(d)")
+                }
                 let sizes = hugePageSizes(fsRoot: fsRoot).joined(separator: ", ")
                 throw .field("hugepageLimits", "page size \(quoted(h.pageSize)) is not available (\(prefix + suffix) is missing; sizes: \(sizes))")
             }
@@ -356,7 +364,7 @@ extension CgroupManager {
         }
         if let priorities = n.priorities, !priorities.isEmpty {
             let d = try dir("net_prio", for: "network.priorities")
-            for p in priorities { try w.write(d + "/net_prio.ifpriomap", "\(p.name) \(p.priority)", restorable: false) }
+            for p in priorities { try w.write(d + "/net_prio.ifpriomap", "\(p.name) \(p.priority)", restore: .none) }
         }
     }
 
@@ -367,7 +375,7 @@ extension CgroupManager {
             var line = device
             if let h = limits.hcaHandles { line += " hca_handle=\(h)" }
             if let o = limits.hcaObjects { line += " hca_object=\(o)" }
-            try w.write(d + "/rdma.max", line, restorable: false)
+            try w.write(d + "/rdma.max", line, restore: .none)
         }
     }
 
@@ -418,15 +426,15 @@ extension CgroupManager {
         let hasBFQ = FS.exists(bfq)
         if weight != 0 {
             if hasBFQ {
-                try w.write(bfq, String(weight), restorable: false)
+                try w.write(bfq, String(weight), restore: .none)
             } else {
-                try w.write(d + "/io.weight", String(CgroupManager.ioWeight(blkioWeight: weight)), restorable: false)
+                try w.write(d + "/io.weight", String(CgroupManager.ioWeight(blkioWeight: weight)), restore: .none)
             }
         }
         // Per-device weights exist only with BFQ's "default N" format (kernel >= 5.4); else ignored (runc).
         if hasBFQ, let content = readIfPresent(bfq), Int(trimmed(content)) == nil {
             for dev in b.weightDevice ?? [] {
-                if let wt = dev.weight, wt != 0 { try w.write(bfq, "\(dev.major):\(dev.minor) \(wt)", restorable: false) }
+                if let wt = dev.weight, wt != 0 { try w.write(bfq, "\(dev.major):\(dev.minor) \(wt)", restore: .none) }
             }
         }
         let throttles: [(String, [Resources.ThrottleDevice])] = [
@@ -434,7 +442,7 @@ extension CgroupManager {
             ("riops", b.throttleReadIOPSDevice ?? []), ("wiops", b.throttleWriteIOPSDevice ?? []),
         ]
         for (key, list) in throttles {
-            for t in list { try w.write(d + "/io.max", "\(t.major):\(t.minor) \(key)=\(t.rate)", restorable: false) }
+            for t in list { try w.write(d + "/io.max", "\(t.major):\(t.minor) \(key)=\(t.rate)", restore: .none) }
         }
     }
 
@@ -461,7 +469,7 @@ extension CgroupManager {
             let lines = value.contains("\n") ? value.split(separator: "\n").map(String.init) : [value]
             for line in lines {
                 do throws(CgroupError) {
-                    try w.write(d + "/" + key, line, restorable: lines.count == 1)
+                    try w.write(d + "/" + key, line, restore: lines.count == 1 ? .content : .none)
                 } catch {
                     guard error.errno == ENOENT || error.errno == EACCES || error.errno == EPERM else { throw error }
                     let controller = String(key.prefix { $0 != "." })

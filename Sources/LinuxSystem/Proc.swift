@@ -103,3 +103,23 @@ public enum Signals {
         return table.first { $0.0 == name }?.1
     }
 }
+
+extension Proc {
+    /// Runs a program (PATH lookup) with stdout captured; stderr passes through. For `ps`.
+    public static func capture(_ args: [String]) throws(SysError) -> (status: Int32, output: String) {
+        var pipe: [Int32] = [-1, -1]
+        try sys("pipe") { sl_pipe2(&pipe, O_CLOEXEC) }
+        let argv = args.map { strdup($0) } + [nil]
+        let pid = try fork()
+        if pid == 0 {
+            dup2(pipe[1], 1)
+            execvp(args[0], argv)
+            _exit(127)
+        }
+        close(pipe[1])
+        defer { close(pipe[0]) }
+        let out = (try? FS.readAll(fd: pipe[0], path: args[0])) ?? []
+        let (_, status) = try wait(pid)
+        return (exitCode(status), String(decoding: out, as: UTF8.self))
+    }
+}

@@ -235,6 +235,7 @@ public struct Resources: Codable, Sendable, Equatable {
         public var disableOOMKiller: Bool?
         public var useHierarchy: Bool?
         public var checkBeforeUpdate: Bool?
+        public init() {}
     }
     public struct CPU: Codable, Sendable, Equatable {
         public var shares: UInt64?
@@ -246,9 +247,11 @@ public struct Resources: Codable, Sendable, Equatable {
         public var cpus: String?
         public var mems: String?
         public var idle: Int64?
+        public init() {}
     }
     public struct Pids: Codable, Sendable, Equatable {
         public var limit: Int64
+        public init(limit: Int64) { self.limit = limit }
     }
     public struct BlockIO: Codable, Sendable, Equatable {
         public var weight: UInt16?
@@ -258,6 +261,7 @@ public struct Resources: Codable, Sendable, Equatable {
         public var throttleWriteBpsDevice: [ThrottleDevice]?
         public var throttleReadIOPSDevice: [ThrottleDevice]?
         public var throttleWriteIOPSDevice: [ThrottleDevice]?
+        public init() {}
     }
     public struct WeightDevice: Codable, Sendable, Equatable {
         public var major: Int64

@@ -130,6 +130,15 @@ func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 
         printOut(encodeJSON(Features.current(mountOptions: supportedMountOptions(), seccomp: SeccompFilter.features(),
                                                   appArmor: LSM.appArmorEnabled, seLinux: LSM.seLinuxEnabled), pretty: true))
         return 0
+    case "pause", "resume":
+        try pauseContainer(root: g.root, id: o.positionals[0], pause: verb == "pause")
+        return 0
+    case "ps":
+        return try psVerb(o, g)
+    case "update":
+        return try updateVerb(o, g)
+    case "events":
+        return try eventsVerb(o, g)
     default:
         throw RuntimeError(.unsupported, "\(verb): not implemented yet in swiftlet")
     }

@@ -2,6 +2,7 @@ import Glibc
 import CLinux
 import OCI
 import LinuxSystem
+import Cgroups
 
 public struct CreateOptions: Sendable {
     public var root: String
@@ -53,22 +54,30 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
         throw RuntimeError(.invalidArgument, "cannot use console socket if swiftlet will not detach or allocate tty")
     }
     let listenFds = getenv("LISTEN_FDS").flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 0
+    // The cgroup's directories are known now; it is created once init exists (and before it runs).
+    let cgroupManager = CgroupManager(layout: CgroupLayout.detect(), cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
     let plan = try ContainerPlan(spec: spec, id: o.id, bundle: bundle, noPivot: o.noPivot, noNewKeyring: o.noNewKeyring,
-                                 preserveFds: o.preserveFds, listenFds: listenFds)
+                                 preserveFds: o.preserveFds, listenFds: listenFds, cgroupBinds: cgroupBinds(cgroupManager))
     defer { plan.closeFds() }
     let store = ContainerStore(root: o.root)
     try store.createDir(o.id)
 
     var initPid: pid_t = 0
     var middle: pid_t = 0
+    var cgroup: CgroupManager?
     func cleanup() {
-        if initPid > 0 { kill(initPid, SIGKILL) }
+        if initPid > 0 {
+            kill(initPid, SIGKILL)
+            _ = Proc.waitExit(initPid, startTime: nil, timeoutMs: 5000)
+        }
         if middle > 0 { kill(middle, SIGKILL); _ = try? Proc.wait(middle) }
+        if let cgroup { _ = try? tearDownCgroup(cgroup) }
         try? store.remove(o.id)
     }
     do {
         var pty: Int32?
-        let state = try createProcesses(o, plan: plan, store: store, initPid: &initPid, middle: &middle, pty: &pty)
+        let state = try createProcesses(o, plan: plan, store: store, manager: cgroupManager, initPid: &initPid,
+                                        middle: &middle, pty: &pty, cgroup: &cgroup)
         try store.save(state)
         if let pf = o.pidFile {
             try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(state.pid).utf8), mode: 0o644) }
@@ -83,8 +92,9 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     }
 }
 
-private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: ContainerStore,
-                             initPid: inout pid_t, middle: inout pid_t, pty: inout Int32?) throws(RuntimeError) -> StoredState {
+private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: ContainerStore, manager: CgroupManager,
+                             initPid: inout pid_t, middle: inout pid_t, pty: inout Int32?,
+                             cgroup: inout CgroupManager?) throws(RuntimeError) -> StoredState {
     let fifo = store.fifoPath(o.id)
     // 0622 whatever the umask: init opens it for writing after switching to the container's user.
     try step("create exec fifo") {
@@ -136,6 +146,9 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             }
             state.pid = initPid
             state.pidStartTime = st.startTime
+            // Into its cgroup before it runs anything of the container's (it waits for `go`).
+            cgroup = try setUpCgroup(manager, spec: plan.spec, pid: initPid)
+            state.cgroupPaths = manager.paths
             // Hooks see status "created" (what crun passes and the validation suite expects).
             try step("sync") { try parentSock.send(.go, hookState(.created)) }
         case .runHooks:

@@ -106,6 +106,7 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
         parentSock.close()
         Child.enterNamespaces(ns, childSock) {
             do {
+                _ = try childSock.expect(.go)   // the runtime has put us in the container's cgroup
                 if process.terminal { _ = setsid(); try Child.setupTerminal(process, childSock) }
                 let path = try Child.applyProcess(process, childSock)
                 Child.execProcess(path, process, preserveFds: o.preserveFds)
@@ -135,6 +136,10 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
             pid = pid_t(m.text) ?? 0
             _ = try? Proc.wait(middle)
             middle = 0
+            if let cgroup = state.cgroup, cgroup.exists(), pid > 0 {
+                do { try cgroup.add(pid: pid) } catch { throw fail(RuntimeError.cgroup(error, "join the container's cgroup")) }
+            }
+            do { try parentSock.send(.go) } catch { throw fail(RuntimeError.sys(error, "sync with exec process")) }
         case .pty:
             if let fd = m.fd {
                 if let cs = o.consoleSocket {

@@ -2,6 +2,7 @@ import Glibc
 import CLinux
 import OCI
 import LinuxSystem
+import Cgroups
 
 /// `start`: lets init exec the user process by reading the exec fifo, then runs poststart hooks.
 /// A failing poststart hook is a warning (runtime.md: "the runtime MUST log a warning"); the
@@ -63,15 +64,20 @@ public func killContainer(root: String, id: String, signal: String, all: Bool) t
     let state = try store.load(id)
     if store.status(state) == .stopped { throw RuntimeError(.invalidState, "container not running") }
     if all {
-        for pid in containerPids(state) { _ = kill(pid, sig) }
+        if let cgroup = state.cgroup, cgroup.exists() {
+            do { try cgroup.killAll(signal: sig) } catch { throw RuntimeError.cgroup(error, "kill --all") }
+        } else {
+            for pid in containerPids(state) { _ = kill(pid, sig) }
+        }
         return
     }
     try step("kill container init") { try Proc.kill(state.pid, sig) }
 }
 
-/// Processes of the container. Without cgroups (see the cgroups issue) these are the members of
-/// init's PID namespace when it has its own, else init alone.
+/// Processes of the container: its cgroup's, else the members of init's PID namespace when it has
+/// its own, else init alone.
 func containerPids(_ s: StoredState) -> [pid_t] {
+    if let cgroup = s.cgroup, cgroup.exists(), let pids = try? cgroup.pids() { return pids }
     guard s.ownPidNamespace, Proc.isAlive(s.pid, startTime: s.pidStartTime),
           let ns = Proc.namespaceInode(String(s.pid), "pid") else { return Proc.isAlive(s.pid) ? [s.pid] : [] }
     let names = (try? FS.listDirectory("/proc")) ?? []
@@ -99,11 +105,13 @@ public func deleteContainer(root: String, id: String, force: Bool) throws(Runtim
         guard force else { throw RuntimeError(.invalidState, "cannot delete container \(id) that is not stopped: \(status.rawValue)") }
     }
     if status != .stopped {
+        if status == .paused { try? state.cgroup?.thaw() }
         for pid in containerPids(state) { _ = kill(pid, SIGKILL) }
         if !Proc.waitExit(state.pid, startTime: state.pidStartTime, timeoutMs: 10_000) {
             throw RuntimeError(.internal, "container init (pid \(state.pid)) did not exit after SIGKILL")
         }
     }
+    if let cgroup = state.cgroup { try tearDownCgroup(cgroup) }
     try store.remove(id)
     let ociState = encodeJSON(store.ociState(state, status: .stopped))
     return Hooks.runWarning(state.config.hooks?.poststop, kind: "poststop", state: ociState)
@@ -164,4 +172,59 @@ func copyWindowSize(to pty: Int32) {
 /// The config.json a container was created with (exec starts from its process).
 public func containerConfig(root: String, id: String) throws(RuntimeError) -> Spec {
     try ContainerStore(root: root).load(id).config
+}
+
+/// `pause` / `resume`: freeze or thaw every process of the container (v1 freezer, v2 cgroup.freeze).
+public func pauseContainer(root: String, id: String, pause: Bool) throws(RuntimeError) {
+    let store = ContainerStore(root: root)
+    let state = try store.load(id)
+    let lock = try store.lock(id)
+    defer { lock.release() }
+    let status = store.status(state)
+    guard let cgroup = state.cgroup, cgroup.exists() else {
+        throw RuntimeError(.invalidState, "container \(id) has no cgroup to freeze")
+    }
+    if pause {
+        guard status == .running || status == .created else { throw RuntimeError(.invalidState, "container not running") }
+        do { try cgroup.freeze() } catch { throw RuntimeError.cgroup(error, "pause") }
+    } else {
+        guard status == .paused else { throw RuntimeError(.invalidState, "container not paused") }
+        do { try cgroup.thaw() } catch { throw RuntimeError.cgroup(error, "resume") }
+    }
+}
+
+/// `ps`: the container's processes (from its cgroup).
+public func containerProcesses(root: String, id: String) throws(RuntimeError) -> [pid_t] {
+    let store = ContainerStore(root: root)
+    let state = try store.load(id)
+    if store.status(state) == .stopped { return [] }
+    return containerPids(state)
+}
+
+/// `update`: applies new resources to a running container's cgroup and records them. `change`
+/// gets the current resources and returns the new ones (the CLI merges flags or a resources file).
+/// A failed update leaves the previous limits in force (the cgroup layer rolls back).
+public func updateContainer(root: String, id: String,
+                            change: (Resources) throws(RuntimeError) -> Resources) throws(RuntimeError) {
+    let store = ContainerStore(root: root)
+    var state = try store.load(id)
+    let lock = try store.lock(id)
+    defer { lock.release() }
+    if store.status(state) == .stopped { throw RuntimeError(.invalidState, "container not running") }
+    guard let cgroup = state.cgroup, cgroup.exists() else { throw RuntimeError(.invalidState, "container \(id) has no cgroup") }
+    let updated = try change(state.config.linux?.resources ?? Resources())
+    var linux = state.config.linux ?? Linux()
+    linux.resources = updated
+    state.config.linux = linux
+    do { try cgroup.set(effectiveResources(state.config), initial: false) } catch { throw RuntimeError.cgroup(error, "update") }
+    try store.save(state)
+}
+
+/// `events --stats`: one stats sample of the container's cgroup.
+public func containerStats(root: String, id: String) throws(RuntimeError) -> CgroupStats {
+    let store = ContainerStore(root: root)
+    let state = try store.load(id)
+    if store.status(state) == .stopped { throw RuntimeError(.invalidState, "container not running") }
+    guard let cgroup = state.cgroup, cgroup.exists() else { throw RuntimeError(.invalidState, "container \(id) has no cgroup") }
+    do { return try cgroup.stats() } catch { throw RuntimeError.cgroup(error, "stats") }
 }

@@ -160,7 +160,7 @@ struct ContainerPlan: Sendable {
     /// Validates and resolves everything first; opens descriptors (joined namespaces, id-mapped
     /// trees) last, so an invalid config never leaves one open. The caller closes them (`closeFds`).
     init(spec: Spec, id: String, bundle: String, noPivot: Bool, noNewKeyring: Bool, preserveFds: Int,
-         listenFds: Int) throws(RuntimeError) {
+         listenFds: Int, cgroupBinds: [CgroupBind]) throws(RuntimeError) {
         self.spec = spec
         self.bundle = bundle
         self.preserveFds = preserveFds + listenFds
@@ -310,7 +310,7 @@ struct ContainerPlan: Sendable {
                             mounts: mounts, devices: devices, createDevices: !devIsBind, bindDevices: inUserNS,
                             inUserNamespace: inUserNS, noPivot: noPivot, maskedPaths: linux.maskedPaths ?? [],
                             readonlyPaths: linux.readonlyPaths ?? [],
-                            cgroupBinds: mounts.contains { $0.type == "cgroup" || $0.type == "cgroup2" } ? CgroupHost.binds() : [])
+                            cgroupBinds: cgroupBinds)
         rootfs.newMountNamespace = hasMountNS
         rootfs.explicitPropagation = !(linux.rootfsPropagation ?? "").isEmpty
     }
@@ -338,47 +338,4 @@ func IDMapRequest(_ m: Mount) -> Bool? {
 
 func closeDetachedTrees(_ mounts: [PlannedMount]) {
     for m in mounts { if let fd = m.detachedTree { close(fd) } }
-}
-
-/// The host's cgroup hierarchies and this process's place in them (for cgroup mounts).
-enum CgroupHost {
-    static func binds() -> [CgroupBind] {
-        guard let info = try? FS.readString("/proc/self/mountinfo"),
-              let own = try? FS.readString("/proc/self/cgroup") else { return [] }
-        // /proc/self/cgroup: "ID:controllers:path"; "0::path" is the v2 tree.
-        var pathFor: [String: String] = [:]
-        for line in own.split(separator: "\n") {
-            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-            guard parts.count == 3 else { continue }
-            pathFor[String(parts[1])] = String(parts[2])
-        }
-        var out: [CgroupBind] = []
-        var pureV2: CgroupBind?
-        for line in info.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            guard let dash = f.firstIndex(of: "-"), dash + 2 < f.count, f.count > 4 else { continue }
-            let fstype = f[dash + 1], mountPoint = String(f[4]), mountRoot = String(f[3])
-            guard mountPoint.hasPrefix("/sys/fs/cgroup") else { continue }
-            let name = String(mountPoint.split(separator: "/").last ?? "")
-            func rel(_ p: String) -> String {
-                // The cgroup path relative to the mount's root.
-                if mountRoot == "/" { return p }
-                return p.hasPrefix(mountRoot) ? String(p.dropFirst(mountRoot.count)) : "/"
-            }
-            if fstype == "cgroup2" {
-                let p = rel(pathFor[""] ?? "/")
-                let b = CgroupBind(name: mountPoint == "/sys/fs/cgroup" ? "" : name, hostPath: mountPoint + p)
-                if b.name.isEmpty { pureV2 = b } else { out.append(b) }
-            } else if fstype == "cgroup" {
-                let opts = f[dash + 3].split(separator: ",")
-                let key = pathFor.keys.first { k in
-                    let ks = k.split(separator: ",")
-                    return !ks.isEmpty && ks.allSatisfy { opts.contains($0) }
-                }
-                out.append(CgroupBind(name: name, hostPath: mountPoint + rel(key.flatMap { pathFor[$0] } ?? "/")))
-            }
-        }
-        if out.isEmpty, let v2 = pureV2 { return [v2] }
-        return out
-    }
 }

@@ -13,6 +13,8 @@ public struct StoredState: Codable, Sendable {
     public var owner: String
     /// True when init has its own PID namespace (killing init then kills every process in it).
     public var ownPidNamespace: Bool
+    /// The container's cgroup directories (controller -> path; "" is the cgroup2 tree).
+    public var cgroupPaths: [String: String]?
     public var config: Spec
 }
 
@@ -95,6 +97,7 @@ extension ContainerStore {
     public func status(_ s: StoredState) -> Status {
         if !Proc.isAlive(s.pid, startTime: s.pidStartTime) { return .stopped }
         if FS.exists(fifoPath(s.id)) { return .created }
+        if s.cgroup?.isFrozen() == true { return .paused }
         return .running
     }
 

@@ -19,7 +19,7 @@ final class Fixture {
         let full = root + path
         try? FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent,
                                                  withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: full, contents: Data(content.utf8))
+        _ = FileManager.default.createFile(atPath: full, contents: Data(content.utf8))
     }
 
     func mkdir(_ path: String) {
@@ -215,14 +215,17 @@ extension CgroupManager {
     }
 }
 
-/// The error thrown by `body`, or a test failure.
-func cgroupError(_ body: () throws(CgroupError) -> Void, file: StaticString = #filePath, line: UInt = #line) -> CgroupError? {
+/// The CgroupError thrown by `body`, or a test failure.
+func cgroupError(_ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line) -> CgroupError? {
     do {
         try body()
         XCTFail("expected a CgroupError", file: file, line: line)
         return nil
-    } catch {
+    } catch let error as CgroupError {
         return error
+    } catch {
+        XCTFail("expected a CgroupError, got \(error)", file: file, line: line)
+        return nil
     }
 }
 

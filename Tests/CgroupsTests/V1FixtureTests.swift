@@ -97,10 +97,14 @@ final class V1FixtureTests: XCTestCase {
     }
 
     func testMemoryAndSwapOrder() throws {
-        // Growing: swap first, then memory.
+        // From unlimited: memory first (memsw stays above it), then swap.
         try m.set(resources(#"{"memory": {"limit": 100000000, "swap": 200000000}}"#), initial: true)
+        XCTAssertEqual(log.files(prefix: "memory."), ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"])
+        // Growing beyond the current limit: swap first, then memory.
+        log.clear()
+        try m.set(resources(#"{"memory": {"limit": 300000000, "swap": 400000000}}"#), initial: false)
         XCTAssertEqual(log.files(prefix: "memory."), ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"])
-        // Shrinking: memory first.
+        // Shrinking below the current limit: memory first.
         log.clear()
         try m.set(resources(#"{"memory": {"limit": 50000000, "swap": 60000000}}"#), initial: false)
         XCTAssertEqual(log.files(prefix: "memory."), ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"])
@@ -164,6 +168,7 @@ final class V1FixtureTests: XCTestCase {
                       initial: false)
         }
         XCTAssertEqual(e?.errno, ENOENT)
+        XCTAssertEqual(e?.message, "write \(f.root)/sys/fs/cgroup/pids/swiftlet/test/pids.max: \"20\": No such file or directory")
         XCTAssertEqual(f.read(mem + "memory.limit_in_bytes"), "100000000")
         XCTAssertEqual(f.read(mem + "memory.memsw.limit_in_bytes"), "200000000")
         XCTAssertEqual(f.read(cpu + "cpu.shares"), "256")
@@ -171,6 +176,10 @@ final class V1FixtureTests: XCTestCase {
         // Restored newest first: cpu before memory, and memory before swap (swap was raised first).
         let restore = log.files().suffix(4)
         XCTAssertEqual(Array(restore), ["cpu.cfs_quota_us", "cpu.shares", "memory.limit_in_bytes", "memory.memsw.limit_in_bytes"])
+        // memory.oom_control reads as "oom_kill_disable 0 ..." but takes a number.
+        log.clear()
+        _ = cgroupError { try m.set(resources(#"{"memory": {"disableOOMKiller": true}, "pids": {"limit": 3}}"#), initial: false) }
+        XCTAssertEqual(log.writes(to: "memory.oom_control"), ["1", "0"])
         // No rollback for the initial set.
         log.clear()
         _ = cgroupError { try m.set(resources(#"{"cpu": {"shares": 2048}, "pids": {"limit": 20}}"#), initial: true) }

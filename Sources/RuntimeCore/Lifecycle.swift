@@ -37,6 +37,13 @@ public func startContainer(root: String, id: String) throws(RuntimeError) -> [St
         }
     }
     unlink(fifo)
+    // Poststart hooks run after the user process was executed: init's write end is close-on-exec,
+    // so EOF on the fifo means execve happened (or init died, which the hooks then see as stopped).
+    while true {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        _ = poll(&p, 1, 100)
+        if read(fd, &byte, 1) == 0 || !Proc.isAlive(state.pid, startTime: state.pidStartTime) { break }
+    }
     let ociState = encodeJSON(store.ociState(state, status: .running))
     return Hooks.runWarning(state.config.hooks?.poststart, kind: "poststart", state: ociState)
 }

@@ -55,6 +55,19 @@ final class HookTests: ContainerTestCase {
         }
     }
 
+    /// Poststart runs after the user process was executed: the hook sees its command line.
+    func testPoststartSeesExecutedProcess() throws {
+        let log = logDir + "/poststart"
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sleep", "100"])(&spec)
+            spec["hooks"] = ["poststart": [["path": "/bin/sh", "args": ["sh", "-c",
+                "pid=$(sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p'); tr '\\0' ' ' < /proc/$pid/cmdline > \(log)"]]]]
+        }
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "ps1"]).status, 0)
+        XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "sleep 100 ")
+        XCTAssertEqual(sl(["delete", "-f", "ps1"]).status, 0)
+    }
+
     func testFailingHookFailsCreateAndLeavesNothing() throws {
         let b = try bundle { spec in
             spec["hooks"] = ["createRuntime": [["path": "/bin/sh", "args": ["sh", "-c", "echo broken >&2; exit 3"]]]]

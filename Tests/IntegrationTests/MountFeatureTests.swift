@@ -190,3 +190,22 @@ extension MountFeatureTests {
         XCTAssertEqual(lines.last, "writable")
     }
 }
+
+extension MountFeatureTests {
+    /// On kernels before 6.4 (the 6.1 kernel in the qemu VM): a clear error naming the option and
+    /// the kernel, and `features` does not offer noswap.
+    func testNoswapRefusedBeforeLinux64() throws {
+        try XCTSkipIf(Kernel.atLeast(6, 4), "this kernel has tmpfs noswap (testTmpfsNoswap covers it)")
+        let b = try bundle { spec in
+            var mounts = spec["mounts"] as? [[String: Any]] ?? []
+            mounts.append(["destination": "/ns", "type": "tmpfs", "source": "tmpfs", "options": ["noswap"]])
+            spec["mounts"] = mounts
+        }
+        let r = sl(["create", "--bundle", b, "oldk"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("\"noswap\" needs Linux 6.4 or later (this kernel is \(Kernel.release))"), r.stderr)
+        assertNothingLeft("oldk", bundle: b)
+        let f = try JSONSerialization.jsonObject(with: Data(sl(["features"]).stdout.utf8)) as? [String: Any]
+        XCTAssertFalse((f?["mountOptions"] as? [String] ?? []).contains("noswap"))
+    }
+}

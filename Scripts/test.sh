@@ -13,9 +13,12 @@
 #                                       binary and rootfs through SWIFTLET_BINARY / SWIFTLET_ROOTFS)
 # 5. Scripts/containerd-smoke.sh        (ctr + containerd-shim-runc-v2 driving swiftlet), unless
 #                                       SKIP_CONTAINERD=1
-# Steps 4 and 5 both run even if one fails; the exit status is non-zero when anything failed.
+# 6. Scripts/vm-test.sh                 (the cgroup, mount-feature and lifecycle tests again, in a qemu
+#                                       VM with pure cgroup v2 and Linux 6.1), unless SKIP_VM=1
+# Steps 4 to 6 all run even if one fails; the exit status is non-zero when anything failed. The last
+# line counts them all: "test.sh: N passed, N failed, N skipped".
 # Knobs: SWIFT_TEST_FLAGS (extra `swift test` arguments, e.g. "--filter OCITests"),
-#        TEST_TIMEOUT_MIN (default 40, bound on `swift test`), SKIP_CONTAINERD=1.
+#        TEST_TIMEOUT_MIN (default 40, bound on `swift test`), SKIP_CONTAINERD=1, SKIP_VM=1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -65,16 +68,43 @@ else
     bash "$HERE/containerd-smoke.sh" "$SWIFTLET_BINARY" 2>&1 | tee "$LOGS/smoke.log" || FAILED+=("containerd-smoke.sh")
 fi
 
-# One closing line over both: XCTest's last "Executed N tests, with F failures" plus the smoke steps.
+# The same runtime on pure cgroup v2 and an older kernel (6.1: no tmpfs noswap), in a qemu VM.
+VM_TESTS="IntegrationTests.CgroupIntegrationTests,CgroupsTests.KernelTests,IntegrationTests.MountFeatureTests,IntegrationTests.LifecycleTests"
+if [ "${SKIP_VM:-0}" = 1 ]; then
+    section "vm (cgroup v2, Linux 6.1): skipped (SKIP_VM=1)"
+else
+    section "vm (cgroup v2, Linux 6.1)"
+    XCTEST=$(find "$REPO/.build/debug" -maxdepth 1 -name '*.xctest' | head -n 1)
+    if [ -z "$XCTEST" ]; then
+        echo "test.sh: no .xctest bundle to run in the VM"
+        FAILED+=("vm-test.sh")
+    elif ! bash "$HERE/vm-test.sh" --timeout 30m -- "$XCTEST" "$VM_TESTS" 2>&1 | tee "$LOGS/vm.log"; then
+        FAILED+=("vm-test.sh")
+    fi
+fi
+
+# One closing line over all: XCTest's last "Executed N tests, with F failures" plus the smoke steps.
 section "done"
-summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$LOGS/swift-test.log" | tail -n 1 || true)
-total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"${summary:-Executed 0 tests}")
-failures=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"${summary:-with 0 failures}")
+count() { # the last XCTest summary of a log: "TOTAL FAILURES SKIPPED"
+    local line
+    line=$(grep -E "Executed [0-9]+ tests?, with " "$1" 2>/dev/null | tail -n 1 || true)
+    [ -n "$line" ] || { echo "0 0 0"; return; }
+    local t f s
+    t=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$line")
+    f=$(sed -E 's/.* ([0-9]+) failures?.*/\1/' <<<"$line")
+    s=$(grep -oE '[0-9]+ tests? skipped' <<<"$line" | grep -oE '^[0-9]+' || echo 0)
+    echo "$t $f $s"
+}
+read -r total failures skipped < <(count "$LOGS/swift-test.log")
+read -r vm_total vm_failures vm_skipped < <(count "$LOGS/vm.log")
+total=$((total + vm_total - skipped - vm_skipped))
+failures=$((failures + vm_failures))
+skipped=$((skipped + vm_skipped))
 smoke_pass=$(grep -c '^PASS ' "$LOGS/smoke.log" 2>/dev/null || true)
 smoke_fail=$(grep -c '^FAIL ' "$LOGS/smoke.log" 2>/dev/null || true)
 if [ ${#FAILED[@]} -gt 0 ] && [ "$failures" = 0 ] && [ "${smoke_fail:-0}" = 0 ]; then
     failures=1 # a step failed without a test failure (build error, timeout, crash)
 fi
 [ ${#FAILED[@]} -eq 0 ] || echo "test.sh: FAILED: ${FAILED[*]}"
-echo "test.sh: $((total - failures + ${smoke_pass:-0})) passed, $((failures + ${smoke_fail:-0})) failed"
+echo "test.sh: $((total - failures + ${smoke_pass:-0})) passed, $((failures + ${smoke_fail:-0})) failed, $skipped skipped"
 [ ${#FAILED[@]} -eq 0 ]

@@ -7,9 +7,9 @@
 #
 # Options (environment variable in brackets):
 #   --kernel 6.1|6.12   kernel series [VM_KERNEL, default 6.1]: the newest linux-image-6.1.0-NN-amd64
-#                       of bookworm, or a 6.12 image from bookworm-backports (needs that apt source,
-#                       or VM_APT_BACKPORTS=1: a private apt source list under VM_CACHE/apt).
-#                       VM_KERNEL_PACKAGE=linux-image-... pins an exact package.
+#                       of bookworm, or the newest linux-image-6.12.NN+deb12-amd64 (bookworm-security)
+#                       or 6.12.NN+bpo-amd64 (bookworm-backports, if that apt source is configured).
+#                       VM_KERNEL_PACKAGE=linux-image-... pins an exact package of the series.
 #   -e NAME=VALUE       set NAME in the guest's environment; -e NAME passes the host's value.
 #   --out DIR           host directory shared writable as /vm-out (VM_OUT in the guest) [VM_OUT_DIR;
 #                       default: a temporary directory, removed at exit].
@@ -23,6 +23,8 @@
 # SWIFTLET_* variable of the caller, every VM_ENV_NAME=VALUE as NAME=VALUE, and the -e flags.
 # Exit status: COMMAND's; 124 on timeout; 125 when the VM could not run COMMAND at all.
 # Cache: VM_CACHE (default /var/cache/swiftlet-vm): unpacked kernels and their initramfs images.
+# Also: VM_KERNEL_ARGS (appended to the kernel command line; "vmtest.debug" times the guest's setup),
+# VM_QBOOT=0 / VM_PVH=0 (SeaBIOS / boot the bzImage instead), VM_QEMU_CPU (default max).
 set -euo pipefail
 set -E
 trap '[ "$BASH_SUBSHELL" != 0 ] || echo "vm-test: internal error: line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
@@ -119,22 +121,6 @@ ensure_host_tools() {
 }
 
 # ------------------------------------------------------------------------------------------ kernel
-# Private apt configuration for VM_APT_BACKPORTS=1: bookworm-backports only, lists under the cache.
-APT_PRIVATE=()
-setup_private_apt() {
-    local d=$CACHE/apt
-    mkdir -p "$d/lists/partial" "$d/cache/archives/partial" "$d/parts"
-    cat >"$d/sources.list" <<'EOF'
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main
-EOF
-    APT_PRIVATE=(-o "Dir::Etc::SourceList=$d/sources.list" -o "Dir::Etc::SourceParts=$d/parts"
-        -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache")
-    if [ -z "$(find "$d/lists" -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null)" ]; then
-        say "apt-get update (private source list: bookworm-backports)"
-        apt_quiet "${APT_PRIVATE[@]}" update || apt_fail "apt-get update of bookworm-backports failed"
-    fi
-}
-
 kernel_regex() {
     case $KERNEL_SERIES in
     6.1) echo '^linux-image-6\.1\.0-[0-9]+-amd64$' ;;
@@ -142,17 +128,17 @@ kernel_regex() {
     esac
 }
 
-# newest_kernel_pkg APT_OPTS... : prints "PACKAGE VERSION" of the newest package with a candidate
+# newest_kernel_pkg: prints "PACKAGE VERSION" of the newest package of the series with a candidate
 newest_kernel_pkg() {
     local pkg ver
     if [ -n "${VM_KERNEL_PACKAGE:-}" ]; then
         pkg=$VM_KERNEL_PACKAGE
     else
-        pkg=$(apt-cache "$@" search --names-only "$(kernel_regex)" 2>/dev/null | awk '{ print $1 }' |
+        pkg=$(apt-cache search --names-only "$(kernel_regex)" 2>/dev/null | awk '{ print $1 }' |
             sort -V | tail -n 1)
     fi
     [ -n "$pkg" ] || return 1
-    ver=$(apt-cache "$@" policy "$pkg" 2>/dev/null | awk '$1 == "Candidate:" { print $2 }')
+    ver=$(apt-cache policy "$pkg" 2>/dev/null | awk '$1 == "Candidate:" { print $2 }')
     [ -n "$ver" ] && [ "$ver" != "(none)" ] || return 1
     echo "$pkg $ver"
 }
@@ -162,22 +148,23 @@ newest_cached_kernel() {
     local d re
     re="$(kernel_regex | sed 's/\$$//')_"
     for d in "$CACHE"/kernels/linux-image-*; do
-        [ -f "$d/.complete" ] && [[ ${d##*/} =~ $re ]] && echo "${d##*/}"
+        if [ -f "$d/.complete" ] && [[ ${d##*/} =~ $re ]]; then echo "${d##*/}"; fi
     done | sort -V | tail -n 1 | grep .
 }
 
-# fetch_kernel PKG VER APT_OPTS... : download + unpack into $CACHE/kernels/PKG_VER
+# fetch_kernel PKG VER: download + unpack into $CACHE/kernels/PKG_VER
 fetch_kernel() {
     local pkg=$1 ver=$2 dir tmp deb
-    shift 2
     dir=$CACHE/kernels/${pkg}_$ver
-    [ -f "$dir/.complete" ] && return 0
+    if [ -f "$dir/.complete" ]; then return 0; fi
     tmp=$(mktemp -d "$CACHE/kernels/.fetch.XXXXXX")
+    chmod 755 "$tmp"
     say "downloading $pkg $ver"
-    if ! (cd "$tmp" && apt_quiet "$@" -o APT::Sandbox::User=root download "$pkg=$ver"); then
+    # (APT::Sandbox::User=root: the _apt user may not write to $tmp)
+    if ! (cd "$tmp" && apt_quiet -o APT::Sandbox::User=root download "$pkg=$ver"); then
         rm -f "$APT_LOG"
         apt_update
-        (cd "$tmp" && apt_quiet "$@" -o APT::Sandbox::User=root download "$pkg=$ver") ||
+        (cd "$tmp" && apt_quiet -o APT::Sandbox::User=root download "$pkg=$ver") ||
             { rm -rf "$tmp"; apt_fail "apt-get download $pkg=$ver failed"; }
     fi
     deb=$(find "$tmp" -maxdepth 1 -name '*.deb' | head -n 1)
@@ -195,13 +182,12 @@ fetch_kernel() {
 # The apt lists' state: the newest kernel package can only change when it changes.
 lists_stamp() {
     local d
-    for d in /var/lib/apt/lists "$CACHE/apt/lists"; do
-        if [ -d "$d" ]; then find "$d" -maxdepth 1 -type f -name '*_Packages*' -printf '%p %s %T@\n'; fi
-    done | sort | cksum | cut -d' ' -f1
+    find /var/lib/apt/lists -maxdepth 1 -type f -name '*_Packages*' -printf '%p %s %T@\n' 2>/dev/null |
+        sort | cksum | cut -d' ' -f1
 }
 
 resolve_kernel() { # sets KDIR
-    local pv pkg ver cached apt_opts=() memo stamp s
+    local pv pkg ver cached memo stamp s
     mkdir -p "$CACHE/kernels"
     # apt-cache takes about a second here (no pkgcache.bin): remember its answer per apt-lists state.
     memo=$CACHE/kernels/.resolved-$KERNEL_SERIES-${VM_KERNEL_PACKAGE:-newest}
@@ -212,11 +198,6 @@ resolve_kernel() { # sets KDIR
         return 0
     fi
     pv=$(newest_kernel_pkg) || pv=
-    if [ -z "$pv" ] && [ "$KERNEL_SERIES" = 6.12 ] && [ "${VM_APT_BACKPORTS:-0}" = 1 ]; then
-        setup_private_apt
-        apt_opts=("${APT_PRIVATE[@]}")
-        pv=$(newest_kernel_pkg "${apt_opts[@]}") || pv=
-    fi
     if [ -z "$pv" ]; then
         cached=$(newest_cached_kernel) || cached=
         if [ -n "$cached" ]; then
@@ -224,25 +205,21 @@ resolve_kernel() { # sets KDIR
             KDIR=$CACHE/kernels/$cached
             return 0
         fi
-        if [ "$KERNEL_SERIES" = 6.1 ] || [ "$APT_UPDATED" = 0 ]; then
-            apt_update
-            pv=$(newest_kernel_pkg) || pv=
-        fi
+        apt_update
+        pv=$(newest_kernel_pkg) || pv=
     fi
     if [ -z "$pv" ]; then
         if [ "$KERNEL_SERIES" = 6.12 ]; then
             die "--kernel 6.12: no linux-image-6.12.*-amd64 package in the configured apt sources.
-  Debian bookworm ships 6.12 only in bookworm-backports, which this machine's apt sources do not list.
-  Either add it (echo 'deb http://deb.debian.org/debian bookworm-backports main' >
-  /etc/apt/sources.list.d/backports.list; apt-get update), or set VM_APT_BACKPORTS=1 to let vm-test.sh
-  use a private source list under $CACHE/apt (the system's apt configuration stays untouched)."
+  Debian bookworm has 6.12 in bookworm-security (linux-image-6.12.NN+deb12-amd64) and in
+  bookworm-backports (linux-image-6.12.NN+bpo-amd64); add one of these suites to the apt sources
+  (e.g. echo 'deb http://deb.debian.org/debian bookworm-backports main' >
+  /etc/apt/sources.list.d/backports.list) and run apt-get update."
         fi
         die "no ${VM_KERNEL_PACKAGE:-linux-image-6.1.0-NN-amd64} package found by apt-cache"
     fi
     read -r pkg ver <<<"$pv"
-    if ! fetch_kernel "$pkg" "$ver" "${apt_opts[@]}"; then
-        die "cannot fetch $pkg $ver"
-    fi
+    fetch_kernel "$pkg" "$ver"
     KDIR=$CACHE/kernels/${pkg}_$ver
     echo "$(lists_stamp) $pkg $ver" >"$memo"
 }
@@ -274,17 +251,21 @@ is_whole_elf() {
 # Decompressing the bzImage's payload under TCG takes seconds at every boot; with CONFIG_PVH qemu
 # boots the uncompressed ELF vmlinux directly. Extract it once (sets BOOT_KERNEL).
 prepare_boot_kernel() {
-    local out=$KDIR/vmlinux-$KREL spec tool magic off
+    local out=$KDIR/vmlinux-$KREL config=$KDIR/root/boot/config-$KREL tool magic pkg off
     BOOT_KERNEL=$VMLINUZ
-    if [ "${VM_PVH:-1}" = 0 ] || ! grep -qx 'CONFIG_PVH=y' "$KDIR/root/boot/config-$KREL" 2>/dev/null; then
+    if [ "${VM_PVH:-1}" = 0 ] || ! grep -qx 'CONFIG_PVH=y' "$config" 2>/dev/null; then return 0; fi
+    if [ -f "$out" ]; then BOOT_KERNEL=$out; return 0; fi
+    if grep -qx 'CONFIG_KERNEL_XZ=y' "$config"; then tool=xz magic='\xfd7zXZ\x00' pkg=xz-utils
+    elif grep -qx 'CONFIG_KERNEL_ZSTD=y' "$config"; then tool=zstd magic='\x28\xb5\x2f\xfd' pkg=zstd
+    elif grep -qx 'CONFIG_KERNEL_GZIP=y' "$config"; then tool=gzip magic='\x1f\x8b\x08' pkg=gzip
+    else
+        say "note: $KREL's bzImage compression is not xz, zstd or gzip; booting the bzImage (slower)"
         return 0
     fi
-    if [ -f "$out" ]; then BOOT_KERNEL=$out; return 0; fi
-    for spec in 'xz \xfd7zXZ\x00' 'zstd \x28\xb5\x2f\xfd' 'gzip \x1f\x8b\x08\x00'; do
-        read -r tool magic <<<"$spec"
-        command -v "$tool" >/dev/null 2>&1 || continue
-        off=$(LC_ALL=C grep -obUaP "$magic" "$VMLINUZ" | head -n 1 | cut -d: -f1) || off=
-        [ -n "$off" ] || continue
+    command -v "$tool" >/dev/null 2>&1 || install_pkgs "$pkg"
+    off=$(LC_ALL=C grep -m 1 -obUaP "$magic" "$VMLINUZ" | cut -d: -f1) || off=
+    if [ -n "$off" ]; then
+        # The payload is followed by other data: decompress the first stream, ignore the rest.
         case $tool in
         xz) tail -c +$((off + 1)) "$VMLINUZ" | xz -dcq --single-stream >"$out.tmp" 2>/dev/null || true ;;
         zstd) tail -c +$((off + 1)) "$VMLINUZ" | zstd -dcq >"$out.tmp" 2>/dev/null || true ;;
@@ -295,9 +276,9 @@ prepare_boot_kernel() {
             BOOT_KERNEL=$out
             return 0
         fi
-    done
+    fi
     rm -f "$out.tmp"
-    say "note: could not extract an ELF vmlinux from $VMLINUZ; booting the bzImage (slower)"
+    say "note: could not extract the ELF vmlinux from $VMLINUZ; booting the bzImage (slower)"
 }
 
 build_initrd() { # sets INITRD
@@ -317,14 +298,19 @@ build_initrd() { # sets INITRD
         cksum </bin/busybox
     } | cksum | cut -d' ' -f1)
     INITRD=$KDIR/initrd-$key.cpio.gz
-    [ -f "$INITRD" ] && return 0
+    if [ -f "$INITRD" ]; then touch "$INITRD"; return 0; fi
 
     say "building the initramfs for $KREL"
-    local -A path=() seen=()
+    local -A path=() seen=() builtin=()
     local order=()
     while IFS= read -r f; do
-        path[$(norm "$f")]=$f
+        name=${f##*/}; name=${name%%.ko*}; path[${name//-/_}]=$f # (norm without a subshell each)
     done < <(find "$moddir/kernel" -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz')
+    if [ -f "$moddir/modules.builtin" ]; then
+        while IFS= read -r f; do
+            name=${f##*/}; name=${name%%.ko*}; builtin[${name//-/_}]=1
+        done <"$moddir/modules.builtin"
+    fi
     stage=$(mktemp -d "$KDIR/.initrd.XXXXXX")
     mkdir -p "$stage"/{bin,dev,proc,sys,modules}
 
@@ -334,11 +320,7 @@ build_initrd() { # sets INITRD
         seen[$n]=1
         src=${path[$n]:-}
         if [ -z "$src" ]; then
-            if sed 's/-/_/g' "$moddir/modules.builtin" 2>/dev/null | grep -q "/$n\.ko$"; then
-                :
-            else
-                say "note: module $n is neither in $KREL's modules nor built in; skipped"
-            fi
+            [ -n "${builtin[$n]:-}" ] || say "note: $KREL has no module $n (merged into another or not configured); skipped"
             return 0
         fi
         case $src in
@@ -364,7 +346,8 @@ build_initrd() { # sets INITRD
     (cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) |
         gzip -1 >"$stage.cpio.gz" || { rm -rf "$stage" "$stage.cpio.gz"; die "cpio failed"; }
     rm -rf "$stage"
-    rm -f "$KDIR"/initrd-*.cpio.gz
+    # Images of other init.sh versions (another checkout may still use one): pruned after a week.
+    find "$KDIR" -maxdepth 1 -name 'initrd-*.cpio.gz' -mtime +7 -delete
     mv "$stage.cpio.gz" "$INITRD"
     say "initramfs: modules ${order[*]}"
 }
@@ -377,6 +360,10 @@ flock 9
 resolve_kernel
 build_initrd
 prepare_boot_kernel
+# Kernels not used for 30 days (each unpacked one takes ~400 MB).
+touch "$KDIR/.complete"
+find "$CACHE/kernels" -mindepth 2 -maxdepth 2 -name .complete -mtime +30 -printf '%h\n' |
+    while IFS= read -r old; do say "pruning the unused $old"; rm -rf "$old"; done
 flock -u 9
 exec 9>&-
 PREP_TIME=$(elapsed "$T0")
@@ -437,12 +424,28 @@ valid_name() { [[ $1 =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; }
     echo
 } >"$WORK/ctl/run.sh"
 
-# Host paths under /tmp and /run that must stay visible although the guest mounts tmpfs there.
+# Host paths under /tmp and /run that must stay visible although the guest mounts tmpfs there. A path
+# inside another kept directory is visible through it already (and must not be mounted twice).
+CARRY=()
 for p in "$CWD" "${SWIFTLET_BINARY:-}" "${SWIFTLET_ROOTFS:-}" "${KEEP[@]}"; do
     if [ -z "$p" ] || [ ! -e "$p" ]; then continue; fi
     p=$(realpath -e "$p")
-    case $p in /tmp/* | /run/*) echo "$p" ;; /tmp | /run) say "warning: cannot keep all of $p" ;; esac
-done >"$WORK/ctl/carry"
+    case $p in
+    *$'\n'*) say "warning: not keeping a path with a newline in its name" ;;
+    /tmp/* | /run/*) CARRY+=("$p") ;;
+    /tmp | /run) say "warning: cannot keep all of $p in the guest (it gets a fresh tmpfs there)" ;;
+    esac
+done
+KEPT=()
+if [ ${#CARRY[@]} -gt 0 ]; then
+    while IFS= read -r p; do
+        for k in "${KEPT[@]}"; do
+            if [ "$p" = "$k" ] || [[ $p == "$k"/* ]]; then continue 2; fi
+        done
+        KEPT+=("$p")
+    done < <(printf '%s\n' "${CARRY[@]}" | LC_ALL=C sort)
+fi
+printf '%s\n' "${KEPT[@]}" >"$WORK/ctl/carry"
 echo "$MODDIR" >"$WORK/ctl/modules-dir"
 
 esc() { echo "${1//,/,,}"; } # qemu option values: a comma is written ,,
@@ -450,7 +453,7 @@ esc() { echo "${1//,/,,}"; } # qemu option values: a comma is written ,,
 # the rest only saves boot time under TCG (no crypto self-tests, no TSC/timer sanity checks).
 KARGS="console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off cryptomgr.notests tsc=reliable no_timer_check"
 KARGS+=${VM_KERNEL_ARGS:+ $VM_KERNEL_ARGS}
-QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -machine pc -accel "tcg,thread=multi" -cpu max
+QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -machine pc -accel "tcg,thread=multi" -cpu "${VM_QEMU_CPU:-max}"
     -smp "$CPUS" -m "$MEM" -display none -serial stdio -monitor none -no-reboot
     -kernel "$BOOT_KERNEL" -initrd "$INITRD" -append "$KARGS"
     -virtfs "local,path=/,mount_tag=host,security_model=passthrough,readonly=on,multidevs=remap"
@@ -460,7 +463,8 @@ QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -machine pc -accel "tcg,thr
 # qboot (qemu-system-data) starts about a second sooner than SeaBIOS under TCG.
 if [ -f /usr/share/qemu/qboot.rom ] && [ "${VM_QBOOT:-1}" != 0 ]; then QEMU+=(-bios qboot.rom); fi
 
-say "booting $KREL (TCG, $CPUS vCPUs, $MEM MiB, timeout $TIMEOUT): $*"
+[[ $TIMEOUT =~ [smhd]$ ]] && TIMEOUT_TEXT=$TIMEOUT || TIMEOUT_TEXT="$TIMEOUT s"
+say "booting $KREL (TCG, $CPUS vCPUs, $MEM MiB, timeout $TIMEOUT_TEXT): $*"
 T1=$(date +%s.%N)
 "${QEMU[@]}" </dev/null &
 QPID=$!
@@ -471,7 +475,7 @@ QRC=0
 wait -n -p DONE "$QPID" "$SPID" || QRC=$?
 if [ "$DONE" = "$SPID" ]; then
     SPID=
-    say "TIMEOUT: '$*' did not finish within $TIMEOUT; killing qemu (pid $QPID)"
+    say "TIMEOUT: '$*' did not finish within $TIMEOUT_TEXT (VM_TIMEOUT); killing qemu (pid $QPID)"
     kill "$QPID" 2>/dev/null || true
     wait "$QPID" 2>/dev/null || true
     QPID=
@@ -491,6 +495,11 @@ if [ ! -f "$WORK/ctl/status" ]; then
 fi
 RC=$(cat "$WORK/ctl/status")
 [[ $RC =~ ^[0-9]+$ ]] || die "bad exit status '$RC' from the VM"
-TIMES=$(cat "$WORK/ctl/times" 2>/dev/null || true)
-say "exit $RC; kernel $KREL; ${TIMES:-no timings}; qemu ${VM_TIME} s; total $(elapsed "$T0") s (prepare ${PREP_TIME} s)"
+# ctl/times: "boot=S command=S" (guest uptime when COMMAND started; COMMAND's run time)
+BOOT_S='?' CMD_S='?'
+if [ -f "$WORK/ctl/times" ]; then
+    read -r b c <"$WORK/ctl/times" || true
+    BOOT_S=${b#boot=} CMD_S=${c#command=}
+fi
+say "exit $RC (kernel $KREL; prepare ${PREP_TIME} s, guest boot ${BOOT_S} s, command ${CMD_S} s, qemu ${VM_TIME} s, total $(elapsed "$T0") s)"
 exit "$RC"

@@ -29,19 +29,18 @@ step() {
 
 poweroff_now() {
     sync
+    for f in /proc/sys/kernel/printk /newroot/proc/sys/kernel/printk; do
+        if [ -w "$f" ]; then echo 0 >"$f"; fi # no "reboot: Power down" on the console
+    done
     /bin/busybox poweroff -f
     # Not reached; if poweroff failed, panic (exit of PID 1) + panic=-1 + qemu -no-reboot ends it.
     exit 1
 }
 
+CTL_NOW= # where the vmctl share is mounted at the moment, once it is
 fail() {
     say "error: $*"
-    for d in "/newroot$CTL" "$CTL"; do
-        if [ -d "$d" ] && grep -q " $d 9p " /proc/mounts 2>/dev/null; then
-            echo "$*" >"$d/error"
-            break
-        fi
-    done
+    if [ -n "$CTL_NOW" ]; then echo "$*" >"$CTL_NOW/error"; fi
     poweroff_now
 }
 
@@ -74,6 +73,7 @@ stage1() {
     mkdir -p /hold
     mkdir -p /ctl0
     mount -t 9p -o "$opts9p,cache=none" vmctl /ctl0 || fail "mount 9p tag vmctl"
+    CTL_NOW=/ctl0
     if [ -f /ctl0/carry ]; then
         while IFS= read -r p; do
             [ -n "$p" ] || continue
@@ -94,7 +94,7 @@ stage1() {
     if [ -f /hold/list ]; then
         while read -r n p; do
             if [ -d "/hold/$n" ]; then mkdir -p "/newroot$p"; else
-                mkdir -p "/newroot${p%/*}" && : >"/newroot$p"
+                mkdir -p "/newroot${p%/*}" && { [ -e "/newroot$p" ] || : >"/newroot$p"; }
             fi
             mount --move "/hold/$n" "/newroot$p" || fail "move $p"
         done </hold/list
@@ -102,6 +102,7 @@ stage1() {
 
     mkdir -p "/newroot$CTL" /newroot/vm-out
     mount --move /ctl0 "/newroot$CTL" || fail "move vmctl"
+    CTL_NOW=/newroot$CTL
     mount -t 9p -o "$opts9p,cache=none" vmout /newroot/vm-out || fail "mount 9p tag vmout at /vm-out"
 
     mount --move /proc /newroot/proc || fail "move /proc"

@@ -45,7 +45,8 @@ public enum IDMappedMount {
         if sl_mount_setattr(tree, "", flags, SL_MOUNT_ATTR_IDMAP, 0, 0, UInt64(usernsFd)) != 0 {
             let e = errno
             close(tree)
-            throw SysError("mount_setattr(MOUNT_ATTR_IDMAP)", source, errno: e)
+            let hint = e == EINVAL ? " (this filesystem or kernel does not support id-mapped mounts)" : ""
+            throw SysError("mount_setattr(MOUNT_ATTR_IDMAP) \(source)\(hint)", errno: e)
         }
         return tree
     }

@@ -74,7 +74,7 @@ if [ "${SKIP_VM:-0}" = 1 ]; then
     section "vm (cgroup v2, Linux 6.1): skipped (SKIP_VM=1)"
 else
     section "vm (cgroup v2, Linux 6.1)"
-    XCTEST=$(find "$REPO/.build/debug" -maxdepth 1 -name '*.xctest' | head -n 1)
+    XCTEST=$(find -L "$REPO/.build/debug" -maxdepth 1 -name '*.xctest' | head -n 1)
     if [ -z "$XCTEST" ]; then
         echo "test.sh: no .xctest bundle to run in the VM"
         FAILED+=("vm-test.sh")

@@ -79,7 +79,8 @@ public struct Features: Encodable, Sendable, Equatable {
     /// The features of this build. `mountOptions` depends on the host kernel and `seccomp` on
     /// libseccomp, so the caller supplies them.
     public static func current(mountOptions: [String], seccomp: Seccomp = Seccomp(enabled: false),
-                               appArmor: Bool = false, seLinux: Bool = false) -> Features {
+                               appArmor: Bool = false, seLinux: Bool = false,
+                               cgroupV1: Bool = false, cgroupV2: Bool = false) -> Features {
         Features(
             ociVersionMin: "1.0.0",
             ociVersionMax: ociRuntimeSpecVersion,
@@ -88,7 +89,7 @@ public struct Features: Encodable, Sendable, Equatable {
             linux: LinuxFeatures(
                 namespaces: NamespaceType.allCases.map(\.rawValue),
                 capabilities: knownCapabilities,
-                cgroup: Cgroup(v1: false, v2: false, systemd: false, systemdUser: false, rdma: false),
+                cgroup: Cgroup(v1: cgroupV1, v2: cgroupV2, systemd: false, systemdUser: false, rdma: true),
                 seccomp: seccomp,
                 apparmor: Enabled(enabled: appArmor),
                 selinux: Enabled(enabled: seLinux),

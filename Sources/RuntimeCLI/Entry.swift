@@ -17,6 +17,14 @@ struct Globals {
 struct Log {
     var path: String?
     var json: Bool
+    /// --debug: debug lines too (to the --log file, else stderr).
+    var debugEnabled = false
+
+    func debug(_ message: String) {
+        guard debugEnabled else { return }
+        if path?.isEmpty ?? true { printErr("debug: " + message) }
+        write("debug", message)
+    }
 
     func error(_ message: String) {
         printErr(message)
@@ -72,7 +80,8 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
         return 0
     case .command(let g, let command, let options):
         let globals = Globals(root: g.string("root") ?? "/run/swiftlet",
-                              log: Log(path: g.string("log"), json: g.string("log-format") == "json"),
+                              log: Log(path: g.string("log"), json: g.string("log-format") == "json",
+                                       debugEnabled: g.bool("debug")),
                               criu: g.string("criu") ?? "criu")
         if let format = g.string("log-format"), format != "text" && format != "json" {
             globals.log.error("invalid log-format: \(format)")
@@ -83,7 +92,10 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
             return 1
         }
         do {
-            return try dispatch(command.name, options, globals)
+            globals.log.debug("\(command.name) \(options.positionals.joined(separator: " ")) (root \(globals.root))")
+            let status = try dispatch(command.name, options, globals)
+            globals.log.debug("\(command.name): exit status \(status)")
+            return status
         } catch let e as RuntimeError {
             globals.log.error(e.message)
             return e.exitStatus
@@ -128,7 +140,8 @@ func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 
         return 0
     case "features":
         printOut(encodeJSON(Features.current(mountOptions: supportedMountOptions(), seccomp: SeccompFilter.features(),
-                                                  appArmor: LSM.appArmorEnabled, seLinux: LSM.seLinuxEnabled), pretty: true))
+                                                  appArmor: LSM.appArmorEnabled, seLinux: LSM.seLinuxEnabled,
+                                                  cgroupV1: true, cgroupV2: true), pretty: true))
         return 0
     case "pause", "resume":
         try pauseContainer(root: g.root, id: o.positionals[0], pause: verb == "pause")

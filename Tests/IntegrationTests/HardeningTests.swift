@@ -47,7 +47,7 @@ extension HardeningTests {
                 linux["gidMappings"] = [["containerID": 0, "hostID": 100000, "size": 65536]]
                 spec["linux"] = linux
                 var mounts = spec["mounts"] as? [[String: Any]] ?? []
-                mounts.append(["destination": "/v", "type": "bind", "source": dir, "options": ["bind", "idmap"]])
+                mounts.append(["destination": "/home", "type": "bind", "source": dir, "options": ["bind", "idmap"]])
                 spec["mounts"] = mounts
             }
             if r.status == 0 {

@@ -127,7 +127,14 @@ final class LifecycleTests: ContainerTestCase {
         XCTAssertEqual(f.status, 0)
         let features = try JSONSerialization.jsonObject(with: Data(f.stdout.utf8)) as? [String: Any]
         XCTAssertEqual(features?["ociVersionMax"] as? String, "1.2.0")
-        XCTAssertNotNil((features?["mountOptions"] as? [String])?.contains("rbind"))
+        XCTAssertEqual((features?["mountOptions"] as? [String])?.contains("rbind"), true)
+        let linux = features?["linux"] as? [String: Any]
+        let cgroup = linux?["cgroup"] as? [String: Any]
+        XCTAssertEqual(cgroup?["v1"] as? Bool, true)
+        XCTAssertEqual(cgroup?["v2"] as? Bool, true)
+        XCTAssertEqual((linux?["seccomp"] as? [String: Any])?["enabled"] as? Bool, true)
+        XCTAssertEqual(((linux?["mountExtensions"] as? [String: Any])?["idmap"] as? [String: Any])?["enabled"] as? Bool, true)
+        XCTAssertEqual((linux?["namespaces"] as? [String])?.sorted(), ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"])
         XCTAssertTrue(sl(["--version"]).stdout.contains("spec: 1.2.0"))
     }
 
@@ -141,6 +148,16 @@ final class LifecycleTests: ContainerTestCase {
         XCTAssertEqual(obj?["level"] as? String, "error")
         XCTAssertEqual(obj?["msg"] as? String, "container does not exist")
         XCTAssertNotNil(obj?["time"])
+    }
+
+    func testDebugLinesGoToTheLog() throws {
+        let log = root.path + "/debug.json"
+        XCTAssertEqual(sl(["--debug", "--log", log, "--log-format", "json", "list"]).status, 0)
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 2)
+        XCTAssertTrue(lines.allSatisfy { $0.contains("\"level\":\"debug\"") }, "\(lines)")
+        XCTAssertEqual(sl(["--log", log + ".2", "list"]).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: log + ".2"), "no debug lines without --debug")
     }
 
     func testBadLogFormat() {

@@ -18,10 +18,12 @@ final class MountFeatureTests: ContainerTestCase {
         return dir
     }
 
-    func bindEdit(_ source: String, _ options: [String]) -> (inout [String: Any]) -> Void {
+    /// In a user namespace the container's root cannot create mount points in the (host-root-owned)
+    /// test rootfs, as with runc: those tests mount on directories the rootfs already has (/home).
+    func bindEdit(_ source: String, _ options: [String], at destination: String = "/v") -> (inout [String: Any]) -> Void {
         { spec in
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
-            mounts.append(["destination": "/v", "type": "bind", "source": source, "options": options])
+            mounts.append(["destination": destination, "type": "bind", "source": source, "options": options])
             spec["mounts"] = mounts
         }
     }
@@ -89,7 +91,7 @@ final class MountFeatureTests: ContainerTestCase {
         spec["linux"] = linux
     }
 
-    let idmapProbe = "stat -c '%n=%u:%g' /v/root-file /v/one-file; touch /v/created && stat -c '%n=%u:%g' /v/created"
+    let idmapProbe = "stat -c '%n=%u:%g' /home/root-file /home/one-file; touch /home/created && stat -c '%n=%u:%g' /home/created"
 
     /// Per-mount mappings: host-owned files show their on-disk owners inside, and files created
     /// inside land on disk with the mapped ids (root of the container -> 0 on disk).
@@ -98,13 +100,13 @@ final class MountFeatureTests: ContainerTestCase {
         let r = try run(["sh", "-c", idmapProbe]) { spec in
             self.userns(&spec)
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
-            mounts.append(["destination": "/v", "type": "bind", "source": dir, "options": ["bind"],
+            mounts.append(["destination": "/home", "type": "bind", "source": dir, "options": ["bind"],
                            "uidMappings": [["containerID": 0, "hostID": 100000, "size": 65536]],
                            "gidMappings": [["containerID": 0, "hostID": 100000, "size": 65536]]])
             spec["mounts"] = mounts
         }
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(r.stdout, "/v/root-file=0:0\n/v/one-file=1:1\n/v/created=0:0\n")
+        XCTAssertEqual(r.stdout, "/home/root-file=0:0\n/home/one-file=1:1\n/home/created=0:0\n")
         let st = try FileManager.default.attributesOfItem(atPath: dir + "/created")
         XCTAssertEqual((st[.ownerAccountID] as? NSNumber)?.intValue, 0, "created file is owned by host root on disk")
     }
@@ -112,15 +114,15 @@ final class MountFeatureTests: ContainerTestCase {
     /// `idmap` without mappings uses the container's; without idmap the same files are unmapped (nobody).
     func testIdmapOptionUsesContainerMappings() throws {
         let dir = try idmapSetup()
-        let mapped = try run(["sh", "-c", "stat -c '%u' /v/root-file"]) { spec in
+        let mapped = try run(["sh", "-c", "stat -c '%u' /home/root-file"]) { spec in
             self.userns(&spec)
-            self.bindEdit(dir, ["bind", "idmap"])(&spec)
+            self.bindEdit(dir, ["bind", "idmap"], at: "/home")(&spec)
         }
         XCTAssertEqual(mapped.status, 0, mapped.stderr)
         XCTAssertEqual(mapped.stdout, "0\n")
-        let plain = try run(["sh", "-c", "stat -c '%u' /v/root-file"]) { spec in
+        let plain = try run(["sh", "-c", "stat -c '%u' /home/root-file"]) { spec in
             self.userns(&spec)
-            self.bindEdit(dir, ["bind"])(&spec)
+            self.bindEdit(dir, ["bind"], at: "/home")(&spec)
         }
         XCTAssertEqual(plain.stdout, "65534\n", "without idmap host root is unmapped")
     }
@@ -175,10 +177,10 @@ extension MountFeatureTests {
     /// owned by the container's root and writable by it.
     func testNoswapTmpfsInUserNamespace() throws {
         try XCTSkipUnless(Kernel.atLeast(6, 4), "tmpfs noswap needs Linux 6.4")
-        let r = try run(["sh", "-c", "grep ' /ns ' /proc/mounts | cut -d' ' -f3,4; stat -c '%u:%g %a' /ns; touch /ns/f && echo writable"]) { spec in
+        let r = try run(["sh", "-c", "grep ' /root ' /proc/mounts | cut -d' ' -f3,4; stat -c '%u:%g %a' /root; touch /root/f && echo writable"]) { spec in
             self.userns(&spec)
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
-            mounts.append(["destination": "/ns", "type": "tmpfs", "source": "tmpfs",
+            mounts.append(["destination": "/root", "type": "tmpfs", "source": "tmpfs",
                            "options": ["noswap", "size=1m", "mode=750", "nosuid", "nodev"]])
             spec["mounts"] = mounts
         }

@@ -66,7 +66,7 @@ final class DefaultSpecTests: XCTestCase {
         XCTAssertEqual(linux["seccomp"], .object(["enabled": .bool(false)]))
         XCTAssertEqual(linux["mountExtensions"], .object(["idmap": .object(["enabled": .bool(true)])]))
         XCTAssertEqual(linux["cgroup"], .object(["v1": .bool(false), "v2": .bool(false), "systemd": .bool(false),
-                                                  "systemdUser": .bool(false), "rdma": .bool(false)]))
+                                                  "systemdUser": .bool(false), "rdma": .bool(true)]))
         XCTAssertEqual(o["annotations"], .object(["io.github.swiftlet.version": .string(swiftletVersion)]))
     }
 

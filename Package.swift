@@ -26,7 +26,7 @@ let package = Package(
         // OCI seccomp profile -> libseccomp filter (built in the parent, loaded in the child).
         .target(name: "Seccomp", dependencies: ["CSeccomp", "OCI", "LinuxSystem"]),
         // cgroup v1, v2 and hybrid: placement, resources, freezer, stats (root path injectable for fixtures).
-        .target(name: "Cgroups", dependencies: ["OCI", "LinuxSystem"]),
+        .target(name: "Cgroups", dependencies: ["OCI", "LinuxSystem", "CLinux"]),
         // Container store, process model, hooks, exec, kill, delete.
         .target(name: "RuntimeCore", dependencies: ["OCI", "LinuxSystem", "Mounts", "Seccomp", "Cgroups", "CLinux", "CCap"]),
         // One file per verb, each a thin call into RuntimeCore.

@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <sys/signalfd.h>
 #include <sys/vfs.h>
+#include <linux/bpf.h>
 #include <sys/sysmacros.h>
 #include <grp.h>
 #include <termios.h>
@@ -119,3 +120,15 @@ int sl_tty_raw(int fd, struct termios *saved) {
 }
 int sl_tty_restore(int fd, const struct termios *saved) { return tcsetattr(fd, TCSANOW, saved); }
 long sl_statfs_type(const char *path) { struct statfs f; return statfs(path, &f) == 0 ? (long)f.f_type : -1; }
+int sl_bpf_load_device_prog(const void *insns, unsigned int count, char *log, unsigned int log_size) {
+    union bpf_attr a; memset(&a, 0, sizeof a);
+    a.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE; a.insns = (uint64_t)(uintptr_t)insns; a.insn_cnt = count;
+    a.license = (uint64_t)(uintptr_t)"Apache"; a.log_buf = (uint64_t)(uintptr_t)log; a.log_size = log_size;
+    a.log_level = log ? 1 : 0;
+    return (int)syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a);
+}
+int sl_bpf_attach_device_prog(int prog_fd, int cgroup_fd) {
+    union bpf_attr a; memset(&a, 0, sizeof a);
+    a.target_fd = cgroup_fd; a.attach_bpf_fd = prog_fd; a.attach_type = BPF_CGROUP_DEVICE; a.attach_flags = BPF_F_ALLOW_MULTI;
+    return (int)syscall(SYS_bpf, BPF_PROG_ATTACH, &a, sizeof a);
+}

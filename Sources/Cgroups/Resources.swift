@@ -15,7 +15,7 @@ extension CgroupManager {
         let writer = KnobWriter(journaling: !initial, observer: writeObserver)
         do throws(CgroupError) {
             if isV2 {
-                try setV2(r, writer)
+                try setV2(r, initial: initial, writer)
             } else {
                 try setV1(r, initial: initial, writer)
             }
@@ -381,13 +381,14 @@ extension CgroupManager {
 
     // MARK: - cgroup v2
 
-    private func setV2(_ r: Resources, _ w: KnobWriter) throws(CgroupError) {
+    private func setV2(_ r: Resources, initial: Bool, _ w: KnobWriter) throws(CgroupError) {
         guard let d = unifiedDir else { return }
         if let pids = r.pids { try setPids(pids, dir: d, w) }
         if let memory = r.memory { try setMemoryV2(memory, dir: d, w) }
         if let blockIO = r.blockIO { try setIOV2(blockIO, dir: d, w) }
         if let cpu = r.cpu { try setCPUV2(cpu, dir: d, w) }
-        // linux.resources.devices: not applied on v2 (needs an eBPF program), see Spec/cgroups.md.
+        // Devices: an eBPF program (set at create; like v1, update does not rewrite device rules).
+        if initial, let devices = r.devices, !devices.isEmpty { try DeviceFilter(rules: devices).attach(to: d) }
         if let cpus = r.cpu?.cpus, !cpus.isEmpty { try w.write(d + "/cpuset.cpus", cpus) }
         if let mems = r.cpu?.mems, !mems.isEmpty { try w.write(d + "/cpuset.mems", mems) }
         if let limits = r.hugepageLimits, !limits.isEmpty { try setHugetlb(limits, dir: d, suffix: ".max", w) }

@@ -144,6 +144,25 @@ final class CgroupIntegrationTests: ContainerTestCase {
         XCTAssertEqual(sl(["delete", "psk"]).status, 0)
     }
 
+    /// linux.resources.devices enforced: v1 devices.allow/deny here, an eBPF program on v2 (the VM).
+    /// With CAP_MKNOD, a device node outside the rules cannot be created; an allowed one can, and
+    /// the runtime's default devices keep working under a deny-all rule.
+    func testDeviceRulesEnforced() throws {
+        let r = try run(["sh", "-c", "mknod /dev/blk b 7 0 2>&1 || true; mknod /dev/tun c 10 200 && echo tun-ok; echo x > /dev/null && echo null-ok"]) { spec in
+            var p = spec[dict: "process"]
+            var caps = p[dict: "capabilities"]
+            for set in ["bounding", "effective", "permitted"] { caps[set] = (caps[set] as? [String] ?? []) + ["CAP_MKNOD"] }
+            p["capabilities"] = caps
+            spec["process"] = p
+            self.limits(["devices": [["allow": false, "access": "rwm"],
+                                     ["allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"]]])(&spec)
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("Operation not permitted"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("tun-ok"), r.stdout)
+        XCTAssertTrue(r.stdout.hasSuffix("null-ok\n"), r.stdout)
+    }
+
     func testBadResourceLeavesNoCgroup() throws {
         let b = try bundle(limits(["cpu": ["cpus": "0-999"]]))
         let r = sl(["create", "--bundle", b, "badcg"])

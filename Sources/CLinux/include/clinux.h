@@ -76,6 +76,10 @@ unsigned int sl_minor(dev_t dev);
 int sl_gettid(void);
 long sl_join_session_keyring(const char *name); // keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)
 int sl_personality(unsigned long persona);
+// bpf(BPF_PROG_LOAD) of a BPF_PROG_TYPE_CGROUP_DEVICE program (insns: 8-byte struct bpf_insn each).
+int sl_bpf_load_device_prog(const void *insns, unsigned int count, char *log, unsigned int log_size);
+// bpf(BPF_PROG_ATTACH, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI) of prog_fd to the cgroup directory fd.
+int sl_bpf_attach_device_prog(int prog_fd, int cgroup_fd);
 long sl_statfs_type(const char *path);        // statfs(2) f_type, -1 on error
 // mount_setattr(2) with a struct mount_attr built from its fields.
 int sl_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set, uint64_t attr_clr,

@@ -388,7 +388,11 @@ extension CgroupManager {
         if let blockIO = r.blockIO { try setIOV2(blockIO, dir: d, w) }
         if let cpu = r.cpu { try setCPUV2(cpu, dir: d, w) }
         // Devices: an eBPF program (set at create; like v1, update does not rewrite device rules).
-        if initial, let devices = r.devices, !devices.isEmpty { try DeviceFilter(rules: devices).attach(to: d) }
+        if initial, let devices = r.devices, !devices.isEmpty {
+            let filter = try DeviceFilter(rules: devices)
+            // A fixture directory (fsRoot) is no cgroup: the program is built, not attached.
+            if fsRoot.isEmpty { try filter.attach(to: d) }
+        }
         if let cpus = r.cpu?.cpus, !cpus.isEmpty { try w.write(d + "/cpuset.cpus", cpus) }
         if let mems = r.cpu?.mems, !mems.isEmpty { try w.write(d + "/cpuset.mems", mems) }
         if let limits = r.hugepageLimits, !limits.isEmpty { try setHugetlb(limits, dir: d, suffix: ".max", w) }

@@ -13,6 +13,8 @@
 #include <sys/signalfd.h>
 #include <sys/vfs.h>
 #include <linux/bpf.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/sysmacros.h>
 #include <grp.h>
 #include <termios.h>
@@ -131,4 +133,11 @@ int sl_bpf_attach_device_prog(int prog_fd, int cgroup_fd) {
     union bpf_attr a; memset(&a, 0, sizeof a);
     a.target_fd = cgroup_fd; a.attach_bpf_fd = prog_fd; a.attach_type = BPF_CGROUP_DEVICE; a.attach_flags = BPF_F_ALLOW_MULTI;
     return (int)syscall(SYS_bpf, BPF_PROG_ATTACH, &a, sizeof a);
+}
+int sl_eventfd(void) { return eventfd(0, EFD_CLOEXEC); }
+int sl_inotify_modify_watch(const char *path) {
+    int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (fd < 0) return -1;
+    if (inotify_add_watch(fd, path, IN_MODIFY) < 0) { int e = errno; close(fd); errno = e; return -1; }
+    return fd;
 }

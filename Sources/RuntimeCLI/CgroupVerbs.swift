@@ -158,7 +158,8 @@ struct StatsEvent: Encodable {
     var data: CgroupStats
 }
 
-/// `events`: with --stats one sample; else a sample every --interval until the container stops.
+/// `events`: with --stats one sample; else a stats event every --interval and an `oom` event
+/// whenever the kernel OOM-kills a process of the container, until the container stops.
 func eventsVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     let id = o.positionals[0]
     if o.bool("stats") {
@@ -168,6 +169,8 @@ func eventsVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     let interval = try o.duration("interval") ?? .seconds(5)
     guard interval > .zero else { throw RuntimeError(.invalidArgument, "duration interval must be greater than 0") }
     let (sec, atto) = interval.components
+    let intervalMs = Int64(sec) * 1000 + Int64(atto / 1_000_000_000_000_000)
+    let oom = try? containerOOMWatcher(root: g.root, id: id)
     while true {
         let stats: CgroupStats
         do { stats = try containerStats(root: g.root, id: id) } catch {
@@ -175,8 +178,19 @@ func eventsVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
             throw error
         }
         printOut(encodeJSON(StatsEvent(id: id, data: stats)))
-        var ts = timespec(tv_sec: Int(sec), tv_nsec: Int(atto / 1_000_000_000))
-        var left = timespec()
-        while nanosleep(&ts, &left) != 0 && errno == EINTR { ts = left }
+        let deadline = Clock.monotonicMs() + max(1, intervalMs)
+        while case let left = deadline - Clock.monotonicMs(), left > 0 {
+            if let oom {
+                if oom.wait(timeoutMs: Int32(clamping: left)) { printOut(encodeJSON(OOMEvent(id: id))) }
+            } else {
+                usleep(UInt32(clamping: left * 1000))
+            }
+        }
     }
+}
+
+/// {"type":"oom","id":...}, as runc prints it.
+struct OOMEvent: Encodable {
+    var type = "oom"
+    var id: String
 }

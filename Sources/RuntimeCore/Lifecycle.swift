@@ -235,3 +235,10 @@ public func containerStats(root: String, id: String) throws(RuntimeError) -> Cgr
     guard let cgroup = state.cgroup, cgroup.exists() else { throw RuntimeError(.invalidState, "container \(id) has no cgroup") }
     do { return try cgroup.stats() } catch { throw RuntimeError.cgroup(error, "stats") }
 }
+
+/// An OOM watcher on the container's cgroup, for the `events` stream.
+public func containerOOMWatcher(root: String, id: String) throws(RuntimeError) -> OOMWatcher {
+    let state = try ContainerStore(root: root).load(id)
+    guard let cgroup = state.cgroup, cgroup.exists() else { throw RuntimeError(.invalidState, "container \(id) has no cgroup") }
+    do { return try OOMWatcher(cgroup) } catch { throw RuntimeError.cgroup(error, "events") }
+}

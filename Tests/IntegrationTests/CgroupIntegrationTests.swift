@@ -172,3 +172,19 @@ final class CgroupIntegrationTests: ContainerTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/fs/cgroup/\(isV2 ? "" : "memory/")swiftlet/badcg"))
     }
 }
+
+extension CgroupIntegrationTests {
+    /// `events` streams an oom event when the kernel OOM-kills a process of the container.
+    func testEventsReportOOMKill() throws {
+        let hog = "sh -c 'x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done'"
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sh", "-c", "sleep 1; while :; do \(hog); sleep 0.3; done"])(&spec)
+            self.limits(["memory": ["limit": 16 << 20, "swap": 16 << 20]])(&spec)
+        }
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "oomev"]).status, 0)
+        let r = sl(["events", "--interval", "1s", "oomev"], timeout: 5)
+        XCTAssertTrue(r.stdout.contains("{\"type\":\"stats\",\"id\":\"oomev\""), r.stdout.prefix(300) + r.stderr)
+        XCTAssertTrue(r.stdout.contains("{\"type\":\"oom\",\"id\":\"oomev\"}"), String(r.stdout.suffix(300)))
+        XCTAssertEqual(sl(["delete", "-f", "oomev"]).status, 0)
+    }
+}

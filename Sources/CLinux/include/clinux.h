@@ -76,6 +76,8 @@ unsigned int sl_minor(dev_t dev);
 int sl_gettid(void);
 long sl_join_session_keyring(const char *name); // keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)
 int sl_personality(unsigned long persona);
+int sl_eventfd(void);                                   // eventfd(0, EFD_CLOEXEC)
+int sl_inotify_modify_watch(const char *path);          // inotify fd (CLOEXEC|NONBLOCK) watching IN_MODIFY
 // bpf(BPF_PROG_LOAD) of a BPF_PROG_TYPE_CGROUP_DEVICE program (insns: 8-byte struct bpf_insn each).
 int sl_bpf_load_device_prog(const void *insns, unsigned int count, char *log, unsigned int log_size);
 // bpf(BPF_PROG_ATTACH, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI) of prog_fd to the cgroup directory fd.

@@ -15,6 +15,7 @@
 #include <linux/bpf.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <linux/sched.h>
 #include <sys/sysmacros.h>
 #include <grp.h>
 #include <termios.h>
@@ -140,4 +141,9 @@ int sl_inotify_modify_watch(const char *path) {
     if (fd < 0) return -1;
     if (inotify_add_watch(fd, path, IN_MODIFY) < 0) { int e = errno; close(fd); errno = e; return -1; }
     return fd;
+}
+pid_t sl_clone3_into_cgroup(int cgroup_fd) {
+    struct clone_args a; memset(&a, 0, sizeof a);
+    a.flags = CLONE_INTO_CGROUP; a.exit_signal = SIGCHLD; a.cgroup = (uint64_t)cgroup_fd;
+    return (pid_t)syscall(SYS_clone3, &a, sizeof a);
 }

@@ -1,4 +1,5 @@
 import Glibc
+import CLinux
 import OCI
 import Mounts
 import LinuxSystem
@@ -60,13 +61,13 @@ func cgroupBinds(_ manager: CgroupManager) -> [CgroupBind] {
     return binds
 }
 
-/// Creates the container's cgroup, applies linux.resources and puts `pid` in it. On failure the
-/// cgroup is removed again (the caller kills the process).
-func setUpCgroup(_ manager: CgroupManager, spec: Spec, pid: pid_t) throws(RuntimeError) -> CgroupManager {
+/// Creates the container's cgroup, applies linux.resources and (when given) puts `pid` in it. On
+/// failure the cgroup is removed again (the caller kills the process).
+func setUpCgroup(_ manager: CgroupManager, spec: Spec, pid: pid_t?) throws(RuntimeError) -> CgroupManager {
     do {
         try manager.create()
         try manager.set(effectiveResources(spec), initial: true)
-        try manager.add(pid: pid)
+        if let pid { try manager.add(pid: pid) }
     } catch {
         try? manager.destroy()
         throw RuntimeError(.internal, "cgroup \(manager.paths.values.sorted().first ?? ""): \(error)")
@@ -83,4 +84,24 @@ func tearDownCgroup(_ manager: CgroupManager) throws(RuntimeError) {
         while Clock.monotonicMs() < deadline, let now = try? manager.pids(), !now.isEmpty { usleep(10_000) }
     }
     do { try manager.destroy() } catch { throw RuntimeError.cgroup(error, "remove cgroup") }
+}
+
+extension CgroupManager {
+    /// On pure cgroup v2 the first child is cloned straight into the cgroup (clone3
+    /// CLONE_INTO_CGROUP), so no process of the container ever runs outside it.
+    var clonesInto: Bool { if case .v2 = layout { return paths[""] != nil } else { return false } }
+}
+
+/// fork(), or clone3(CLONE_INTO_CGROUP) into `cgroupDir`; nil when clone3 cannot be used here
+/// (kernel without it), so the caller forks and writes cgroup.procs instead.
+func forkIntoCgroup(_ cgroupDir: String) throws(SysError) -> pid_t? {
+    let dir = Glibc.open(cgroupDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard dir >= 0 else { throw SysError("open", cgroupDir, errno: errno) }
+    defer { close(dir) }
+    let pid = sl_clone3_into_cgroup(dir)
+    if pid < 0 {
+        if errno == ENOSYS || errno == E2BIG { return nil }
+        throw SysError("clone3(CLONE_INTO_CGROUP)", cgroupDir, errno: errno)
+    }
+    return pid
 }

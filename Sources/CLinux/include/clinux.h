@@ -76,7 +76,9 @@ unsigned int sl_minor(dev_t dev);
 int sl_gettid(void);
 long sl_join_session_keyring(const char *name); // keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)
 int sl_personality(unsigned long persona);
-int sl_eventfd(void);                                   // eventfd(0, EFD_CLOEXEC)
+int sl_eventfd(void);
+// clone3 with CLONE_INTO_CGROUP (returns like fork). The child must not rely on glibc's cached tid.
+pid_t sl_clone3_into_cgroup(int cgroup_fd);                                   // eventfd(0, EFD_CLOEXEC)
 int sl_inotify_modify_watch(const char *path);          // inotify fd (CLOEXEC|NONBLOCK) watching IN_MODIFY
 // bpf(BPF_PROG_LOAD) of a BPF_PROG_TYPE_CGROUP_DEVICE program (insns: 8-byte struct bpf_insn each).
 int sl_bpf_load_device_prog(const void *insns, unsigned int count, char *log, unsigned int log_size);

@@ -102,6 +102,14 @@ final class CgroupIntegrationTests: ContainerTestCase {
         let bad = sl(["update", "--memory", "lots", "upd"])
         XCTAssertEqual(bad.status, 1)
         XCTAssertTrue(bad.stderr.contains("--memory"), bad.stderr)
+        // The kernel refuses a quota below 1 ms: the update fails, and the memory limit written just
+        // before it (memory goes before cpu) is rolled back: the previous limits remain in force.
+        guard let memDir = cgroupDir("upd", "memory") else { return XCTFail("no memory cgroup") }
+        let memFile = memDir + (isV2 ? "/memory.max" : "/memory.limit_in_bytes")
+        let before = try String(contentsOfFile: memFile, encoding: .utf8)
+        let refused = sl(["update", "--memory", "200m", "--cpu-quota", "500", "upd"])
+        XCTAssertEqual(refused.status, 1, refused.stdout)
+        XCTAssertEqual(try String(contentsOfFile: memFile, encoding: .utf8), before, refused.stderr)
         XCTAssertEqual(sl(["delete", "-f", "upd"]).status, 0)
     }
 

@@ -128,3 +128,35 @@ extension HardeningTests {
         assertNothingLeft("procsym", bundle: b)
     }
 }
+
+extension HardeningTests {
+    /// CVE-2021-30465 class: the rootfs plants `evil -> /tmp/<host dir>` (absolute); a mount at
+    /// /evil/x must land inside the rootfs (where /evil/x leads in the container), never on the host
+    /// path. A runtime that mounts on the joined host path follows the link out of the rootfs.
+    /// (The race itself — swapping the link in after resolution — is closed by mounting on an fd
+    /// opened with openat2(RESOLVE_IN_ROOT); this test covers the resolution.)
+    func testMountDestinationSymlinkStaysInRootfs() throws {
+        let outside = "/tmp/cve-30465-\(UUID().uuidString)"
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rootfs-\(UUID().uuidString)").path
+        let cp = runProgram("/bin/cp", ["-a", Runtime.rootfs, dir])
+        XCTAssertEqual(cp.status, 0, cp.stderr)
+        addTeardownBlock {
+            try? FileManager.default.removeItem(atPath: dir)
+            try? FileManager.default.removeItem(atPath: outside)
+        }
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        XCTAssertEqual(symlink(outside, dir + "/evil"), 0)
+        let b = try bundle { spec in
+            spec["root"] = ["path": dir, "readonly": false]
+            ContainerTestCase.args(["sh", "-c", "echo inside > /evil/x/file && awk '$5 ~ /cve-30465/ {print $5}' /proc/self/mountinfo"])(&spec)
+            var mounts = spec["mounts"] as? [[String: Any]] ?? []
+            mounts.append(["destination": "/evil/x", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]])
+            spec["mounts"] = mounts
+        }
+        let r = sl(["run", "--bundle", b, "cve30465"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "\(outside)/x\n", "the tmpfs is mounted where /evil/x leads inside the container")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: outside + "/x"), "nothing created on the host path")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + outside + "/x"), "mount point made inside the rootfs")
+    }
+}

@@ -144,6 +144,38 @@ final class SetupTests: ContainerTestCase {
         XCTAssertTrue(lines[3].hasPrefix("crw-rw-rw-"), "bind-mounted host /dev/null: \(lines[3])")
     }
 
+    /// A pod's containers share its user namespace: the second joins the first's by path.
+    func testJoinUserNamespaceByPath() throws {
+        let withUserNS: (inout [String: Any]) -> Void = { spec in
+            var linux = spec[dict: "linux"]
+            var ns = linux["namespaces"] as? [[String: Any]] ?? []
+            ns.append(["type": "user"])
+            linux["namespaces"] = ns
+            linux["uidMappings"] = [["containerID": 0, "hostID": 300000, "size": 65536]]
+            linux["gidMappings"] = [["containerID": 0, "hostID": 300000, "size": 65536]]
+            spec["linux"] = linux
+        }
+        let a = try bundle { spec in
+            ContainerTestCase.args(["sleep", "100"])(&spec)
+            withUserNS(&spec)
+        }
+        XCTAssertEqual(sl(["run", "-d", "--bundle", a, "pod-a"]).status, 0)
+        let st = try JSONSerialization.jsonObject(with: Data(sl(["state", "pod-a"]).stdout.utf8)) as? [String: Any]
+        let pid = st?["pid"] as? Int ?? 0
+        let userA = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/user")
+        let r = try run(["sh", "-c", "readlink /proc/self/ns/user; cat /proc/self/uid_map; id -u"]) { spec in
+            var linux = spec[dict: "linux"]
+            var ns = linux["namespaces"] as? [[String: Any]] ?? []
+            ns.append(["type": "user", "path": "/proc/\(pid)/ns/user"])
+            linux["namespaces"] = ns
+            spec["linux"] = linux
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }
+        XCTAssertEqual(lines, [userA, "0 300000 65536", "0"])
+        XCTAssertEqual(sl(["delete", "-f", "pod-a"]).status, 0)
+    }
+
     func testMountsBindTmpfsAndReadonlyRoot() throws {
         let host = FileManager.default.temporaryDirectory.appendingPathComponent("vol-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: host, withIntermediateDirectories: true)

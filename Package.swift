@@ -24,7 +24,7 @@ let package = Package(
         // Mount option table, safe path resolution inside the rootfs, rootfs set-up and pivot_root.
         .target(name: "Mounts", dependencies: ["LinuxSystem", "CLinux"]),
         // OCI seccomp profile -> libseccomp filter (built in the parent, loaded in the child).
-        .target(name: "Seccomp", dependencies: ["CSeccomp", "OCI", "LinuxSystem"]),
+        .target(name: "Seccomp", dependencies: ["CSeccomp", "OCI", "LinuxSystem", "CLinux"]),
         // cgroup v1, v2 and hybrid: placement, resources, freezer, stats (root path injectable for fixtures).
         .target(name: "Cgroups", dependencies: ["OCI", "LinuxSystem", "CLinux"]),
         // Container store, process model, hooks, exec, kill, delete.

@@ -16,6 +16,9 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <linux/sched.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/mman.h>
 #include <sys/sysmacros.h>
 #include <grp.h>
 #include <termios.h>
@@ -146,4 +149,9 @@ pid_t sl_clone3_into_cgroup(int cgroup_fd) {
     struct clone_args a; memset(&a, 0, sizeof a);
     a.flags = CLONE_INTO_CGROUP; a.exit_signal = SIGCHLD; a.cgroup = (uint64_t)cgroup_fd;
     return (pid_t)syscall(SYS_clone3, &a, sizeof a);
+}
+int sl_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+int sl_seccomp_set_filter(unsigned int flags, const void *filter, unsigned short count) {
+    struct sock_fprog p = {count, (struct sock_filter *)filter};
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &p);
 }

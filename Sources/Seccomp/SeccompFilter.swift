@@ -2,6 +2,7 @@ import Glibc
 import CSeccomp
 import OCI
 import LinuxSystem
+import CLinux
 
 /// An OCI seccomp profile compiled with libseccomp. Built in the runtime before fork (so every
 /// name, action and operator error names its config field), loaded in the child last-but-one.
@@ -14,6 +15,10 @@ public final class SeccompFilter: @unchecked Sendable {
     public private(set) var notifies = false
     /// Syscall names this libseccomp does not know; skipped (runc does the same) and reported as warnings.
     public private(set) var skippedSyscalls: [String] = []
+    /// seccomp(2) flags libseccomp 2.5 cannot set (WAIT_KILLABLE_RECV): the filter is then exported
+    /// as BPF and loaded with seccomp(2) directly, with these flags.
+    var rawFlags: UInt32 = 0
+    var notifyFdFromLoad: Int32 = -1
 
     init(ctx: scmp_filter_ctx) { self.ctx = ctx }
     deinit { seccomp_release(ctx) }
@@ -31,9 +36,9 @@ public final class SeccompFilter: @unchecked Sendable {
     public static let actionNames = ["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
                                      "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY"]
     public static var operatorNames: [String] { operators.keys.sorted() }
-    public static let flagNames = ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]
-    /// Known to the spec but needs libseccomp 2.6 (this build has 2.5): refused with a clear error.
-    public static let unsupportedFlagNames = ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+    public static let flagNames = ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+                                   "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+    public static let unsupportedFlagNames: [String] = []
 
     /// What `features` reports: actions, operators, the architectures this libseccomp knows, flags.
     public static func features() -> Features.Seccomp {
@@ -94,7 +99,8 @@ public final class SeccompFilter: @unchecked Sendable {
             case "SECCOMP_FILTER_FLAG_LOG": attr = SCMP_FLTATR_CTL_LOG
             case "SECCOMP_FILTER_FLAG_SPEC_ALLOW": attr = SCMP_FLTATR_CTL_SSB
             case "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV":
-                throw BuildError(description: "\(field).flags[\(i)]: \(f) needs libseccomp 2.6 or later (this build has \(libseccompVersion))")
+                filter.rawFlags |= 1 << 5
+                continue
             default: throw BuildError(description: "\(field).flags[\(i)]: unknown seccomp flag \"\(f)\"")
             }
             let rc = seccomp_attr_set(ctx, attr, 1)
@@ -129,19 +135,18 @@ public final class SeccompFilter: @unchecked Sendable {
                 }
             }
         }
+        if filter.rawFlags != 0 && !filter.notifies {
+            throw BuildError(description: "\(field).flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule (the kernel takes it only with a listener)")
+        }
         if filter.notifies && (profile.listenerPath ?? "").isEmpty {
             throw BuildError(description: "\(field).listenerPath: required when an action is SCMP_ACT_NOTIFY")
         }
         return filter
     }
 
-    static var libseccompVersion: String {
-        guard let v = seccomp_version() else { return "unknown" }
-        return "\(v.pointee.major).\(v.pointee.minor).\(v.pointee.micro)"
-    }
-
     /// The notify fd of a loaded filter (SCMP_ACT_NOTIFY), to hand to the listener.
     public func notifyFd() throws(SysError) -> Int32 {
+        if notifyFdFromLoad >= 0 { return notifyFdFromLoad }
         let fd = seccomp_notify_fd(ctx)
         if fd < 0 { throw SysError("seccomp_notify_fd", errno: -fd) }
         return fd
@@ -150,7 +155,28 @@ public final class SeccompFilter: @unchecked Sendable {
     /// Loads the filter into the calling process. The last thing before exec (or before giving up
     /// privileges when no_new_privs is not set, since loading then needs CAP_SYS_ADMIN).
     public func load() throws(SysError) {
+        if rawFlags != 0 { return try loadRaw() }
         let rc = seccomp_load(ctx)
         if rc < 0 { throw SysError("load seccomp filter", errno: -rc) }
+    }
+
+    /// Exports the BPF program libseccomp built and loads it with seccomp(2) and the extra flags
+    /// (plus NEW_LISTENER, whose fd is then the notify fd, and the flags set as libseccomp attributes).
+    func loadRaw() throws(SysError) {
+        let mem = try sys("memfd_create", "seccomp") { sl_memfd("seccomp-bpf") }
+        defer { close(mem) }
+        let rc = seccomp_export_bpf(ctx, mem)
+        if rc < 0 { throw SysError("export seccomp filter", errno: -rc) }
+        lseek(mem, 0, SEEK_SET)
+        let program = try FS.readAll(fd: mem, path: "seccomp filter")
+        var flags = rawFlags | (1 << 3)   // SECCOMP_FILTER_FLAG_NEW_LISTENER
+        var value: UInt32 = 0
+        if seccomp_attr_get(ctx, SCMP_FLTATR_CTL_TSYNC, &value) == 0, value != 0 { flags |= 1 << 0 }
+        if seccomp_attr_get(ctx, SCMP_FLTATR_CTL_LOG, &value) == 0, value != 0 { flags |= 1 << 1 }
+        if seccomp_attr_get(ctx, SCMP_FLTATR_CTL_SSB, &value) == 0, value != 0 { flags |= 1 << 2 }
+        let fd = try sys("seccomp(SECCOMP_SET_MODE_FILTER)") {
+            program.withUnsafeBytes { sl_seccomp_set_filter(flags, $0.baseAddress, UInt16(program.count / 8)) }
+        }
+        notifyFdFromLoad = fd
     }
 }

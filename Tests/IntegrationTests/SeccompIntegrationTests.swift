@@ -71,7 +71,7 @@ final class SeccompIntegrationTests: ContainerTestCase {
             ("linux.seccomp.flags[0]: unknown seccomp flag", ["defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]]),
             ("linux.seccomp.listenerPath: required when an action is SCMP_ACT_NOTIFY",
              ["defaultAction": "SCMP_ACT_ALLOW", "syscalls": [["names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"]]]),
-            ("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs libseccomp 2.6",
+            ("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule",
              ["defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]]),
         ]
         for (i, (want, seccomp)) in cases.enumerated() {
@@ -92,6 +92,15 @@ extension SeccompIntegrationTests {
     /// SCMP_ACT_NOTIFY: the listener at listenerPath gets the notify fd with the process state
     /// (runc's format) and answers the container's mkdir with EACCES.
     func testNotifyListenerReceivesFdAndAnswers() throws {
+        try notifyRoundTrip(flags: [])
+    }
+
+    /// WAIT_KILLABLE_RECV (libseccomp 2.5 cannot set it): loaded through seccomp(2) directly.
+    func testNotifyWithWaitKillableRecv() throws {
+        try notifyRoundTrip(flags: ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"])
+    }
+
+    func notifyRoundTrip(flags: [String]) throws {
         let sockPath = root.path + "/listener.sock"
         let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(listener) }
@@ -132,7 +141,7 @@ extension SeccompIntegrationTests {
         let r = try run(["sh", "-c", "mkdir /dev/shm/notified 2>&1; echo done"]) { spec in
             var linux = spec[dict: "linux"]
             linux["seccomp"] = ["defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sockPath, "listenerMetadata": "meta-42",
-                                "syscalls": [["names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"]]]
+                                "flags": flags, "syscalls": [["names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"]]]
             spec["linux"] = linux
         }
         XCTAssertEqual(done.wait(timeout: .now() + 20), .success)

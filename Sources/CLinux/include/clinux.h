@@ -77,6 +77,9 @@ int sl_gettid(void);
 long sl_join_session_keyring(const char *name); // keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)
 int sl_personality(unsigned long persona);
 int sl_eventfd(void);
+int sl_memfd(const char *name);                          // memfd_create(name, MFD_CLOEXEC)
+// seccomp(SECCOMP_SET_MODE_FILTER, flags, {count, filter}) with filter = struct sock_filter[count].
+int sl_seccomp_set_filter(unsigned int flags, const void *filter, unsigned short count);
 // clone3 with CLONE_INTO_CGROUP (returns like fork). The child must not rely on glibc's cached tid.
 pid_t sl_clone3_into_cgroup(int cgroup_fd);                                   // eventfd(0, EFD_CLOEXEC)
 int sl_inotify_modify_watch(const char *path);          // inotify fd (CLOEXEC|NONBLOCK) watching IN_MODIFY

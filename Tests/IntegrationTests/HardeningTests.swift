@@ -39,13 +39,7 @@ extension HardeningTests {
                 var p = spec[dict: "process"]
                 p["cwd"] = "/proc/self/fd/\(fd)"
                 spec["process"] = p
-                var linux = spec[dict: "linux"]
-                var ns = linux["namespaces"] as? [[String: Any]] ?? []
-                ns.append(["type": "user"])
-                linux["namespaces"] = ns
-                linux["uidMappings"] = [["containerID": 0, "hostID": 100000, "size": 65536]]
-                linux["gidMappings"] = [["containerID": 0, "hostID": 100000, "size": 65536]]
-                spec["linux"] = linux
+                ContainerTestCase.userNamespace()(&spec)
                 var mounts = spec["mounts"] as? [[String: Any]] ?? []
                 mounts.append(["destination": "/home", "type": "bind", "source": dir, "options": ["bind", "idmap"]])
                 spec["mounts"] = mounts
@@ -114,10 +108,7 @@ extension HardeningTests {
 
     /// CVE-2019-16884 class: a rootfs whose /proc is a symlink; procfs must not be mounted through it.
     func testProcThroughSymlinkRefused() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rootfs-\(UUID().uuidString)").path
-        let cp = runProgram("/bin/cp", ["-a", Runtime.rootfs, dir])
-        XCTAssertEqual(cp.status, 0, cp.stderr)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try privateRootfs()
         try FileManager.default.removeItem(atPath: dir + "/proc")
         try FileManager.default.createDirectory(atPath: dir + "/tmp/fakeproc", withIntermediateDirectories: true)
         XCTAssertEqual(symlink("tmp/fakeproc", dir + "/proc"), 0)
@@ -137,13 +128,8 @@ extension HardeningTests {
     /// opened with openat2(RESOLVE_IN_ROOT); this test covers the resolution.)
     func testMountDestinationSymlinkStaysInRootfs() throws {
         let outside = "/tmp/cve-30465-\(UUID().uuidString)"
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rootfs-\(UUID().uuidString)").path
-        let cp = runProgram("/bin/cp", ["-a", Runtime.rootfs, dir])
-        XCTAssertEqual(cp.status, 0, cp.stderr)
-        addTeardownBlock {
-            try? FileManager.default.removeItem(atPath: dir)
-            try? FileManager.default.removeItem(atPath: outside)
-        }
+        let dir = try privateRootfs()
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: outside) }
         try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
         XCTAssertEqual(symlink(outside, dir + "/evil"), 0)
         let b = try bundle { spec in

@@ -39,6 +39,28 @@ class ContainerTestCase: XCTestCase {
         }
     }
 
+    /// Adds a new user namespace mapping container ids 0-65535 to host ids from `hostID`.
+    static func userNamespace(hostID: Int = 100000) -> (inout [String: Any]) -> Void {
+        { spec in
+            var linux = spec[dict: "linux"]
+            var ns = linux["namespaces"] as? [[String: Any]] ?? []
+            ns.append(["type": "user"])
+            linux["namespaces"] = ns
+            linux["uidMappings"] = [["containerID": 0, "hostID": hostID, "size": 65536]]
+            linux["gidMappings"] = [["containerID": 0, "hostID": hostID, "size": 65536]]
+            spec["linux"] = linux
+        }
+    }
+
+    /// A private copy of the test rootfs, for tests that plant things in it (removed afterwards).
+    func privateRootfs() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rootfs-\(UUID().uuidString)").path
+        let cp = runProgram("/bin/cp", ["-a", Runtime.rootfs, dir])
+        XCTAssertEqual(cp.status, 0, cp.stderr)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        return dir
+    }
+
     /// Processes (not zombies) that carry this test's tag in their environment.
     func taggedProcesses() -> [Int32] {
         let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []

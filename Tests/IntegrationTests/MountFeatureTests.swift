@@ -81,15 +81,7 @@ final class MountFeatureTests: ContainerTestCase {
         return dir
     }
 
-    func userns(_ spec: inout [String: Any]) {
-        var linux = spec[dict: "linux"]
-        var ns = linux["namespaces"] as? [[String: Any]] ?? []
-        ns.append(["type": "user"])
-        linux["namespaces"] = ns
-        linux["uidMappings"] = [["containerID": 0, "hostID": 100000, "size": 65536]]
-        linux["gidMappings"] = [["containerID": 0, "hostID": 100000, "size": 65536]]
-        spec["linux"] = linux
-    }
+    func userns(_ spec: inout [String: Any]) { ContainerTestCase.userNamespace()(&spec) }
 
     let idmapProbe = "stat -c '%n=%u:%g' /home/root-file /home/one-file; touch /home/created && stat -c '%n=%u:%g' /home/created"
 
@@ -147,12 +139,8 @@ final class MountFeatureTests: ContainerTestCase {
     func testProcMountModesInUserNamespace() throws {
         for unmasked in [false, true] {
             let r = try run(["sh", "-c", "[ $(wc -c < /proc/version) -gt 0 ] && echo version-visible || echo version-masked; awk '$5 == \"/proc/sys\" { print \"sys-\" substr($6, 1, 2) }' /proc/self/mountinfo; echo end"]) { spec in
+                ContainerTestCase.userNamespace(hostID: 200000)(&spec)
                 var linux = spec[dict: "linux"]
-                var ns = linux["namespaces"] as? [[String: Any]] ?? []
-                ns.append(["type": "user"])
-                linux["namespaces"] = ns
-                linux["uidMappings"] = [["containerID": 0, "hostID": 200000, "size": 65536]]
-                linux["gidMappings"] = [["containerID": 0, "hostID": 200000, "size": 65536]]
                 if unmasked {
                     linux["maskedPaths"] = []
                     linux["readonlyPaths"] = []

@@ -126,15 +126,8 @@ final class SetupTests: ContainerTestCase {
     }
 
     func testUserNamespaceWithMappings() throws {
-        let r = try run(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; ls -ln /dev/null; cat /proc/self/status | grep CapEff"]) { spec in
-            var linux = spec[dict: "linux"]
-            var ns = linux["namespaces"] as? [[String: Any]] ?? []
-            ns.append(["type": "user"])
-            linux["namespaces"] = ns
-            linux["uidMappings"] = [["containerID": 0, "hostID": 100000, "size": 65536]]
-            linux["gidMappings"] = [["containerID": 0, "hostID": 100000, "size": 65536]]
-            spec["linux"] = linux
-        }
+        let r = try run(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; ls -ln /dev/null; cat /proc/self/status | grep CapEff"],
+                        ContainerTestCase.userNamespace())
         XCTAssertEqual(r.status, 0, r.stderr)
         let lines = r.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }
         guard lines.count >= 4 else { return XCTFail("unexpected output: \(r.stdout)") }
@@ -146,15 +139,7 @@ final class SetupTests: ContainerTestCase {
 
     /// A pod's containers share its user namespace: the second joins the first's by path.
     func testJoinUserNamespaceByPath() throws {
-        let withUserNS: (inout [String: Any]) -> Void = { spec in
-            var linux = spec[dict: "linux"]
-            var ns = linux["namespaces"] as? [[String: Any]] ?? []
-            ns.append(["type": "user"])
-            linux["namespaces"] = ns
-            linux["uidMappings"] = [["containerID": 0, "hostID": 300000, "size": 65536]]
-            linux["gidMappings"] = [["containerID": 0, "hostID": 300000, "size": 65536]]
-            spec["linux"] = linux
-        }
+        let withUserNS = ContainerTestCase.userNamespace(hostID: 300000)
         let a = try bundle { spec in
             ContainerTestCase.args(["sleep", "100"])(&spec)
             withUserNS(&spec)

@@ -82,7 +82,9 @@ enum Child {
             if let h = plan.hostname { try sys("sethostname", h) { sl_sethostname(h, h.utf8.count) } }
             if let d = plan.domainname { try sys("setdomainname", d) { sl_setdomainname(d, d.utf8.count) } }
             for (k, v) in plan.sysctl {
-                try FS.writeFile("/proc/sys/" + k.replacingDots(), v, create: false)
+                do { try FS.writeFile("/proc/sys/" + k.replacingDots(), v, create: false) } catch {
+                    throw SysError("linux.sysctl \"\(k)\": write /proc/sys/\(k.replacingDots())", errno: error.errno)
+                }
             }
             if let persona = plan.personality { try sys("personality", String(persona)) { sl_personality(persona) } }
             if let name = plan.sessionKeyring, sl_join_session_keyring(name) < 0, errno != ENOSYS {

@@ -21,7 +21,8 @@ enum Hooks {
     }
 
     static func runOne(_ h: Hook, kind: String, index: Int, state: String) throws(SysError) {
-        let what = "\(kind) hook #\(index) (\(h.path))"
+        let what = "hooks.\(kind)[\(index)] (\(h.path))"
+        if access(h.path, X_OK) != 0 { throw SysError("\(what): cannot execute", errno: errno) }
         var input: [Int32] = [-1, -1], output: [Int32] = [-1, -1]
         try sys("pipe", what) { sl_pipe2(&input, O_CLOEXEC) }
         defer { close(input[0]); close(input[1]) }

@@ -244,6 +244,9 @@ struct ContainerPlan: Sendable {
             if type == "bind" && !o.isBind { o.flags |= SL_MS_BIND }
             let source = o.isBind ? FS.absolute(m.source ?? "", base: bundle) : (m.source ?? type)
             if m.destination == "/dev" && o.isBind { devIsBind = true }
+            if o.isBind && FS.statOf(source) == nil {
+                throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].source: \(source): \(errnoString(errno))")
+            }
             if IDMapRequest(m) != nil {
                 guard o.isBind else { throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: id-mapped mounts must be bind mounts") }
                 if (m.uidMappings ?? linux.uidMappings ?? []).isEmpty || (m.gidMappings ?? linux.gidMappings ?? []).isEmpty {

@@ -74,7 +74,7 @@ final class HookTests: ContainerTestCase {
         }
         let r = sl(["create", "--bundle", b, "hf"])
         XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.stderr.contains("createRuntime hook #0"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("hooks.createRuntime[0]"), r.stderr)
         XCTAssertTrue(r.stderr.contains("exit status 3") && r.stderr.contains("broken"), r.stderr)
         assertNothingLeft("hf", bundle: b)
     }

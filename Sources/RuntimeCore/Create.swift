@@ -61,6 +61,10 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     defer { plan.closeFds() }
     let store = ContainerStore(root: o.root)
     try store.createDir(o.id)
+    // Held until create returns (or dies): start/delete/update wait instead of racing with it.
+    let lock: ContainerStore.Lock
+    do { lock = try store.lock(o.id) } catch { try? store.remove(o.id); throw error }
+    defer { lock.release() }
 
     var initPid: pid_t = 0
     var middle: pid_t = 0
@@ -113,6 +117,12 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
         try step("run") { try Proc.setChildSubreaper() }
         _ = sl_sigmask_block_all()
     }
+    // A provisional state (pid 0: "creating") with the cgroup's paths, so that `delete --force` can
+    // clean up after a create that was killed half-way.
+    var state = StoredState(id: o.id, pid: 0, pidStartTime: 0, bundle: plan.bundle, rootfs: plan.rootfs.rootfs,
+                            created: Clock.rfc3339Nano(), owner: ownerName(), ownPidNamespace: plan.namespaces.newPid,
+                            cgroupPaths: manager.paths, config: plan.spec)
+    try store.save(state)
     // Pure cgroup v2: the cgroup exists and is configured first, and the first child is cloned into it.
     var placed = false
     if manager.clonesInto, let dir = manager.paths[""] {
@@ -128,9 +138,6 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
     }
     childSock.close()
 
-    var state = StoredState(id: o.id, pid: 0, pidStartTime: 0, bundle: plan.bundle, rootfs: plan.rootfs.rootfs,
-                            created: Clock.rfc3339Nano(), owner: ownerName(), ownPidNamespace: plan.namespaces.newPid,
-                            config: plan.spec)
     func hookState(_ status: Status) -> String { encodeJSON(store.ociState(state, status: status)) }
 
     while true {

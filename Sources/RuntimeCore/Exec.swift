@@ -72,6 +72,7 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
     let state = try store.load(o.id)
     switch store.status(state) {
     case .stopped: throw RuntimeError(.invalidState, "cannot exec in a stopped container")
+    case .creating: throw RuntimeError(.invalidState, "cannot exec in a container that is still being created")
     case .paused where !o.ignorePaused: throw RuntimeError(.invalidState, "cannot exec in a paused container")
     default: break
     }

@@ -33,6 +33,7 @@ enum Hooks {
         let envp = (h.env ?? []).map { strdup($0) } + [nil]
         let pid = try Proc.fork()
         if pid == 0 {
+            _ = sl_prctl(SL_PR_SET_PDEATHSIG, UInt(SIGKILL), 0, 0, 0)   // a hook dies with the runtime
             dup2(input[0], 0); dup2(output[1], 1); dup2(output[1], 2)
             _ = sl_signal_default_all(); _ = sl_sigmask_unblock_all()
             execve(h.path, argv, envp)

@@ -69,7 +69,11 @@ public func killContainer(root: String, id: String, signal: String, all: Bool) t
     guard let sig = Signals.parse(signal) else { throw RuntimeError(.invalidArgument, "unknown signal \"\(signal)\"") }
     let store = ContainerStore(root: root)
     let state = try store.load(id)
-    if store.status(state) == .stopped { throw RuntimeError(.invalidState, "container not running") }
+    switch store.status(state) {
+    case .stopped: throw RuntimeError(.invalidState, "container not running")
+    case .creating: throw RuntimeError(.invalidState, "container \(id) is still being created")
+    default: break
+    }
     if all {
         if let cgroup = state.cgroup, cgroup.exists() {
             do { try cgroup.killAll(signal: sig) } catch { throw RuntimeError.cgroup(error, "kill --all") }
@@ -108,10 +112,10 @@ public func deleteContainer(root: String, id: String, force: Bool) throws(Runtim
     let lock = try store.lock(id)
     defer { lock.release() }
     let status = store.status(state)
-    if status == .running || status == .paused {
+    if status == .running || status == .paused || status == .creating {
         guard force else { throw RuntimeError(.invalidState, "cannot delete container \(id) that is not stopped: \(status.rawValue)") }
     }
-    if status != .stopped {
+    if status != .stopped && status != .creating {
         if status == .paused { try? state.cgroup?.thaw() }
         for pid in containerPids(state) { _ = kill(pid, SIGKILL) }
         if !Proc.waitExit(state.pid, startTime: state.pidStartTime, timeoutMs: 10_000) {

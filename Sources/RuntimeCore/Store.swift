@@ -95,6 +95,7 @@ public enum Status: String, Sendable { case creating, created, running, stopped,
 
 extension ContainerStore {
     public func status(_ s: StoredState) -> Status {
+        if s.pid == 0 { return .creating }   // create has not finished (or was killed half-way)
         if !Proc.isAlive(s.pid, startTime: s.pidStartTime) { return .stopped }
         if FS.exists(fifoPath(s.id)) { return .created }
         if s.cgroup?.isFrozen() == true { return .paused }

@@ -193,3 +193,29 @@ extension LifecycleTests {
         assertNothingLeft("np1")
     }
 }
+
+extension LifecycleTests {
+    /// issue 7 (faults): `create` killed with SIGKILL while a prestart hook runs. The container shows
+    /// as `creating`, nothing kills pid 0's process group, and `delete --force` removes everything:
+    /// state dir, cgroup, init and the hook (which dies with the runtime).
+    func testCreateKilledHalfWayIsCleanedByDeleteForce() throws {
+        let hookPid = root.path + "/hook.pid"
+        let b = try bundle { spec in
+            spec["hooks"] = ["prestart": [["path": "/bin/sh", "args": ["sh", "-c", "echo $$ > \(hookPid); exec sleep 30"]]]]
+        }
+        let script = "\(Runtime.binary) --root \(root.path) create --bundle \(b) half & p=$!; " +
+            "for i in $(seq 50); do [ -s \(hookPid) ] && break; sleep 0.1; done; kill -9 $p; wait $p; echo killed"
+        let r = runProgram("/bin/sh", ["-c", script], timeout: 20)
+        XCTAssertTrue(r.stdout.contains("killed"), r.stdout + r.stderr)
+        XCTAssertTrue(try state("half")["status"] as? String == "creating")
+        XCTAssertTrue(sl(["kill", "half", "KILL"]).stderr.contains("still being created"))
+        XCTAssertTrue(sl(["delete", "half"]).stderr.contains("not stopped: creating"))
+        XCTAssertEqual(sl(["delete", "--force", "half"]).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root.path + "/half"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/fs/cgroup/pids/swiftlet/half"))
+        let pid = Int32((try? String(contentsOfFile: hookPid, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        XCTAssertGreaterThan(pid, 0)
+        XCTAssertTrue(waitUntil(timeout: 5) { !processAlive(pid) }, "the prestart hook died with the runtime")
+        assertNothingLeft("half")
+    }
+}

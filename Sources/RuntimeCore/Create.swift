@@ -80,7 +80,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     }
     do {
         var pty: Int32?
-        let state = try createProcesses(o, plan: plan, store: store, manager: cgroupManager, initPid: &initPid,
+        let state = try createProcesses(o, plan: plan, store: store, manager: cgroupManager, lock: lock, initPid: &initPid,
                                         middle: &middle, pty: &pty, cgroup: &cgroup)
         try store.save(state)
         if let pf = o.pidFile {
@@ -97,6 +97,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
 }
 
 private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: ContainerStore, manager: CgroupManager,
+                             lock: ContainerStore.Lock,
                              initPid: inout pid_t, middle: inout pid_t, pty: inout Int32?,
                              cgroup: inout CgroupManager?) throws(RuntimeError) -> StoredState {
     let fifo = store.fifoPath(o.id)
@@ -132,6 +133,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
     if !placed { middle = try step("fork") { try Proc.fork() } }
     if middle == 0 {
         parentSock.close()
+        lock.release()   // else init would hold the container lock until exec, and `start` would wait forever
         Child.enterNamespaces(plan.namespaces, childSock) {
             Child.initProcess(plan, sock: childSock, fifoFd: fifoFd, hasRuntimeHooks: hasRuntimeHooks)
         }

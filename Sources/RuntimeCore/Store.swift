@@ -84,6 +84,8 @@ public struct ContainerStore: Sendable {
         return Lock(fd: fd)
     }
 
+    /// An flock on the container directory. flock belongs to the open file description, so a forked
+    /// child holding the fd would keep the lock: children call `release()` right after fork.
     public struct Lock: Sendable {
         let fd: Int32
         public func release() { close(fd) }

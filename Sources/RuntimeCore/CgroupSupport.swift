@@ -36,6 +36,12 @@ extension StoredState {
     var cgroup: CgroupManager? {
         cgroupPaths.map { CgroupManager(layout: CgroupLayout.detect(), paths: $0) }
     }
+
+    /// The container's cgroup for verbs that need one (pause, update, stats, events).
+    func liveCgroup(purpose: String = "") throws(RuntimeError) -> CgroupManager {
+        guard let cgroup, cgroup.exists() else { throw RuntimeError(.invalidState, "container \(id) has no cgroup\(purpose)") }
+        return cgroup
+    }
 }
 
 extension RuntimeError {

@@ -176,12 +176,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             try step("sync") { try parentSock.send(.ack) }
         case .pty:
             guard let fd = m.fd else { throw RuntimeError(.internal, "sync: pty message without a descriptor") }
-            if let cs = o.consoleSocket {
-                defer { close(fd) }
-                try step("send pty master to console socket") { try sendFdToUnixSocket(path: cs, fd: fd, name: m.text) }
-            } else {
-                pty = fd
-            }
+            pty = try step("send pty master to console socket") { try handOverPty(fd, name: m.text, consoleSocket: o.consoleSocket) }
             try step("sync") { try parentSock.send(.ack) }
         case .seccompFd:
             try sendToSeccompListener(m.fd, spec: plan.spec, pid: initPid, state: store.ociState(state, status: .creating))
@@ -194,6 +189,15 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from container init")
         }
     }
+}
+
+/// A pty master from a child: sent to --console-socket (and closed here), or returned for the
+/// foreground copy loop when there is no console socket.
+func handOverPty(_ fd: Int32, name: String, consoleSocket: String?) throws(SysError) -> Int32? {
+    guard let path = consoleSocket else { return fd }
+    defer { close(fd) }
+    try sendFdToUnixSocket(path: path, fd: fd, name: name)
+    return nil
 }
 
 /// What the seccomp listener receives with the notify fd (runc's ContainerProcessState).

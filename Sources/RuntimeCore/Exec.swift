@@ -143,13 +143,8 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
             do { try parentSock.send(.go) } catch { throw fail(RuntimeError.sys(error, "sync with exec process")) }
         case .pty:
             if let fd = m.fd {
-                if let cs = o.consoleSocket {
-                    defer { close(fd) }
-                    do { try sendFdToUnixSocket(path: cs, fd: fd, name: m.text) } catch {
-                        throw fail(RuntimeError.sys(error, "send pty master to console socket"))
-                    }
-                } else {
-                    pty = fd
+                do { pty = try handOverPty(fd, name: m.text, consoleSocket: o.consoleSocket) } catch {
+                    throw fail(RuntimeError.sys(error, "send pty master to console socket"))
                 }
             }
             try? parentSock.send(.ack)

@@ -192,9 +192,7 @@ public func pauseContainer(root: String, id: String, pause: Bool) throws(Runtime
     let lock = try store.lock(id)
     defer { lock.release() }
     let status = store.status(state)
-    guard let cgroup = state.cgroup, cgroup.exists() else {
-        throw RuntimeError(.invalidState, "container \(id) has no cgroup to freeze")
-    }
+    let cgroup = try state.liveCgroup(purpose: " to freeze")
     if pause {
         guard status == .running || status == .created else { throw RuntimeError(.invalidState, "container not running") }
         do { try cgroup.freeze() } catch { throw RuntimeError.cgroup(error, "pause") }
@@ -222,7 +220,7 @@ public func updateContainer(root: String, id: String,
     let lock = try store.lock(id)
     defer { lock.release() }
     if store.status(state) == .stopped { throw RuntimeError(.invalidState, "container not running") }
-    guard let cgroup = state.cgroup, cgroup.exists() else { throw RuntimeError(.invalidState, "container \(id) has no cgroup") }
+    let cgroup = try state.liveCgroup()
     let updated = try change(state.config.linux?.resources ?? Resources())
     var linux = state.config.linux ?? Linux()
     linux.resources = updated
@@ -236,13 +234,13 @@ public func containerStats(root: String, id: String) throws(RuntimeError) -> Cgr
     let store = ContainerStore(root: root)
     let state = try store.load(id)
     if store.status(state) == .stopped { throw RuntimeError(.invalidState, "container not running") }
-    guard let cgroup = state.cgroup, cgroup.exists() else { throw RuntimeError(.invalidState, "container \(id) has no cgroup") }
+    let cgroup = try state.liveCgroup()
     do { return try cgroup.stats() } catch { throw RuntimeError.cgroup(error, "stats") }
 }
 
 /// An OOM watcher on the container's cgroup, for the `events` stream.
 public func containerOOMWatcher(root: String, id: String) throws(RuntimeError) -> OOMWatcher {
     let state = try ContainerStore(root: root).load(id)
-    guard let cgroup = state.cgroup, cgroup.exists() else { throw RuntimeError(.invalidState, "container \(id) has no cgroup") }
+    let cgroup = try state.liveCgroup()
     do { return try OOMWatcher(cgroup) } catch { throw RuntimeError.cgroup(error, "events") }
 }

@@ -31,10 +31,14 @@ func effectiveResources(_ spec: Spec) -> Resources {
     return r
 }
 
+/// This host's cgroup layout, read from /proc/self/mountinfo once per command (lazily: not every
+/// command needs it, and `list` would otherwise parse mountinfo once per container).
+let hostCgroupLayout = CgroupLayout.detect()
+
 extension StoredState {
     /// The container's cgroup, rebuilt from the directories recorded at create.
     var cgroup: CgroupManager? {
-        cgroupPaths.map { CgroupManager(layout: CgroupLayout.detect(), paths: $0) }
+        cgroupPaths.map { CgroupManager(layout: hostCgroupLayout, paths: $0) }
     }
 
     /// The container's cgroup for verbs that need one (pause, update, stats, events).

@@ -55,7 +55,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     }
     let listenFds = getenv("LISTEN_FDS").flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 0
     // The cgroup's directories are known now; it is created once init exists (and before it runs).
-    let cgroupManager = CgroupManager(layout: CgroupLayout.detect(), cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
+    let cgroupManager = CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
     let plan = try ContainerPlan(spec: spec, id: o.id, bundle: bundle, noPivot: o.noPivot, noNewKeyring: o.noNewKeyring,
                                  preserveFds: o.preserveFds, listenFds: listenFds, cgroupBinds: cgroupBinds(cgroupManager))
     defer { plan.closeFds() }

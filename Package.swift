@@ -7,6 +7,7 @@ let package = Package(
     name: "Swiftlet",
     products: [
         .executable(name: "swiftlet", targets: ["swiftlet"]),
+        .executable(name: "swiftlet-monitor", targets: ["swiftlet-monitor"]),
     ],
     targets: [
         // C: one-line syscall wrappers and constants Swift's Glibc module lacks. No logic.
@@ -32,6 +33,9 @@ let package = Package(
         // One file per verb, each a thin call into RuntimeCore.
         .target(name: "RuntimeCLI", dependencies: ["Argv", "OCI", "RuntimeCore", "LinuxSystem", "Seccomp", "Mounts", "Cgroups"]),
         .executableTarget(name: "swiftlet", dependencies: ["RuntimeCLI"]),
+        // The per-container monitor (conmon's command line and protocol, plus a control API and probes).
+        .target(name: "MonitorCore", dependencies: ["OCI", "LinuxSystem", "Cgroups", "CLinux"]),
+        .executableTarget(name: "swiftlet-monitor", dependencies: ["MonitorCore"]),
 
         .target(name: "TestSupport"),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
@@ -39,6 +43,7 @@ let package = Package(
         .testTarget(name: "MountsTests", dependencies: ["Mounts", "LinuxSystem"]),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "OCI"]),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
+        .testTarget(name: "MonitorTests", dependencies: ["MonitorCore", "OCI"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem"]),
     ]
 )

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# build.sh - build the swiftlet binary with the Swift stdlib linked statically (as shipped).
+# build.sh - build swiftlet and swiftlet-monitor with the Swift stdlib linked statically (as shipped).
 #
 #   bash Scripts/build.sh [debug|release]       (default: debug)
 #
-# Runs `swift build -c CFG --static-swift-stdlib --product swiftlet` in the repo root and prints
-# the absolute path of the binary on stdout (the build log goes to stderr), so callers can do
-#   bin=$(bash Scripts/build.sh release)
+# Runs `swift build -c CFG --static-swift-stdlib --product P` for both products in the repo root and
+# prints the absolute path of the swiftlet binary on stdout (swiftlet-monitor sits next to it; the
+# build log goes to stderr), so callers can do
+#   bin=$(bash Scripts/build.sh release); monitor=$(dirname "$bin")/swiftlet-monitor
 # Extra arguments for swift build can be passed in SWIFT_BUILD_FLAGS (word-split).
 set -euo pipefail
 
@@ -24,8 +25,12 @@ fi
 cd "$REPO"
 read -ra EXTRA <<<"${SWIFT_BUILD_FLAGS:-}"
 # The build log goes to stderr: stdout carries only the binary path.
-swift build -c "$CFG" --static-swift-stdlib --product swiftlet "${EXTRA[@]}" >&2 ||
-    die "swift build -c $CFG failed"
+for product in swiftlet swiftlet-monitor; do
+    swift build -c "$CFG" --static-swift-stdlib --product "$product" "${EXTRA[@]}" >&2 ||
+        die "swift build -c $CFG --product $product failed"
+done
 BIN_DIR=$(swift build -c "$CFG" --show-bin-path "${EXTRA[@]}")
-[ -x "$BIN_DIR/swiftlet" ] || die "build succeeded but $BIN_DIR/swiftlet is missing"
+for product in swiftlet swiftlet-monitor; do
+    [ -x "$BIN_DIR/$product" ] || die "build succeeded but $BIN_DIR/$product is missing"
+done
 echo "$BIN_DIR/swiftlet"

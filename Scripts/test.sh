@@ -5,8 +5,9 @@
 #
 # 1. Scripts/install-deps.sh            (apt packages; quick when already installed)
 # 2. Scripts/make-rootfs.sh             (busybox test rootfs -> SWIFTLET_ROOTFS)
-# 3. Scripts/build.sh debug             (swiftlet with the static Swift stdlib). The binary is copied
-#                                       to .build/test-bin/swiftlet -> SWIFTLET_BINARY, because
+# 3. Scripts/build.sh debug             (swiftlet and swiftlet-monitor with the static Swift stdlib).
+#                                       Both are copied to .build/test-bin/ -> SWIFTLET_BINARY and
+#                                       SWIFTLET_MONITOR, because
 #                                       `swift test` relinks .build/debug/swiftlet without
 #                                       --static-swift-stdlib.
 # 4. swift test                         (XCTest: unit tests and the integration tests, which find the
@@ -43,10 +44,14 @@ export SWIFTLET_ROOTFS
 section "build (debug, static Swift stdlib)"
 BIN=$(bash "$HERE/build.sh" debug) || die "build.sh debug"
 mkdir -p "$REPO/.build/test-bin"
-cp -f "$BIN" "$REPO/.build/test-bin/swiftlet.tmp"
-mv -f "$REPO/.build/test-bin/swiftlet.tmp" "$REPO/.build/test-bin/swiftlet"
+for product in swiftlet swiftlet-monitor; do
+    cp -f "$(dirname "$BIN")/$product" "$REPO/.build/test-bin/$product.tmp"
+    mv -f "$REPO/.build/test-bin/$product.tmp" "$REPO/.build/test-bin/$product"
+done
 export SWIFTLET_BINARY=$REPO/.build/test-bin/swiftlet
+export SWIFTLET_MONITOR=$REPO/.build/test-bin/swiftlet-monitor
 echo "SWIFTLET_BINARY=$SWIFTLET_BINARY"
+echo "SWIFTLET_MONITOR=$SWIFTLET_MONITOR"
 echo "SWIFTLET_ROOTFS=$SWIFTLET_ROOTFS"
 
 FAILED=()

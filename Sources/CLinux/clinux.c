@@ -24,6 +24,8 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/epoll.h>
+#include <netinet/in.h>
 
 int sl_unshare(int flags) { return unshare(flags); }
 int sl_setns(int fd, int nstype) { return setns(fd, nstype); }
@@ -154,4 +156,20 @@ int sl_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 int sl_seccomp_set_filter(unsigned int flags, const void *filter, unsigned short count) {
     struct sock_fprog p = {count, (struct sock_filter *)filter};
     return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &p);
+}
+
+int sl_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+int sl_epoll_add(int ep, int fd, uint32_t ev) { return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &(struct epoll_event){ .events = ev, .data.fd = fd }); }
+int sl_epoll_mod(int ep, int fd, uint32_t ev) { return epoll_ctl(ep, EPOLL_CTL_MOD, fd, &(struct epoll_event){ .events = ev, .data.fd = fd }); }
+int sl_epoll_del(int ep, int fd) { return epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL); }
+int sl_epoll_wait1(int ep, int *fd, uint32_t *events, int timeout_ms) {
+    struct epoll_event e; int n = epoll_wait(ep, &e, 1, timeout_ms); if (n == 1) { *fd = e.data.fd; *events = e.events; } return n;
+}
+int sl_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK); }
+int sl_socket_error(int fd) { int e = 0; socklen_t l = sizeof e; return getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l) < 0 ? -1 : e; }
+int sl_set_nonblock(int fd) { int f = fcntl(fd, F_GETFL); return f < 0 ? -1 : fcntl(fd, F_SETFL, f | O_NONBLOCK); }
+int sl_set_cloexec(int fd) { return fcntl(fd, F_SETFD, FD_CLOEXEC); }
+int sl_connect_inet(int fd, int family, const void *addr, uint16_t port) {
+    if (family == AF_INET6) { struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port) }; memcpy(&a.sin6_addr, addr, 16); return connect(fd, (struct sockaddr *)&a, sizeof a); }
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) }; memcpy(&a.sin_addr, addr, 4); return connect(fd, (struct sockaddr *)&a, sizeof a);
 }

@@ -6,7 +6,7 @@ import LinuxSystem
 /// memory.oom_control (cgroup.event_control), v2 through inotify on memory.events. Either way the
 /// `oom_kill` counter decides, so a wake-up without a new kill reports nothing.
 public final class OOMWatcher {
-    let fd: Int32
+    public let fd: Int32
     let counterFile: String
     var last: UInt64
 

@@ -164,3 +164,15 @@ public enum FS {
 public func cString(_ buf: [CChar]) -> String {
     String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
+
+/// One line to stderr (a newline added when missing); errors writing it are ignored.
+public func printErr(_ s: String) {
+    let line = s.hasSuffix("\n") ? s : s + "\n"
+    _ = try? FS.writeAll(fd: 2, Array(line.utf8))
+}
+
+/// One line to stdout (a newline added when missing); errors writing it are ignored.
+public func printOut(_ s: String) {
+    let line = s.hasSuffix("\n") ? s : s + "\n"
+    _ = try? FS.writeAll(fd: 1, Array(line.utf8))
+}

@@ -37,17 +37,23 @@ public struct SeqPacket: Sendable {
 public func sendFdToUnixSocket(path: String, fd: Int32, name: String) throws(SysError) {
     let s = try sys("socket", path) { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
     defer { close(s) }
+    _ = try withUnixAddress(path, op: "connect") { (addr, len) throws(SysError) in try sys("connect", path) { connect(s, addr, len) } }
+    _ = try sys("sendmsg", path) { Array(name.utf8).withUnsafeBytes { sl_send_fd(s, fd, $0.baseAddress, $0.count) } }
+}
+
+/// Calls `body` with a sockaddr_un for `path` (ENAMETOOLONG beyond the 108-byte sun_path).
+public func withUnixAddress<T>(_ path: String, op: String,
+                               _ body: (UnsafePointer<sockaddr>, socklen_t) throws(SysError) -> T) throws(SysError) -> T {
     var addr = sockaddr_un()
     addr.sun_family = sa_family_t(AF_UNIX)
     let bytes = Array(path.utf8)
-    guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw SysError("connect", path, errno: ENAMETOOLONG) }
+    guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw SysError(op, path, errno: ENAMETOOLONG) }
     withUnsafeMutableBytes(of: &addr.sun_path) { raw in
         for (i, b) in bytes.enumerated() { raw[i] = b }
     }
-    try sys("connect", path) {
-        withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    return try withUnsafePointer(to: &addr) { (p) throws(SysError) -> T in
+        try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { (sa) throws(SysError) -> T in
+            try body(sa, socklen_t(MemoryLayout<sockaddr_un>.size))
         }
     }
-    _ = try sys("sendmsg", path) { Array(name.utf8).withUnsafeBytes { sl_send_fd(s, fd, $0.baseAddress, $0.count) } }
 }

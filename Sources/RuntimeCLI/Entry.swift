@@ -49,15 +49,6 @@ struct Log {
     }
 }
 
-func printErr(_ s: String) {
-    let line = s.hasSuffix("\n") ? s : s + "\n"
-    _ = try? FS.writeAll(fd: 2, Array(line.utf8))
-}
-
-func printOut(_ s: String) {
-    let line = s.hasSuffix("\n") ? s : s + "\n"
-    _ = try? FS.writeAll(fd: 1, Array(line.utf8))
-}
 
 /// A JSON string literal (quotes and escapes) for log lines.
 func jsonString(_ s: String) -> String { encodeJSON([s]).dropFirst().dropLast().description }

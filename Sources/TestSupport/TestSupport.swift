@@ -32,6 +32,12 @@ public struct Runtime {
         return repoRoot + "/.build/debug/swiftlet"
     }
 
+    /// The swiftlet-monitor binary: $SWIFTLET_MONITOR, or the one next to `binary`.
+    public static var monitor: String {
+        if let b = ProcessInfo.processInfo.environment["SWIFTLET_MONITOR"], !b.isEmpty { return absolute(b) }
+        return URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("swiftlet-monitor").path
+    }
+
     /// The busybox test rootfs: $SWIFTLET_ROOTFS, or <repo>/test-rootfs.
     public static var rootfs: String {
         if let r = ProcessInfo.processInfo.environment["SWIFTLET_ROOTFS"], !r.isEmpty { return absolute(r) }

@@ -142,4 +142,18 @@ int sl_signalfd_all(void);            // signalfd for every signal (they must be
 int sl_signalfd_read(int fd);         // next signal number from a signalfd, 0 if none, -1 on error
 int sl_tty_raw(int fd, struct termios *saved);
 int sl_tty_restore(int fd, const struct termios *saved);
+
+// epoll (the monitor's event loop). Events carry the fd itself as their data.
+static const uint32_t SL_EPOLLIN = 0x001, SL_EPOLLOUT = 0x004, SL_EPOLLERR = 0x008, SL_EPOLLHUP = 0x010,
+    SL_EPOLLRDHUP = 0x2000;
+int sl_epoll_create(void);                                   // epoll_create1(EPOLL_CLOEXEC)
+int sl_epoll_add(int ep, int fd, uint32_t events);           // EPOLL_CTL_ADD with data.fd = fd
+int sl_epoll_mod(int ep, int fd, uint32_t events);           // EPOLL_CTL_MOD with data.fd = fd
+int sl_epoll_del(int ep, int fd);                            // EPOLL_CTL_DEL
+int sl_epoll_wait1(int ep, int *fd, uint32_t *events, int timeout_ms); // one event: 1, 0 on timeout, -1
+int sl_accept(int fd);                                       // accept4(fd, 0, 0, SOCK_CLOEXEC|SOCK_NONBLOCK)
+int sl_socket_error(int fd);                                 // getsockopt(SO_ERROR), -1 on failure
+int sl_set_nonblock(int fd);                                 // fcntl F_SETFL |= O_NONBLOCK
+int sl_set_cloexec(int fd);                                  // fcntl F_SETFD FD_CLOEXEC
+int sl_connect_inet(int fd, int family, const void *addr, uint16_t port); // sockaddr_in/in6 from raw address
 #endif

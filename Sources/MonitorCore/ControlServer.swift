@@ -1,0 +1,306 @@
+import Glibc
+import CLinux
+import LinuxSystem
+import OCI
+
+/// The agent's control API (beyond conmon): `<bundle>/monitor.sock`, a unix stream socket speaking
+/// newline-delimited JSON. Requests `{"id": X, "method": M, "params": {...}}` get one reply
+/// `{"id": X, "result": {...}}` or `{"id": X, "error": "..."}`; subscribers also get events
+/// `{"event": ...}`. Spec/monitor.md documents every method and event.
+final class ControlServer {
+    static let maxLine = 1 << 20
+
+    let fd: Int32
+    let path: String
+    unowned let monitor: Monitor
+    private var buffers: [Int32: [UInt8]] = [:]
+    private var subscribers: Set<Int32> = []
+    var probes: [String: Probe] = [:]
+    private(set) var network: NetworkNamespace?
+
+    init(monitor: Monitor, bundle: String) throws(SysError) {
+        self.monitor = monitor
+        path = bundle + "/monitor.sock"
+        fd = try UnixSocket.listen(directory: bundle, name: "monitor.sock", type: Int32(SOCK_STREAM.rawValue), mode: 0o600)
+        do {
+            try UnixSocket.serve(fd, loop: monitor.loop, accepted: { [unowned self] c in self.buffers[c] = [] },
+                                 onReadable: { [unowned self] c in self.receive(c) })
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+    }
+
+    private func receive(_ c: Int32) {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = buf.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }
+        if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) {
+            drop(c)
+            return
+        }
+        guard n > 0 else { return }
+        buffers[c, default: []] += buf[0..<n]
+        while let nl = buffers[c]?.firstIndex(of: UInt8(ascii: "\n")) {
+            let line = Array(buffers[c]?[0..<nl] ?? [])
+            buffers[c]?.removeSubrange(0...nl)
+            handle(line, from: c)
+        }
+        if (buffers[c]?.count ?? 0) > Self.maxLine {
+            send(["error": .string("request line longer than \(Self.maxLine) bytes")], to: c)
+            drop(c)
+        }
+    }
+
+    private func drop(_ c: Int32) {
+        monitor.loop.unwatch(c)
+        Glibc.close(c)
+        buffers[c] = nil
+        subscribers.remove(c)
+    }
+
+    func send(_ obj: JSONObject, to c: Int32) {
+        guard buffers[c] != nil else { return }   // the client left meanwhile
+        let bytes = JSONValue.object(obj).serializedBytes() + [UInt8(ascii: "\n")]
+        // Replies are small; a client that stops reading is dropped rather than blocking the monitor.
+        let n = bytes.withUnsafeBytes { Glibc.send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        if n != bytes.count { drop(c) }
+    }
+
+    func broadcast(_ event: JSONObject) {
+        var e = event
+        e.members.append(("time", .string(Clock.rfc3339Nano())))
+        for c in subscribers { send(e, to: c) }
+    }
+
+    func close() {
+        for c in Array(buffers.keys) { drop(c) }
+        for p in probes.values { p.stop() }
+        probes = [:]
+        monitor.loop.unwatch(fd)
+        Glibc.close(fd)
+        unlink(path)
+    }
+
+    // MARK: - Requests
+
+    private func handle(_ line: [UInt8], from c: Int32) {
+        let request: JSONObject
+        do {
+            guard case .object(let o) = try JSONValue.parse(line, maxDepth: 32) else {
+                throw ControlError("request must be a JSON object")
+            }
+            request = o
+        } catch let e as ControlError {
+            send(["error": .string(e.message)], to: c)
+            return
+        } catch {
+            send(["error": .string("invalid JSON: \(error)")], to: c)
+            return
+        }
+        let id = request["id"] ?? .null
+        do throws(ControlError) {
+            guard case .string(let method)? = request["method"] else { throw ControlError("missing \"method\"") }
+            var params = JSONObject()
+            if let p = request["params"] {
+                guard case .object(let o) = p else { throw ControlError("\"params\" must be an object") }
+                params = o
+            }
+            try dispatch(method, params, id: id, client: c)
+        } catch {
+            send(["id": id, "error": .string(error.message)], to: c)
+        }
+    }
+
+    private func dispatch(_ method: String, _ params: JSONObject, id: JSONValue, client c: Int32) throws(ControlError) {
+        switch method {
+        case "state":
+            send(["id": id, "result": .object(state())], to: c)
+        case "subscribe":
+            subscribers.insert(c)
+            send(["id": id, "result": .object(state())], to: c)
+        case "execSync":
+            let req = try ExecRequest(params)
+            try ExecRunner.run(req, monitor: monitor) { [weak self] result in
+                self?.send(["id": id, "result": .object(result.json)], to: c)
+            }
+        case "addProbe":
+            let spec = try ProbeSpec(params)
+            if spec.needsNetwork && network == nil {
+                network = try NetworkNamespace(pid: monitor.containerPid)
+            }
+            probes[spec.name]?.stop()
+            let probe = Probe(spec, server: self)
+            probes[spec.name] = probe
+            probe.schedule()
+            send(["id": id, "result": .object(["name": .string(spec.name)])], to: c)
+        case "removeProbe":
+            guard case .string(let name)? = params["name"] else { throw ControlError("params.name: missing probe name") }
+            guard let p = probes.removeValue(forKey: name) else { throw ControlError("params.name: no probe \"\(name)\"") }
+            p.stop()
+            send(["id": id, "result": .object([:])], to: c)
+        default:
+            throw ControlError("method: unknown method \"\(method)\" (state, subscribe, execSync, addProbe, removeProbe)")
+        }
+    }
+
+    func state() -> JSONObject {
+        var s: JSONObject = [
+            "id": .string(monitor.cid),
+            "pid": .number(String(monitor.containerPid)),
+            "status": .string(monitor.exitCode == nil ? "running" : "exited"),
+            "oomKilled": .bool(monitor.oomKilled),
+        ]
+        if let code = monitor.exitCode { s.members.append(("exitCode", .number(String(code)))) }
+        s.members.append(("probes", .array(probes.keys.sorted().compactMap { probes[$0].map { .object($0.status()) } })))
+        return s
+    }
+}
+
+struct ControlError: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
+}
+
+// MARK: - Exec-sync
+
+struct ExecRequest {
+    var args: [String]
+    var env: [String] = []
+    var cwd: String?
+    var user: String?
+    var timeoutSeconds = 0
+    var outputLimit = 16 << 20
+
+    init(args: [String], timeoutSeconds: Int) {
+        self.args = args
+        self.timeoutSeconds = timeoutSeconds
+    }
+
+    init(_ p: JSONObject) throws(ControlError) {
+        args = try stringArray(p, "args", required: true)
+        guard !args.isEmpty else { throw ControlError("params.args: must not be empty") }
+        env = try stringArray(p, "env", required: false)
+        cwd = try optionalString(p, "cwd")
+        user = try optionalString(p, "user")
+        timeoutSeconds = try integer(p, "timeout", default: 0, range: 0...86400)
+    }
+}
+
+struct ExecResult {
+    var exitCode: Int32
+    var stdout: [UInt8]
+    var stderr: [UInt8]
+    var timedOut: Bool
+
+    var json: JSONObject {
+        ["exitCode": .number(String(exitCode)), "stdout": .string(String(decoding: stdout, as: UTF8.self)),
+         "stderr": .string(String(decoding: stderr, as: UTF8.self)), "timedOut": .bool(timedOut)]
+    }
+}
+
+/// Runs `<runtime> exec` in the foreground in its own process group, captures its output (up to a
+/// limit), kills the whole group at the timeout (CRI ExecSync semantics: exit code -1 when timed out).
+enum ExecRunner {
+    static func run(_ r: ExecRequest, monitor: Monitor, done: @escaping (ExecResult) -> Void) throws(ControlError) {
+        guard monitor.exitCode == nil else { throw ControlError("container \(monitor.cid) is not running") }
+        var args = [monitor.o.runtime ?? ""] + monitor.o.runtimeArgs + ["exec"]
+        for e in r.env { args += ["--env", e] }
+        if let cwd = r.cwd { args += ["--cwd", cwd] }
+        if let user = r.user { args += ["--user", user] }
+        args += [monitor.cid] + r.args
+        let out: Pipe, err: Pipe
+        do {
+            out = try Pipe.make()
+            err = try Pipe.make()
+        } catch { throw ControlError("exec: \(error)") }
+        var result = ExecResult(exitCode: -1, stdout: [], stderr: [], timedOut: false)
+        var open = 2
+        var exited = false
+        var timer: Int?
+        let loop = monitor.loop
+        func finishIfDone() {
+            guard exited && open == 0 else { return }
+            if let timer { loop.cancel(timer) }
+            done(result)
+        }
+        func closePipe(_ fd: Int32) {
+            loop.unwatch(fd)
+            Glibc.close(fd)
+            open -= 1
+        }
+        for (fd, isOut) in [(out.read, true), (err.read, false)] {
+            _ = sl_set_nonblock(fd)
+            do {
+                try loop.watch(fd) { _ in
+                    var buf = [UInt8](repeating: 0, count: 8192)
+                    let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if n > 0 {
+                        if isOut { if result.stdout.count < r.outputLimit { result.stdout += buf[0..<min(n, r.outputLimit - result.stdout.count)] } }
+                        else if result.stderr.count < r.outputLimit { result.stderr += buf[0..<min(n, r.outputLimit - result.stderr.count)] }
+                    } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                        closePipe(fd)
+                        finishIfDone()
+                    }
+                }
+            } catch { throw ControlError("exec: \(error)") }
+        }
+        var group: pid_t = 0
+        let pid: pid_t
+        do {
+            pid = try monitor.spawnChild(SpawnSpec(args: args, env: Spawn.childEnvironment(), stdout: out.write,
+                                                   stderr: err.write, ownProcessGroup: true)) { status in
+                exited = true
+                if !result.timedOut { result.exitCode = exitStatus(status) }
+                // Processes left in the group would keep the pipes open: end them with the exec.
+                if group > 0 { kill(-group, SIGKILL) }
+                finishIfDone()
+            }
+        } catch {
+            for fd in [out.read, err.read] { loop.unwatch(fd); Glibc.close(fd) }
+            Glibc.close(out.write)
+            Glibc.close(err.write)
+            throw ControlError("exec: start \(args[0]): \(error)")
+        }
+        group = pid
+        Glibc.close(out.write)
+        Glibc.close(err.write)
+        if r.timeoutSeconds > 0 {
+            timer = loop.after(ms: Int64(r.timeoutSeconds) * 1000) {
+                guard !exited else { return }
+                result.timedOut = true
+                result.exitCode = -1
+                kill(-pid, SIGKILL)
+            }
+        }
+    }
+}
+
+// MARK: - Parameter helpers (errors name the field)
+
+func stringArray(_ p: JSONObject, _ key: String, required: Bool) throws(ControlError) -> [String] {
+    guard let v = p[key] else {
+        if required { throw ControlError("params.\(key): missing") }
+        return []
+    }
+    guard case .array(let items) = v else { throw ControlError("params.\(key): must be an array of strings") }
+    var out: [String] = []
+    for item in items {
+        guard case .string(let s) = item else { throw ControlError("params.\(key): must be an array of strings") }
+        out.append(s)
+    }
+    return out
+}
+
+func optionalString(_ p: JSONObject, _ key: String, prefix: String = "params.") throws(ControlError) -> String? {
+    guard let v = p[key] else { return nil }
+    guard case .string(let s) = v else { throw ControlError("\(prefix)\(key): must be a string") }
+    return s
+}
+
+func integer(_ p: JSONObject, _ key: String, default d: Int, range: ClosedRange<Int>, prefix: String = "params.") throws(ControlError) -> Int {
+    guard let v = p[key] else { return d }
+    guard case .number(let text) = v, let n = Int(text), range.contains(n) else {
+        throw ControlError("\(prefix)\(key): must be an integer in \(range.lowerBound)...\(range.upperBound)")
+    }
+    return n
+}

@@ -1,0 +1,4 @@
+import Glibc
+import MonitorCore
+
+exit(runMonitor(CommandLine.arguments))

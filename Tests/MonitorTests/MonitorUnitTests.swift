@@ -1,0 +1,140 @@
+import XCTest
+import OCI
+@testable import MonitorCore
+
+final class OptionParsingTests: XCTestCase {
+    func testPodmanCommandLine() throws {
+        let o = try parseMonitorOptions(["--api-version", "1", "-c", "cid", "-u", "uuid", "-r", "/usr/bin/crun", "-b", "/b",
+                                         "-p", "/b/pidfile", "-n", "name", "--exit-dir", "/e", "--full-attach",
+                                         "--runtime-arg", "--root=/run/x", "-l", "k8s-file:/b/ctr.log", "--log-level", "debug",
+                                         "--syslog", "-i", "--conmon-pidfile=/b/conmon.pid", "--exit-command", "/usr/bin/podman",
+                                         "--exit-command-arg", "--root", "--exit-command-arg", "/x", "--runtime-opt",
+                                         "--preserve-fds", "--runtime-opt", "2", "-T5"])
+        XCTAssertTrue(o.apiVersion)
+        XCTAssertEqual(o.cid, "cid")
+        XCTAssertEqual(o.cuuid, "uuid")
+        XCTAssertEqual(o.runtime, "/usr/bin/crun")
+        XCTAssertEqual(o.runtimeArgs, ["--root=/run/x"])
+        XCTAssertEqual(o.runtimeOpts, ["--preserve-fds", "2"])
+        XCTAssertEqual(o.conmonPidFile, "/b/conmon.pid")
+        XCTAssertEqual(o.exitCommandArgs, ["--root", "/x"])
+        XCTAssertEqual(o.logPaths, ["k8s-file:/b/ctr.log"])
+        XCTAssertEqual(o.timeout, 5)
+        XCTAssertTrue(o.stdin && o.fullAttach && o.syslog)
+        XCTAssertNoThrow(try validate(o))
+    }
+
+    func testErrorsNameTheOption() {
+        func message(_ args: [String]) -> String {
+            do { _ = try parseMonitorOptions(args); return "" } catch { return error.message }
+        }
+        XCTAssertTrue(message(["--nope"]).contains("--nope"))
+        XCTAssertTrue(message(["-x"]).contains("-x"))
+        XCTAssertTrue(message(["--cid"]).contains("--cid"))
+        XCTAssertTrue(message(["--exit-delay", "soon"]).contains("--exit-delay"))
+        XCTAssertTrue(message(["--terminal=yes"]).contains("--terminal"))
+        func invalid(_ args: [String]) -> String {
+            do { try validate(try parseMonitorOptions(args)); return "" } catch { return error.message }
+        }
+        XCTAssertTrue(invalid(["-u", "u", "-r", "/r"]).contains("--cid"))
+        XCTAssertTrue(invalid(["-c", "c", "-r", "/r"]).contains("--cuuid"))
+        XCTAssertTrue(invalid(["-c", "c", "-u", "u"]).contains("--runtime"))
+        XCTAssertTrue(invalid(["-c", "c", "-r", "/r", "-e"]).contains("--exec-process-spec"))
+        XCTAssertTrue(invalid(["-c", "c", "-u", "u", "-r", "/r", "--exec-attach"]).contains("exec"))
+        XCTAssertTrue(invalid(["-c", "c", "-u", "u", "-r", "/r", "-l", "journald:"]).contains("journald"))
+        XCTAssertEqual(invalid(["-c", "c", "-u", "u", "-r", "/r", "stray", "words"]), "")
+    }
+}
+
+final class K8sFormatTests: XCTestCase {
+    func testFullAndPartialLines() {
+        let out = K8sFormat.records(ArraySlice("a\nbb\nccc".utf8), stream: .stdout, timestamp: "T")
+        XCTAssertEqual(out.map { String(decoding: $0, as: UTF8.self) }, ["T stdout F a\n", "T stdout F bb\n", "T stdout P ccc\n"])
+        let err = K8sFormat.records(ArraySlice("x\n".utf8), stream: .stderr, timestamp: "T")
+        XCTAssertEqual(err, [Array("T stderr F x\n".utf8)])
+        XCTAssertEqual(K8sFormat.records(ArraySlice([]), stream: .stdout, timestamp: "T"), [])
+    }
+
+    func testTimestampHasNanosecondsAndNumericOffset() {
+        setenv("TZ", "UTC", 1)
+        tzset()
+        XCTAssertEqual(K8sFormat.timestamp(seconds: 0, nanoseconds: 5), "1970-01-01T00:00:00.000000005+00:00")
+        setenv("TZ", "EST5", 1)
+        tzset()
+        XCTAssertEqual(K8sFormat.timestamp(seconds: 0, nanoseconds: 123456789), "1969-12-31T19:00:00.123456789-05:00")
+        unsetenv("TZ")
+        tzset()
+    }
+}
+
+final class GRPCHealthTests: XCTestCase {
+    func testRequestFrames() {
+        let req = GRPCHealthClient().request(authority: "127.0.0.1:50051", service: "svc")
+        let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+        XCTAssertEqual(Array(req.prefix(preface.count)), preface)
+        var i = preface.count
+        var frames: [(UInt8, UInt8, [UInt8])] = []
+        while i + 9 <= req.count {
+            let len = Int(req[i]) << 16 | Int(req[i + 1]) << 8 | Int(req[i + 2])
+            frames.append((req[i + 3], req[i + 4], Array(req[(i + 9)..<(i + 9 + len)])))
+            i += 9 + len
+        }
+        XCTAssertEqual(i, req.count)
+        XCTAssertEqual(frames.map { $0.0 }, [4, 1, 0])              // SETTINGS, HEADERS, DATA
+        XCTAssertEqual(frames[2].1, 1, "DATA ends the stream")
+        XCTAssertEqual(frames[2].2, [0, 0, 0, 0, 5, 0x0a, 3] + Array("svc".utf8))
+        XCTAssertTrue(String(decoding: frames[1].2, as: UTF8.self).contains("/grpc.health.v1.Health/Check"))
+    }
+
+    func testResponses() {
+        func frame(_ t: UInt8, _ f: UInt8, _ p: [UInt8]) -> [UInt8] { [0, 0, UInt8(p.count), t, f, 0, 0, 0, t == 4 ? 0 : 1] + p }
+        var c = GRPCHealthClient()
+        XCTAssertEqual(c.parse(frame(4, 0, [])), .needMore)
+        XCTAssertNotNil(c.pendingAck())
+        XCTAssertNil(c.pendingAck(), "one ack")
+        XCTAssertEqual(c.parse(frame(4, 0, []) + frame(1, 4, [0x88]) + frame(0, 0, [0, 0, 0, 0, 2, 8, 1])), .serving)
+        XCTAssertEqual(c.parse(frame(0, 0, [0, 0, 0, 0, 2, 8, 2])), .notServing("status NOT_SERVING"))
+        XCTAssertEqual(c.parse(frame(1, 5, [0x88])), .notServing("call ended without a response (service unknown or health service missing)"))
+        XCTAssertEqual(c.parse(frame(0, 0, [0, 0])), .notServing("short gRPC message"))
+        XCTAssertEqual(c.parse([0, 0, 9, 0, 0]), .needMore, "incomplete frame header")
+        XCTAssertEqual(GRPCHealthClient.hpackInteger(1337, prefixBits: 5, firstByte: 0), [31, 154, 10], "RFC 7541 C.1.2")
+    }
+}
+
+final class ProbeSpecTests: XCTestCase {
+    func spec(_ json: String) -> Result<ProbeSpec, ControlError> {
+        guard case .object(let o)? = try? JSONValue.parse(json) else { return .failure(ControlError("bad test json")) }
+        do { return .success(try ProbeSpec(o)) } catch { return .failure(error) }
+    }
+
+    func testDefaultsFollowKubernetes() throws {
+        let s = try spec(#"{"name":"p","tcpSocket":{"port":80}}"#).get()
+        XCTAssertEqual([s.periodSeconds, s.timeoutSeconds, s.successThreshold, s.failureThreshold, s.initialDelaySeconds], [10, 1, 1, 3, 0])
+        guard case .tcp(let host, 80) = s.action else { return XCTFail("\(s.action)") }
+        XCTAssertEqual(host, "127.0.0.1")
+    }
+
+    func testInvalidSpecsNameTheField() {
+        let cases: [(String, String)] = [
+            (#"{"tcpSocket":{"port":80}}"#, "params.name"),
+            (#"{"name":"p"}"#, "exactly one of"),
+            (#"{"name":"p","tcpSocket":{"port":80},"exec":{"command":["x"]}}"#, "exactly one of"),
+            (#"{"name":"p","exec":{"command":[]}}"#, "params.exec.command"),
+            (#"{"name":"p","exec":{"command":"ls"}}"#, "params.command"),
+            (#"{"name":"p","tcpSocket":{}}"#, "params.tcpSocket.port"),
+            (#"{"name":"p","tcpSocket":{"port":"80"}}"#, "params.tcpSocket.port"),
+            (#"{"name":"p","httpGet":{"port":80,"path":"no-slash"}}"#, "params.httpGet.path"),
+            (#"{"name":"p","httpGet":{"port":80,"httpHeaders":[{"name":"a\r\nb","value":"x"}]}}"#, "params.httpGet.httpHeaders"),
+            (#"{"name":"p","httpGet":{"port":80,"expectedStatus":700}}"#, "params.httpGet.expectedStatus"),
+            (#"{"name":"p","grpc":{"port":1,"host":"::zz"}}"#, "params.grpc.host"),
+            (#"{"name":"p","tcpSocket":{"port":80},"periodSeconds":0}"#, "params.periodSeconds"),
+            (#"{"name":"p","tcpSocket":{"port":80},"failureThreshold":1.5}"#, "params.failureThreshold"),
+        ]
+        for (json, field) in cases {
+            switch spec(json) {
+            case .success: XCTFail("accepted \(json)")
+            case .failure(let e): XCTAssertTrue(e.message.contains(field), "\(json): \(e.message)")
+            }
+        }
+    }
+}

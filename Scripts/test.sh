@@ -14,12 +14,14 @@
 #                                       binary and rootfs through SWIFTLET_BINARY / SWIFTLET_ROOTFS)
 # 5. Scripts/containerd-smoke.sh        (ctr + containerd-shim-runc-v2 driving swiftlet), unless
 #                                       SKIP_CONTAINERD=1
-# 6. Scripts/vm-test.sh                 (the cgroup, mount-feature and lifecycle tests again, in a qemu
+# 6. Scripts/podman-test.sh             (podman with swiftlet-monitor as conmon and swiftlet, runc, crun
+#                                       as the runtime), unless SKIP_PODMAN=1
+# 7. Scripts/vm-test.sh                 (the cgroup, mount-feature and lifecycle tests again, in a qemu
 #                                       VM with pure cgroup v2 and Linux 6.1), unless SKIP_VM=1
-# Steps 4 to 6 all run even if one fails; the exit status is non-zero when anything failed. The last
+# Steps 4 to 7 all run even if one fails; the exit status is non-zero when anything failed. The last
 # line counts them all: "test.sh: N passed, N failed, N skipped".
 # Knobs: SWIFT_TEST_FLAGS (extra `swift test` arguments, e.g. "--filter OCITests"),
-#        TEST_TIMEOUT_MIN (default 40, bound on `swift test`), SKIP_CONTAINERD=1, SKIP_VM=1.
+#        TEST_TIMEOUT_MIN (default 40, bound on `swift test`), SKIP_CONTAINERD=1, SKIP_PODMAN=1, SKIP_VM=1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -73,8 +75,15 @@ else
     bash "$HERE/containerd-smoke.sh" "$SWIFTLET_BINARY" 2>&1 | tee "$LOGS/smoke.log" || FAILED+=("containerd-smoke.sh")
 fi
 
+if [ "${SKIP_PODMAN:-0}" = 1 ]; then
+    section "podman end to end: skipped (SKIP_PODMAN=1)"
+else
+    section "podman end to end (swiftlet-monitor as conmon; swiftlet, runc, crun)"
+    bash "$HERE/podman-test.sh" "$SWIFTLET_MONITOR" "$SWIFTLET_BINARY" 2>&1 | tee "$LOGS/podman.log" || FAILED+=("podman-test.sh")
+fi
+
 # The same runtime on pure cgroup v2 and an older kernel (6.1: no tmpfs noswap), in a qemu VM.
-VM_TESTS="IntegrationTests.CgroupIntegrationTests,CgroupsTests.KernelTests,IntegrationTests.MountFeatureTests,IntegrationTests.LifecycleTests"
+VM_TESTS="IntegrationTests.CgroupIntegrationTests,CgroupsTests.KernelTests,IntegrationTests.MountFeatureTests,IntegrationTests.LifecycleTests,IntegrationTests.MonitorLifecycleTests"
 if [ "${SKIP_VM:-0}" = 1 ]; then
     section "vm (cgroup v2, Linux 6.1): skipped (SKIP_VM=1)"
 else
@@ -105,8 +114,8 @@ read -r vm_total vm_failures vm_skipped < <(count "$LOGS/vm.log")
 total=$((total + vm_total - skipped - vm_skipped))
 failures=$((failures + vm_failures))
 skipped=$((skipped + vm_skipped))
-smoke_pass=$(grep -c '^PASS ' "$LOGS/smoke.log" 2>/dev/null || true)
-smoke_fail=$(grep -c '^FAIL ' "$LOGS/smoke.log" 2>/dev/null || true)
+smoke_pass=$(cat "$LOGS/smoke.log" "$LOGS/podman.log" 2>/dev/null | grep -c '^PASS ' || true)
+smoke_fail=$(cat "$LOGS/smoke.log" "$LOGS/podman.log" 2>/dev/null | grep -c '^FAIL ' || true)
 if [ ${#FAILED[@]} -gt 0 ] && [ "$failures" = 0 ] && [ "${smoke_fail:-0}" = 0 ]; then
     failures=1 # a step failed without a test failure (build error, timeout, crash)
 fi

@@ -9,6 +9,7 @@
 #                                       to .build/test-bin/swiftlet -> SWIFTLET_BINARY, because
 #                                       `swift test` relinks .build/debug/swiftlet without
 #                                       --static-swift-stdlib.
+#    Scripts/install-criu.sh            (a criu that works on this kernel -> SWIFTLET_CRIU)
 # 4. swift test                         (XCTest: unit tests and the integration tests, which find the
 #                                       binary and rootfs through SWIFTLET_BINARY / SWIFTLET_ROOTFS)
 # 5. Scripts/containerd-smoke.sh        (ctr + containerd-shim-runc-v2 driving swiftlet), unless
@@ -48,6 +49,12 @@ mv -f "$REPO/.build/test-bin/swiftlet.tmp" "$REPO/.build/test-bin/swiftlet"
 export SWIFTLET_BINARY=$REPO/.build/test-bin/swiftlet
 echo "SWIFTLET_BINARY=$SWIFTLET_BINARY"
 echo "SWIFTLET_ROOTFS=$SWIFTLET_ROOTFS"
+
+# criu for the checkpoint/restore tests (system criu, or a newer Debian one in a private prefix).
+section "criu"
+SWIFTLET_CRIU=$(bash "$HERE/install-criu.sh") || die "install-criu.sh"
+export SWIFTLET_CRIU
+echo "SWIFTLET_CRIU=$SWIFTLET_CRIU"
 
 FAILED=()
 LOGS=$(mktemp -d)

@@ -103,13 +103,13 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) {
     opts.external = try externalNamespaces(state.config)
     if let parent = o.parentPath, !parent.isEmpty { opts.parentImage = parent }
 
-    // Memory tracking (soft-dirty bits) lets pre-dumps and the dump after them copy only changed
-    // pages. Without it a pre-dump is refused (CRIU 4.1 hits an internal BUG there), while a dump
-    // on top of a parent still works: it copies every page again, correct but slower.
+    // Pre-dumps and dumps on top of them (--parent-path) rely on memory tracking (soft-dirty
+    // bits): CRIU hits an internal BUG pre-dumping without it, and a parent can only be a
+    // pre-dump. Without it both are refused before anything is touched (runc: feature check).
     if o.preDump || opts.parentImage != nil {
         opts.trackMem = try criuSupportsMemoryTracking(o.criu)
-        if o.preDump && !opts.trackMem {
-            throw RuntimeError(.unsupported, "--pre-dump: criu cannot track memory changes on this kernel (no soft-dirty page bits: `criu check --feature mem_dirty_track` fails)")
+        if !opts.trackMem {
+            throw RuntimeError(.unsupported, "\(o.preDump ? "--pre-dump" : "--parent-path"): criu cannot track memory changes on this kernel (no soft-dirty page bits: `criu check --feature mem_dirty_track` fails), so iterative checkpoints are not possible here")
         }
     }
     if !o.preDump {

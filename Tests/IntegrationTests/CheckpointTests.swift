@@ -1,0 +1,368 @@
+import Foundation
+import XCTest
+import TestSupport
+
+/// checkpoint / restore with a real criu ($SWIFTLET_CRIU, passed with the global --criu flag;
+/// Scripts/test.sh installs one). Containers are busybox shells that count into a file on a
+/// host directory bind-mounted at /data, so a test can see a restored container carry on.
+final class CheckpointTests: ContainerTestCase {
+    var criu = ""
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        guard let c = ProcessInfo.processInfo.environment["SWIFTLET_CRIU"], !c.isEmpty else {
+            throw XCTSkip("SWIFTLET_CRIU is not set: Scripts/install-criu.sh prints the criu to use")
+        }
+        criu = c
+    }
+
+    /// swiftlet --criu CRIU ARGS
+    @discardableResult
+    func cr(_ args: [String], timeout: Double = 60) -> RunResult { sl(["--criu", criu] + args, timeout: timeout) }
+
+    /// A host directory for /data and a bundle whose process runs `script` with its stdio on
+    /// /dev/null (the container's own, so criu sees no outside files).
+    func counterBundle(_ script: String = CheckpointTests.counter, extraCaps: [String] = []) throws -> (bundle: String, data: String) {
+        let data = try makeTempDir(prefix: "swiftlet-criu-data.")
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sh", "-c", "exec </dev/null >/dev/null 2>&1; " + script])(&spec)
+            var mounts = spec["mounts"] as? [[String: Any]] ?? []
+            mounts.append(["destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rw"]])
+            spec["mounts"] = mounts
+            if !extraCaps.isEmpty {
+                var caps = spec[path: "process.capabilities"] as? [String: Any] ?? [:]
+                for k in ["bounding", "effective", "permitted"] { caps[k] = (caps[k] as? [String] ?? []) + extraCaps }
+                spec[path: "process.capabilities"] = caps
+            }
+        }
+        return (b, data)
+    }
+
+    static let counter = "i=0; while true; do i=$((i+1)); echo $i > /data/count; sleep 0.05; done"
+
+    func count(_ data: String) -> Int {
+        (try? String(contentsOfFile: data + "/count", encoding: .utf8))
+            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? -1
+    }
+
+    /// Waits until the counter passes `value`; returns the count then.
+    @discardableResult
+    func waitCount(_ data: String, above value: Int, file: StaticString = #filePath, line: UInt = #line) -> Int {
+        XCTAssertTrue(waitUntil(timeout: 10) { self.count(data) > value }, "counter stuck at \(count(data)) (wanted > \(value))",
+                      file: file, line: line)
+        return count(data)
+    }
+
+    func state(_ id: String) -> [String: Any]? {
+        let r = sl(["state", id])
+        guard r.status == 0, let d = r.stdout.data(using: .utf8) else { return nil }
+        return (try? JSONSerialization.jsonObject(with: d)) as? [String: Any]
+    }
+
+    func pid(_ id: String) -> Int32 { Int32(state(id)?["pid"] as? Int ?? 0) }
+
+    func imageDir() throws -> String { try makeTempDir(prefix: "swiftlet-criu-img.") }
+
+    func assertRunning(_ id: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(state(id)?["status"] as? String, "running", file: file, line: line)
+    }
+
+    // MARK: - Working paths
+
+    func testCheckpointStopsContainerAndRestoreContinuesUnderSameAndNewID() throws {
+        let (b, data) = try counterBundle()
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "cr1"]).status, 0)
+        waitCount(data, above: 3)
+        let img = try imageDir(), work = try makeTempDir(prefix: "swiftlet-criu-work.")
+        let oldPid = pid("cr1")
+        let c = cr(["checkpoint", "--image-path", img, "--work-path", work, "cr1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: img + "/inventory.img"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: work + "/dump.log"), "criu's log belongs in --work-path")
+        // The processes are gone and so is the container (runc removes it after a full dump).
+        XCTAssertTrue(waitUntil(timeout: 5) { !processAlive(oldPid) })
+        XCTAssertNotEqual(sl(["state", "cr1"]).status, 0)
+        let frozen = count(data)
+        usleep(300_000)
+        XCTAssertEqual(count(data), frozen, "nothing counts after the checkpoint")
+
+        let pidFile = work + "/restored.pid"
+        let r = cr(["restore", "-d", "--image-path", img, "--work-path", work, "--pid-file", pidFile, "--bundle", b, "cr1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: work + "/restore.log"))
+        assertRunning("cr1")
+        let restored = pid("cr1")
+        XCTAssertGreaterThan(restored, 0)
+        XCTAssertEqual(try String(contentsOfFile: pidFile, encoding: .utf8), String(restored))
+        // The counter resumes from where it was, it does not start over.
+        let after = waitCount(data, above: frozen)
+        XCTAssertGreaterThan(after, frozen)
+        // In the container's cgroup, and criu's temporary root is unmounted again.
+        let cg = try String(contentsOfFile: "/proc/\(restored)/cgroup", encoding: .utf8)
+        XCTAssertTrue(cg.contains("/cr1"), cg)
+        XCTAssertEqual(mountsContaining("criu-root"), [])
+        XCTAssertEqual(sl(["delete", "-f", "cr1"]).status, 0)
+        assertNothingLeft("cr1")
+
+        // The same images again, as another container.
+        let r2 = cr(["restore", "-d", "--image-path", img, "--bundle", b, "cr1-copy"])
+        XCTAssertEqual(r2.status, 0, r2.stderr)
+        assertRunning("cr1-copy")
+        waitCount(data, above: count(data))
+        let cg2 = try String(contentsOfFile: "/proc/\(pid("cr1-copy"))/cgroup", encoding: .utf8)
+        XCTAssertTrue(cg2.contains("/cr1-copy"), cg2)
+        XCTAssertEqual(sl(["delete", "-f", "cr1-copy"]).status, 0)
+        assertNothingLeft("cr1-copy")
+    }
+
+    func testLeaveRunningKeepsContainerAndImageRestoresAsSecondContainer() throws {
+        let (b, data) = try counterBundle()
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "lr1"]).status, 0)
+        waitCount(data, above: 3)
+        let before = pid("lr1")
+        let img = try imageDir()
+        let c = cr(["checkpoint", "--leave-running", "--manage-cgroups-mode", "soft", "--image-path", img, "lr1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        assertRunning("lr1")
+        XCTAssertEqual(pid("lr1"), before)
+        waitCount(data, above: count(data))
+
+        let r = cr(["restore", "-d", "--image-path", img, "--bundle", b, "lr2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        assertRunning("lr1")
+        assertRunning("lr2")
+        XCTAssertNotEqual(pid("lr1"), pid("lr2"))
+        for id in ["lr1", "lr2"] {
+            XCTAssertEqual(sl(["delete", "-f", id]).status, 0)
+            assertNothingLeft(id)
+        }
+    }
+
+    /// With memory tracking (soft-dirty bits) a pre-dump and a dump on top of it (--parent-path)
+    /// restore. Without it (this VM's kernel has no soft-dirty bits) both are refused clearly and
+    /// the container runs on untouched.
+    func testPreDumpAndParentPath() throws {
+        let (b, data) = try counterBundle()
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "pd1"]).status, 0)
+        waitCount(data, above: 3)
+        let base = try imageDir()
+        let pid0 = pid("pd1")
+        let tracking = runProgram(criu, ["check", "--feature", "mem_dirty_track"]).status == 0
+        let pre = cr(["checkpoint", "--pre-dump", "--image-path", base + "/1", "pd1"])
+        if !tracking {
+            XCTAssertNotEqual(pre.status, 0)
+            XCTAssertTrue(pre.stderr.contains("--pre-dump") && pre.stderr.contains("track memory"), pre.stderr)
+            let withParent = cr(["checkpoint", "--parent-path", "../1", "--image-path", base + "/2", "pd1"])
+            XCTAssertNotEqual(withParent.status, 0)
+            XCTAssertTrue(withParent.stderr.contains("--parent-path") && withParent.stderr.contains("track memory"), withParent.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: base + "/2/inventory.img"))
+            assertRunning("pd1")
+            XCTAssertEqual(pid("pd1"), pid0)
+            waitCount(data, above: count(data))
+            XCTAssertEqual(sl(["delete", "-f", "pd1"]).status, 0)
+            return
+        }
+        XCTAssertEqual(pre.status, 0, pre.stderr)
+        assertRunning("pd1")
+        waitCount(data, above: count(data))
+        let c = cr(["checkpoint", "--parent-path", "../1", "--image-path", base + "/2", "pd1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        XCTAssertNotEqual(sl(["state", "pd1"]).status, 0)
+        let frozen = count(data)
+        let r = cr(["restore", "-d", "--image-path", base + "/2", "--bundle", b, "pd1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        waitCount(data, above: frozen)
+        XCTAssertEqual(sl(["delete", "-f", "pd1"]).status, 0)
+        assertNothingLeft("pd1")
+    }
+
+    func testRestoreIntoNewBundle() throws {
+        let (b, data) = try counterBundle()
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "nb1"]).status, 0)
+        waitCount(data, above: 3)
+        let img = try imageDir()
+        let c = cr(["checkpoint", "--image-path", img, "nb1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let moved = try makeTempDir(prefix: "swiftlet-bundle-moved.")
+        try FileManager.default.copyItem(atPath: b + "/config.json", toPath: moved + "/config.json")
+        let frozen = count(data)
+        let r = cr(["restore", "-d", "--image-path", img, "--bundle", moved, "nb2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(state("nb2")?["bundle"] as? String, moved)
+        waitCount(data, above: frozen)
+        XCTAssertEqual(sl(["delete", "-f", "nb2"]).status, 0)
+        assertNothingLeft("nb2")
+    }
+
+    /// Without --detach, restore waits for the restored init and exits with its status, then
+    /// removes the container (like run).
+    func testForegroundRestoreReturnsExitStatus() throws {
+        let (b, data) = try counterBundle("i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo $i > /data/count; sleep 0.05; done; exit 7")
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "fg1"]).status, 0)
+        waitCount(data, above: 3)
+        let img = try imageDir()
+        let c = cr(["checkpoint", "--image-path", img, "fg1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        XCTAssertLessThan(count(data), 30)
+        let r = cr(["restore", "--image-path", img, "--bundle", b, "fg1"])
+        XCTAssertEqual(r.status, 7, r.stderr)
+        XCTAssertEqual(count(data), 30)
+        assertNothingLeft("fg1")
+    }
+
+    /// An established TCP connection inside the container (its own network namespace): the
+    /// client keeps sending over it after restore. Without --tcp-established the dump is refused
+    /// and the container runs on.
+    func testTCPEstablishedConnectionSurvives() throws {
+        let script = "ip link set lo up; sleep 1000000 | nc -l -p 5000 > /data/received & sleep 0.3; "
+            + "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done | nc 127.0.0.1 5000"
+        let (b, data) = try counterBundle(script, extraCaps: ["CAP_NET_ADMIN"])
+        func received() -> Int {
+            let text = (try? String(contentsOfFile: data + "/received", encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").last.flatMap { Int($0) } ?? -1
+        }
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "tcp1"]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 10) { received() > 3 }, "no data over the connection")
+        let img = try imageDir()
+
+        let refused = cr(["checkpoint", "--image-path", img, "tcp1"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("--tcp-established"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("dump.log"), "criu's log is quoted: \(refused.stderr)")
+        assertRunning("tcp1")
+        let still = received()
+        XCTAssertTrue(waitUntil(timeout: 5) { received() > still }, "the connection broke after a refused dump")
+
+        let c = cr(["checkpoint", "--tcp-established", "--image-path", img, "tcp1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let frozen = received()
+        // Restoring an established connection needs the flag on restore too; a refused restore
+        // leaves nothing behind.
+        let bad = cr(["restore", "-d", "--image-path", img, "--bundle", b, "tcp1"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("restore.log"), bad.stderr)
+        assertNothingLeft("tcp1")
+        XCTAssertEqual(mountsContaining("criu-root"), [])
+
+        let r = cr(["restore", "-d", "--tcp-established", "--image-path", img, "--bundle", b, "tcp1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(waitUntil(timeout: 10) { received() > frozen + 3 }, "the connection did not carry on after restore")
+        XCTAssertEqual(sl(["delete", "-f", "tcp1"]).status, 0)
+        assertNothingLeft("tcp1")
+    }
+
+    // MARK: - Failures
+
+    func testCheckpointErrorsLeaveContainerRunning() throws {
+        let (b, data) = try counterBundle()
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "ce1"]).status, 0)
+        waitCount(data, above: 3)
+        let img = try imageDir()
+        let pid0 = pid("ce1")
+
+        let missing = sl(["--criu", "/nonexistent/criu", "checkpoint", "--image-path", img, "ce1"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("/nonexistent/criu") && missing.stderr.contains("No such file"), missing.stderr)
+
+        let file = img + "/a-file"
+        FileManager.default.createFile(atPath: file, contents: Data())
+        let badDir = cr(["checkpoint", "--image-path", file + "/sub", "ce1"])
+        XCTAssertNotEqual(badDir.status, 0)
+        XCTAssertTrue(badDir.stderr.contains("--image-path") && badDir.stderr.contains(file + "/sub"), badDir.stderr)
+
+        let mode = cr(["checkpoint", "--manage-cgroups-mode", "bogus", "--image-path", img, "ce1"])
+        XCTAssertNotEqual(mode.status, 0)
+        XCTAssertTrue(mode.stderr.contains("--manage-cgroups-mode") && mode.stderr.contains("bogus"), mode.stderr)
+
+        let ns = cr(["checkpoint", "--empty-ns", "bogus", "--image-path", img, "ce1"])
+        XCTAssertNotEqual(ns.status, 0)
+        XCTAssertTrue(ns.stderr.contains("--empty-ns"), ns.stderr)
+
+        let lazy = cr(["checkpoint", "--lazy-pages", "--image-path", img, "ce1"])
+        XCTAssertNotEqual(lazy.status, 0)
+        XCTAssertTrue(lazy.stderr.contains("--lazy-pages"), lazy.stderr)
+
+        let ps = cr(["checkpoint", "--page-server", "127.0.0.1:9999", "--image-path", img, "ce1"])
+        XCTAssertNotEqual(ps.status, 0)
+        XCTAssertTrue(ps.stderr.contains("--page-server"), ps.stderr)
+
+        assertRunning("ce1")
+        XCTAssertEqual(pid("ce1"), pid0)
+        waitCount(data, above: count(data))
+
+        let none = cr(["checkpoint", "--image-path", img, "no-such-container"])
+        XCTAssertNotEqual(none.status, 0)
+        XCTAssertTrue(none.stderr.contains("does not exist"), none.stderr)
+        XCTAssertEqual(sl(["delete", "-f", "ce1"]).status, 0)
+    }
+
+    func testCheckpointOfCreatedOrStoppedContainerIsRefused() throws {
+        let (b, _) = try counterBundle()
+        XCTAssertEqual(sl(["create", "--bundle", b, "cs1"]).status, 0)
+        let img = try imageDir()
+        let created = cr(["checkpoint", "--image-path", img, "cs1"])
+        XCTAssertNotEqual(created.status, 0)
+        XCTAssertTrue(created.stderr.contains("not been started"), created.stderr)
+        XCTAssertEqual(state("cs1")?["status"] as? String, "created")
+
+        let (b2, _) = try counterBundle("true")
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b2, "cs2"]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 10) { self.state("cs2")?["status"] as? String == "stopped" })
+        let stopped = cr(["checkpoint", "--image-path", img, "cs2"])
+        XCTAssertNotEqual(stopped.status, 0)
+        XCTAssertTrue(stopped.stderr.contains("not running"), stopped.stderr)
+        XCTAssertEqual(state("cs2")?["status"] as? String, "stopped")
+        for id in ["cs1", "cs2"] { XCTAssertEqual(sl(["delete", "-f", id]).status, 0) }
+    }
+
+    func testRestoreErrorsLeaveNothingBehind() throws {
+        let (b, data) = try counterBundle()
+        let empty = try imageDir()
+
+        let noDir = cr(["restore", "-d", "--image-path", empty + "/missing", "--bundle", b, "re1"])
+        XCTAssertNotEqual(noDir.status, 0)
+        XCTAssertTrue(noDir.stderr.contains("--image-path") && noDir.stderr.contains(empty + "/missing"), noDir.stderr)
+        assertNothingLeft("re1")
+
+        let noImages = cr(["restore", "-d", "--image-path", empty, "--bundle", b, "re1"])
+        XCTAssertNotEqual(noImages.status, 0)
+        XCTAssertTrue(noImages.stderr.contains("inventory.img"), noImages.stderr)
+        assertNothingLeft("re1")
+
+        // A real checkpoint, restored with a criu that does not exist.
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "re2"]).status, 0)
+        waitCount(data, above: 3)
+        let img = try imageDir()
+        let c = cr(["checkpoint", "--image-path", img, "re2"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let missing = sl(["--criu", "/nonexistent/criu", "restore", "-d", "--image-path", img, "--bundle", b, "re2"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("/nonexistent/criu"), missing.stderr)
+        assertNothingLeft("re2")
+        XCTAssertEqual(mountsContaining("criu-root"), [])
+
+        let lazy = cr(["restore", "-d", "--lazy-pages", "--image-path", img, "--bundle", b, "re2"])
+        XCTAssertNotEqual(lazy.status, 0)
+        XCTAssertTrue(lazy.stderr.contains("--lazy-pages"), lazy.stderr)
+        assertNothingLeft("re2")
+
+        let badBundle = cr(["restore", "-d", "--image-path", img, "--bundle", empty, "re2"])
+        XCTAssertNotEqual(badBundle.status, 0)
+        XCTAssertTrue(badBundle.stderr.contains("config.json"), badBundle.stderr)
+        assertNothingLeft("re2")
+
+        // An id that is taken: refused, and the running container is untouched.
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "re3"]).status, 0)
+        let taken = cr(["restore", "-d", "--image-path", img, "--bundle", b, "re3"])
+        XCTAssertNotEqual(taken.status, 0)
+        XCTAssertTrue(taken.stderr.contains("already exists"), taken.stderr)
+        assertRunning("re3")
+        XCTAssertEqual(sl(["delete", "-f", "re3"]).status, 0)
+
+        // After all that the images still restore.
+        let ok = cr(["restore", "-d", "--image-path", img, "--bundle", b, "re2"])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertEqual(sl(["delete", "-f", "re2"]).status, 0)
+        assertNothingLeft("re2")
+    }
+}

@@ -50,9 +50,9 @@ func restoreVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     r.emptyNamespaces = o.strings("empty-ns")
     r.lsmProfile = nonEmpty(o.string("lsm-profile"))
     r.lsmMountContext = nonEmpty(o.string("lsm-mount-context"))
-    let state = try restoreContainer(r)
+    let restored = try restoreContainer(r)
     if r.detach { return 0 }
-    let code = waitForeground(pid: state.pid)
+    let code = waitForeground(pid: restored.state.pid, pty: restored.ptyMaster)
     for w in try deleteContainer(root: g.root, id: id, force: true) { g.log.warning(w) }
     return code
 }

@@ -33,10 +33,17 @@ public struct RestoreOptions: Sendable {
     }
 }
 
+/// A restored container: its state, and the pty master when it has a terminal and no
+/// --console-socket took it (for the foreground copy loop).
+public struct Restored: Sendable {
+    public var state: StoredState
+    public var ptyMaster: Int32?
+}
+
 /// `restore`: creates container `id` from the bundle's config.json with its processes taken from
 /// CRIU images. The container ends up as `run -d` leaves one: state written, cgroup set up, status
-/// running. Returns the restored init's pid. On failure nothing is left behind.
-public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> StoredState {
+/// running. On failure nothing is left behind.
+public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restored {
     try ContainerStore.validate(id: o.id)
     let checks = try CriuCommonChecks(mode: o.manageCgroupsMode, emptyNamespaces: o.emptyNamespaces, lazyPages: o.lazyPages)
     if let p = o.lsmProfile, !p.isEmpty {
@@ -47,10 +54,13 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Stored
     }
     let bundle = FS.cleanPath(FS.absolute(o.bundle, base: FS.cwd()))
     let spec = try loadSpec(bundle: bundle)
-    if spec.process?.terminal ?? false {
-        throw RuntimeError(.unsupported, "restore: containers with process.terminal are not supported by swiftlet yet")
+    // A terminal comes back as a new pty pair (CRIU's orphan-pts-master notification): its master
+    // goes to --console-socket, or to the foreground copy loop; the same rules as create.
+    let terminal = spec.process?.terminal ?? false
+    if terminal && o.consoleSocket == nil && o.detach {
+        throw RuntimeError(.invalidArgument, "cannot allocate tty if swiftlet will detach without setting console socket")
     }
-    if o.consoleSocket != nil {
+    if !terminal && o.consoleSocket != nil {
         throw RuntimeError(.invalidArgument, "cannot use console socket if swiftlet will not detach or allocate tty")
     }
     let imagesAbs = FS.cleanPath(FS.absolute(o.imagePath, base: FS.cwd()))
@@ -71,6 +81,8 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Stored
     defer { lock.release() }
 
     var restoredPid: pid_t = 0
+    var pty: Int32?
+    var gotPty = false
     var cgroup: CgroupManager?
     let criuRoot = store.dir(o.id) + "/criu-root"
     var rootMounted = false
@@ -160,6 +172,13 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Stored
         let resp: CriuResponse
         do throws(CriuError) {
             resp = try service.call(CriuRequest(type: .restore, options: opts)) { (script, pid, fd) throws(CriuError) in
+                if script == "orphan-pts-master", let fd {
+                    gotPty = true
+                    do { pty = try handOverPty(fd, name: "orphan-pts-master", consoleSocket: o.consoleSocket) } catch {
+                        throw CriuError("restore: send the pty master to --console-socket: \(error)")
+                    }
+                    return
+                }
                 if let fd { close(fd) }
                 switch script {
                 case "setup-namespaces":
@@ -195,8 +214,12 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Stored
         if let pf = o.pidFile, !pf.isEmpty {
             try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(restoredPid).utf8), mode: 0o644) }
         }
-        return state
+        if terminal && !gotPty {
+            throw RuntimeError(.internal, "restore: criu restored a terminal container without handing over its pty master")
+        }
+        return Restored(state: state, ptyMaster: pty)
     } catch {
+        if let pty { close(pty) }
         if restoredPid > 0 {
             _ = kill(restoredPid, SIGKILL)
             _ = Proc.waitExit(restoredPid, startTime: nil, timeoutMs: 5000)

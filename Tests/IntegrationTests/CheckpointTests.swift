@@ -1,5 +1,7 @@
 import Foundation
 import XCTest
+import Glibc
+import CLinux
 import TestSupport
 
 /// checkpoint / restore with a real criu ($SWIFTLET_CRIU, passed with the global --criu flag;
@@ -251,6 +253,65 @@ final class CheckpointTests: ContainerTestCase {
         assertNothingLeft("tcp1")
     }
 
+    /// A terminal container: its pty comes back as a new pair whose master restore sends to
+    /// --console-socket (CRIU's orphan-pts-master); without --detach and a socket, restore copies
+    /// the pty to its stdout and returns init's exit status.
+    func testTerminalContainerRestoresWithConsoleSocketAndInForeground() throws {
+        let script = "i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo tick$i; sleep 0.05; done; exit 5"
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sh", "-c", script])(&spec)
+            spec[path: "process.terminal"] = true
+        }
+        let console = try ConsoleSocket(path: root.path + "/console.sock")
+        XCTAssertEqual(sl(["run", "-d", "--console-socket", console.path, "--bundle", b, "tty1"]).status, 0)
+        let first = try XCTUnwrap(console.receive())
+        let before = readTicks(first, until: 5)
+        XCTAssertGreaterThanOrEqual(before, 5)
+        let img = try imageDir()
+        // The console holder keeps the master open over the checkpoint (a hung-up pty does not restore).
+        let c = cr(["checkpoint", "--image-path", img, "tty1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        close(first)
+
+        let noSocket = cr(["restore", "-d", "--image-path", img, "--bundle", b, "tty1"])
+        XCTAssertNotEqual(noSocket.status, 0)
+        XCTAssertTrue(noSocket.stderr.contains("console socket"), noSocket.stderr)
+        assertNothingLeft("tty1")
+
+        let r = cr(["restore", "-d", "--console-socket", console.path, "--image-path", img, "--bundle", b, "tty1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let master = try XCTUnwrap(console.receive())
+        let after = readTicks(master, until: before + 3)
+        close(master)
+        XCTAssertGreaterThan(after, before, "the restored shell carries on counting on the new pty")
+        XCTAssertEqual(sl(["delete", "-f", "tty1"]).status, 0)
+        assertNothingLeft("tty1")
+
+        // The same images in the foreground: the pty is copied to our stdout, exit status 5.
+        let fg = cr(["restore", "--image-path", img, "--bundle", b, "tty2"])
+        XCTAssertEqual(fg.status, 5, fg.stderr)
+        XCTAssertTrue(fg.stdout.contains("tick40"), fg.stdout)
+        XCTAssertFalse(fg.stdout.contains("tick1\r"), "restored, not started over: \(fg.stdout)")
+        assertNothingLeft("tty2")
+    }
+
+    /// Reads "tickN" lines from a pty master until N reaches `until` (or 10 s pass); returns the last N.
+    func readTicks(_ fd: Int32, until: Int) -> Int {
+        var text = ""
+        var buf = [UInt8](repeating: 0, count: 1024)
+        let deadline = Date().addingTimeInterval(10)
+        var last = -1
+        while Date() < deadline && last < until {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 200) > 0 else { continue }
+            let n = read(fd, &buf, buf.count)
+            if n <= 0 { break }
+            text += String(decoding: buf[0..<n], as: UTF8.self)
+            last = text.components(separatedBy: "tick").compactMap { Int($0.prefix { $0.isNumber }) }.last ?? -1
+        }
+        return last
+    }
+
     // MARK: - Failures
 
     func testCheckpointErrorsLeaveContainerRunning() throws {
@@ -364,5 +425,40 @@ final class CheckpointTests: ContainerTestCase {
         XCTAssertEqual(ok.status, 0, ok.stderr)
         XCTAssertEqual(sl(["delete", "-f", "re2"]).status, 0)
         assertNothingLeft("re2")
+    }
+}
+
+/// A listening --console-socket; `receive` accepts one connection and returns the fd it carries.
+final class ConsoleSocket {
+    let path: String
+    let fd: Int32
+
+    init(path: String) throws {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        }
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard fd >= 0, bound == 0, listen(fd, 4) == 0 else { throw TestSupportError("console socket \(path): errno \(errno)") }
+    }
+
+    deinit { close(fd) }
+
+    /// The next pty master sent to the socket (the runtime connects, sends, closes), nil after 10 s.
+    func receive() -> Int32? {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, 10_000) > 0 else { return nil }
+        let conn = accept(fd, nil, nil)
+        guard conn >= 0 else { return nil }
+        defer { close(conn) }
+        var buf = [UInt8](repeating: 0, count: 256)
+        var got: Int32 = -1
+        _ = sl_recv_fd(conn, &got, &buf, buf.count)
+        return got >= 0 ? got : nil
     }
 }

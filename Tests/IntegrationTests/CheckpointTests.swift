@@ -253,6 +253,50 @@ final class CheckpointTests: ContainerTestCase {
         assertNothingLeft("tcp1")
     }
 
+    /// A network namespace joined by path is external to the checkpoint: restore puts the
+    /// restored processes back into that same namespace. A `cgroup` mount (one bind per host
+    /// hierarchy) is dumped as external bind mounts and rebound to the new container's cgroups.
+    func testJoinedNetworkNamespaceAndCgroupMount() throws {
+        let netns = "swiftlet-cr-\(UInt32.random(in: 0...UInt32.max))"
+        XCTAssertEqual(runProgram("/usr/bin/ip", ["netns", "add", netns]).status, 0)
+        defer { _ = runProgram("/usr/bin/ip", ["netns", "delete", netns]) }
+        let nsPath = "/run/netns/" + netns
+        let (b, data) = try counterBundle()
+        var config = try readConfig(bundle: b)
+        var namespaces = (config[path: "linux.namespaces"] as? [[String: Any]] ?? []).filter { $0["type"] as? String != "network" }
+        namespaces.append(["type": "network", "path": nsPath])
+        config[path: "linux.namespaces"] = namespaces
+        var mounts = config["mounts"] as? [[String: Any]] ?? []
+        mounts.append(["destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                       "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]])
+        config["mounts"] = mounts
+        try writeConfigThrowing(config, to: b)
+
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "ns1"]).status, 0)
+        waitCount(data, above: 3)
+        let nsInode = try FileManager.default.attributesOfItem(atPath: nsPath)[.systemFileNumber] as? UInt64
+        func netnsOf(_ pid: Int32) -> String { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net")) ?? "" }
+        XCTAssertEqual(netnsOf(pid("ns1")), "net:[\(nsInode ?? 0)]")
+        let img = try imageDir()
+        let c = cr(["checkpoint", "--image-path", img, "ns1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let frozen = count(data)
+        let r = cr(["restore", "-d", "--image-path", img, "--bundle", b, "ns2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        waitCount(data, above: frozen)
+        let restored = pid("ns2")
+        XCTAssertEqual(netnsOf(restored), "net:[\(nsInode ?? 0)]", "restored into the joined namespace")
+        // The container's cgroup mount shows the new container's cgroup.
+        let cg = try String(contentsOfFile: "/proc/\(restored)/cgroup", encoding: .utf8)
+        XCTAssertTrue(cg.contains("/ns2"), cg)
+        let mountinfo = try String(contentsOfFile: "/proc/\(restored)/mountinfo", encoding: .utf8)
+        let cgroupMounts = mountinfo.split(separator: "\n").filter { $0.contains(" /sys/fs/cgroup/") }
+        XCTAssertFalse(cgroupMounts.isEmpty, mountinfo)
+        XCTAssertTrue(cgroupMounts.allSatisfy { $0.contains("/ns2 ") }, cgroupMounts.joined(separator: "\n"))
+        XCTAssertEqual(sl(["delete", "-f", "ns2"]).status, 0)
+        assertNothingLeft("ns2")
+    }
+
     /// A terminal container: its pty comes back as a new pair whose master restore sends to
     /// --console-socket (CRIU's orphan-pts-master); without --detach and a socket, restore copies
     /// the pty to its stdout and returns init's exit status.

@@ -74,7 +74,10 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) {
     case .stopped: throw RuntimeError(.invalidState, "cannot checkpoint container \(o.id): container not running")
     }
 
-    let images = try openCriuDir(o.imagePath, what: "--image-path")
+    // A user-namespaced container is restored by criu as the container's root (an unprivileged host
+    // uid), which must be able to reach the image files (0644): a new image directory gets 0711.
+    let inUserNS = (state.config.linux?.namespaces ?? []).contains { $0.type == .user }
+    let images = try openCriuDir(o.imagePath, what: "--image-path", mode: inUserNS ? 0o711 : 0o700)
     defer { close(images.fd) }
     var work: (path: String, fd: Int32)?
     if let w = o.workPath, !w.isEmpty { work = try openCriuDir(w, what: "--work-path") }
@@ -141,10 +144,12 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) {
     _ = try deleteContainer(root: o.root, id: o.id, force: true)
 }
 
-/// Creates (mode 0700, if missing) and opens a directory CRIU reads or writes.
-func openCriuDir(_ path: String, what: String) throws(RuntimeError) -> (path: String, fd: Int32) {
+/// Creates (with `mode`, if missing) and opens a directory CRIU reads or writes.
+func openCriuDir(_ path: String, what: String, mode: mode_t = 0o700) throws(RuntimeError) -> (path: String, fd: Int32) {
     let abs = FS.cleanPath(FS.absolute(path, base: FS.cwd()))
-    if Glibc.mkdir(abs, 0o700) != 0 && errno != EEXIST {
+    if Glibc.mkdir(abs, mode) == 0 {
+        _ = chmod(abs, mode)   // whatever the umask
+    } else if errno != EEXIST {
         throw RuntimeError(.invalidArgument, "\(what): mkdir \(abs): \(errnoString(errno))")
     }
     let fd = Glibc.open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

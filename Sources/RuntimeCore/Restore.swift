@@ -70,6 +70,13 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
     guard FS.exists(imagesAbs + "/inventory.img") else {
         throw RuntimeError(.invalidArgument, "--image-path: \(imagesAbs): no checkpoint there (inventory.img missing)")
     }
+    // criu reads the images of a user-namespaced container as the container's root.
+    if (spec.linux?.namespaces ?? []).contains(where: { $0.type == .user }) {
+        let rootUid = hostID(of: 0, in: spec.linux?.uidMappings)
+        if st.st_uid != rootUid && st.st_mode & 0o001 == 0 {
+            throw RuntimeError(.invalidArgument, "--image-path: \(imagesAbs): the container's root (host uid \(rootUid)) cannot reach the images (mode \(String(st.st_mode & 0o777, radix: 8))); criu restores a user-namespaced container as that user: allow it, e.g. chmod o+x")
+        }
+    }
     let manager = CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
     let plan = try ContainerPlan(spec: spec, id: o.id, bundle: bundle, noPivot: false, noNewKeyring: false,
                                  preserveFds: 0, listenFds: 0, cgroupBinds: cgroupBinds(manager))

@@ -24,8 +24,17 @@ final class CheckpointTests: ContainerTestCase {
 
     /// A host directory for /data and a bundle whose process runs `script` with its stdio on
     /// /dev/null (the container's own, so criu sees no outside files).
-    func counterBundle(_ script: String = CheckpointTests.counter, extraCaps: [String] = []) throws -> (bundle: String, data: String) {
-        let data = try makeTempDir(prefix: "swiftlet-criu-data.")
+    /// `sharedData`: /data is a world-writable directory outside the (0700) test session dir, for
+    /// containers whose root is an unprivileged host user.
+    func counterBundle(_ script: String = CheckpointTests.counter, extraCaps: [String] = [],
+                       sharedData: Bool = false) throws -> (bundle: String, data: String) {
+        var data = try makeTempDir(prefix: "swiftlet-criu-data.")
+        if sharedData {
+            data = FileManager.default.temporaryDirectory.appendingPathComponent("swiftlet-criu-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: false)
+            XCTAssertEqual(chmod(data, 0o777), 0)
+            addTeardownBlock { try? FileManager.default.removeItem(atPath: data) }
+        }
         let b = try bundle { spec in
             ContainerTestCase.args(["sh", "-c", "exec </dev/null >/dev/null 2>&1; " + script])(&spec)
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
@@ -295,6 +304,40 @@ final class CheckpointTests: ContainerTestCase {
         XCTAssertTrue(cgroupMounts.allSatisfy { $0.contains("/ns2 ") }, cgroupMounts.joined(separator: "\n"))
         XCTAssertEqual(sl(["delete", "-f", "ns2"]).status, 0)
         assertNothingLeft("ns2")
+    }
+
+    /// A user-namespaced container: criu restores it as the container's root (host uid 100000),
+    /// so the image directory checkpoint creates is reachable by it (0711); one that is not is
+    /// refused with a clear error before anything is set up.
+    func testUserNamespacedContainer() throws {
+        let (b, data) = try counterBundle(sharedData: true)
+        var config = try readConfig(bundle: b)
+        ContainerTestCase.userNamespace()(&config)
+        try writeConfigThrowing(config, to: b)
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "un1"]).status, 0)
+        waitCount(data, above: 3)
+        let base = try imageDir()
+        let img = base + "/images"
+        let c = cr(["checkpoint", "--image-path", img, "un1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let mode = (try FileManager.default.attributesOfItem(atPath: img)[.posixPermissions] as? Int) ?? 0
+        XCTAssertEqual(mode, 0o711)
+
+        XCTAssertEqual(chmod(img, 0o700), 0)
+        let refused = cr(["restore", "-d", "--image-path", img, "--bundle", b, "un1"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("host uid 100000") && refused.stderr.contains(img), refused.stderr)
+        assertNothingLeft("un1")
+
+        XCTAssertEqual(chmod(img, 0o711), 0)
+        let frozen = count(data)
+        let r = cr(["restore", "-d", "--image-path", img, "--bundle", b, "un1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        waitCount(data, above: frozen)
+        let uidMap = try String(contentsOfFile: "/proc/\(pid("un1"))/uid_map", encoding: .utf8)
+        XCTAssertTrue(uidMap.split(whereSeparator: \.isWhitespace).elementsEqual(["0", "100000", "65536"]), uidMap)
+        XCTAssertEqual(sl(["delete", "-f", "un1"]).status, 0)
+        assertNothingLeft("un1")
     }
 
     /// A terminal container: its pty comes back as a new pair whose master restore sends to

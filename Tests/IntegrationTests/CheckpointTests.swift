@@ -340,6 +340,45 @@ final class CheckpointTests: ContainerTestCase {
         assertNothingLeft("un1")
     }
 
+    /// prestart and createRuntime hooks run during restore once criu has set up the namespaces
+    /// (its setup-namespaces notification), with the restored init's pid; a failing hook fails the
+    /// restore and leaves nothing behind.
+    func testRestoreRunsHooks() throws {
+        let (b, data) = try counterBundle()
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "hk1"]).status, 0)
+        waitCount(data, above: 3)
+        let img = try imageDir()
+        let c = cr(["checkpoint", "--image-path", img, "hk1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+
+        let log = data + "/hooks.log"
+        func setHooks(_ prestart: String) throws {
+            var config = try readConfig(bundle: b)
+            config["hooks"] = [
+                "prestart": [["path": "/bin/sh", "args": ["sh", "-c", prestart]]],
+                "createRuntime": [["path": "/bin/sh", "args": ["sh", "-c", "echo createRuntime >> \(log)"]]],
+            ]
+            try writeConfigThrowing(config, to: b)
+        }
+        try setHooks("exit 3")
+        let failed = cr(["restore", "-d", "--image-path", img, "--bundle", b, "hk1"])
+        XCTAssertNotEqual(failed.status, 0)
+        XCTAssertTrue(failed.stderr.contains("prestart"), failed.stderr)
+        assertNothingLeft("hk1")
+
+        try setHooks("cat >> \(log); echo >> \(log)")
+        let r = cr(["restore", "-d", "--image-path", img, "--bundle", b, "hk1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        let lines = text.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.last, "createRuntime", text)
+        let state = try XCTUnwrap(lines.first { $0.hasPrefix("{") }.flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
+        XCTAssertEqual(state["id"] as? String, "hk1")
+        XCTAssertEqual(Int32(state["pid"] as? Int ?? 0), pid("hk1"), text)
+        XCTAssertEqual(sl(["delete", "-f", "hk1"]).status, 0)
+        assertNothingLeft("hk1")
+    }
+
     /// A terminal container: its pty comes back as a new pair whose master restore sends to
     /// --console-socket (CRIU's orphan-pts-master); without --detach and a socket, restore copies
     /// the pty to its stdout and returns init's exit status.

@@ -147,9 +147,9 @@ public struct CriuRequest: Sendable {
     }
 }
 
-/// criu_resp: type 1, success 2, dump 3 (criu_dump_resp: restored 1), restore 4 (criu_restore_resp:
-/// pid 1), notify 5 (criu_notify: script 1, pid 2), cr_errno 7, features 8, cr_errmsg 9,
-/// version 10 (criu_version: major_number 1, minor_number 2, gitid 3, sublevel 4).
+/// criu_resp: type 1, success 2, restore 4 (criu_restore_resp: pid 1), notify 5 (criu_notify:
+/// script 1, pid 2), cr_errno 7, features 8, cr_errmsg 9. (dump 3, ps 6, version 10 and status 11
+/// are not used.)
 public struct CriuResponse: Sendable, Equatable {
     public var type: UInt64 = 0
     public var success = false
@@ -159,11 +159,6 @@ public struct CriuResponse: Sendable, Equatable {
     public var errno: Int32?
     public var errorMessage: String?
     public var features: CriuFeatures?
-    public var version: (major: Int32, minor: Int32, sublevel: Int32)? {
-        get { versionParts.map { ($0[0], $0[1], $0[2]) } }
-        set { versionParts = newValue.map { [$0.major, $0.minor, $0.sublevel] } }
-    }
-    var versionParts: [Int32]?
 
     public init() {}
 
@@ -186,14 +181,6 @@ public struct CriuResponse: Sendable, Equatable {
             case 7: r.errno = value.int32
             case 8: r.features = try CriuFeatures.decode(value.data ?? [])
             case 9: r.errorMessage = value.string
-            case 10:
-                var parts: [Int32] = [0, 0, 0]
-                for (f, v) in try ProtoReader.fields(value.data ?? []) {
-                    if f == 1 { parts[0] = v.int32 ?? 0 }
-                    if f == 2 { parts[1] = v.int32 ?? 0 }
-                    if f == 4 { parts[2] = v.int32 ?? 0 }
-                }
-                r.versionParts = parts
             default: break
             }
         }
@@ -203,9 +190,4 @@ public struct CriuResponse: Sendable, Equatable {
         return r
     }
 
-    public static func == (a: CriuResponse, b: CriuResponse) -> Bool {
-        a.type == b.type && a.success == b.success && a.restoredPid == b.restoredPid && a.notifyScript == b.notifyScript
-            && a.notifyPid == b.notifyPid && a.errno == b.errno && a.errorMessage == b.errorMessage
-            && a.features == b.features && a.versionParts == b.versionParts
-    }
 }

@@ -116,7 +116,7 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) {
         }
     }
     if !o.preDump {
-        opts.externalMounts = try dumpExternalMounts(state)
+        opts.externalMounts = dumpExternalMounts(state)
         // The init's stdio as the kernel names them; restore maps pipes among them to its own stdio.
         let fds = (0...2).map { (try? FS.readlink("/proc/\(state.pid)/fd/\($0)")) ?? "" }
         try step("write \(images.path)/descriptors.json") {
@@ -256,7 +256,7 @@ func externalMounts(spec: Spec, bundle: String, cgroupPaths: [String: String]) -
     return out
 }
 
-func dumpExternalMounts(_ state: StoredState) throws(RuntimeError) -> [(key: String, value: String)] {
+func dumpExternalMounts(_ state: StoredState) -> [(key: String, value: String)] {
     externalMounts(spec: state.config, bundle: state.bundle, cgroupPaths: state.cgroupPaths ?? [:])
         .map { ($0.destination, $0.destination) }
 }

@@ -533,6 +533,20 @@ final class CheckpointTests: ContainerTestCase {
         XCTAssertTrue(lazy.stderr.contains("--lazy-pages"), lazy.stderr)
         assertNothingLeft("re2")
 
+        for (flags, words) in [(["--manage-cgroups-mode", "sometimes"], ["--manage-cgroups-mode", "sometimes"]),
+                               (["--empty-ns", "bogus"], ["--empty-ns", "bogus"]),
+                               (["--lsm-profile", "apparmor:x"], ["--lsm-profile"]),
+                               (["--lsm-mount-context", "system_u:object_r:x:s0"], ["--lsm-mount-context"]),
+                               (["--console-socket", empty + "/sock"], ["console socket"]),
+                               (["--work-path", empty + "/a-file/sub"], ["--work-path", empty + "/a-file/sub"])] {
+            FileManager.default.createFile(atPath: empty + "/a-file", contents: Data())
+            let bad = cr(["restore", "-d", "--image-path", img, "--bundle", b] + flags + ["re2"])
+            XCTAssertNotEqual(bad.status, 0, "\(flags)")
+            XCTAssertTrue(words.allSatisfy { bad.stderr.contains($0) }, "\(flags): \(bad.stderr)")
+            assertNothingLeft("re2")
+            XCTAssertEqual(mountsContaining("criu-root"), [])
+        }
+
         let badBundle = cr(["restore", "-d", "--image-path", img, "--bundle", empty, "re2"])
         XCTAssertNotEqual(badBundle.status, 0)
         XCTAssertTrue(badBundle.stderr.contains("config.json"), badBundle.stderr)

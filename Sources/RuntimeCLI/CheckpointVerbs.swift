@@ -25,7 +25,7 @@ func checkpointVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     c.pageServer = nonEmpty(o.string("page-server"))
     c.manageCgroupsMode = o.string("manage-cgroups-mode") ?? ""
     c.emptyNamespaces = o.strings("empty-ns")
-    try checkpointContainer(c)
+    for w in try checkpointContainer(c) { g.log.warning(w) }
     return 0
 }
 

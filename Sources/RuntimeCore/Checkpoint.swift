@@ -57,7 +57,9 @@ struct CriuCommonChecks {
 /// `checkpoint`: dumps the running container with CRIU into `imagePath`. Without --leave-running
 /// (and without --pre-dump) CRIU kills the processes and the container is then removed, as runc
 /// does; restore recreates it. On failure the container is left as it was (CRIU thaws it).
-public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) {
+/// Returns warnings (from poststop hooks of the removed container) for the caller to log.
+@discardableResult
+public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) -> [String] {
     let checks = try CriuCommonChecks(mode: o.manageCgroupsMode, emptyNamespaces: o.emptyNamespaces, lazyPages: o.lazyPages)
     if let ps = o.pageServer, !ps.isEmpty {
         throw RuntimeError(.unsupported, "--page-server: dumping to a CRIU page server is not supported by swiftlet")
@@ -72,6 +74,14 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) {
     case .created: throw RuntimeError(.invalidState, "cannot checkpoint container \(o.id): it has not been started")
     case .creating: throw RuntimeError(.invalidState, "cannot checkpoint container \(o.id): it is still being created")
     case .stopped: throw RuntimeError(.invalidState, "cannot checkpoint container \(o.id): container not running")
+    }
+
+    // Pre-dumps and dumps on top of them (--parent-path) rely on memory tracking (soft-dirty
+    // bits): CRIU hits an internal BUG pre-dumping without it, and a parent can only be a
+    // pre-dump. Without it both are refused before anything is touched (runc: feature check).
+    let iterative = o.preDump || !(o.parentPath ?? "").isEmpty
+    if iterative, try !criuSupportsMemoryTracking(o.criu) {
+        throw RuntimeError(.unsupported, "\(o.preDump ? "--pre-dump" : "--parent-path"): criu cannot track memory changes on this kernel (no soft-dirty page bits: `criu check --feature mem_dirty_track` fails), so iterative checkpoints are not possible here")
     }
 
     // A user-namespaced container is restored by criu as the container's root (an unprivileged host
@@ -105,16 +115,8 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) {
     opts.freezeCgroup = state.cgroupPaths?["freezer"] ?? state.cgroupPaths?[""]
     opts.external = try externalNamespaces(state.config)
     if let parent = o.parentPath, !parent.isEmpty { opts.parentImage = parent }
+    opts.trackMem = iterative
 
-    // Pre-dumps and dumps on top of them (--parent-path) rely on memory tracking (soft-dirty
-    // bits): CRIU hits an internal BUG pre-dumping without it, and a parent can only be a
-    // pre-dump. Without it both are refused before anything is touched (runc: feature check).
-    if o.preDump || opts.parentImage != nil {
-        opts.trackMem = try criuSupportsMemoryTracking(o.criu)
-        if !opts.trackMem {
-            throw RuntimeError(.unsupported, "\(o.preDump ? "--pre-dump" : "--parent-path"): criu cannot track memory changes on this kernel (no soft-dirty page bits: `criu check --feature mem_dirty_track` fails), so iterative checkpoints are not possible here")
-        }
-    }
     if !o.preDump {
         opts.externalMounts = dumpExternalMounts(state)
         // The init's stdio as the kernel names them; restore maps pipes among them to its own stdio.
@@ -137,11 +139,11 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) {
     if status != 0 {
         throw criuFailure(o.preDump ? "pre-dump" : "checkpoint", "criu exited with status \(status)", logPath: logPath)
     }
-    if o.preDump || o.leaveRunning { return }
+    if o.preDump || o.leaveRunning { return [] }
     // The processes are gone: remove the container like `delete` (cgroup, state, poststop hooks).
     lock.release()
     locked = false
-    _ = try deleteContainer(root: o.root, id: o.id, force: true)
+    return try deleteContainer(root: o.root, id: o.id, force: true)
 }
 
 /// Creates (with `mode`, if missing) and opens a directory CRIU reads or writes.

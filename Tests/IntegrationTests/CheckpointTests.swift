@@ -163,10 +163,11 @@ final class CheckpointTests: ContainerTestCase {
         if !tracking {
             XCTAssertNotEqual(pre.status, 0)
             XCTAssertTrue(pre.stderr.contains("--pre-dump") && pre.stderr.contains("track memory"), pre.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: base + "/1"), "refused before the image dir is made")
             let withParent = cr(["checkpoint", "--parent-path", "../1", "--image-path", base + "/2", "pd1"])
             XCTAssertNotEqual(withParent.status, 0)
             XCTAssertTrue(withParent.stderr.contains("--parent-path") && withParent.stderr.contains("track memory"), withParent.stderr)
-            XCTAssertFalse(FileManager.default.fileExists(atPath: base + "/2/inventory.img"))
+            XCTAssertFalse(FileManager.default.fileExists(atPath: base + "/2"))
             assertRunning("pd1")
             XCTAssertEqual(pid("pd1"), pid0)
             waitCount(data, above: count(data))

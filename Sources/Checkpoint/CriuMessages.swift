@@ -55,6 +55,7 @@ public struct CriuOptions: Sendable {
     public var freezeCgroup: String?                // 44
     public var lazyPages = false                    // 48
     public var orphanPtsMaster = false              // 50
+    public var configFile: String?                  // 51
 
     public init() {}
 
@@ -98,6 +99,7 @@ public struct CriuOptions: Sendable {
         if let freezeCgroup { w.string(44, freezeCgroup) }
         if lazyPages { w.bool(48, true) }
         if orphanPtsMaster { w.bool(50, true) }
+        if let configFile { w.string(51, configFile) }
     }
 }
 

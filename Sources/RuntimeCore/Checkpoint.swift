@@ -111,6 +111,7 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) -> 
     opts.emptyNamespaces = checks.emptyNs
     opts.orphanPtsMaster = true
     opts.autoDedup = o.autoDedup
+    opts.configFile = criuConfigFile(state.config)
     // CRIU freezes with the cgroup freezer when given one (else it stops each task with ptrace).
     opts.freezeCgroup = state.cgroupPaths?["freezer"] ?? state.cgroupPaths?[""]
     opts.external = try externalNamespaces(state.config)
@@ -180,6 +181,14 @@ func criuResponseError(_ r: CriuResponse, withMessage: Bool = true) -> String {
     if withMessage, let m = r.errorMessage?.split(separator: "\n").last, !m.isEmpty { s += ": \(m)" }
     if let e = r.errno, e != 0 { s += " (errno \(e): \(errnoString(e)))" }
     return s
+}
+
+/// CRIU's configuration file for a container, as runc chooses it: the `org.criu.config`
+/// annotation when set (an empty value: none), else /etc/criu/runc.conf. Settings in the file
+/// override the RPC options; criu ignores a file that does not exist.
+func criuConfigFile(_ spec: Spec) -> String? {
+    guard let value = spec.annotations?["org.criu.config"] else { return "/etc/criu/runc.conf" }
+    return value.isEmpty ? nil : value
 }
 
 /// "checkpoint: criu failed ...; LOG says:\n  <the last error lines>". CRIU's first error is often

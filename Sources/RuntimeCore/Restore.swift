@@ -136,6 +136,7 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
         opts.emptyNamespaces = checks.emptyNs
         opts.orphanPtsMaster = true
         opts.autoDedup = o.autoDedup
+        opts.configFile = criuConfigFile(spec)
         opts.externalMounts = externalMounts(spec: spec, bundle: bundle, cgroupPaths: manager.paths)
             .map { ($0.destination, $0.source) }
         // Namespaces joined by path: net/pid were external at dump and are handed over as fds

@@ -76,6 +76,7 @@ final class CriuMessageTests: XCTestCase {
         o.external = ["net[4026531840]:extRootNetNS"]
         o.freezeCgroup = "/sys/fs/cgroup/freezer/c1"
         o.orphanPtsMaster = true
+        o.configFile = "/etc/criu/runc.conf"
         let req = CriuRequest(type: .dump, options: o).encoded()
         let top = try ProtoReader.fields(req)
         XCTAssertEqual(top.map(\.field), [1, 2])
@@ -92,6 +93,7 @@ final class CriuMessageTests: XCTestCase {
         XCTAssertEqual(values(37).first?.string, "net[4026531840]:extRootNetNS") // external
         XCTAssertEqual(values(44).first?.string, "/sys/fs/cgroup/freezer/c1")    // freeze_cgroup
         XCTAssertEqual(values(50).first?.bool, true)        // orphan_pts_master
+        XCTAssertEqual(values(51).first?.string, "/etc/criu/runc.conf") // config_file
         XCTAssertTrue(values(5).isEmpty, "false bools are left out")
         let mnt = try ProtoReader.fields(values(23).first?.data ?? [])  // ext_mnt {key 1, val 2}
         XCTAssertEqual(mnt.map { $0.value.string }, ["/data", "/data"])

@@ -245,6 +245,21 @@ final class CheckpointTests: ContainerTestCase {
         let still = received()
         XCTAssertTrue(waitUntil(timeout: 5) { received() > still }, "the connection broke after a refused dump")
 
+        // The same option from a criu configuration file named by the org.criu.config annotation.
+        let (b2, data2) = try counterBundle(script, extraCaps: ["CAP_NET_ADMIN"])
+        let conf = data2 + "/criu.conf"
+        try "tcp-established\n".write(toFile: conf, atomically: true, encoding: .utf8)
+        var config = try readConfig(bundle: b2)
+        config[path: "annotations"] = ["org.criu.config": conf]
+        try writeConfigThrowing(config, to: b2)
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b2, "tcp2"]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 10) {
+            ((try? String(contentsOfFile: data2 + "/received", encoding: .utf8)) ?? "").split(separator: "\n").count > 3
+        }, "no data over tcp2's connection")
+        let viaConfig = cr(["checkpoint", "--leave-running", "--image-path", try imageDir(), "tcp2"])
+        XCTAssertEqual(viaConfig.status, 0, viaConfig.stderr)
+        XCTAssertEqual(sl(["delete", "-f", "tcp2"]).status, 0)
+
         let c = cr(["checkpoint", "--tcp-established", "--image-path", img, "tcp1"])
         XCTAssertEqual(c.status, 0, c.stderr)
         let frozen = received()

@@ -322,6 +322,67 @@ final class CheckpointTests: ContainerTestCase {
         assertNothingLeft("ns2")
     }
 
+    /// A PID namespace joined by path is external too: the container is restored into the PID
+    /// namespace its new bundle names (a fresh one here: the pids must be free in it), keeping
+    /// its pids there.
+    func testJoinedPIDNamespace() throws {
+        /// `unshare --pid --fork sleep`: returns the namespace's pid 1 (a host pid), killed at teardown.
+        func pidNamespaceHolder() throws -> Int32 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+            p.arguments = ["--pid", "--fork", "--mount-proc", "sleep", "1000"]
+            try p.run()
+            let unsharePid = p.processIdentifier
+            addTeardownBlock { kill(unsharePid, SIGKILL); p.waitUntilExit() }
+            var holder: Int32 = 0
+            _ = waitUntil(timeout: 5) {
+                let children = (try? String(contentsOfFile: "/proc/\(unsharePid)/task/\(unsharePid)/children", encoding: .utf8)) ?? ""
+                holder = Int32(children.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+                return holder > 0
+            }
+            XCTAssertGreaterThan(holder, 0)
+            addTeardownBlock { kill(holder, SIGKILL) }
+            return holder
+        }
+        func joinPIDNamespace(of holder: Int32, _ bundle: String) throws {
+            var config = try readConfig(bundle: bundle)
+            var namespaces = (config[path: "linux.namespaces"] as? [[String: Any]] ?? []).filter { $0["type"] as? String != "pid" }
+            namespaces.append(["type": "pid", "path": "/proc/\(holder)/ns/pid"])
+            config[path: "linux.namespaces"] = namespaces
+            try writeConfigThrowing(config, to: bundle)
+        }
+        func nsPid(_ pid: Int32) -> [String] {
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            return status.split(separator: "\n").first { $0.hasPrefix("NSpid:") }?.split(separator: "\t").dropFirst().map(String.init) ?? []
+        }
+        func pidNamespace(_ pid: Int32) -> String { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/pid")) ?? "" }
+
+        let (b, data) = try counterBundle()
+        let first = try pidNamespaceHolder()
+        try joinPIDNamespace(of: first, b)
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "pn1"]).status, 0)
+        waitCount(data, above: 3)
+        XCTAssertEqual(pidNamespace(pid("pn1")), pidNamespace(first))
+        let inner = nsPid(pid("pn1")).last
+        let img = try imageDir()
+        let c = cr(["checkpoint", "--image-path", img, "pn1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+
+        let second = try pidNamespaceHolder()
+        let moved = try makeTempDir(prefix: "swiftlet-bundle-pidns.")
+        try FileManager.default.copyItem(atPath: b + "/config.json", toPath: moved + "/config.json")
+        try joinPIDNamespace(of: second, moved)
+        let frozen = count(data)
+        let r = cr(["restore", "-d", "--image-path", img, "--bundle", moved, "pn2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        waitCount(data, above: frozen)
+        XCTAssertEqual(pidNamespace(pid("pn2")), pidNamespace(second))
+        XCTAssertNotEqual(pidNamespace(second), pidNamespace(first))
+        XCTAssertEqual(nsPid(pid("pn2")).last, inner, "the same pid inside the namespace")
+        XCTAssertEqual(sl(["delete", "-f", "pn2"]).status, 0)
+        assertNothingLeft("pn2")
+    }
+
     /// A user-namespaced container: criu restores it as the container's root (host uid 100000),
     /// so the image directory checkpoint creates is reachable by it (0711); one that is not is
     /// refused with a clear error before anything is set up.

@@ -273,9 +273,13 @@ func cgroupRoots(of pid: pid_t) throws(RuntimeError) -> [(controller: String?, p
 
 /// Mount points CRIU needs in the rootfs before it restores the mounts: for every mount not on
 /// a tmpfs of the container (CRIU restores tmpfs contents itself), the destination directory, or
-/// an empty file for a bind of a file (what create makes too).
+/// an empty file for a bind of a file (what create makes too). Bind mounts are mounted for the
+/// time of this walk (as runc does), so that mount points of later mounts nested in them are made
+/// in their sources, where criu will look for them; they are unmounted again before criu runs.
 func createRestoreMountpoints(_ spec: Spec, bundle: String, root: String) throws(RuntimeError) {
     let tmpfs = (spec.mounts ?? []).filter { $0.type == "tmpfs" }.map { FS.cleanPath($0.destination) }
+    var temporary: [String] = []
+    defer { for t in temporary.reversed() { _ = sl_umount2(t, SL_MNT_DETACH) } }
     for (i, m) in (spec.mounts ?? []).enumerated() where m.type != "cgroup" {
         let dest = FS.cleanPath(m.destination)
         if tmpfs.contains(where: { dest.hasPrefix($0 + "/") }) { continue }
@@ -283,15 +287,23 @@ func createRestoreMountpoints(_ spec: Spec, bundle: String, root: String) throws
         do { target = try secureJoin(root: root, dest) } catch {
             throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].destination: \(error)")
         }
-        if FS.lstatOf(target) != nil { continue }
         let isBind = m.type == "bind" || MountOptions.parse(m.options ?? []).isBind
-        let sourceIsFile = isBind && FS.statOf(FS.absolute(m.source ?? "", base: bundle)).map { !FS.isDirectory($0) } == true
+        let source = FS.absolute(m.source ?? "", base: bundle)
+        let sourceIsFile = isBind && FS.statOf(source).map { !FS.isDirectory($0) } == true
         do {
-            if sourceIsFile {
-                try FS.mkdirAll(FS.dirname(target))
-                try FS.touch(target)
-            } else {
-                try FS.mkdirAll(target)
+            if FS.lstatOf(target) == nil {
+                if sourceIsFile {
+                    try FS.mkdirAll(FS.dirname(target))
+                    try FS.touch(target)
+                } else {
+                    try FS.mkdirAll(target)
+                }
+            }
+            if isBind {
+                try sys("mount \(source) (for mount points below it) to", target) {
+                    sl_mount(source, target, nil, SL_MS_BIND | SL_MS_REC, nil)
+                }
+                temporary.append(target)
             }
         } catch {
             throw RuntimeError(.internal, "restore: create mount point for mounts[\(i)] (\(dest)): \(error)")

@@ -417,6 +417,43 @@ final class CheckpointTests: ContainerTestCase {
         assertNothingLeft("un1")
     }
 
+    /// A bind mount nested in another one, restored into a bundle whose outer source is a fresh
+    /// empty directory: the nested mount point is made in that source (restore binds the mounts
+    /// for the time it makes mount points, as runc does).
+    func testNestedBindMountIntoFreshSource() throws {
+        let inner = try makeTempDir(prefix: "swiftlet-criu-inner.")
+        let script = "i=0; while true; do i=$((i+1)); echo $i > /data/inner/count; sleep 0.05; done"
+        let (b, _) = try counterBundle(script)
+        var config = try readConfig(bundle: b)
+        var mounts = config["mounts"] as? [[String: Any]] ?? []
+        mounts.append(["destination": "/data/inner", "type": "bind", "source": inner, "options": ["rbind", "rw"]])
+        config["mounts"] = mounts
+        try writeConfigThrowing(config, to: b)
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "nest1"]).status, 0)
+        waitCount(inner, above: 3)
+        let img = try imageDir()
+        let c = cr(["checkpoint", "--image-path", img, "nest1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+
+        let freshOuter = try makeTempDir(prefix: "swiftlet-criu-outer.")
+        let moved = try makeTempDir(prefix: "swiftlet-bundle-nested.")
+        var movedConfig = config
+        movedConfig["mounts"] = mounts.map { m -> [String: Any] in
+            var m = m
+            if m["destination"] as? String == "/data" { m["source"] = freshOuter }
+            return m
+        }
+        try writeConfigThrowing(movedConfig, to: moved)
+        let frozen = count(inner)
+        let r = cr(["restore", "-d", "--image-path", img, "--bundle", moved, "nest2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        waitCount(inner, above: frozen)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: freshOuter + "/inner"), "mount point made in the new source")
+        XCTAssertEqual(mountsContaining(freshOuter), [], "no temporary bind left on the host")
+        XCTAssertEqual(sl(["delete", "-f", "nest2"]).status, 0)
+        assertNothingLeft("nest2", bundle: moved)
+    }
+
     /// prestart and createRuntime hooks run during restore once criu has set up the namespaces
     /// (its setup-namespaces notification), with the restored init's pid; a failing hook fails the
     /// restore and leaves nothing behind.

@@ -419,6 +419,60 @@ final class CheckpointTests: ContainerTestCase {
         assertNothingLeft("un1")
     }
 
+    /// stdio on pipes (how containerd's shim runs containers): checkpoint records them in
+    /// descriptors.json and restore hands its own stdio to the restored process in their place,
+    /// so the output carries on in restore's stdout pipe.
+    func testPipeStdioIsHandedToRestoredProcess() throws {
+        let b = try bundle(ContainerTestCase.args(["sh", "-c", "i=0; while true; do i=$((i+1)); echo out$i; sleep 0.05; done"]))
+        /// Runs swiftlet with fresh pipes as stdio; returns its status and the read end of its stdout.
+        func withPipes(_ args: [String]) throws -> (status: Int32, stdout: FileHandle, keep: [Pipe]) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Runtime.binary)
+            p.arguments = ["--root", root.path, "--criu", criu] + args
+            let input = Pipe(), output = Pipe(), errors = Pipe()
+            p.standardInput = input
+            p.standardOutput = output
+            p.standardError = errors
+            try p.run()
+            p.waitUntilExit()
+            return (p.terminationStatus, output.fileHandleForReading, [input, output, errors])
+        }
+        /// The highest "outN" read from `fd` once it passes `above` (or 10 s pass).
+        func readOut(_ fd: Int32, above: Int) -> Int {
+            var text = ""
+            var last = -1
+            var buf = [UInt8](repeating: 0, count: 4096)
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline && last <= above {
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&p, 1, 200) > 0 else { continue }
+                let n = read(fd, &buf, buf.count)
+                if n <= 0 { break }
+                text += String(decoding: buf[0..<n], as: UTF8.self)
+                last = text.split(separator: "\n").compactMap { Int($0.dropFirst(3)) }.last ?? last
+            }
+            return last
+        }
+        let started = try withPipes(["run", "-d", "--bundle", b, "pipe1"])
+        XCTAssertEqual(started.status, 0)
+        let before = readOut(started.stdout.fileDescriptor, above: 3)
+        XCTAssertGreaterThan(before, 3)
+        let img = try imageDir()
+        let c = cr(["checkpoint", "--image-path", img, "pipe1"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let names = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: img + "/descriptors.json"))) as? [String]
+        XCTAssertEqual(names?.count, 3)
+        XCTAssertTrue(names?.allSatisfy { $0.hasPrefix("pipe:[") } ?? false, "\(names ?? [])")
+
+        let restored = try withPipes(["restore", "-d", "--image-path", img, "--bundle", b, "pipe1"])
+        XCTAssertEqual(restored.status, 0)
+        let after = readOut(restored.stdout.fileDescriptor, above: before)
+        XCTAssertGreaterThan(after, before, "the restored shell writes on, into restore's stdout")
+        XCTAssertEqual(sl(["delete", "-f", "pipe1"]).status, 0)
+        assertNothingLeft("pipe1")
+        _ = (started.keep, restored.keep)
+    }
+
     /// A bind mount nested in another one, restored into a bundle whose outer source is a fresh
     /// empty directory: the nested mount point is made in that source (restore binds the mounts
     /// for the time it makes mount points, as runc does).

@@ -28,8 +28,10 @@ let package = Package(
         .target(name: "Seccomp", dependencies: ["CSeccomp", "OCI", "LinuxSystem", "CLinux"]),
         // cgroup v1, v2 and hybrid: placement, resources, freezer, stats (root path injectable for fixtures).
         .target(name: "Cgroups", dependencies: ["OCI", "LinuxSystem", "CLinux"]),
-        // Container store, process model, hooks, exec, kill, delete.
-        .target(name: "RuntimeCore", dependencies: ["OCI", "LinuxSystem", "Mounts", "Seccomp", "Cgroups", "CLinux", "CCap"]),
+        // CRIU's RPC (criu swrk): a hand-written protobuf wire codec for its messages (no Foundation).
+        .target(name: "Checkpoint", dependencies: ["LinuxSystem", "CLinux"]),
+        // Container store, process model, hooks, exec, kill, delete, checkpoint/restore.
+        .target(name: "RuntimeCore", dependencies: ["OCI", "LinuxSystem", "Mounts", "Seccomp", "Cgroups", "Checkpoint", "CLinux", "CCap"]),
         // One file per verb, each a thin call into RuntimeCore.
         .target(name: "RuntimeCLI", dependencies: ["Argv", "OCI", "RuntimeCore", "LinuxSystem", "Seccomp", "Mounts", "Cgroups"]),
         .executableTarget(name: "swiftlet", dependencies: ["RuntimeCLI"]),
@@ -44,6 +46,7 @@ let package = Package(
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "OCI"]),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
         .testTarget(name: "MonitorTests", dependencies: ["MonitorCore", "OCI"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem"]),
     ]
 )

@@ -10,6 +10,7 @@
 #                                       SWIFTLET_MONITOR, because
 #                                       `swift test` relinks .build/debug/swiftlet without
 #                                       --static-swift-stdlib.
+#    Scripts/install-criu.sh            (a criu that works on this kernel -> SWIFTLET_CRIU)
 # 4. swift test                         (XCTest: unit tests and the integration tests, which find the
 #                                       binary and rootfs through SWIFTLET_BINARY / SWIFTLET_ROOTFS)
 # 5. Scripts/containerd-smoke.sh        (ctr + containerd-shim-runc-v2 driving swiftlet), unless
@@ -55,6 +56,12 @@ export SWIFTLET_MONITOR=$REPO/.build/test-bin/swiftlet-monitor
 echo "SWIFTLET_BINARY=$SWIFTLET_BINARY"
 echo "SWIFTLET_MONITOR=$SWIFTLET_MONITOR"
 echo "SWIFTLET_ROOTFS=$SWIFTLET_ROOTFS"
+
+# criu for the checkpoint/restore tests (system criu, or a newer Debian one in a private prefix).
+section "criu"
+SWIFTLET_CRIU=$(bash "$HERE/install-criu.sh") || die "install-criu.sh"
+export SWIFTLET_CRIU
+echo "SWIFTLET_CRIU=$SWIFTLET_CRIU"
 
 FAILED=()
 LOGS=$(mktemp -d)

@@ -143,6 +143,10 @@ func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 
         return try updateVerb(o, g)
     case "events":
         return try eventsVerb(o, g)
+    case "checkpoint":
+        return try checkpointVerb(o, g)
+    case "restore":
+        return try restoreVerb(o, g)
     default:
         throw RuntimeError(.unsupported, "\(verb): not implemented yet in swiftlet")
     }

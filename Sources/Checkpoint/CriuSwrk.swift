@@ -1,0 +1,126 @@
+import Glibc
+import CLinux
+import LinuxSystem
+
+/// A failure talking to CRIU or reported by it. `message` names the operation; the caller adds
+/// the lines quoted from CRIU's log.
+public struct CriuError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// One `criu swrk 3` process: CRIU's RPC service on a SOCK_SEQPACKET socketpair. The child gets
+/// our stdin/stdout/stderr, the socket as fd 3 and `extraFds` as fds 4, 5, ... (restore hands
+/// external namespaces over that way, as inherit_fd entries naming those numbers).
+public struct CriuService: Sendable {
+    public let pid: pid_t
+    let socket: SeqPacket
+    public let binary: String
+
+    /// Starts criu. A binary that cannot be executed is reported here (errno from execvp, passed
+    /// back through a close-on-exec pipe), not as a silent EOF later.
+    public static func start(binary: String, extraFds: [Int32] = []) throws(CriuError) -> CriuService {
+        let parent: SeqPacket, child: SeqPacket
+        do { (parent, child) = try SeqPacket.pair() } catch { throw CriuError("criu: create RPC socket: \(error)") }
+        var errPipe: [Int32] = [-1, -1]
+        if sl_pipe2(&errPipe, O_CLOEXEC) != 0 {
+            let e = errno
+            parent.close(); child.close()
+            throw CriuError("criu: pipe: \(errnoString(e))")
+        }
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(binary), strdup("swrk"), strdup("3"), nil]
+        defer { for a in argv { free(a) } }
+        let sources = [child.fd] + extraFds
+        let pid = fork()
+        if pid == 0 {
+            // Move every source above the targets first so that no dup2 overwrites a later source.
+            var high: [Int32] = []
+            for fd in sources { high.append(fcntl(fd, F_DUPFD_CLOEXEC, 100)) }
+            for (i, fd) in high.enumerated() where fd >= 0 { dup2(fd, Int32(3 + i)) }
+            _ = sl_sigmask_unblock_all()
+            execvp(binary, argv)
+            var e = errno
+            _ = write(errPipe[1], &e, MemoryLayout<Int32>.size)
+            _exit(127)
+        }
+        let forkErrno = errno
+        close(errPipe[1])
+        child.close()
+        defer { close(errPipe[0]) }
+        if pid < 0 {
+            parent.close()
+            throw CriuError("criu: fork: \(errnoString(forkErrno))")
+        }
+        var execErrno: Int32 = 0
+        var n: Int
+        repeat { n = read(errPipe[0], &execErrno, MemoryLayout<Int32>.size) } while n < 0 && errno == EINTR
+        if n == MemoryLayout<Int32>.size {
+            var st: Int32 = 0
+            _ = waitpid(pid, &st, 0)
+            parent.close()
+            throw CriuError("criu: exec \(binary): \(errnoString(execErrno)) (set the criu binary with --criu PATH)")
+        }
+        return CriuService(pid: pid, socket: parent, binary: binary)
+    }
+
+    public func send(_ request: CriuRequest) throws(CriuError) {
+        do { try socket.send(request.encoded()) } catch { throw CriuError("criu: send request: \(error)") }
+    }
+
+    /// The next response, with the descriptor CRIU attached (orphan-pts-master), if any.
+    public func receive() throws(CriuError) -> (response: CriuResponse, fd: Int32?) {
+        let got: (bytes: [UInt8], fd: Int32?)?
+        do { got = try socket.receive() } catch { throw CriuError("criu: read response: \(error)") }
+        guard let got else { throw CriuError("criu exited without answering (\(binary) swrk)") }
+        do { return (try CriuResponse.decode(got.bytes), got.fd) } catch {
+            if let fd = got.fd { close(fd) }
+            throw CriuError("criu: \(error)")
+        }
+    }
+
+    /// Sends `request` and serves CRIU's notifications (`notify` gets the script name, the pid it
+    /// carries and an attached fd, and must close that fd) until the final response, which is
+    /// returned whether or not it reports success.
+    public func call(_ request: CriuRequest,
+                     notify: (_ script: String, _ pid: Int32, _ fd: Int32?) throws(CriuError) -> Void = { _, _, fd in
+                         if let fd { close(fd) }
+                     }) throws(CriuError) -> CriuResponse {
+        try send(request)
+        while true {
+            let (resp, fd) = try receive()
+            guard resp.requestType == .notify else {
+                if let fd { close(fd) }
+                return resp
+            }
+            try notify(resp.notifyScript ?? "", resp.notifyPid ?? 0, fd)
+            try send(CriuRequest(type: .notify, notifySuccess: true))
+        }
+    }
+
+    /// Closes our end and waits for criu to exit; returns its exit status (128+N for signal N).
+    @discardableResult
+    public func finish() -> Int32 {
+        socket.close()
+        while true {
+            var st: Int32 = 0
+            let r = waitpid(pid, &st, 0)
+            if r == pid { return Proc.exitCode(st) }
+            if r < 0 && errno != EINTR { return -1 }
+        }
+    }
+}
+
+/// The lines of a CRIU log worth quoting in an error: those containing "Error" (with the line
+/// before each), at most `limit` of them, the last ones. Empty when the log cannot be read.
+public func criuLogErrors(_ path: String, limit: Int = 6) -> [String] {
+    guard let text = try? FS.readString(path) else { return [] }
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+    var picked: [Int] = []
+    for (i, l) in lines.enumerated() where l.contains("Error") {
+        if i > 0, !picked.contains(i - 1), !lines[i - 1].contains("Error") { picked.append(i - 1) }
+        picked.append(i)
+    }
+    if picked.isEmpty { return Array(lines.suffix(3)) }
+    return picked.suffix(limit).map { lines[$0] }
+}

@@ -1,0 +1,58 @@
+import Glibc
+import Argv
+import LinuxSystem
+import RuntimeCore
+
+/// runc's default image directory: ./checkpoint.
+func defaultImagePath() -> String { FS.cwd() + "/checkpoint" }
+
+func nonEmpty(_ s: String?) -> String? { s.flatMap { $0.isEmpty ? nil : $0 } }
+
+/// `checkpoint`: see Spec/checkpoint.md.
+func checkpointVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
+    var c = CheckpointOptions(root: g.root, id: o.positionals[0], criu: g.criu,
+                              imagePath: nonEmpty(o.string("image-path")) ?? defaultImagePath())
+    c.workPath = nonEmpty(o.string("work-path"))
+    c.parentPath = nonEmpty(o.string("parent-path"))
+    c.leaveRunning = o.bool("leave-running")
+    c.tcpEstablished = o.bool("tcp-established")
+    c.extUnixSk = o.bool("ext-unix-sk")
+    c.shellJob = o.bool("shell-job")
+    c.fileLocks = o.bool("file-locks")
+    c.preDump = o.bool("pre-dump")
+    c.autoDedup = o.bool("auto-dedup")
+    c.lazyPages = o.bool("lazy-pages")
+    c.pageServer = nonEmpty(o.string("page-server"))
+    c.manageCgroupsMode = o.string("manage-cgroups-mode") ?? ""
+    c.emptyNamespaces = o.strings("empty-ns")
+    for w in try checkpointContainer(c) { g.log.warning(w) }
+    return 0
+}
+
+/// `restore`: see Spec/checkpoint.md. Without --detach, waits for the restored init and exits
+/// with its status, then removes the container (as runc does).
+func restoreVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
+    let id = o.positionals[0]
+    var r = RestoreOptions(root: g.root, id: id, criu: g.criu, bundle: nonEmpty(o.string("bundle")) ?? ".",
+                           imagePath: nonEmpty(o.string("image-path")) ?? defaultImagePath())
+    r.workPath = nonEmpty(o.string("work-path"))
+    r.consoleSocket = nonEmpty(o.string("console-socket"))
+    r.pidFile = nonEmpty(o.string("pid-file"))
+    r.detach = o.bool("detach")
+    r.noSubreaper = o.bool("no-subreaper")
+    r.tcpEstablished = o.bool("tcp-established")
+    r.extUnixSk = o.bool("ext-unix-sk")
+    r.shellJob = o.bool("shell-job")
+    r.fileLocks = o.bool("file-locks")
+    r.autoDedup = o.bool("auto-dedup")
+    r.lazyPages = o.bool("lazy-pages")
+    r.manageCgroupsMode = o.string("manage-cgroups-mode") ?? ""
+    r.emptyNamespaces = o.strings("empty-ns")
+    r.lsmProfile = nonEmpty(o.string("lsm-profile"))
+    r.lsmMountContext = nonEmpty(o.string("lsm-mount-context"))
+    let restored = try restoreContainer(r)
+    if r.detach { return 0 }
+    let code = waitForeground(pid: restored.state.pid, pty: restored.ptyMaster)
+    for w in try deleteContainer(root: g.root, id: id, force: true) { g.log.warning(w) }
+    return code
+}

@@ -1,0 +1,312 @@
+import Glibc
+import CLinux
+import OCI
+import LinuxSystem
+import Mounts
+import Cgroups
+import Checkpoint
+
+/// What `restore` was asked to do (runc's flags; see Spec/checkpoint.md).
+public struct RestoreOptions: Sendable {
+    public var root: String
+    public var id: String
+    public var criu: String
+    public var bundle: String
+    public var imagePath: String
+    public var workPath: String?
+    public var consoleSocket: String?
+    public var pidFile: String?
+    public var detach = false
+    public var noSubreaper = false
+    public var tcpEstablished = false
+    public var extUnixSk = false
+    public var shellJob = false
+    public var fileLocks = false
+    public var autoDedup = false
+    public var lazyPages = false
+    public var manageCgroupsMode = ""
+    public var emptyNamespaces: [String] = []
+    public var lsmProfile: String?
+    public var lsmMountContext: String?
+    public init(root: String, id: String, criu: String, bundle: String, imagePath: String) {
+        self.root = root; self.id = id; self.criu = criu; self.bundle = bundle; self.imagePath = imagePath
+    }
+}
+
+/// A restored container: its state, and the pty master when it has a terminal and no
+/// --console-socket took it (for the foreground copy loop).
+public struct Restored: Sendable {
+    public var state: StoredState
+    public var ptyMaster: Int32?
+}
+
+/// `restore`: creates container `id` from the bundle's config.json with its processes taken from
+/// CRIU images. The container ends up as `run -d` leaves one: state written, cgroup set up, status
+/// running. On failure nothing is left behind.
+public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restored {
+    try ContainerStore.validate(id: o.id)
+    let checks = try CriuCommonChecks(mode: o.manageCgroupsMode, emptyNamespaces: o.emptyNamespaces, lazyPages: o.lazyPages)
+    if let p = o.lsmProfile, !p.isEmpty {
+        throw RuntimeError(.unsupported, "--lsm-profile: not supported by swiftlet (no AppArmor/SELinux on this host)")
+    }
+    if let p = o.lsmMountContext, !p.isEmpty {
+        throw RuntimeError(.unsupported, "--lsm-mount-context: not supported by swiftlet (no SELinux on this host)")
+    }
+    let bundle = FS.cleanPath(FS.absolute(o.bundle, base: FS.cwd()))
+    let spec = try loadSpec(bundle: bundle)
+    // A terminal comes back as a new pty pair (CRIU's orphan-pts-master notification): its master
+    // goes to --console-socket, or to the foreground copy loop; the same rules as create.
+    let terminal = spec.process?.terminal ?? false
+    if terminal && o.consoleSocket == nil && o.detach {
+        throw RuntimeError(.invalidArgument, "cannot allocate tty if swiftlet will detach without setting console socket")
+    }
+    if !terminal && o.consoleSocket != nil {
+        throw RuntimeError(.invalidArgument, "cannot use console socket if swiftlet will not detach or allocate tty")
+    }
+    let imagesAbs = FS.cleanPath(FS.absolute(o.imagePath, base: FS.cwd()))
+    guard let st = FS.statOf(imagesAbs), FS.isDirectory(st) else {
+        throw RuntimeError(.invalidArgument, "--image-path: \(imagesAbs): not a directory or does not exist")
+    }
+    guard FS.exists(imagesAbs + "/inventory.img") else {
+        throw RuntimeError(.invalidArgument, "--image-path: \(imagesAbs): no checkpoint there (inventory.img missing)")
+    }
+    // criu reads the images of a user-namespaced container as the container's root.
+    if (spec.linux?.namespaces ?? []).contains(where: { $0.type == .user }) {
+        let rootUid = hostID(of: 0, in: spec.linux?.uidMappings)
+        if st.st_uid != rootUid && st.st_mode & 0o001 == 0 {
+            throw RuntimeError(.invalidArgument, "--image-path: \(imagesAbs): the container's root (host uid \(rootUid)) cannot reach the images (mode \(String(st.st_mode & 0o777, radix: 8))); criu restores a user-namespaced container as that user: allow it, e.g. chmod o+x")
+        }
+    }
+    let manager = CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
+    let plan = try ContainerPlan(spec: spec, id: o.id, bundle: bundle, noPivot: false, noNewKeyring: false,
+                                 preserveFds: 0, listenFds: 0, cgroupBinds: cgroupBinds(manager))
+    defer { plan.closeFds() }
+    let store = ContainerStore(root: o.root)
+    try store.createDir(o.id)
+    let lock: ContainerStore.Lock
+    do { lock = try store.lock(o.id) } catch { try? store.remove(o.id); throw error }
+    defer { lock.release() }
+
+    var restoredPid: pid_t = 0
+    var pty: Int32?
+    var gotPty = false
+    var cgroup: CgroupManager?
+    let criuRoot = store.dir(o.id) + "/criu-root"
+    var rootMounted = false
+    func unmountRoot() {
+        if rootMounted { _ = sl_umount2(criuRoot, SL_MNT_DETACH); rootMounted = false }
+        rmdir(criuRoot)
+    }
+    do throws(RuntimeError) {
+        var state = StoredState(id: o.id, pid: 0, pidStartTime: 0, bundle: bundle, rootfs: plan.rootfs.rootfs,
+                                created: Clock.rfc3339Nano(), owner: ownerName(), ownPidNamespace: plan.namespaces.newPid,
+                                cgroupPaths: manager.paths, config: spec)
+        try store.save(state)
+        cgroup = try setUpCgroup(manager, spec: spec, pid: nil)
+
+        // CRIU's root must be a mount point whose parent is not over-mounted: a bind of the rootfs.
+        try step("prepare criu root") {
+            try FS.mkdir(criuRoot, 0o755)
+            try sys("mount rootfs to", criuRoot) { sl_mount(plan.rootfs.rootfs, criuRoot, nil, SL_MS_BIND | SL_MS_REC, nil) }
+        }
+        rootMounted = true
+        try createRestoreMountpoints(spec, bundle: bundle, root: criuRoot)
+
+        let images = try openCriuDir(imagesAbs, what: "--image-path")
+        defer { close(images.fd) }
+        var work: (path: String, fd: Int32)?
+        if let w = o.workPath, !w.isEmpty { work = try openCriuDir(w, what: "--work-path") }
+        defer { if let work { close(work.fd) } }
+        let logPath = (work?.path ?? images.path) + "/restore.log"
+
+        var opts = CriuOptions()
+        opts.imagesDirFd = images.fd
+        opts.workDirFd = work?.fd
+        opts.logFile = "restore.log"
+        opts.evasiveDevices = true
+        opts.restoreSibling = true
+        opts.root = criuRoot
+        opts.manageCgroups = true
+        opts.manageCgroupsMode = checks.mode
+        opts.notifyScripts = true
+        opts.shellJob = o.shellJob
+        opts.extUnixSk = o.extUnixSk
+        opts.tcpEstablished = o.tcpEstablished
+        opts.fileLocks = o.fileLocks
+        opts.emptyNamespaces = checks.emptyNs
+        opts.orphanPtsMaster = true
+        opts.autoDedup = o.autoDedup
+        opts.configFile = criuConfigFile(spec)
+        opts.externalMounts = externalMounts(spec: spec, bundle: bundle, cgroupPaths: manager.paths)
+            .map { ($0.destination, $0.source) }
+        // Namespaces joined by path: net/pid were external at dump and are handed over as fds
+        // (criu's fds 4, 5, ...); the others are joined by CRIU itself.
+        var extraFds: [Int32] = []
+        for j in plan.namespaces.join {
+            if let key = externalNamespaceKey(j.type) {
+                opts.inheritFds.append((key, Int32(4 + extraFds.count)))
+                extraFds.append(j.fd)
+            }
+        }
+        for (i, n) in (spec.linux?.namespaces ?? []).enumerated() {
+            guard let path = n.path, !path.isEmpty, externalNamespaceKey(n.type) == nil else { continue }
+            guard let name = criuNamespaceName(n.type) else {
+                throw RuntimeError(.unsupported, "config.json: linux.namespaces[\(i)]: restore cannot join a \(n.type.rawValue) namespace by path")
+            }
+            opts.joinNamespaces.append((name, path))
+        }
+        // Pipes among init's stdio at dump time are replaced by ours (what runc does).
+        for (i, name) in readDescriptors(images.path).enumerated() where name.hasPrefix("pipe:") {
+            opts.inheritFds.append((name, Int32(i)))
+        }
+
+        let foreground = !o.detach
+        if foreground {
+            if !o.noSubreaper { try step("restore") { try Proc.setChildSubreaper() } }
+            _ = sl_sigmask_block_all()
+        }
+        let service = try criu { () throws(CriuError) in try CriuService.start(binary: o.criu, extraFds: extraFds) }
+        // CRIU restores the processes into the cgroup it runs in: put it in the container's, and
+        // tell it where that is (cg_root per controller, from /proc/PID/cgroup).
+        do throws(RuntimeError) {
+            do { try manager.add(pid: service.pid) } catch { throw RuntimeError.cgroup(error, "restore: put criu in the container's cgroup") }
+            opts.cgroupRoots = try cgroupRoots(of: service.pid)
+        } catch {
+            _ = kill(service.pid, SIGKILL)
+            service.finish()
+            throw error
+        }
+        let hooks = spec.hooks
+        let resp: CriuResponse
+        do throws(CriuError) {
+            resp = try service.call(CriuRequest(type: .restore, options: opts)) { (script, pid, fd) throws(CriuError) in
+                if script == "orphan-pts-master", let fd {
+                    gotPty = true
+                    do { pty = try handOverPty(fd, name: "orphan-pts-master", consoleSocket: o.consoleSocket) } catch {
+                        throw CriuError("restore: send the pty master to --console-socket: \(error)")
+                    }
+                    return
+                }
+                if let fd { close(fd) }
+                switch script {
+                case "setup-namespaces":
+                    // The restored init exists in its namespaces: prestart/createRuntime hooks, as runc.
+                    var s = state
+                    s.pid = pid
+                    let ociState = encodeJSON(store.ociState(s, status: .created))
+                    do {
+                        try Hooks.run(hooks?.prestart, kind: "prestart", state: ociState)
+                        try Hooks.run(hooks?.createRuntime, kind: "createRuntime", state: ociState)
+                    } catch { throw CriuError("\(error)") }
+                case "post-restore":
+                    restoredPid = pid
+                default:
+                    break
+                }
+            }
+        } catch {
+            service.finish()
+            throw criuFailure("restore", "\(error)", logPath: logPath)
+        }
+        let status = service.finish()
+        if let pid = resp.restoredPid, pid > 0 { restoredPid = pid }
+        guard resp.success else { throw criuFailure("restore", resp, logPath: logPath) }
+        if status != 0 { throw criuFailure("restore", "criu exited with status \(status)", logPath: logPath) }
+        guard restoredPid > 0, let pst = Proc.stat(restoredPid) else {
+            throw criuFailure("restore", "criu reported no restored process", logPath: logPath)
+        }
+        unmountRoot()
+        state.pid = restoredPid
+        state.pidStartTime = pst.startTime
+        try store.save(state)
+        if let pf = o.pidFile, !pf.isEmpty {
+            try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(restoredPid).utf8), mode: 0o644) }
+        }
+        if terminal && !gotPty {
+            throw RuntimeError(.internal, "restore: criu restored a terminal container without handing over its pty master")
+        }
+        return Restored(state: state, ptyMaster: pty)
+    } catch {
+        if let pty { close(pty) }
+        if restoredPid > 0 {
+            _ = kill(restoredPid, SIGKILL)
+            _ = Proc.waitExit(restoredPid, startTime: nil, timeoutMs: 5000)
+        }
+        unmountRoot()
+        if let cgroup { _ = try? tearDownCgroup(cgroup) }
+        try? store.remove(o.id)
+        throw error
+    }
+}
+
+/// CRIU's names for namespaces it can join (join_ns).
+func criuNamespaceName(_ t: NamespaceType) -> String? {
+    switch t {
+    case .ipc: "ipc"
+    case .uts: "uts"
+    case .user: "user"
+    case .time: "time"
+    default: nil
+    }
+}
+
+/// The stdio names checkpoint recorded (descriptors.json); empty when absent or unreadable.
+func readDescriptors(_ imageDir: String) -> [String] {
+    guard let bytes = try? FS.readFile(imageDir + "/descriptors.json"),
+          let names = try? decodeJSON([String].self, from: bytes) else { return [] }
+    return names
+}
+
+/// cg_root entries from /proc/PID/cgroup ("ID:CONTROLLERS:PATH"): one per v1 hierarchy (the
+/// first controller names it), and the cgroup2 line without a controller.
+func cgroupRoots(of pid: pid_t) throws(RuntimeError) -> [(controller: String?, path: String)] {
+    let text = try step("read /proc/\(pid)/cgroup") { try FS.readString("/proc/\(pid)/cgroup") }
+    var out: [(String?, String)] = []
+    for line in text.split(separator: "\n") {
+        let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+        guard f.count == 3 else { continue }
+        let controllers = f[1].split(separator: ",").first.map(String.init)
+        out.append((controllers, String(f[2])))
+    }
+    return out
+}
+
+/// Mount points CRIU needs in the rootfs before it restores the mounts: for every mount not on
+/// a tmpfs of the container (CRIU restores tmpfs contents itself), the destination directory, or
+/// an empty file for a bind of a file (what create makes too). Bind mounts are mounted for the
+/// time of this walk (as runc does), so that mount points of later mounts nested in them are made
+/// in their sources, where criu will look for them; they are unmounted again before criu runs.
+func createRestoreMountpoints(_ spec: Spec, bundle: String, root: String) throws(RuntimeError) {
+    let tmpfs = (spec.mounts ?? []).filter { $0.type == "tmpfs" }.map { FS.cleanPath($0.destination) }
+    var temporary: [String] = []
+    defer { for t in temporary.reversed() { _ = sl_umount2(t, SL_MNT_DETACH) } }
+    for (i, m) in (spec.mounts ?? []).enumerated() where m.type != "cgroup" {
+        let dest = FS.cleanPath(m.destination)
+        if tmpfs.contains(where: { dest.hasPrefix($0 + "/") }) { continue }
+        let target: String
+        do { target = try secureJoin(root: root, dest) } catch {
+            throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].destination: \(error)")
+        }
+        let isBind = m.type == "bind" || MountOptions.parse(m.options ?? []).isBind
+        let source = FS.absolute(m.source ?? "", base: bundle)
+        let sourceIsFile = isBind && FS.statOf(source).map { !FS.isDirectory($0) } == true
+        do {
+            if FS.lstatOf(target) == nil {
+                if sourceIsFile {
+                    try FS.mkdirAll(FS.dirname(target))
+                    try FS.touch(target)
+                } else {
+                    try FS.mkdirAll(target)
+                }
+            }
+            if isBind {
+                try sys("mount \(source) (for mount points below it) to", target) {
+                    sl_mount(source, target, nil, SL_MS_BIND | SL_MS_REC, nil)
+                }
+                temporary.append(target)
+            }
+        } catch {
+            throw RuntimeError(.internal, "restore: create mount point for mounts[\(i)] (\(dest)): \(error)")
+        }
+    }
+}

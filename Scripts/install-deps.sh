@@ -7,7 +7,7 @@
 #   libseccomp-dev libcap-dev libmount-dev pkg-config   (the CSeccomp/CCap/CMount system libraries)
 #   busybox-static                                      (the test rootfs, Scripts/make-rootfs.sh)
 # Optional (tests, benchmarks, anchors; skipped with a note when apt has no candidate):
-#   runc crun containerd umoci jq hyperfine time podman conmon
+#   runc crun containerd umoci jq hyperfine time podman conmon python3
 #
 # Idempotent: when every package is already installed nothing is downloaded (no `apt-get update`);
 # INSTALL_DEPS_UPDATE=1 forces `apt-get update` anyway.
@@ -16,7 +16,7 @@
 set -euo pipefail
 
 REQUIRED=(libseccomp-dev libcap-dev libmount-dev pkg-config busybox-static)
-OPTIONAL=(runc crun containerd umoci jq hyperfine time podman conmon)
+OPTIONAL=(runc crun containerd umoci jq hyperfine time podman conmon python3)
 SWIFT_BIN=/opt/swift/usr/bin
 
 log() { echo "install-deps: $*" >&2; }

@@ -188,14 +188,15 @@ final class Monitor {
             if attach == nil && !passthrough { attach = try openAttachSocket(bundle) }
             try makeControlFifos(bundle)
         }
+        // Reported once the attach socket exists: podman attaches, then runs `start`. The rest can
+        // follow: the container does not run before `start`.
         if !o.exec, let bundle {
             do { control = try ControlServer(monitor: self, bundle: bundle) } catch {
                 throw MonitorFailure("control socket in \(bundle): \(error)")
             }
         }
-        watchOOM()
-        // Reported once the attach socket exists: podman attaches, then runs `start`.
         if o.apiVersion || !o.exec { sync?.send(pid) }
+        watchOOM()
         if o.timeout > 0 {
             loop.after(ms: Int64(o.timeout) * 1000) { [unowned self] in self.onTimeout() }
         }

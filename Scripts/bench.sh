@@ -11,6 +11,8 @@
 #   RUNS=30         measured rounds;  WARMUP=3 unmeasured rounds;  RSS_RUNS=5 `create` runs for RSS
 #   BENCH_HYPERFINE=1  also run hyperfine over the same commands (not paired; 0 to skip)
 #   BENCH_KEEP_HYBRID=0  see "cgroups" below
+#   BENCH_MONITOR=1  then run Scripts/bench-monitor.sh (swiftlet-monitor vs conmon: launch latency,
+#                    idle footprint, exec-probe CPU; its knobs LAUNCHES, IDLE, PROBE_SECS); 0 skips it
 #
 # What is measured: wall time of `RT --root STATE run --bundle B ID` (run includes the container's
 # deletion) with a bundle made from `runc spec` (args ["/bin/true"], terminal false, root.path = the
@@ -257,5 +259,11 @@ if [ "${BENCH_HYPERFINE:-1}" = 1 ] && command -v hyperfine >/dev/null; then
             "  \(.command): median \(.median * 1000 * 100 | round / 100) ms, mean \(.mean * 1000 * 100 | round / 100) ± \(.stddev * 1000 * 100 | round / 100) ms"' \
             "$WORK/hf.json"
     fi
+fi
+# --- the monitor, side by side with conmon --------------------------------------------------------
+if [ "${BENCH_MONITOR:-1}" = 1 ] && [ -n "$SWIFTLET_BIN" ]; then
+    echo
+    SWIFTLET=$SWIFTLET_BIN MONITOR=$(dirname "$SWIFTLET_BIN")/swiftlet-monitor \
+        bash "$HERE/bench-monitor.sh" || note "bench-monitor.sh failed"
 fi
 exit 0

@@ -116,14 +116,14 @@ round() { # runtime-name runtime-path
     if [[ $out == *out-line* && $out == *err-line* && $out == *partial* ]]; then pass "logs"; else fail "logs: '$out'"; fi
     check "inspect running" "running" "${P[@]}" inspect -f '{{.State.Status}}' "$n"
     check "kill" "$n" "${P[@]}" kill "$n"
-    check "exit code after kill" "exited 137" "${P[@]}" inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$n"
+    check "exit code after kill" "137" "${P[@]}" wait "$n"
     check "start again" "$n" "${P[@]}" start "$n"
     check "stop" "$n" "${P[@]}" stop -t 1 "$n"
     check "rm" "$n" "${P[@]}" rm "$n"
     check_rc "exit code 7 propagated" 7 "${P[@]}" run --rm "$IMG" sh -c 'exit 7'
     "${P[@]}" run -d --name "$n-att" "$IMG" sh -c 'sleep 1; echo attached-out; exit 3' >/dev/null 2>&1
     check "attach" "attached-out" "${P[@]}" attach "$n-att"
-    check "attach: exit code" "exited 3" "${P[@]}" inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$n-att"
+    check "attach: exit code" "3" "${P[@]}" wait "$n-att"
     "${P[@]}" rm -f "$n-att" >/dev/null 2>&1
     "${P[@]}" run -d --name "$n-oom" --memory 32m --memory-swap 32m "$IMG" sh -c 'tail /dev/zero' >/dev/null 2>&1
     timeout 60 "${P[@]}" wait "$n-oom" >/dev/null 2>&1

@@ -154,8 +154,10 @@ final class Monitor {
         let args = runtimeCommand(pidFile: pidFile, consoleSocket: console?.path)
         let runtimePid: pid_t
         do {
-            runtimePid = try Spawn.start(SpawnSpec(args: args, env: Spawn.childEnvironment(), stdin: childIn,
-                                                   stdout: childOut, stderr: childErr, ownProcessGroup: o.exec))
+            var spec = SpawnSpec(args: args, env: Spawn.childEnvironment(), stdin: childIn, stdout: childOut,
+                                 stderr: childErr, ownProcessGroup: o.exec)
+            spec.replaceListenPid = o.replaceListenPid
+            runtimePid = try Spawn.start(spec)
         } catch {
             console?.close()
             throw MonitorFailure("start runtime \(args[0]): \(error)")
@@ -173,7 +175,7 @@ final class Monitor {
             throw MonitorFailure(text.isEmpty ? "runtime \(verb) failed with exit status \(exitStatus(status))" : text)
         }
         if let runtimeErr { close(runtimeErr.read) }
-        guard let text = try? FS.readString(pidFile), let pid = pid_t(text.trimmingWhitespace()), pid > 0 else {
+        guard let text = try? FS.readString(pidFile), let pid = pid_t(text.trimmingWhitespace()), pid > 1 else {
             console?.close()
             throw MonitorFailure("read the container pid from \(pidFile): no pid written by the runtime")
         }
@@ -437,7 +439,7 @@ final class Monitor {
             case SIGCHLD:
                 reap()
             case SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2:
-                if containerPid > 0 && exitCode == nil { kill(containerPid, sig) }
+                if containerPid > 1 && exitCode == nil { kill(containerPid, sig) }
             default:
                 break
             }
@@ -465,13 +467,14 @@ final class Monitor {
     }
 
     private func onTimeout() {
-        guard exitCode == nil, containerPid > 0 else { return }
+        guard exitCode == nil, containerPid > 1 else { return }
         timedOut = true
         let pgid = getpgid(containerPid)
         if pgid > 1 && pgid != getpgrp() { kill(-pgid, SIGKILL) } else { kill(containerPid, SIGKILL) }
     }
 
     private func containerExited() {
+        attach?.acceptPending()
         drainOutput()
         if oom != nil { checkOOM() }
         loop.running = false
@@ -483,8 +486,9 @@ final class Monitor {
         let code = exitCode ?? -1
         let reported: Int32 = timedOut ? -1 : code
         let text = String(reported)
-        if let dir = o.exitDir { writeExitFile(dir + "/" + cid, text) }
+        // The exit dir is what agents wait on: it comes last.
         if let dir = o.persistDir { writeExitFile(dir + "/exit", text) }
+        if let dir = o.exitDir { writeExitFile(dir + "/" + cid, text) }
         if o.exec {
             if timedOut { sync?.send(-1, message: "command timed out") } else { sync?.send(code) }
         }

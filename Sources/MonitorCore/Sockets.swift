@@ -130,6 +130,16 @@ final class AttachServer {
         }
     }
 
+    /// Clients still in the listen backlog: at exit they must get the last output too (a client that
+    /// connected just before a short-lived container ran would otherwise miss all of it).
+    func acceptPending() {
+        while true {
+            let c = sl_accept(fd)
+            guard c >= 0 else { return }
+            clients.insert(c)
+        }
+    }
+
     private func receive(_ c: Int32) {
         var buf = [UInt8](repeating: 0, count: 8192)
         let n = buf.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }

@@ -15,6 +15,8 @@ struct SpawnSpec {
     var dieWithMonitor = true
     /// Close every fd above stderr (the exit command must not keep podman's port fds busy).
     var closeOtherFds = false
+    /// --replace-listen-pid: LISTEN_PID (socket activation) names the child itself.
+    var replaceListenPid = false
     var cwd: String?
 }
 
@@ -24,7 +26,8 @@ enum Spawn {
     static func start(_ s: SpawnSpec) throws(SysError) -> pid_t {
         guard let program = s.args.first else { throw SysError("spawn", nil, errno: EINVAL) }
         let argv = s.args.map { strdup($0) } + [nil]
-        let envp = s.env.map { strdup($0) } + [nil]
+        var envp = s.env.map { strdup($0) } + [nil]
+        let listenPid = s.replaceListenPid ? s.env.firstIndex { $0.hasPrefix("LISTEN_PID=") } : nil
         let cwd = s.cwd.flatMap { strdup($0) }
         defer {
             for p in argv { free(p) }
@@ -43,6 +46,7 @@ enum Spawn {
             if s.ownProcessGroup { _ = setpgid(0, 0) }
             if s.dieWithMonitor { _ = sl_prctl(SL_PR_SET_PDEATHSIG, UInt(SIGKILL), 0, 0, 0) }
             if let cwd, chdir(cwd) != 0 { _exit(127) }
+            if let listenPid { envp[listenPid] = strdup("LISTEN_PID=\(getpid())") }
             _ = sl_signal_default_all()
             _ = sl_sigmask_unblock_all()
             execve(program, argv, envp)

@@ -185,6 +185,23 @@ final class MonitorStdioTests: MonitorTestCase {
         XCTAssertTrue(monitorGone(c))
     }
 
+    func testReplaceListenPidNamesTheRuntimeProcess() throws {
+        let dir = try makeTempDir(prefix: "swiftlet-fake-runtime.")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fake = dir + "/fake-runtime"
+        try "#!/bin/sh\necho \"$$ $LISTEN_PID\" > \(dir)/seen\nsleep 0.2 & while [ $# -gt 0 ]; do [ \"$1\" = --pid-file ] && echo $! > \"$2\"; shift; done\n"
+            .write(toFile: fake, atomically: true, encoding: .utf8)
+        chmod(fake, 0o755)
+        for (flag, same) in [([String](), false), (["--replace-listen-pid"], true)] {
+            let (_, line) = runMonitor(["--api-version", "1", "-c", "l1", "-u", "l1", "-r", fake, "-b", dir, "-p", dir + "/pid",
+                                        "-P", dir + "/mon.pid", "--sync"] + flag, dir: dir, extraEnv: ["LISTEN_PID": "4242"])
+            XCTAssertTrue(line.hasPrefix("{\"data\":") && !line.contains("-1"), line)
+            let seen = try String(contentsOfFile: dir + "/seen", encoding: .utf8).split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            XCTAssertEqual(seen.count, 2)
+            if same { XCTAssertEqual(seen[0], seen[1], "LISTEN_PID is the runtime's own pid") } else { XCTAssertEqual(seen[1], "4242") }
+        }
+    }
+
     func testLogSizeMaxStartsTheFileAgain() throws {
         let c = try launch(["sh", "-c", "for i in $(seq 1 200); do echo line-$i; done"], monitorArgs: ["--log-size-max", "2000"])
         start(c)

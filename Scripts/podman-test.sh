@@ -15,7 +15,8 @@
 # Steps per runtime (each prints PASS or FAIL; exit status 1 when any failed, 2 on a set-up error):
 #   run --rm echo; stdin through the attach socket; tty; run -d + exec + exec exit code + logs
 #   (stdout, stderr, partial line) + inspect + attach + kill + start + stop + rm; exit code 7;
-#   OOM kill reported (137, OOMKilled=true).
+#   OOM kill reported (137, OOMKilled=true); with $SWIFTLET_CRIU (Scripts/install-criu.sh) and not for
+#   crun: container checkpoint + restore (a new monitor with --restore), and the process counts on.
 # Knobs: PODMAN_TEST_RUNTIMES (default "swiftlet runc crun"), PODMAN_TEST_KEEP=1 keeps the temp dir.
 set -uo pipefail
 
@@ -125,6 +126,23 @@ round() { # runtime-name runtime-path
     check "attach" "attached-out" "${P[@]}" attach "$n-att"
     check "attach: exit code" "3" "${P[@]}" wait "$n-att"
     "${P[@]}" rm -f "$n-att" >/dev/null 2>&1
+    if [ -n "${SWIFTLET_CRIU:-}" ] && [ "$RT_NAME" != crun ]; then
+        # podman checkpoint/restore: the runtime's checkpoint, then a new monitor with --restore.
+        "${P[@]}" run -d --name "$n-ck" "$IMG" sh -c 'i=0; while true; do echo count-$i; i=$((i+1)); sleep 0.1; done' >/dev/null 2>&1
+        sleep 1
+        check "container checkpoint" "$n-ck" env PATH="$(dirname "$SWIFTLET_CRIU"):$PATH" "${P[@]}" container checkpoint "$n-ck"
+        check "checkpointed state" "exited" "${P[@]}" inspect -f '{{.State.Status}}' "$n-ck"
+        before=$("${P[@]}" logs "$n-ck" 2>/dev/null | tail -n 1)
+        check "container restore" "$n-ck" env PATH="$(dirname "$SWIFTLET_CRIU"):$PATH" "${P[@]}" container restore "$n-ck"
+        check "restored and running" "running" "${P[@]}" inspect -f '{{.State.Status}}' "$n-ck"
+        sleep 1
+        after=$("${P[@]}" logs "$n-ck" 2>/dev/null | tail -n 1)
+        if [ "${after#count-}" -gt "${before#count-}" ] 2>/dev/null; then pass "restored process counts on ($before -> $after)"
+        else fail "restored process counts on: '$before' -> '$after'"; fi
+        check "restored container stops" "$n-ck" "${P[@]}" stop -t 1 "$n-ck"
+        check "restored exit code" "137" "${P[@]}" inspect -f '{{.State.ExitCode}}' "$n-ck"
+        "${P[@]}" rm -f "$n-ck" >/dev/null 2>&1
+    fi
     "${P[@]}" run -d --name "$n-oom" --memory 32m --memory-swap 32m "$IMG" sh -c 'tail /dev/zero' >/dev/null 2>&1
     timeout 60 "${P[@]}" wait "$n-oom" >/dev/null 2>&1
     check "OOM reported" "true 137" "${P[@]}" inspect -f '{{.State.OOMKilled}} {{.State.ExitCode}}' "$n-oom"

@@ -290,6 +290,27 @@ public enum Rootfs {
         return fd
     }
 
+    /// Stdio on the host's /dev/null is moved onto the container's /dev/null, as runc does: the
+    /// container should not hold a host file open, and CRIU cannot checkpoint a file whose mount is
+    /// not in the container. Nothing happens when the container has no null device.
+    public static func reopenNullStdio() {
+        var null: Int32 = -1
+        var nullStat = stat()
+        defer { if null >= 0 { close(null) } }
+        for fd: Int32 in 0...2 {
+            var st = stat()
+            guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFCHR,
+                  sl_major(st.st_rdev) == 1, sl_minor(st.st_rdev) == 3 else { continue }
+            if null < 0 {
+                null = Glibc.open("/dev/null", O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+                guard null >= 0, fstat(null, &nullStat) == 0, nullStat.st_mode & S_IFMT == S_IFCHR,
+                      sl_major(nullStat.st_rdev) == 1, sl_minor(nullStat.st_rdev) == 3 else { return }
+            }
+            if nullStat.st_dev == st.st_dev && nullStat.st_ino == st.st_ino { continue }
+            _ = dup2(null, fd)
+        }
+    }
+
     /// The mount point (from /proc/self/mountinfo) that holds `path`.
     static func mountPoint(containing path: String) -> String? {
         guard let info = try? FS.readString("/proc/self/mountinfo") else { return nil }

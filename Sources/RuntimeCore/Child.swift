@@ -79,6 +79,7 @@ enum Child {
             }
             try Rootfs.enter(plan.rootfs)
             try Rootfs.finish(plan.rootfs)
+            Rootfs.reopenNullStdio()
             if let h = plan.hostname { try sys("sethostname", h) { sl_sethostname(h, h.utf8.count) } }
             if let d = plan.domainname { try sys("setdomainname", d) { sl_setdomainname(d, d.utf8.count) } }
             for (k, v) in plan.sysctl {

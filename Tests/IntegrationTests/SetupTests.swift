@@ -4,6 +4,14 @@ import TestSupport
 
 /// What the container sees: user, capabilities, rlimits, namespaces, mounts, /dev, sysctls.
 final class SetupTests: ContainerTestCase {
+    func testStdioOnTheHostNullDeviceMovesToTheContainersNullDevice() throws {
+        // runProgram gives the runtime the host's /dev/null as stdin; init must hold the container's
+        // own /dev/null instead (as runc does), or CRIU cannot checkpoint it.
+        let r = try run(["sh", "-c", "[ \"$(stat -L -c %d:%i /proc/self/fd/0)\" = \"$(stat -c %d:%i /dev/null)\" ] && echo same"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "same\n")
+    }
+
     func testUserGroupsUmaskCwdEnv() throws {
         let r = try run(["sh", "-c", "id; umask; pwd; echo $FOO; echo $HOME"]) { spec in
             var p = spec[dict: "process"]

@@ -123,6 +123,14 @@ final class ControlServer {
             try ExecRunner.run(req, monitor: monitor) { [weak self] result in
                 self?.send(["id": id, "result": .object(result.json)], to: c)
             }
+        case "checkpoint":
+            let req = try CheckpointArchive.Request(params)
+            try CheckpointArchive.create(req, monitor: monitor) { [weak self] result in
+                switch result {
+                case .success(let r): self?.send(["id": id, "result": .object(r)], to: c)
+                case .failure(let e): self?.send(["id": id, "error": .string(e.message)], to: c)
+                }
+            }
         case "addProbe":
             let spec = try ProbeSpec(params)
             if spec.needsNetwork && network == nil {
@@ -139,7 +147,7 @@ final class ControlServer {
             p.stop()
             send(["id": id, "result": .object([:])], to: c)
         default:
-            throw ControlError("method: unknown method \"\(method)\" (state, subscribe, execSync, addProbe, removeProbe)")
+            throw ControlError("method: unknown method \"\(method)\" (state, subscribe, execSync, checkpoint, addProbe, removeProbe)")
         }
     }
 
@@ -208,11 +216,20 @@ enum ExecRunner {
         if let cwd = r.cwd { args += ["--cwd", cwd] }
         if let user = r.user { args += ["--user", user] }
         args += [monitor.cid] + r.args
+        try CapturedCommand.run(args, timeoutSeconds: r.timeoutSeconds, outputLimit: r.outputLimit, monitor: monitor, done: done)
+    }
+}
+
+/// A child of the monitor with stdout and stderr captured, in its own process group (killed as a
+/// whole at the timeout or when the command exits), reported through the event loop.
+enum CapturedCommand {
+    static func run(_ args: [String], timeoutSeconds: Int, outputLimit: Int = 16 << 20, monitor: Monitor,
+                    done: @escaping (ExecResult) -> Void) throws(ControlError) {
         let out: Pipe, err: Pipe
         do {
             out = try Pipe.make()
             err = try Pipe.make()
-        } catch { throw ControlError("exec: \(error)") }
+        } catch { throw ControlError("\(args[0]): \(error)") }
         var result = ExecResult(exitCode: -1, stdout: [], stderr: [], timedOut: false)
         var open = 2
         var exited = false
@@ -223,10 +240,9 @@ enum ExecRunner {
             if let timer { loop.cancel(timer) }
             done(result)
         }
-        func closePipe(_ fd: Int32) {
-            loop.unwatch(fd)
-            Glibc.close(fd)
-            open -= 1
+        func append(_ bytes: ArraySlice<UInt8>, toStdout: Bool) {
+            if toStdout { result.stdout += bytes.prefix(max(0, outputLimit - result.stdout.count)) }
+            else { result.stderr += bytes.prefix(max(0, outputLimit - result.stderr.count)) }
         }
         for (fd, isOut) in [(out.read, true), (err.read, false)] {
             _ = sl_set_nonblock(fd)
@@ -235,14 +251,15 @@ enum ExecRunner {
                     var buf = [UInt8](repeating: 0, count: 8192)
                     let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
                     if n > 0 {
-                        if isOut { if result.stdout.count < r.outputLimit { result.stdout += buf[0..<min(n, r.outputLimit - result.stdout.count)] } }
-                        else if result.stderr.count < r.outputLimit { result.stderr += buf[0..<min(n, r.outputLimit - result.stderr.count)] }
+                        append(buf[0..<n], toStdout: isOut)
                     } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
-                        closePipe(fd)
+                        loop.unwatch(fd)
+                        Glibc.close(fd)
+                        open -= 1
                         finishIfDone()
                     }
                 }
-            } catch { throw ControlError("exec: \(error)") }
+            } catch { throw ControlError("\(args[0]): \(error)") }
         }
         var group: pid_t = 0
         let pid: pid_t
@@ -251,7 +268,7 @@ enum ExecRunner {
                                                    stderr: err.write, ownProcessGroup: true)) { status in
                 exited = true
                 if !result.timedOut { result.exitCode = exitStatus(status) }
-                // Processes left in the group would keep the pipes open: end them with the exec.
+                // Processes left in the group would keep the pipes open: end them with the command.
                 if group > 0 { kill(-group, SIGKILL) }
                 finishIfDone()
             }
@@ -259,13 +276,13 @@ enum ExecRunner {
             for fd in [out.read, err.read] { loop.unwatch(fd); Glibc.close(fd) }
             Glibc.close(out.write)
             Glibc.close(err.write)
-            throw ControlError("exec: start \(args[0]): \(error)")
+            throw ControlError("start \(args[0]): \(error)")
         }
         group = pid
         Glibc.close(out.write)
         Glibc.close(err.write)
-        if r.timeoutSeconds > 0 {
-            timer = loop.after(ms: Int64(r.timeoutSeconds) * 1000) {
+        if timeoutSeconds > 0 {
+            timer = loop.after(ms: Int64(timeoutSeconds) * 1000) {
                 guard !exited else { return }
                 result.timedOut = true
                 result.exitCode = -1

@@ -62,6 +62,10 @@ final class Monitor {
     var ptyMaster: Int32 = -1
 
     var containerPid: pid_t = 0
+    /// When the container was created (RFC 3339), for checkpoint archives.
+    var startedAt = ""
+    /// CRIU images to restore from: --restore DIR, or the checkpoint/ of an unpacked --restore ARCHIVE.tar.
+    var restoreImages: String?
     var exitCode: Int32?
     var timedOut = false
     /// Children other than the container (runtime exec for probes/exec-sync, ...).
@@ -151,6 +155,13 @@ final class Monitor {
             if let s = startPipe { waitForStartByte(s) }
         }
 
+        if let restore = o.restore {
+            if let st = FS.statOf(restore), st.st_mode & S_IFMT == S_IFREG, let bundle {
+                restoreImages = try CheckpointArchive.unpack(restore, bundle: bundle, env: Spawn.childEnvironment())
+            } else {
+                restoreImages = restore
+            }
+        }
         let args = runtimeCommand(pidFile: pidFile, consoleSocket: console?.path)
         let runtimePid: pid_t
         do {
@@ -180,6 +191,7 @@ final class Monitor {
             throw MonitorFailure("read the container pid from \(pidFile): no pid written by the runtime")
         }
         containerPid = pid
+        startedAt = Clock.rfc3339Nano()
         if let console {
             defer { console.close() }
             guard let master = console.receiveMaster() else { throw MonitorFailure("Runtime did not set up terminal") }
@@ -253,7 +265,7 @@ final class Monitor {
             if o.noNewKeyring { a.append("--no-new-keyring") }
         }
         a += o.runtimeOpts
-        if let restore = o.restore { a += ["--detach", "--image-path", restore, "--work-path", bundle ?? ""] }
+        if let restore = restoreImages { a += ["--detach", "--image-path", restore, "--work-path", bundle ?? ""] }
         if let consoleSocket { a += ["--console-socket", consoleSocket] }
         a.append(cid)
         return a

@@ -1,0 +1,218 @@
+import Glibc
+import LinuxSystem
+import OCI
+
+/// Forensic checkpoint archives (Kubernetes KEP-2008) in the container-archive layout podman and
+/// CRI-O write and checkpointctl reads: one tar with
+///   checkpoint/       CRIU's images (from `<runtime> checkpoint --leave-running`)
+///   config.dump       {"id", "name", "runtime", "createdTime", "checkpointedTime"}
+///   spec.dump         the container's config.json
+///   rootfs-diff.tar   the container's changes when its root is an overlay mount (its upper dir,
+///                     without whiteouts), and deleted.files listing the whiteouts
+///   dump.log          CRIU's log
+/// The container keeps running: the archive is for analysis, or for a restore elsewhere
+/// (`swiftlet-monitor --restore ARCHIVE.tar`).
+enum CheckpointArchive {
+    struct Request {
+        var archive: String
+        var tcpEstablished = false
+        var fileLocks = false
+        var timeoutSeconds = 600
+
+        init(_ p: JSONObject) throws(ControlError) {
+            guard let a = try optionalString(p, "archive"), a.hasPrefix("/"), a.hasSuffix(".tar") else {
+                throw ControlError("params.archive: an absolute path ending in .tar is required")
+            }
+            guard FS.lstatOf(a) == nil else { throw ControlError("params.archive: \(a) exists already") }
+            guard let dir = FS.statOf(FS.dirname(a)), FS.isDirectory(dir) else {
+                throw ControlError("params.archive: directory \(FS.dirname(a)) does not exist")
+            }
+            archive = a
+            tcpEstablished = try bool(p, "tcpEstablished")
+            fileLocks = try bool(p, "fileLocks")
+            timeoutSeconds = try integer(p, "timeout", default: 600, range: 1...86400)
+        }
+    }
+
+    static func create(_ r: Request, monitor m: Monitor, done: @escaping (Result<JSONObject, ControlError>) -> Void) throws(ControlError) {
+        guard m.exitCode == nil, let bundle = m.bundle else { throw ControlError("container \(m.cid) is not running") }
+        let work = r.archive + ".work"
+        do { try FS.mkdir(work, 0o700) } catch { throw ControlError("params.archive: \(error)") }
+        let upper = overlayUpperDir(pid: m.containerPid)
+        var args = [m.o.runtime ?? ""] + m.o.runtimeArgs
+        args += ["checkpoint", "--image-path", work + "/checkpoint", "--work-path", work, "--leave-running"]
+        if r.tcpEstablished { args.append("--tcp-established") }
+        if r.fileLocks { args.append("--file-locks") }
+        args.append(m.cid)
+        func fail(_ message: String) {
+            try? FS.removeAll(work)
+            done(.failure(ControlError(message)))
+        }
+        do throws(ControlError) {
+            try CapturedCommand.run(args, timeoutSeconds: r.timeoutSeconds, monitor: m) { res in
+                guard res.exitCode == 0 else {
+                    fail("checkpoint failed (exit \(res.exitCode)): " + String(decoding: res.stderr.suffix(2048), as: UTF8.self).trimmingWhitespace())
+                    return
+                }
+                do {
+                    try FS.writeFileAtomic(work + "/spec.dump", try FS.readFile(bundle + "/config.json"), mode: 0o600)
+                    let config: JSONObject = [
+                        "id": .string(m.cid), "name": .string(m.o.name ?? m.cid),
+                        "runtime": .string(String((m.o.runtime ?? "").split(separator: "/").last ?? "")),
+                        "createdTime": .string(m.startedAt), "checkpointedTime": .string(Clock.rfc3339Nano()),
+                    ]
+                    try FS.writeFileAtomic(work + "/config.dump", JSONValue.object(config).serializedBytes(pretty: true), mode: 0o600)
+                } catch {
+                    fail("write archive metadata: \(error)")
+                    return
+                }
+                packRootfsDiff(upper: upper, work: work, monitor: m) { message in
+                    if let message { fail(message); return }
+                    packArchive(work: work, archive: r.archive, monitor: m) { message in
+                        try? FS.removeAll(work)
+                        if let message { done(.failure(ControlError(message))); return }
+                        var size = stat()
+                        let bytes = stat(r.archive, &size) == 0 ? Int64(size.st_size) : 0
+                        done(.success(["archive": .string(r.archive), "size": .number(String(bytes)),
+                                       "rootfsDiff": .bool(upper != nil)]))
+                    }
+                }
+            }
+        } catch {
+            fail("checkpoint: \(error.message)")
+        }
+    }
+
+    /// The upper dir of the container's root when it is an overlay mount, from /proc/PID/mountinfo.
+    static func overlayUpperDir(pid: pid_t) -> String? {
+        guard let info = try? FS.readString("/proc/\(pid)/mountinfo") else { return nil }
+        var upper: String?
+        for line in info.split(separator: "\n") {
+            let halves = line.split(separator: " - ", maxSplits: 1)
+            guard halves.count == 2 else { continue }
+            let left = halves[0].split(separator: " "), right = halves[1].split(separator: " ")
+            guard left.count >= 5, left[4] == "/", right.count >= 3 else { continue }
+            upper = nil
+            if right[0] == "overlay" {
+                for opt in right[2].split(separator: ",") where opt.hasPrefix("upperdir=") {
+                    upper = String(opt.dropFirst("upperdir=".count))
+                }
+            }
+        }
+        return upper
+    }
+
+    private static func packRootfsDiff(upper: String?, work: String, monitor m: Monitor, done: @escaping (String?) -> Void) {
+        guard let upper else { done(nil); return }
+        let whiteouts = findWhiteouts(upper, relative: ".")
+        let list = JSONValue.array(whiteouts.map { .string(String($0.dropFirst(2))) })
+        do { try FS.writeFileAtomic(work + "/deleted.files", list.serializedBytes(), mode: 0o600) } catch {
+            done("write deleted.files: \(error)")
+            return
+        }
+        let args = ["/bin/tar", "-cf", work + "/rootfs-diff.tar", "-C", upper] + whiteouts.map { "--exclude=" + $0 } + ["."]
+        runTar(args, monitor: m, what: "rootfs-diff.tar", done: done)
+    }
+
+    private static func packArchive(work: String, archive: String, monitor m: Monitor, done: @escaping (String?) -> Void) {
+        runTar(["/bin/tar", "-cf", archive, "-C", work, "."], monitor: m, what: archive, done: done)
+    }
+
+    private static func runTar(_ args: [String], monitor m: Monitor, what: String, done: @escaping (String?) -> Void) {
+        do throws(ControlError) {
+            try CapturedCommand.run(args, timeoutSeconds: 600, monitor: m) { r in
+                done(r.exitCode == 0 ? nil : "tar \(what) failed: " + String(decoding: r.stderr.suffix(1024), as: UTF8.self))
+            }
+        } catch {
+            done("tar \(what): \(error.message)")
+        }
+    }
+
+    /// overlayfs whiteouts (character devices 0:0) under `dir`, as ./relative paths.
+    static func findWhiteouts(_ dir: String, relative: String) -> [String] {
+        var out: [String] = []
+        for name in (try? FS.listDirectory(dir)) ?? [] {
+            let path = dir + "/" + name, rel = relative + "/" + name
+            guard let st = FS.lstatOf(path) else { continue }
+            if st.st_mode & S_IFMT == S_IFCHR && st.st_rdev == 0 {
+                out.append(rel)
+            } else if FS.isDirectory(st) {
+                out += findWhiteouts(path, relative: rel)
+            }
+        }
+        return out
+    }
+
+    // MARK: - Restore
+
+    /// `--restore ARCHIVE.tar`: unpacks the archive into `<bundle>/checkpoint-archive`, takes
+    /// spec.dump as config.json when the bundle has none, applies rootfs-diff.tar and deleted.files
+    /// to the rootfs, and returns the CRIU image directory to restore from.
+    static func unpack(_ archive: String, bundle: String, env: [String]) throws(MonitorFailure) -> String {
+        let dir = bundle + "/checkpoint-archive"
+        try? FS.removeAll(dir)
+        do { try FS.mkdir(dir, 0o700) } catch { throw MonitorFailure("restore: \(error)") }
+        do {
+            return try unpack(archive, into: dir, bundle: bundle, env: env)
+        } catch {
+            try? FS.removeAll(dir)
+            throw error
+        }
+    }
+
+    private static func unpack(_ archive: String, into dir: String, bundle: String, env: [String]) throws(MonitorFailure) -> String {
+        try runTarSync(["/bin/tar", "-xf", archive, "-C", dir], env: env, what: "unpack \(archive)")
+        guard FS.exists(dir + "/checkpoint") else {
+            throw MonitorFailure("restore: \(archive) is not a checkpoint archive (no checkpoint/ directory)")
+        }
+        let config = bundle + "/config.json"
+        do {
+            if !FS.exists(config) {
+                guard FS.exists(dir + "/spec.dump") else { throw MonitorFailure("restore: \(archive) has no spec.dump and \(config) is missing") }
+                try FS.writeFileAtomic(config, try FS.readFile(dir + "/spec.dump"), mode: 0o600)
+            }
+        } catch let e as MonitorFailure { throw e } catch { throw MonitorFailure("restore: \(error)") }
+        if FS.exists(dir + "/rootfs-diff.tar") {
+            let rootfs = try rootfsPath(bundle: bundle)
+            try runTarSync(["/bin/tar", "-xf", dir + "/rootfs-diff.tar", "-C", rootfs], env: env, what: "apply rootfs-diff.tar")
+            if let text = try? FS.readFile(dir + "/deleted.files"), case .array(let items)? = try? JSONValue.parse(text) {
+                for case .string(let rel) in items {
+                    guard !rel.split(separator: "/").contains("..") else { continue }
+                    try? FS.removeAll(rootfs + "/" + rel)
+                }
+            }
+        }
+        return dir + "/checkpoint"
+    }
+
+    private static func rootfsPath(bundle: String) throws(MonitorFailure) -> String {
+        guard let bytes = try? FS.readFile(bundle + "/config.json"), case .object(let spec)? = try? JSONValue.parse(bytes),
+              case .object(let root)? = spec["root"], case .string(let path)? = root["path"] else {
+            throw MonitorFailure("restore: \(bundle)/config.json has no root.path")
+        }
+        return path.hasPrefix("/") ? path : bundle + "/" + path
+    }
+
+    private static func runTarSync(_ args: [String], env: [String], what: String) throws(MonitorFailure) {
+        let err: Pipe
+        do { err = try Pipe.make() } catch { throw MonitorFailure("\(what): \(error)") }
+        let pid: pid_t
+        do { pid = try Spawn.start(SpawnSpec(args: args, env: env, stderr: err.write)) } catch {
+            close(err.read)
+            close(err.write)
+            throw MonitorFailure("\(what): \(error)")
+        }
+        close(err.write)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let text = readAvailable(err.read)
+        close(err.read)
+        guard exitStatus(status) == 0 else { throw MonitorFailure("\(what) failed: \(text.trimmingWhitespace())") }
+    }
+}
+
+private func bool(_ p: JSONObject, _ key: String) throws(ControlError) -> Bool {
+    guard let v = p[key] else { return false }
+    guard case .bool(let b) = v else { throw ControlError("params.\(key): must be true or false") }
+    return b
+}

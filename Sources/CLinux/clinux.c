@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <malloc.h>
 #include <netinet/in.h>
 
 int sl_unshare(int flags) { return unshare(flags); }
@@ -173,3 +174,4 @@ int sl_connect_inet(int fd, int family, const void *addr, uint16_t port) {
     if (family == AF_INET6) { struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port) }; memcpy(&a.sin6_addr, addr, 16); return connect(fd, (struct sockaddr *)&a, sizeof a); }
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) }; memcpy(&a.sin_addr, addr, 4); return connect(fd, (struct sockaddr *)&a, sizeof a);
 }
+int sl_malloc_trim(void) { return malloc_trim(0); }

@@ -90,6 +90,8 @@ final class Monitor {
             removeCleanupPaths()
             return 1
         }
+        // Start-up garbage (options, mountinfo, JSON) goes back to the kernel before the long wait.
+        _ = sl_malloc_trim()
         loop.run()
         return finish()
     }

@@ -156,4 +156,5 @@ int sl_socket_error(int fd);                                 // getsockopt(SO_ER
 int sl_set_nonblock(int fd);                                 // fcntl F_SETFL |= O_NONBLOCK
 int sl_set_cloexec(int fd);                                  // fcntl F_SETFD FD_CLOEXEC
 int sl_connect_inet(int fd, int family, const void *addr, uint16_t port); // sockaddr_in/in6 from raw address
+int sl_malloc_trim(void);                                    // malloc_trim(0): free heap pages back to the kernel
 #endif

@@ -105,6 +105,23 @@ final class MonitorLifecycleTests: MonitorTestCase {
         XCTAssertEqual(exit?["oomKilled"] as? Bool, true, "\(String(describing: exit))")
     }
 
+    func testMonitorKilledInventsNoExitCodeAndDeleteCleansUp() throws {
+        let c = try launch(["sleep", "100"])
+        start(c)
+        let monitor = try XCTUnwrap(c.monitorPid)
+        kill(monitor, SIGKILL)
+        XCTAssertTrue(monitorGone(c))
+        // The container outlives its monitor; its exit is then nobody's to report.
+        XCTAssertEqual(sl(["state", c.id]).stdout.contains("\"running\""), true)
+        XCTAssertEqual(sl(["kill", c.id, "KILL"]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 10) { self.sl(["state", c.id]).stdout.contains("\"stopped\"") })
+        XCTAssertNil(c.exitCode(timeout: 1), "no exit file without a monitor")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: c.persistDir + "/exit"))
+        XCTAssertEqual(sl(["delete", "--force", c.id]).status, 0)
+        XCTAssertTrue(sl(["list", "-q"]).stdout.split(separator: "\n").allSatisfy { $0 != Substring(c.id) })
+        assertNothingLeft(c.id)
+    }
+
     func testNormalExitHasNoOOMMarker() throws {
         let c = try launch(["true"])
         start(c)

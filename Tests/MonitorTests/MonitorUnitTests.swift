@@ -138,3 +138,81 @@ final class ProbeSpecTests: XCTestCase {
         }
     }
 }
+
+/// Randomised inputs for the monitor's parsers (control API requests, probe specs, ctl lines, the
+/// command line): each either parses or throws a clear error; none may trap. Seeded, so a failure
+/// reproduces.
+final class MonitorParserFuzzTests: XCTestCase {
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static let seeds = [
+        #"{"name":"p","exec":{"command":["true"]},"periodSeconds":1}"#,
+        #"{"name":"h","httpGet":{"port":8080,"path":"/x","httpHeaders":[{"name":"A","value":"b"}],"expectedStatus":204}}"#,
+        #"{"name":"g","grpc":{"port":50051,"service":"s","host":"::1"},"timeoutSeconds":3}"#,
+        #"{"name":"t","tcpSocket":{"port":1,"host":"10.0.0.1"},"failureThreshold":1000}"#,
+        #"{"args":["sh","-c","echo"],"env":["A=B"],"cwd":"/","user":"0:0","timeout":5}"#,
+        #"{"archive":"/tmp/x.tar","tcpEstablished":true}"#,
+    ]
+
+    func mutate(_ s: [UInt8], _ rng: inout SplitMix) -> [UInt8] {
+        var b = s
+        for _ in 0..<Int.random(in: 1...6, using: &rng) {
+            guard !b.isEmpty else { break }
+            let i = Int.random(in: 0..<b.count, using: &rng)
+            switch Int.random(in: 0..<6, using: &rng) {
+            case 0: b[i] = UInt8.random(in: 0...255, using: &rng)
+            case 1: b.remove(at: i)
+            case 2: b.insert(Array("{}[]\",:-0123456789e.\\ntrue".utf8).randomElement(using: &rng) ?? 0, at: i)
+            case 3: b = Array(b[..<i])
+            case 4: b.insert(contentsOf: Array(b[i...].prefix(16)), at: i)
+            default: b.insert(contentsOf: Array("99999999999999999999999".utf8), at: i)
+            }
+        }
+        return b
+    }
+
+    func testRequestsNeverTrap() {
+        var rng = SplitMix(state: 0x5157_1E7)
+        var parsed = 0, rejected = 0
+        for round in 0..<20_000 {
+            let seed = Array(Self.seeds[round % Self.seeds.count].utf8)
+            let bytes = mutate(seed, &rng)
+            guard case .object(let o)? = try? JSONValue.parse(bytes, maxDepth: 32) else { rejected += 1; continue }
+            parsed += 1
+            _ = try? ProbeSpec(o)
+            _ = try? ExecRequest(o)
+            _ = try? CheckpointArchive.Request(o)
+        }
+        XCTAssertGreaterThan(parsed, 1000, "the mutations still reach the spec decoders")
+        XCTAssertGreaterThan(rejected, 1000)
+    }
+
+    func testCommandLinesNeverTrap() {
+        var rng = SplitMix(state: 42)
+        let words = ["--api-version", "1", "-c", "x", "-u", "--runtime", "-r", "/bin/true", "-T", "-5", "--log-size-max",
+                     "-l", "k8s-file:", "-e", "--exec-attach", "--timeout=", "-T99999999999999999999", "-", "--", "-0", "=", ""]
+        for _ in 0..<20_000 {
+            let argv = (0..<Int.random(in: 0...8, using: &rng)).map { _ in words.randomElement(using: &rng) ?? "" }
+            if let o = try? parseMonitorOptions(argv) { _ = try? validate(o) }
+        }
+    }
+
+    func testGRPCFramesNeverTrap() {
+        var rng = SplitMix(state: 7)
+        for _ in 0..<20_000 {
+            var c = GRPCHealthClient()
+            let bytes = (0..<Int.random(in: 0...64, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            _ = c.parse(bytes)
+            _ = GRPCHealthClient.healthStatus(bytes)
+        }
+    }
+}

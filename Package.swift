@@ -49,7 +49,7 @@ let package = Package(
         .testTarget(name: "MountsTests", dependencies: ["Mounts", "LinuxSystem"]),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "OCI"]),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
-        .testTarget(name: "MonitorTests", dependencies: ["MonitorCore", "OCI"]),
+        .testTarget(name: "MonitorTests", dependencies: ["MonitorCore", "OCI", "TestSupport"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem"]),
     ]

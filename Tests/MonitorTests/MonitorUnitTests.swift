@@ -1,5 +1,6 @@
 import XCTest
 import OCI
+import TestSupport
 @testable import MonitorCore
 
 final class OptionParsingTests: XCTestCase {
@@ -143,17 +144,6 @@ final class ProbeSpecTests: XCTestCase {
 /// command line): each either parses or throws a clear error; none may trap. Seeded, so a failure
 /// reproduces.
 final class MonitorParserFuzzTests: XCTestCase {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let seeds = [
         #"{"name":"p","exec":{"command":["true"]},"periodSeconds":1}"#,
         #"{"name":"h","httpGet":{"port":8080,"path":"/x","httpHeaders":[{"name":"A","value":"b"}],"expectedStatus":204}}"#,
@@ -163,7 +153,7 @@ final class MonitorParserFuzzTests: XCTestCase {
         #"{"archive":"/tmp/x.tar","tcpEstablished":true}"#,
     ]
 
-    func mutate(_ s: [UInt8], _ rng: inout SplitMix) -> [UInt8] {
+    func mutate(_ s: [UInt8], _ rng: inout SeededRandom) -> [UInt8] {
         var b = s
         for _ in 0..<Int.random(in: 1...6, using: &rng) {
             guard !b.isEmpty else { break }
@@ -181,7 +171,7 @@ final class MonitorParserFuzzTests: XCTestCase {
     }
 
     func testRequestsNeverTrap() {
-        var rng = SplitMix(state: 0x5157_1E7)
+        var rng = SeededRandom(seed: 0x5157_1E7)
         var parsed = 0, rejected = 0
         for round in 0..<20_000 {
             let seed = Array(Self.seeds[round % Self.seeds.count].utf8)
@@ -197,7 +187,7 @@ final class MonitorParserFuzzTests: XCTestCase {
     }
 
     func testCommandLinesNeverTrap() {
-        var rng = SplitMix(state: 42)
+        var rng = SeededRandom(seed: 42)
         let words = ["--api-version", "1", "-c", "x", "-u", "--runtime", "-r", "/bin/true", "-T", "-5", "--log-size-max",
                      "-l", "k8s-file:", "-e", "--exec-attach", "--timeout=", "-T99999999999999999999", "-", "--", "-0", "=", ""]
         for _ in 0..<20_000 {
@@ -207,7 +197,7 @@ final class MonitorParserFuzzTests: XCTestCase {
     }
 
     func testGRPCFramesNeverTrap() {
-        var rng = SplitMix(state: 7)
+        var rng = SeededRandom(seed: 7)
         for _ in 0..<20_000 {
             var c = GRPCHealthClient()
             let bytes = (0..<Int.random(in: 0...64, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }

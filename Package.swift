@@ -34,7 +34,11 @@ let package = Package(
         .target(name: "RuntimeCore", dependencies: ["OCI", "LinuxSystem", "Mounts", "Seccomp", "Cgroups", "Checkpoint", "CLinux", "CCap"]),
         // One file per verb, each a thin call into RuntimeCore.
         .target(name: "RuntimeCLI", dependencies: ["Argv", "OCI", "RuntimeCore", "LinuxSystem", "Seccomp", "Mounts", "Cgroups"]),
-        .executableTarget(name: "swiftlet", dependencies: ["RuntimeCLI"]),
+        // A fully static executable, like the monitor: start-up without ld.so (7 shared libraries,
+        // symbol lookups, relocations) takes a third of the CPU (measured: `swiftlet --version` 1.6 vs
+        // 4.8 ms, `exec` 8 vs 11.6 ms). The price: no ASLR for its own text, no NSS (not used).
+        .executableTarget(name: "swiftlet", dependencies: ["RuntimeCLI"],
+                          linkerSettings: [.unsafeFlags(["-static-executable"])]),
         // The per-container monitor (conmon's command line and protocol, plus a control API and probes).
         .target(name: "MonitorCore", dependencies: ["OCI", "LinuxSystem", "Cgroups", "CLinux"]),
         // A fully static executable: a PIE monitor linked to glibc and libstdc++ keeps ~1.1 MiB of private

@@ -15,6 +15,7 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
         .systemLibrary(name: "CMount", pkgConfig: "mount", providers: [.apt(["libmount-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
 
         // Pure Swift: JSON, the runtime-spec model (Codable), validation.
         .target(name: "OCI"),
@@ -40,7 +41,7 @@ let package = Package(
         .executableTarget(name: "swiftlet", dependencies: ["RuntimeCLI"],
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),
         // The per-container monitor (conmon's command line and protocol, plus a control API and probes).
-        .target(name: "MonitorCore", dependencies: ["OCI", "LinuxSystem", "Cgroups", "CLinux"]),
+        .target(name: "MonitorCore", dependencies: ["OCI", "LinuxSystem", "Cgroups", "CLinux", "COpenSSL"]),
         // A fully static executable: a PIE monitor linked to glibc and libstdc++ keeps ~1.1 MiB of private
         // pages (relocations, per-process text), a static one ~0.2 MiB, which is what every extra
         // container costs (Spec/monitor.md).

@@ -7,7 +7,7 @@ import OCI
 enum ProbeAction {
     case exec([String])
     case tcp(host: String, port: Int)
-    case http(host: String, port: Int, path: String, headers: [(String, String)], expectedStatus: Int?)
+    case http(host: String, port: Int, path: String, headers: [(String, String)], expectedStatus: Int?, tls: Bool)
     case grpc(host: String, port: Int, service: String)
 }
 
@@ -36,8 +36,8 @@ struct ProbeSpec {
         }
         if case .object(let h)? = p["httpGet"] {
             let scheme = try optionalString(h, "scheme", prefix: "params.httpGet.") ?? "HTTP"
-            guard scheme.uppercased() == "HTTP" else {
-                throw ControlError("params.httpGet.scheme: \(scheme) is not supported (HTTP only: the monitor has no TLS library)")
+            guard scheme.uppercased() == "HTTP" || scheme.uppercased() == "HTTPS" else {
+                throw ControlError("params.httpGet.scheme: \(scheme) is neither HTTP nor HTTPS")
             }
             let path = try optionalString(h, "path", prefix: "params.httpGet.") ?? "/"
             guard path.hasPrefix("/"), !path.utf8.contains(where: { $0 <= 32 || $0 == 127 }) else {
@@ -59,7 +59,7 @@ struct ProbeSpec {
                 expected = try integer(h, "expectedStatus", default: 200, range: 100...599, prefix: "params.httpGet.")
             }
             actions.append(.http(host: try host(h, "httpGet"), port: try port(h, "httpGet"), path: path,
-                                 headers: headers, expectedStatus: expected))
+                                 headers: headers, expectedStatus: expected, tls: scheme.uppercased() == "HTTPS"))
         }
         if case .object(let g)? = p["grpc"] {
             actions.append(.grpc(host: try host(g, "grpc"), port: try port(g, "grpc"),
@@ -282,7 +282,7 @@ final class NetCheck {
 
     private var target: (String, Int) {
         switch action {
-        case .tcp(let h, let p), .http(let h, let p, _, _, _), .grpc(let h, let p, _): return (h, p)
+        case .tcp(let h, let p), .http(let h, let p, _, _, _, _), .grpc(let h, let p, _): return (h, p)
         case .exec: return ("", 0)
         }
     }
@@ -301,15 +301,26 @@ final class NetCheck {
             switch action {
             case .tcp:
                 finish(true, "connected")
-            case .http(let h, let p, let path, let headers, _):
+            case .http(let h, let p, let path, let headers, _, let tls):
                 var req = "GET \(path) HTTP/1.1\r\nHost: \(h.contains(":") ? "[\(h)]" : h):\(p)\r\nUser-Agent: swiftlet-monitor/\(monitorVersion)\r\nAccept: */*\r\nConnection: close\r\n"
                 for (n, v) in headers { req += "\(n): \(v)\r\n" }
-                sendRequest(Array((req + "\r\n").utf8))
+                if tls {
+                    guard let t = TLSClient(fd: fd) else { finish(false, "TLS: cannot set up a session"); return }
+                    self.tls = t
+                    tlsPending = Array((req + "\r\n").utf8)
+                    driveTLS()
+                } else {
+                    sendRequest(Array((req + "\r\n").utf8))
+                }
             case .grpc(let h, let p, let service):
                 sendRequest(grpc.request(authority: "\(h):\(p)", service: service))
             case .exec:
                 finish(false, "not a network probe")
             }
+            return
+        }
+        if tls != nil {
+            driveTLS()
             return
         }
         var buf = [UInt8](repeating: 0, count: 4096)
@@ -322,6 +333,43 @@ final class NetCheck {
         }
     }
 
+    // MARK: https
+
+    private var tls: TLSClient?
+    private var tlsHandshakeDone = false
+    /// The request not yet written through TLS (nil once sent).
+    private var tlsPending: [UInt8]?
+
+    /// Handshake, then the request, then the response, each step resumed when epoll says so.
+    private func driveTLS() {
+        guard let tls else { return }
+        while done != nil {
+            let step: TLSClient.Step
+            if !tlsHandshakeDone {
+                step = tls.handshake()
+                if case .done = step { tlsHandshakeDone = true; continue }
+            } else if let pending = tlsPending {
+                step = tls.write(pending)
+                if case .done = step { tlsPending = nil; continue }
+            } else {
+                var buf = [UInt8](repeating: 0, count: 4096)
+                step = tls.read(&buf)
+                if case .done(let n) = step {
+                    response += buf[0..<n]
+                    evaluate(eof: false)
+                    continue
+                }
+            }
+            switch step {
+            case .wantRead: loop.change(fd, events: SL_EPOLLIN); return
+            case .wantWrite: loop.change(fd, events: SL_EPOLLOUT); return
+            case .eof: evaluate(eof: true); return
+            case .failed(let why): finish(false, why); return
+            case .done: return
+            }
+        }
+    }
+
     private func sendRequest(_ bytes: [UInt8]) {
         let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         guard n == bytes.count else { finish(false, "send request: \(errnoString(errno))"); return }
@@ -330,7 +378,7 @@ final class NetCheck {
 
     private func evaluate(eof: Bool) {
         switch action {
-        case .http(_, _, _, _, let expected):
+        case .http(_, _, _, _, let expected, _):
             guard let end = response.firstIndex(of: UInt8(ascii: "\n")) else {
                 if eof || response.count > 8192 { finish(false, "no HTTP status line") }
                 return
@@ -359,6 +407,7 @@ final class NetCheck {
     private func finish(_ ok: Bool, _ message: String) {
         if let timer { loop.cancel(timer) }
         timer = nil
+        tls = nil
         if fd >= 0 {
             loop.unwatch(fd)
             Glibc.close(fd)

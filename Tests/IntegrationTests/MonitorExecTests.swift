@@ -137,7 +137,7 @@ final class MonitorControlTests: MonitorTestCase {
         XCTAssertTrue(error("execSync", ["args": ["true"], "timeout": -1]).contains("params.timeout"))
         XCTAssertTrue(error("addProbe", ["name": "p"]).contains("exactly one of"))
         XCTAssertTrue(error("addProbe", ["name": "p", "tcpSocket": ["port": 70000]]).contains("params.tcpSocket.port"))
-        XCTAssertTrue(error("addProbe", ["name": "p", "httpGet": ["port": 80, "scheme": "HTTPS"]]).contains("params.httpGet.scheme"))
+        XCTAssertTrue(error("addProbe", ["name": "p", "httpGet": ["port": 80, "scheme": "FTP"]]).contains("params.httpGet.scheme"))
         XCTAssertTrue(error("addProbe", ["name": "p", "tcpSocket": ["port": 80, "host": "example.com"]]).contains("params.tcpSocket.host"))
         XCTAssertTrue(error("removeProbe", ["name": "missing"]).contains("params.name"))
         api.send("{not json")
@@ -197,6 +197,34 @@ final class MonitorControlTests: MonitorTestCase {
         XCTAssertGreaterThan(listed.first?["runs"] as? Int ?? 0, 0)
         XCTAssertNotNil(again.call("removeProbe", ["name": "tcp"])["result"])
         XCTAssertEqual(((again.call("state")["result"] as? [String: Any])?["probes"] as? [[String: Any]])?.count, 3)
+    }
+
+    func testHTTPSProbeWithoutCertificateVerification() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"), "openssl not installed (Scripts/install-deps.sh)")
+        let c = try serverContainer()
+        let pid = try XCTUnwrap(c.syncJSON["data"] as? Int)
+        let dir = try makeTempDir(prefix: "swiftlet-tls.")
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let gen = runProgram("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/k.pem",
+                                                   "-out", dir + "/c.pem", "-subj", "/CN=probe", "-days", "1"])
+        XCTAssertEqual(gen.status, 0, gen.stderr)
+        // A self-signed TLS server inside the container's network namespace (started from the host).
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        server.arguments = ["-t", String(pid), "-n", "/usr/bin/openssl", "s_server", "-accept", "127.0.0.1:8443", "-www",
+                            "-cert", dir + "/c.pem", "-key", dir + "/k.pem", "-quiet"]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        addTeardownBlock { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
+        let api = try ControlClient(c.bundle + "/monitor.sock")
+        _ = api.call("subscribe")
+        XCTAssertNotNil(api.call("addProbe", ["name": "tls", "httpGet": ["port": 8443, "scheme": "HTTPS", "path": "/"],
+                                              "periodSeconds": 1, "failureThreshold": 1])["result"])
+        let up = api.waitEvent(timeout: 15) { $0["name"] as? String == "tls" && $0["healthy"] as? Bool == true }
+        XCTAssertEqual(up?["message"] as? String, "HTTP 200", "\(String(describing: up))")
+        kill(server.processIdentifier, SIGKILL)
+        XCTAssertNotNil(api.waitEvent(timeout: 15) { $0["name"] as? String == "tls" && $0["healthy"] as? Bool == false })
     }
 
     func testGRPCHealthProbe() throws {

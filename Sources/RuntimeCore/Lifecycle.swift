@@ -16,6 +16,7 @@ public func startContainer(root: String, id: String) throws(RuntimeError) -> [St
     switch store.status(state) {
     case .created: break
     case .stopped: throw RuntimeError(.invalidState, "cannot start a container that has stopped")
+    case .creating: throw RuntimeError(.invalidState, "container \(id) is still being created (or its create was killed: delete --force it)")
     default: throw RuntimeError(.invalidState, "cannot start an already running container")
     }
     if state.config.process == nil {

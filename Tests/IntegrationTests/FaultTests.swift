@@ -1,0 +1,67 @@
+import Foundation
+import XCTest
+import TestSupport
+
+/// `swiftlet create` killed (SIGKILL) at each stage (issue 7): the test hook SWIFTLET_TEST_STOP_AT
+/// makes create SIGSTOP itself at a named stage (Spec/reliability.md); the test then SIGKILLs it.
+/// Afterwards `state`/`list` report it sensibly and `delete --force` removes everything: state
+/// directory, cgroups in every hierarchy, mounts, processes.
+final class FaultTests: ContainerTestCase {
+    /// Runs `create` until it stops at `stage`, SIGKILLs it, checks state/list, returns the status
+    /// `state` reported.
+    func killCreate(at stage: String, id: String, bundle b: String,
+                    file: StaticString = #filePath, line: UInt = #line) -> String? {
+        guard let pid = spawnSwiftlet(["create", "--bundle", b, id],
+                                      environment: taggedEnvironment(["SWIFTLET_TEST_STOP_AT": stage])) else {
+            XCTFail("cannot spawn swiftlet", file: file, line: line)
+            return nil
+        }
+        let stopped = waitUntil(timeout: 20) { processState(pid) == "T" || processState(pid) == "Z" }
+        XCTAssertEqual(processState(pid), "T", "\(stage): create never stopped there", file: file, line: line)
+        _ = stopped
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+        let shown = stateStatus(id)
+        XCTAssertEqual(listedStatus(id, file: file, line: line), shown, "\(stage): list and state agree", file: file, line: line)
+        return shown
+    }
+
+    func check(stage: String, userns: Bool, expect: String) throws {
+        let id = "fault-\(stage)\(userns ? "-userns" : "")"
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sleep", "1000"])(&spec)
+            if userns { ContainerTestCase.userNamespace()(&spec) }
+        }
+        XCTAssertEqual(killCreate(at: stage, id: id, bundle: b), expect, stage)
+        // A container whose create died half-way cannot be started or signalled, only force-deleted;
+        // one whose create died after writing the final state is complete and starts.
+        let start = sl(["start", id], timeout: 10)
+        if expect == "created" {
+            XCTAssertEqual(start.status, 0, "\(stage): start: \(start)")
+            XCTAssertEqual(stateStatus(id), "running")
+        } else {
+            XCTAssertEqual(start.status, 1, "\(stage): start: \(start)")
+            XCTAssertTrue(start.stderr.contains("still being created"), "\(stage): \(start.stderr)")
+            XCTAssertEqual(sl(["kill", id, "KILL"]).status, 1, stage)
+            XCTAssertEqual(sl(["delete", id]).status, 1, "\(stage): delete without --force refuses")
+        }
+        let del = sl(["delete", "--force", id])
+        XCTAssertEqual(del.status, 0, "\(stage): \(del.stderr)")
+        assertNothingLeft(id, bundle: b)
+        XCTAssertNil(listedStatus(id), stage)
+        try? FileManager.default.removeItem(atPath: b)
+    }
+
+    func testKilledBeforeClone() throws { try check(stage: "before-clone", userns: false, expect: "creating") }
+    func testKilledAfterClone() throws { try check(stage: "after-clone", userns: false, expect: "creating") }
+    func testKilledAfterCloneWithUserNamespace() throws { try check(stage: "after-clone", userns: true, expect: "creating") }
+    func testKilledBeforeIDMaps() throws { try check(stage: "before-idmap", userns: true, expect: "creating") }
+    func testKilledAfterIDMaps() throws { try check(stage: "after-idmap", userns: true, expect: "creating") }
+    func testKilledAfterCgroup() throws { try check(stage: "after-cgroup", userns: false, expect: "creating") }
+    func testKilledAfterCgroupWithUserNamespace() throws { try check(stage: "after-cgroup", userns: true, expect: "creating") }
+    func testKilledBeforeFifoWait() throws { try check(stage: "before-fifo-wait", userns: false, expect: "creating") }
+    func testKilledBeforeFifoWaitWithUserNamespace() throws { try check(stage: "before-fifo-wait", userns: true, expect: "creating") }
+    func testKilledAfterState() throws { try check(stage: "after-state", userns: false, expect: "created") }
+
+}

@@ -63,7 +63,11 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     try store.createDir(o.id)
     // Held until create returns (or dies): start/delete/update wait instead of racing with it.
     let lock: ContainerStore.Lock
-    do { lock = try store.lock(o.id) } catch { try? store.remove(o.id); throw error }
+    do { lock = try store.lock(o.id) } catch {
+        // notFound: a concurrent delete removed the directory in the moment before we locked it.
+        if error.code != .notFound { try? store.remove(o.id) }
+        throw error
+    }
     defer { lock.release() }
 
     var initPid: pid_t = 0

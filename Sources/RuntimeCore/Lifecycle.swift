@@ -10,8 +10,7 @@ import Cgroups
 @discardableResult
 public func startContainer(root: String, id: String) throws(RuntimeError) -> [String] {
     let store = ContainerStore(root: root)
-    let state = try store.load(id)
-    let lock = try store.lock(id)
+    let (lock, state) = try store.lockAndLoad(id)
     defer { lock.release() }
     switch store.status(state) {
     case .created: break
@@ -101,17 +100,25 @@ func containerPids(_ s: StoredState) -> [pid_t] {
 @discardableResult
 public func deleteContainer(root: String, id: String, force: Bool) throws(RuntimeError) -> [String] {
     let store = ContainerStore(root: root)
+    try ContainerStore.validate(id: id)
+    // Lock first, then read the state: concurrent deletes take turns, and the later ones find the
+    // container gone. --force never fails on absence.
+    let lock: ContainerStore.Lock
+    do { lock = try store.lock(id) } catch {
+        if error.code == .notFound && force { return [] }
+        throw error
+    }
+    defer { lock.release() }
     let state: StoredState
     do { state = try store.load(id) } catch {
-        // A directory without state (an aborted create) is removed; --force never fails on absence.
+        // A directory without state: a create killed before its first state write (a running
+        // create holds the lock from just after mkdir).
         if error.code == .notFound {
-            if FS.exists(store.dir(id)) { try? store.remove(id) }
+            try? store.remove(id)
             if force { return [] }
         }
         throw error
     }
-    let lock = try store.lock(id)
-    defer { lock.release() }
     let status = store.status(state)
     if status == .running || status == .paused || status == .creating {
         guard force else { throw RuntimeError(.invalidState, "cannot delete container \(id) that is not stopped: \(status.rawValue)") }
@@ -189,8 +196,7 @@ public func containerConfig(root: String, id: String) throws(RuntimeError) -> Sp
 /// `pause` / `resume`: freeze or thaw every process of the container (v1 freezer, v2 cgroup.freeze).
 public func pauseContainer(root: String, id: String, pause: Bool) throws(RuntimeError) {
     let store = ContainerStore(root: root)
-    let state = try store.load(id)
-    let lock = try store.lock(id)
+    let (lock, state) = try store.lockAndLoad(id)
     defer { lock.release() }
     let status = store.status(state)
     let cgroup = try state.liveCgroup(purpose: " to freeze")
@@ -217,8 +223,7 @@ public func containerProcesses(root: String, id: String) throws(RuntimeError) ->
 public func updateContainer(root: String, id: String,
                             change: (Resources) throws(RuntimeError) -> Resources) throws(RuntimeError) {
     let store = ContainerStore(root: root)
-    var state = try store.load(id)
-    let lock = try store.lock(id)
+    var (lock, state) = try store.lockAndLoad(id)
     defer { lock.release() }
     if store.status(state) == .stopped { throw RuntimeError(.invalidState, "container not running") }
     let cgroup = try state.liveCgroup()

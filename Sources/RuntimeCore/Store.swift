@@ -70,7 +70,8 @@ public struct ContainerStore: Sendable {
         return names.filter { FS.exists(statePath($0)) }.sorted()
     }
 
-    /// Takes the container's lock (flock on its directory) until `Lock.release`.
+    /// Takes the container's lock (flock on its directory) until `Lock.release`. A directory removed
+    /// (and perhaps made again by another create) while we waited is "container does not exist".
     public func lock(_ id: String) throws(RuntimeError) -> Lock {
         let fd = Glibc.open(dir(id), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd < 0 {
@@ -81,7 +82,23 @@ public struct ContainerStore: Sendable {
             close(fd)
             throw RuntimeError.sys(error, "lock")
         }
+        var locked = Glibc.stat()
+        if fstat(fd, &locked) != 0 || FS.statOf(dir(id)).map({ $0.st_ino != locked.st_ino || $0.st_dev != locked.st_dev }) ?? true {
+            close(fd)
+            throw RuntimeError(.notFound, "container does not exist")
+        }
         return Lock(fd: fd)
+    }
+
+    /// The lock, then the state as the previous holder left it (a command that read the state before
+    /// waiting for the lock could act on a container that a concurrent delete already removed).
+    public func lockAndLoad(_ id: String) throws(RuntimeError) -> (Lock, StoredState) {
+        try ContainerStore.validate(id: id)
+        let lock = try self.lock(id)
+        do { return (lock, try load(id)) } catch {
+            lock.release()
+            throw error
+        }
     }
 
     /// An flock on the container directory. flock belongs to the open file description, so a forked

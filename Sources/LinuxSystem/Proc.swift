@@ -4,13 +4,13 @@ import CLinux
 /// Process helpers: fork/wait, liveness from /proc, signals, threads.
 public enum Proc {
     /// Number of threads of this process. Namespace calls (unshare/setns) need exactly one.
-    public static func threadCount() -> Int {
-        (try? FS.listDirectory("/proc/self/task").count) ?? 0
+    public static func threadCount() throws(SysError) -> Int {
+        try FS.listDirectory("/proc/self/task").count
     }
 
     /// Fails unless the process is single-threaded (clone/setns/unshare give EINVAL otherwise).
     public static func assertSingleThreaded(_ what: String) throws(SysError) {
-        let n = threadCount()
+        let n = try threadCount()
         if n != 1 { throw SysError("\(what): process has \(n) threads, need 1 for namespace calls", errno: EINVAL) }
     }
 

@@ -61,6 +61,10 @@ public struct ContainerStore: Sendable {
     }
 
     public func remove(_ id: String) throws(RuntimeError) {
+        // The files create makes, by name, then the directory: this needs no file descriptor, so it
+        // also works when create failed for want of one (EMFILE).
+        for name in ["state.json", "state.json.tmp", "exec.fifo"] { unlink(dir(id) + "/" + name) }
+        if rmdir(dir(id)) == 0 || errno == ENOENT { return }
         try step("remove state directory") { try FS.removeAll(dir(id)) }
     }
 

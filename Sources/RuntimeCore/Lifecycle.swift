@@ -231,8 +231,16 @@ public func updateContainer(root: String, id: String,
     var linux = state.config.linux ?? Linux()
     linux.resources = updated
     state.config.linux = linux
-    do { try cgroup.set(effectiveResources(state.config), initial: false) } catch { throw RuntimeError.cgroup(error, "update") }
-    try store.save(state)
+    // The limits in force stay the recorded ones: if the state cannot be saved (disk full), the
+    // cgroup gets its previous values back.
+    var saveError: RuntimeError?
+    do throws(CgroupError) {
+        try cgroup.update(effectiveResources(state.config)) {
+            do throws(RuntimeError) { try store.save(state) } catch { saveError = error; return false }
+            return true
+        }
+    } catch { throw RuntimeError.cgroup(error, "update") }
+    if let saveError { throw saveError }
 }
 
 /// `events --stats`: one stats sample of the container's cgroup.

@@ -39,6 +39,40 @@ final class ResourceExhaustionTests: ContainerTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/\(id)/state.json.tmp"), "temp state file left", file: file, line: line)
     }
 
+    /// --root on a full filesystem: a new create fails naming ENOSPC and leaves nothing; an update
+    /// whose state write fails leaves the old state file (and the old limit) in place.
+    func testDiskFullWhileWritingState() throws {
+        let full = try tinyTmpfs()
+        let b = try bundle(ContainerTestCase.args(["sleep", "1000"]))
+        XCTAssertEqual(sl(root: full, ["create", "--bundle", b, "first"]).status, 0)
+        defer { _ = sl(root: full, ["delete", "--force", "first"]) }
+        fill(full)
+
+        let r = sl(root: full, ["create", "--bundle", b, "second"])
+        XCTAssertEqual(r.status, 1, r.description)
+        XCTAssertTrue(r.stderr.contains("write state") && r.stderr.contains("No space left on device"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: full + "/second"))
+        XCTAssertEqual(cgroupsLeft("second"), [])
+
+        let pidsMax = cgroupsLeft("first").first { $0.contains("/pids/") }.map { $0 + "/pids.max" }
+        let before = pidsMax.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }
+        let u = sl(root: full, ["update", "--pids-limit", "77", "first"])
+        XCTAssertEqual(u.status, 1, u.description)
+        XCTAssertTrue(u.stderr.contains("No space left on device"), u.stderr)
+        stateFileIntact(full, "first")
+        XCTAssertEqual(pidsMax.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }, before,
+                       "a failed update leaves the old limit")
+        let st = sl(root: full, ["state", "first"])
+        XCTAssertEqual(st.status, 0, st.stderr)
+        XCTAssertTrue(st.stdout.contains("\"created\""), st.stdout)
+
+        try FileManager.default.removeItem(atPath: full + "/filler")
+        XCTAssertEqual(sl(root: full, ["delete", "--force", "first"]).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: full + "/first"))
+        XCTAssertEqual(cgroupsLeft("first"), [])
+        XCTAssertTrue(waitUntil(timeout: 5) { self.taggedProcesses().isEmpty })
+    }
+
     /// create with RLIMIT_NOFILE from 4 up: each either works or fails with a clear error (EMFILE
     /// named) and leaves nothing behind.
     func testTooFewFileDescriptors() throws {

@@ -34,11 +34,13 @@ let package = Package(
         .executableTarget(name: "swiftlet", dependencies: ["RuntimeCLI"]),
 
         .target(name: "TestSupport"),
+        // Test-only: the config parser/decoder/validator on random mutations, in a process of its own.
+        .executableTarget(name: "oci-fuzz", dependencies: ["OCI"], path: "Tests/OCIFuzz"),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
         .testTarget(name: "ArgvTests", dependencies: ["Argv", "RuntimeCLI"], swiftSettings: [.define("ARGV_TABLE_TESTS")]),
         .testTarget(name: "MountsTests", dependencies: ["Mounts", "LinuxSystem"]),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "OCI"]),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem", "oci-fuzz"]),
     ]
 )

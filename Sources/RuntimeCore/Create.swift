@@ -246,7 +246,6 @@ func ownerName() -> String {
     return String(uid)
 }
 
-
 /// Test hook (Spec/reliability.md): with SWIFTLET_TEST_STOP_AT=<stage> in its environment, `create`
 /// stops itself (SIGSTOP) when it reaches that stage, so a fault test can SIGKILL it at a known point.
 /// Stages in order: before-clone, after-clone, before-idmap, after-idmap (user namespace only),

@@ -223,8 +223,9 @@ public func containerProcesses(root: String, id: String) throws(RuntimeError) ->
 public func updateContainer(root: String, id: String,
                             change: (Resources) throws(RuntimeError) -> Resources) throws(RuntimeError) {
     let store = ContainerStore(root: root)
-    var (lock, state) = try store.lockAndLoad(id)
+    let (lock, loaded) = try store.lockAndLoad(id)
     defer { lock.release() }
+    var state = loaded
     if store.status(state) == .stopped { throw RuntimeError(.invalidState, "container not running") }
     let cgroup = try state.liveCgroup()
     let updated = try change(state.config.linux?.resources ?? Resources())

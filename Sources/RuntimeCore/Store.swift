@@ -86,8 +86,9 @@ public struct ContainerStore: Sendable {
             close(fd)
             throw RuntimeError.sys(error, "lock")
         }
-        var locked = Glibc.stat()
-        if fstat(fd, &locked) != 0 || FS.statOf(dir(id)).map({ $0.st_ino != locked.st_ino || $0.st_dev != locked.st_dev }) ?? true {
+        var held = Glibc.stat()
+        let atPath = FS.statOf(dir(id))
+        if fstat(fd, &held) != 0 || atPath?.st_ino != held.st_ino || atPath?.st_dev != held.st_dev {
             close(fd)
             throw RuntimeError(.notFound, "container does not exist")
         }

@@ -24,19 +24,22 @@ public func startContainer(root: String, id: String) throws(RuntimeError) -> [St
     let fifo = store.fifoPath(id)
     let fd = try step("open exec fifo") { try FS.open(fifo, O_RDONLY | O_NONBLOCK) }
     defer { close(fd) }
+    // The fifo's name goes at once (init writes through its own descriptor): from here on the
+    // container is no longer `created`, also if this command dies before init has gone. Removing it
+    // only after init's byte left a window in which a killed start made a running container look
+    // `created`, and the next start waited forever for a byte that never comes.
+    unlink(fifo)
     // init's blocking open(O_WRONLY) returns now; wait for its byte, watching that it stays alive.
     var byte: UInt8 = 0
     while true {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         _ = poll(&p, 1, 100)
         let n = read(fd, &byte, 1)
-        if n == 1 { break }
+        if n == 1 { testStop("start-after-go"); break }
         if !Proc.isAlive(state.pid, startTime: state.pidStartTime) {
-            unlink(fifo)
             throw RuntimeError(.invalidState, "cannot start a container that has stopped")
         }
     }
-    unlink(fifo)
     // Poststart hooks run after the user process was executed: init's write end is close-on-exec,
     // so EOF on the fifo means execve happened (or init died, which the hooks then see as stopped).
     while true {
@@ -130,7 +133,9 @@ public func deleteContainer(root: String, id: String, force: Bool) throws(Runtim
             throw RuntimeError(.internal, "container init (pid \(state.pid)) did not exit after SIGKILL")
         }
     }
+    testStop("delete-after-kill")
     if let cgroup = state.cgroup { try tearDownCgroup(cgroup) }
+    testStop("delete-before-remove")
     try store.remove(id)
     let ociState = encodeJSON(store.ociState(state, status: .stopped))
     return Hooks.runWarning(state.config.hooks?.poststop, kind: "poststop", state: ociState)

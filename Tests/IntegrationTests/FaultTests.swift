@@ -83,3 +83,49 @@ final class FaultTests: ContainerTestCase {
         assertNothingLeft(id, bundle: b)
     }
 }
+
+/// `start` and `delete` killed half-way (stages of the same test hook).
+extension FaultTests {
+    /// Runs `swiftlet ARGS` until it stops at `stage`, then SIGKILLs it.
+    func killCommand(_ args: [String], at stage: String, file: StaticString = #filePath, line: UInt = #line) {
+        guard let pid = spawnSwiftlet(args, environment: taggedEnvironment(["SWIFTLET_TEST_STOP_AT": stage])) else {
+            return XCTFail("cannot spawn swiftlet", file: file, line: line)
+        }
+        XCTAssertTrue(waitUntil(timeout: 20) { processState(pid) == "T" || processState(pid) == "Z" }, file: file, line: line)
+        XCTAssertEqual(processState(pid), "T", "\(stage): never stopped there", file: file, line: line)
+        Glibc.kill(pid, SIGKILL)
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+    }
+
+    /// start killed right after init was let go: the container runs and says so; another start
+    /// refuses at once (it used to find the exec fifo still there, report `created` and wait forever).
+    func testStartKilledAfterLettingInitGo() throws {
+        let b = try bundle(ContainerTestCase.args(["sleep", "1000"]))
+        XCTAssertEqual(sl(["create", "--bundle", b, "start-killed"]).status, 0)
+        killCommand(["start", "start-killed"], at: "start-after-go")
+        XCTAssertTrue(waitUntil(timeout: 5) { self.stateStatus("start-killed") == "running" }, "state: \(String(describing: stateStatus("start-killed")))")
+        XCTAssertEqual(listedStatus("start-killed"), "running")
+        let again = sl(["start", "start-killed"], timeout: 10)
+        XCTAssertFalse(again.timedOut, "a second start hangs")
+        XCTAssertEqual(again.status, 1, again.description)
+        XCTAssertEqual(sl(["delete", "--force", "start-killed"]).status, 0)
+        assertNothingLeft("start-killed", bundle: b)
+    }
+
+    /// delete killed after killing the processes, or after removing the cgroup: the container shows
+    /// as stopped and a second delete finishes the job.
+    func testDeleteKilledHalfway() throws {
+        let b = try bundle(ContainerTestCase.args(["sleep", "1000"]))
+        for stage in ["delete-after-kill", "delete-before-remove"] {
+            let id = "del-\(stage)"
+            XCTAssertEqual(sl(["run", "-d", "--bundle", b, id]).status, 0)
+            killCommand(["delete", "--force", id], at: stage)
+            XCTAssertEqual(stateStatus(id), "stopped", stage)
+            XCTAssertEqual(listedStatus(id), "stopped", stage)
+            let d = sl(["delete", id])
+            XCTAssertEqual(d.status, 0, "\(stage): \(d.stderr)")
+            assertNothingLeft(id, bundle: b)
+        }
+    }
+}

@@ -53,6 +53,18 @@ public enum Proc {
         try sys("kill", "pid \(pid)") { Glibc.kill(pid, sig) }
     }
 
+    /// Signals `pid` only while it is the live process that started at `startTime`: a pidfd pins it
+    /// between the check and the signal, so a recycled pid is never hit. ESRCH when it is gone (or a
+    /// zombie). Falls back to kill(2) on kernels without pidfd_open.
+    public static func signal(_ pid: pid_t, startTime: UInt64, _ sig: Int32) throws(SysError) {
+        let fd = sl_pidfd_open(pid, 0)
+        if fd < 0 && errno != ENOSYS { throw SysError("pidfd_open", "pid \(pid)", errno: errno) }
+        defer { if fd >= 0 { close(fd) } }
+        guard isAlive(pid, startTime: startTime) else { throw SysError("kill", "pid \(pid)", errno: ESRCH) }
+        if fd < 0 { return try kill(pid, sig) }
+        try sys("pidfd_send_signal", "pid \(pid)") { sl_pidfd_send_signal(fd, sig, 0) }
+    }
+
     /// Waits until a (possibly non-child) process has exited, up to timeoutMs; true if it did.
     public static func waitExit(_ pid: pid_t, startTime: UInt64?, timeoutMs: Int32) -> Bool {
         let fd = sl_pidfd_open(pid, 0)

@@ -85,7 +85,11 @@ public func killContainer(root: String, id: String, signal: String, all: Bool) t
         }
         return
     }
-    try step("kill container init") { try Proc.kill(state.pid, sig) }
+    // Init may die between the status check and the signal (a concurrent delete): not running then.
+    do { try Proc.signal(state.pid, startTime: state.pidStartTime, sig) } catch {
+        if error.errno == ESRCH { throw RuntimeError(.invalidState, "container not running") }
+        throw RuntimeError.sys(error, "kill container init")
+    }
 }
 
 /// Processes of the container: its cgroup's, else the members of init's PID namespace when it has

@@ -49,6 +49,8 @@ let package = Package(
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),
 
         .target(name: "TestSupport"),
+        // Test-only: the config parser/decoder/validator on random mutations, in a process of its own.
+        .executableTarget(name: "oci-fuzz", dependencies: ["OCI"], path: "Tests/OCIFuzz"),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
         .testTarget(name: "ArgvTests", dependencies: ["Argv", "RuntimeCLI"], swiftSettings: [.define("ARGV_TABLE_TESTS")]),
         .testTarget(name: "MountsTests", dependencies: ["Mounts", "LinuxSystem"]),
@@ -56,6 +58,6 @@ let package = Package(
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
         .testTarget(name: "MonitorTests", dependencies: ["MonitorCore", "OCI", "TestSupport"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem", "oci-fuzz"]),
     ]
 )

@@ -13,16 +13,19 @@
 #    Scripts/install-criu.sh            (a criu that works on this kernel -> SWIFTLET_CRIU)
 # 4. swift test                         (XCTest: unit tests and the integration tests, which find the
 #                                       binary and rootfs through SWIFTLET_BINARY / SWIFTLET_ROOTFS)
-# 5. Scripts/containerd-smoke.sh        (ctr + containerd-shim-runc-v2 driving swiftlet), unless
+# 5. Scripts/soak.sh 100                (100 create/start/delete cycles, failing on leaks; the long
+#                                       run is `bash Scripts/soak.sh`, see Spec/reliability.md)
+# 6. Scripts/containerd-smoke.sh        (ctr + containerd-shim-runc-v2 driving swiftlet), unless
 #                                       SKIP_CONTAINERD=1
-# 6. Scripts/podman-test.sh             (podman with swiftlet-monitor as conmon and swiftlet, runc, crun
+# 7. Scripts/podman-test.sh             (podman with swiftlet-monitor as conmon and swiftlet, runc, crun
 #                                       as the runtime), unless SKIP_PODMAN=1
-# 7. Scripts/vm-test.sh                 (the cgroup, mount-feature and lifecycle tests again, in a qemu
+# 8. Scripts/vm-test.sh                 (the cgroup, mount-feature, lifecycle and fault tests again, in a qemu
 #                                       VM with pure cgroup v2 and Linux 6.1), unless SKIP_VM=1
-# Steps 4 to 7 all run even if one fails; the exit status is non-zero when anything failed. The last
+# Steps 4 to 8 all run even if one fails; the exit status is non-zero when anything failed. The last
 # line counts them all: "test.sh: N passed, N failed, N skipped".
 # Knobs: SWIFT_TEST_FLAGS (extra `swift test` arguments, e.g. "--filter OCITests"),
-#        TEST_TIMEOUT_MIN (default 40, bound on `swift test`), SKIP_CONTAINERD=1, SKIP_PODMAN=1, SKIP_VM=1.
+#        TEST_TIMEOUT_MIN (default 40, bound on `swift test`), SOAK_CYCLES (default 100, 0 skips),
+#        SKIP_CONTAINERD=1, SKIP_PODMAN=1, SKIP_VM=1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -75,6 +78,14 @@ if ! timeout -k 30 "$((${TEST_TIMEOUT_MIN:-40} * 60))" swift test --disable-swif
     FAILED+=("swift test")
 fi
 
+if [ "${SOAK_CYCLES:-100}" = 0 ]; then
+    section "soak: skipped (SOAK_CYCLES=0)"
+else
+    section "soak (${SOAK_CYCLES:-100} cycles)"
+    SWIFTLET=$SWIFTLET_BINARY timeout 600 bash "$HERE/soak.sh" "${SOAK_CYCLES:-100}" 2>&1 | tee "$LOGS/soak.log" ||
+        FAILED+=("soak.sh")
+fi
+
 if [ "${SKIP_CONTAINERD:-0}" = 1 ]; then
     section "containerd smoke: skipped (SKIP_CONTAINERD=1)"
 else
@@ -90,7 +101,10 @@ else
 fi
 
 # The same runtime on pure cgroup v2 and an older kernel (6.1: no tmpfs noswap), in a qemu VM.
+# FaultTests: the pure-v2 create path (cgroup made before clone3); the concurrent-commands test: PID 1
+# reaps at once there, so init vanishes between checks (the 100-container test takes 6 minutes there).
 VM_TESTS="IntegrationTests.CgroupIntegrationTests,CgroupsTests.KernelTests,IntegrationTests.MountFeatureTests,IntegrationTests.LifecycleTests,IntegrationTests.MonitorLifecycleTests"
+VM_TESTS+=",IntegrationTests.FaultTests,IntegrationTests.ConcurrencyTests/testConcurrentCommandsOnOneContainer"
 if [ "${SKIP_VM:-0}" = 1 ]; then
     section "vm (cgroup v2, Linux 6.1): skipped (SKIP_VM=1)"
 else
@@ -104,7 +118,7 @@ else
     fi
 fi
 
-# One closing line over all: XCTest's last "Executed N tests, with F failures" plus the smoke steps.
+# One closing line over all: XCTest's last "Executed N tests, with F failures" plus the smoke and soak steps.
 section "done"
 count() { # the last XCTest summary of a log: "TOTAL FAILURES SKIPPED"
     local line
@@ -123,6 +137,10 @@ failures=$((failures + vm_failures))
 skipped=$((skipped + vm_skipped))
 smoke_pass=$(cat "$LOGS/smoke.log" "$LOGS/podman.log" 2>/dev/null | grep -c '^PASS ' || true)
 smoke_fail=$(cat "$LOGS/smoke.log" "$LOGS/podman.log" 2>/dev/null | grep -c '^FAIL ' || true)
+soak_pass=$(grep -c '^soak: PASS' "$LOGS/soak.log" 2>/dev/null || true)
+soak_fail=$(grep -c '^soak: FAIL' "$LOGS/soak.log" 2>/dev/null || true)
+smoke_pass=$((${smoke_pass:-0} + ${soak_pass:-0}))
+smoke_fail=$((${smoke_fail:-0} + ${soak_fail:-0}))
 if [ ${#FAILED[@]} -gt 0 ] && [ "$failures" = 0 ] && [ "${smoke_fail:-0}" = 0 ]; then
     failures=1 # a step failed without a test failure (build error, timeout, crash)
 fi

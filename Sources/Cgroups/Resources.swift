@@ -21,11 +21,39 @@ extension CgroupManager {
             }
         } catch {
             if initial { throw error }
-            let failures = writer.rollback()
-            if failures.isEmpty { throw error }
-            let detail = failures.map(\.message).joined(separator: "; ")
-            throw CgroupError(error.message + "; restoring the previous values failed: " + detail, errno: error.errno)
+            throw CgroupManager.restore(writer, after: error)
         }
+    }
+
+    /// An update (`set(r, initial: false)`) that stands only if `record()` (saving the new values in
+    /// the container's state) returns true; otherwise the previous values are written back, so the
+    /// limits in force are always the recorded ones. Throws when a write or that restore fails.
+    public func update(_ r: Resources, record: () -> Bool) throws(CgroupError) {
+        try validate(r)
+        let writer = KnobWriter(journaling: true, observer: writeObserver)
+        do throws(CgroupError) {
+            if isV2 {
+                try setV2(r, initial: false, writer)
+            } else {
+                try setV1(r, initial: false, writer)
+            }
+        } catch {
+            throw CgroupManager.restore(writer, after: error)
+        }
+        if record() { return }
+        let failures = writer.rollback()
+        if !failures.isEmpty {
+            throw CgroupError("restoring the previous values failed: " + failures.map(\.message).joined(separator: "; "),
+                              errno: failures[0].errno)
+        }
+    }
+
+    /// Writes the journaled values back after `error`; the error to throw.
+    private static func restore(_ writer: KnobWriter, after error: CgroupError) -> CgroupError {
+        let failures = writer.rollback()
+        if failures.isEmpty { return error }
+        let detail = failures.map(\.message).joined(separator: "; ")
+        return CgroupError(error.message + "; restoring the previous values failed: " + detail, errno: error.errno)
     }
 
     // MARK: - Conversions (runc's)

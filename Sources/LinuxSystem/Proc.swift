@@ -4,13 +4,13 @@ import CLinux
 /// Process helpers: fork/wait, liveness from /proc, signals, threads.
 public enum Proc {
     /// Number of threads of this process. Namespace calls (unshare/setns) need exactly one.
-    public static func threadCount() -> Int {
-        (try? FS.listDirectory("/proc/self/task").count) ?? 0
+    public static func threadCount() throws(SysError) -> Int {
+        try FS.listDirectory("/proc/self/task").count
     }
 
     /// Fails unless the process is single-threaded (clone/setns/unshare give EINVAL otherwise).
     public static func assertSingleThreaded(_ what: String) throws(SysError) {
-        let n = threadCount()
+        let n = try threadCount()
         if n != 1 { throw SysError("\(what): process has \(n) threads, need 1 for namespace calls", errno: EINVAL) }
     }
 
@@ -51,6 +51,18 @@ public enum Proc {
 
     public static func kill(_ pid: pid_t, _ sig: Int32) throws(SysError) {
         try sys("kill", "pid \(pid)") { Glibc.kill(pid, sig) }
+    }
+
+    /// Signals `pid` only while it is the live process that started at `startTime`: a pidfd pins it
+    /// between the check and the signal, so a recycled pid is never hit. ESRCH when it is gone (or a
+    /// zombie). Falls back to kill(2) on kernels without pidfd_open.
+    public static func signal(_ pid: pid_t, startTime: UInt64, _ sig: Int32) throws(SysError) {
+        let fd = sl_pidfd_open(pid, 0)
+        if fd < 0 && errno != ENOSYS { throw SysError("pidfd_open", "pid \(pid)", errno: errno) }
+        defer { if fd >= 0 { close(fd) } }
+        guard isAlive(pid, startTime: startTime) else { throw SysError("kill", "pid \(pid)", errno: ESRCH) }
+        if fd < 0 { return try kill(pid, sig) }
+        try sys("pidfd_send_signal", "pid \(pid)") { sl_pidfd_send_signal(fd, sig, 0) }
     }
 
     /// Waits until a (possibly non-child) process has exited, up to timeoutMs; true if it did.

@@ -97,6 +97,10 @@ extension Spec {
                 if device.major == nil { throw fail(path + ".major", "required for device type \(quoteJSON(device.type))") }
                 if device.minor == nil { throw fail(path + ".minor", "required for device type \(quoteJSON(device.type))") }
             }
+            // mknod takes 32-bit numbers; -1 ("any") is only meaningful in linux.resources.devices.
+            for (name, n) in [("major", device.major), ("minor", device.minor)] {
+                if let n, !(0...Int64(UInt32.max)).contains(n) { throw fail("\(path).\(name)", "\(n) is out of range 0-4294967295") }
+            }
         }
 
         if let sysctl = linux.sysctl, sysctl.keys.contains("") {

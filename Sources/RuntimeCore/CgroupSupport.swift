@@ -85,10 +85,10 @@ func setUpCgroup(_ manager: CgroupManager, spec: Spec, pid: pid_t?) throws(Runti
     return manager
 }
 
-/// Kills what is left in the cgroup, waits for it to empty, removes it.
+/// Kills what is left in the cgroup, waits for it to empty, removes it from every hierarchy (also
+/// when the primary directory is missing: a create killed while making the cgroup leaves only some).
 func tearDownCgroup(_ manager: CgroupManager) throws(RuntimeError) {
-    guard manager.exists() else { return }
-    if let left = try? manager.pids(), !left.isEmpty {
+    if manager.exists(), let left = try? manager.pids(), !left.isEmpty {
         try? manager.killAll(signal: SIGKILL)
         let deadline = Clock.monotonicMs() + 5000
         while Clock.monotonicMs() < deadline, let now = try? manager.pids(), !now.isEmpty { usleep(10_000) }

@@ -63,7 +63,11 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     try store.createDir(o.id)
     // Held until create returns (or dies): start/delete/update wait instead of racing with it.
     let lock: ContainerStore.Lock
-    do { lock = try store.lock(o.id) } catch { try? store.remove(o.id); throw error }
+    do { lock = try store.lock(o.id) } catch {
+        // notFound: a concurrent delete removed the directory in the moment before we locked it.
+        if error.code != .notFound { try? store.remove(o.id) }
+        throw error
+    }
     defer { lock.release() }
 
     var initPid: pid_t = 0
@@ -83,6 +87,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
         let state = try createProcesses(o, plan: plan, store: store, manager: cgroupManager, lock: lock, initPid: &initPid,
                                         middle: &middle, pty: &pty, cgroup: &cgroup)
         try store.save(state)
+        testStop("after-state")
         if let pf = o.pidFile {
             try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(state.pid).utf8), mode: 0o644) }
         }
@@ -124,6 +129,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
                             created: Clock.rfc3339Nano(), owner: ownerName(), ownPidNamespace: plan.namespaces.newPid,
                             cgroupPaths: manager.paths, config: plan.spec)
     try store.save(state)
+    testStop("before-clone")
     // Pure cgroup v2: the cgroup exists and is configured first, and the first child is cloned into it.
     var placed = false
     if manager.clonesInto, let dir = manager.paths[""] {
@@ -131,6 +137,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
         if let pid = try step("clone3", { try forkIntoCgroup(dir) }) { middle = pid; placed = true }
     }
     if !placed { middle = try step("fork") { try Proc.fork() } }
+    if middle > 0 { testStop("after-clone") }
     if middle == 0 {
         parentSock.close()
         lock.release()   // else init would hold the container lock until exec, and `start` would wait forever
@@ -150,7 +157,9 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
         }
         switch m.kind {
         case .mapIDs:
+            testStop("before-idmap")
             try step("write id mappings") { try writeIDMaps(pid: middle, plan.namespaces) }
+            testStop("after-idmap")
             try step("sync") { try parentSock.send(.ack) }
         case .initPid:
             initPid = pid_t(m.text) ?? 0
@@ -168,6 +177,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
                 do { try manager.add(pid: initPid) } catch { throw RuntimeError.cgroup(error, "join cgroup") }
             }
             state.cgroupPaths = manager.paths
+            testStop("after-cgroup")
             // Hooks see status "created" (what crun passes and the validation suite expects).
             try step("sync") { try parentSock.send(.go, hookState(.created)) }
         case .runHooks:
@@ -182,6 +192,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             try sendToSeccompListener(m.fd, spec: plan.spec, pid: initPid, state: store.ociState(state, status: .creating))
             try step("sync") { try parentSock.send(.ack) }
         case .ready:
+            testStop("before-fifo-wait")
             return state
         case .error:
             throw RuntimeError(.internal, "unable to start container process: \(m.errorText)")
@@ -239,4 +250,15 @@ func ownerName() -> String {
         }
     }
     return String(uid)
+}
+
+/// Test hook (Spec/reliability.md): with SWIFTLET_TEST_STOP_AT=<stage> in its environment, `create`
+/// stops itself (SIGSTOP) when it reaches that stage, so a fault test can SIGKILL it at a known point.
+/// Stages in order: before-clone, after-clone, before-idmap, after-idmap (user namespace only),
+/// after-cgroup, before-fifo-wait (init is set up and blocks on the exec fifo), after-state.
+/// The variable is read once, on the first stage reached; without it this costs one getenv.
+private let testStopStage: String? = getenv("SWIFTLET_TEST_STOP_AT").map { String(cString: $0) }
+
+func testStop(_ stage: String) {
+    if testStopStage == stage { raise(SIGSTOP) }
 }

@@ -10,12 +10,12 @@ import Cgroups
 @discardableResult
 public func startContainer(root: String, id: String) throws(RuntimeError) -> [String] {
     let store = ContainerStore(root: root)
-    let state = try store.load(id)
-    let lock = try store.lock(id)
+    let (lock, state) = try store.lockAndLoad(id)
     defer { lock.release() }
     switch store.status(state) {
     case .created: break
     case .stopped: throw RuntimeError(.invalidState, "cannot start a container that has stopped")
+    case .creating: throw RuntimeError(.invalidState, "container \(id) is still being created (or its create was killed: delete --force it)")
     default: throw RuntimeError(.invalidState, "cannot start an already running container")
     }
     if state.config.process == nil {
@@ -24,19 +24,22 @@ public func startContainer(root: String, id: String) throws(RuntimeError) -> [St
     let fifo = store.fifoPath(id)
     let fd = try step("open exec fifo") { try FS.open(fifo, O_RDONLY | O_NONBLOCK) }
     defer { close(fd) }
+    // The fifo's name goes at once (init writes through its own descriptor): from here on the
+    // container is no longer `created`, also if this command dies before init has gone. Removing it
+    // only after init's byte left a window in which a killed start made a running container look
+    // `created`, and the next start waited forever for a byte that never comes.
+    unlink(fifo)
     // init's blocking open(O_WRONLY) returns now; wait for its byte, watching that it stays alive.
     var byte: UInt8 = 0
     while true {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         _ = poll(&p, 1, 100)
         let n = read(fd, &byte, 1)
-        if n == 1 { break }
+        if n == 1 { testStop("start-after-go"); break }
         if !Proc.isAlive(state.pid, startTime: state.pidStartTime) {
-            unlink(fifo)
             throw RuntimeError(.invalidState, "cannot start a container that has stopped")
         }
     }
-    unlink(fifo)
     // Poststart hooks run after the user process was executed: init's write end is close-on-exec,
     // so EOF on the fifo means execve happened (or init died, which the hooks then see as stopped).
     while true {
@@ -82,7 +85,11 @@ public func killContainer(root: String, id: String, signal: String, all: Bool) t
         }
         return
     }
-    try step("kill container init") { try Proc.kill(state.pid, sig) }
+    // Init may die between the status check and the signal (a concurrent delete): not running then.
+    do { try Proc.signal(state.pid, startTime: state.pidStartTime, sig) } catch {
+        if error.errno == ESRCH { throw RuntimeError(.invalidState, "container not running") }
+        throw RuntimeError.sys(error, "kill container init")
+    }
 }
 
 /// Processes of the container: its cgroup's, else the members of init's PID namespace when it has
@@ -100,17 +107,25 @@ func containerPids(_ s: StoredState) -> [pid_t] {
 @discardableResult
 public func deleteContainer(root: String, id: String, force: Bool) throws(RuntimeError) -> [String] {
     let store = ContainerStore(root: root)
+    try ContainerStore.validate(id: id)
+    // Lock first, then read the state: concurrent deletes take turns, and the later ones find the
+    // container gone. --force never fails on absence.
+    let lock: ContainerStore.Lock
+    do { lock = try store.lock(id) } catch {
+        if error.code == .notFound && force { return [] }
+        throw error
+    }
+    defer { lock.release() }
     let state: StoredState
     do { state = try store.load(id) } catch {
-        // A directory without state (an aborted create) is removed; --force never fails on absence.
+        // A directory without state: a create killed before its first state write (a running
+        // create holds the lock from just after mkdir).
         if error.code == .notFound {
-            if FS.exists(store.dir(id)) { try? store.remove(id) }
+            try? store.remove(id)
             if force { return [] }
         }
         throw error
     }
-    let lock = try store.lock(id)
-    defer { lock.release() }
     let status = store.status(state)
     if status == .running || status == .paused || status == .creating {
         guard force else { throw RuntimeError(.invalidState, "cannot delete container \(id) that is not stopped: \(status.rawValue)") }
@@ -122,7 +137,9 @@ public func deleteContainer(root: String, id: String, force: Bool) throws(Runtim
             throw RuntimeError(.internal, "container init (pid \(state.pid)) did not exit after SIGKILL")
         }
     }
+    testStop("delete-after-kill")
     if let cgroup = state.cgroup { try tearDownCgroup(cgroup) }
+    testStop("delete-before-remove")
     try store.remove(id)
     let ociState = encodeJSON(store.ociState(state, status: .stopped))
     return Hooks.runWarning(state.config.hooks?.poststop, kind: "poststop", state: ociState)
@@ -188,8 +205,7 @@ public func containerConfig(root: String, id: String) throws(RuntimeError) -> Sp
 /// `pause` / `resume`: freeze or thaw every process of the container (v1 freezer, v2 cgroup.freeze).
 public func pauseContainer(root: String, id: String, pause: Bool) throws(RuntimeError) {
     let store = ContainerStore(root: root)
-    let state = try store.load(id)
-    let lock = try store.lock(id)
+    let (lock, state) = try store.lockAndLoad(id)
     defer { lock.release() }
     let status = store.status(state)
     let cgroup = try state.liveCgroup(purpose: " to freeze")
@@ -216,17 +232,25 @@ public func containerProcesses(root: String, id: String) throws(RuntimeError) ->
 public func updateContainer(root: String, id: String,
                             change: (Resources) throws(RuntimeError) -> Resources) throws(RuntimeError) {
     let store = ContainerStore(root: root)
-    var state = try store.load(id)
-    let lock = try store.lock(id)
+    let (lock, loaded) = try store.lockAndLoad(id)
     defer { lock.release() }
+    var state = loaded
     if store.status(state) == .stopped { throw RuntimeError(.invalidState, "container not running") }
     let cgroup = try state.liveCgroup()
     let updated = try change(state.config.linux?.resources ?? Resources())
     var linux = state.config.linux ?? Linux()
     linux.resources = updated
     state.config.linux = linux
-    do { try cgroup.set(effectiveResources(state.config), initial: false) } catch { throw RuntimeError.cgroup(error, "update") }
-    try store.save(state)
+    // The limits in force stay the recorded ones: if the state cannot be saved (disk full), the
+    // cgroup gets its previous values back.
+    var saveError: RuntimeError?
+    do throws(CgroupError) {
+        try cgroup.update(effectiveResources(state.config)) {
+            do throws(RuntimeError) { try store.save(state) } catch { saveError = error; return false }
+            return true
+        }
+    } catch { throw RuntimeError.cgroup(error, "update") }
+    if let saveError { throw saveError }
 }
 
 /// `events --stats`: one stats sample of the container's cgroup.

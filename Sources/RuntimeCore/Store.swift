@@ -61,6 +61,10 @@ public struct ContainerStore: Sendable {
     }
 
     public func remove(_ id: String) throws(RuntimeError) {
+        // The files create makes, by name, then the directory: this needs no file descriptor, so it
+        // also works when create failed for want of one (EMFILE).
+        for name in ["state.json", "state.json.tmp", "exec.fifo"] { unlink(dir(id) + "/" + name) }
+        if rmdir(dir(id)) == 0 || errno == ENOENT { return }
         try step("remove state directory") { try FS.removeAll(dir(id)) }
     }
 
@@ -70,7 +74,8 @@ public struct ContainerStore: Sendable {
         return names.filter { FS.exists(statePath($0)) }.sorted()
     }
 
-    /// Takes the container's lock (flock on its directory) until `Lock.release`.
+    /// Takes the container's lock (flock on its directory) until `Lock.release`. A directory removed
+    /// (and perhaps made again by another create) while we waited is "container does not exist".
     public func lock(_ id: String) throws(RuntimeError) -> Lock {
         let fd = Glibc.open(dir(id), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd < 0 {
@@ -81,7 +86,24 @@ public struct ContainerStore: Sendable {
             close(fd)
             throw RuntimeError.sys(error, "lock")
         }
+        var held = Glibc.stat()
+        let atPath = FS.statOf(dir(id))
+        if fstat(fd, &held) != 0 || atPath?.st_ino != held.st_ino || atPath?.st_dev != held.st_dev {
+            close(fd)
+            throw RuntimeError(.notFound, "container does not exist")
+        }
         return Lock(fd: fd)
+    }
+
+    /// The lock, then the state as the previous holder left it (a command that read the state before
+    /// waiting for the lock could act on a container that a concurrent delete already removed).
+    public func lockAndLoad(_ id: String) throws(RuntimeError) -> (Lock, StoredState) {
+        try ContainerStore.validate(id: id)
+        let lock = try self.lock(id)
+        do { return (lock, try load(id)) } catch {
+            lock.release()
+            throw error
+        }
     }
 
     /// An flock on the container directory. flock belongs to the open file description, so a forked

@@ -146,3 +146,76 @@ extension HardeningTests {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + outside + "/x"), "mount point made inside the rootfs")
     }
 }
+
+extension HardeningTests {
+    /// Masked paths stay masked (/proc/timer_list; this kernel has no /proc/kcore): a masked file
+    /// reads empty, a masked directory is an empty read-only tmpfs, and the container can neither
+    /// unmount, remount nor write them, nor mount a fresh procfs to get around them. The control run
+    /// (CAP_SYS_ADMIN) shows the probe does see an escape.
+    func testMaskedPathsCannotBeEscaped() throws {
+        let probe = """
+            echo timer_list=$(wc -c < /proc/timer_list)
+            umount /proc/timer_list 2>/dev/null && echo UNMOUNTED-FILE
+            mount -o remount,rw /sys/kernel 2>/dev/null && echo REMOUNTED
+            touch /sys/kernel/x 2>/dev/null && echo WROTE
+            mkdir -p /dev/shm/p && mount -t proc proc /dev/shm/p 2>/dev/null && echo NEW-PROCFS
+            umount -l /sys/kernel 2>/dev/null && echo UNMOUNTED-DIR
+            echo entries=$(ls -A /sys/kernel | wc -l)
+            grep ' /sys/kernel ' /proc/mounts | cut -d' ' -f3,4 | cut -d, -f1
+            """
+        for control in [false, true] {
+            let r = try run(["sh", "-c", probe]) { spec in
+                var linux = spec[dict: "linux"]
+                linux["maskedPaths"] = ["/proc/timer_list", "/sys/kernel"]
+                spec["linux"] = linux
+                if control {
+                    let caps = ["CAP_SYS_ADMIN", "CAP_KILL"]
+                    spec[path: "process.capabilities"] = ["bounding": caps, "effective": caps, "permitted": caps]
+                }
+            }
+            XCTAssertEqual(r.status, 0, r.stderr)
+            if control {
+                XCTAssertTrue(r.stdout.contains("UNMOUNTED-FILE") && r.stdout.contains("NEW-PROCFS"), "control: \(r.stdout)")
+            } else {
+                XCTAssertEqual(r.stdout, "timer_list=0\nentries=0\ntmpfs ro\n")
+            }
+        }
+    }
+
+    /// A static probe that prints its effective uid, installed setuid root in a private rootfs.
+    func rootfsWithSetuidProbe() throws -> String {
+        let dir = try privateRootfs()
+        let src = dir + "/suid-probe.c"
+        try "#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf(\"euid=%d\\n\", (int)geteuid()); return 0; }\n"
+            .write(toFile: src, atomically: true, encoding: .utf8)
+        let cc = runProgram("/usr/bin/cc", ["-static", "-O1", "-o", dir + "/bin/suid-probe", src])
+        XCTAssertEqual(cc.status, 0, "building the setuid probe: \(cc)")
+        XCTAssertEqual(chmod(dir + "/bin/suid-probe", 0o4755), 0)
+        return dir
+    }
+
+    /// no_new_privs: NoNewPrivs is 1 in init and in exec'd processes, and a setuid-root binary run
+    /// by uid 1000 stays uid 1000. The control (noNewPrivileges false) shows the binary does gain
+    /// root without it.
+    func testNoNewPrivsInInitAndExecBlocksSetuid() throws {
+        let rootfs = try rootfsWithSetuidProbe()
+        for nnp in [true, false] {
+            let id = nnp ? "nnp" : "nnp-control"
+            let b = try bundle { spec in
+                spec["root"] = ["path": rootfs, "readonly": true]
+                ContainerTestCase.args(["sleep", "100"])(&spec)
+                spec[path: "process.user"] = ["uid": 1000, "gid": 1000]
+                spec[path: "process.noNewPrivileges"] = nnp
+            }
+            XCTAssertEqual(sl(["run", "-d", "--bundle", b, id]).status, 0)
+            let flag = nnp ? "NoNewPrivs:\t1" : "NoNewPrivs:\t0"
+            let initStatus = sl(["exec", id, "grep", "NoNewPrivs", "/proc/1/status"])
+            XCTAssertEqual(initStatus.stdout, flag + "\n", "init: \(initStatus)")
+            let execStatus = sl(["exec", id, "grep", "NoNewPrivs", "/proc/self/status"])
+            XCTAssertEqual(execStatus.stdout, flag + "\n", "exec: \(execStatus)")
+            let setuid = sl(["exec", id, "/bin/suid-probe"])
+            XCTAssertEqual(setuid.stdout, nnp ? "euid=1000\n" : "euid=0\n", "setuid binary: \(setuid)")
+            XCTAssertEqual(sl(["delete", "--force", id]).status, 0)
+        }
+    }
+}

@@ -70,11 +70,13 @@ class ContainerTestCase: XCTestCase {
         }
     }
 
-    /// A failure path left nothing behind: no state dir, no process, no host mount of the bundle.
+    /// A failure path left nothing behind: no state dir, no process, no host mount of the bundle, no
+    /// cgroup directory (default cgroupsPath) in any hierarchy.
     func assertNothingLeft(_ id: String, bundle: String? = nil, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertFalse(FileManager.default.fileExists(atPath: root.path + "/" + id), "state dir left for \(id)", file: file, line: line)
         XCTAssertTrue(waitUntil(timeout: 5) { self.taggedProcesses().isEmpty }, "processes left: \(taggedProcesses())", file: file, line: line)
         if let bundle { XCTAssertEqual(mountsContaining(bundle), [], "host mounts left", file: file, line: line) }
+        XCTAssertEqual(cgroupsLeft(id), [], "cgroups left", file: file, line: line)
     }
 
     /// Runs a container in the foreground and returns (status, stdout, stderr).

@@ -56,6 +56,8 @@ final class HostileConfigTests: ContainerTestCase {
         ("linux.devices[0].type", linux { $0["devices"] = [["type": "z", "path": "/dev/x", "major": 1, "minor": 1]] }),
         ("linux.devices[0].path", linux { $0["devices"] = [["type": "c", "path": "dev/x", "major": 1, "minor": 1]] }),
         ("linux.devices[0].major", linux { $0["devices"] = [["type": "c", "path": "/dev/x", "major": "one", "minor": 1]] }),
+        ("linux.devices[0].major", linux { $0["devices"] = [["type": "c", "path": "/dev/x", "major": -1, "minor": 4]] }),
+        ("linux.devices[0].minor", linux { $0["devices"] = [["type": "c", "path": "/dev/x", "major": 1, "minor": 4_294_967_296]] }),
         ("linux.rootfsPropagation", linux { $0["rootfsPropagation"] = "sideways" }),
         ("linux.sysctl", linux { $0["sysctl"] = ["": "1"] }),
         ("linux.sysctl", linux { $0["sysctl"] = ["kernel.nonexistent_knob_xyz": "1"] }),

@@ -84,7 +84,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
                                         middle: &middle, pty: &pty, cgroup: &cgroup)
         try store.save(state)
         if let pf = o.pidFile {
-            try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(state.pid).utf8), mode: 0o644) }
+            try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(state.pid).utf8), mode: 0o644, durable: false) }
         }
         let skipped = plan.process?.seccomp?.skippedSyscalls ?? []
         return Created(state: state,

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench.sh - time `RT run` of /bin/true for swiftlet, crun and runc, paired, in one run.
+# bench.sh - swiftlet, crun and runc side by side in one paired run (issue 8's benchmark suite):
+# run, the lifecycle phases, userns and Kubernetes-like runs, peak RSS, N monitored containers.
 #
 #   bash Scripts/bench.sh
 #
@@ -13,11 +14,12 @@
 #   BENCH_KEEP_HYBRID=0  see "cgroups" below
 #   BENCH_MONITOR=1  then run Scripts/bench-monitor.sh (swiftlet-monitor vs conmon: launch latency,
 #                    idle footprint, exec-probe CPU; its knobs LAUNCHES, IDLE, PROBE_SECS); 0 skips it
-#
 #   BENCH_SCALE=500  sleeping containers, each with its swiftlet-monitor (0 skips the scale test)
 #   BENCH_SCALE_CONMON=0  1: the same scale test with conmon as the monitor, for comparison
 #   BENCH_JSON=PATH  results as JSON (default: bench-results.json in the work dir, which is kept then)
 #   BENCH_SVG=PATH   grouped bar chart of the medians (default: bench.svg next to the JSON)
+#   A smoke form (a minute; not part of Scripts/test.sh): RUNS=2 WARMUP=0 RSS_RUNS=1 BENCH_SCALE=3
+#   BENCH_HYPERFINE=0 BENCH_MONITOR=0 bash Scripts/bench.sh
 #
 # What is measured, paired and alternating (every round runs each runtime once per scenario, the
 # order rotating from round to round; each round gives the ratios swiftlet/crun, swiftlet/runc and
@@ -343,7 +345,9 @@ paired_phases() {
         for ((j = 0; j < K; j++)); do
             i=$(((r + j) % K))
             if phases_one "$i"; then
+                # shellcheck disable=SC2034 # read through the nameref SRC below
                 PC[$i]=$P_CREATE PS[$i]=$P_START PW[$i]=$P_WAIT PD[$i]=$P_DELETE
+                # shellcheck disable=SC2034
                 PQ[$i]=$((P_CREATE + P_START + P_WAIT + P_DELETE))
             else ok=0; FAILS[seq]=$((${FAILS[seq]:-0} + 1)); fi
         done

@@ -101,6 +101,8 @@ stats() { # FILE SCALE DECIMALS -> "median (p25-p75)"
         f = "%." d "f"
         printf f " (" f "-" f ")", m / s, v[int((NR - 1) * 0.25) + 1] / s, v[int((NR - 1) * 0.75) + 1] / s }'
 }
+# BENCH_MONITOR_OUT=FILE (set by bench.sh): "key value" lines for its JSON results
+kv() { [ -z "${BENCH_MONITOR_OUT:-}" ] || echo "$1 $2" >>"$BENCH_MONITOR_OUT"; }
 median() { sort -g "$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "# bench-monitor $(date -u +%FT%TZ) kernel=$(uname -r) runtime=$SWIFTLET"
@@ -127,6 +129,8 @@ for i in 0 1; do
         "$(stats "$WORK/created.$i" 1000 2)" "$(stats "$WORK/running.$i" 1000 2)"
 done
 echo "  launch-to-running ratio swiftlet-monitor/conmon: $(stats "$WORK/ratio" 1 3)"
+for i in 0 1; do kv "${NAMES[$i]}.launch_to_running_ms" "$(stats "$WORK/running.$i" 1000 2 | cut -d' ' -f1)"; done
+kv "ratio.launch_to_running" "$(stats "$WORK/ratio" 1 3 | cut -d' ' -f1)"
 
 # --- 2. idle footprint ----------------------------------------------------------------------------
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -156,6 +160,9 @@ for i in 0 1; do
     pss=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup")
     printf '  %-18s %-10s %-14s %-10s %-8s %-10s %s\n' "${NAMES[$i]}" "$(field "$p" VmRSS) KiB" "$(private_kib "$p") KiB" \
         "$pss KiB" "$(field "$p" Threads)" "$(($(ticks "$p") - T0[$i]))" "$((v1 - v0))/$((n1 - n0))"
+    kv "${NAMES[$i]}.private_kib" "$(private_kib "$p")"; kv "${NAMES[$i]}.vmrss_kib" "$(field "$p" VmRSS)"
+    kv "${NAMES[$i]}.threads" "$(field "$p" Threads)"; kv "${NAMES[$i]}.idle_wakeups" "$((v1 - v0))"
+    kv "${NAMES[$i]}.idle_secs" "$IDLE"
 done
 
 # --- 3. exec probe CPU ----------------------------------------------------------------------------
@@ -188,14 +195,17 @@ exec_loop() { # NAME CMD... : CPU ms (children) of running CMD once per second f
 echo
 echo "exec probe once per second for ${PROBE_SECS}s: CPU (user+sys, children included)"
 printf '  %-40s %s\n' "swiftlet-monitor exec probe" "$MON_MS ms"
+kv probe.secs "$PROBE_SECS"; kv probe.swiftlet-monitor_cpu_ms "$MON_MS"
 # The same command through each runtime's exec, from a shell (what a per-probe process costs).
 SW_MS=$(exec_loop "$SWIFTLET" --root "$STATE" exec "bm-idle-$$-0" true)
 printf '  %-40s %s\n' "swiftlet exec (shell loop)" "$SW_MS ms"
+kv probe.swiftlet_exec_cpu_ms "$SW_MS"
 if [ -n "$RUNC" ]; then
     bundle "$WORK/runc-bundle" '["sleep","100000"]' >/dev/null
     "$RUNC" --root "$WORK/runc-state" run -d --bundle "$WORK/runc-bundle" "bm-runc-$$" </dev/null >/dev/null 2>&1 || die "runc run failed"
     RUNC_MS=$(exec_loop "$RUNC" --root "$WORK/runc-state" exec "bm-runc-$$" true)
     printf '  %-40s %s\n' "runc exec (shell loop)" "$RUNC_MS ms"
+    kv probe.runc_exec_cpu_ms "$RUNC_MS"
     awk -v a="$MON_MS" -v b="$RUNC_MS" 'BEGIN { if (b > 0) printf "  monitor probe / runc exec: %.3f (target <= 0.333)\n", a / b }'
 fi
 if [ -n "$CRUN" ] && [ "$(stat -f -c %T /sys/fs/cgroup/unified 2>/dev/null)" != cgroup2fs ]; then
@@ -203,6 +213,7 @@ if [ -n "$CRUN" ] && [ "$(stat -f -c %T /sys/fs/cgroup/unified 2>/dev/null)" != 
     if "$CRUN" --root "$WORK/crun-state" run -d --bundle "$WORK/crun-bundle" "bm-crun-$$" </dev/null >/dev/null 2>&1; then
         CRUN_MS=$(exec_loop "$CRUN" --root "$WORK/crun-state" exec "bm-crun-$$" true)
         printf '  %-40s %s\n' "crun exec (shell loop)" "$CRUN_MS ms"
+        kv probe.crun_exec_cpu_ms "$CRUN_MS"
     fi
 fi
 for i in 0 1; do stop "bm-idle-$$-$i"; stop "bm-idle2-$$-$i"; done

@@ -89,7 +89,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
         try store.save(state)
         testStop("after-state")
         if let pf = o.pidFile {
-            try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(state.pid).utf8), mode: 0o644) }
+            try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(state.pid).utf8), mode: 0o644, durable: false) }
         }
         let skipped = plan.process?.seccomp?.skippedSyscalls ?? []
         return Created(state: state,

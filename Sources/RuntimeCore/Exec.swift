@@ -162,7 +162,7 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
     if middle > 0 { _ = try? Proc.wait(middle); middle = 0 }
     if pid <= 0 { throw fail(RuntimeError(.internal, "exec failed: process exited before reporting its pid")) }
     if let pf = o.pidFile {
-        do { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(pid).utf8), mode: 0o644) } catch {
+        do { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(pid).utf8), mode: 0o644, durable: false) } catch {
             throw fail(RuntimeError.sys(error, "write pid file"))
         }
     }

@@ -220,7 +220,7 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
         state.pidStartTime = pst.startTime
         try store.save(state)
         if let pf = o.pidFile, !pf.isEmpty {
-            try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(restoredPid).utf8), mode: 0o644) }
+            try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(restoredPid).utf8), mode: 0o644, durable: false) }
         }
         if terminal && !gotPty {
             throw RuntimeError(.internal, "restore: criu restored a terminal container without handing over its pty master")

@@ -57,7 +57,7 @@ public struct ContainerStore: Sendable {
     }
 
     public func save(_ s: StoredState) throws(RuntimeError) {
-        try step("write state") { try FS.writeFileAtomic(statePath(s.id), Array(encodeJSON(s).utf8)) }
+        try step("write state") { try FS.writeFileAtomic(statePath(s.id), Array(encodeJSON(s).utf8), durable: false) }
     }
 
     public func remove(_ id: String) throws(RuntimeError) {

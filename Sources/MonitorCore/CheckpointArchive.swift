@@ -207,7 +207,7 @@ enum CheckpointArchive {
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let text = readAvailable(err.read)
         close(err.read)
-        guard exitStatus(status) == 0 else { throw MonitorFailure("\(what) failed: \(text.trimmingWhitespace())") }
+        guard Proc.exitCode(status) == 0 else { throw MonitorFailure("\(what) failed: \(text.trimmingWhitespace())") }
     }
 }
 

@@ -264,10 +264,10 @@ enum CapturedCommand {
         var group: pid_t = 0
         let pid: pid_t
         do {
-            pid = try monitor.spawnChild(SpawnSpec(args: args, env: Spawn.childEnvironment(), stdout: out.write,
+            pid = try monitor.spawnChild(SpawnSpec(args: args, env: monitor.childEnv, stdout: out.write,
                                                    stderr: err.write, ownProcessGroup: true)) { status in
                 exited = true
-                if !result.timedOut { result.exitCode = exitStatus(status) }
+                if !result.timedOut { result.exitCode = Proc.exitCode(status) }
                 // Processes left in the group would keep the pipes open: end them with the command.
                 if group > 0 { kill(-group, SIGKILL) }
                 finishIfDone()

@@ -71,6 +71,8 @@ final class Monitor {
     /// Children other than the container (runtime exec for probes/exec-sync, ...).
     var childHandlers: [pid_t: (Int32) -> Void] = [:]
     var cleanupPaths: [String] = []
+    /// The environment every child gets (ours without the pipe variables); it does not change.
+    let childEnv = Spawn.childEnvironment()
 
     init(_ o: MonitorOptions, sync: SyncPipe?) {
         self.o = o
@@ -159,7 +161,7 @@ final class Monitor {
 
         if let restore = o.restore {
             if let st = FS.statOf(restore), st.st_mode & S_IFMT == S_IFREG, let bundle {
-                restoreImages = try CheckpointArchive.unpack(restore, bundle: bundle, env: Spawn.childEnvironment())
+                restoreImages = try CheckpointArchive.unpack(restore, bundle: bundle, env: childEnv)
             } else {
                 restoreImages = restore
             }
@@ -167,7 +169,7 @@ final class Monitor {
         let args = runtimeCommand(pidFile: pidFile, consoleSocket: console?.path)
         let runtimePid: pid_t
         do {
-            var spec = SpawnSpec(args: args, env: Spawn.childEnvironment(), stdin: childIn, stdout: childOut,
+            var spec = SpawnSpec(args: args, env: childEnv, stdin: childIn, stdout: childOut,
                                  stderr: childErr, ownProcessGroup: o.exec)
             spec.replaceListenPid = o.replaceListenPid
             runtimePid = try Spawn.start(spec)
@@ -180,12 +182,12 @@ final class Monitor {
         }
         var status: Int32 = 0
         while waitpid(runtimePid, &status, 0) < 0 && errno == EINTR {}
-        if exitStatus(status) != 0 {
+        if Proc.exitCode(status) != 0 {
             var text = readAvailable(runtimeErr?.read ?? stderrRead)
             if text.isEmpty { text = readAvailable(stdoutRead) }
             console?.close()
             let verb = o.exec ? "exec" : (o.restore != nil ? "restore" : "create")
-            throw MonitorFailure(text.isEmpty ? "runtime \(verb) failed with exit status \(exitStatus(status))" : text)
+            throw MonitorFailure(text.isEmpty ? "runtime \(verb) failed with exit status \(Proc.exitCode(status))" : text)
         }
         if let runtimeErr { close(runtimeErr.read) }
         guard let text = try? FS.readString(pidFile), let pid = pid_t(text.trimmingWhitespace()), pid > 1 else {
@@ -466,7 +468,7 @@ final class Monitor {
             let pid = waitpid(-1, &status, WNOHANG)
             if pid <= 0 { break }
             if pid == containerPid {
-                exitCode = exitStatus(status)
+                exitCode = Proc.exitCode(status)
                 containerExited()
             } else if let h = childHandlers.removeValue(forKey: pid) {
                 h(status)
@@ -529,7 +531,7 @@ final class Monitor {
     private func runExitCommand() {
         guard let command = o.exitCommand else { return }
         let delay = o.exitDelay
-        var spec = SpawnSpec(args: [command] + o.exitCommandArgs, env: Spawn.childEnvironment())
+        var spec = SpawnSpec(args: [command] + o.exitCommandArgs, env: childEnv)
         spec.dieWithMonitor = false
         spec.closeOtherFds = true
         if delay > 0 {

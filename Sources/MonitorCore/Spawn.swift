@@ -81,10 +81,3 @@ struct Pipe {
         return Pipe(read: fds[0], write: fds[1])
     }
 }
-
-/// Decimal exit status as conmon reports it: the exit code, or 128 + the signal number.
-func exitStatus(_ status: Int32) -> Int32 {
-    if sl_wifexited(status) != 0 { return sl_wexitstatus(status) }
-    if sl_wifsignaled(status) != 0 { return 128 + sl_wtermsig(status) }
-    return status
-}

@@ -50,8 +50,8 @@ let package = Package(
 
         .target(name: "TestSupport"),
         // Test-only: the config parser/decoder/validator on random mutations, in a process of its own.
-        .executableTarget(name: "oci-fuzz", dependencies: ["OCI"], path: "Tests/OCIFuzz"),
-        .testTarget(name: "OCITests", dependencies: ["OCI"]),
+        .executableTarget(name: "oci-fuzz", dependencies: ["OCI", "TestSupport"], path: "Tests/OCIFuzz"),
+        .testTarget(name: "OCITests", dependencies: ["OCI", "TestSupport"]),
         .testTarget(name: "ArgvTests", dependencies: ["Argv", "RuntimeCLI"], swiftSettings: [.define("ARGV_TABLE_TESTS")]),
         .testTarget(name: "MountsTests", dependencies: ["Mounts", "LinuxSystem"]),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "OCI"]),

@@ -14,18 +14,7 @@
 // duplicated). Everything is derived from the seed: the same seed gives the same cases.
 import Glibc
 import OCI
-
-/// SplitMix64: small and reproducible.
-struct Random: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import TestSupport
 
 let hugeNumbers = ["1e999999", "-1e999999", "18446744073709551616", "-9223372036854775809", "9223372036854775807",
                    "4294967296", "-1", "-0", "0.5", "1.7976931348623157e309", "123456789012345678901234567890",
@@ -34,7 +23,7 @@ let edgeStrings = ["", "/", "..", "../../etc", "/proc/self/fd/3", "a\u{0}b", "\u
                    String(repeating: "x", count: 5000), "CAP_SYS_ADMIN", "SCMP_ACT_ALLOW", "RLIMIT_NOFILE", "c", "b",
                    "tmpfs", "bind", "pid", "user", "network", "rbind", "ro", "idmap", "-1", "max"]
 
-func randomScalar(_ rng: inout Random) -> Unicode.Scalar {
+func randomScalar(_ rng: inout SeededRandom) -> Unicode.Scalar {
     while true {
         let ranges: [ClosedRange<UInt32>] = [0...0x7F, 0x80...0x7FF, 0x800...0xFFFF, 0x10000...0x10FFFF]
         let r = ranges[Int.random(in: 0..<ranges.count, using: &rng)]
@@ -42,7 +31,7 @@ func randomScalar(_ rng: inout Random) -> Unicode.Scalar {
     }
 }
 
-func randomValue(_ rng: inout Random, depth: Int = 0) -> JSONValue {
+func randomValue(_ rng: inout SeededRandom, depth: Int = 0) -> JSONValue {
     switch Int.random(in: 0..<8, using: &rng) {
     case 0: return .null
     case 1: return .bool(Bool.random(using: &rng))
@@ -58,7 +47,7 @@ func randomValue(_ rng: inout Random, depth: Int = 0) -> JSONValue {
 }
 
 /// Replaces, removes or duplicates one node somewhere in the tree.
-func mutateTree(_ v: JSONValue, _ rng: inout Random) -> JSONValue {
+func mutateTree(_ v: JSONValue, _ rng: inout SeededRandom) -> JSONValue {
     let descend = Int.random(in: 0..<4, using: &rng) != 0
     switch v {
     case .object(var o) where descend && !o.members.isEmpty:
@@ -82,7 +71,7 @@ func mutateTree(_ v: JSONValue, _ rng: inout Random) -> JSONValue {
     }
 }
 
-func mutateBytes(_ input: [UInt8], _ rng: inout Random) -> [UInt8] {
+func mutateBytes(_ input: [UInt8], _ rng: inout SeededRandom) -> [UInt8] {
     var b = input
     if b.isEmpty { b = [0x20] }
     let at = Int.random(in: 0..<b.count, using: &rng)
@@ -115,7 +104,7 @@ func mutateBytes(_ input: [UInt8], _ rng: inout Random) -> [UInt8] {
 
 /// Case `i`: a corpus entry with 1 to 4 mutations, structural ones on the parsed tree while it parses.
 func makeCase(_ i: Int, seed: UInt64, corpus: [[UInt8]], structuralOnly: Bool = false) -> [UInt8] {
-    var rng = Random(state: seed &+ UInt64(i) &* 0x1000_0001)
+    var rng = SeededRandom(seed: seed &+ UInt64(i) &* 0x1000_0001)
     var bytes = corpus[Int.random(in: 0..<corpus.count, using: &rng)]
     for _ in 0..<Int.random(in: 1...4, using: &rng) {
         if structuralOnly || Bool.random(using: &rng), let tree = try? JSONValue.parse(bytes) {

@@ -1,25 +1,14 @@
 import XCTest
 @testable import OCI
+import TestSupport
 
 /// Random mutations of a valid config must never crash the parser, decoder or validator: each either
 /// succeeds or throws an OCIError. Deterministic (seeded), bounded.
 final class FuzzTests: XCTestCase {
-    /// SplitMix64: small and reproducible.
-    struct Random: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     func testMutatedConfigsNeverCrash() {
         let original = Array(containerdConfig.utf8)
         let interesting: [UInt8] = Array("{}[]\",:\\-0123456789eE.tfnu \n".utf8) + [0x00, 0x1F, 0x7F, 0x80, 0xC3, 0xE2, 0xF0, 0xFF]
-        var rng = Random(state: 0x5EED)
+        var rng = SeededRandom(seed: 0x5EED)
         var parsed = 0, decoded = 0
         for _ in 0..<2000 {
             var bytes = original

@@ -23,6 +23,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench-stats.sh
+. "$HERE/bench-stats.sh"
 LAUNCHES=${LAUNCHES:-20} IDLE=${IDLE:-60} PROBE_SECS=${PROBE_SECS:-60}
 die() { echo "bench-monitor: error: $*" >&2; exit 1; }
 note() { echo "bench-monitor: $*" >&2; }
@@ -94,16 +96,8 @@ stop() { # ID
     for _ in $(seq 1 500); do [ -s "$d/exits/$1" ] && break; sleep 0.01; done
     "$SWIFTLET" --root "$STATE" delete --force "$1" >/dev/null 2>&1 || true
 }
-stats() { # FILE SCALE DECIMALS -> "median (p25-p75)"
-    sort -g "$1" | awk -v s="$2" -v d="$3" '{ v[NR] = $1 } END {
-        if (NR == 0) { print "n/a"; exit }
-        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        f = "%." d "f"
-        printf f " (" f "-" f ")", m / s, v[int((NR - 1) * 0.25) + 1] / s, v[int((NR - 1) * 0.75) + 1] / s }'
-}
 # BENCH_MONITOR_OUT=FILE (set by bench.sh): "key value" lines for its JSON results
 kv() { [ -z "${BENCH_MONITOR_OUT:-}" ] || echo "$1 $2" >>"$BENCH_MONITOR_OUT"; }
-median() { sort -g "$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "# bench-monitor $(date -u +%FT%TZ) kernel=$(uname -r) runtime=$SWIFTLET"
 echo "# swiftlet-monitor: $MONITOR; conmon: $CONMON ($("$CONMON" --version | head -n 1))"

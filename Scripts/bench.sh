@@ -53,6 +53,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench-stats.sh
+. "$HERE/bench-stats.sh"
 RUNS=${RUNS:-30} WARMUP=${WARMUP:-3} RSS_RUNS=${RSS_RUNS:-5}
 UNIFIED=/sys/fs/cgroup/unified
 
@@ -369,13 +371,6 @@ paired_phases
 [ -n "$(for i in "${!NAMES[@]}"; do [ -z "${CANT[userns,$i]:-}" ] && echo y; done)" ] && paired_run userns_run userns
 [ -n "$(for i in "${!NAMES[@]}"; do [ -z "${CANT[k8s,$i]:-}" ] && echo y; done)" ] && paired_run k8s_run k8s
 
-stats() { # FILE SCALE DECIMALS -> "median (p25-p75)"
-    sort -g "$1" | awk -v s="$2" -v d="$3" '{ v[NR] = $1 } END {
-        if (NR == 0) { print "n/a"; exit }
-        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        f = "%." d "f"
-        printf f " (" f "-" f ")", m / s, v[int((NR - 1) * 0.25) + 1] / s, v[int((NR - 1) * 0.75) + 1] / s }'
-}
 
 # --- peak RSS of create ---------------------------------------------------------------------
 if [ -x /usr/bin/time ]; then

@@ -111,6 +111,16 @@ class MonitorTestCase: ContainerTestCase {
         return c
     }
 
+    /// A stand-in runtime: `/bin/sh` running `body(dir)` in a temp dir (removed after the test).
+    func fakeRuntime(_ body: (String) -> String) throws -> (dir: String, path: String) {
+        let dir = try makeTempDir(prefix: "swiftlet-fake-runtime.")
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/fake-runtime"
+        try ("#!/bin/sh\n" + body(dir) + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o755)
+        return (dir, path)
+    }
+
     /// Runs swiftlet-monitor with a FIFO as fd 3 = _OCI_SYNCPIPE; returns the launch result and the
     /// first line on the sync pipe ("" if none within 30 s).
     func runMonitor(_ args: [String], dir: String, privateCgroupView: Bool = false,

@@ -186,12 +186,7 @@ final class MonitorStdioTests: MonitorTestCase {
 
     func testTerminalWithoutRuntimePtyIsAnError() throws {
         // A runtime that "creates" (writes a pid file) but never sends a pty master to the console socket.
-        let dir = try makeTempDir(prefix: "swiftlet-fake-runtime.")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let fake = dir + "/fake-runtime"
-        try "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --pid-file ] && echo $$ > \"$2\"; shift; done\nexit 0\n"
-            .write(toFile: fake, atomically: true, encoding: .utf8)
-        chmod(fake, 0o755)
+        let (dir, fake) = try fakeRuntime { _ in "while [ $# -gt 0 ]; do [ \"$1\" = --pid-file ] && echo $$ > \"$2\"; shift; done\nexit 0" }
         let (_, line) = runMonitor(["--api-version", "1", "-c", "t1", "-u", "t1", "-r", fake, "-b", dir, "-p", dir + "/pid",
                                     "-P", dir + "/mon.pid", "-t"], dir: dir)
         XCTAssertEqual(line, "{\"data\":-1,\"message\":\"Runtime did not set up terminal\"}")
@@ -203,12 +198,9 @@ final class MonitorStdioTests: MonitorTestCase {
     }
 
     func testReplaceListenPidNamesTheRuntimeProcess() throws {
-        let dir = try makeTempDir(prefix: "swiftlet-fake-runtime.")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let fake = dir + "/fake-runtime"
-        try "#!/bin/sh\necho \"$$ $LISTEN_PID\" > \(dir)/seen\nsleep 0.2 & while [ $# -gt 0 ]; do [ \"$1\" = --pid-file ] && echo $! > \"$2\"; shift; done\n"
-            .write(toFile: fake, atomically: true, encoding: .utf8)
-        chmod(fake, 0o755)
+        let (dir, fake) = try fakeRuntime { dir in
+            "echo \"$$ $LISTEN_PID\" > \(dir)/seen\nsleep 0.2 & while [ $# -gt 0 ]; do [ \"$1\" = --pid-file ] && echo $! > \"$2\"; shift; done"
+        }
         for (flag, same) in [([String](), false), (["--replace-listen-pid"], true)] {
             let (_, line) = runMonitor(["--api-version", "1", "-c", "l1", "-u", "l1", "-r", fake, "-b", dir, "-p", dir + "/pid",
                                         "-P", dir + "/mon.pid", "--sync"] + flag, dir: dir, extraEnv: ["LISTEN_PID": "4242"])

@@ -8,6 +8,20 @@ func defaultImagePath() -> String { FS.cwd() + "/checkpoint" }
 
 func nonEmpty(_ s: String?) -> String? { s.flatMap { $0.isEmpty ? nil : $0 } }
 
+/// The flags both verbs take.
+func criuFlags(_ o: ParsedOptions) -> CriuFlags {
+    var f = CriuFlags()
+    f.tcpEstablished = o.bool("tcp-established")
+    f.extUnixSk = o.bool("ext-unix-sk")
+    f.shellJob = o.bool("shell-job")
+    f.fileLocks = o.bool("file-locks")
+    f.autoDedup = o.bool("auto-dedup")
+    f.lazyPages = o.bool("lazy-pages")
+    f.manageCgroupsMode = o.string("manage-cgroups-mode") ?? ""
+    f.emptyNamespaces = o.strings("empty-ns")
+    return f
+}
+
 /// `checkpoint`: see Spec/checkpoint.md.
 func checkpointVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     var c = CheckpointOptions(root: g.root, id: o.positionals[0], criu: g.criu,
@@ -15,16 +29,9 @@ func checkpointVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     c.workPath = nonEmpty(o.string("work-path"))
     c.parentPath = nonEmpty(o.string("parent-path"))
     c.leaveRunning = o.bool("leave-running")
-    c.tcpEstablished = o.bool("tcp-established")
-    c.extUnixSk = o.bool("ext-unix-sk")
-    c.shellJob = o.bool("shell-job")
-    c.fileLocks = o.bool("file-locks")
     c.preDump = o.bool("pre-dump")
-    c.autoDedup = o.bool("auto-dedup")
-    c.lazyPages = o.bool("lazy-pages")
     c.pageServer = nonEmpty(o.string("page-server"))
-    c.manageCgroupsMode = o.string("manage-cgroups-mode") ?? ""
-    c.emptyNamespaces = o.strings("empty-ns")
+    c.flags = criuFlags(o)
     for w in try checkpointContainer(c) { g.log.warning(w) }
     return 0
 }
@@ -40,14 +47,7 @@ func restoreVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     r.pidFile = nonEmpty(o.string("pid-file"))
     r.detach = o.bool("detach")
     r.noSubreaper = o.bool("no-subreaper")
-    r.tcpEstablished = o.bool("tcp-established")
-    r.extUnixSk = o.bool("ext-unix-sk")
-    r.shellJob = o.bool("shell-job")
-    r.fileLocks = o.bool("file-locks")
-    r.autoDedup = o.bool("auto-dedup")
-    r.lazyPages = o.bool("lazy-pages")
-    r.manageCgroupsMode = o.string("manage-cgroups-mode") ?? ""
-    r.emptyNamespaces = o.strings("empty-ns")
+    r.flags = criuFlags(o)
     r.lsmProfile = nonEmpty(o.string("lsm-profile"))
     r.lsmMountContext = nonEmpty(o.string("lsm-mount-context"))
     let restored = try restoreContainer(r)

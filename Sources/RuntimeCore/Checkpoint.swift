@@ -15,42 +15,65 @@ public struct CheckpointOptions: Sendable {
     public var workPath: String?
     public var parentPath: String?
     public var leaveRunning = false
-    public var tcpEstablished = false
-    public var extUnixSk = false
-    public var shellJob = false
-    public var fileLocks = false
     public var preDump = false
-    public var autoDedup = false
-    public var lazyPages = false
     public var pageServer: String?
-    public var manageCgroupsMode = ""
-    public var emptyNamespaces: [String] = []
+    public var flags = CriuFlags()
     public init(root: String, id: String, criu: String, imagePath: String) {
         self.root = root; self.id = id; self.criu = criu; self.imagePath = imagePath
     }
 }
 
-/// Options both directions share, checked before anything is touched.
+/// The flags checkpoint and restore share (runc's flags of the same names).
+public struct CriuFlags: Sendable {
+    public var tcpEstablished = false
+    public var extUnixSk = false
+    public var shellJob = false
+    public var fileLocks = false
+    public var autoDedup = false
+    public var lazyPages = false
+    public var manageCgroupsMode = ""
+    public var emptyNamespaces: [String] = []
+    public init() {}
+}
+
+/// The shared flags, checked before anything is touched, and set on CRIU's options.
 struct CriuCommonChecks {
+    var flags: CriuFlags
     var mode: CriuCgroupMode
     var emptyNs: UInt32
 
-    init(mode: String, emptyNamespaces: [String], lazyPages: Bool) throws(RuntimeError) {
-        guard let m = CriuCgroupMode.parse(mode) else {
-            throw RuntimeError(.invalidArgument, "--manage-cgroups-mode: invalid value \"\(mode)\" (soft, full, strict or ignore)")
+    init(_ flags: CriuFlags) throws(RuntimeError) {
+        self.flags = flags
+        guard let m = CriuCgroupMode.parse(flags.manageCgroupsMode) else {
+            throw RuntimeError(.invalidArgument, "--manage-cgroups-mode: invalid value \"\(flags.manageCgroupsMode)\" (soft, full, strict or ignore)")
         }
         self.mode = m
-        var flags: UInt32 = 0
-        for name in emptyNamespaces {
+        var bits: UInt32 = 0
+        for name in flags.emptyNamespaces {
             guard let t = NamespaceType(rawValue: name) else {
                 throw RuntimeError(.invalidArgument, "--empty-ns: namespace \"\(name)\" is not supported")
             }
-            flags |= UInt32(bitPattern: NamespacePlan.flag(t))
+            bits |= UInt32(bitPattern: NamespacePlan.flag(t))
         }
-        emptyNs = flags
-        if lazyPages {
+        emptyNs = bits
+        if flags.lazyPages {
             throw RuntimeError(.unsupported, "--lazy-pages: lazy migration is not supported by swiftlet (no page server or lazy-pages daemon handling)")
         }
+    }
+
+    /// What dump and restore set alike: cgroups managed in the checked mode, notify callbacks, the
+    /// shared flags, empty namespaces, and orphan pts masters sent back to us.
+    func apply(to opts: inout CriuOptions) {
+        opts.manageCgroups = true
+        opts.manageCgroupsMode = mode
+        opts.notifyScripts = true
+        opts.shellJob = flags.shellJob
+        opts.tcpEstablished = flags.tcpEstablished
+        opts.extUnixSk = flags.extUnixSk
+        opts.fileLocks = flags.fileLocks
+        opts.emptyNamespaces = emptyNs
+        opts.orphanPtsMaster = true
+        opts.autoDedup = flags.autoDedup
     }
 }
 
@@ -60,7 +83,7 @@ struct CriuCommonChecks {
 /// Returns warnings (from poststop hooks of the removed container) for the caller to log.
 @discardableResult
 public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) -> [String] {
-    let checks = try CriuCommonChecks(mode: o.manageCgroupsMode, emptyNamespaces: o.emptyNamespaces, lazyPages: o.lazyPages)
+    let checks = try CriuCommonChecks(o.flags)
     if let ps = o.pageServer, !ps.isEmpty {
         throw RuntimeError(.unsupported, "--page-server: dumping to a CRIU page server is not supported by swiftlet")
     }
@@ -100,17 +123,8 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) -> 
     opts.logFile = "dump.log"
     opts.root = state.rootfs
     opts.pid = state.pid
-    opts.manageCgroups = true
-    opts.manageCgroupsMode = checks.mode
-    opts.notifyScripts = true
-    opts.shellJob = o.shellJob
+    checks.apply(to: &opts)
     opts.leaveRunning = o.leaveRunning
-    opts.tcpEstablished = o.tcpEstablished
-    opts.extUnixSk = o.extUnixSk
-    opts.fileLocks = o.fileLocks
-    opts.emptyNamespaces = checks.emptyNs
-    opts.orphanPtsMaster = true
-    opts.autoDedup = o.autoDedup
     opts.configFile = criuConfigFile(state.config)
     // CRIU freezes with the cgroup freezer when given one (else it stops each task with ptrace).
     opts.freezeCgroup = state.cgroupPaths?["freezer"] ?? state.cgroupPaths?[""]

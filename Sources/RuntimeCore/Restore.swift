@@ -18,14 +18,7 @@ public struct RestoreOptions: Sendable {
     public var pidFile: String?
     public var detach = false
     public var noSubreaper = false
-    public var tcpEstablished = false
-    public var extUnixSk = false
-    public var shellJob = false
-    public var fileLocks = false
-    public var autoDedup = false
-    public var lazyPages = false
-    public var manageCgroupsMode = ""
-    public var emptyNamespaces: [String] = []
+    public var flags = CriuFlags()
     public var lsmProfile: String?
     public var lsmMountContext: String?
     public init(root: String, id: String, criu: String, bundle: String, imagePath: String) {
@@ -45,7 +38,7 @@ public struct Restored: Sendable {
 /// running. On failure nothing is left behind.
 public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restored {
     try ContainerStore.validate(id: o.id)
-    let checks = try CriuCommonChecks(mode: o.manageCgroupsMode, emptyNamespaces: o.emptyNamespaces, lazyPages: o.lazyPages)
+    let checks = try CriuCommonChecks(o.flags)
     if let p = o.lsmProfile, !p.isEmpty {
         throw RuntimeError(.unsupported, "--lsm-profile: not supported by swiftlet (no AppArmor/SELinux on this host)")
     }
@@ -126,16 +119,7 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
         opts.evasiveDevices = true
         opts.restoreSibling = true
         opts.root = criuRoot
-        opts.manageCgroups = true
-        opts.manageCgroupsMode = checks.mode
-        opts.notifyScripts = true
-        opts.shellJob = o.shellJob
-        opts.extUnixSk = o.extUnixSk
-        opts.tcpEstablished = o.tcpEstablished
-        opts.fileLocks = o.fileLocks
-        opts.emptyNamespaces = checks.emptyNs
-        opts.orphanPtsMaster = true
-        opts.autoDedup = o.autoDedup
+        checks.apply(to: &opts)
         opts.configFile = criuConfigFile(spec)
         opts.externalMounts = externalMounts(spec: spec, bundle: bundle, cgroupPaths: manager.paths)
             .map { ($0.destination, $0.source) }

@@ -255,17 +255,15 @@ private struct ValueDecoder: Decoder, SingleValueDecodingContainer {
 private struct KeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let codingPath: [any CodingKey]
     let object: JSONObject
-    /// Last value wins for duplicate keys, as in Go.
-    let members: [String: JSONValue]
 
     init(object: JSONObject, codingPath: [any CodingKey]) {
         self.codingPath = codingPath
         self.object = object
-        var members: [String: JSONValue] = [:]
-        members.reserveCapacity(object.members.count)
-        for (name, value) in object.members { members[name] = value }
-        self.members = members
     }
+
+    /// Last value wins for duplicate keys, as in Go. A backwards scan: config objects are small,
+    /// and building a dictionary per object cost more than the lookups it saved (Spec/performance.md).
+    private func member(_ name: String) -> JSONValue? { object[name] }
 
     /// The object's keys in source order, each once (used to decode dictionaries).
     var allKeys: [Key] {
@@ -273,10 +271,10 @@ private struct KeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
         return object.members.compactMap { seen.insert($0.key).inserted ? Key(stringValue: $0.key) : nil }
     }
 
-    func contains(_ key: Key) -> Bool { members[key.stringValue] != nil }
+    func contains(_ key: Key) -> Bool { member(key.stringValue) != nil }
 
     private func value(_ key: Key) throws(OCIError) -> JSONValue {
-        guard let value = members[key.stringValue] else { throw OCIError(codingPath + [key], "required field missing") }
+        guard let value = member(key.stringValue) else { throw OCIError(codingPath + [key], "required field missing") }
         return value
     }
 
@@ -339,11 +337,11 @@ private struct KeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     }
 
     func superDecoder() throws -> any Decoder {
-        ValueDecoder(value: members["super"] ?? .null, codingPath: codingPath + [NameKey("super")])
+        ValueDecoder(value: member("super") ?? .null, codingPath: codingPath + [NameKey("super")])
     }
 
     func superDecoder(forKey key: Key) throws -> any Decoder {
-        ValueDecoder(value: members[key.stringValue] ?? .null, codingPath: codingPath + [key])
+        ValueDecoder(value: member(key.stringValue) ?? .null, codingPath: codingPath + [key])
     }
 }
 
@@ -649,5 +647,26 @@ extension NamespaceType {
             throw OCIError(decoder.codingPath, "unknown namespace \(quoteJSON(raw))")
         }
         self = type
+    }
+}
+
+// MARK: - JSONValue itself
+
+/// A JSONValue inside a Codable type (e.g. a state file that keeps the config as read) is copied
+/// as it is, without decoding or encoding its contents. Only this file's codec can do that: with
+/// another Decoder or Encoder it throws.
+extension JSONValue: Codable {
+    public init(from decoder: any Decoder) throws {
+        guard let d = decoder as? ValueDecoder else {
+            throw OCIError(decoder.codingPath, "a raw JSON value can only be decoded by OCI.decodeJSON")
+        }
+        self = d.value
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        guard let e = encoder as? NodeEncoder else {
+            throw OCIError(encoder.codingPath, "a raw JSON value can only be encoded by OCI.encodeJSON")
+        }
+        e.node.set(self)
     }
 }

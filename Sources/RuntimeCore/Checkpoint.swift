@@ -109,7 +109,8 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) -> 
 
     // A user-namespaced container is restored by criu as the container's root (an unprivileged host
     // uid), which must be able to reach the image files (0644): a new image directory gets 0711.
-    let inUserNS = (state.config.linux?.namespaces ?? []).contains { $0.type == .user }
+    let spec = try state.spec()
+    let inUserNS = (spec.linux?.namespaces ?? []).contains { $0.type == .user }
     let images = try openCriuDir(o.imagePath, what: "--image-path", mode: inUserNS ? 0o711 : 0o700)
     defer { close(images.fd) }
     var work: (path: String, fd: Int32)?
@@ -125,15 +126,15 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) -> 
     opts.pid = state.pid
     checks.apply(to: &opts)
     opts.leaveRunning = o.leaveRunning
-    opts.configFile = criuConfigFile(state.config)
+    opts.configFile = criuConfigFile(spec)
     // CRIU freezes with the cgroup freezer when given one (else it stops each task with ptrace).
     opts.freezeCgroup = state.cgroupPaths?["freezer"] ?? state.cgroupPaths?[""]
-    opts.external = try externalNamespaces(state.config)
+    opts.external = try externalNamespaces(spec)
     if let parent = o.parentPath, !parent.isEmpty { opts.parentImage = parent }
     opts.trackMem = iterative
 
     if !o.preDump {
-        opts.externalMounts = dumpExternalMounts(state)
+        opts.externalMounts = dumpExternalMounts(state, spec)
         // The init's stdio as the kernel names them; restore maps pipes among them to its own stdio.
         let fds = (0...2).map { (try? FS.readlink("/proc/\(state.pid)/fd/\($0)")) ?? "" }
         try step("write \(images.path)/descriptors.json") {
@@ -281,7 +282,7 @@ func externalMounts(spec: Spec, bundle: String, cgroupPaths: [String: String]) -
     return out
 }
 
-func dumpExternalMounts(_ state: StoredState) -> [(key: String, value: String)] {
-    externalMounts(spec: state.config, bundle: state.bundle, cgroupPaths: state.cgroupPaths ?? [:])
+func dumpExternalMounts(_ state: StoredState, _ spec: Spec) -> [(key: String, value: String)] {
+    externalMounts(spec: spec, bundle: state.bundle, cgroupPaths: state.cgroupPaths ?? [:])
         .map { ($0.destination, $0.destination) }
 }

@@ -18,8 +18,9 @@ public struct CreateOptions: Sendable {
     public init(root: String, id: String, bundle: String) { self.root = root; self.id = id; self.bundle = bundle }
 }
 
-/// Reads and validates `<bundle>/config.json`.
-public func loadSpec(bundle: String) throws(RuntimeError) -> Spec {
+/// Reads and validates `<bundle>/config.json`: the spec, and the JSON it came from (what the
+/// state file keeps).
+public func loadSpec(bundle: String) throws(RuntimeError) -> (spec: Spec, json: JSONValue) {
     let path = bundle + "/config.json"
     let bytes: [UInt8]
     do { bytes = try FS.readFile(path) } catch {
@@ -27,9 +28,10 @@ public func loadSpec(bundle: String) throws(RuntimeError) -> Spec {
         throw RuntimeError.sys(error, "read config.json")
     }
     do {
-        let spec = try decodeJSON(Spec.self, from: bytes)
+        let json = try JSONValue.parse(bytes)
+        let spec = try decodeJSON(Spec.self, from: json)
         try spec.validate()
-        return spec
+        return (spec, json)
     } catch { throw RuntimeError.config(error) }
 }
 
@@ -46,7 +48,7 @@ public struct Created: Sendable {
 public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created {
     try ContainerStore.validate(id: o.id)
     let bundle = FS.cleanPath(FS.absolute(o.bundle, base: FS.cwd()))
-    let spec = try loadSpec(bundle: bundle)
+    let (spec, specJSON) = try loadSpec(bundle: bundle)
     if (spec.process?.terminal ?? false) && o.consoleSocket == nil && !o.foreground {
         throw RuntimeError(.invalidArgument, "cannot allocate tty if swiftlet will detach without setting console socket")
     }
@@ -56,7 +58,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     let listenFds = getenv("LISTEN_FDS").flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 0
     // The cgroup's directories are known now; it is created once init exists (and before it runs).
     let cgroupManager = CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
-    let plan = try ContainerPlan(spec: spec, id: o.id, bundle: bundle, noPivot: o.noPivot, noNewKeyring: o.noNewKeyring,
+    let plan = try ContainerPlan(spec: spec, specJSON: specJSON, id: o.id, bundle: bundle, noPivot: o.noPivot, noNewKeyring: o.noNewKeyring,
                                  preserveFds: o.preserveFds, listenFds: listenFds, cgroupBinds: cgroupBinds(cgroupManager))
     defer { plan.closeFds() }
     let store = ContainerStore(root: o.root)
@@ -127,7 +129,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
     // clean up after a create that was killed half-way.
     var state = StoredState(id: o.id, pid: 0, pidStartTime: 0, bundle: plan.bundle, rootfs: plan.rootfs.rootfs,
                             created: Clock.rfc3339Nano(), owner: ownerName(), ownPidNamespace: plan.namespaces.newPid,
-                            cgroupPaths: manager.paths, config: plan.spec)
+                            cgroupPaths: manager.paths, config: plan.specJSON)
     try store.save(state)
     testStop("before-clone")
     // Pure cgroup v2: the cgroup exists and is configured first, and the first child is cloned into it.
@@ -189,7 +191,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             pty = try step("send pty master to console socket") { try handOverPty(fd, name: m.text, consoleSocket: o.consoleSocket) }
             try step("sync") { try parentSock.send(.ack) }
         case .seccompFd:
-            try sendToSeccompListener(m.fd, spec: plan.spec, pid: initPid, state: store.ociState(state, status: .creating))
+            try sendToSeccompListener(m.fd, seccomp: plan.spec.linux?.seccomp, pid: initPid, state: store.ociState(state, status: .creating))
             try step("sync") { try parentSock.send(.ack) }
         case .ready:
             testStop("before-fifo-wait")
@@ -221,14 +223,14 @@ struct ContainerProcessState: Encodable {
 }
 
 /// Sends a seccomp notify fd and the process state to linux.seccomp.listenerPath.
-func sendToSeccompListener(_ fd: Int32?, spec: Spec, pid: pid_t, state: State) throws(RuntimeError) {
+func sendToSeccompListener(_ fd: Int32?, seccomp: OCI.Seccomp?, pid: pid_t, state: State) throws(RuntimeError) {
     guard let fd else { throw RuntimeError(.internal, "sync: seccomp message without a descriptor") }
     defer { close(fd) }
-    guard let path = spec.linux?.seccomp?.listenerPath, !path.isEmpty else {
+    guard let path = seccomp?.listenerPath, !path.isEmpty else {
         throw RuntimeError(.invalidArgument, "config.json: linux.seccomp.listenerPath: required when an action is SCMP_ACT_NOTIFY")
     }
     let message = ContainerProcessState(ociVersion: ociRuntimeSpecVersion, fds: ["seccompFd"], pid: pid,
-                                        metadata: spec.linux?.seccomp?.listenerMetadata ?? "", state: state)
+                                        metadata: seccomp?.listenerMetadata ?? "", state: state)
     do { try sendFdToUnixSocket(path: path, fd: fd, name: encodeJSON(message)) } catch {
         throw RuntimeError.sys(error, "send seccomp notify fd to linux.seccomp.listenerPath")
     }

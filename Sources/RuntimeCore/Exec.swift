@@ -80,7 +80,8 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
         throw RuntimeError(.invalidArgument, "cannot allocate tty if swiftlet will detach without setting console socket")
     }
     var process = try ProcessPlan(o.process)
-    if let profile = state.config.linux?.seccomp {
+    let linux = try state.configMember("linux", as: Linux.self)
+    if let profile = linux?.seccomp {
         do { process.seccomp = try SeccompFilter.build(profile) } catch { throw RuntimeError(.invalidArgument, "\(error)") }
     }
 
@@ -149,7 +150,7 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
             }
             try? parentSock.send(.ack)
         case .seccompFd:
-            do { try sendToSeccompListener(m.fd, spec: state.config, pid: pid, state: store.ociState(state, status: .running)) } catch {
+            do { try sendToSeccompListener(m.fd, seccomp: linux?.seccomp, pid: pid, state: store.ociState(state, status: .running)) } catch {
                 throw fail(error)
             }
             try? parentSock.send(.ack)

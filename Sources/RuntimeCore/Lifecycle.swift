@@ -18,7 +18,7 @@ public func startContainer(root: String, id: String) throws(RuntimeError) -> [St
     case .creating: throw RuntimeError(.invalidState, "container \(id) is still being created (or its create was killed: delete --force it)")
     default: throw RuntimeError(.invalidState, "cannot start an already running container")
     }
-    if state.config.process == nil {
+    guard case .object(let config) = state.config, (config["process"] ?? .null) != .null else {
         throw RuntimeError(.invalidState, "cannot start a container without a process (config.json has no \"process\")")
     }
     let fifo = store.fifoPath(id)
@@ -48,7 +48,16 @@ public func startContainer(root: String, id: String) throws(RuntimeError) -> [St
         if read(fd, &byte, 1) == 0 || !Proc.isAlive(state.pid, startTime: state.pidStartTime) { break }
     }
     let ociState = encodeJSON(store.ociState(state, status: .running))
-    return Hooks.runWarning(state.config.hooks?.poststart, kind: "poststart", state: ociState)
+    return runStoredHooks(state, "poststart", \.poststart, ociState: ociState)
+}
+
+/// Runs one kind of the container's hooks after the fact (the container started or is gone), so
+/// failures, an unreadable hooks section included, are warnings.
+private func runStoredHooks(_ state: StoredState, _ kind: String, _ pick: KeyPath<OCI.Hooks, [Hook]?>,
+                            ociState: String) -> [String] {
+    let hooks: OCI.Hooks?
+    do { hooks = try state.hooks() } catch { return ["\(kind) hooks not run: \(error)"] }
+    return Hooks.runWarning(hooks?[keyPath: pick], kind: kind, state: ociState)
 }
 
 /// `state`: the OCI state of one container.
@@ -142,7 +151,7 @@ public func deleteContainer(root: String, id: String, force: Bool) throws(Runtim
     testStop("delete-before-remove")
     try store.remove(id)
     let ociState = encodeJSON(store.ociState(state, status: .stopped))
-    return Hooks.runWarning(state.config.hooks?.poststop, kind: "poststop", state: ociState)
+    return runStoredHooks(state, "poststop", \.poststop, ociState: ociState)
 }
 
 /// Foreground wait (run/exec): forwards signals to `pid`, reaps children (we are their
@@ -199,7 +208,7 @@ func copyWindowSize(to pty: Int32) {
 
 /// The config.json a container was created with (exec starts from its process).
 public func containerConfig(root: String, id: String) throws(RuntimeError) -> Spec {
-    try ContainerStore(root: root).load(id).config
+    try ContainerStore(root: root).load(id).spec()
 }
 
 /// `pause` / `resume`: freeze or thaw every process of the container (v1 freezer, v2 cgroup.freeze).
@@ -237,15 +246,17 @@ public func updateContainer(root: String, id: String,
     var state = loaded
     if store.status(state) == .stopped { throw RuntimeError(.invalidState, "container not running") }
     let cgroup = try state.liveCgroup()
-    let updated = try change(state.config.linux?.resources ?? Resources())
-    var linux = state.config.linux ?? Linux()
+    var spec = try state.spec()
+    let updated = try change(spec.linux?.resources ?? Resources())
+    var linux = spec.linux ?? Linux()
     linux.resources = updated
-    state.config.linux = linux
+    spec.linux = linux
+    state.config = encodeJSONValue(spec)
     // The limits in force stay the recorded ones: if the state cannot be saved (disk full), the
     // cgroup gets its previous values back.
     var saveError: RuntimeError?
     do throws(CgroupError) {
-        try cgroup.update(effectiveResources(state.config)) {
+        try cgroup.update(effectiveResources(spec)) {
             do throws(RuntimeError) { try store.save(state) } catch { saveError = error; return false }
             return true
         }

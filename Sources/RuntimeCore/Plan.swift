@@ -144,6 +144,8 @@ func mapText(_ m: [IDMapping]?) -> String {
 /// The whole resolved container: namespaces, rootfs, process, hooks.
 struct ContainerPlan: Sendable {
     var spec: Spec
+    /// config.json as parsed, for the state file.
+    var specJSON: JSONValue
     var bundle: String
     var namespaces: NamespacePlan
     var rootfs: RootfsPlan
@@ -159,9 +161,10 @@ struct ContainerPlan: Sendable {
 
     /// Validates and resolves everything first; opens descriptors (joined namespaces, id-mapped
     /// trees) last, so an invalid config never leaves one open. The caller closes them (`closeFds`).
-    init(spec: Spec, id: String, bundle: String, noPivot: Bool, noNewKeyring: Bool, preserveFds: Int,
+    init(spec: Spec, specJSON: JSONValue, id: String, bundle: String, noPivot: Bool, noNewKeyring: Bool, preserveFds: Int,
          listenFds: Int, cgroupBinds: [CgroupBind]) throws(RuntimeError) {
         self.spec = spec
+        self.specJSON = specJSON
         self.bundle = bundle
         self.preserveFds = preserveFds + listenFds
         sessionKeyring = noNewKeyring ? nil : "_ses.\(id)"

@@ -46,7 +46,7 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
         throw RuntimeError(.unsupported, "--lsm-mount-context: not supported by swiftlet (no SELinux on this host)")
     }
     let bundle = FS.cleanPath(FS.absolute(o.bundle, base: FS.cwd()))
-    let spec = try loadSpec(bundle: bundle)
+    let (spec, specJSON) = try loadSpec(bundle: bundle)
     // A terminal comes back as a new pty pair (CRIU's orphan-pts-master notification): its master
     // goes to --console-socket, or to the foreground copy loop; the same rules as create.
     let terminal = spec.process?.terminal ?? false
@@ -71,7 +71,7 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
         }
     }
     let manager = CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
-    let plan = try ContainerPlan(spec: spec, id: o.id, bundle: bundle, noPivot: false, noNewKeyring: false,
+    let plan = try ContainerPlan(spec: spec, specJSON: specJSON, id: o.id, bundle: bundle, noPivot: false, noNewKeyring: false,
                                  preserveFds: 0, listenFds: 0, cgroupBinds: cgroupBinds(manager))
     defer { plan.closeFds() }
     let store = ContainerStore(root: o.root)
@@ -93,7 +93,7 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
     do throws(RuntimeError) {
         var state = StoredState(id: o.id, pid: 0, pidStartTime: 0, bundle: bundle, rootfs: plan.rootfs.rootfs,
                                 created: Clock.rfc3339Nano(), owner: ownerName(), ownPidNamespace: plan.namespaces.newPid,
-                                cgroupPaths: manager.paths, config: spec)
+                                cgroupPaths: manager.paths, config: specJSON)
         try store.save(state)
         cgroup = try setUpCgroup(manager, spec: spec, pid: nil)
 

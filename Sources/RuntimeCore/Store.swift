@@ -15,7 +15,28 @@ public struct StoredState: Codable, Sendable {
     public var ownPidNamespace: Bool
     /// The container's cgroup directories (controller -> path; "" is the cgroup2 tree).
     public var cgroupPaths: [String: String]?
-    public var config: Spec
+    /// The container's config.json as create read it, kept as parsed JSON rather than as a `Spec`:
+    /// most commands need a part of it or nothing, and encoding the whole spec on each save and
+    /// decoding it on each load was a millisecond per container lifecycle (Spec/performance.md).
+    public var config: JSONValue
+
+    /// The whole spec, decoded on demand.
+    public func spec() throws(RuntimeError) -> Spec {
+        do { return try decodeJSON(Spec.self, from: config) } catch {
+            throw RuntimeError(.internal, "read state of \(id): config: \(error)")
+        }
+    }
+
+    /// One top-level member of the config (e.g. "hooks") decoded on demand, nil when absent.
+    public func configMember<T: Decodable>(_ key: String, as type: T.Type) throws(RuntimeError) -> T? {
+        guard case .object(let object) = config, let value = object[key], value != .null else { return nil }
+        do { return try decodeJSON(type, from: value) } catch {
+            throw RuntimeError(.internal, "read state of \(id): config: \(key): \(error)")
+        }
+    }
+
+    /// The config's hooks (validated by create), nil when it has none.
+    public func hooks() throws(RuntimeError) -> OCI.Hooks? { try configMember("hooks", as: OCI.Hooks.self) }
 }
 
 /// The per-runtime state directory: one directory per container under --root.
@@ -129,6 +150,7 @@ extension ContainerStore {
     /// The OCI state document (runtime.md) as `state` prints it.
     public func ociState(_ s: StoredState, status: Status) -> State {
         State(id: s.id, status: status.rawValue, pid: status == .stopped ? 0 : s.pid, bundle: s.bundle,
-              rootfs: s.rootfs, created: s.created, owner: s.owner, annotations: s.config.annotations)
+              rootfs: s.rootfs, created: s.created, owner: s.owner,
+              annotations: (try? s.configMember("annotations", as: [String: String].self)) ?? nil)
     }
 }

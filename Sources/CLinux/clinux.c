@@ -148,11 +148,12 @@ int sl_inotify_modify_watch(const char *path) {
     if (inotify_add_watch(fd, path, IN_MODIFY) < 0) { int e = errno; close(fd); errno = e; return -1; }
     return fd;
 }
-pid_t sl_clone3_into_cgroup(int cgroup_fd) {
+pid_t sl_clone3(unsigned long long flags, int cgroup_fd) {
     struct clone_args a; memset(&a, 0, sizeof a);
-    a.flags = CLONE_INTO_CGROUP; a.exit_signal = SIGCHLD; a.cgroup = (uint64_t)cgroup_fd;
+    a.flags = flags; a.exit_signal = SIGCHLD; a.cgroup = (uint64_t)cgroup_fd;
     return (pid_t)syscall(SYS_clone3, &a, sizeof a);
 }
+pid_t sl_clone(unsigned long flags) { return (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0); }
 int sl_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 int sl_seccomp_set_filter(unsigned int flags, const void *filter, unsigned short count) {
     struct sock_fprog p = {count, (struct sock_filter *)filter};

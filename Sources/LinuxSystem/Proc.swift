@@ -18,6 +18,12 @@ public enum Proc {
         try sys("fork") { Glibc.fork() }
     }
 
+    /// fork, with new namespaces made by the kernel for the child (`clone` without a new stack).
+    /// As with clone3, glibc's fork handlers do not run: only for a single-threaded caller.
+    public static func clone(namespaces flags: Int32) throws(SysError) -> pid_t {
+        try sys("clone", "new namespaces") { sl_clone(UInt(UInt32(bitPattern: flags))) }
+    }
+
     /// Waits for a child and returns its raw wait status.
     public static func wait(_ pid: pid_t, options: Int32 = 0) throws(SysError) -> (pid: pid_t, status: Int32) {
         var st: Int32 = 0

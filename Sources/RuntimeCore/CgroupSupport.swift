@@ -104,11 +104,11 @@ extension CgroupManager {
 
 /// fork(), or clone3(CLONE_INTO_CGROUP) into `cgroupDir`; nil when clone3 cannot be used here
 /// (kernel without it), so the caller forks and writes cgroup.procs instead.
-func forkIntoCgroup(_ cgroupDir: String) throws(SysError) -> pid_t? {
+func forkIntoCgroup(_ cgroupDir: String, namespaces: Int32 = 0) throws(SysError) -> pid_t? {
     let dir = Glibc.open(cgroupDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard dir >= 0 else { throw SysError("open", cgroupDir, errno: errno) }
     defer { close(dir) }
-    let pid = sl_clone3_into_cgroup(dir)
+    let pid = sl_clone3(SL_CLONE_INTO_CGROUP | UInt64(UInt32(bitPattern: namespaces)), dir)
     if pid < 0 {
         if errno == ENOSYS || errno == E2BIG { return nil }
         throw SysError("clone3(CLONE_INTO_CGROUP)", cgroupDir, errno: errno)

@@ -15,9 +15,11 @@ enum Child {
         _exit(1)
     }
 
-    /// Stage 1 (forked by the runtime): join and create namespaces, then fork the process that
-    /// will live in them (a new PID namespace only applies to children), report its pid, exit.
-    static func enterNamespaces(_ ns: NamespacePlan, _ sock: SeqPacket, then body: () -> Never) -> Never {
+    /// The runtime's child. `cloned`: the clone made its new namespaces (NamespacePlan.cloneFlags), so
+    /// it has its ids mapped, joins the namespaces given by path, reports (empty pid: the runtime has
+    /// it) and becomes init. Otherwise it joins and creates the namespaces, forks the process that
+    /// will live in them (a new PID namespace only applies to children), reports its pid and exits.
+    static func enterNamespaces(_ ns: NamespacePlan, cloned: Bool, _ sock: SeqPacket, then body: () -> Never) -> Never {
         do {
             // Until execve these processes are the host's swiftlet binary: non-dumpable, so nothing in
             // the container can reach it through /proc/<pid>/exe or /proc/<pid>/fd (CVE-2019-5736).
@@ -27,7 +29,7 @@ enum Child {
                 try sys("setns", "user namespace") { sl_setns(j.fd, SL_CLONE_NEWUSER) }
             }
             if ns.newUser {
-                try sys("unshare", "user namespace") { sl_unshare(SL_CLONE_NEWUSER) }
+                if !cloned { try sys("unshare", "user namespace") { sl_unshare(SL_CLONE_NEWUSER) } }
                 try sock.send(.mapIDs)
                 _ = try sock.expect(.ack)
             }
@@ -40,6 +42,10 @@ enum Child {
                 try sys("setns", "\(j.type.rawValue) namespace") { sl_setns(j.fd, NamespacePlan.flag(j.type)) }
             }
             ns.closeFds()
+            if cloned {
+                try sock.send(.initPid, "")
+                body()
+            }
             if ns.newFlags != 0 {
                 try sys("unshare", "namespaces") { sl_unshare(ns.newFlags) }
             }

@@ -132,18 +132,26 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
                             cgroupPaths: manager.paths, config: plan.specJSON)
     try store.save(state)
     testStop("before-clone")
+    // Usually one clone makes init with its new namespaces; otherwise (Plan.swift, cloneFlags) a
+    // middle process sets them up and forks init. Either way `middle` is our child until init reports.
     // Pure cgroup v2: the cgroup exists and is configured first, and the first child is cloned into it.
+    let cloneFlags = plan.namespaces.cloneFlags
     var placed = false
     if manager.clonesInto, let dir = manager.paths[""] {
         cgroup = try setUpCgroup(manager, spec: plan.spec, pid: nil)
-        if let pid = try step("clone3", { try forkIntoCgroup(dir) }) { middle = pid; placed = true }
+        if let pid = try step("clone3", { try forkIntoCgroup(dir, namespaces: cloneFlags ?? 0) }) { middle = pid; placed = true }
     }
-    if !placed { middle = try step("fork") { try Proc.fork() } }
+    if !placed {
+        middle = try step("fork") {
+            if let flags = cloneFlags, flags != 0 { return try Proc.clone(namespaces: flags) }
+            return try Proc.fork()
+        }
+    }
     if middle > 0 { testStop("after-clone") }
     if middle == 0 {
         parentSock.close()
         lock.release()   // else init would hold the container lock until exec, and `start` would wait forever
-        Child.enterNamespaces(plan.namespaces, childSock) {
+        Child.enterNamespaces(plan.namespaces, cloned: cloneFlags != nil, childSock) {
             Child.initProcess(plan, sock: childSock, fifoFd: fifoFd, hasRuntimeHooks: hasRuntimeHooks)
         }
     }
@@ -164,8 +172,12 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             testStop("after-idmap")
             try step("sync") { try parentSock.send(.ack) }
         case .initPid:
-            initPid = pid_t(m.text) ?? 0
-            _ = try? Proc.wait(middle)
+            if m.text.isEmpty {
+                initPid = middle   // made by the clone itself
+            } else {
+                initPid = pid_t(m.text) ?? 0
+                _ = try? Proc.wait(middle)
+            }
             middle = 0
             guard initPid > 0, let st = Proc.stat(initPid) else {
                 throw RuntimeError(.internal, "container init exited before it was ready")

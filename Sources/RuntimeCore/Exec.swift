@@ -106,7 +106,7 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
     var middle = try step("fork") { try Proc.fork() }
     if middle == 0 {
         parentSock.close()
-        Child.enterNamespaces(ns, childSock) {
+        Child.enterNamespaces(ns, cloned: false, childSock) {
             do {
                 _ = try childSock.expect(.go)   // the runtime has put us in the container's cgroup
                 if process.terminal { _ = setsid(); try Child.setupTerminal(process, childSock) }

@@ -121,6 +121,15 @@ struct NamespacePlan: Sendable {
     var timeOffsets = ""
     var newPid: Bool { newFlags & SL_CLONE_NEWPID != 0 }
 
+    /// The flags for making init with one clone that creates its new namespaces (as crun does),
+    /// or nil when that cannot work and a middle process must set them up and fork init: a joined
+    /// user namespace must be entered before the others are made, a joined PID namespace applies
+    /// only to children, and time offsets must be written before any process is in the namespace.
+    var cloneFlags: Int32? {
+        if !timeOffsets.isEmpty || join.contains(where: { $0.type == .user || $0.type == .pid }) { return nil }
+        return newFlags | (newUser ? SL_CLONE_NEWUSER : 0)
+    }
+
     static func flag(_ t: NamespaceType) -> Int32 {
         switch t {
         case .pid: SL_CLONE_NEWPID

@@ -133,6 +133,30 @@ final class SetupTests: ContainerTestCase {
         XCTAssertEqual(sl(["delete", "-f", "ns-a"]).status, 0)
     }
 
+    /// A joined PID namespace takes the other path of create (a middle process joins it and forks
+    /// init, Plan.swift cloneFlags): the container sees the other container's processes, and its
+    /// own init is not pid 1 there.
+    func testJoinPidNamespaceByPath() throws {
+        let a = try bundle(ContainerTestCase.args(["sleep", "100"]))
+        XCTAssertEqual(sl(["run", "-d", "--bundle", a, "pidns-a"]).status, 0)
+        defer { _ = sl(["delete", "-f", "pidns-a"]) }
+        let st = sl(["state", "pidns-a"])
+        let pid = (try JSONSerialization.jsonObject(with: Data(st.stdout.utf8)) as? [String: Any])?["pid"] as? Int ?? 0
+        let pidnsA = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/pid")
+        let r = try run(["sh", "-c", "readlink /proc/self/ns/pid; echo $$; cat /proc/1/cmdline | tr '\\0' ' '"]) { spec in
+            var linux = spec[dict: "linux"]
+            linux["namespaces"] = [["type": "pid", "path": "/proc/\(pid)/ns/pid"], ["type": "mount"], ["type": "ipc"],
+                                   ["type": "network"], ["type": "uts"]]
+            spec["linux"] = linux
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        guard lines.count == 3 else { return XCTFail("unexpected output: \(r.stdout)") }
+        XCTAssertEqual(lines[0], pidnsA)
+        XCTAssertNotEqual(lines[1], "1", "init joined an existing PID namespace")
+        XCTAssertEqual(lines[2], "sleep 100 ", "pid 1 there is the first container's init")
+    }
+
     func testUserNamespaceWithMappings() throws {
         let r = try run(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; ls -ln /dev/null; cat /proc/self/status | grep CapEff"],
                         ContainerTestCase.userNamespace())

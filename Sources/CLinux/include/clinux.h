@@ -80,8 +80,11 @@ int sl_eventfd(void);
 int sl_memfd(const char *name);                          // memfd_create(name, MFD_CLOEXEC)
 // seccomp(SECCOMP_SET_MODE_FILTER, flags, {count, filter}) with filter = struct sock_filter[count].
 int sl_seccomp_set_filter(unsigned int flags, const void *filter, unsigned short count);
-// clone3 with CLONE_INTO_CGROUP (returns like fork). The child must not rely on glibc's cached tid.
-pid_t sl_clone3_into_cgroup(int cgroup_fd);                                   // eventfd(0, EFD_CLOEXEC)
+static const unsigned long long SL_CLONE_INTO_CGROUP = 0x200000000ULL;
+// clone3 (returns like fork; cgroup_fd is used with SL_CLONE_INTO_CGROUP in flags) and clone without a
+// new stack (namespace flags, SIGCHLD). The child must not rely on glibc's cached tid.
+pid_t sl_clone3(unsigned long long flags, int cgroup_fd);
+pid_t sl_clone(unsigned long flags);
 int sl_inotify_modify_watch(const char *path);          // inotify fd (CLOEXEC|NONBLOCK) watching IN_MODIFY
 // bpf(BPF_PROG_LOAD) of a BPF_PROG_TYPE_CGROUP_DEVICE program (insns: 8-byte struct bpf_insn each).
 int sl_bpf_load_device_prog(const void *insns, unsigned int count, char *log, unsigned int log_size);

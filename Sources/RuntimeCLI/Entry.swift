@@ -168,9 +168,10 @@ func runVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     var c = try createOptions(o, g, id: id)
     let detach = o.bool("detach")
     c.foreground = !detach
+    c.startsAtOnce = true
     let created = try createContainer(c)
     for w in created.warnings { g.log.warning(w) }
-    do { for w in try startContainer(root: g.root, id: id) { g.log.warning(w) } } catch {
+    do { for w in try startCreated(created, root: g.root) { g.log.warning(w) } } catch {
         _ = try? deleteContainer(root: g.root, id: id, force: true)
         throw error
     }

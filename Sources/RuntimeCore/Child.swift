@@ -105,10 +105,16 @@ enum Child {
             if process.terminal { try setupTerminal(process, sock, console: true) }
             let path = try applyProcess(process, sock)
             try sock.send(.ready)
-            // Block until `start` opens the fifo for reading, then tell it we are going.
-            // The write end stays open (close-on-exec): `start` sees EOF exactly when execve happened.
-            let w = try sys("open exec fifo") { Glibc.open("/proc/self/fd/\(fifoFd)", O_WRONLY | O_CLOEXEC) }
-            try FS.writeAll(fd: w, [0x30], path: "exec fifo")
+            if fifoFd >= 0 {
+                // Block until `start` opens the fifo for reading, then tell it we are going.
+                // The write end stays open (close-on-exec): `start` sees EOF exactly when execve happened.
+                let w = try sys("open exec fifo") { Glibc.open("/proc/self/fd/\(fifoFd)", O_WRONLY | O_CLOEXEC) }
+                try FS.writeAll(fd: w, [0x30], path: "exec fifo")
+            } else {
+                // `run` (no fifo): the runtime says start on the sync socket, and sees EOF on it when
+                // execve happened (close-on-exec), or an error message.
+                _ = try sock.expect(.start)
+            }
             for (i, h) in (plan.spec.hooks?.startContainer ?? []).enumerated() {
                 try Hooks.runOne(h, kind: "startContainer", index: i, state: stateJSON)
             }

@@ -15,6 +15,8 @@ public struct CreateOptions: Sendable {
     public var preserveFds = 0
     /// `run` in the foreground: become subreaper and keep signals blocked for the wait loop.
     public var foreground = false
+    /// `run`: started at once by `startCreated` over the sync socket, so no exec fifo is made.
+    public var startsAtOnce = false
     public init(root: String, id: String, bundle: String) { self.root = root; self.id = id; self.bundle = bundle }
 }
 
@@ -43,6 +45,8 @@ public struct Created: Sendable {
     public var warnings: [String] = []
     /// The pty master, for a foreground `run` with a terminal and no console socket.
     public var ptyMaster: Int32?
+    /// With `startsAtOnce`: the sync socket to init, for `startCreated`.
+    public var startSocket: SeqPacket?
 }
 
 public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created {
@@ -75,7 +79,9 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     var initPid: pid_t = 0
     var middle: pid_t = 0
     var cgroup: CgroupManager?
+    var startSocket: SeqPacket?
     func cleanup() {
+        startSocket?.close()
         if initPid > 0 {
             kill(initPid, SIGKILL)
             _ = Proc.waitExit(initPid, startTime: nil, timeoutMs: 5000)
@@ -87,7 +93,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     do {
         var pty: Int32?
         let state = try createProcesses(o, plan: plan, store: store, manager: cgroupManager, lock: lock, initPid: &initPid,
-                                        middle: &middle, pty: &pty, cgroup: &cgroup)
+                                        middle: &middle, pty: &pty, cgroup: &cgroup, startSocket: &startSocket)
         try store.save(state)
         testStop("after-state")
         if let pf = o.pidFile {
@@ -96,7 +102,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
         let skipped = plan.process?.seccomp?.skippedSyscalls ?? []
         return Created(state: state,
                        warnings: skipped.isEmpty ? [] : ["linux.seccomp: unknown syscalls skipped: \(skipped.joined(separator: ", "))"],
-                       ptyMaster: pty)
+                       ptyMaster: pty, startSocket: startSocket)
     } catch {
         cleanup()
         throw error
@@ -106,17 +112,21 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
 private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: ContainerStore, manager: CgroupManager,
                              lock: ContainerStore.Lock,
                              initPid: inout pid_t, middle: inout pid_t, pty: inout Int32?,
-                             cgroup: inout CgroupManager?) throws(RuntimeError) -> StoredState {
-    let fifo = store.fifoPath(o.id)
-    // 0622 whatever the umask: init opens it for writing after switching to the container's user.
-    try step("create exec fifo") {
-        try sys("mkfifo", fifo) { mkfifo(fifo, 0o622) }
-        try sys("chmod", fifo) { chmod(fifo, 0o622) }
+                             cgroup: inout CgroupManager?, startSocket: inout SeqPacket?) throws(RuntimeError) -> StoredState {
+    var fifoFd: Int32 = -1
+    if !o.startsAtOnce {
+        let fifo = store.fifoPath(o.id)
+        // 0622 whatever the umask: init opens it for writing after switching to the container's user.
+        try step("create exec fifo") {
+            try sys("mkfifo", fifo) { mkfifo(fifo, 0o622) }
+            try sys("chmod", fifo) { chmod(fifo, 0o622) }
+        }
+        fifoFd = try step("open exec fifo") { try FS.open(fifo, SL_O_PATH) }
     }
-    let fifoFd = try step("open exec fifo") { try FS.open(fifo, SL_O_PATH) }
-    defer { close(fifoFd) }
+    defer { if fifoFd >= 0 { close(fifoFd) } }
     let (parentSock, childSock) = try step("create sync socket") { try SeqPacket.pair() }
-    defer { parentSock.close() }
+    var keepSocket = false
+    defer { if !keepSocket { parentSock.close() } }
 
     let hooks = plan.spec.hooks
     let hasRuntimeHooks = !(hooks?.prestart ?? []).isEmpty || !(hooks?.createRuntime ?? []).isEmpty
@@ -207,10 +217,11 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             try step("sync") { try parentSock.send(.ack) }
         case .ready:
             testStop("before-fifo-wait")
+            if o.startsAtOnce { keepSocket = true; startSocket = parentSock }
             return state
         case .error:
             throw RuntimeError(.internal, "unable to start container process: \(m.errorText)")
-        case .ack, .go:
+        case .ack, .go, .start:
             throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from container init")
         }
     }

@@ -51,6 +51,23 @@ public func startContainer(root: String, id: String) throws(RuntimeError) -> [St
     return runStoredHooks(state, "poststart", \.poststart, ociState: ociState)
 }
 
+/// `run`'s start (create with `startsAtOnce`): tells init, waiting on the sync socket, to exec; waits
+/// until it has (EOF: the socket is close-on-exec) and runs the poststart hooks. Without the exec fifo
+/// and without loading the state again, unlike `start`.
+public func startCreated(_ created: Created, root: String) throws(RuntimeError) -> [String] {
+    guard let sock = created.startSocket else { return try startContainer(root: root, id: created.state.id) }
+    defer { sock.close() }
+    try step("start container init") { try sock.send(.start) }
+    let msg: SyncMessage?
+    do { msg = try sock.next() } catch { throw RuntimeError.sys(error, "wait for container init to start") }
+    if let m = msg {
+        if m.kind == .error { throw RuntimeError(.internal, "unable to start container process: \(m.errorText)") }
+        throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from container init")
+    }
+    let ociState = encodeJSON(ContainerStore(root: root).ociState(created.state, status: .running))
+    return runStoredHooks(created.state, "poststart", \.poststart, ociState: ociState)
+}
+
 /// Runs one kind of the container's hooks after the fact (the container started or is gone), so
 /// failures, an unreadable hooks section included, are warnings.
 private func runStoredHooks(_ state: StoredState, _ kind: String, _ pick: KeyPath<OCI.Hooks, [Hook]?>,

@@ -13,6 +13,7 @@ enum SyncKind: UInt8 {
     case ready = 0x52        // "R" init -> parent: set up; about to block on the exec fifo
     case seccompFd = 0x53    // "S" init/exec -> parent: seccomp notify fd attached (SCM_RIGHTS), for the listener
     case error = 0x45        // "E" child -> parent: payload = "<errno>\0<message>"
+    case start = 0x58        // "X" parent -> init, `run` only: exec now (instead of the exec fifo)
 }
 
 struct SyncMessage {

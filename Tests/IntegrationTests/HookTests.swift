@@ -55,6 +55,56 @@ final class HookTests: ContainerTestCase {
         }
     }
 
+    /// `run` starts init over the sync socket instead of the exec fifo (Spec/sync-protocol.md): the
+    /// hooks still run in order around the process, and no fifo is made (a createRuntime hook, in the
+    /// runtime's namespaces, lists the state directory; for `create` it sees the fifo).
+    func testRunStartsWithoutExecFifoAndRunsHooksInOrder() throws {
+        let stateDir = root.path
+        func lister(_ name: String) -> [String: Any] {
+            ["path": "/bin/sh", "args": ["sh", "-c", "echo \(name) $(ls \(stateDir)/$0) >> \(self.logDir)/dirs", "r1"]]
+        }
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sh", "-c", "echo main >> /hooklog/log"])(&spec)
+            var mounts = spec["mounts"] as? [[String: Any]] ?? []
+            mounts.append(["destination": "/hooklog", "type": "bind", "source": self.logDir, "options": ["rbind", "rw"]])
+            spec["mounts"] = mounts
+            spec["hooks"] = [
+                "prestart": [self.hook("prestart", dir: self.logDir)],
+                "createRuntime": [self.hook("createRuntime", dir: self.logDir), lister("run")],
+                "createContainer": [self.hook("createContainer", dir: self.logDir)],
+                "startContainer": [self.hook("startContainer", dir: "/hooklog")],
+                "poststart": [self.hook("poststart", dir: self.logDir)],
+                "poststop": [self.hook("poststop", dir: self.logDir)],
+            ]
+        }
+        let r = sl(["run", "--bundle", b, "r1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let log = try String(contentsOfFile: logDir + "/log", encoding: .utf8)
+        let names = log.split(separator: "\n").map { String($0.split(separator: " ").first ?? "") }
+        XCTAssertEqual(names.filter { $0 != "main" && $0 != "poststart" },
+                       ["prestart", "createRuntime", "createContainer", "startContainer", "poststop"], log)
+        XCTAssertTrue(names.contains("poststart") && names.contains("main"), log)
+        XCTAssertLessThan(names.firstIndex(of: "startContainer") ?? 99, names.firstIndex(of: "main") ?? -1, log)
+        XCTAssertEqual(try String(contentsOfFile: logDir + "/dirs", encoding: .utf8), "run state.json\n")
+        assertNothingLeft("r1", bundle: b)
+        // The same hook under create + start sees the fifo that start opens.
+        XCTAssertEqual(sl(["create", "--bundle", b, "r1"]).status, 0)
+        XCTAssertTrue(try String(contentsOfFile: logDir + "/dirs", encoding: .utf8).hasSuffix("run exec.fifo state.json\n"))
+        XCTAssertEqual(sl(["delete", "-f", "r1"]).status, 0)
+    }
+
+    /// A failing startContainer hook fails `run` with the hook's error, and nothing is left.
+    func testRunWithFailingStartContainerHookFailsCleanly() throws {
+        let b = try bundle { spec in
+            ContainerTestCase.args(["true"])(&spec)
+            spec["hooks"] = ["startContainer": [["path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 4"]]]]
+        }
+        let r = sl(["run", "--bundle", b, "rf"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("hooks.startContainer[0]") && r.stderr.contains("exit status 4"), r.stderr)
+        assertNothingLeft("rf", bundle: b)
+    }
+
     /// Poststart runs after the user process was executed: the hook sees its command line.
     func testPoststartSeesExecutedProcess() throws {
         let log = logDir + "/poststart"

@@ -65,12 +65,17 @@ enum Child {
     static func initProcess(_ plan: ContainerPlan, sock: SeqPacket, fifoFd: Int32, hasRuntimeHooks: Bool) -> Never {
         do {
             _ = setsid()
+            // The rootfs is built while the runtime puts us in our cgroup (its directories exist
+            // already; nothing of the container runs before `go`). A new cgroup namespace must be
+            // made inside the cgroup, before the mounts, so then it all waits for `go`.
+            let early = !plan.namespaces.newCgroup
+            if early { try Rootfs.prepare(plan.rootfs) }
             let go = try sock.expect(.go)
             let stateJSON = go.text
-            if plan.namespaces.newCgroup {
+            if !early {
                 try sys("unshare", "cgroup namespace") { sl_unshare(SL_CLONE_NEWCGROUP) }
+                try Rootfs.prepare(plan.rootfs)
             }
-            try Rootfs.prepare(plan.rootfs)
             if hasRuntimeHooks {
                 try sock.send(.runHooks)
                 _ = try sock.expect(.ack)

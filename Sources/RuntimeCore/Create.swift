@@ -144,11 +144,13 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
     testStop("before-clone")
     // Usually one clone makes init with its new namespaces; otherwise (Plan.swift, cloneFlags) a
     // middle process sets them up and forks init. Either way `middle` is our child until init reports.
-    // Pure cgroup v2: the cgroup exists and is configured first, and the first child is cloned into it.
+    // The cgroup exists and is configured before init does: on pure v2 init is cloned into it;
+    // otherwise its pid is written to cgroup.procs when it reports, while init already builds its
+    // rootfs (on v1 that write waits for an RCU grace period, ~10 ms here: Spec/performance.md).
     let cloneFlags = plan.namespaces.cloneFlags
+    cgroup = try setUpCgroup(manager, spec: plan.spec, pid: nil)
     var placed = false
     if manager.clonesInto, let dir = manager.paths[""] {
-        cgroup = try setUpCgroup(manager, spec: plan.spec, pid: nil)
         if let pid = try step("clone3", { try forkIntoCgroup(dir, namespaces: cloneFlags ?? 0) }) { middle = pid; placed = true }
     }
     if !placed {
@@ -195,15 +197,19 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             state.pid = initPid
             state.pidStartTime = st.startTime
             // Into its cgroup before it runs anything of the container's (it waits for `go`).
-            if cgroup == nil {
-                cgroup = try setUpCgroup(manager, spec: plan.spec, pid: initPid)
-            } else if !placed {
+            if !placed {
                 do { try manager.add(pid: initPid) } catch { throw RuntimeError.cgroup(error, "join cgroup") }
             }
             state.cgroupPaths = manager.paths
             testStop("after-cgroup")
             // Hooks see status "created" (what crun passes and the validation suite expects).
-            try step("sync") { try parentSock.send(.go, hookState(.created)) }
+            do { try parentSock.send(.go, hookState(.created)) } catch {
+                // init may have failed building its rootfs meanwhile: its own error says more.
+                if let m = try? parentSock.next(), m.kind == .error {
+                    throw RuntimeError(.internal, "unable to start container process: \(m.errorText)")
+                }
+                throw RuntimeError.sys(error, "sync")
+            }
         case .runHooks:
             try Hooks.run(hooks?.prestart, kind: "prestart", state: hookState(.created))
             try Hooks.run(hooks?.createRuntime, kind: "createRuntime", state: hookState(.created))

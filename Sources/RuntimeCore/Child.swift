@@ -65,42 +65,30 @@ enum Child {
     static func initProcess(_ plan: ContainerPlan, sock: SeqPacket, fifoFd: Int32, hasRuntimeHooks: Bool) -> Never {
         do {
             _ = setsid()
-            // The rootfs is built while the runtime puts us in our cgroup (its directories exist
-            // already; nothing of the container runs before `go`). A new cgroup namespace must be
-            // made inside the cgroup, before the mounts, so then it all waits for `go`.
+            // While the runtime puts us in our cgroup (on v1 a write that waits ~10 ms) init builds
+            // the rootfs and, with no hooks to run in between, enters it: nothing of the container
+            // runs before `go`. A new cgroup namespace must be made inside the cgroup, before the
+            // mounts, so then everything waits for `go`.
+            let createHooks = plan.spec.hooks?.createContainer ?? []
             let early = !plan.namespaces.newCgroup
+            let enterEarly = early && !hasRuntimeHooks && createHooks.isEmpty
             if early { try Rootfs.prepare(plan.rootfs) }
+            if enterEarly { try enterRootfs(plan) }
             let go = try sock.expect(.go)
             let stateJSON = go.text
             if !early {
                 try sys("unshare", "cgroup namespace") { sl_unshare(SL_CLONE_NEWCGROUP) }
                 try Rootfs.prepare(plan.rootfs)
             }
-            if hasRuntimeHooks {
-                try sock.send(.runHooks)
-                _ = try sock.expect(.ack)
-            }
-            for (i, h) in (plan.spec.hooks?.createContainer ?? []).enumerated() {
-                try Hooks.runOne(h, kind: "createContainer", index: i, state: stateJSON)
-            }
-            // As runc does, a missing cwd is created (inside the rootfs, symlinks resolved safely).
-            if let p = plan.process {
-                let cwd = try secureJoin(root: plan.rootfs.rootfs, p.cwd)
-                if FS.lstatOf(cwd) == nil { try FS.mkdirAll(cwd) }
-            }
-            try Rootfs.enter(plan.rootfs)
-            try Rootfs.finish(plan.rootfs)
-            Rootfs.reopenNullStdio()
-            if let h = plan.hostname { try sys("sethostname", h) { sl_sethostname(h, h.utf8.count) } }
-            if let d = plan.domainname { try sys("setdomainname", d) { sl_setdomainname(d, d.utf8.count) } }
-            for (k, v) in plan.sysctl {
-                do { try FS.writeFile("/proc/sys/" + k.replacingDots(), v, create: false) } catch {
-                    throw SysError("linux.sysctl \"\(k)\": write /proc/sys/\(k.replacingDots())", errno: error.errno)
+            if !enterEarly {
+                if hasRuntimeHooks {
+                    try sock.send(.runHooks)
+                    _ = try sock.expect(.ack)
                 }
-            }
-            if let persona = plan.personality { try sys("personality", String(persona)) { sl_personality(persona) } }
-            if let name = plan.sessionKeyring, sl_join_session_keyring(name) < 0, errno != ENOSYS {
-                throw SysError("join session keyring", name, errno: errno)
+                for (i, h) in createHooks.enumerated() {
+                    try Hooks.runOne(h, kind: "createContainer", index: i, state: stateJSON)
+                }
+                try enterRootfs(plan)
             }
             // Without a process (allowed by the spec) init only holds the namespaces; `start` refuses.
             guard let process = plan.process else {
@@ -126,6 +114,30 @@ enum Child {
             execProcess(path, process, preserveFds: plan.preserveFds)
         } catch {
             fail(sock, error)
+        }
+    }
+
+    /// pivot_root into the prepared rootfs and the settings that go with it (cwd made as runc does,
+    /// readonly and masked paths, stdio on /dev/null, hostname, sysctls, personality, keyring).
+    static func enterRootfs(_ plan: ContainerPlan) throws(SysError) {
+        // As runc does, a missing cwd is created (inside the rootfs, symlinks resolved safely).
+        if let p = plan.process {
+            let cwd = try secureJoin(root: plan.rootfs.rootfs, p.cwd)
+            if FS.lstatOf(cwd) == nil { try FS.mkdirAll(cwd) }
+        }
+        try Rootfs.enter(plan.rootfs)
+        try Rootfs.finish(plan.rootfs)
+        Rootfs.reopenNullStdio()
+        if let h = plan.hostname { try sys("sethostname", h) { sl_sethostname(h, h.utf8.count) } }
+        if let d = plan.domainname { try sys("setdomainname", d) { sl_setdomainname(d, d.utf8.count) } }
+        for (k, v) in plan.sysctl {
+            do { try FS.writeFile("/proc/sys/" + k.replacingDots(), v, create: false) } catch {
+                throw SysError("linux.sysctl \"\(k)\": write /proc/sys/\(k.replacingDots())", errno: error.errno)
+            }
+        }
+        if let persona = plan.personality { try sys("personality", String(persona)) { sl_personality(persona) } }
+        if let name = plan.sessionKeyring, sl_join_session_keyring(name) < 0, errno != ENOSYS {
+            throw SysError("join session keyring", name, errno: errno)
         }
     }
 

@@ -185,7 +185,7 @@ func execVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     guard let id = o.positionals.first else {
         throw RuntimeError(.invalidArgument, "swiftlet: \"exec\" requires a minimum of 1 argument")
     }
-    let spec = try containerConfig(root: g.root, id: id)
+    let configured = try containerProcess(root: g.root, id: id)
     var process: OCI.Process
     if let path = o.string("process"), !path.isEmpty {
         let bytes: [UInt8]
@@ -206,7 +206,7 @@ func execVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
         ov.noNewPrivs = o.bool("no-new-privs")
         ov.appArmorProfile = o.string("apparmor").flatMap { $0.isEmpty ? nil : $0 }
         ov.processLabel = o.string("process-label").flatMap { $0.isEmpty ? nil : $0 }
-        process = try ov.apply(to: spec.process ?? OCI.Process())
+        process = try ov.apply(to: configured ?? OCI.Process())
     }
     var e = ExecOptions(root: g.root, id: id, process: process)
     e.consoleSocket = o.string("console-socket").flatMap { $0.isEmpty ? nil : $0 }

@@ -223,9 +223,10 @@ func copyWindowSize(to pty: Int32) {
     if sl_get_winsize(0, &rows, &cols) == 0 { _ = sl_set_winsize(pty, rows, cols) }
 }
 
-/// The config.json a container was created with (exec starts from its process).
-public func containerConfig(root: String, id: String) throws(RuntimeError) -> Spec {
-    try ContainerStore(root: root).load(id).spec()
+/// The process of the config.json a container was created with (exec starts from it). Only that
+/// part is decoded: exec probes run this once a second per container.
+public func containerProcess(root: String, id: String) throws(RuntimeError) -> OCI.Process? {
+    try ContainerStore(root: root).load(id).configMember("process", as: OCI.Process.self)
 }
 
 /// `pause` / `resume`: freeze or thaw every process of the container (v1 freezer, v2 cgroup.freeze).

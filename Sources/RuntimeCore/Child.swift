@@ -66,14 +66,15 @@ enum Child {
         do {
             _ = setsid()
             // While the runtime puts us in our cgroup (on v1 a write that waits ~10 ms) init builds
-            // the rootfs and, with no hooks to run in between, enters it: nothing of the container
-            // runs before `go`. A new cgroup namespace must be made inside the cgroup, before the
+            // the rootfs and, with no hooks to run in between, enters it, and generates the seccomp
+            // program: nothing of the container runs before `go`. A new cgroup namespace must be made inside the cgroup, before the
             // mounts, so then everything waits for `go`.
             let createHooks = plan.spec.hooks?.createContainer ?? []
             let early = !plan.namespaces.newCgroup
             let enterEarly = early && !hasRuntimeHooks && createHooks.isEmpty
             if early { try Rootfs.prepare(plan.rootfs) }
             if enterEarly { try enterRootfs(plan) }
+            try plan.process?.seccomp?.precompile()
             let go = try sock.expect(.go)
             let stateJSON = go.text
             if !early {

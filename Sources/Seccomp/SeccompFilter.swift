@@ -19,6 +19,8 @@ public final class SeccompFilter: @unchecked Sendable {
     /// as BPF and loaded with seccomp(2) directly, with these flags.
     var rawFlags: UInt32 = 0
     var notifyFdFromLoad: Int32 = -1
+    /// The BPF program, when generated ahead of `load` (`precompile`).
+    var program: [UInt8]?
 
     init(ctx: scmp_filter_ctx) { self.ctx = ctx }
     deinit { seccomp_release(ctx) }
@@ -152,24 +154,38 @@ public final class SeccompFilter: @unchecked Sendable {
         return fd
     }
 
+    /// Generates the BPF program now, libseccomp's most expensive step (5 ms for a 300-syscall
+    /// allow-list on 3 architectures): container init does it while it waits to be put in its
+    /// cgroup, so that `load` later only installs it.
+    public func precompile() throws(SysError) {
+        if program == nil { program = try exportProgram() }
+    }
+
     /// Loads the filter into the calling process. The last thing before exec (or before giving up
     /// privileges when no_new_privs is not set, since loading then needs CAP_SYS_ADMIN).
     public func load() throws(SysError) {
-        if rawFlags != 0 { return try loadRaw() }
+        if program != nil || rawFlags != 0 { return try loadProgram() }
         let rc = seccomp_load(ctx)
         if rc < 0 { throw SysError("load seccomp filter", errno: -rc) }
     }
 
-    /// Exports the BPF program libseccomp built and loads it with seccomp(2) and the extra flags
-    /// (plus NEW_LISTENER, whose fd is then the notify fd, and the flags set as libseccomp attributes).
-    func loadRaw() throws(SysError) {
+    /// The BPF program libseccomp generates for the filter.
+    func exportProgram() throws(SysError) -> [UInt8] {
         let mem = try sys("memfd_create", "seccomp") { sl_memfd("seccomp-bpf") }
         defer { close(mem) }
         let rc = seccomp_export_bpf(ctx, mem)
         if rc < 0 { throw SysError("export seccomp filter", errno: -rc) }
         lseek(mem, 0, SEEK_SET)
-        let program = try FS.readAll(fd: mem, path: "seccomp filter")
-        var flags = rawFlags | (1 << 3)   // SECCOMP_FILTER_FLAG_NEW_LISTENER
+        return try FS.readAll(fd: mem, path: "seccomp filter")
+    }
+
+    /// Loads the (precompiled or now exported) program with seccomp(2), the flags libseccomp would
+    /// set from the filter's attributes, the extra ones (`rawFlags`) and, for SCMP_ACT_NOTIFY,
+    /// NEW_LISTENER, whose result is then the notify fd.
+    func loadProgram() throws(SysError) {
+        let program: [UInt8]
+        if let precompiled = self.program { program = precompiled } else { program = try exportProgram() }
+        var flags = rawFlags | (notifies ? 1 << 3 : 0)   // SECCOMP_FILTER_FLAG_NEW_LISTENER
         var value: UInt32 = 0
         if seccomp_attr_get(ctx, SCMP_FLTATR_CTL_TSYNC, &value) == 0, value != 0 { flags |= 1 << 0 }
         if seccomp_attr_get(ctx, SCMP_FLTATR_CTL_LOG, &value) == 0, value != 0 { flags |= 1 << 1 }
@@ -177,6 +193,6 @@ public final class SeccompFilter: @unchecked Sendable {
         let fd = try sys("seccomp(SECCOMP_SET_MODE_FILTER)") {
             program.withUnsafeBytes { sl_seccomp_set_filter(flags, $0.baseAddress, UInt16(program.count / 8)) }
         }
-        notifyFdFromLoad = fd
+        if notifies { notifyFdFromLoad = fd }
     }
 }

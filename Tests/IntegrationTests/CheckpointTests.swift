@@ -323,11 +323,17 @@ final class CheckpointTests: ContainerTestCase {
         waitCount(data, above: frozen)
         let restored = pid("ns2")
         XCTAssertEqual(netnsOf(restored), "net:[\(nsInode ?? 0)]", "restored into the joined namespace")
-        // The container's cgroup mount shows the new container's cgroup.
+        // The container's cgroup mount shows the new container's cgroup: one bind per hierarchy
+        // on a tmpfs at /sys/fs/cgroup (v1, hybrid), or /sys/fs/cgroup itself (pure v2, the VM).
         let cg = try String(contentsOfFile: "/proc/\(restored)/cgroup", encoding: .utf8)
         XCTAssertTrue(cg.contains("/ns2"), cg)
         let mountinfo = try String(contentsOfFile: "/proc/\(restored)/mountinfo", encoding: .utf8)
-        let cgroupMounts = mountinfo.split(separator: "\n").filter { $0.contains(" /sys/fs/cgroup/") }
+        let cgroupMounts = mountinfo.split(separator: "\n").filter { line in
+            let fields = line.split(separator: " ")   // ... mount-point ... - fstype source options
+            guard fields.count > 4, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { return false }
+            let under = fields[4] == "/sys/fs/cgroup" || fields[4].hasPrefix("/sys/fs/cgroup/")
+            return under && fields[dash + 1].hasPrefix("cgroup")
+        }
         XCTAssertFalse(cgroupMounts.isEmpty, mountinfo)
         XCTAssertTrue(cgroupMounts.allSatisfy { $0.contains("/ns2 ") }, cgroupMounts.joined(separator: "\n"))
         XCTAssertEqual(sl(["delete", "-f", "ns2"]).status, 0)

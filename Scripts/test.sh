@@ -19,8 +19,8 @@
 #                                       SKIP_CONTAINERD=1
 # 7. Scripts/podman-test.sh             (podman with swiftlet-monitor as conmon and swiftlet, runc, crun
 #                                       as the runtime), unless SKIP_PODMAN=1
-# 8. Scripts/vm-test.sh                 (the cgroup, mount-feature, lifecycle and fault tests again, in a qemu
-#                                       VM with pure cgroup v2 and Linux 6.1), unless SKIP_VM=1
+# 8. Scripts/vm-test.sh                 (the cgroup, mount-feature, lifecycle, fault and checkpoint tests
+#                                       again, in a qemu VM with pure cgroup v2 and Linux 6.1), unless SKIP_VM=1
 # Steps 4 to 8 all run even if one fails; the exit status is non-zero when anything failed. The last
 # line counts them all: "test.sh: N passed, N failed, N skipped".
 # Knobs: SWIFT_TEST_FLAGS (extra `swift test` arguments, e.g. "--filter OCITests"),
@@ -105,6 +105,9 @@ fi
 # reaps at once there, so init vanishes between checks (the 100-container test takes 6 minutes there).
 VM_TESTS="IntegrationTests.CgroupIntegrationTests,CgroupsTests.KernelTests,IntegrationTests.MountFeatureTests,IntegrationTests.LifecycleTests,IntegrationTests.MonitorLifecycleTests"
 VM_TESTS+=",IntegrationTests.FaultTests,IntegrationTests.ConcurrencyTests/testConcurrentCommandsOnOneContainer"
+# Checkpoint/restore with $SWIFTLET_CRIU: 6.1 has soft-dirty bits (this host's kernel has not), so
+# pre-dump + final dump (--parent-path) really run there; also cgroup v2 freezing and cg_root.
+VM_TESTS+=",IntegrationTests.CheckpointTests,IntegrationTests.MonitorCheckpointTests"
 if [ "${SKIP_VM:-0}" = 1 ]; then
     section "vm (cgroup v2, Linux 6.1): skipped (SKIP_VM=1)"
 else

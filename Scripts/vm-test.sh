@@ -33,8 +33,16 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 INIT_SH=$HERE/vm/init.sh
 INITRD_LAYOUT=1
 # In the order the brief lists them; each one's own dependencies (from its modinfo) load first.
+# The guest has no modprobe (and no modules.dep), so the kernel cannot load a module on demand.
 MODULES=(virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci netfs fscache
     9pnet 9pnet_virtio 9p overlay)
+# CRIU (checkpoint/restore tests): sock_diag of every socket family it dumps; nf_tables for its
+# network lock (criu 4.2 locks through libnftables) and the iptables-nft tools it runs
+# (crc32c_generic first: nf_tables needs libcrc32c, whose soft dependency "crc32c" is not followed);
+# nf_conntrack_netlink for the conntrack dump of a network namespace (else: "-22 reported by
+# netlink"); veth and tun, which criu's kerndat probes (link nsid with a veth pair, tun's netns ioctl).
+MODULES+=(unix_diag netlink_diag inet_diag tcp_diag udp_diag raw_diag af_packet_diag crc32c_generic
+    nf_tables nf_conntrack_netlink veth tun)
 GUEST_PATH=/opt/swift/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 say() { echo "vm-test: $*" >&2; }

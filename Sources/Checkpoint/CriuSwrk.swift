@@ -99,8 +99,11 @@ public struct CriuService: Sendable {
     }
 
     /// Closes our end and waits for criu to exit; returns its exit status (128+N for signal N).
+    /// `kill`: SIGKILL it first, for a service that has nothing left to do but would take the
+    /// hang-up as an error (after a pre-dump it waits for the next request of an iterative series).
     @discardableResult
-    public func finish() -> Int32 {
+    public func finish(kill: Bool = false) -> Int32 {
+        if kill { _ = Glibc.kill(pid, SIGKILL) }
         socket.close()
         while true {
             var st: Int32 = 0

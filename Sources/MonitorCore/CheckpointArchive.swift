@@ -84,6 +84,8 @@ enum CheckpointArchive {
     }
 
     /// The upper dir of the container's root when it is an overlay mount, from /proc/PID/mountinfo.
+    /// Only the root of an overlay counts: a rootfs that is a directory somewhere on an overlay (a
+    /// bind of it, as when the host's own root is an overlay) is not described by that upper dir.
     static func overlayUpperDir(pid: pid_t) -> String? {
         guard let info = try? FS.readString("/proc/\(pid)/mountinfo") else { return nil }
         var upper: String?
@@ -93,7 +95,7 @@ enum CheckpointArchive {
             let left = halves[0].split(separator: " "), right = halves[1].split(separator: " ")
             guard left.count >= 5, left[4] == "/", right.count >= 3 else { continue }
             upper = nil
-            if right[0] == "overlay" {
+            if right[0] == "overlay" && left[3] == "/" {
                 for opt in right[2].split(separator: ",") where opt.hasPrefix("upperdir=") {
                     upper = String(opt.dropFirst("upperdir=".count))
                 }

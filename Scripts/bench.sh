@@ -11,6 +11,7 @@
 #                   Set any of the three to "none" to leave it out.
 #   RUNS=30         measured rounds;  WARMUP=3 unmeasured rounds;  RSS_RUNS=5 `create` runs for RSS
 #   BENCH_HYPERFINE=1  also run hyperfine over the same commands (not paired; 0 to skip)
+#   BENCH_SETTLE_MS=0  pause before every measured run (ms), so each starts from a quiet kernel (see slot())
 #   BENCH_KEEP_HYBRID=0  see "cgroups" below
 #   BENCH_MONITOR=1  then run Scripts/bench-monitor.sh (swiftlet-monitor vs conmon: launch latency,
 #                    idle footprint, exec-probe CPU; its knobs LAUNCHES, IDLE, PROBE_SECS); 0 skips it
@@ -22,7 +23,7 @@
 #   BENCH_HYPERFINE=0 BENCH_MONITOR=0 bash Scripts/bench.sh
 #
 # What is measured, paired and alternating (every round runs each runtime once per scenario, the
-# order rotating from round to round; each round gives the ratios swiftlet/crun, swiftlet/runc and
+# order chosen so that each runtime runs after each other one equally often (see slot()); each round gives the ratios swiftlet/crun, swiftlet/runc and
 # crun/runc; the report gives medians (p25-p75) of the times and of the per-round ratios). Only compare
 # numbers from one run: absolute times drift by 30% here. The container runs /bin/true from the test
 # rootfs (Scripts/make-rootfs.sh), terminal false, on a bundle made from `runc spec`:
@@ -317,6 +318,17 @@ record_round() { # METRIC : from the associative array T (runtime index -> us)
         done
     done
 }
+# slot ROUND J: the runtime that runs J-th in round ROUND. Each runtime must run after each other
+# one equally often: what the previous run leaves behind (its network namespace torn down by a
+# kernel worker, the cgroup attach lock's RCU state) changes the next run's time by up to 5 ms
+# (runc's leftovers cost most), so plain rotation, where each runtime always followed the same other
+# one, biased the ratios by up to 0.3. Rounds alternate 0,1,2 and 0,2,1: in the stream of runs
+# 0 1 2 0 2 1 0 1 2 ... every ordered pair occurs once per two rounds (with two runtimes, 0 1 0 1).
+# BENCH_SETTLE_MS=N sleeps N ms before every run instead, so each starts from a quiet kernel.
+slot() {
+    if (($1 % 2)) && (($2 > 0)); then echo $((K - $2)); else echo "$2"; fi
+}
+settle() { [ "${BENCH_SETTLE_MS:-0}" = 0 ] || sleep "$(awk -v m="$BENCH_SETTLE_MS" 'BEGIN { print m / 1000 }')"; }
 paired_run() { # METRIC BUNDLE-KIND
     local m=$1 b=$2 bd r j i ok
     bd=$BUNDLE
@@ -329,8 +341,9 @@ paired_run() { # METRIC BUNDLE-KIND
         declare -A T=()
         ok=1
         for ((j = 0; j < K; j++)); do
-            i=$(((r + j) % K)) # rotate the order every round
+            i=$(slot "$r" "$j")
             [ -z "${CANT[$b,$i]:-}" ] || continue
+            settle
             if run_one "$i" "$bd"; then T[$i]=$LAST; else ok=0; FAILS[$m]=$((${FAILS[$m]:-0} + 1)); fi
         done
         [ $ok = 1 ] && record_round "$m"
@@ -345,7 +358,8 @@ paired_phases() {
         declare -A PC=() PS=() PW=() PD=() PQ=()
         ok=1
         for ((j = 0; j < K; j++)); do
-            i=$(((r + j) % K))
+            i=$(slot "$r" "$j")
+            settle
             if phases_one "$i"; then
                 # shellcheck disable=SC2034 # read through the nameref SRC below
                 PC[$i]=$P_CREATE PS[$i]=$P_START PW[$i]=$P_WAIT PD[$i]=$P_DELETE

@@ -97,9 +97,15 @@ func tearDownCgroup(_ manager: CgroupManager) throws(RuntimeError) {
 }
 
 extension CgroupManager {
-    /// On pure cgroup v2 the first child is cloned straight into the cgroup (clone3
-    /// CLONE_INTO_CGROUP), so no process of the container ever runs outside it.
-    var clonesInto: Bool { if case .v2 = layout { return paths[""] != nil } else { return false } }
+    /// The cgroup2 directory the first child is cloned into (clone3 CLONE_INTO_CGROUP): on pure v2
+    /// no process of the container ever runs outside its cgroup. Also the unified tree of a hybrid
+    /// layout, whose v1 hierarchies are then joined as on pure v1 (Create.swift).
+    var cloneDir: String? {
+        switch layout {
+        case .v2, .hybrid: return paths[""]
+        case .v1: return nil
+        }
+    }
 }
 
 /// fork(), or clone3(CLONE_INTO_CGROUP) into `cgroupDir`; nil when clone3 cannot be used here

@@ -4,6 +4,7 @@ import OCI
 import LinuxSystem
 import Mounts
 import Seccomp
+import Cgroups
 
 /// Code that runs in forked children. It never prints: errors go to the parent as (errno, message)
 /// and the child exits. It never re-executes the runtime binary (CVE-2019-5736).
@@ -62,8 +63,13 @@ enum Child {
     }
 
     /// Container init: build the rootfs, apply the process settings, wait for `start`, exec.
-    static func initProcess(_ plan: ContainerPlan, sock: SeqPacket, fifoFd: Int32, hasRuntimeHooks: Bool) -> Never {
+    /// `selfAttach`: move into the cgroup's v1 hierarchies first (CgroupManager.addSelfToV1).
+    static func initProcess(_ plan: ContainerPlan, sock: SeqPacket, fifoFd: Int32, hasRuntimeHooks: Bool,
+                            selfAttach: CgroupManager?) -> Never {
         do {
+            if let cgroup = selfAttach {
+                do { try cgroup.addSelfToV1() } catch { throw SysError("join cgroup: \(error)", errno: 0) }
+            }
             _ = setsid()
             // While the runtime puts us in our cgroup (on v1 a write that waits ~10 ms) init builds
             // the rootfs and, with no hooks to run in between, enters it, and generates the seccomp

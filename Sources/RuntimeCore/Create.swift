@@ -149,11 +149,16 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
     // rootfs (on v1 that write waits for an RCU grace period, ~10 ms here: Spec/performance.md).
     let cloneFlags = plan.namespaces.cloneFlags
     cgroup = try setUpCgroup(manager, spec: plan.spec, pid: nil)
-    var placed = false
-    if manager.clonesInto, let dir = manager.paths[""] {
-        if let pid = try step("clone3", { try forkIntoCgroup(dir, namespaces: cloneFlags ?? 0) }) { middle = pid; placed = true }
+    var intoUnified = false
+    if let dir = manager.cloneDir {
+        if let pid = try step("clone3", { try forkIntoCgroup(dir, namespaces: cloneFlags ?? 0) }) { middle = pid; intoUnified = true }
     }
-    if !placed {
+    // v1 hierarchies: init moves itself in first thing (writing 0 to `tasks` skips the kernel's
+    // threadgroup lock and its RCU grace period, 7-20 ms per create here); in a user namespace it
+    // cannot write the host's cgroup files, so the runtime writes its pid to cgroup.procs.
+    let inUserNamespace = plan.namespaces.newUser || plan.namespaces.join.contains { $0.type == .user }
+    let selfAttach = !inUserNamespace && !manager.v1TaskFiles.isEmpty
+    if !intoUnified {
         middle = try step("fork") {
             if let flags = cloneFlags, flags != 0 { return try Proc.clone(namespaces: flags) }
             return try Proc.fork()
@@ -164,7 +169,8 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
         parentSock.close()
         lock.release()   // else init would hold the container lock until exec, and `start` would wait forever
         Child.enterNamespaces(plan.namespaces, cloned: cloneFlags != nil, childSock) {
-            Child.initProcess(plan, sock: childSock, fifoFd: fifoFd, hasRuntimeHooks: hasRuntimeHooks)
+            Child.initProcess(plan, sock: childSock, fifoFd: fifoFd, hasRuntimeHooks: hasRuntimeHooks,
+                              selfAttach: selfAttach ? manager : nil)
         }
     }
     childSock.close()
@@ -197,8 +203,11 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             state.pid = initPid
             state.pidStartTime = st.startTime
             // Into its cgroup before it runs anything of the container's (it waits for `go`).
-            if !placed {
-                do { try manager.add(pid: initPid) } catch { throw RuntimeError.cgroup(error, "join cgroup") }
+            // (v1 hierarchies joined by init itself; a cgroup2 tree it was not cloned into, clone3
+            // being unavailable, still takes its pid here.)
+            let part: CgroupManager.Part? = selfAttach ? (intoUnified ? nil : .unifiedOnly) : (intoUnified ? .v1Only : .all)
+            if let part {
+                do { try manager.add(pid: initPid, to: part) } catch { throw RuntimeError.cgroup(error, "join cgroup") }
             }
             state.cgroupPaths = manager.paths
             testStop("after-cgroup")

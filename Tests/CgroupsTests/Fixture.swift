@@ -39,6 +39,7 @@ final class Fixture {
     /// Files of one controller in one cgroup directory, as a fresh kernel cgroup has them.
     func populate(_ dir: String, controller: String, isRoot: Bool = false) {
         write(dir + "/cgroup.procs", "")
+        write(dir + "/tasks", "")
         for (name, content) in Fixture.defaults(controller, isRoot: isRoot) { write(dir + "/" + name, content) }
     }
 

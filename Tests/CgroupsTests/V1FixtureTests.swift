@@ -49,6 +49,14 @@ final class V1FixtureTests: XCTestCase {
         XCTAssertEqual(log.writes(to: "cgroup.procs").count, Fixture.v1Controllers.count - 1, "cpu,cpuacct written once")
     }
 
+    func testAddSelfWritesZeroToEveryV1TasksFileOnce() throws {
+        try m.addSelfToV1()
+        XCTAssertEqual(f.read(mem + "tasks"), "0")
+        XCTAssertEqual(f.read("/sys/fs/cgroup/systemd/swiftlet/test/tasks"), "0")
+        XCTAssertEqual(log.writes(to: "tasks").count, Fixture.v1Controllers.count - 1, "cpu,cpuacct written once")
+        XCTAssertTrue(log.writes(to: "cgroup.procs").isEmpty)
+    }
+
     func testSetAllV1() throws {
         let r = resources("""
             {"memory": {"limit": 67108864, "reservation": 33554432, "swap": 134217728, "kernel": 1, "kernelTCP": 65536,

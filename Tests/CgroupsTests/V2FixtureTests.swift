@@ -212,6 +212,29 @@ final class HybridFixtureTests: XCTestCase {
                        "linux.resources.unified: requires cgroup v2")
     }
 
+    /// The parts of a hybrid cgroup: init cloned into the unified tree joins the v1 hierarchies
+    /// itself (`tasks`), or the runtime writes its pid to the v1 part or the unified part only.
+    func testHybridPartsAndSelfAttach() throws {
+        let (f, layout) = Fixture.hybrid()
+        defer { f.remove() }
+        let log = WriteLog()
+        let m = CgroupManager(layout: layout, path: "/swiftlet/test", fsRoot: f.root).logging(log)
+        let u = "/sys/fs/cgroup/unified/swiftlet/test/"
+        XCTAssertEqual(m.v1TaskFiles.count, Fixture.v1Controllers.count - 2, "no hugetlb here; cpu,cpuacct once; no unified")
+        XCTAssertFalse(m.v1TaskFiles.contains { $0.hasPrefix(f.root + "/sys/fs/cgroup/unified") })
+        try m.addSelfToV1()
+        XCTAssertEqual(log.writes(to: "tasks"), Array(repeating: "0", count: m.v1TaskFiles.count))
+        XCTAssertFalse(f.exists(u + "tasks"))
+        log.clear()
+        try m.add(pid: 5, to: .v1Only)
+        XCTAssertEqual(log.writes(to: "cgroup.procs").count, m.v1TaskFiles.count)
+        XCTAssertEqual(f.read(u + "cgroup.procs"), "")
+        log.clear()
+        try m.add(pid: 6, to: .unifiedOnly)
+        XCTAssertEqual(log.writes(to: "cgroup.procs"), ["6"])
+        XCTAssertEqual(f.read(u + "cgroup.procs"), "6")
+    }
+
     func testHybridStatsHavePSIAndFreezeUsesV1() throws {
         let (f, layout) = Fixture.hybrid()
         defer { f.remove() }

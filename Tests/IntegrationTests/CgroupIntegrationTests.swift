@@ -50,6 +50,29 @@ final class CgroupIntegrationTests: ContainerTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: memDir), "cgroup removed by delete")
     }
 
+    /// init is in the container's cgroup in every hierarchy: moved there by itself (v1 `tasks`,
+    /// hybrid unified tree by clone3), or by the runtime when it is in a user namespace and
+    /// cannot write the host's cgroup files.
+    func testInitIsInItsCgroupInEveryHierarchy() throws {
+        for (id, userns) in [("cg-self", false), ("cg-userns", true)] {
+            let b = try bundle { spec in
+                ContainerTestCase.args(["sleep", "100"])(&spec)
+                if userns { ContainerTestCase.userNamespace()(&spec) }
+            }
+            let r = sl(["run", "-d", "--bundle", b, id])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let st = sl(["state", id])
+            let pid = (try JSONSerialization.jsonObject(with: Data(st.stdout.utf8)) as? [String: Any])?["pid"] as? Int ?? 0
+            let lines = (try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)).split(separator: "\n")
+            XCTAssertFalse(lines.isEmpty)
+            for line in lines {
+                let path = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).last ?? ""
+                XCTAssertTrue(path.hasSuffix("/\(id)"), "\(id): \(line)")
+            }
+            XCTAssertEqual(sl(["delete", "-f", id]).status, 0)
+        }
+    }
+
     func testMemoryLimitEnforcedByOOMKill() throws {
         // A shell that grows a string past the limit is OOM-killed (SIGKILL: 137).
         let r = try run(["sh", "-c", "x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done"], limits(["memory": ["limit": 16 << 20, "swap": 16 << 20]]))

@@ -144,9 +144,8 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
     testStop("before-clone")
     // Usually one clone makes init with its new namespaces; otherwise (Plan.swift, cloneFlags) a
     // middle process sets them up and forks init. Either way `middle` is our child until init reports.
-    // The cgroup exists and is configured before init does: on pure v2 init is cloned into it;
-    // otherwise its pid is written to cgroup.procs when it reports, while init already builds its
-    // rootfs (on v1 that write waits for an RCU grace period, ~10 ms here: Spec/performance.md).
+    // The cgroup exists and is configured before init does; a cgroup2 tree (pure v2, or hybrid's
+    // unified one) gets init by clone3 (Spec/cgroups.md).
     let cloneFlags = plan.namespaces.cloneFlags
     cgroup = try setUpCgroup(manager, spec: plan.spec, pid: nil)
     var intoUnified = false

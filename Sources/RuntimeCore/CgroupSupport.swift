@@ -108,6 +108,14 @@ extension CgroupManager {
     }
 }
 
+/// What the runtime still writes a new process's pid to, when the process was cloned into the
+/// cgroup2 tree (`intoUnified`) and/or moves itself into the v1 hierarchies (`selfAttach`); nil:
+/// nothing (the cgroup2 tree it was not cloned into, clone3 being unavailable, takes the pid).
+func remainingCgroupPart(intoUnified: Bool, selfAttach: Bool) -> CgroupManager.Part? {
+    if selfAttach { return intoUnified ? nil : .unifiedOnly }
+    return intoUnified ? .v1Only : .all
+}
+
 /// fork(), or clone3(CLONE_INTO_CGROUP) into `cgroupDir`; nil when clone3 cannot be used here
 /// (kernel without it), so the caller forks and writes cgroup.procs instead.
 func forkIntoCgroup(_ cgroupDir: String, namespaces: Int32 = 0) throws(SysError) -> pid_t? {

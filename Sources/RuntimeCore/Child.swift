@@ -20,8 +20,15 @@ enum Child {
     /// it has its ids mapped, joins the namespaces given by path, reports (empty pid: the runtime has
     /// it) and becomes init. Otherwise it joins and creates the namespaces, forks the process that
     /// will live in them (a new PID namespace only applies to children), reports its pid and exits.
-    static func enterNamespaces(_ ns: NamespacePlan, cloned: Bool, _ sock: SeqPacket, then body: () -> Never) -> Never {
+    /// `selfAttach`: first move into the cgroup's v1 hierarchies (CgroupManager.addSelfToV1), before
+    /// any namespace is entered (in a user namespace the host's cgroup files cannot be written);
+    /// a process forked later inherits them.
+    static func enterNamespaces(_ ns: NamespacePlan, cloned: Bool, selfAttach: CgroupManager?, _ sock: SeqPacket,
+                                then body: () -> Never) -> Never {
         do {
+            if let cgroup = selfAttach {
+                do { try cgroup.addSelfToV1() } catch { throw SysError("join cgroup: \(error)", errno: 0) }
+            }
             // Until execve these processes are the host's swiftlet binary: non-dumpable, so nothing in
             // the container can reach it through /proc/<pid>/exe or /proc/<pid>/fd (CVE-2019-5736).
             // execve restores dumpability for the user process.
@@ -63,13 +70,8 @@ enum Child {
     }
 
     /// Container init: build the rootfs, apply the process settings, wait for `start`, exec.
-    /// `selfAttach`: move into the cgroup's v1 hierarchies first (CgroupManager.addSelfToV1).
-    static func initProcess(_ plan: ContainerPlan, sock: SeqPacket, fifoFd: Int32, hasRuntimeHooks: Bool,
-                            selfAttach: CgroupManager?) -> Never {
+    static func initProcess(_ plan: ContainerPlan, sock: SeqPacket, fifoFd: Int32, hasRuntimeHooks: Bool) -> Never {
         do {
-            if let cgroup = selfAttach {
-                do { try cgroup.addSelfToV1() } catch { throw SysError("join cgroup: \(error)", errno: 0) }
-            }
             _ = setsid()
             // While the runtime puts us in our cgroup (on v1 a write that waits ~10 ms) init builds
             // the rootfs and, with no hooks to run in between, enters it, and generates the seccomp

@@ -146,17 +146,16 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
     // middle process sets them up and forks init. Either way `middle` is our child until init reports.
     // The cgroup exists and is configured before init does; a cgroup2 tree (pure v2, or hybrid's
     // unified one) gets init by clone3 (Spec/cgroups.md).
-    let cloneFlags = plan.namespaces.cloneFlags
+    // v1 hierarchies: the first child moves itself in before it enters any namespace (writing 0 to
+    // `tasks` skips the kernel's threadgroup lock and its RCU grace period, 7-20 ms per create
+    // here). A new user namespace is then unshared after that, by a middle process.
+    let selfAttach = !manager.v1TaskFiles.isEmpty
+    let cloneFlags = plan.namespaces.newUser && selfAttach ? nil : plan.namespaces.cloneFlags
     cgroup = try setUpCgroup(manager, spec: plan.spec, pid: nil)
     var intoUnified = false
     if let dir = manager.cloneDir {
         if let pid = try step("clone3", { try forkIntoCgroup(dir, namespaces: cloneFlags ?? 0) }) { middle = pid; intoUnified = true }
     }
-    // v1 hierarchies: init moves itself in first thing (writing 0 to `tasks` skips the kernel's
-    // threadgroup lock and its RCU grace period, 7-20 ms per create here); in a user namespace it
-    // cannot write the host's cgroup files, so the runtime writes its pid to cgroup.procs.
-    let inUserNamespace = plan.namespaces.newUser || plan.namespaces.join.contains { $0.type == .user }
-    let selfAttach = !inUserNamespace && !manager.v1TaskFiles.isEmpty
     if !intoUnified {
         middle = try step("fork") {
             if let flags = cloneFlags, flags != 0 { return try Proc.clone(namespaces: flags) }
@@ -167,9 +166,8 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
     if middle == 0 {
         parentSock.close()
         lock.release()   // else init would hold the container lock until exec, and `start` would wait forever
-        Child.enterNamespaces(plan.namespaces, cloned: cloneFlags != nil, childSock) {
-            Child.initProcess(plan, sock: childSock, fifoFd: fifoFd, hasRuntimeHooks: hasRuntimeHooks,
-                              selfAttach: selfAttach ? manager : nil)
+        Child.enterNamespaces(plan.namespaces, cloned: cloneFlags != nil, selfAttach: selfAttach ? manager : nil, childSock) {
+            Child.initProcess(plan, sock: childSock, fifoFd: fifoFd, hasRuntimeHooks: hasRuntimeHooks)
         }
     }
     childSock.close()
@@ -202,10 +200,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             state.pid = initPid
             state.pidStartTime = st.startTime
             // Into its cgroup before it runs anything of the container's (it waits for `go`).
-            // (v1 hierarchies joined by init itself; a cgroup2 tree it was not cloned into, clone3
-            // being unavailable, still takes its pid here.)
-            let part: CgroupManager.Part? = selfAttach ? (intoUnified ? nil : .unifiedOnly) : (intoUnified ? .v1Only : .all)
-            if let part {
+            if let part = remainingCgroupPart(intoUnified: intoUnified, selfAttach: selfAttach) {
                 do { try manager.add(pid: initPid, to: part) } catch { throw RuntimeError.cgroup(error, "join cgroup") }
             }
             state.cgroupPaths = manager.paths

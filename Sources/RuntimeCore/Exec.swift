@@ -103,10 +103,17 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
         try step("exec") { try Proc.setChildSubreaper() }
         _ = sl_sigmask_block_all()
     }
-    var middle = try step("fork") { try Proc.fork() }
+    // Into the container's cgroup as init (Create.swift): cloned into its cgroup2 tree, the v1
+    // hierarchies joined by the first child itself before it enters any namespace.
+    let cgroup = state.cgroup.flatMap { $0.exists() ? $0 : nil }
+    let selfAttach = !(cgroup?.v1TaskFiles.isEmpty ?? true)
+    var intoUnified = false
+    var middle: pid_t = 0
+    if let dir = cgroup?.cloneDir, let pid = try step("clone3", { try forkIntoCgroup(dir) }) { middle = pid; intoUnified = true }
+    if !intoUnified { middle = try step("fork") { try Proc.fork() } }
     if middle == 0 {
         parentSock.close()
-        Child.enterNamespaces(ns, cloned: false, childSock) {
+        Child.enterNamespaces(ns, cloned: false, selfAttach: selfAttach ? cgroup : nil, childSock) {
             do {
                 _ = try childSock.expect(.go)   // the runtime has put us in the container's cgroup
                 if process.terminal { _ = setsid(); try Child.setupTerminal(process, childSock) }
@@ -138,8 +145,8 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
             pid = pid_t(m.text) ?? 0
             _ = try? Proc.wait(middle)
             middle = 0
-            if let cgroup = state.cgroup, cgroup.exists(), pid > 0 {
-                do { try cgroup.add(pid: pid) } catch { throw fail(RuntimeError.cgroup(error, "join the container's cgroup")) }
+            if let cgroup, pid > 0, let part = remainingCgroupPart(intoUnified: intoUnified, selfAttach: selfAttach) {
+                do { try cgroup.add(pid: pid, to: part) } catch { throw fail(RuntimeError.cgroup(error, "join the container's cgroup")) }
             }
             do { try parentSock.send(.go) } catch { throw fail(RuntimeError.sys(error, "sync with exec process")) }
         case .pty:

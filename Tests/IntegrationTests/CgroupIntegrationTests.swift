@@ -69,6 +69,14 @@ final class CgroupIntegrationTests: ContainerTestCase {
                 let path = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).last ?? ""
                 XCTAssertTrue(path.hasSuffix("/\(id)"), "\(id): \(line)")
             }
+            // An exec'd process joins the same way (and sees the host's paths: no cgroup namespace).
+            let e = sl(["exec", id, "cat", "/proc/self/cgroup"])
+            XCTAssertEqual(e.status, 0, e.stderr)
+            XCTAssertEqual(e.stdout.split(separator: "\n").count, lines.count)
+            for line in e.stdout.split(separator: "\n") {
+                let path = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).last ?? ""
+                XCTAssertTrue(path.hasSuffix("/\(id)"), "exec in \(id): \(line)")
+            }
             XCTAssertEqual(sl(["delete", "-f", id]).status, 0)
         }
     }

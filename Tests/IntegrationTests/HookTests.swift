@@ -23,21 +23,26 @@ final class HookTests: ContainerTestCase {
         return h
     }
 
-    func testAllHooksRunInOrderWithState() throws {
-        let b = try bundle { spec in
+    /// A bundle whose process logs "main" and with a logging hook of every kind (plus `extraCreateRuntime`).
+    func allHooksBundle(extraCreateRuntime: [[String: Any]] = []) throws -> String {
+        try bundle { spec in
             ContainerTestCase.args(["sh", "-c", "echo main >> /hooklog/log"])(&spec)
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
             mounts.append(["destination": "/hooklog", "type": "bind", "source": self.logDir, "options": ["rbind", "rw"]])
             spec["mounts"] = mounts
             spec["hooks"] = [
                 "prestart": [self.hook("prestart", dir: self.logDir)],
-                "createRuntime": [self.hook("createRuntime", dir: self.logDir)],
+                "createRuntime": [self.hook("createRuntime", dir: self.logDir)] + extraCreateRuntime,
                 "createContainer": [self.hook("createContainer", dir: self.logDir)],
                 "startContainer": [self.hook("startContainer", dir: "/hooklog")],
                 "poststart": [self.hook("poststart", dir: self.logDir)],
                 "poststop": [self.hook("poststop", dir: self.logDir)],
             ]
         }
+    }
+
+    func testAllHooksRunInOrderWithState() throws {
+        let b = try allHooksBundle()
         XCTAssertEqual(sl(["create", "--bundle", b, "h1"]).status, 0)
         XCTAssertEqual(sl(["start", "h1"]).status, 0)
         XCTAssertTrue(waitUntil(timeout: 5) { (try? String(contentsOfFile: self.logDir + "/log", encoding: .utf8))?.contains("main") ?? false })
@@ -63,20 +68,7 @@ final class HookTests: ContainerTestCase {
         func lister(_ name: String) -> [String: Any] {
             ["path": "/bin/sh", "args": ["sh", "-c", "echo \(name) $(ls \(stateDir)/$0) >> \(self.logDir)/dirs", "r1"]]
         }
-        let b = try bundle { spec in
-            ContainerTestCase.args(["sh", "-c", "echo main >> /hooklog/log"])(&spec)
-            var mounts = spec["mounts"] as? [[String: Any]] ?? []
-            mounts.append(["destination": "/hooklog", "type": "bind", "source": self.logDir, "options": ["rbind", "rw"]])
-            spec["mounts"] = mounts
-            spec["hooks"] = [
-                "prestart": [self.hook("prestart", dir: self.logDir)],
-                "createRuntime": [self.hook("createRuntime", dir: self.logDir), lister("run")],
-                "createContainer": [self.hook("createContainer", dir: self.logDir)],
-                "startContainer": [self.hook("startContainer", dir: "/hooklog")],
-                "poststart": [self.hook("poststart", dir: self.logDir)],
-                "poststop": [self.hook("poststop", dir: self.logDir)],
-            ]
-        }
+        let b = try allHooksBundle(extraCreateRuntime: [lister("run")])
         let r = sl(["run", "--bundle", b, "r1"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let log = try String(contentsOfFile: logDir + "/log", encoding: .utf8)

@@ -738,8 +738,10 @@ final class CheckpointTests: ContainerTestCase {
         XCTAssertTrue(badBundle.stderr.contains("config.json"), badBundle.stderr)
         assertNothingLeft("re2")
 
-        // An id that is taken: refused, and the running container is untouched.
-        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "re3"]).status, 0)
+        // An id that is taken: refused, and the running container is untouched. (Its own data
+        // directory: a counter writing to re2's would change a file criu checks the size of.)
+        let (other, _) = try counterBundle()
+        XCTAssertEqual(sl(["run", "-d", "--bundle", other, "re3"]).status, 0)
         let taken = cr(["restore", "-d", "--image-path", img, "--bundle", b, "re3"])
         XCTAssertNotEqual(taken.status, 0)
         XCTAssertTrue(taken.stderr.contains("already exists"), taken.stderr)

@@ -71,13 +71,12 @@ func cgroupBinds(_ manager: CgroupManager) -> [CgroupBind] {
     return binds
 }
 
-/// Creates the container's cgroup, applies linux.resources and (when given) puts `pid` in it. On
-/// failure the cgroup is removed again (the caller kills the process).
-func setUpCgroup(_ manager: CgroupManager, spec: Spec, pid: pid_t?) throws(RuntimeError) -> CgroupManager {
+/// Creates the container's cgroup and applies linux.resources, before any process is in it (see
+/// `spawnChild`). On failure the cgroup is removed again.
+func setUpCgroup(_ manager: CgroupManager, spec: Spec) throws(RuntimeError) -> CgroupManager {
     do {
         try manager.create()
         try manager.set(effectiveResources(spec), initial: true)
-        if let pid { try manager.add(pid: pid) }
     } catch {
         try? manager.destroy()
         throw RuntimeError(.internal, "cgroup \(manager.paths.values.sorted().first ?? ""): \(error)")
@@ -116,9 +115,23 @@ func remainingCgroupPart(intoUnified: Bool, selfAttach: Bool) -> CgroupManager.P
     return intoUnified ? .v1Only : .all
 }
 
-/// fork(), or clone3(CLONE_INTO_CGROUP) into `cgroupDir`; nil when clone3 cannot be used here
-/// (kernel without it), so the caller forks and writes cgroup.procs instead.
-func forkIntoCgroup(_ cgroupDir: String, namespaces: Int32 = 0) throws(SysError) -> pid_t? {
+/// The runtime's first child (create, exec): cloned into `cgroupDir` (the cgroup2 tree) when there
+/// is one and clone3 works here, else cloned (new namespaces) or forked. Returns like fork, and
+/// whether the child already is in the cgroup2 tree.
+func spawnChild(cgroupDir: String?, namespaces: Int32) throws(RuntimeError) -> (pid: pid_t, inCgroup2: Bool) {
+    if let dir = cgroupDir, let pid = try step("clone3", { try forkIntoCgroup(dir, namespaces: namespaces) }) {
+        return (pid, true)
+    }
+    let pid = try step("fork") {
+        if namespaces != 0 { return try Proc.clone(namespaces: namespaces) }
+        return try Proc.fork()
+    }
+    return (pid, false)
+}
+
+/// clone3(CLONE_INTO_CGROUP) into `cgroupDir`; nil when clone3 cannot be used here (kernel without
+/// it), so the caller forks and writes cgroup.procs instead.
+private func forkIntoCgroup(_ cgroupDir: String, namespaces: Int32) throws(SysError) -> pid_t? {
     let dir = Glibc.open(cgroupDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard dir >= 0 else { throw SysError("open", cgroupDir, errno: errno) }
     defer { close(dir) }

@@ -73,10 +73,10 @@ enum Child {
     static func initProcess(_ plan: ContainerPlan, sock: SeqPacket, fifoFd: Int32, hasRuntimeHooks: Bool) -> Never {
         do {
             _ = setsid()
-            // While the runtime puts us in our cgroup (on v1 a write that waits ~10 ms) init builds
-            // the rootfs and, with no hooks to run in between, enters it, and generates the seccomp
-            // program: nothing of the container runs before `go`. A new cgroup namespace must be made inside the cgroup, before the
-            // mounts, so then everything waits for `go`.
+            // Before `go` (the runtime has finished putting us in our cgroup, Spec/sync-protocol.md)
+            // init builds the rootfs and, with no hooks to run in between, enters it, and generates
+            // the seccomp program; nothing of the container runs before `go`. A new cgroup namespace
+            // must be made inside the cgroup, before the mounts, so then everything waits for `go`.
             let createHooks = plan.spec.hooks?.createContainer ?? []
             let early = !plan.namespaces.newCgroup
             let enterEarly = early && !hasRuntimeHooks && createHooks.isEmpty

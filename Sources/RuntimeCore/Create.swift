@@ -60,7 +60,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
         throw RuntimeError(.invalidArgument, "cannot use console socket if swiftlet will not detach or allocate tty")
     }
     let listenFds = getenv("LISTEN_FDS").flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 0
-    // The cgroup's directories are known now; it is created once init exists (and before it runs).
+    // The cgroup's directories are known now; it is made just before init (createProcesses).
     let cgroupManager = CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
     let plan = try ContainerPlan(spec: spec, specJSON: specJSON, id: o.id, bundle: bundle, noPivot: o.noPivot, noNewKeyring: o.noNewKeyring,
                                  preserveFds: o.preserveFds, listenFds: listenFds, cgroupBinds: cgroupBinds(cgroupManager))
@@ -151,17 +151,9 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
     // here). A new user namespace is then unshared after that, by a middle process.
     let selfAttach = !manager.v1TaskFiles.isEmpty
     let cloneFlags = plan.namespaces.newUser && selfAttach ? nil : plan.namespaces.cloneFlags
-    cgroup = try setUpCgroup(manager, spec: plan.spec, pid: nil)
-    var intoUnified = false
-    if let dir = manager.cloneDir {
-        if let pid = try step("clone3", { try forkIntoCgroup(dir, namespaces: cloneFlags ?? 0) }) { middle = pid; intoUnified = true }
-    }
-    if !intoUnified {
-        middle = try step("fork") {
-            if let flags = cloneFlags, flags != 0 { return try Proc.clone(namespaces: flags) }
-            return try Proc.fork()
-        }
-    }
+    cgroup = try setUpCgroup(manager, spec: plan.spec)
+    let intoUnified: Bool
+    (middle, intoUnified) = try spawnChild(cgroupDir: manager.cloneDir, namespaces: cloneFlags ?? 0)
     if middle > 0 { testStop("after-clone") }
     if middle == 0 {
         parentSock.close()

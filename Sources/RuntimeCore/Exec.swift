@@ -107,10 +107,9 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
     // hierarchies joined by the first child itself before it enters any namespace.
     let cgroup = state.cgroup.flatMap { $0.exists() ? $0 : nil }
     let selfAttach = !(cgroup?.v1TaskFiles.isEmpty ?? true)
-    var intoUnified = false
-    var middle: pid_t = 0
-    if let dir = cgroup?.cloneDir, let pid = try step("clone3", { try forkIntoCgroup(dir) }) { middle = pid; intoUnified = true }
-    if !intoUnified { middle = try step("fork") { try Proc.fork() } }
+    let spawned = try spawnChild(cgroupDir: cgroup?.cloneDir, namespaces: 0)
+    let intoUnified = spawned.inCgroup2
+    var middle = spawned.pid
     if middle == 0 {
         parentSock.close()
         Child.enterNamespaces(ns, cloned: false, selfAttach: selfAttach ? cgroup : nil, childSock) {

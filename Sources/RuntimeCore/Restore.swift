@@ -95,7 +95,7 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
                                 created: Clock.rfc3339Nano(), owner: ownerName(), ownPidNamespace: plan.namespaces.newPid,
                                 cgroupPaths: manager.paths, config: specJSON)
         try store.save(state)
-        cgroup = try setUpCgroup(manager, spec: spec, pid: nil)
+        cgroup = try setUpCgroup(manager, spec: spec)
 
         // CRIU's root must be a mount point whose parent is not over-mounted: a bind of the rootfs.
         try step("prepare criu root") {

@@ -155,8 +155,8 @@ public final class SeccompFilter: @unchecked Sendable {
     }
 
     /// Generates the BPF program now, libseccomp's most expensive step (5 ms for a 300-syscall
-    /// allow-list on 3 architectures): container init does it while it waits to be put in its
-    /// cgroup, so that `load` later only installs it.
+    /// allow-list on 3 architectures): container init does it before the runtime says go, so that
+    /// `load` later only installs it.
     public func precompile() throws(SysError) {
         if program == nil { program = try exportProgram() }
     }

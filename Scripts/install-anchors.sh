@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# install-anchors.sh - the newest runc and crun (Debian forky: runc 1.3.x, crun 1.2x) in a private prefix,
+# as behaviour anchors for the compatibility tests and speed anchors for bench.sh (run as root).
+#
+#   eval "$(bash Scripts/install-anchors.sh)"    # sets RUNC_NEW=... and CRUN_NEW=...
+#
+# Prints `RUNC_NEW=PATH` and `CRUN_NEW=PATH` on stdout (the log goes to stderr). The packages are only
+# downloaded and unpacked (`apt-get download`, `dpkg-deb -x`) into $ANCHOR_PREFIX (default
+# /opt/swiftlet-anchors), never installed; the forky apt source is pinned to priority 1 (the same source
+# Scripts/install-criu.sh adds). Each binary is a patchelf'd copy that uses forky's loader and libraries
+# (a shell wrapper would add a process and break their /proc/self/exe re-exec).
+# Idempotent: a prefix whose binaries answer --version is reused.
+set -euo pipefail
+
+PREFIX=${ANCHOR_PREFIX:-/opt/swiftlet-anchors}
+SUITE=forky
+SOURCE_LIST=/etc/apt/sources.list.d/swiftlet-$SUITE.list
+SOURCE_PIN=/etc/apt/preferences.d/swiftlet-$SUITE
+PACKAGES=(runc crun libc6 libseccomp2 libcap2 libjson-c5 libblake3-0 libsystemd0 libyajl2 libgcrypt20
+    libgpg-error0 liblz4-1 liblzma5 libzstd1 libcap2)
+
+log() { echo "install-anchors: $*" >&2; }
+die() { echo "install-anchors: error: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root"
+works() { "$PREFIX/bin/runc" --version >/dev/null 2>&1 && "$PREFIX/bin/crun" --version >/dev/null 2>&1; }
+report() {
+    echo "RUNC_NEW=$PREFIX/bin/runc"
+    echo "CRUN_NEW=$PREFIX/bin/crun"
+}
+if works; then
+    log "using $PREFIX ($("$PREFIX/bin/runc" --version | head -n 1); $("$PREFIX/bin/crun" --version | head -n 1))"
+    report
+    exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+if ! command -v patchelf >/dev/null 2>&1; then
+    apt-get install -y -q --no-install-recommends patchelf >&2 ||
+        { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends patchelf >&2; } ||
+        die "could not install patchelf"
+fi
+if [ ! -f "$SOURCE_LIST" ]; then
+    uri=$(grep -rhE '^[[:space:]]*(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null |
+        grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -n 1 | tr -d ' ' || true)
+    uri=${uri:-http://deb.debian.org/debian}
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $SUITE main" >"$SOURCE_LIST"
+    printf 'Package: *\nPin: release n=%s\nPin-Priority: 1\n' "$SUITE" >"$SOURCE_PIN"
+    apt-get update -q >&2 || die "apt-get update failed (with the $SUITE source $SOURCE_LIST)"
+fi
+
+work=$(mktemp -d)
+chmod 755 "$work"
+trap 'rm -rf "$work"' EXIT
+mapfile -t unique < <(printf '%s\n' "${PACKAGES[@]}" | sort -u)
+for p in "${unique[@]}"; do
+    (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$p/$SUITE" >&2) ||
+        { apt-get update -q >&2; (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$p/$SUITE" >&2); } ||
+        log "warning: $p/$SUITE could not be downloaded (the binaries may still work without it)"
+done
+
+stage=$PREFIX.new
+rm -rf "$stage"
+mkdir -p "$stage/bin"
+for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$stage/root" || die "dpkg-deb -x $deb failed"; done
+lib=$PREFIX/root/usr/lib/x86_64-linux-gnu
+for b in runc crun; do
+    src=$(find "$stage/root/usr" -type f -name "$b" -perm -u+x | head -n 1)
+    [ -n "$src" ] || die "no $b binary in the $SUITE package"
+    cp "$src" "$stage/bin/$b"
+    if file "$stage/bin/$b" 2>/dev/null | grep -q 'dynamically linked' || readelf -l "$stage/bin/$b" | grep -q INTERP; then
+        patchelf --set-interpreter "$lib/ld-linux-x86-64.so.2" --set-rpath "$lib" "$stage/bin/$b"
+    fi
+done
+rm -rf "$PREFIX"
+mv "$stage" "$PREFIX"
+works || die "the unpacked runc/crun do not run: $("$PREFIX/bin/runc" --version 2>&1 | head -n 2); $("$PREFIX/bin/crun" --version 2>&1 | head -n 2)"
+log "installed $("$PREFIX/bin/runc" --version | head -n 1); $("$PREFIX/bin/crun" --version | head -n 1)"
+report

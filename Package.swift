@@ -14,7 +14,6 @@ let package = Package(
         .target(name: "CLinux"),
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
-        .systemLibrary(name: "CMount", pkgConfig: "mount", providers: [.apt(["libmount-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
 
         // Pure Swift: JSON, the runtime-spec model (Codable), validation.
@@ -32,7 +31,7 @@ let package = Package(
         // CRIU's RPC (criu swrk): a hand-written protobuf wire codec for its messages (no Foundation).
         .target(name: "Checkpoint", dependencies: ["LinuxSystem", "CLinux"]),
         // Container store, process model, hooks, exec, kill, delete, checkpoint/restore.
-        .target(name: "RuntimeCore", dependencies: ["OCI", "LinuxSystem", "Mounts", "Seccomp", "Cgroups", "Checkpoint", "CLinux", "CCap"]),
+        .target(name: "RuntimeCore", dependencies: ["OCI", "LinuxSystem", "Mounts", "Seccomp", "Cgroups", "Checkpoint", "CLinux"]),
         // One file per verb, each a thin call into RuntimeCore.
         .target(name: "RuntimeCLI", dependencies: ["Argv", "OCI", "RuntimeCore", "LinuxSystem", "Seccomp", "Mounts", "Cgroups"]),
         // A fully static executable, like the monitor: start-up without ld.so (7 shared libraries,

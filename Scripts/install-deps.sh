@@ -4,7 +4,7 @@
 #   bash Scripts/install-deps.sh
 #
 # Required (the script fails when one cannot be installed):
-#   libseccomp-dev libcap-dev libmount-dev libssl-dev pkg-config (the CSeccomp/CCap/CMount/COpenSSL
+#   libseccomp-dev libcap-dev libssl-dev pkg-config    (the CSeccomp/CCap/COpenSSL
 #                                                       system libraries; openssl for the https probe test)
 #   busybox-static                                      (the test rootfs, Scripts/make-rootfs.sh)
 # Optional (tests, benchmarks, anchors; skipped with a note when apt has no candidate):
@@ -16,7 +16,7 @@
 # to PATH (in this shell if sourced, and for login shells through /etc/profile.d/swift.sh).
 set -euo pipefail
 
-REQUIRED=(libseccomp-dev libcap-dev libmount-dev libssl-dev openssl pkg-config busybox-static)
+REQUIRED=(libseccomp-dev libcap-dev libssl-dev openssl pkg-config busybox-static)
 OPTIONAL=(runc crun containerd umoci jq hyperfine time podman conmon python3)
 SWIFT_BIN=/opt/swift/usr/bin
 

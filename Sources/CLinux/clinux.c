@@ -34,7 +34,6 @@ int sl_pivot_root(const char *n, const char *o) { return (int)syscall(SYS_pivot_
 int sl_prctl(int o, unsigned long a, unsigned long b, unsigned long c, unsigned long d) { return prctl(o, a, b, c, d); }
 int sl_mount(const char *s, const char *t, const char *f, unsigned long fl, const char *d) { return mount(s, t, f, fl, d); }
 int sl_umount2(const char *t, int f) { return umount2(t, f); }
-int sl_prlimit(pid_t p, int r, uint64_t s, uint64_t h) { struct rlimit l = {s, h}; return prlimit(p, r, &l, NULL); }
 int sl_setrlimit(int r, uint64_t s, uint64_t h) { struct rlimit l = {s, h}; return setrlimit(r, &l); }
 int sl_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
 int sl_close_range(unsigned int f, unsigned int l, unsigned int fl) { return (int)syscall(SYS_close_range, f, l, fl); }
@@ -46,7 +45,6 @@ int sl_setdomainname(const char *n, size_t l) { return setdomainname(n, l); }
 dev_t sl_makedev(unsigned int ma, unsigned int mi) { return makedev(ma, mi); }
 unsigned int sl_major(dev_t d) { return major(d); }
 unsigned int sl_minor(dev_t d) { return minor(d); }
-int sl_gettid(void) { return (int)syscall(SYS_gettid); }
 long sl_join_session_keyring(const char *name) { return syscall(SYS_keyctl, 1, name); }
 int sl_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t set, uint64_t clr, uint64_t prop,
                      uint64_t userns) {
@@ -107,12 +105,6 @@ int sl_set_winsize(int fd, unsigned short r, unsigned short c) {
 
 int sl_sigmask_block_all(void) { sigset_t s; sigfillset(&s); return sigprocmask(SIG_BLOCK, &s, NULL); }
 int sl_sigmask_unblock_all(void) { sigset_t s; sigfillset(&s); return sigprocmask(SIG_UNBLOCK, &s, NULL); }
-int sl_sigtimedwait_all(int ms) {
-    sigset_t s; sigfillset(&s);
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    int r = sigtimedwait(&s, NULL, ms < 0 ? NULL : &t);
-    return (r < 0 && errno == EAGAIN) ? 0 : r;
-}
 int sl_signal_default_all(void) {
     for (int i = 1; i < 65; i++) if (i != SIGKILL && i != SIGSTOP) signal(i, SIG_DFL);
     return 0;

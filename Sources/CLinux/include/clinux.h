@@ -61,7 +61,6 @@ int sl_pivot_root(const char *new_root, const char *put_old);
 int sl_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);
 int sl_mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data);
 int sl_umount2(const char *target, int flags);
-int sl_prlimit(pid_t pid, int resource, uint64_t soft, uint64_t hard);
 int sl_setrlimit(int resource, uint64_t soft, uint64_t hard);
 int sl_pipe2(int fds[2], int flags);
 int sl_close_range(unsigned int first, unsigned int last, unsigned int flags);
@@ -73,7 +72,6 @@ int sl_setdomainname(const char *name, size_t len);
 dev_t sl_makedev(unsigned int major, unsigned int minor);
 unsigned int sl_major(dev_t dev);
 unsigned int sl_minor(dev_t dev);
-int sl_gettid(void);
 long sl_join_session_keyring(const char *name); // keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)
 int sl_personality(unsigned long persona);
 int sl_eventfd(void);
@@ -139,7 +137,6 @@ int sl_set_winsize(int fd, unsigned short rows, unsigned short cols);
 // Signals.
 int sl_sigmask_block_all(void);
 int sl_sigmask_unblock_all(void);
-int sl_sigtimedwait_all(int timeout_ms); // returns signal number, 0 on timeout, -1 on error
 int sl_signal_default_all(void);
 int sl_signalfd_all(void);            // signalfd for every signal (they must be blocked), CLOEXEC|NONBLOCK
 int sl_signalfd_read(int fd);         // next signal number from a signalfd, 0 if none, -1 on error

@@ -1,1 +1,0 @@
-#include <libmount/libmount.h>

@@ -70,7 +70,9 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
         printOut(text)
         return 0
     case .command(let g, let command, let options):
-        let globals = Globals(root: g.string("root") ?? "/run/swiftlet",
+        // As runc: the state root is made absolute once, so a later chdir (hooks, the bundle) cannot move it.
+        let root = FS.cleanPath(FS.absolute(g.string("root") ?? "/run/swiftlet", base: FS.cwd()))
+        let globals = Globals(root: root,
                               log: Log(path: g.string("log"), json: g.string("log-format") == "json",
                                        debugEnabled: g.bool("debug")),
                               criu: g.string("criu") ?? "criu")

@@ -13,6 +13,16 @@ final class ErrorPathTests: ContainerTestCase {
         assertNothingLeft(id, bundle: b, file: file, line: line)
     }
 
+    /// runc makes --root absolute before use; a relative one names a directory under the caller's cwd.
+    func testRelativeRootIsMadeAbsolute() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cwd-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = runProgram("/bin/sh", ["-c", "cd \"$0\" && exec \"$1\" --debug --root rel list", dir, Runtime.binary])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("\(dir)/rel"), "debug log names the absolute root: \(r.stderr)")
+    }
+
     func testMissingConfig() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("empty-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

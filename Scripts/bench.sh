@@ -597,7 +597,7 @@ if os.path.exists(f"{work}/monitor.kv"):
         res["monitor"][k] = v
 json.dump(res, open(jpath, "w"), indent=1)
 
-# the table (markdown, as README.md's Benchmarks section carries it)
+# the table (markdown, as Spec/benchmarks.md carries it)
 def cell(d): return "n/a" if d is None else f"{d['median']:.2f} ({d['p25']:.2f}-{d['p75']:.2f})"
 def rcell(d): return "n/a" if d is None else f"{d['median']:.3f} ({d['p25']:.3f}-{d['p75']:.3f})"
 pairs = [f"swiftlet/{b}" for b in names if b != "swiftlet"] if "swiftlet" in names else []

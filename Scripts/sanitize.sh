@@ -13,7 +13,7 @@
 # makes setns(mount) and unshare(user) fail (they need a single-threaded caller): exec and user
 # namespace tests fail there for that reason alone. Knobs: SWIFT_TEST_FLAGS (e.g.
 # "--filter IntegrationTests.LifecycleTests"), SWIFTLET_ROOTFS. Not part of CI: about 10 minutes per
-# sanitizer on 2 cores. Results are recorded in README.md ("Reliability").
+# sanitizer on 2 cores. Results are recorded in Spec/reliability.md.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

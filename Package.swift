@@ -57,6 +57,8 @@ let package = Package(
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
         .testTarget(name: "MonitorTests", dependencies: ["MonitorCore", "OCI", "TestSupport"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
+        // The plans RuntimeCore makes before it forks, without root or a container.
+        .testTarget(name: "RuntimeCoreTests", dependencies: ["RuntimeCore", "OCI", "CLinux"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem", "oci-fuzz"]),
     ]
 )

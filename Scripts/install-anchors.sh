@@ -13,9 +13,8 @@
 set -euo pipefail
 
 PREFIX=${ANCHOR_PREFIX:-/opt/swiftlet-anchors}
-SUITE=forky
-SOURCE_LIST=/etc/apt/sources.list.d/swiftlet-$SUITE.list
-SOURCE_PIN=/etc/apt/preferences.d/swiftlet-$SUITE
+# shellcheck source=Scripts/forky-source.sh
+. "$(dirname "${BASH_SOURCE[0]}")/forky-source.sh"
 PACKAGES=(runc crun libc6 libseccomp2 libcap2 libjson-c5 libblake3-0 libsystemd0 libyajl2 libgcrypt20
     libgpg-error0 liblz4-1 liblzma5 libzstd1 libcap2)
 
@@ -40,14 +39,7 @@ if ! command -v patchelf >/dev/null 2>&1; then
         { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends patchelf >&2; } ||
         die "could not install patchelf"
 fi
-if [ ! -f "$SOURCE_LIST" ]; then
-    uri=$(grep -rhE '^[[:space:]]*(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null |
-        grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -n 1 | tr -d ' ' || true)
-    uri=${uri:-http://deb.debian.org/debian}
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $SUITE main" >"$SOURCE_LIST"
-    printf 'Package: *\nPin: release n=%s\nPin-Priority: 1\n' "$SUITE" >"$SOURCE_PIN"
-    apt-get update -q >&2 || die "apt-get update failed (with the $SUITE source $SOURCE_LIST)"
-fi
+add_forky_source
 
 work=$(mktemp -d)
 chmod 755 "$work"

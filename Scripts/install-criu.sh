@@ -21,9 +21,8 @@ set -euo pipefail
 
 PREFIX=${CRIU_PREFIX:-/opt/swiftlet-criu}
 WRAPPER=$PREFIX/criu
-SUITE=forky
-SOURCE_LIST=/etc/apt/sources.list.d/swiftlet-$SUITE.list
-SOURCE_PIN=/etc/apt/preferences.d/swiftlet-$SUITE
+# shellcheck source=Scripts/forky-source.sh
+. "$(dirname "${BASH_SOURCE[0]}")/forky-source.sh"
 # criu 4.2 and what it needs beyond bookworm's libraries: libcompel, glibc (with its loader),
 # libnet 1.3 and libnl 3.11+.
 PACKAGES=(criu libcompel1 libc6 libnet9 libnl-3-200 libnl-route-3-200)
@@ -73,15 +72,8 @@ if command -v criu >/dev/null 2>&1 && works "$(command -v criu)"; then
 fi
 log "the system criu fails 'criu check' or is too old for this kernel; unpacking Debian $SUITE's criu into $PREFIX"
 
-# A source that apt never prefers (priority 1): only `apt-get download pkg/$SUITE` uses it.
-if [ ! -f "$SOURCE_LIST" ]; then
-    # The mirror bookworm comes from (uncommented "URIs:" or "deb" lines), else Debian's own.
-    uri=$(grep -rhE '^[[:space:]]*(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null |
-        grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -n 1 | tr -d ' ' || true)
-    uri=${uri:-http://deb.debian.org/debian}
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $SUITE main" >"$SOURCE_LIST"
-    printf 'Package: *\nPin: release n=%s\nPin-Priority: 1\n' "$SUITE" >"$SOURCE_PIN"
-fi
+add_forky_source
+# The package lists may be older than forky's current versions: refresh them before downloading.
 apt-get update -q >&2 || die "apt-get update failed (with the $SUITE source $SOURCE_LIST)"
 
 work=$(mktemp -d)

@@ -88,8 +88,7 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) -> 
         throw RuntimeError(.unsupported, "--page-server: dumping to a CRIU page server is not supported by swiftlet")
     }
     let store = ContainerStore(root: o.root)
-    let state = try store.load(o.id)
-    let lock = try store.lock(o.id)
+    let (lock, state) = try store.lockAndLoad(o.id)
     var locked = true
     defer { if locked { lock.release() } }
     switch store.status(state) {

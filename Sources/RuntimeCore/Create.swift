@@ -66,14 +66,8 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
                                  preserveFds: o.preserveFds, listenFds: listenFds, cgroupBinds: cgroupBinds(cgroupManager))
     defer { plan.closeFds() }
     let store = ContainerStore(root: o.root)
-    try store.createDir(o.id)
-    // Held until create returns (or dies): start/delete/update wait instead of racing with it.
-    let lock: ContainerStore.Lock
-    do { lock = try store.lock(o.id) } catch {
-        // notFound: a concurrent delete removed the directory in the moment before we locked it.
-        if error.code != .notFound { try? store.remove(o.id) }
-        throw error
-    }
+    // Held until create returns (or dies).
+    let lock = try store.createLocked(o.id)
     defer { lock.release() }
 
     var initPid: pid_t = 0

@@ -75,9 +75,7 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
                                  preserveFds: 0, listenFds: 0, cgroupBinds: cgroupBinds(manager))
     defer { plan.closeFds() }
     let store = ContainerStore(root: o.root)
-    try store.createDir(o.id)
-    let lock: ContainerStore.Lock
-    do { lock = try store.lock(o.id) } catch { try? store.remove(o.id); throw error }
+    let lock = try store.createLocked(o.id)
     defer { lock.release() }
 
     var restoredPid: pid_t = 0

@@ -127,6 +127,17 @@ public struct ContainerStore: Sendable {
         }
     }
 
+    /// A new container directory, locked (create and restore): start/delete/update wait instead of racing
+    /// with it. When locking fails the directory is removed, except when a concurrent delete already
+    /// removed it in the moment before the lock (then it may belong to a new create of the same id).
+    public func createLocked(_ id: String) throws(RuntimeError) -> Lock {
+        try createDir(id)
+        do { return try lock(id) } catch {
+            if error.code != .notFound { try? remove(id) }
+            throw error
+        }
+    }
+
     /// An flock on the container directory. flock belongs to the open file description, so a forked
     /// child holding the fd would keep the lock: children call `release()` right after fork.
     public struct Lock: Sendable {

@@ -4,7 +4,9 @@
 #
 #   eval "$(bash Scripts/install-anchors.sh)"    # sets RUNC_NEW=... and CRUN_NEW=...
 #
-# Prints `RUNC_NEW=PATH` and `CRUN_NEW=PATH` on stdout (the log goes to stderr). The packages are only
+# Prints `RUNC_NEW=PATH` and `CRUN_NEW=PATH` on stdout (the log goes to stderr). CRUN_NEW is the wrapper
+# `crun-host`: crun refuses hybrid cgroup hosts like this one (environment.md), so there it runs crun in a
+# private mount namespace without /sys/fs/cgroup/unified; elsewhere it just execs crun. The packages are only
 # downloaded and unpacked (`apt-get download`, `dpkg-deb -x`) into $ANCHOR_PREFIX (default
 # /opt/swiftlet-anchors), never installed; the forky apt source is pinned to priority 1 (the same source
 # Scripts/install-criu.sh adds). Each binary is a patchelf'd copy that uses forky's loader and libraries
@@ -22,10 +24,10 @@ log() { echo "install-anchors: $*" >&2; }
 die() { echo "install-anchors: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root"
-works() { "$PREFIX/bin/runc" --version >/dev/null 2>&1 && "$PREFIX/bin/crun" --version >/dev/null 2>&1; }
+works() { "$PREFIX/bin/runc" --version >/dev/null 2>&1 && "$PREFIX/bin/crun-host" --version >/dev/null 2>&1; }
 report() {
     echo "RUNC_NEW=$PREFIX/bin/runc"
-    echo "CRUN_NEW=$PREFIX/bin/crun"
+    echo "CRUN_NEW=$PREFIX/bin/crun-host"
 }
 if works; then
     log "using $PREFIX ($("$PREFIX/bin/runc" --version | head -n 1); $("$PREFIX/bin/crun" --version | head -n 1))"
@@ -64,6 +66,13 @@ for b in runc crun; do
         patchelf --set-interpreter "$lib/ld-linux-x86-64.so.2" --set-rpath "$lib" "$stage/bin/$b"
     fi
 done
+cat >"$stage/bin/crun-host" <<EOF
+#!/bin/sh
+# crun on a hybrid cgroup host (Scripts/install-anchors.sh): without the unified mount it drives v1 only.
+mountpoint -q /sys/fs/cgroup/unified 2>/dev/null || exec $PREFIX/bin/crun "\$@"
+exec unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified && exec "\$0" "\$@"' $PREFIX/bin/crun "\$@"
+EOF
+chmod 755 "$stage/bin/crun-host"
 rm -rf "$PREFIX"
 mv "$stage" "$PREFIX"
 works || die "the unpacked runc/crun do not run: $("$PREFIX/bin/runc" --version 2>&1 | head -n 2); $("$PREFIX/bin/crun" --version 2>&1 | head -n 2)"

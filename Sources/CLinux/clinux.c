@@ -64,6 +64,15 @@ int sl_fsconfig(int fd, unsigned int cmd, const char *k, const char *v, int aux)
 int sl_fsmount(int fd, unsigned int f, unsigned int attr) { return (int)syscall(SYS_fsmount, fd, f, attr); }
 int sl_personality(unsigned long persona) { return (int)syscall(SYS_personality, persona); }
 int sl_ioprio_set_self(int ioprio) { return (int)syscall(SYS_ioprio_set, 1, 0, ioprio); }
+int sl_sched_setattr_self(uint32_t policy, uint64_t flags, int32_t nice, uint32_t prio, uint64_t runtime,
+                          uint64_t deadline, uint64_t period) {
+    struct { uint32_t size, policy; uint64_t flags; int32_t nice; uint32_t prio; uint64_t rt, dl, per; } a =
+        {sizeof a, policy, flags, nice, prio, runtime, deadline, period};
+    return (int)syscall(SYS_sched_setattr, 0, &a, 0);
+}
+int sl_set_mempolicy(int mode, const unsigned long *mask, unsigned long maxnode) {
+    return (int)syscall(SYS_set_mempolicy, mode, mask, maxnode);
+}
 int sl_setresuid(uid_t r, uid_t e, uid_t s) { return setresuid(r, e, s); }
 int sl_setresgid(gid_t r, gid_t e, gid_t s) { return setresgid(r, e, s); }
 

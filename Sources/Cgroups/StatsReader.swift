@@ -319,17 +319,11 @@ extension CgroupManager {
     }
 }
 
-/// `0-3,8,10-11` -> [0, 1, 2, 3, 8, 10, 11].
+/// `0-3,8,10-11` -> [0, 1, 2, 3, 8, 10, 11] (an empty file: none).
 func parseCPUList(_ s: String, file: String) throws(CgroupError) -> [UInt16] {
-    var out: [UInt16] = []
-    for part in s.split(separator: ",") {
-        let bounds = part.split(separator: "-", maxSplits: 1)
-        guard let low = UInt16(bounds[0]) else { throw CgroupError.parse(file, s) }
-        let high = bounds.count == 2 ? UInt16(bounds[1]) : low
-        guard let high, low <= high else { throw CgroupError.parse(file, s) }
-        out.append(contentsOf: low...high)
-    }
-    return out
+    if s.isEmpty { return [] }
+    guard let list = parseNumberList(s), list.allSatisfy({ $0 <= Int(UInt16.max) }) else { throw CgroupError.parse(file, s) }
+    return list.map { UInt16($0) }
 }
 
 /// Huge page sizes as cgroup file names spell them ("2MB", "1GB"), from /sys/kernel/mm/hugepages.

@@ -105,6 +105,11 @@ public struct Scheduler: Codable, Sendable, Equatable {
     public var runtime: UInt64?
     public var deadline: UInt64?
     public var period: UInt64?
+    public init(policy: String, nice: Int32? = nil, priority: Int32? = nil, flags: [String]? = nil,
+                runtime: UInt64? = nil, deadline: UInt64? = nil, period: UInt64? = nil) {
+        self.policy = policy; self.nice = nice; self.priority = priority; self.flags = flags
+        self.runtime = runtime; self.deadline = deadline; self.period = period
+    }
 }
 
 public struct ExecCPUAffinity: Codable, Sendable, Equatable {
@@ -169,6 +174,7 @@ public struct Linux: Codable, Sendable, Equatable {
     public var mountLabel: String?
     public var intelRdt: IntelRdt?
     public var personality: Personality?
+    public var memoryPolicy: MemoryPolicy?
     public init() {}
 }
 
@@ -321,6 +327,16 @@ public struct IntelRdt: Codable, Sendable, Equatable {
     public var memBwSchema: String?
     public var enableCMT: Bool?
     public var enableMBM: Bool?
+}
+
+/// linux.memoryPolicy (runtime-spec 1.3): set_mempolicy(2) for the container's processes.
+public struct MemoryPolicy: Codable, Sendable, Equatable {
+    public var mode: String
+    public var nodes: String?
+    public var flags: [String]?
+    public init(mode: String, nodes: String? = nil, flags: [String]? = nil) {
+        self.mode = mode; self.nodes = nodes; self.flags = flags
+    }
 }
 
 public struct Personality: Codable, Sendable, Equatable {

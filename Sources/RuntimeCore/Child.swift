@@ -181,6 +181,9 @@ enum Child {
     /// Applies the process settings (shared by init and exec); returns the resolved executable path.
     static func applyProcess(_ p: ProcessPlan, _ sock: SeqPacket) throws(SysError) -> String {
         if let io = p.ioPriority { try sys("ioprio_set", "ioPriority") { sl_ioprio_set_self(io) } }
+        // While the process still has CAP_SYS_NICE (a negative nice, real-time policies).
+        try p.scheduler?.apply()
+        try p.memoryPolicy?.apply()
         if let adj = p.oomScoreAdj { try FS.writeFile("/proc/self/oom_score_adj", String(adj), create: false) }
         for r in p.rlimits {
             try sys("setrlimit", ProcessPlan.rlimitTable.first { $0.value == r.resource }?.key) {

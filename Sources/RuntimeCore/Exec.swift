@@ -81,6 +81,7 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
     }
     var process = try ProcessPlan(o.process)
     let linux = try state.configMember("linux", as: Linux.self)
+    if let policy = linux?.memoryPolicy { process.memoryPolicy = try MemoryPolicyPlan(policy) }
     if let profile = linux?.seccomp {
         do { process.seccomp = try SeccompFilter.build(profile) } catch { throw RuntimeError(.invalidArgument, "\(error)") }
     }

@@ -26,6 +26,9 @@ struct ProcessPlan: Sendable {
     var seLinuxLabel: String?
     /// ioprio value ((class << 13) | level) for ioprio_set, when process.ioPriority is set.
     var ioPriority: Int32?
+    var scheduler: SchedulerPlan?
+    /// The container's linux.memoryPolicy (exec'd processes get it too).
+    var memoryPolicy: MemoryPolicyPlan?
 
     static let rlimitTable: [String: Int32] = [
         "RLIMIT_CPU": SL_RLIMIT_CPU, "RLIMIT_FSIZE": SL_RLIMIT_FSIZE, "RLIMIT_DATA": SL_RLIMIT_DATA,
@@ -103,7 +106,7 @@ struct ProcessPlan: Sendable {
             seLinuxLabel = l
         }
         // Not applied yet: refuse rather than start the process without them.
-        if p.scheduler != nil { throw RuntimeError(.unsupported, "\(field).scheduler: not supported yet by swiftlet") }
+        if let sched = p.scheduler { scheduler = try SchedulerPlan(sched, field: "\(field).scheduler") }
         if p.execCPUAffinity != nil { throw RuntimeError(.unsupported, "\(field).execCPUAffinity: not supported yet by swiftlet") }
     }
 }
@@ -185,6 +188,7 @@ struct ContainerPlan: Sendable {
         }
         guard let root = spec.root else { throw RuntimeError(.invalidArgument, "config.json: root: required field missing") }
         let linux = spec.linux ?? Linux()
+        if let policy = linux.memoryPolicy { process?.memoryPolicy = try MemoryPolicyPlan(policy) }
         if let profile = linux.seccomp {
             do { process?.seccomp = try SeccompFilter.build(profile) } catch {
                 throw RuntimeError(.invalidArgument, "config.json: \(error)")

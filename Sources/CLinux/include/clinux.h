@@ -112,6 +112,10 @@ static const uint64_t SL_MOUNT_ATTR_RDONLY = 0x1, SL_MOUNT_ATTR_NOSUID = 0x2, SL
     SL_MOUNT_ATTR_NOATIME = 0x10, SL_MOUNT_ATTR_STRICTATIME = 0x20, SL_MOUNT_ATTR_NODIRATIME = 0x80,
     SL_MOUNT_ATTR_IDMAP = 0x100000, SL_MOUNT_ATTR_NOSYMFOLLOW = 0x200000;
 int sl_ioprio_set_self(int ioprio);              // ioprio_set(IOPRIO_WHO_PROCESS, 0, ioprio)
+// sched_setattr(0, {policy, flags, nice, priority, runtime, deadline, period}, 0) (struct sched_attr, VER0)
+int sl_sched_setattr_self(uint32_t policy, uint64_t flags, int32_t nice, uint32_t priority, uint64_t runtime,
+                          uint64_t deadline, uint64_t period);
+int sl_set_mempolicy(int mode, const unsigned long *nodemask, unsigned long maxnode);
 int sl_setresuid(uid_t r, uid_t e, uid_t s);
 int sl_setresgid(gid_t r, gid_t e, gid_t s);
 static const int SL_O_PATH = 010000000;

@@ -1,0 +1,130 @@
+import Foundation
+import XCTest
+import TestSupport
+
+/// Fields of runtime-spec 1.3 checked from the kernel's side: process.scheduler (sched_setattr) and
+/// linux.memoryPolicy (set_mempolicy), for init and exec, plus every invalid value.
+/// These pass with crun 1.28 too (`SWIFTLET_BINARY` = the crun wrapper of Scripts/install-anchors.sh);
+/// runc 1.3 has the scheduler but not memoryPolicy (runc 1.4 has it). Messages are checked for swiftlet only.
+final class RuntimeSpec13Tests: ContainerTestCase {
+    var isSwiftlet: Bool { (Runtime.binary as NSString).lastPathComponent.hasPrefix("swiftlet") }
+
+    /// (policy, nice) of the process that reads /proc/self/stat: fields 41 and 19.
+    static let statScript = "read -r l < /proc/self/stat; set -- ${l##*) }; shift 16; n=$1; shift 22; echo $1 $n"
+
+    func scheduler(_ s: [String: Any]) -> (inout [String: Any]) -> Void {
+        { spec in spec[path: "process.scheduler"] = s }
+    }
+
+    func memoryPolicy(_ m: [String: Any]) -> (inout [String: Any]) -> Void {
+        { spec in spec[path: "linux.memoryPolicy"] = m }
+    }
+
+    func testSchedulerBatchWithNiceAppliesToInit() throws {
+        let r = try run(["sh", "-c", Self.statScript], scheduler(["policy": "SCHED_BATCH", "nice": 5]))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "3 5\n", "policy 3 (SCHED_BATCH), nice 5")
+    }
+
+    func testSchedulerIdleAppliesToInit() throws {
+        let r = try run(["sh", "-c", Self.statScript], scheduler(["policy": "SCHED_IDLE"]))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout.split(separator: " ").first, "5", "policy 5 (SCHED_IDLE): \(r.stdout)")
+    }
+
+    func testSchedulerAppliesToExec() throws {
+        let b = try bundle(ContainerTestCase.args(["sleep", "100"]))
+        let id = "sched\(UInt32.random(in: 0...UInt32.max))"
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, id]).status, 0)
+        defer { sl(["delete", "-f", id]) }
+        let process: [String: Any] = ["args": ["sh", "-c", Self.statScript], "cwd": "/", "user": ["uid": 0, "gid": 0],
+                                      "env": ["PATH=/bin"], "scheduler": ["policy": "SCHED_BATCH", "nice": 7]]
+        let p = root.path + "/process.json"
+        try JSONSerialization.data(withJSONObject: process).write(to: URL(fileURLWithPath: p))
+        let r = sl(["exec", "-p", p, id])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "3 7\n")
+        // The container's init keeps the default policy.
+        let initStat = sl(["exec", id, "sh", "-c", "read -r l < /proc/1/stat; set -- ${l##*) }; shift 16; n=$1; shift 22; echo $1 $n"])
+        XCTAssertEqual(initStat.stdout, "0 0\n", initStat.stderr)
+    }
+
+    func testInvalidSchedulersAreRefusedAndNothingIsLeft() throws {
+        let cases: [([String: Any], String)] = [
+            (["policy": "SCHED_BOGUS"], "process.scheduler.policy"),
+            (["policy": "SCHED_OTHER", "nice": 40], "process.scheduler.nice"),
+            (["policy": "SCHED_FIFO"], "process.scheduler.priority"),
+            (["policy": "SCHED_OTHER", "priority": 5], "process.scheduler.priority"),
+            (["policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_BOGUS"]], "process.scheduler.flags[0]"),
+            (["policy": "SCHED_BATCH", "runtime": 1000], "process.scheduler"),
+            (["policy": "SCHED_DEADLINE", "runtime": 2_000_000, "deadline": 1_000_000], "process.scheduler"),
+        ]
+        for (s, field) in cases {
+            let id = "badsched\(UInt32.random(in: 0...UInt32.max))"
+            let b = try bundle { spec in
+                ContainerTestCase.args(["true"])(&spec)
+                self.scheduler(s)(&spec)
+            }
+            let r = sl(["run", "--bundle", b, id])
+            // crun 1.28 clamps nice and ignores runtime/deadline/period of other policies; runc refuses both.
+            if (Runtime.binary as NSString).lastPathComponent.hasPrefix("crun") && (s["nice"] != nil || s["runtime"] != nil) { continue }
+            XCTAssertNotEqual(r.status, 0, "\(s) must be refused")
+            if isSwiftlet { XCTAssertTrue(r.stderr.contains(field), "\(s): error names \(field): \(r.stderr)") }
+            sl(["delete", "-f", id])
+            assertNothingLeft(id)
+        }
+    }
+
+    func testMemoryPolicyBindAppliesToInitAndExec() throws {
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sleep", "100"])(&spec)
+            self.memoryPolicy(["mode": "MPOL_BIND", "nodes": "0"])(&spec)
+        }
+        let id = "mpol\(UInt32.random(in: 0...UInt32.max))"
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, id]).status, 0)
+        defer { sl(["delete", "-f", id]) }
+        // numa_maps names the policy of every mapping: the process's own when the mapping has none.
+        let initMaps = sl(["exec", id, "sh", "-c", "head -n 1 /proc/1/numa_maps"])
+        XCTAssertTrue(initMaps.stdout.contains(" bind:0 "), "init: \(initMaps.stdout) \(initMaps.stderr)")
+        // exec'd processes are the container's too (crun 1.28 sets the policy for init only: Spec/cli.md).
+        let execMaps = sl(["exec", id, "sh", "-c", "head -n 1 /proc/self/numa_maps"])
+        if isSwiftlet { XCTAssertTrue(execMaps.stdout.contains(" bind:0 "), "exec: \(execMaps.stdout) \(execMaps.stderr)") }
+    }
+
+    func testMemoryPolicyInterleaveWithStaticNodes() throws {
+        let r = try run(["sh", "-c", "head -n 1 /proc/self/numa_maps"],
+                        memoryPolicy(["mode": "MPOL_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]]))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains(" interleave=static:0 "), r.stdout)
+    }
+
+    func testWithoutMemoryPolicyTheDefaultStays() throws {
+        let r = try run(["sh", "-c", "head -n 1 /proc/self/numa_maps"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains(" default "), r.stdout)
+    }
+
+    func testInvalidMemoryPoliciesAreRefusedAndNothingIsLeft() throws {
+        let cases: [([String: Any], String)] = [
+            (["mode": "MPOL_BOGUS"], "linux.memoryPolicy.mode"),
+            (["mode": "MPOL_DEFAULT", "nodes": "0"], "linux.memoryPolicy.nodes"),
+            (["mode": "MPOL_BIND"], "linux.memoryPolicy.nodes"),
+            (["mode": "MPOL_BIND", "nodes": "3-1"], "linux.memoryPolicy.nodes"),
+            (["mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_BOGUS"]], "linux.memoryPolicy.flags[0]"),
+            (["mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]],
+             "linux.memoryPolicy.flags"),
+        ]
+        for (m, field) in cases {
+            let id = "badmpol\(UInt32.random(in: 0...UInt32.max))"
+            let b = try bundle { spec in
+                ContainerTestCase.args(["true"])(&spec)
+                self.memoryPolicy(m)(&spec)
+            }
+            let r = sl(["run", "--bundle", b, id])
+            XCTAssertNotEqual(r.status, 0, "\(m) must be refused")
+            if isSwiftlet { XCTAssertTrue(r.stderr.contains(field), "\(m): error names \(field): \(r.stderr)") }
+            sl(["delete", "-f", id])
+            assertNothingLeft(id)
+        }
+    }
+}

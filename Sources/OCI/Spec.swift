@@ -175,6 +175,7 @@ public struct Linux: Codable, Sendable, Equatable {
     public var intelRdt: IntelRdt?
     public var personality: Personality?
     public var memoryPolicy: MemoryPolicy?
+    public var netDevices: [String: NetDevice]?
     public init() {}
 }
 
@@ -327,6 +328,12 @@ public struct IntelRdt: Codable, Sendable, Equatable {
     public var memBwSchema: String?
     public var enableCMT: Bool?
     public var enableMBM: Bool?
+}
+
+/// A value of linux.netDevices (runtime-spec 1.3), keyed by the host's device name.
+public struct NetDevice: Codable, Sendable, Equatable {
+    public var name: String?
+    public init(name: String? = nil) { self.name = name }
 }
 
 /// linux.memoryPolicy (runtime-spec 1.3): set_mempolicy(2) for the container's processes.

@@ -73,6 +73,11 @@ enum Child {
     static func initProcess(_ plan: ContainerPlan, sock: SeqPacket, fifoFd: Int32, hasRuntimeHooks: Bool) -> Never {
         do {
             _ = setsid()
+            // As runc and crun: a new network namespace gets its loopback device up (always index 1).
+            if plan.namespaces.newFlags & SL_CLONE_NEWNET != 0 {
+                var netlink = try RouteNetlink()
+                try netlink.setUp(index: 1)
+            }
             // Before `go` (the runtime has finished putting us in our cgroup, Spec/sync-protocol.md)
             // init builds the rootfs and, with no hooks to run in between, enters it, and generates
             // the seccomp program; nothing of the container runs before `go`. A new cgroup namespace

@@ -191,6 +191,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             }
             state.cgroupPaths = manager.paths
             testStop("after-cgroup")
+            if !plan.netDevices.isEmpty { try step("linux.netDevices") { try moveNetDevices(plan.netDevices, pid: initPid) } }
             // Hooks see status "created" (what crun passes and the validation suite expects).
             do { try parentSock.send(.go, hookState(.created)) } catch {
                 // init may have failed building its rootfs meanwhile: its own error says more.

@@ -170,6 +170,7 @@ struct ContainerPlan: Sendable {
     var preserveFds: Int
     /// Name of the session keyring init joins ("_ses.<id>"), nil with --no-new-keyring.
     var sessionKeyring: String?
+    var netDevices: [NetDevicePlan] = []
 
     /// Validates and resolves everything first; opens descriptors (joined namespaces, id-mapped
     /// trees) last, so an invalid config never leaves one open. The caller closes them (`closeFds`).
@@ -210,6 +211,7 @@ struct ContainerPlan: Sendable {
         if linux.intelRdt != nil {
             throw RuntimeError(.unsupported, "config.json: linux.intelRdt: not supported by swiftlet (no resctrl on this host)")
         }
+        netDevices = try NetDevicePlan.plan(linux)
         hostname = spec.hostname
         domainname = spec.domainname
         sysctl = (linux.sysctl ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }

@@ -128,3 +128,85 @@ final class RuntimeSpec13Tests: ContainerTestCase {
         }
     }
 }
+
+/// linux.netDevices (runtime-spec 1.3) with a veth pair standing in for a spare device (this kernel has no
+/// `dummy` module). Addresses are from the documentation ranges (192.0.2.0/24, 2001:db8::/32); no traffic
+/// is sent. Also: a new network namespace has its loopback up, as with runc and crun.
+final class NetDeviceTests: ContainerTestCase {
+    var isSwiftlet: Bool { (Runtime.binary as NSString).lastPathComponent.hasPrefix("swiftlet") }
+
+    /// A veth pair on the host; the first name carries the addresses. Both ends are removed afterwards.
+    func vethPair() throws -> (String, String) {
+        let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let a = "sla" + tag, b = "slb" + tag
+        for cmd in [["link", "add", a, "type", "veth", "peer", "name", b], ["addr", "add", "192.0.2.7/24", "dev", a],
+                    ["addr", "add", "2001:db8::7/64", "dev", a, "nodad"], ["addr", "add", "fe80::7/64", "dev", a, "nodad"]] {
+            let r = runProgram("/usr/sbin/ip", cmd)
+            XCTAssertEqual(r.status, 0, "ip \(cmd): \(r.stderr)")
+        }
+        addTeardownBlock {
+            _ = runProgram("/usr/sbin/ip", ["link", "del", a])
+            _ = runProgram("/usr/sbin/ip", ["link", "del", b])
+        }
+        return (a, b)
+    }
+
+    func hostHasLink(_ name: String) -> Bool { runProgram("/usr/sbin/ip", ["link", "show", name]).status == 0 }
+
+    func testLoopbackIsUpInANewNetworkNamespace() throws {
+        let r = try run(["ip", "-o", "addr", "show", "lo"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("inet 127.0.0.1/8"), r.stdout)
+    }
+
+    func testDeviceIsMovedRenamedKeepsGlobalAddressesAndIsUp() throws {
+        let (a, _) = try vethPair()
+        let r = try run(["sh", "-c", "ip -o addr show ceth0; ip -o link show ceth0"]) { spec in
+            spec[path: "linux.netDevices"] = [a: ["name": "ceth0"]]
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("inet 192.0.2.7/24"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("inet6 2001:db8::7/64"), r.stdout)
+        XCTAssertFalse(r.stdout.contains("fe80::7"), "a link-local address is not global: \(r.stdout)")
+        XCTAssertTrue(r.stdout.contains(",UP"), r.stdout)
+        XCTAssertFalse(hostHasLink(a), "the device left the host")
+    }
+
+    func testDeviceKeepsItsNameWithoutOne() throws {
+        let (a, _) = try vethPair()
+        let r = try run(["ip", "-o", "link", "show", a]) { spec in spec[path: "linux.netDevices"] = [a: [String: Any]()] }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains(a + "@"), r.stdout)
+    }
+
+    func testRefusalsLeaveTheDeviceOnTheHostAndNothingElse() throws {
+        let (a, _) = try vethPair()
+        let cases: [(String, (inout [String: Any]) -> Void)] = [
+            ("linux.netDevices", { spec in
+                spec[path: "linux.netDevices"] = [a: [String: Any]()]
+                var linux = spec[dict: "linux"]
+                linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []).filter { $0["type"] as? String != "network" }
+                spec["linux"] = linux
+            }),
+            ("linux.netDevices[\"nosuchdev0\"]", { spec in spec[path: "linux.netDevices"] = ["nosuchdev0": [String: Any]()] }),
+            ("linux.netDevices[\"\(a)\"].name", { spec in spec[path: "linux.netDevices"] = [a: ["name": "bad/name"]] }),
+            // A name the container's namespace already has: the kernel refuses the move.
+            ("linux.netDevices[\"\(a)\"]", { spec in spec[path: "linux.netDevices"] = [a: ["name": "lo"]] }),
+        ]
+        // crun 1.28 moves devices without a network namespace of its own, and does not check names first.
+        let isCrun = (Runtime.binary as NSString).lastPathComponent.hasPrefix("crun")
+        for (field, edit) in cases where !isCrun || field.contains("nosuchdev0") {
+            let id = "netdev\(UInt32.random(in: 0...UInt32.max))"
+            let b = try bundle { spec in
+                ContainerTestCase.args(["true"])(&spec)
+                edit(&spec)
+            }
+            let r = sl(["run", "--bundle", b, id])
+            XCTAssertNotEqual(r.status, 0, "\(field) must be refused")
+            if isSwiftlet { XCTAssertTrue(r.stderr.contains(field), "error names \(field): \(r.stderr)") }
+            sl(["delete", "-f", id])
+            assertNothingLeft(id)
+            XCTAssertTrue(hostHasLink(a), "\(field): the device stays on the host")
+        }
+    }
+}

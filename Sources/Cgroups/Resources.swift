@@ -166,7 +166,7 @@ extension CgroupManager {
         if initial, let devices = r.devices, !devices.isEmpty { try setDevicesV1(devices, w) }
         if let memory = r.memory { try setMemoryV1(memory, w) }
         if let cpu = r.cpu { try setCPUV1(cpu, w) }
-        if let pids = r.pids, pids.limit != 0 { try setPids(pids, dir: try dir("pids", for: "pids"), w) }
+        if let pids = r.pids, pids.limit != nil { try setPids(pids, dir: try dir("pids", for: "pids"), w) }
         if let blockIO = r.blockIO { try setBlkioV1(blockIO, w) }
         if let limits = r.hugepageLimits, !limits.isEmpty { try setHugetlbV1(limits, w) }
         if let network = r.network { try setNetworkV1(network, w) }
@@ -304,10 +304,11 @@ extension CgroupManager {
         }
     }
 
-    /// pids.max: a positive limit as is, a negative one as "max"; 0 means unset (runc before 1.4).
+    /// pids.max as runtime-spec 1.3 says: a limit of 0 or more as is (0 is a real limit), a negative
+    /// one as "max", none: untouched. (Before 1.3, runc treated 0 as unset; `update` still does.)
     private func setPids(_ p: Resources.Pids, dir d: String, _ w: KnobWriter) throws(CgroupError) {
-        guard p.limit != 0 else { return }
-        try w.write(d + "/pids.max", p.limit > 0 ? String(p.limit) : "max")
+        guard let limit = p.limit else { return }
+        try w.write(d + "/pids.max", limit >= 0 ? String(limit) : "max")
     }
 
     private func setBlkioV1(_ b: Resources.BlockIO, _ w: KnobWriter) throws(CgroupError) {

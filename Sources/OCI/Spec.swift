@@ -257,8 +257,9 @@ public struct Resources: Codable, Sendable, Equatable {
         public init() {}
     }
     public struct Pids: Codable, Sendable, Equatable {
-        public var limit: Int64
-        public init(limit: Int64) { self.limit = limit }
+        /// runtime-spec 1.3: absent leaves pids.max alone, -1 (any negative) is "max", 0 is a limit of 0.
+        public var limit: Int64?
+        public init(limit: Int64?) { self.limit = limit }
     }
     public struct BlockIO: Codable, Sendable, Equatable {
         public var weight: UInt16?

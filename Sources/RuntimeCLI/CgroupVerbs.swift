@@ -63,7 +63,8 @@ func merged(_ current: Resources, with new: Resources) -> Resources {
     var r = current
     if let m = new.memory { r.memory = m }
     if let c = new.cpu { r.cpu = c }
-    if let p = new.pids { r.pids = p }
+    // As runc (1.1 to 1.3): for `update`, a pids limit of 0 leaves the limit as it is.
+    if let p = new.pids, p.limit != 0 { r.pids = p }
     if let b = new.blockIO { r.blockIO = b }
     if let h = new.hugepageLimits { r.hugepageLimits = h }
     if let n = new.network { r.network = n }
@@ -126,7 +127,7 @@ struct UpdateFlags {
             if let mems { c.mems = mems }
             r.cpu = c
         }
-        if let pidsLimit { r.pids = Resources.Pids(limit: pidsLimit) }
+        if let pidsLimit, pidsLimit != 0 { r.pids = Resources.Pids(limit: pidsLimit) }
         if let blkioWeight {
             var b = r.blockIO ?? Resources.BlockIO()
             b.weight = blkioWeight

@@ -210,3 +210,47 @@ final class NetDeviceTests: ContainerTestCase {
         }
     }
 }
+
+/// linux.resources.pids.limit as runtime-spec 1.3 clarified it: 0 is a real limit, -1 is "max", and
+/// (as runc 1.1-1.3 do) `update --pids-limit 0` leaves the limit alone.
+final class PidsLimitTests: ContainerTestCase {
+    var isSwiftlet: Bool { (Runtime.binary as NSString).lastPathComponent.hasPrefix("swiftlet") }
+
+    /// Runs `sleep` detached in a cgroup at a known path; returns the id and its pids.max file.
+    func start(limit: Int64?) throws -> (String, String) {
+        let id = "pids\(UInt32.random(in: 0...UInt32.max))"
+        let path = "/swiftlet-test-\(id)"
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sleep", "100"])(&spec)
+            spec[path: "linux.cgroupsPath"] = path
+            if let limit { spec[path: "linux.resources"] = ["pids": ["limit": limit]] }
+        }
+        let r = sl(["run", "-d", "--bundle", b, id])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        addTeardownBlock { self.sl(["delete", "-f", id]) }
+        let v2 = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers")
+        return (id, (v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/pids") + path + "/pids.max")
+    }
+
+    func read(_ file: String) -> String { (try? String(contentsOfFile: file, encoding: .utf8)) ?? "missing" }
+
+    func testPidsLimitZeroIsALimit() throws {
+        let (_, file) = try start(limit: 0)
+        // runc up to 1.3 and crun 1.28 still read 0 as "unset" (pids.max stays "max").
+        if isSwiftlet { XCTAssertEqual(read(file), "0\n") }
+    }
+
+    func testNegativePidsLimitIsMax() throws {
+        let (_, file) = try start(limit: -1)
+        XCTAssertEqual(read(file), "max\n")
+    }
+
+    func testUpdateWithPidsLimitZeroKeepsTheLimit() throws {
+        let (id, file) = try start(limit: 50)
+        XCTAssertEqual(read(file), "50\n")
+        XCTAssertEqual(sl(["update", "--pids-limit", "0", id]).status, 0)
+        XCTAssertEqual(read(file), "50\n")
+        XCTAssertEqual(sl(["update", "--pids-limit", "-1", id]).status, 0)
+        XCTAssertEqual(read(file), "max\n")
+    }
+}

@@ -58,13 +58,6 @@ func keyedValue(_ path: String, _ key: String) -> UInt64? {
     return parseFlatKeyed(content).first { $0.key == key }?.value
 }
 
-func trimmed<S: StringProtocol>(_ s: S) -> String {
-    var scalars = Substring(s).unicodeScalars[...]
-    while let f = scalars.first, f == " " || f == "\n" || f == "\t" { scalars.removeFirst() }
-    while let l = scalars.last, l == " " || l == "\n" || l == "\t" { scalars.removeLast() }
-    return String(String.UnicodeScalarView(scalars))
-}
-
 /// Writes control files and, for an update, remembers the previous content of each file it touches
 /// so that a failed update can be undone (`rollback`, newest first).
 final class KnobWriter {

@@ -329,6 +329,14 @@ public struct IntelRdt: Codable, Sendable, Equatable {
     public var memBwSchema: String?
     public var enableCMT: Bool?
     public var enableMBM: Bool?
+    /// runtime-spec 1.3: lines for the `schemata` file, and one MON group for the container.
+    public var schemata: [String]?
+    public var enableMonitoring: Bool?
+    public init(closID: String? = nil, l3CacheSchema: String? = nil, memBwSchema: String? = nil,
+                schemata: [String]? = nil, enableMonitoring: Bool? = nil) {
+        self.closID = closID; self.l3CacheSchema = l3CacheSchema; self.memBwSchema = memBwSchema
+        self.schemata = schemata; self.enableMonitoring = enableMonitoring
+    }
 }
 
 /// A value of linux.netDevices (runtime-spec 1.3), keyed by the host's device name.

@@ -82,6 +82,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
         }
         if middle > 0 { kill(middle, SIGKILL); _ = try? Proc.wait(middle) }
         if let cgroup { _ = try? tearDownCgroup(cgroup) }
+        plan.intelRdt?.remove()
         try? store.remove(o.id)
     }
     do {
@@ -191,6 +192,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             }
             state.cgroupPaths = manager.paths
             testStop("after-cgroup")
+            if let rdt = plan.intelRdt { try step("linux.intelRdt") { try rdt.apply(pid: initPid) } }
             if !plan.netDevices.isEmpty { try step("linux.netDevices") { try moveNetDevices(plan.netDevices, pid: initPid) } }
             // Hooks see status "created" (what crun passes and the validation suite expects).
             do { try parentSock.send(.go, hookState(.created)) } catch {

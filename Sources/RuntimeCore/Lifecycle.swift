@@ -165,6 +165,7 @@ public func deleteContainer(root: String, id: String, force: Bool) throws(Runtim
     }
     testStop("delete-after-kill")
     if let cgroup = state.cgroup { try tearDownCgroup(cgroup) }
+    IntelRdtPlan.stored(state)?.remove()
     testStop("delete-before-remove")
     try store.remove(id)
     let ociState = encodeJSON(store.ociState(state, status: .stopped))

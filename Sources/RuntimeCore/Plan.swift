@@ -171,6 +171,7 @@ struct ContainerPlan: Sendable {
     /// Name of the session keyring init joins ("_ses.<id>"), nil with --no-new-keyring.
     var sessionKeyring: String?
     var netDevices: [NetDevicePlan] = []
+    var intelRdt: IntelRdtPlan?
 
     /// Validates and resolves everything first; opens descriptors (joined namespaces, id-mapped
     /// trees) last, so an invalid config never leaves one open. The caller closes them (`closeFds`).
@@ -209,7 +210,7 @@ struct ContainerPlan: Sendable {
             throw RuntimeError(.unsupported, "config.json: linux.mountLabel: SELinux is not enabled on this host")
         }
         if linux.intelRdt != nil {
-            throw RuntimeError(.unsupported, "config.json: linux.intelRdt: not supported by swiftlet (no resctrl on this host)")
+            intelRdt = try IntelRdtPlan.plan(linux.intelRdt, id: id, resctrlRoot: IntelRdtPlan.hostMountPoint())
         }
         netDevices = try NetDevicePlan.plan(linux)
         hostname = spec.hostname

@@ -254,3 +254,29 @@ final class PidsLimitTests: ContainerTestCase {
         XCTAssertEqual(read(file), "max\n")
     }
 }
+
+/// linux.intelRdt on a host without resctrl (this one): a clear error, nothing left (runtime-spec:
+/// "If no mounted resctrl pseudo-filesystem is available ... the runtime MUST generate an error").
+final class IntelRdtRefusalTests: ContainerTestCase {
+    func testIntelRdtWithoutResctrlIsRefused() throws {
+        try XCTSkipIf((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8))?.contains(" - resctrl ") ?? false,
+                      "this host has resctrl mounted; IntelRdtTests cover the fixture")
+        for rdt: [String: Any] in [["closID": "gold", "schemata": ["L3:0=7ff"]], ["enableMonitoring": true]] {
+            let id = "rdt\(UInt32.random(in: 0...UInt32.max))"
+            let b = try bundle { spec in
+                ContainerTestCase.args(["true"])(&spec)
+                spec[path: "linux.intelRdt"] = rdt
+            }
+            let r = sl(["run", "--bundle", b, id])
+            // runc (1.1 to 1.3) ignores intelRdt without resctrl; swiftlet and crun follow the spec (Spec/cli.md).
+            if !(Runtime.binary as NSString).lastPathComponent.hasPrefix("runc") {
+                XCTAssertNotEqual(r.status, 0, "\(rdt) needs resctrl")
+            }
+            if (Runtime.binary as NSString).lastPathComponent.hasPrefix("swiftlet") {
+                XCTAssertTrue(r.stderr.contains("linux.intelRdt"), r.stderr)
+            }
+            sl(["delete", "-f", id])
+            assertNothingLeft(id)
+        }
+    }
+}

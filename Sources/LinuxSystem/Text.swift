@@ -12,3 +12,12 @@ public func parseNumberList(_ s: String) -> [Int]? {
     }
     return out
 }
+
+/// `s` without leading and trailing spaces, tabs, newlines and carriage returns (the one trim of the
+/// code base: file contents, command output, config values).
+public func trimmed<S: StringProtocol>(_ s: S) -> String {
+    var scalars = Substring(s).unicodeScalars[...]
+    while let f = scalars.first, f == " " || f == "\n" || f == "\t" || f == "\r" { scalars.removeFirst() }
+    while let l = scalars.last, l == " " || l == "\n" || l == "\t" || l == "\r" { scalars.removeLast() }
+    return String(String.UnicodeScalarView(scalars))
+}

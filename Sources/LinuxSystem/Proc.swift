@@ -71,6 +71,24 @@ public enum Proc {
         try sys("pidfd_send_signal", "pid \(pid)") { sl_pidfd_send_signal(fd, sig, 0) }
     }
 
+    /// A pidfd of `pid`, checked to be the process that started at `startTime` (when given) after it
+    /// was opened, so a recycled pid is never handed out.
+    public static func openPidfd(_ pid: pid_t, startTime: UInt64?) throws(SysError) -> Int32 {
+        let fd = try sys("pidfd_open", "pid \(pid)") { sl_pidfd_open(pid, 0) }
+        if let startTime, !isAlive(pid, startTime: startTime) {
+            close(fd)
+            throw SysError("pidfd_open", "pid \(pid)", errno: ESRCH)
+        }
+        return fd
+    }
+
+    /// Sends a pidfd of `pid` to the AF_UNIX socket at `path` (runc's --pidfd-socket).
+    public static func sendPidfd(_ pid: pid_t, startTime: UInt64?, to path: String) throws(SysError) {
+        let fd = try openPidfd(pid, startTime: startTime)
+        defer { close(fd) }
+        try sendFdToUnixSocket(path: path, fd: fd, name: "pidfd")
+    }
+
     /// Waits until a (possibly non-child) process has exited, up to timeoutMs; true if it did.
     public static func waitExit(_ pid: pid_t, startTime: UInt64?, timeoutMs: Int32) -> Bool {
         let fd = sl_pidfd_open(pid, 0)

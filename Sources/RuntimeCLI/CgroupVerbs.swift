@@ -76,8 +76,8 @@ func merged(_ current: Resources, with new: Resources) -> Resources {
 /// runc's per-field update flags.
 struct UpdateFlags {
     var memory, memoryReservation, memorySwap: Int64?
-    var cpuShares, cpuPeriod, cpuRtPeriod: UInt64?
-    var cpuQuota, cpuRtRuntime: Int64?
+    var cpuShares, cpuPeriod, cpuRtPeriod, cpuBurst: UInt64?
+    var cpuQuota, cpuRtRuntime, cpuIdle: Int64?
     var cpus, mems: String?
     var pidsLimit: Int64?
     var blkioWeight: UInt16?
@@ -101,6 +101,8 @@ struct UpdateFlags {
         cpuRtPeriod = try number("cpu-rt-period", UInt64.self)
         cpuQuota = try number("cpu-quota", Int64.self)
         cpuRtRuntime = try number("cpu-rt-runtime", Int64.self)
+        cpuBurst = try number("cpu-burst", UInt64.self)
+        cpuIdle = try number("cpu-idle", Int64.self)
         cpus = o.string("cpuset-cpus").flatMap { $0.isEmpty ? nil : $0 }
         mems = o.string("cpuset-mems").flatMap { $0.isEmpty ? nil : $0 }
         if o.has("pids-limit") { pidsLimit = try number("pids-limit", Int64.self) }
@@ -116,7 +118,8 @@ struct UpdateFlags {
             if let memorySwap { m.swap = memorySwap }
             r.memory = m
         }
-        if cpuShares != nil || cpuPeriod != nil || cpuQuota != nil || cpuRtPeriod != nil || cpuRtRuntime != nil || cpus != nil || mems != nil {
+        if cpuShares != nil || cpuPeriod != nil || cpuQuota != nil || cpuRtPeriod != nil || cpuRtRuntime != nil || cpus != nil
+            || mems != nil || cpuBurst != nil || cpuIdle != nil {
             var c = r.cpu ?? Resources.CPU()
             if let cpuShares { c.shares = cpuShares }
             if let cpuPeriod { c.period = cpuPeriod }
@@ -125,6 +128,8 @@ struct UpdateFlags {
             if let cpuRtRuntime { c.realtimeRuntime = cpuRtRuntime }
             if let cpus { c.cpus = cpus }
             if let mems { c.mems = mems }
+            if let cpuBurst { c.burst = cpuBurst }
+            if let cpuIdle { c.idle = cpuIdle }
             r.cpu = c
         }
         if let pidsLimit, pidsLimit != 0 { r.pids = Resources.Pids(limit: pidsLimit) }

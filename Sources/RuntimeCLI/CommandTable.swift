@@ -43,6 +43,8 @@ private let consoleSocketOption = OptionSpec.string(
     "console-socket",
     usage: "AF_UNIX socket to send the pseudoterminal's master file descriptor to")
 private let pidFileOption = OptionSpec.string("pid-file", usage: "write the process id to this file")
+private let pidfdSocketOption = OptionSpec.string(
+    "pidfd-socket", usage: "AF_UNIX socket to send a pidfd of the process (init, or the exec'd process) to")
 private let noPivotOption = OptionSpec.bool(
     "no-pivot", usage: "enter the rootfs without pivot_root (needed when it lives on a ramdisk)")
 private let noNewKeyringOption = OptionSpec.bool(
@@ -98,7 +100,8 @@ private let createCommand = CommandSpec(
         Sets up the container described by the bundle's config.json and leaves its process
         waiting; "start" runs it. The container id must be unique under --root.
         """,
-    options: [bundleOption, consoleSocketOption, pidFileOption, noPivotOption, noNewKeyringOption, preserveFDsOption],
+    options: [bundleOption, consoleSocketOption, pidFileOption, pidfdSocketOption, noPivotOption, noNewKeyringOption,
+              preserveFDsOption],
     argCount: .exactly(1))
 
 private let deleteCommand = CommandSpec(
@@ -138,6 +141,7 @@ private let execCommand = CommandSpec(
         .string("process", "p", usage: "process.json describing the process to run"),
         detachOption,
         pidFileOption,
+        pidfdSocketOption,
         .string("process-label", usage: "SELinux label for the process"),
         .string("apparmor", usage: "AppArmor profile for the process"),
         .bool("no-new-privs", usage: "set no_new_privs for the process"),
@@ -230,6 +234,7 @@ private let runCommand = CommandSpec(
         detachOption,
         .bool("keep", usage: "keep the container after its process exits"),
         pidFileOption,
+        pidfdSocketOption,
         noSubreaperOption,
         noPivotOption,
         noNewKeyringOption,
@@ -279,6 +284,8 @@ private let updateCommand = CommandSpec(
         .int("blkio-weight", usage: "block IO weight (10 to 1000)"),
         .string("cpu-period", usage: "CFS period in microseconds (0: system default)"),
         .string("cpu-quota", usage: "CFS quota in microseconds per period"),
+        .string("cpu-burst", usage: "CFS burst in microseconds: CPU time saved up beyond the quota (0: none)"),
+        .string("cpu-idle", usage: "1: the cgroup runs as SCHED_IDLE (cgroup v2), 0: default"),
         .string("cpu-share", usage: "CPU shares (weight relative to other containers)"),
         .string("cpu-rt-period", usage: "realtime period in microseconds (0: system default)"),
         .string("cpu-rt-runtime", usage: "realtime runtime in microseconds per period"),

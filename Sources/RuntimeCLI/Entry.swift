@@ -158,6 +158,7 @@ func createOptions(_ o: ParsedOptions, _ g: Globals, id: String) throws -> Creat
     var c = CreateOptions(root: g.root, id: id, bundle: o.string("bundle") ?? ".")
     c.consoleSocket = o.string("console-socket").flatMap { $0.isEmpty ? nil : $0 }
     c.pidFile = o.string("pid-file").flatMap { $0.isEmpty ? nil : $0 }
+    c.pidfdSocket = o.string("pidfd-socket").flatMap { $0.isEmpty ? nil : $0 }
     c.noPivot = o.bool("no-pivot")
     c.noNewKeyring = o.bool("no-new-keyring")
     c.preserveFds = try o.int("preserve-fds") ?? 0
@@ -213,6 +214,7 @@ func execVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     var e = ExecOptions(root: g.root, id: id, process: process)
     e.consoleSocket = o.string("console-socket").flatMap { $0.isEmpty ? nil : $0 }
     e.pidFile = o.string("pid-file").flatMap { $0.isEmpty ? nil : $0 }
+    e.pidfdSocket = o.string("pidfd-socket").flatMap { $0.isEmpty ? nil : $0 }
     e.detach = o.bool("detach")
     e.preserveFds = try o.int("preserve-fds") ?? 0
     e.ignorePaused = o.bool("ignore-paused")

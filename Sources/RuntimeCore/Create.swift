@@ -10,6 +10,7 @@ public struct CreateOptions: Sendable {
     public var bundle: String
     public var consoleSocket: String?
     public var pidFile: String?
+    public var pidfdSocket: String?
     public var noPivot = false
     public var noNewKeyring = false
     public var preserveFds = 0
@@ -93,6 +94,9 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
         testStop("after-state")
         if let pf = o.pidFile {
             try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(state.pid).utf8), mode: 0o644, durable: false) }
+        }
+        if let socket = o.pidfdSocket {
+            try step("send pidfd to --pidfd-socket") { try Proc.sendPidfd(state.pid, startTime: state.pidStartTime, to: socket) }
         }
         let skipped = plan.process?.seccomp?.skippedSyscalls ?? []
         return Created(state: state,

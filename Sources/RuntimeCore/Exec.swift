@@ -10,6 +10,7 @@ public struct ExecOptions: Sendable {
     public var process: OCI.Process
     public var consoleSocket: String?
     public var pidFile: String?
+    public var pidfdSocket: String?
     public var detach = false
     public var preserveFds = 0
     public var ignorePaused = false
@@ -173,6 +174,9 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
         do { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(pid).utf8), mode: 0o644, durable: false) } catch {
             throw fail(RuntimeError.sys(error, "write pid file"))
         }
+    }
+    if let socket = o.pidfdSocket {
+        do { try Proc.sendPidfd(pid, startTime: nil, to: socket) } catch { throw fail(RuntimeError.sys(error, "send pidfd to --pidfd-socket")) }
     }
     if o.detach { return 0 }
     return waitForeground(pid: pid, pty: pty)

@@ -280,3 +280,75 @@ final class IntelRdtRefusalTests: ContainerTestCase {
         }
     }
 }
+
+/// runc 1.2+'s CLI additions: --pidfd-socket for run/create/exec, update --cpu-burst.
+final class Runc12CLITests: ContainerTestCase {
+    /// The pid a pidfd refers to, from /proc/self/fdinfo.
+    func pid(ofPidfd fd: Int32) -> Int32? {
+        guard let info = try? String(contentsOfFile: "/proc/self/fdinfo/\(fd)", encoding: .utf8) else { return nil }
+        let line = info.split(separator: "\n").first { $0.hasPrefix("Pid:") }
+        return line.flatMap { Int32($0.dropFirst(4).trimmingCharacters(in: .whitespaces)) }
+    }
+
+    func statePid(_ id: String) -> Int32? {
+        let r = sl(["state", id])
+        let obj = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        return (obj?["pid"] as? NSNumber)?.int32Value
+    }
+
+    func testRunSendsAPidfdOfInit() throws {
+        let sock = try ConsoleSocket(path: root.path + "/pidfd.sock")
+        let id = "pfd\(UInt32.random(in: 0...UInt32.max))"
+        let b = try bundle(ContainerTestCase.args(["sleep", "100"]))
+        let r = sl(["run", "-d", "--pidfd-socket", sock.path, "--bundle", b, id])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        defer { sl(["delete", "-f", id]) }
+        let fd = try XCTUnwrap(sock.receive(), "a pidfd arrives")
+        defer { close(fd) }
+        XCTAssertEqual(pid(ofPidfd: fd), statePid(id))
+    }
+
+    func testExecSendsAPidfdOfTheExecdProcess() throws {
+        let sock = try ConsoleSocket(path: root.path + "/pidfd.sock")
+        let id = "pfd\(UInt32.random(in: 0...UInt32.max))"
+        let b = try bundle(ContainerTestCase.args(["sleep", "100"]))
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, id]).status, 0)
+        defer { sl(["delete", "-f", id]) }
+        let pidFile = root.path + "/exec.pid"
+        let r = sl(["exec", "-d", "--pid-file", pidFile, "--pidfd-socket", sock.path, id, "sleep", "50"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let fd = try XCTUnwrap(sock.receive(), "a pidfd arrives")
+        defer { close(fd) }
+        XCTAssertEqual(pid(ofPidfd: fd), Int32(try String(contentsOfFile: pidFile, encoding: .utf8)))
+    }
+
+    func testUnreachablePidfdSocketFailsAndLeavesNothing() throws {
+        let id = "pfd\(UInt32.random(in: 0...UInt32.max))"
+        let b = try bundle(ContainerTestCase.args(["sleep", "100"]))
+        let r = sl(["run", "-d", "--pidfd-socket", root.path + "/nobody-listens.sock", "--bundle", b, id])
+        XCTAssertNotEqual(r.status, 0)
+        if (Runtime.binary as NSString).lastPathComponent.hasPrefix("swiftlet") {
+            XCTAssertTrue(r.stderr.contains("pidfd-socket"), r.stderr)
+        }
+        sl(["delete", "-f", id])
+        assertNothingLeft(id)
+    }
+
+    func testUpdateCPUBurst() throws {
+        let id = "burst\(UInt32.random(in: 0...UInt32.max))"
+        let path = "/swiftlet-test-\(id)"
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sleep", "100"])(&spec)
+            spec[path: "linux.cgroupsPath"] = path
+            spec[path: "linux.resources"] = ["cpu": ["quota": 50000, "period": 100000]]
+        }
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, id]).status, 0)
+        defer { sl(["delete", "-f", id]) }
+        let v2 = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers")
+        let file = v2 ? "/sys/fs/cgroup\(path)/cpu.max.burst" : "/sys/fs/cgroup/cpu\(path)/cpu.cfs_burst_us"
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: file), "kernel without CFS burst (before 5.14)")
+        let r = sl(["update", "--cpu-burst", "1000", id])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "1000\n")
+    }
+}

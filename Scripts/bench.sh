@@ -8,7 +8,10 @@
 #   SWIFTLET=PATH   swiftlet binary to measure; unset: build it with `Scripts/build.sh release`
 #                   (a failed build is reported and the other runtimes are still measured)
 #   CRUN=PATH       default: `command -v crun`;   RUNC=PATH   default: `command -v runc`
-#                   Set any of the three to "none" to leave it out.
+#   CRUN_NEW=PATH, RUNC_NEW=PATH  the newest anchors (crun 1.28, runc 1.3.6 from Debian forky, measured
+#                   as crun-new and runc-new); default: /opt/swiftlet-anchors/bin/{crun,runc} when
+#                   Scripts/install-anchors.sh has put them there.
+#                   Set any of them to "none" to leave it out.
 #   RUNS=30         measured rounds;  WARMUP=3 unmeasured rounds;  RSS_RUNS=5 `create` runs for RSS
 #   BENCH_HYPERFINE=1  also run hyperfine over the same commands (not paired; 0 to skip)
 #   BENCH_SETTLE_MS=0  pause before every measured run (ms), so each starts from a quiet kernel (see slot())
@@ -83,9 +86,13 @@ resolve() { # NAME VALUE -> prints absolute path or nothing
 }
 CRUN_BIN=$(resolve crun "${CRUN-$(command -v crun || true)}")
 RUNC_BIN=$(resolve runc "${RUNC-$(command -v runc || true)}")
+ANCHORS=/opt/swiftlet-anchors/bin
+CRUN_NEW_BIN=$(resolve crun-new "${CRUN_NEW-$([ -x $ANCHORS/crun ] && echo $ANCHORS/crun)}")
+RUNC_NEW_BIN=$(resolve runc-new "${RUNC_NEW-$([ -x $ANCHORS/runc ] && echo $ANCHORS/runc)}")
+[ -n "$CRUN_NEW_BIN$RUNC_NEW_BIN" ] || note "crun 1.28 / runc 1.3.6 not measured (bash Scripts/install-anchors.sh installs them)"
 
 # Re-exec in a private mount namespace without the cgroup2 mount (see header), once.
-if [ -z "${BENCH_IN_PRIVATE_NS:-}" ] && [ "${BENCH_KEEP_HYBRID:-0}" != 1 ] && [ -n "$CRUN_BIN" ] &&
+if [ -z "${BENCH_IN_PRIVATE_NS:-}" ] && [ "${BENCH_KEEP_HYBRID:-0}" != 1 ] && [ -n "$CRUN_BIN$CRUN_NEW_BIN" ] &&
     hybrid_with_controllers; then
     note "hybrid cgroups with controllers in $UNIFIED: re-running in a private mount namespace without it"
     # shellcheck disable=SC2016 # $1/$@ belong to the inner bash
@@ -114,11 +121,13 @@ NAMES=() BINS=()
 [ -n "$SWIFTLET_BIN" ] && NAMES+=(swiftlet) && BINS+=("$SWIFTLET_BIN")
 [ -n "$CRUN_BIN" ] && NAMES+=(crun) && BINS+=("$CRUN_BIN")
 [ -n "$RUNC_BIN" ] && NAMES+=(runc) && BINS+=("$RUNC_BIN")
+[ -n "$CRUN_NEW_BIN" ] && NAMES+=(crun-new) && BINS+=("$CRUN_NEW_BIN")
+[ -n "$RUNC_NEW_BIN" ] && NAMES+=(runc-new) && BINS+=("$RUNC_NEW_BIN")
 
 # rt_cmd I: sets CMD to the command line that runs runtime I with its private state root.
 rt_cmd() {
     local i=$1
-    if [ "${NAMES[$i]}" = crun ] && [ "${BENCH_KEEP_HYBRID:-0}" = 1 ] && hybrid_with_controllers; then
+    if [[ "${NAMES[$i]}" == crun* ]] && [ "${BENCH_KEEP_HYBRID:-0}" = 1 ] && hybrid_with_controllers; then
         # shellcheck disable=SC2016 # $0/$@ belong to the inner sh
         CMD=(unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified && exec "$0" "$@"'
             "${BINS[$i]}" --root "$WORK/state-${NAMES[$i]}")
@@ -425,7 +434,7 @@ if [ "${BENCH_HYPERFINE:-1}" = 1 ] && command -v hyperfine >/dev/null; then
     echo "# hyperfine cross-check (each runtime's runs back to back, not paired)"
     cmds=()
     for i in "${!NAMES[@]}"; do
-        if [ "${NAMES[$i]}" = crun ] && [ "${BENCH_KEEP_HYBRID:-0}" = 1 ] && hybrid_with_controllers; then
+        if [[ "${NAMES[$i]}" == crun* ]] && [ "${BENCH_KEEP_HYBRID:-0}" = 1 ] && hybrid_with_controllers; then
             continue # the wrapper needs a shell; the paired numbers above cover it
         fi
         cmds+=(-n "${NAMES[$i]}" "$(printf '%q ' "${BINS[$i]}" --root "$WORK/state-${NAMES[$i]}" run --bundle "$BUNDLE" "$(cid "$i")")")
@@ -624,7 +633,7 @@ for s in res["scale"]:
 # the chart: grouped bars of the medians (with p25-p75 whiskers)
 groups = [(m, l) for m, l in [("run", "run"), ("seq", "create+start+wait+delete"), ("userns_run", "run, userns"),
           ("k8s_run", "run, k8s config")] if m in res["metrics"]]
-colors = {"swiftlet": "#f05138", "crun": "#4e79a7", "runc": "#59a14f"}
+colors = {"swiftlet": "#f05138", "crun": "#4e79a7", "runc": "#59a14f", "crun-new": "#9ecae9", "runc-new": "#a6d96a"}
 W, H, L, T, B = 720, 360, 60, 40, 60
 vmax = max([e["p75"] for m, _ in groups for e in res["metrics"][m]["runtimes"].values()] + [1])
 step = 10 ** len(str(int(vmax))) / 10

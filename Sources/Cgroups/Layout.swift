@@ -22,7 +22,7 @@ public enum CgroupLayout: Sendable, Equatable {
         var unifiedAtRoot = false
         var unifiedBelow: String?
         for line in text.split(separator: "\n") {
-            guard let mount = MountinfoLine(line) else { continue }
+            guard let mount = MountInfo(line) else { continue }
             let under = mount.mountPoint.hasPrefix(root + "/")
             switch mount.fsType {
             case "cgroup2":
@@ -76,42 +76,4 @@ func v1Controllers(superOptions: String) -> [String] {
         if v1MountFlags.contains(o) || o.contains("=") { return nil }
         return o
     }
-}
-
-/// One line of /proc/PID/mountinfo: `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`.
-struct MountinfoLine {
-    var root: String
-    var mountPoint: String
-    var fsType: String
-    var superOptions: String
-
-    init?(_ line: Substring) {
-        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-        guard let dash = fields.firstIndex(of: "-"), dash >= 6, fields.count >= dash + 4 else { return nil }
-        root = unescapeOctal(fields[3])
-        mountPoint = unescapeOctal(fields[4])
-        fsType = String(fields[dash + 1])
-        superOptions = String(fields[dash + 3])
-    }
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\040` etc.
-func unescapeOctal(_ s: Substring) -> String {
-    var out: [UInt8] = []
-    let b = Array(s.utf8)
-    var i = 0
-    while i < b.count {
-        if b[i] == UInt8(ascii: "\\"), i + 3 < b.count {
-            let digits = b[(i + 1)...(i + 3)]
-            if digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "7") }) {
-                let v = digits.reduce(0) { $0 * 8 + Int($1 - UInt8(ascii: "0")) }
-                out.append(UInt8(truncatingIfNeeded: v))
-                i += 4
-                continue
-            }
-        }
-        out.append(b[i])
-        i += 1
-    }
-    return String(decoding: out, as: UTF8.self)
 }

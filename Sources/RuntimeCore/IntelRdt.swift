@@ -48,25 +48,12 @@ struct IntelRdtPlan: Sendable, Equatable {
         return IntelRdtPlan(root: root, id: id, closID: rdt.closID, schemata: lines, monitoring: rdt.enableMonitoring ?? false)
     }
 
-    static func hostMountPoint() -> String? {
-        mountPoint(mountinfo: (try? FS.readString("/proc/self/mountinfo")) ?? "")
-    }
+    static func hostMountPoint() -> String? { MountInfo.read().first { $0.fsType == "resctrl" }?.mountPoint }
 
     /// The plan of a stored container (for delete); nil without intelRdt or resctrl.
     static func stored(_ state: StoredState) -> IntelRdtPlan? {
         guard let rdt = (try? state.configMember("linux", as: Linux.self))??.intelRdt else { return nil }
         return try? plan(rdt, id: state.id, resctrlRoot: hostMountPoint())
-    }
-
-    /// The resctrl mount point from /proc/self/mountinfo (field 5 of a line whose type is resctrl).
-    static func mountPoint(mountinfo: String) -> String? {
-        for line in mountinfo.split(separator: "\n") {
-            let halves = line.split(separator: " - ", maxSplits: 1)
-            guard halves.count == 2, halves[1].hasPrefix("resctrl ") else { continue }
-            let fields = halves[0].split(separator: " ")
-            if fields.count >= 5 { return String(fields[4]) }
-        }
-        return nil
     }
 
     /// Puts `pid` in the CLOS (made, or checked against the wanted schemata, as the spec says) and,

@@ -26,6 +26,17 @@ public let knownHooks: [String] = [
     "prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop",
 ]
 
+/// linux.memoryPolicy's modes and flags (config-linux.md "Memory policy").
+public let knownMemoryPolicyModes: [String] = [
+    "MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_LOCAL", "MPOL_PREFERRED_MANY",
+    "MPOL_WEIGHTED_INTERLEAVE",
+]
+public let knownMemoryPolicyFlags: [String] = ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
+
+/// Annotations of config.json that change what swiftlet does (features.md): a caller that passes
+/// annotations through from untrusted users should filter these.
+public let knownUnsafeConfigAnnotations: [String] = ["org.criu.config"]
+
 /// What `swiftlet features` prints.
 public struct Features: Encodable, Sendable, Equatable {
     public var ociVersionMin: String
@@ -34,6 +45,7 @@ public struct Features: Encodable, Sendable, Equatable {
     public var mountOptions: [String]?
     public var linux: LinuxFeatures?
     public var annotations: [String: String]?
+    public var potentiallyUnsafeConfigAnnotations: [String]?
 
     public struct LinuxFeatures: Encodable, Sendable, Equatable {
         public var namespaces: [String]?
@@ -42,8 +54,21 @@ public struct Features: Encodable, Sendable, Equatable {
         public var seccomp: Seccomp?
         public var apparmor: Enabled?
         public var selinux: Enabled?
-        public var intelRdt: Enabled?
+        public var intelRdt: IntelRdt?
         public var mountExtensions: MountExtensions?
+        public var netDevices: Enabled?
+        public var memoryPolicy: MemoryPolicy?
+    }
+
+    public struct IntelRdt: Encodable, Sendable, Equatable {
+        public var enabled: Bool?
+        public var schemata: Bool?
+        public var monitoring: Bool?
+    }
+
+    public struct MemoryPolicy: Encodable, Sendable, Equatable {
+        public var modes: [String]?
+        public var flags: [String]?
     }
 
     public struct Cgroup: Encodable, Sendable, Equatable {
@@ -76,11 +101,11 @@ public struct Features: Encodable, Sendable, Equatable {
         public var idmap: Enabled?
     }
 
-    /// The features of this build. `mountOptions` depends on the host kernel and `seccomp` on
-    /// libseccomp, so the caller supplies them.
+    /// The features of this build. `mountOptions` depends on the host kernel, `seccomp` on
+    /// libseccomp and `intelRdt` on a mounted resctrl, so the caller supplies them.
     public static func current(mountOptions: [String], seccomp: Seccomp = Seccomp(enabled: false),
                                appArmor: Bool = false, seLinux: Bool = false,
-                               cgroupV1: Bool = false, cgroupV2: Bool = false) -> Features {
+                               cgroupV1: Bool = false, cgroupV2: Bool = false, intelRdt: Bool = false) -> Features {
         Features(
             ociVersionMin: "1.0.0",
             ociVersionMax: ociRuntimeSpecVersion,
@@ -93,8 +118,11 @@ public struct Features: Encodable, Sendable, Equatable {
                 seccomp: seccomp,
                 apparmor: Enabled(enabled: appArmor),
                 selinux: Enabled(enabled: seLinux),
-                intelRdt: Enabled(enabled: false),
-                mountExtensions: MountExtensions(idmap: Enabled(enabled: true))),
-            annotations: ["io.github.swiftlet.version": swiftletVersion])
+                intelRdt: IntelRdt(enabled: intelRdt, schemata: intelRdt, monitoring: intelRdt),
+                mountExtensions: MountExtensions(idmap: Enabled(enabled: true)),
+                netDevices: Enabled(enabled: true),
+                memoryPolicy: MemoryPolicy(modes: knownMemoryPolicyModes, flags: knownMemoryPolicyFlags)),
+            annotations: ["io.github.swiftlet.version": swiftletVersion],
+            potentiallyUnsafeConfigAnnotations: knownUnsafeConfigAnnotations)
     }
 }

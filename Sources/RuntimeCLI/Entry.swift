@@ -134,7 +134,7 @@ func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 
     case "features":
         printOut(encodeJSON(Features.current(mountOptions: supportedMountOptions(), seccomp: SeccompFilter.features(),
                                                   appArmor: LSM.appArmorEnabled, seLinux: LSM.seLinuxEnabled,
-                                                  cgroupV1: true, cgroupV2: true), pretty: true))
+                                                  cgroupV1: true, cgroupV2: true, intelRdt: resctrlMounted()), pretty: true))
         return 0
     case "pause", "resume":
         try pauseContainer(root: g.root, id: o.positionals[0], pause: verb == "pause")

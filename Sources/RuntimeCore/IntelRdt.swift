@@ -2,6 +2,9 @@ import Glibc
 import OCI
 import LinuxSystem
 
+/// Whether a resctrl filesystem is mounted (what `features` reports as intelRdt.enabled).
+public func resctrlMounted() -> Bool { IntelRdtPlan.hostMountPoint() != nil }
+
 /// linux.intelRdt (runtime-spec 1.3, config-linux.md "IntelRdt"): the container's class of service
 /// (CLOS) and monitoring group in a mounted resctrl filesystem. `root` is the resctrl mount point
 /// (a temp dir in the unit tests). Nothing here runs unless the config has `intelRdt`.

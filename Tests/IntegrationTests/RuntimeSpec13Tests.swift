@@ -352,3 +352,24 @@ final class Runc12CLITests: ContainerTestCase {
         XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "1000\n")
     }
 }
+
+/// `features` reports the runtime-spec 1.3 fields, each true only where it works on this host.
+final class FeaturesSpec13Tests: ContainerTestCase {
+    func testFeaturesReportTheSpec13Fields() throws {
+        let f = sl(["features"])
+        XCTAssertEqual(f.status, 0, f.stderr)
+        let features = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(f.stdout.utf8)) as? [String: Any])
+        let linux = try XCTUnwrap(features["linux"] as? [String: Any])
+        XCTAssertEqual((linux["netDevices"] as? [String: Any])?["enabled"] as? Bool, true)
+        let mpol = try XCTUnwrap(linux["memoryPolicy"] as? [String: Any])
+        XCTAssertEqual(Set(mpol["modes"] as? [String] ?? []), ["MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE",
+                                                              "MPOL_LOCAL", "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE"])
+        XCTAssertEqual(Set(mpol["flags"] as? [String] ?? []), ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"])
+        let resctrl = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8))?.contains(" - resctrl ") ?? false
+        let rdt = try XCTUnwrap(linux["intelRdt"] as? [String: Any])
+        XCTAssertEqual(rdt["enabled"] as? Bool, resctrl)
+        XCTAssertEqual(rdt["schemata"] as? Bool, resctrl)
+        XCTAssertEqual(rdt["monitoring"] as? Bool, resctrl)
+        XCTAssertEqual(features["potentiallyUnsafeConfigAnnotations"] as? [String], ["org.criu.config"])
+    }
+}

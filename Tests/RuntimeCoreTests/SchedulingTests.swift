@@ -49,4 +49,10 @@ final class SchedulingTests: XCTestCase {
         ]
         for m in bad { XCTAssertThrowsError(try MemoryPolicyPlan(m), "\(m)") }
     }
+
+    /// What `features` lists is exactly what the plan accepts.
+    func testFeaturesListTheMemoryPolicyTables() {
+        XCTAssertEqual(Set(knownMemoryPolicyModes), Set(MemoryPolicyPlan.modes.keys))
+        XCTAssertEqual(Set(knownMemoryPolicyFlags), Set(MemoryPolicyPlan.flagTable.keys))
+    }
 }

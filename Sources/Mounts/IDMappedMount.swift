@@ -36,12 +36,15 @@ public enum IDMappedMount {
         return try FS.open("/proc/\(pid)/ns/user", O_RDONLY)
     }
 
-    /// A detached, id-mapped clone of `source` (recursive: submounts too, and mapped too).
-    public static func clone(source: String, usernsFd: Int32, recursive: Bool) throws(SysError) -> Int32 {
+    /// A detached clone of `source` (`recursive`: with its submounts, for `rbind`), id-mapped with
+    /// `usernsFd` when given: the top mount only, or every mount with `recursiveMap` (`ridmap`), as
+    /// runc 1.3 does. Without a user namespace fd it is a plain clone of a source only the host reaches.
+    public static func clone(source: String, recursive: Bool, usernsFd: Int32? = nil, recursiveMap: Bool = false) throws(SysError) -> Int32 {
         let tree = try sys("open_tree", source) {
             sl_open_tree(AT_FDCWD, source, SL_OPEN_TREE_CLONE | SL_OPEN_TREE_CLOEXEC | (recursive ? SL_AT_RECURSIVE : 0))
         }
-        let flags = SL_AT_EMPTY_PATH | (recursive ? SL_AT_RECURSIVE : 0)
+        guard let usernsFd else { return tree }
+        let flags = SL_AT_EMPTY_PATH | (recursiveMap ? SL_AT_RECURSIVE : 0)
         if sl_mount_setattr(tree, "", flags, SL_MOUNT_ATTR_IDMAP, 0, 0, UInt64(usernsFd)) != 0 {
             let e = errno
             close(tree)

@@ -9,8 +9,13 @@ public struct PlannedMount: Sendable {
     public var source: String
     public var options: MountOptions
     /// A mount tree prepared by the runtime and attached by init with move_mount instead of mounting:
-    /// an id-mapped bind (IDMappedMount.clone) or a host-side tmpfs (HostTmpfs.create).
+    /// an id-mapped bind (IDMappedMount.clone), a clone of a bind source only the host can reach
+    /// (`hostClone`) or a host-side tmpfs (HostTmpfs.create).
     public var detachedTree: Int32?
+    /// The detached tree is a plain clone of a host bind source, made for a user-namespaced container
+    /// (init could not reach the source). The kernel does not lock its flags as it locks those of a bind
+    /// made in the container's mount namespace, so the remount keeps them as if it did (runc's result).
+    public var hostClone = false
     public init(destination: String, type: String, source: String, options: MountOptions, detachedTree: Int32? = nil) {
         self.destination = destination; self.type = type; self.source = source; self.options = options
         self.detachedTree = detachedTree
@@ -79,24 +84,70 @@ public struct RootfsPlan: Sendable {
     }
 }
 
+/// The atime flags (the kernel locks them together, MNT_LOCK_ATIME).
+let atimeFlags = SL_MS_NOATIME | SL_MS_RELATIME | SL_MS_STRICTATIME | SL_MS_NODIRATIME
+
+/// The lockable flags of a mount (statvfs f_flag) as MS_* flags. Without noatime or relatime the
+/// mount is strictatime, which statvfs does not report.
+func lockedFlags(_ vfs: statvfs) -> UInt {
+    var locked = UInt(vfs.f_flag) & (SL_MS_RDONLY | SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC | SL_MS_NOATIME | SL_MS_NODIRATIME)
+    if UInt(vfs.f_flag) & SL_ST_RELATIME != 0 { locked |= SL_MS_RELATIME }
+    if locked & (SL_MS_NOATIME | SL_MS_RELATIME) == 0 { locked |= SL_MS_STRICTATIME }
+    return locked
+}
+
+/// A bind remount asking to clear a locked flag (`cleared`), or for other atime flags than the
+/// locked ones, cannot be honoured: an error, as with runc.
+func checkLockedFlags(_ locked: UInt, flags: UInt, cleared: UInt, name: String) throws(SysError) {
+    if locked & cleared != 0 {
+        throw SysError("remount \(name): cannot clear locked flags \(flagNames(locked & cleared))", errno: EPERM)
+    }
+    if flags & atimeFlags != 0 && flags & atimeFlags != locked & atimeFlags {
+        throw SysError("remount \(name): cannot change locked atime flags \(flagNames(locked & atimeFlags))", errno: EPERM)
+    }
+}
+
+extension PlannedMount {
+    /// For a host clone (`hostClone`), checked by the runtime before the container is made: the
+    /// config must not clear a flag the kernel would have locked.
+    public func checkHostCloneFlags() throws(SysError) {
+        guard hostClone, let tree = detachedTree,
+              options.flags & ~(SL_MS_BIND | SL_MS_REC) != 0 || options.clearFlags != 0 else { return }
+        var vfs = statvfs()
+        try sys("fstatvfs", source) { fstatvfs(tree, &vfs) }
+        try checkLockedFlags(lockedFlags(vfs), flags: options.flags, cleared: options.clearFlags, name: destination)
+    }
+}
+
+/// Option names of MS_* flags, for messages.
+func flagNames(_ flags: UInt) -> String {
+    let names: [(UInt, String)] = [(SL_MS_RDONLY, "ro"), (SL_MS_NOSUID, "nosuid"), (SL_MS_NODEV, "nodev"),
+                                   (SL_MS_NOEXEC, "noexec"), (SL_MS_NOATIME, "noatime"), (SL_MS_RELATIME, "relatime"),
+                                   (SL_MS_STRICTATIME, "strictatime"), (SL_MS_NODIRATIME, "nodiratime")]
+    return names.filter { flags & $0.0 != 0 }.map { $0.1 }.joined(separator: ",")
+}
+
 @inline(__always)
 func mountCall(_ source: String?, _ target: String, _ fstype: String?, _ flags: UInt, _ data: String?,
                what: String) throws(SysError) {
     try sys("mount \(what) to", target) { sl_mount(source, target, fstype, flags, data) }
 }
 
-/// Remounts a bind mount with `flags`; on EPERM retries keeping the flags the kernel locked
-/// (nosuid/nodev/noexec/ro/atime inherited from a more privileged mount namespace).
-func remountBind(_ target: String, _ flags: UInt) throws(SysError) {
+/// Remounts a bind mount with exactly `flags` (runc 1.3). When that fails with EPERM, or at once with
+/// `assumeLocked`, the flags the kernel locks (nosuid/nodev/noexec/ro/atime of a mount inherited from a more
+/// privileged mount namespace) are kept, as runc does; asking to clear one (`cleared`), or for other
+/// atime flags than the locked ones, is an error. `name` is the mount's destination, for messages.
+func remountBind(_ target: String, _ flags: UInt, cleared: UInt = 0, assumeLocked: Bool = false,
+                 name: String? = nil) throws(SysError) {
     let base = SL_MS_BIND | SL_MS_REMOUNT | (flags & ~(SL_MS_BIND | SL_MS_REC | SL_MS_REMOUNT))
-    if sl_mount(nil, target, nil, base, nil) == 0 { return }
-    let first = errno
+    if !assumeLocked && sl_mount(nil, target, nil, base, nil) == 0 { return }
+    let first = assumeLocked ? EPERM : errno
     var vfs = statvfs()
-    if first == EPERM, statvfs(target, &vfs) == 0 {
-        let locked = UInt(vfs.f_flag) & (SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC | SL_MS_RDONLY | SL_MS_NOATIME | SL_MS_NODIRATIME | SL_MS_RELATIME)
-        if sl_mount(nil, target, nil, base | locked, nil) == 0 { return }
-    }
-    throw SysError("remount", target, errno: first)
+    guard first == EPERM, statvfs(target, &vfs) == 0 else { throw SysError("remount", name ?? target, errno: first) }
+    let locked = lockedFlags(vfs)
+    try checkLockedFlags(locked, flags: flags, cleared: cleared, name: name ?? target)
+    if sl_mount(nil, target, nil, base | locked, nil) == 0 { return }
+    throw SysError("remount \(name ?? target) with locked flags \(flagNames(locked)) re-applied", errno: errno)
 }
 
 public enum Rootfs {
@@ -113,7 +164,7 @@ public enum Rootfs {
             }
         }
         try mountCall(plan.rootfs, plan.rootfs, nil, SL_MS_BIND | SL_MS_REC, nil, what: "rootfs")
-        for m in plan.mounts { try mountOne(m, plan) }
+        for (i, m) in plan.mounts.enumerated() { try mountOne(m, index: i, plan) }
         if plan.createDevices {
             for d in DeviceNode.defaults + plan.devices { try createDevice(d, plan) }
             try devSymlinks(plan)
@@ -136,7 +187,7 @@ public enum Rootfs {
     /// Mounts one config.json mount. The mount point is created along the safely joined path, then
     /// the mount goes onto an fd opened inside the root (CVE-2021-30465), and the follow-up changes
     /// (remount flags, recursive attributes, propagation) onto a fresh fd of the new mount.
-    static func mountOne(_ m: PlannedMount, _ plan: RootfsPlan) throws(SysError) {
+    static func mountOne(_ m: PlannedMount, index: Int, _ plan: RootfsPlan) throws(SysError) {
         let dest = try secureJoin(root: plan.rootfs, m.destination)
         if m.type == "cgroup" || m.type == "cgroup2" {
             try mountCgroup(dest, m, plan)
@@ -150,7 +201,14 @@ public enum Rootfs {
             }
         }
         if m.options.isBind {
-            guard let st = FS.statOf(m.source) else { throw SysError("stat bind source", m.source, errno: errno) }
+            var st = stat()
+            // Resolved now, in config order: an earlier mount may have made the source.
+            if let tree = m.detachedTree { try sys("fstat bind source", m.source) { fstat(tree, &st) } } else {
+                guard let s = FS.statOf(m.source) else {
+                    throw SysError("config.json: mounts[\(index)].source: stat", m.source, errno: errno)
+                }
+                st = s
+            }
             if FS.isDirectory(st) { try FS.mkdirAll(dest) } else { try FS.mkdirAll(FS.dirname(dest)); try FS.touch(dest) }
         } else {
             try FS.mkdirAll(dest)
@@ -158,14 +216,17 @@ public enum Rootfs {
         let target = try openInRoot(plan.rootfs, m.destination)
         defer { close(target) }
         let at = "/proc/self/fd/\(target)"
-        var remount = m.options.isBind && m.options.flags & ~(SL_MS_BIND | SL_MS_REC) != 0
+        // A bind keeps the source's flags unless the config names any (set or cleared): then exactly those.
+        var remount = m.options.isBind && (m.options.flags & ~(SL_MS_BIND | SL_MS_REC) != 0 || m.options.clearFlags != 0)
         if let tree = m.detachedTree {
             try IDMappedMount.attach(tree, to: target, name: m.destination)
         } else if m.options.isBind {
             try mountCall(m.source, at, "bind", m.options.flags & (SL_MS_BIND | SL_MS_REC), nil, what: "\"\(m.source)\"")
         } else {
             let data = m.options.dataString
-            if sl_mount(m.source, at, m.type, m.options.flags, data.isEmpty ? nil : data) != 0 {
+            // A read-only tmpfs (/dev above all) is filled first and made read-only at the end (runc).
+            let flags = m.type == "tmpfs" ? m.options.flags & ~SL_MS_RDONLY : m.options.flags
+            if sl_mount(m.source, at, m.type, flags, data.isEmpty ? nil : data) != 0 {
                 let e = errno
                 // sysfs cannot be mounted in a user namespace that does not own the network namespace.
                 guard m.type == "sysfs" && plan.inUserNamespace && (e == EPERM || e == EACCES) else {
@@ -178,7 +239,16 @@ public enum Rootfs {
         let top = try openInRoot(plan.rootfs, m.destination)
         defer { close(top) }
         let onTop = "/proc/self/fd/\(top)"
-        if remount { try remountBind(onTop, m.options.flags) }
+        if m.detachedTree != nil && m.options.isBind && plan.newMountNamespace {
+            // A clone from the host may be a peer of a shared host mount: give it the propagation a
+            // bind made under the container's root gets.
+            var p = plan.rootPropagation
+            if p & SL_MS_UNBINDABLE != 0 { p = (p & ~SL_MS_UNBINDABLE) | SL_MS_PRIVATE }
+            try mountCall(nil, onTop, nil, p | SL_MS_REC, nil, what: "propagation of")
+        }
+        if remount {
+            try remountBind(onTop, m.options.flags, cleared: m.options.clearFlags, assumeLocked: m.hostClone, name: m.destination)
+        }
         if m.type == "proc" || m.type == "sysfs" { try checkFilesystem(onTop, m) }
         if m.options.hasRecursiveAttributes {
             try sys("mount_setattr (recursive options of \(m.destination))", m.destination) {
@@ -323,6 +393,14 @@ public enum Rootfs {
             if inside && mp.count >= (best?.count ?? 0) { best = mp }
         }
         return best
+    }
+
+    /// Last step of the rootfs, after /dev is complete (devices, console): read-only tmpfs mounts,
+    /// mounted writable so that they could be filled, become read-only, as runc does.
+    public static func remountReadonlyTmpfs(_ plan: RootfsPlan) throws(SysError) {
+        for m in plan.mounts where m.type == "tmpfs" && m.options.flags & SL_MS_RDONLY != 0 {
+            try remountBind(m.destination, m.options.flags, name: m.destination)
+        }
     }
 
     /// After entering the rootfs: propagation, masked and read-only paths, read-only root.

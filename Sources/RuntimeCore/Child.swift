@@ -104,12 +104,13 @@ enum Child {
                 }
                 try enterRootfs(plan)
             }
+            if let process = plan.process, process.terminal { try setupTerminal(process, sock, console: true) }
+            try Rootfs.remountReadonlyTmpfs(plan.rootfs)
             // Without a process (allowed by the spec) init only holds the namespaces; `start` refuses.
             guard let process = plan.process else {
                 try sock.send(.ready)
                 while true { pause() }
             }
-            if process.terminal { try setupTerminal(process, sock, console: true) }
             let path = try applyProcess(process, sock)
             try sock.send(.ready)
             if fifoFd >= 0 {

@@ -233,6 +233,7 @@ struct ContainerPlan: Sendable {
         }
         let hasMountNS = (linux.namespaces ?? []).contains { $0.type == .mount }
         let inUserNS = (linux.namespaces ?? []).contains { $0.type == .user }
+        let joinedUserNS = (linux.namespaces ?? []).first { $0.type == .user && !($0.path ?? "").isEmpty }?.path
 
         // Rootfs, mounts, devices.
         let rootPath = FS.absolute(root.path, base: bundle)
@@ -263,12 +264,15 @@ struct ContainerPlan: Sendable {
             if type == "bind" && !o.isBind { o.flags |= SL_MS_BIND }
             let source = o.isBind ? FS.absolute(m.source ?? "", base: bundle) : (m.source ?? type)
             if m.destination == "/dev" && o.isBind { devIsBind = true }
-            if o.isBind && FS.statOf(source) == nil {
+            // A bind source in the rootfs is resolved when init mounts it, in config order (an earlier
+            // mount may provide it); one outside cannot come from a mount: checked now.
+            if o.isBind && !isInside(source, rootfs: rootfsReal) && FS.statOf(source) == nil {
                 throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].source: \(source): \(errnoString(errno))")
             }
             if IDMapRequest(m) != nil {
                 guard o.isBind else { throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: id-mapped mounts must be bind mounts") }
-                if (m.uidMappings ?? linux.uidMappings ?? []).isEmpty || (m.gidMappings ?? linux.gidMappings ?? []).isEmpty {
+                let ownOrLinux = !(m.uidMappings ?? linux.uidMappings ?? []).isEmpty && !(m.gidMappings ?? linux.gidMappings ?? []).isEmpty
+                if !ownOrLinux && (joinedUserNS == nil || m.uidMappings != nil || m.gidMappings != nil) {
                     throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: an id-mapped mount needs uidMappings and gidMappings (its own or linux.*)")
                 }
             }
@@ -298,15 +302,33 @@ struct ContainerPlan: Sendable {
         var usernsFds: [String: Int32] = [:]   // one user namespace per distinct mapping
         defer { for fd in usernsFds.values { close(fd) } }
         for (i, m) in (spec.mounts ?? []).enumerated() {
-            guard let recursive = IDMapRequest(m) else { continue }
-            let uids = mapText(m.uidMappings ?? linux.uidMappings), gids = mapText(m.gidMappings ?? linux.gidMappings)
+            let planned = mounts[i]
+            let tree = planned.options.flags & SL_MS_REC != 0   // rbind: submounts come along
             do {
+                guard let recursiveMap = IDMapRequest(m) else {
+                    // In a user namespace init may not reach a source only the host can (in a 0700
+                    // directory): clone it here, as runc has its host side open it. Sources in the
+                    // rootfs stay with init (an earlier mount may provide them).
+                    if inUserNS && planned.options.isBind && FS.statOf(planned.source) != nil
+                        && !isInside(planned.source, rootfs: rootfsReal) {
+                        mounts[i].detachedTree = try IDMappedMount.clone(source: planned.source, recursive: tree)
+                        mounts[i].hostClone = true
+                        try mounts[i].checkHostCloneFlags()
+                    }
+                    continue
+                }
+                let uids = mapText(m.uidMappings ?? linux.uidMappings), gids = mapText(m.gidMappings ?? linux.gidMappings)
                 let userns: Int32
-                if let fd = usernsFds[uids + "|" + gids] { userns = fd } else {
+                if uids.isEmpty || gids.isEmpty, let j = ns.join.first(where: { $0.type == .user }) {
+                    userns = j.fd   // the joined user namespace's own mappings, as runc does
+                } else if let fd = usernsFds[uids + "|" + gids] { userns = fd } else {
                     userns = try IDMappedMount.userNamespace(uidMap: uids, gidMap: gids)
                     usernsFds[uids + "|" + gids] = userns
                 }
-                mounts[i].detachedTree = try IDMappedMount.clone(source: mounts[i].source, usernsFd: userns, recursive: recursive)
+                // `ridmap` maps every mount of the tree, so it takes the submounts even with `bind`
+                // (runc 1.3 fails there); `rbind` with `idmap` keeps them, unmapped.
+                mounts[i].detachedTree = try IDMappedMount.clone(source: planned.source, recursive: tree || recursiveMap,
+                                                                 usernsFd: userns, recursiveMap: recursiveMap)
             } catch {
                 ns.closeFds()
                 closeDetachedTrees(mounts)
@@ -318,7 +340,8 @@ struct ContainerPlan: Sendable {
             let rootUid = hostID(of: 0, in: linux.uidMappings), rootGid = hostID(of: 0, in: linux.gidMappings)
             for (i, m) in mounts.enumerated() where m.type == "tmpfs" && m.options.data.contains("noswap") {
                 do {
-                    mounts[i].detachedTree = try HostTmpfs.create(data: m.options.data, flags: m.options.flags,
+                    // Read-only comes after /dev is populated (Rootfs.remountReadonlyTmpfs).
+                    mounts[i].detachedTree = try HostTmpfs.create(data: m.options.data, flags: m.options.flags & ~SL_MS_RDONLY,
                                                                   uid: rootUid, gid: rootGid)
                 } catch {
                     ns.closeFds()
@@ -356,6 +379,12 @@ func IDMapRequest(_ m: Mount) -> Bool? {
     if opts.contains("ridmap") { return true }
     if opts.contains("idmap") || m.uidMappings != nil || m.gidMappings != nil { return false }
     return nil
+}
+
+/// True when `path` (made real) is the rootfs or below it.
+func isInside(_ path: String, rootfs: String) -> Bool {
+    let real = (try? FS.realpath(path)) ?? FS.cleanPath(path)
+    return real == rootfs || real.hasPrefix(rootfs + "/")
 }
 
 func closeDetachedTrees(_ mounts: [PlannedMount]) {

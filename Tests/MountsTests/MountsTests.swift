@@ -56,3 +56,26 @@ final class SecureJoinTests: XCTestCase {
         }
     }
 }
+
+/// The locked-flag rules of a bind remount in a user namespace (runc 1.3's).
+final class LockedFlagsTests: XCTestCase {
+    func testStatvfsFlagsBecomeMountFlags() {
+        var vfs = statvfs()
+        vfs.f_flag = UInt(SL_MS_NODEV | SL_MS_RDONLY) | UInt(SL_ST_RELATIME)
+        XCTAssertEqual(lockedFlags(vfs), SL_MS_NODEV | SL_MS_RDONLY | SL_MS_RELATIME, "ST_RELATIME is not MS_RELATIME")
+        vfs.f_flag = UInt(SL_MS_NOSUID)
+        XCTAssertEqual(lockedFlags(vfs), SL_MS_NOSUID | SL_MS_STRICTATIME, "no atime flag reported: strictatime")
+    }
+
+    func testClearingOrChangingLockedFlagsIsRefused() {
+        let locked = SL_MS_NODEV | SL_MS_RELATIME
+        XCTAssertNoThrow(try checkLockedFlags(locked, flags: SL_MS_BIND | SL_MS_RDONLY, cleared: SL_MS_NOSUID, name: "/v"))
+        XCTAssertThrowsError(try checkLockedFlags(locked, flags: SL_MS_BIND, cleared: SL_MS_NODEV, name: "/v")) {
+            XCTAssertTrue("\($0)".contains("cannot clear locked flags nodev"), "\($0)")
+        }
+        XCTAssertThrowsError(try checkLockedFlags(locked, flags: SL_MS_BIND | SL_MS_NOATIME, cleared: 0, name: "/v")) {
+            XCTAssertTrue("\($0)".contains("cannot change locked atime flags relatime"), "\($0)")
+        }
+        XCTAssertNoThrow(try checkLockedFlags(locked, flags: SL_MS_BIND | SL_MS_RELATIME, cleared: 0, name: "/v"))
+    }
+}

@@ -43,6 +43,7 @@ static const unsigned long SL_MS_SLAVE = 1UL << 19;
 static const unsigned long SL_MS_SHARED = 1UL << 20;
 static const unsigned long SL_MS_RELATIME = 1UL << 21;
 static const unsigned long SL_MS_STRICTATIME = 1UL << 24;
+static const unsigned long SL_ST_RELATIME = 0x1000;   // statvfs f_flag (not MS_RELATIME)
 static const unsigned long SL_MS_LAZYTIME = 1UL << 25;
 static const int SL_MNT_DETACH = 2;
 

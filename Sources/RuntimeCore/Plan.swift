@@ -266,8 +266,11 @@ struct ContainerPlan: Sendable {
             if m.destination == "/dev" && o.isBind { devIsBind = true }
             // A bind source in the rootfs is resolved when init mounts it, in config order (an earlier
             // mount may provide it); one outside cannot come from a mount: checked now.
-            if o.isBind && !isInside(source, rootfs: rootfsReal) && FS.statOf(source) == nil {
-                throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].source: \(source): \(errnoString(errno))")
+            if o.isBind && FS.statOf(source) == nil {
+                let e = errno
+                if !isInside(source, rootfs: rootfsReal) {
+                    throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].source: \(source): \(errnoString(e))")
+                }
             }
             if IDMapRequest(m) != nil {
                 guard o.isBind else { throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: id-mapped mounts must be bind mounts") }
@@ -309,9 +312,12 @@ struct ContainerPlan: Sendable {
                     // In a user namespace init may not reach a source only the host can (in a 0700
                     // directory): clone it here, as runc has its host side open it. Sources in the
                     // rootfs stay with init (an earlier mount may provide them).
+                    // Should the runtime be unable to clone (no CAP_SYS_ADMIN over its mount
+                    // namespace), init mounts the source itself.
                     if inUserNS && planned.options.isBind && FS.statOf(planned.source) != nil
-                        && !isInside(planned.source, rootfs: rootfsReal) {
-                        mounts[i].detachedTree = try IDMappedMount.clone(source: planned.source, recursive: tree)
+                        && !isInside(planned.source, rootfs: rootfsReal),
+                       let clone = try? IDMappedMount.clone(source: planned.source, recursive: tree) {
+                        mounts[i].detachedTree = clone
                         mounts[i].hostClone = true
                         try mounts[i].checkHostCloneFlags()
                     }
@@ -381,10 +387,19 @@ func IDMapRequest(_ m: Mount) -> Bool? {
     return nil
 }
 
-/// True when `path` (made real) is the rootfs or below it.
+/// True when `path` is the rootfs (a real path) or below it; a missing path is judged by its
+/// deepest existing ancestor, made real.
 func isInside(_ path: String, rootfs: String) -> Bool {
-    let real = (try? FS.realpath(path)) ?? FS.cleanPath(path)
-    return real == rootfs || real.hasPrefix(rootfs + "/")
+    var head = FS.cleanPath(path), tail = ""
+    while true {
+        if let real = try? FS.realpath(head) {
+            let full = tail.isEmpty ? real : (real == "/" ? "" : real) + tail
+            return full == rootfs || full.hasPrefix(rootfs + "/")
+        }
+        if head == "/" || head.isEmpty { return false }
+        tail = "/" + (head.split(separator: "/").last.map(String.init) ?? "") + tail
+        head = FS.dirname(head)
+    }
 }
 
 func closeDetachedTrees(_ mounts: [PlannedMount]) {

@@ -130,6 +130,7 @@ int sl_tty_raw(int fd, struct termios *saved) {
 }
 int sl_tty_restore(int fd, const struct termios *saved) { return tcsetattr(fd, TCSANOW, saved); }
 long sl_statfs_type(const char *path) { struct statfs f; return statfs(path, &f) == 0 ? (long)f.f_type : -1; }
+long sl_fstatfs_type(int fd) { struct statfs f; return fstatfs(fd, &f) == 0 ? (long)f.f_type : -1; }
 int sl_bpf_load_device_prog(const void *insns, unsigned int count, char *log, unsigned int log_size) {
     union bpf_attr a; memset(&a, 0, sizeof a);
     a.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE; a.insns = (uint64_t)(uintptr_t)insns; a.insn_cnt = count;

@@ -11,11 +11,11 @@ public enum LSM {
     /// Sets the AppArmor profile (or SELinux label) the next execve switches to.
     public static func setExecLabel(appArmorProfile: String?, seLinuxLabel: String?) throws(SysError) {
         if let p = appArmorProfile, !p.isEmpty {
-            let path = FS.exists("/proc/self/attr/apparmor/exec") ? "/proc/self/attr/apparmor/exec" : "/proc/self/attr/exec"
-            try FS.writeFile(path, "exec " + p, create: false)
+            let path = FS.exists("/proc/self/attr/apparmor/exec") ? "self/attr/apparmor/exec" : "self/attr/exec"
+            try Procfs.write(path, "exec " + p)
         }
         if let l = seLinuxLabel, !l.isEmpty {
-            try FS.writeFile("/proc/self/attr/exec", l, create: false)
+            try Procfs.write("self/attr/exec", l)
         }
     }
 }

@@ -31,8 +31,8 @@ public enum IDMappedMount {
         close(release[0]); release[0] = -1
         var ok: UInt8 = 0
         guard read(ready[0], &ok, 1) == 1, ok == 1 else { throw SysError("unshare", "user namespace for id-mapped mount", errno: EPERM) }
-        try FS.writeFile("/proc/\(pid)/uid_map", uidMap, create: false)
-        try FS.writeFile("/proc/\(pid)/gid_map", gidMap, create: false)
+        try Procfs.write("\(pid)/uid_map", uidMap)
+        try Procfs.write("\(pid)/gid_map", gidMap)
         return try FS.open("/proc/\(pid)/ns/user", O_RDONLY)
     }
 

@@ -189,6 +189,7 @@ public enum Rootfs {
     /// (remount flags, recursive attributes, propagation) onto a fresh fd of the new mount.
     static func mountOne(_ m: PlannedMount, index: Int, _ plan: RootfsPlan) throws(SysError) {
         let dest = try secureJoin(root: plan.rootfs, m.destination)
+        try checkProcDestination(FS.cleanPath(String(dest.dropFirst(plan.rootfs.count))), m)
         if m.type == "cgroup" || m.type == "cgroup2" {
             try mountCgroup(dest, m, plan)
             return
@@ -256,6 +257,26 @@ public enum Rootfs {
             }
         }
         for p in m.options.propagation { try mountCall(nil, onTop, nil, p, nil, what: "propagation of") }
+    }
+
+    /// Files under /proc that may be mount destinations (lxcfs-style replacements, as runc allows).
+    static let procMountFiles: Set<String> = [
+        "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+        "/proc/loadavg", "/proc/slabinfo", "/proc/sys/kernel/ns_last_pid", "/proc/sys/crypto/fips_enabled",
+    ]
+
+    /// runc's rule for destinations in /proc (`resolved`: the destination inside the root, symlinks
+    /// resolved; the plan checks the literal one first): /proc itself only takes procfs (a new one or a bind of one), and nothing below it
+    /// except `procMountFiles`, so no mount can redirect the runtime's procfs writes (issue 13).
+    public static func checkProcDestination(_ resolved: String, _ m: PlannedMount) throws(SysError) {
+        if resolved == "/proc" {
+            let isProc = m.options.isBind ? sl_statfs_type(m.source) == Procfs.superMagic : m.type == "proc"
+            if isProc { return }
+            throw SysError("mount destination \(m.destination) cannot be mounted because it is not of type proc", errno: EPERM)
+        }
+        if resolved.hasPrefix("/proc/") && !procMountFiles.contains(resolved) {
+            throw SysError("mount destination \(m.destination) cannot be mounted because it is inside /proc", errno: EPERM)
+        }
     }
 
     /// After mounting procfs/sysfs: the target really is one (not something mounted over it later).
@@ -330,6 +351,7 @@ public enum Rootfs {
             return
         }
         if plan.noPivot {
+            try hideHostProcAndSys(outside: plan.rootfs)
             try sys("chdir", plan.rootfs) { chdir(plan.rootfs) }
             try mountCall(plan.rootfs, "/", nil, SL_MS_MOVE, nil, what: "rootfs (move)")
             try sys("chroot", plan.rootfs) { chroot(".") }
@@ -346,6 +368,33 @@ public enum Rootfs {
         try mountCall(nil, ".", nil, SL_MS_SLAVE | SL_MS_REC, nil, what: "propagation of old root")
         try sys("umount old root", "/") { sl_umount2(".", SL_MNT_DETACH) }
         try sys("chdir", "/") { chdir("/") }
+    }
+
+    /// --no-pivot keeps the old root in the mount namespace, and a fully visible procfs or sysfs
+    /// there would let a process in the container mount a new one from a user namespace of its own.
+    /// As runc does, every whole proc/sysfs mount outside the rootfs is detached (made a slave first,
+    /// so nothing propagates to the host), or covered with a tmpfs where it cannot be unmounted.
+    static func hideHostProcAndSys(outside rootfs: String) throws(SysError) {
+        let info = try FS.readString("/proc/self/mountinfo")
+        var targets: [String] = []
+        for line in info.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard let dash = f.firstIndex(of: "-"), dash + 1 < f.count, f.count > 4 else { continue }
+            let mp = String(f[4])
+            guard f[3] == "/", f[dash + 1] == "proc" || f[dash + 1] == "sysfs",
+                  mp != rootfs, !mp.hasPrefix(rootfs + "/") else { continue }
+            targets.append(mp)
+        }
+        for p in targets {
+            if sl_mount(nil, p, nil, SL_MS_SLAVE | SL_MS_REC, nil) != 0 {
+                if errno == ENOENT { continue }   // gone with a parent detached before
+                throw SysError("make slave (hiding host mounts for --no-pivot)", p, errno: errno)
+            }
+            if sl_umount2(p, SL_MNT_DETACH) != 0 {
+                guard errno == EINVAL || errno == EPERM else { throw SysError("umount (hiding host mounts for --no-pivot)", p, errno: errno) }
+                try mountCall("tmpfs", p, "tmpfs", 0, nil, what: "tmpfs over a host mount for --no-pivot")
+            }
+        }
     }
 
     /// The container's /dev/null, opened without following symlinks and checked to be the real

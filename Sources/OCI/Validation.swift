@@ -106,6 +106,11 @@ extension Spec {
         if let sysctl = linux.sysctl, sysctl.keys.contains("") {
             throw fail("linux.sysctl", "key must not be empty")
         }
+        for key in (linux.sysctl ?? [:]).keys.sorted() {
+            if let problem = sysctlProblem(key, hasNamespace: { namespace($0) != nil }) {
+                throw fail(member("linux.sysctl", key), problem)
+            }
+        }
 
         for (field, paths) in [("maskedPaths", linux.maskedPaths ?? []), ("readonlyPaths", linux.readonlyPaths ?? [])] {
             for (i, p) in paths.enumerated() where !isAbsolute(p) {
@@ -176,4 +181,35 @@ extension Hooks {
             }
         }
     }
+}
+
+/// The IPC sysctls the kernel keeps per IPC namespace (besides every `fs.mqueue.*`).
+private let ipcSysctls: Set<String> = [
+    "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+    "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
+]
+
+/// A sysctl key in dotted form: "net/ipv4/conf/eth0.100/rp_filter" (slashes as separators, the
+/// other form sysctl(8) accepts) becomes "net.ipv4.conf.eth0/100.rp_filter".
+public func sysctlDotted(_ key: String) -> String {
+    guard let first = key.first(where: { $0 == "." || $0 == "/" }), first == "/" else { return key }
+    return String(key.map { $0 == "/" ? "." : $0 == "." ? "/" : $0 })
+}
+
+/// Why a sysctl may not be set, or nil. Only namespaced sysctls are allowed, as runc does: /proc/sys
+/// is mostly global, and writing anything else would change the host (issue 13). `net.*` also needs
+/// a network namespace that is not the runtime's own (checked when the plan opens a joined one).
+func sysctlProblem(_ key: String, hasNamespace: (NamespaceType) -> Bool) -> String? {
+    let s = sysctlDotted(key)
+    if ipcSysctls.contains(s) || s.hasPrefix("fs.mqueue.") {
+        return hasNamespace(.ipc) ? nil : "sysctl \(quoteJSON(s)) is not allowed in the host's ipc namespace"
+    }
+    if s.hasPrefix("net.") {
+        return hasNamespace(.network) ? nil : "sysctl \(quoteJSON(s)) is not allowed in the host's network namespace"
+    }
+    if hasNamespace(.uts) && s == "kernel.domainname" { return nil }
+    if hasNamespace(.uts) && s == "kernel.hostname" {
+        return "sysctl \(quoteJSON(s)) is not allowed as it conflicts with the OCI \"hostname\" field"
+    }
+    return "sysctl \(quoteJSON(s)) is not in a separate kernel namespace"
 }

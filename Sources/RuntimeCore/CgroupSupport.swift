@@ -18,16 +18,18 @@ let defaultDeviceRules: [DeviceCgroup] = [
     DeviceCgroup(allow: true, type: "c", major: 5, minor: 2, access: "rwm"),
 ]
 
-/// linux.resources as applied: device rules get the default devices and the config's
-/// linux.devices allowed after them (so a deny-all rule still leaves a working /dev).
+/// linux.resources as applied, device rules as runc builds them: the config's rules (deny-all when
+/// there are none) with the default devices allowed after them, so a deny-all rule still leaves a
+/// working /dev. linux.resources.devices is authoritative: a linux.devices entry only gets `m`, so
+/// init can create its node (the rules apply before init runs, where runc sets them after), never
+/// read or write access (issue 13: that overrode an explicit deny).
 func effectiveResources(_ spec: Spec) -> Resources {
     var r = spec.linux?.resources ?? Resources()
-    if let rules = r.devices, !rules.isEmpty {
-        let configured = (spec.linux?.devices ?? []).filter { $0.type != "p" }.map {
-            DeviceCgroup(allow: true, type: $0.type == "u" ? "c" : $0.type, major: $0.major, minor: $0.minor, access: "rwm")
-        }
-        r.devices = rules + defaultDeviceRules + configured
+    let rules = r.devices ?? []
+    let nodes = (spec.linux?.devices ?? []).filter { $0.type != "p" }.map {
+        DeviceCgroup(allow: true, type: $0.type == "u" ? "c" : $0.type, major: $0.major, minor: $0.minor, access: "m")
     }
+    r.devices = (rules.isEmpty ? [DeviceCgroup(allow: false, access: "rwm")] : rules) + defaultDeviceRules + nodes
     return r
 }
 

@@ -58,7 +58,7 @@ enum Child {
                 try sys("unshare", "namespaces") { sl_unshare(ns.newFlags) }
             }
             if !ns.timeOffsets.isEmpty {
-                try FS.writeFile("/proc/self/timens_offsets", ns.timeOffsets, create: false)
+                try Procfs.write("self/timens_offsets", ns.timeOffsets)
             }
             let pid = try Proc.fork()
             if pid == 0 { body() }
@@ -116,7 +116,7 @@ enum Child {
             if fifoFd >= 0 {
                 // Block until `start` opens the fifo for reading, then tell it we are going.
                 // The write end stays open (close-on-exec): `start` sees EOF exactly when execve happened.
-                let w = try sys("open exec fifo") { Glibc.open("/proc/self/fd/\(fifoFd)", O_WRONLY | O_CLOEXEC) }
+                let w = try Procfs.reopen(fifoFd, O_WRONLY)
                 try FS.writeAll(fd: w, [0x30], path: "exec fifo")
             } else {
                 // `run` (no fifo): the runtime says start on the sync socket, and sees EOF on it when
@@ -141,15 +141,18 @@ enum Child {
             if FS.lstatOf(cwd) == nil { try FS.mkdirAll(cwd) }
         }
         try Rootfs.enter(plan.rootfs)
+        // Sysctls before the masked and read-only paths (as runc): /proc/sys is read-only after them
+        // (containerd's CRI default). Written through a handle verified to be the container's procfs.
+        for (k, v) in plan.sysctl {
+            let path = "sys/" + sysctlFilePath(k)
+            do { try Procfs.write(path, v) } catch {
+                throw SysError("linux.sysctl \"\(k)\": \(error.op) \(error.path ?? "/proc/" + path)", errno: error.errno)
+            }
+        }
         try Rootfs.finish(plan.rootfs)
         Rootfs.reopenNullStdio()
         if let h = plan.hostname { try sys("sethostname", h) { sl_sethostname(h, h.utf8.count) } }
         if let d = plan.domainname { try sys("setdomainname", d) { sl_setdomainname(d, d.utf8.count) } }
-        for (k, v) in plan.sysctl {
-            do { try FS.writeFile("/proc/sys/" + k.replacingDots(), v, create: false) } catch {
-                throw SysError("linux.sysctl \"\(k)\": write /proc/sys/\(k.replacingDots())", errno: error.errno)
-            }
-        }
         if let persona = plan.personality { try sys("personality", String(persona)) { sl_personality(persona) } }
         if let name = plan.sessionKeyring, sl_join_session_keyring(name) < 0, errno != ENOSYS {
             throw SysError("join session keyring", name, errno: errno)
@@ -190,7 +193,7 @@ enum Child {
         // While the process still has CAP_SYS_NICE (a negative nice, real-time policies).
         try p.scheduler?.apply()
         try p.memoryPolicy?.apply()
-        if let adj = p.oomScoreAdj { try FS.writeFile("/proc/self/oom_score_adj", String(adj), create: false) }
+        if let adj = p.oomScoreAdj { try Procfs.write("self/oom_score_adj", String(adj)) }
         for r in p.rlimits {
             try sys("setrlimit", ProcessPlan.rlimitTable.first { $0.value == r.resource }?.key) {
                 sl_setrlimit(r.resource, r.soft, r.hard)
@@ -281,7 +284,8 @@ enum Child {
     }
 }
 
-extension String {
-    /// sysctl key "net.ipv4.ip_forward" -> "net/ipv4/ip_forward".
-    func replacingDots() -> String { String(map { $0 == "." ? "/" : $0 }) }
+/// The file under /proc/sys of a sysctl key: "net.ipv4.conf.eth0/100.rp_filter" (or its slash form
+/// "net/ipv4/conf/eth0.100/rp_filter") -> "net/ipv4/conf/eth0.100/rp_filter".
+func sysctlFilePath(_ key: String) -> String {
+    String(sysctlDotted(key).map { $0 == "." ? "/" : $0 == "/" ? "." : $0 })
 }

@@ -263,8 +263,8 @@ func sendToSeccompListener(_ fd: Int32?, seccomp: OCI.Seccomp?, pid: pid_t, stat
 
 /// Writes uid_map and gid_map for a child that unshared a user namespace.
 func writeIDMaps(pid: pid_t, _ ns: NamespacePlan) throws(SysError) {
-    if !ns.uidMap.isEmpty { try FS.writeFile("/proc/\(pid)/uid_map", ns.uidMap, create: false) }
-    if !ns.gidMap.isEmpty { try FS.writeFile("/proc/\(pid)/gid_map", ns.gidMap, create: false) }
+    if !ns.uidMap.isEmpty { try Procfs.write("\(pid)/uid_map", ns.uidMap) }
+    if !ns.gidMap.isEmpty { try Procfs.write("\(pid)/gid_map", ns.gidMap) }
 }
 
 /// The caller's user name from /etc/passwd (no NSS: the binary is static), else the uid.

@@ -216,6 +216,11 @@ struct ContainerPlan: Sendable {
         hostname = spec.hostname
         domainname = spec.domainname
         sysctl = (linux.sysctl ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        if let key = sysctl.first(where: { sysctlDotted($0.0).hasPrefix("net.") })?.0,
+           let path = linux.namespaces?.first(where: { $0.type == .network })?.path, isOwnNetworkNamespace(path) {
+            // Validation accepted net.* for a joined network namespace; the runtime's own is the host's.
+            throw RuntimeError(.invalidArgument, "config.json: linux.sysctl: sysctl \"\(sysctlDotted(key))\" is not allowed in the host's network namespace")
+        }
 
         // Namespaces to create.
         var ns = NamespacePlan()
@@ -279,7 +284,11 @@ struct ContainerPlan: Sendable {
                     throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: an id-mapped mount needs uidMappings and gidMappings (its own or linux.*)")
                 }
             }
-            mounts.append(PlannedMount(destination: m.destination, type: type, source: source, options: o))
+            let planned = PlannedMount(destination: m.destination, type: type, source: source, options: o)
+            do { try Rootfs.checkProcDestination(FS.cleanPath(m.destination), planned) } catch {
+                throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].destination: \(error.op)")
+            }
+            mounts.append(planned)
         }
         var devices: [DeviceNode] = []
         for (i, d) in (linux.devices ?? []).enumerated() {
@@ -371,6 +380,12 @@ struct ContainerPlan: Sendable {
         namespaces.closeFds()
         closeDetachedTrees(rootfs.mounts)
     }
+}
+
+/// Whether the namespace file at `path` is the runtime's own network namespace.
+func isOwnNetworkNamespace(_ path: String) -> Bool {
+    guard let a = FS.statOf(path), let b = FS.statOf("/proc/self/ns/net") else { return false }
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino
 }
 
 /// The host id that container id `id` maps to (the id itself when unmapped).

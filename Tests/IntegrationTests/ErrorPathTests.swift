@@ -107,9 +107,9 @@ final class ErrorPathTests: ContainerTestCase {
     }
 
     func testBadSysctl() throws {
-        try expectCreateFailure("kernel/no_such_knob") { spec in
+        try expectCreateFailure("net/ipv4/no_such_knob") { spec in
             var linux = spec[dict: "linux"]
-            linux["sysctl"] = ["kernel.no_such_knob": "1"]
+            linux["sysctl"] = ["net.ipv4.no_such_knob": "1"]
             spec["linux"] = linux
         }
     }

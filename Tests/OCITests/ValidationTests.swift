@@ -155,7 +155,17 @@ final class ValidationTests: XCTestCase {
 
     func testSysctlAndPaths() {
         XCTAssertEqual(error { $0.linux?.sysctl = ["": "1"] }, "linux.sysctl: key must not be empty")
-        valid { $0.linux?.sysctl = ["net.ipv4.ip_forward": "1"] }
+        valid { $0.linux?.namespaces?.append(Namespace(type: .network)); $0.linux?.sysctl = ["net.ipv4.ip_forward": "1"] }
+        XCTAssertEqual(error { $0.linux?.sysctl = ["net.ipv4.ip_forward": "1"] },
+                       #"linux.sysctl["net.ipv4.ip_forward"]: sysctl "net.ipv4.ip_forward" is not allowed in the host's network namespace"#)
+        valid { $0.linux?.namespaces?.append(Namespace(type: .ipc)); $0.linux?.sysctl = ["kernel.shm_rmid_forced": "1", "fs.mqueue.msg_max": "9"] }
+        XCTAssertEqual(error { $0.linux?.sysctl = ["kernel/sem": "1"] },
+                       #"linux.sysctl["kernel/sem"]: sysctl "kernel.sem" is not allowed in the host's ipc namespace"#)
+        XCTAssertEqual(error { $0.linux?.sysctl = ["kernel.printk": "1"] },
+                       #"linux.sysctl["kernel.printk"]: sysctl "kernel.printk" is not in a separate kernel namespace"#)
+        valid { $0.linux?.sysctl = ["kernel.domainname": "example.org"] }
+        XCTAssertEqual(error { $0.linux?.sysctl = ["kernel.hostname": "h"] },
+                       #"linux.sysctl["kernel.hostname"]: sysctl "kernel.hostname" is not allowed as it conflicts with the OCI "hostname" field"#)
         XCTAssertEqual(error { $0.linux?.maskedPaths = ["/proc/kcore", "proc/keys"] },
                        "linux.maskedPaths[1]: must be an absolute path")
         XCTAssertEqual(error { $0.linux?.readonlyPaths = ["sys"] }, "linux.readonlyPaths[0]: must be an absolute path")

@@ -90,6 +90,7 @@ int sl_bpf_load_device_prog(const void *insns, unsigned int count, char *log, un
 // bpf(BPF_PROG_ATTACH, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI) of prog_fd to the cgroup directory fd.
 int sl_bpf_attach_device_prog(int prog_fd, int cgroup_fd);
 long sl_statfs_type(const char *path);        // statfs(2) f_type, -1 on error
+long sl_fstatfs_type(int fd);                 // fstatfs(2) f_type, -1 on error
 // mount_setattr(2) with a struct mount_attr built from its fields.
 int sl_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set, uint64_t attr_clr,
                      uint64_t propagation, uint64_t userns_fd);
@@ -100,7 +101,8 @@ static const unsigned int SL_OPEN_TREE_CLOEXEC = 02000000;
 static const unsigned int SL_MOVE_MOUNT_F_EMPTY_PATH = 4;
 int sl_open_tree(int dfd, const char *path, unsigned int flags);
 int sl_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
-static const uint64_t SL_RESOLVE_NO_MAGICLINKS = 0x02, SL_RESOLVE_IN_ROOT = 0x10;
+static const uint64_t SL_RESOLVE_NO_XDEV = 0x01, SL_RESOLVE_NO_MAGICLINKS = 0x02, SL_RESOLVE_NO_SYMLINKS = 0x04,
+    SL_RESOLVE_BENEATH = 0x08, SL_RESOLVE_IN_ROOT = 0x10;
 static const unsigned int SL_MOVE_MOUNT_T_EMPTY_PATH = 0x40;
 int sl_fsopen(const char *fsname, unsigned int flags);
 int sl_fsconfig(int fd, unsigned int cmd, const char *key, const char *value, int aux);

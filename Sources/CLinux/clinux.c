@@ -130,6 +130,7 @@ int sl_tty_raw(int fd, struct termios *saved) {
 }
 int sl_tty_restore(int fd, const struct termios *saved) { return tcsetattr(fd, TCSANOW, saved); }
 long sl_statfs_type(const char *path) { struct statfs f; return statfs(path, &f) == 0 ? (long)f.f_type : -1; }
+int sl_rename_exchange(const char *a, const char *b) { return (int)syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, 2 /* RENAME_EXCHANGE */); }
 long sl_fstatfs_type(int fd) { struct statfs f; return fstatfs(fd, &f) == 0 ? (long)f.f_type : -1; }
 int sl_bpf_load_device_prog(const void *insns, unsigned int count, char *log, unsigned int log_size) {
     union bpf_attr a; memset(&a, 0, sizeof a);

@@ -210,9 +210,9 @@ public enum Rootfs {
                 }
                 st = s
             }
-            if FS.isDirectory(st) { try FS.mkdirAll(dest) } else { try FS.mkdirAll(FS.dirname(dest)); try FS.touch(dest) }
+            if FS.isDirectory(st) { try InRoot.mkdirAll(dest, rootfs: plan.rootfs) } else { try InRoot.touch(dest, rootfs: plan.rootfs) }
         } else {
-            try FS.mkdirAll(dest)
+            try InRoot.mkdirAll(dest, rootfs: plan.rootfs)
         }
         let target = try openInRoot(plan.rootfs, m.destination)
         defer { close(target) }
@@ -311,12 +311,14 @@ public enum Rootfs {
         if ro { try mountCall(nil, dest, nil, SL_MS_REMOUNT | SL_MS_RDONLY | SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC, nil, what: "cgroup tmpfs read-only") }
     }
 
+    /// A device node in the container's /dev, made relative to its directory's fd (InRoot).
     static func createDevice(_ d: DeviceNode, _ plan: RootfsPlan) throws(SysError) {
         let dest = try secureJoin(root: plan.rootfs, d.path)
-        try FS.mkdirAll(FS.dirname(dest))
         if plan.bindDevices {
-            try FS.touch(dest)
-            try mountCall(d.path, dest, "bind", SL_MS_BIND, nil, what: "device \"\(d.path)\"")
+            try InRoot.touch(dest, rootfs: plan.rootfs)
+            let target = try openInRoot(plan.rootfs, d.path)
+            defer { close(target) }
+            try mountCall(d.path, "/proc/self/fd/\(target)", "bind", SL_MS_BIND, nil, what: "device \"\(d.path)\"")
             return
         }
         let kind: mode_t
@@ -325,10 +327,9 @@ public enum Rootfs {
         case "p": kind = S_IFIFO
         default: kind = S_IFCHR
         }
-        unlink(dest)
-        try sys("mknod", d.path) { mknod(dest, kind | mode_t(d.fileMode & 0o7777), sl_makedev(UInt32(d.major), UInt32(d.minor))) }
-        try sys("chmod", d.path) { chmod(dest, mode_t(d.fileMode & 0o7777)) }
-        try sys("chown", d.path) { chown(dest, d.uid, d.gid) }
+        let (dir, name) = try InRoot.parent(dest, rootfs: plan.rootfs)
+        defer { close(dir) }
+        try InRoot.mknod(dir, name, d, kind: kind)
     }
 
     static func devSymlinks(_ plan: RootfsPlan) throws(SysError) {
@@ -337,9 +338,12 @@ public enum Rootfs {
         if FS.exists("/proc/kcore") { links.append(("/proc/kcore", "/dev/core")) }
         if plan.mounts.contains(where: { $0.destination == "/dev/pts" }) { links.append(("pts/ptmx", "/dev/ptmx")) }
         for (target, link) in links {
-            let dest = try secureJoin(root: plan.rootfs, link)
-            if link == "/dev/ptmx" { unlink(dest) }
-            if symlink(target, dest) != 0 && errno != EEXIST { throw SysError("symlink", link, errno: errno) }
+            // The link itself is made, never what a planted one points at: only its directory is resolved.
+            let dest = try secureJoin(root: plan.rootfs, FS.dirname(link)) + "/" + String(link.dropFirst(FS.dirname(link).count + 1))
+            let (dir, name) = try InRoot.parent(dest, rootfs: plan.rootfs)
+            defer { close(dir) }
+            if link == "/dev/ptmx" { unlinkat(dir, name, 0) }
+            if symlinkat(target, dir, name) != 0 && errno != EEXIST { throw SysError("symlink", link, errno: errno) }
         }
     }
 

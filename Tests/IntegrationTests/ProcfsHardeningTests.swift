@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import TestSupport
+import CLinux
 
 /// Issue 13 items 2, 3, 4, 11, 12: sysctls, procfs writes, mounts in /proc, device rules,
 /// --no-pivot; and a pod sandbox shaped like containerd 1.6's CRI writes it (issue 14).
@@ -216,4 +217,43 @@ final class ProcfsHardeningTests: ContainerTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.hasSuffix("nested-proc-refused\n"), r.stdout + r.stderr)
     }
+
+    /// Item 6 (issue 13 item 9): a process sharing the rootfs directory swaps a directory on the way
+    /// to a mount point with a symlink to a host directory, over and over, while containers are
+    /// created. Mount points are made relative to directory fds, never by path, so nothing is ever
+    /// created in the host directory. (The old binary's by-path mkdir lost this race within a few
+    /// attempts here; the assertion below holds whatever the timing.)
+    func testMountPointCreationCannotBeRacedOutOfTheRoot() throws {
+        let rootfs = try privateRootfs()
+        let host = FileManager.default.temporaryDirectory.appendingPathComponent("race-host-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: host, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: host) }
+        try FileManager.default.createDirectory(atPath: rootfs + "/data/race", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: rootfs + "/data/race.link", withDestinationPath: host)
+        let stop = ManagedAtomicFlag()
+        let swapper = Thread {
+            while !stop.isSet { _ = sl_rename_exchange(rootfs + "/data/race", rootfs + "/data/race.link") }
+        }
+        swapper.start()
+        defer { stop.set(); while !swapper.isFinished { usleep(1000) } }
+        for i in 0..<40 {
+            let b = try bundle { spec in
+                ContainerTestCase.args(["true"])(&spec)
+                spec["root"] = ["path": rootfs, "readonly": true]
+                self.addMount(["destination": "/data/race/sub\(i)/mnt", "type": "tmpfs", "source": "tmpfs"], &spec)
+            }
+            _ = sl(["run", "--bundle", b, "race\(i)"])   // may fail (a symlink met on the way): only the host matters
+            _ = sl(["delete", "-f", "race\(i)"])
+            try? FileManager.default.removeItem(atPath: b)
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: host), [], "mount points were created on the host")
+    }
+}
+
+/// A flag shared with the swapper thread.
+final class ManagedAtomicFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func set() { lock.lock(); value = true; lock.unlock() }
 }

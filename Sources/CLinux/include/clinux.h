@@ -91,6 +91,7 @@ int sl_bpf_load_device_prog(const void *insns, unsigned int count, char *log, un
 int sl_bpf_attach_device_prog(int prog_fd, int cgroup_fd);
 long sl_statfs_type(const char *path);        // statfs(2) f_type, -1 on error
 long sl_fstatfs_type(int fd);                 // fstatfs(2) f_type, -1 on error
+int sl_rename_exchange(const char *a, const char *b);   // renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
 // mount_setattr(2) with a struct mount_attr built from its fields.
 int sl_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t attr_set, uint64_t attr_clr,
                      uint64_t propagation, uint64_t userns_fd);

@@ -292,23 +292,32 @@ public enum Rootfs {
 
     /// cgroup mounts show the container its own cgroup: the host hierarchies, bind-mounted at the
     /// container's cgroup (one directory per v1 hierarchy under a tmpfs, or the v2 tree directly).
+    /// The mount point in the rootfs is made and mounted on through fds (InRoot, openInRoot); what
+    /// goes below it is in the new tmpfs, which only this mount namespace sees.
     static func mountCgroup(_ dest: String, _ m: PlannedMount, _ plan: RootfsPlan) throws(SysError) {
-        try FS.mkdirAll(dest)
+        try InRoot.mkdirAll(dest, rootfs: plan.rootfs)
         let ro = m.options.flags & SL_MS_RDONLY != 0
         let perMount = (m.options.flags | SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC) & ~SL_MS_REC
+        let target = try openInRoot(plan.rootfs, m.destination)
+        defer { close(target) }
         if plan.cgroupBinds.count == 1 && plan.cgroupBinds[0].name.isEmpty {
-            try mountCall(plan.cgroupBinds[0].hostPath, dest, "bind", SL_MS_BIND | SL_MS_REC, nil, what: "cgroup")
-            try remountBind(dest, perMount)
+            try mountCall(plan.cgroupBinds[0].hostPath, "/proc/self/fd/\(target)", "bind", SL_MS_BIND | SL_MS_REC, nil, what: "cgroup")
+            let top = try openInRoot(plan.rootfs, m.destination)
+            defer { close(top) }
+            try remountBind("/proc/self/fd/\(top)", perMount)
             return
         }
-        try mountCall("tmpfs", dest, "tmpfs", SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC, "mode=755", what: "cgroup tmpfs")
+        try mountCall("tmpfs", "/proc/self/fd/\(target)", "tmpfs", SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC, "mode=755", what: "cgroup tmpfs")
+        let top = try openInRoot(plan.rootfs, m.destination)
+        defer { close(top) }
+        let tmpfs = "/proc/self/fd/\(top)"
         for b in plan.cgroupBinds {
-            let sub = dest + "/" + b.name
+            let sub = tmpfs + "/" + b.name
             try FS.mkdirAll(sub)
             try mountCall(b.hostPath, sub, "bind", SL_MS_BIND | SL_MS_REC, nil, what: "cgroup \"\(b.name)\"")
             try remountBind(sub, perMount)
         }
-        if ro { try mountCall(nil, dest, nil, SL_MS_REMOUNT | SL_MS_RDONLY | SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC, nil, what: "cgroup tmpfs read-only") }
+        if ro { try mountCall(nil, tmpfs, nil, SL_MS_REMOUNT | SL_MS_RDONLY | SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC, nil, what: "cgroup tmpfs read-only") }
     }
 
     /// A device node in the container's /dev, made relative to its directory's fd (InRoot).

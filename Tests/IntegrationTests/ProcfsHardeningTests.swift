@@ -29,15 +29,17 @@ final class ProcfsHardeningTests: ContainerTestCase {
         spec["mounts"] = (spec["mounts"] as? [[String: Any]] ?? []) + [m]
     }
 
-    /// A create that must fail, naming `want`, leaving nothing behind.
-    func expectRefused(_ want: String, id: String, _ edit: @escaping (inout [String: Any]) -> Void,
+    /// A create that must fail, naming `want` (nil: any wording), leaving nothing behind.
+    func expectRefused(_ want: String?, id: String, _ edit: @escaping (inout [String: Any]) -> Void,
                        file: StaticString = #filePath, line: UInt = #line) throws {
         let b = try bundle(edit)
         defer { try? FileManager.default.removeItem(atPath: b) }
         let r = sl(["create", "--bundle", b, id])
         if r.status == 0 { _ = sl(["delete", "-f", id]) }
         XCTAssertNotEqual(r.status, 0, "accepted: \(r.stdout)", file: file, line: line)
-        XCTAssertTrue(r.stderr.contains(want), "stderr \(r.stderr.debugDescription) lacks \(want.debugDescription)", file: file, line: line)
+        if let want {
+            XCTAssertTrue(r.stderr.contains(want), "stderr \(r.stderr.debugDescription) lacks \(want.debugDescription)", file: file, line: line)
+        }
         assertNothingLeft(id, bundle: b, file: file, line: line)
     }
 
@@ -135,7 +137,7 @@ final class ProcfsHardeningTests: ContainerTestCase {
         try expectRefused("inside /proc", id: "procsub") { spec in
             self.addMount(["destination": "/proc/self/attr", "type": "tmpfs", "source": "tmpfs"], &spec)
         }
-        try expectRefused(isSwiftlet ? "not of type proc" : "", id: "procroot") { spec in
+        try expectRefused(isSwiftlet ? "not of type proc" : nil, id: "procroot") { spec in
             spec["mounts"] = (spec["mounts"] as? [[String: Any]] ?? []).filter { ($0["destination"] as? String) != "/proc" }
             self.addMount(["destination": "/proc", "type": "tmpfs", "source": "tmpfs"], &spec)
             var linux = spec[dict: "linux"]
@@ -165,7 +167,7 @@ final class ProcfsHardeningTests: ContainerTestCase {
         let file = rootfs + "/proc/sys/kernel/shm_rmid_forced"
         try FileManager.default.createDirectory(atPath: rootfs + "/proc/sys/kernel", withIntermediateDirectories: true)
         try "0\n".write(toFile: file, atomically: false, encoding: .utf8)
-        try expectRefused(isSwiftlet ? "not on procfs" : "", id: "sysctlnotproc") { spec in
+        try expectRefused(isSwiftlet ? "not on procfs" : nil, id: "sysctlnotproc") { spec in
             spec["root"] = ["path": rootfs, "readonly": false]
             spec["mounts"] = (spec["mounts"] as? [[String: Any]] ?? []).filter { ($0["destination"] as? String) != "/proc" }
             var linux = spec[dict: "linux"]
@@ -221,8 +223,9 @@ final class ProcfsHardeningTests: ContainerTestCase {
     /// Item 6 (issue 13 item 9): a process sharing the rootfs directory swaps a directory on the way
     /// to a mount point with a symlink to a host directory, over and over, while containers are
     /// created. Mount points are made relative to directory fds, never by path, so nothing is ever
-    /// created in the host directory. (The old binary's by-path mkdir lost this race within a few
-    /// attempts here; the assertion below holds whatever the timing.)
+    /// created in the host directory. The assertion holds whatever the timing for fd-based creation;
+    /// by-path creation loses the race in some of the attempts (runc 1.1.5 and the pre-change
+    /// swiftlet did here, in most runs of this test).
     func testMountPointCreationCannotBeRacedOutOfTheRoot() throws {
         let rootfs = try privateRootfs()
         let host = FileManager.default.temporaryDirectory.appendingPathComponent("race-host-\(UUID().uuidString)").path
@@ -236,7 +239,7 @@ final class ProcfsHardeningTests: ContainerTestCase {
         }
         swapper.start()
         defer { stop.set(); while !swapper.isFinished { usleep(1000) } }
-        for i in 0..<40 {
+        for i in 0..<80 {
             let b = try bundle { spec in
                 ContainerTestCase.args(["true"])(&spec)
                 spec["root"] = ["path": rootfs, "readonly": true]

@@ -388,16 +388,11 @@ public enum Rootfs {
     /// As runc does, every whole proc/sysfs mount outside the rootfs is detached (made a slave first,
     /// so nothing propagates to the host), or covered with a tmpfs where it cannot be unmounted.
     static func hideHostProcAndSys(outside rootfs: String) throws(SysError) {
-        let info = try FS.readString("/proc/self/mountinfo")
-        var targets: [String] = []
-        for line in info.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            guard let dash = f.firstIndex(of: "-"), dash + 1 < f.count, f.count > 4 else { continue }
-            let mp = String(f[4])
-            guard f[3] == "/", f[dash + 1] == "proc" || f[dash + 1] == "sysfs",
-                  mp != rootfs, !mp.hasPrefix(rootfs + "/") else { continue }
-            targets.append(mp)
-        }
+        let info = MountInfo.parse(try FS.readString("/proc/self/mountinfo"))
+        let targets = info.filter {
+            $0.root == "/" && ($0.fsType == "proc" || $0.fsType == "sysfs")
+                && $0.mountPoint != rootfs && !$0.mountPoint.hasPrefix(rootfs + "/")
+        }.map(\.mountPoint)
         for p in targets {
             if sl_mount(nil, p, nil, SL_MS_SLAVE | SL_MS_REC, nil) != 0 {
                 if errno == ENOENT { continue }   // gone with a parent detached before

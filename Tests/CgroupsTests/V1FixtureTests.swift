@@ -137,8 +137,10 @@ final class V1FixtureTests: XCTestCase {
         try m.set(resources(#"{"pids": {"limit": -1}}"#), initial: true)
         XCTAssertEqual(f.read(pids), "max")
         try m.set(resources(#"{"pids": {"limit": 7}}"#), initial: true)
+        try m.set(resources(#"{"pids": {}}"#), initial: true)
+        XCTAssertEqual(f.read(pids), "7", "no limit given: untouched")
         try m.set(resources(#"{"pids": {"limit": 0}}"#), initial: true)
-        XCTAssertEqual(f.read(pids), "7", "0 means unset")
+        XCTAssertEqual(f.read(pids), "0", "runtime-spec 1.3: 0 is a limit")
     }
 
     func testErrors() {

@@ -54,14 +54,15 @@ final class DefaultSpecTests: XCTestCase {
         let features = Features.current(mountOptions: ["bind", "rbind", "ro"])
         let text = encodeJSON(features, pretty: true)
         guard case .object(let o) = try JSONValue.parse(text) else { return XCTFail("not an object") }
-        XCTAssertEqual(o.keys, ["ociVersionMin", "ociVersionMax", "hooks", "mountOptions", "linux", "annotations"])
+        XCTAssertEqual(o.keys, ["ociVersionMin", "ociVersionMax", "hooks", "mountOptions", "linux", "annotations",
+                                "potentiallyUnsafeConfigAnnotations"])
         XCTAssertEqual(o["ociVersionMin"], .string("1.0.0"))
         XCTAssertEqual(o["ociVersionMax"], .string("1.2.0"))
         XCTAssertEqual(o["mountOptions"], .array([.string("bind"), .string("rbind"), .string("ro")]))
         XCTAssertEqual(o["hooks"], .array(knownHooks.map { .string($0) }))
         guard case .object(let linux)? = o["linux"] else { return XCTFail("no linux") }
         XCTAssertEqual(linux.keys, ["namespaces", "capabilities", "cgroup", "seccomp", "apparmor", "selinux",
-                                    "intelRdt", "mountExtensions"])
+                                    "intelRdt", "mountExtensions", "netDevices", "memoryPolicy"])
         XCTAssertEqual(linux["capabilities"], .array(knownCapabilities.map { .string($0) }))
         XCTAssertEqual(linux["seccomp"], .object(["enabled": .bool(false)]))
         XCTAssertEqual(linux["mountExtensions"], .object(["idmap": .object(["enabled": .bool(true)])]))

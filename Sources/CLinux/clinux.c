@@ -171,6 +171,7 @@ int sl_epoll_wait1(int ep, int *fd, uint32_t *events, int timeout_ms) {
     struct epoll_event e; int n = epoll_wait(ep, &e, 1, timeout_ms); if (n == 1) { *fd = e.data.fd; *events = e.events; } return n;
 }
 int sl_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK); }
+int sl_peer_uid(int fd, uint32_t *uid) { struct ucred c; socklen_t l = sizeof c; int r = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &l); *uid = c.uid; return r; }
 int sl_socket_error(int fd) { int e = 0; socklen_t l = sizeof e; return getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l) < 0 ? -1 : e; }
 int sl_set_nonblock(int fd) { int f = fcntl(fd, F_GETFL); return f < 0 ? -1 : fcntl(fd, F_SETFL, f | O_NONBLOCK); }
 int sl_set_cloexec(int fd) { return fcntl(fd, F_SETFD, FD_CLOEXEC); }

@@ -48,17 +48,18 @@ public enum FS {
     /// reader sees the old or the new content, never a torn one. `durable` also fsyncs the temp file
     /// before the rename (survives a host crash); volatile runtime state (state.json, pid files) skips
     /// it, as runc and crun do: on an ext4 /run that fsync cost 0.6-3 ms per write here (Spec/performance.md).
+    /// No symlink is followed at the target or the temp name (see `ReplacementFile`).
     public static func writeFileAtomic(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600, durable: Bool = true) throws(SysError) {
-        let tmp = path + ".tmp"
-        let fd = try open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode)
+        let file = try ReplacementFile(path, mode: mode)
         do {
-            try writeAll(fd: fd, bytes, path: tmp)
-            if durable { try sys("fsync", tmp) { fsync(fd) } }
+            try writeAll(fd: file.fd, bytes, path: file.shownTemp)
+            if durable { try sys("fsync", file.shownTemp) { fsync(file.fd) } }
         } catch {
-            close(fd); unlink(tmp); throw error
+            file.abandon()
+            throw error
         }
-        close(fd)
-        do { try sys("rename", tmp) { rename(tmp, path) } } catch { unlink(tmp); throw error }
+        try file.commit()
+        close(file.fd)
     }
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
@@ -170,6 +171,58 @@ public enum FS {
         var buf = [CChar](repeating: 0, count: 4097)
         guard getcwd(&buf, 4096) != nil else { return "/" }
         return cString(buf)
+    }
+}
+
+/// A new file that replaces `path` when committed, for root writing at a path someone else may
+/// control (pid files, exit files, logs, state): the parent directory is opened once, the file is
+/// created there under a fresh name with O_CREAT|O_EXCL|O_NOFOLLOW (a planted symlink or file is
+/// never opened), and renameat puts it in place (a symlink at `path` is replaced, not followed, as
+/// runc does with its pid file).
+public struct ReplacementFile {
+    public let fd: Int32
+    public let path: String
+    let dir: Int32
+    let name: String
+    let temp: String
+    public var shownTemp: String { FS.dirname(path) + "/" + temp }
+
+    public init(_ path: String, mode: mode_t) throws(SysError) {
+        self.path = path
+        let parent = FS.dirname(path)
+        name = path.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? ""
+        guard !name.isEmpty, name != ".", name != ".." else { throw SysError("create", path, errno: EISDIR) }
+        dir = try sys("open", parent) { Glibc.open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        var tries = 0
+        while true {
+            let candidate = "." + name + "." + String(UInt32.random(in: .min ... .max), radix: 16) + ".tmp"
+            let fd = Glibc.openat(dir, candidate, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            if fd >= 0 { self.fd = fd; temp = candidate; return }
+            let e = errno
+            tries += 1
+            if e != EEXIST || tries >= 16 {
+                Glibc.close(dir)
+                throw SysError("create", parent + "/" + candidate, errno: e)
+            }
+        }
+    }
+
+    /// Renames the new file over `path`; `fd` stays open for the caller. On failure the temp file is
+    /// removed and both fds are closed.
+    public func commit() throws(SysError) {
+        guard renameat(dir, temp, dir, name) == 0 else {
+            let e = errno
+            abandon()
+            throw SysError("rename", shownTemp, errno: e)
+        }
+        Glibc.close(dir)
+    }
+
+    /// Removes the temp file and closes both fds.
+    public func abandon() {
+        unlinkat(dir, temp, 0)
+        Glibc.close(fd)
+        Glibc.close(dir)
     }
 }
 

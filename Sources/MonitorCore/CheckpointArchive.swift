@@ -36,11 +36,18 @@ enum CheckpointArchive {
 
     static func create(_ r: Request, monitor m: Monitor, done: @escaping (Result<JSONObject, ControlError>) -> Void) throws(ControlError) {
         guard m.exitCode == nil, let bundle = m.bundle else { throw ControlError("container \(m.cid) is not running") }
-        let work = r.archive + ".work"
-        do { try FS.mkdir(work, 0o700) } catch { throw ControlError("params.archive: \(error)") }
+        // A new private directory (never one that exists already): the archive's content goes to
+        // <work>/content, the tar to <work>/archive.tar (0600), renamed to the archive path at the end.
+        let work = r.archive + ".work", content = work + "/content"
+        guard Glibc.mkdir(work, 0o700) == 0 else { throw ControlError("params.archive: mkdir \(work): \(errnoString(errno))") }
+        guard Glibc.mkdir(content, 0o700) == 0 else {
+            let e = errno
+            rmdir(work)
+            throw ControlError("params.archive: mkdir \(content): \(errnoString(e))")
+        }
         let upper = overlayUpperDir(pid: m.containerPid)
         var args = [m.o.runtime ?? ""] + m.o.runtimeArgs
-        args += ["checkpoint", "--image-path", work + "/checkpoint", "--work-path", work, "--leave-running"]
+        args += ["checkpoint", "--image-path", content + "/checkpoint", "--work-path", content, "--leave-running"]
         if r.tcpEstablished { args.append("--tcp-established") }
         if r.fileLocks { args.append("--file-locks") }
         args.append(m.cid)
@@ -55,18 +62,18 @@ enum CheckpointArchive {
                     return
                 }
                 do {
-                    try FS.writeFileAtomic(work + "/spec.dump", try FS.readFile(bundle + "/config.json"), mode: 0o600)
+                    try FS.writeFileAtomic(content + "/spec.dump", try FS.readFile(bundle + "/config.json"), mode: 0o600)
                     let config: JSONObject = [
                         "id": .string(m.cid), "name": .string(m.o.name ?? m.cid),
                         "runtime": .string(String((m.o.runtime ?? "").split(separator: "/").last ?? "")),
                         "createdTime": .string(m.startedAt), "checkpointedTime": .string(Clock.rfc3339Nano()),
                     ]
-                    try FS.writeFileAtomic(work + "/config.dump", JSONValue.object(config).serializedBytes(pretty: true), mode: 0o600)
+                    try FS.writeFileAtomic(content + "/config.dump", JSONValue.object(config).serializedBytes(pretty: true), mode: 0o600)
                 } catch {
                     fail("write archive metadata: \(error)")
                     return
                 }
-                packRootfsDiff(upper: upper, work: work, monitor: m) { message in
+                packRootfsDiff(upper: upper, work: content, monitor: m) { message in
                     if let message { fail(message); return }
                     packArchive(work: work, archive: r.archive, monitor: m) { message in
                         try? FS.removeAll(work)
@@ -116,8 +123,18 @@ enum CheckpointArchive {
         runTar(args, monitor: m, what: "rootfs-diff.tar", done: done)
     }
 
+    /// Packs <work>/content into <work>/archive.tar, made 0600 before it is renamed to `archive`
+    /// (a rename replaces a symlink planted there instead of writing through it).
     private static func packArchive(work: String, archive: String, monitor m: Monitor, done: @escaping (String?) -> Void) {
-        runTar(["/bin/tar", "-cf", archive, "-C", work, "."], monitor: m, what: archive, done: done)
+        let tar = work + "/archive.tar"
+        runTar(["/bin/tar", "-cf", tar, "-C", work + "/content", "."], monitor: m, what: archive) { message in
+            if let message { done(message); return }
+            guard chmod(tar, 0o600) == 0, rename(tar, archive) == 0 else {
+                done("write \(archive): \(errnoString(errno))")
+                return
+            }
+            done(nil)
+        }
     }
 
     private static func runTar(_ args: [String], monitor m: Monitor, what: String, done: @escaping (String?) -> Void) {
@@ -164,8 +181,14 @@ enum CheckpointArchive {
 
     private static func unpack(_ archive: String, into dir: String, bundle: String, env: [String]) throws(MonitorFailure) -> String {
         try runTarSync(["/bin/tar", "-xf", archive, "-C", dir], env: env, what: "unpack \(archive)")
-        guard FS.exists(dir + "/checkpoint") else {
+        guard let st = FS.lstatOf(dir + "/checkpoint"), FS.isDirectory(st) else {
             throw MonitorFailure("restore: \(archive) is not a checkpoint archive (no checkpoint/ directory)")
+        }
+        // What the archive holds is read by us: regular files only, never a symlink out of it.
+        for name in ["spec.dump", "rootfs-diff.tar", "deleted.files"] {
+            if let st = FS.lstatOf(dir + "/" + name), st.st_mode & S_IFMT != S_IFREG {
+                throw MonitorFailure("restore: \(archive): \(name) is not a regular file")
+            }
         }
         let config = bundle + "/config.json"
         do {
@@ -176,13 +199,14 @@ enum CheckpointArchive {
         } catch let e as MonitorFailure { throw e } catch { throw MonitorFailure("restore: \(error)") }
         if FS.exists(dir + "/rootfs-diff.tar") {
             let rootfs = try rootfsPath(bundle: bundle)
+            // Everything is checked before the rootfs changes (Spec/checkpoint.md).
+            let deleted: [String]
+            do {
+                deleted = try RootfsDiff.deletedFiles(dir + "/deleted.files")
+                try RootfsDiff.check(try RootfsDiff.members(dir + "/rootfs-diff.tar"), rootfs: rootfs)
+            } catch { throw MonitorFailure("restore: \(archive): \(error.message)") }
             try runTarSync(["/bin/tar", "-xf", dir + "/rootfs-diff.tar", "-C", rootfs], env: env, what: "apply rootfs-diff.tar")
-            if let text = try? FS.readFile(dir + "/deleted.files"), case .array(let items)? = try? JSONValue.parse(text) {
-                for case .string(let rel) in items {
-                    guard !rel.split(separator: "/").contains("..") else { continue }
-                    try? FS.removeAll(rootfs + "/" + rel)
-                }
-            }
+            for rel in deleted { RootfsDiff.remove(rel, rootfs: rootfs) }
         }
         return dir + "/checkpoint"
     }

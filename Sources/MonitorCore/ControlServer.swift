@@ -9,12 +9,25 @@ import OCI
 /// `{"event": ...}`. Spec/monitor.md documents every method and event.
 final class ControlServer {
     static let maxLine = 1 << 20
+    /// Open connections at most; at the cap the oldest idle one makes room (see `admit`).
+    static let maxConnections = 32
+
+    /// One client: its unparsed input, whether it subscribed, its requests still running.
+    final class Connection {
+        let fd: Int32
+        var buffer: [UInt8] = []
+        var subscribed = false
+        var busy = 0
+        var idleTimer: Int?
+        init(_ fd: Int32) { self.fd = fd }
+    }
 
     let fd: Int32
     let path: String
     unowned let monitor: Monitor
-    private var buffers: [Int32: [UInt8]] = [:]
-    private var subscribers: Set<Int32> = []
+    private var connections: [Int32: Connection] = [:]
+    /// Accept order, oldest first.
+    private var order: [Int32] = []
     var probes: [String: Probe] = [:]
     private(set) var network: NetworkNamespace?
 
@@ -23,11 +36,44 @@ final class ControlServer {
         path = bundle + "/monitor.sock"
         fd = try UnixSocket.listen(directory: bundle, name: "monitor.sock", type: Int32(SOCK_STREAM.rawValue), mode: 0o600)
         do {
-            try UnixSocket.serve(fd, loop: monitor.loop, accepted: { [unowned self] c in self.buffers[c] = [] },
+            try UnixSocket.serve(fd, loop: monitor.loop, accepted: { [unowned self] c in self.admit(c) },
                                  onReadable: { [unowned self] c in self.receive(c) })
         } catch {
             Glibc.close(fd)
             throw error
+        }
+    }
+
+    /// Only root and the monitor's own user may talk to it (SO_PEERCRED), whatever the socket
+    /// file's mode. At the cap, the oldest connection that is neither subscribed nor waiting for a
+    /// reply is closed for the new one; when every one is, the new one is refused.
+    private func admit(_ c: Int32) -> Bool {
+        var uid: UInt32 = 0
+        guard sl_peer_uid(c, &uid) == 0, uid == 0 || uid == geteuid() else { return false }
+        if connections.count >= Self.maxConnections {
+            guard let victim = order.first(where: { connections[$0].map { !$0.subscribed && $0.busy == 0 } ?? false }) else {
+                reply(["error": .string("too many connections (\(Self.maxConnections))")], on: c)
+                return false
+            }
+            drop(victim)
+        }
+        connections[c] = Connection(c)
+        order.append(c)
+        armIdleTimer(c)
+        return true
+    }
+
+    /// A connection that sends nothing for --control-idle-timeout seconds is closed, unless it
+    /// subscribed or waits for a reply.
+    private func armIdleTimer(_ c: Int32) {
+        guard let conn = connections[c] else { return }
+        if let t = conn.idleTimer { monitor.loop.cancel(t) }
+        conn.idleTimer = nil
+        guard !conn.subscribed else { return }
+        conn.idleTimer = monitor.loop.after(ms: Int64(monitor.o.controlIdleTimeout) * 1000) { [unowned self] in
+            conn.idleTimer = nil
+            guard self.connections[c] === conn else { return }
+            if conn.busy > 0 { self.armIdleTimer(c) } else { self.drop(c) }
         }
     }
 
@@ -38,42 +84,50 @@ final class ControlServer {
             drop(c)
             return
         }
-        guard n > 0 else { return }
-        buffers[c, default: []] += buf[0..<n]
-        while let nl = buffers[c]?.firstIndex(of: UInt8(ascii: "\n")) {
-            let line = Array(buffers[c]?[0..<nl] ?? [])
-            buffers[c]?.removeSubrange(0...nl)
-            handle(line, from: c)
+        guard n > 0, let conn = connections[c] else { return }
+        armIdleTimer(c)
+        conn.buffer += buf[0..<n]
+        while connections[c] === conn, let nl = conn.buffer.firstIndex(of: UInt8(ascii: "\n")) {
+            let line = Array(conn.buffer[0..<nl])
+            conn.buffer.removeSubrange(0...nl)
+            handle(line, from: conn)
         }
-        if (buffers[c]?.count ?? 0) > Self.maxLine {
-            send(["error": .string("request line longer than \(Self.maxLine) bytes")], to: c)
+        if connections[c] === conn && conn.buffer.count > Self.maxLine {
+            send(["error": .string("request line longer than \(Self.maxLine) bytes")], to: conn)
             drop(c)
         }
     }
 
     private func drop(_ c: Int32) {
+        guard let conn = connections.removeValue(forKey: c) else { return }
+        if let t = conn.idleTimer { monitor.loop.cancel(t) }
+        order.removeAll { $0 == c }
         monitor.loop.unwatch(c)
         Glibc.close(c)
-        buffers[c] = nil
-        subscribers.remove(c)
     }
 
-    func send(_ obj: JSONObject, to c: Int32) {
-        guard buffers[c] != nil else { return }   // the client left meanwhile
+    /// One line on a connection that is not (or no longer) in `connections`.
+    private func reply(_ obj: JSONObject, on c: Int32) {
+        let bytes = JSONValue.object(obj).serializedBytes() + [UInt8(ascii: "\n")]
+        _ = bytes.withUnsafeBytes { Glibc.send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+    }
+
+    func send(_ obj: JSONObject, to conn: Connection) {
+        guard connections[conn.fd] === conn else { return }   // the client left meanwhile
         let bytes = JSONValue.object(obj).serializedBytes() + [UInt8(ascii: "\n")]
         // Replies are small; a client that stops reading is dropped rather than blocking the monitor.
-        let n = bytes.withUnsafeBytes { Glibc.send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-        if n != bytes.count { drop(c) }
+        let n = bytes.withUnsafeBytes { Glibc.send(conn.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        if n != bytes.count { drop(conn.fd) }
     }
 
     func broadcast(_ event: JSONObject) {
         var e = event
         e.members.append(("time", .string(Clock.rfc3339Nano())))
-        for c in subscribers { send(e, to: c) }
+        for conn in Array(connections.values) where conn.subscribed { send(e, to: conn) }
     }
 
     func close() {
-        for c in Array(buffers.keys) { drop(c) }
+        for c in Array(connections.keys) { drop(c) }
         for p in probes.values { p.stop() }
         probes = [:]
         monitor.loop.unwatch(fd)
@@ -83,7 +137,7 @@ final class ControlServer {
 
     // MARK: - Requests
 
-    private func handle(_ line: [UInt8], from c: Int32) {
+    private func handle(_ line: [UInt8], from c: Connection) {
         let request: JSONObject
         do {
             guard case .object(let o) = try JSONValue.parse(line, maxDepth: 32) else {
@@ -111,26 +165,31 @@ final class ControlServer {
         }
     }
 
-    private func dispatch(_ method: String, _ params: JSONObject, id: JSONValue, client c: Int32) throws(ControlError) {
+    private func dispatch(_ method: String, _ params: JSONObject, id: JSONValue, client c: Connection) throws(ControlError) {
         switch method {
         case "state":
             send(["id": id, "result": .object(state())], to: c)
         case "subscribe":
-            subscribers.insert(c)
+            c.subscribed = true
+            armIdleTimer(c.fd)
             send(["id": id, "result": .object(state())], to: c)
         case "execSync":
             let req = try ExecRequest(params)
             try ExecRunner.run(req, monitor: monitor) { [weak self] result in
+                c.busy -= 1
                 self?.send(["id": id, "result": .object(result.json)], to: c)
             }
+            c.busy += 1
         case "checkpoint":
             let req = try CheckpointArchive.Request(params)
             try CheckpointArchive.create(req, monitor: monitor) { [weak self] result in
+                c.busy -= 1
                 switch result {
                 case .success(let r): self?.send(["id": id, "result": .object(r)], to: c)
                 case .failure(let e): self?.send(["id": id, "error": .string(e.message)], to: c)
                 }
             }
+            c.busy += 1
         case "addProbe":
             let spec = try ProbeSpec(params)
             if spec.needsNetwork && network == nil {

@@ -51,8 +51,8 @@ public enum K8sFormat {
     }
 }
 
-/// One k8s-file log. Over --log-size-max the file starts again empty (written as `<path>.tmp`, then
-/// renamed over `<path>`, like conmon); `reopen` serves log rotation by the kubelet (ctl message 2).
+/// One k8s-file log. Over --log-size-max the file starts again empty (a new file renamed over
+/// `<path>`, like conmon); `reopen` serves log rotation by the kubelet (ctl message 2).
 /// A failing write (disk full) never blocks the container: the record is dropped and counted.
 final class K8sFileLog {
     let path: String
@@ -70,20 +70,17 @@ final class K8sFileLog {
 
     deinit { if fd >= 0 { close(fd) } }
 
+    /// Never through a symlink: the new file of a rotation is a fresh `ReplacementFile`, and the log
+    /// path is opened with O_NOFOLLOW.
     private func open(truncate: Bool) throws(SysError) {
         if truncate {
-            let tmp = path + ".tmp"
-            let nfd = try sys("open", tmp) { Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
-            guard rename(tmp, path) == 0 else {
-                let e = errno
-                close(nfd)
-                throw SysError("rename", tmp, errno: e)
-            }
+            let file = try ReplacementFile(path, mode: 0o600)
+            try file.commit()
             if fd >= 0 { close(fd) }
-            fd = nfd
+            fd = file.fd
             size = 0
         } else {
-            let nfd = try sys("open", path) { Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600) }
+            let nfd = try sys("open", path) { Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o600) }
             if fd >= 0 { close(fd) }
             fd = nfd
             var st = stat()

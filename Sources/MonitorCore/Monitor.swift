@@ -110,12 +110,12 @@ final class Monitor {
             let pid: pid_t
             do { pid = try Proc.fork() } catch { throw MonitorFailure("fork: \(error)") }
             if pid > 0 {
-                if let p = o.conmonPidFile { try? FS.writeFile(p, String(pid)) }
+                if let p = o.conmonPidFile { writePidFile(p, pid) }
                 _exit(0)
             }
             _ = setsid()
         } else if let p = o.conmonPidFile {
-            try? FS.writeFile(p, String(getpid()))
+            writePidFile(p, getpid())
         }
         detachStdio()
         do {
@@ -217,6 +217,13 @@ final class Monitor {
         watchOOM()
         if o.timeout > 0 {
             loop.after(ms: Int64(o.timeout) * 1000) { [unowned self] in self.onTimeout() }
+        }
+    }
+
+    /// The conmon pid file (-P), written as the exit files are: never through a planted symlink.
+    private func writePidFile(_ path: String, _ pid: pid_t) {
+        do { try FS.writeFileAtomic(path, Array(String(pid).utf8), mode: 0o644, durable: false) } catch {
+            printErr("swiftlet-monitor: write pid file: \(error)")
         }
     }
 
@@ -356,8 +363,14 @@ final class Monitor {
         _ = sl_set_winsize(ptyMaster, rows, cols)
     }
 
+    /// A log that cannot be reopened (e.g. a symlink now at its path) keeps its old file; subscribers
+    /// get a log-error event.
     func reopenLogs() {
-        for log in logs { try? log.reopen() }
+        for log in logs {
+            do { try log.reopen() } catch {
+                control?.broadcast(["event": .string("log-error"), "path": .string(log.path), "message": .string("reopen: \(error)")])
+            }
+        }
     }
 
     // MARK: - Attach socket and control FIFOs
@@ -441,7 +454,7 @@ final class Monitor {
         guard let oom, oom.wait(timeoutMs: 0) else { return }
         oomKilled = true
         // conmon writes an empty `oom` file in the persist dir and where CRI-O/podman look (the bundle).
-        for dir in [o.persistDir, bundle].compactMap({ $0 }) { try? FS.touch(dir + "/oom") }
+        for dir in [o.persistDir, bundle].compactMap({ $0 }) { try? FS.writeFileAtomic(dir + "/oom", [], mode: 0o644, durable: false) }
         control?.broadcast(["event": .string("oom")])
     }
 

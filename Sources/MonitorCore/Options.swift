@@ -38,6 +38,8 @@ public struct MonitorOptions: Sendable {
     public var execProcessSpec: String?
     public var restore: String?
     public var timeout = 0
+    /// Control-socket connections that send nothing for this long are closed (swiftlet's own option).
+    public var controlIdleTimeout = 30
     public var systemdCgroup = false
     public var sdnotifySocket: String?
     public var version = false
@@ -65,6 +67,7 @@ private let table: [(String, Character?, Kind)] = [
     ("no-new-keyring", nil, .flag), ("replace-listen-pid", nil, .flag), ("sync", nil, .flag),
     ("no-sync-log", nil, .flag), ("syslog", nil, .flag), ("exec", "e", .flag), ("exec-attach", nil, .flag),
     ("exec-process-spec", nil, .value), ("restore", nil, .value), ("timeout", "T", .value),
+    ("control-idle-timeout", nil, .value),
     ("systemd-cgroup", "s", .flag), ("sdnotify-socket", nil, .value),
     ("seccomp-notify-socket", nil, .value), ("seccomp-notify-plugins", nil, .value),
     ("version", nil, .flag), ("help", "h", .flag),
@@ -162,6 +165,7 @@ private func apply(_ o: inout MonitorOptions, _ name: String, _ v: String) throw
     case "exec-process-spec": o.execProcessSpec = v
     case "restore": o.restore = v
     case "timeout": o.timeout = Int(try integer(name, v))
+    case "control-idle-timeout": o.controlIdleTimeout = Int(try integer(name, v))
     case "systemd-cgroup": o.systemdCgroup = true
     case "sdnotify-socket": o.sdnotifySocket = v
     case "version": o.version = true
@@ -183,6 +187,9 @@ public func validate(_ o: MonitorOptions) throws(MonitorUsageError) {
     if o.execAttach && !o.exec { throw MonitorUsageError(message: "Attach can only be specified with exec") }
     if o.execAttach && !o.apiVersion { throw MonitorUsageError(message: "Attach can only be specified for a non-legacy exec session") }
     if o.timeout < 0 { throw MonitorUsageError(message: "--timeout must not be negative") }
+    if !(1...86400).contains(o.controlIdleTimeout) {
+        throw MonitorUsageError(message: "--control-idle-timeout must be 1 to 86400 seconds")
+    }
     if o.restore != nil && o.exec { throw MonitorUsageError(message: "--restore cannot be combined with --exec") }
     for l in o.logPaths {
         if l.hasPrefix("journald") {
@@ -206,6 +213,7 @@ Application Options:
   -b, --bundle                Location of the OCI Bundle path
   -c, --cid                   Identification of Container
   -P, --conmon-pidfile        PID file for the monitor process
+  --control-idle-timeout      Close control-socket connections idle this many seconds (default 30)
   -p, --container-pidfile     PID file for the initial pid inside of container
   -u, --cuuid                 Container UUID
   -e, --exec                  Exec a command into a running container

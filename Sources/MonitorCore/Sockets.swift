@@ -48,15 +48,32 @@ enum UnixSocket {
         _ = try withUnixAddress(path, op: "bind") { (addr, len) throws(SysError) in try sys("bind", shown) { Glibc.bind(fd, addr, len) } }
     }
 
-    /// Accepts clients of a listening socket in the loop; `onReadable` runs for each readable client.
-    static func serve(_ fd: Int32, loop: EventLoop, accepted: @escaping (Int32) -> Void,
+    /// How long a listening socket is not polled after accept ran out of fds or memory.
+    static let acceptBackoffMs: Int64 = 500
+
+    /// Accepts clients of a listening socket in the loop; `accepted` admits a client (false: it is
+    /// closed), `onReadable` runs for each readable admitted client. Out of fds (EMFILE, ENFILE) or
+    /// memory, the pending client stays queued and the socket readable: rather than spinning on it,
+    /// the loop stops polling it for a while and keeps serving the clients it has. (The listening
+    /// socket is closed only after the loop has stopped, so the timer never meets a reused fd.)
+    static func serve(_ fd: Int32, loop: EventLoop, accepted: @escaping (Int32) -> Bool,
                       onReadable: @escaping (Int32) -> Void) throws(SysError) {
         try loop.watch(fd) { _ in
             let c = sl_accept(fd)
-            guard c >= 0 else { return }
+            guard c >= 0 else {
+                let e = errno
+                if e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM {
+                    loop.change(fd, events: 0)
+                    loop.after(ms: acceptBackoffMs) { loop.change(fd, events: SL_EPOLLIN) }
+                }
+                return
+            }
+            guard accepted(c) else {
+                Glibc.close(c)
+                return
+            }
             do {
                 try loop.watch(c) { _ in onReadable(c) }
-                accepted(c)
             } catch {
                 Glibc.close(c)
             }
@@ -122,7 +139,7 @@ final class AttachServer {
         path = directory + "/attach"
         fd = try UnixSocket.listen(directory: directory, name: "attach", type: Int32(SOCK_SEQPACKET.rawValue), mode: 0o700)
         do {
-            try UnixSocket.serve(fd, loop: monitor.loop, accepted: { [unowned self] c in self.clients.insert(c) },
+            try UnixSocket.serve(fd, loop: monitor.loop, accepted: { [unowned self] c in self.clients.insert(c); return true },
                                  onReadable: { [unowned self] c in self.receive(c) })
         } catch {
             Glibc.close(fd)

@@ -226,7 +226,7 @@ func specVerb(_ o: ParsedOptions) throws {
     let path = bundle + "/config.json"
     if FS.exists(path) { throw RuntimeError(.exists, "File \(path) exists. Remove it first") }
     let spec = Spec.defaultSpec(rootless: o.bool("rootless"), uid: getuid(), gid: getgid())
-    do { try FS.writeFile(path, encodeJSON(spec, pretty: true) + "\n", mode: 0o666) } catch {
+    do { try FS.writeFileAtomic(path, Array((encodeJSON(spec, pretty: true) + "\n").utf8), mode: 0o666, durable: false) } catch {
         throw RuntimeError(.internal, "write \(path): \(error)")
     }
 }

@@ -52,6 +52,8 @@ struct MonitoredContainer {
 
 class MonitorTestCase: ContainerTestCase {
     var launched: [MonitoredContainer] = []
+    /// Runs on the next launches' directory before the monitor starts (to plant things in it).
+    var prepareDir: ((String) throws -> Void)?
 
     override func setUpWithError() throws {
         try super.setUpWithError()
@@ -94,6 +96,7 @@ class MonitorTestCase: ContainerTestCase {
         for sub in ["bundle", "exits", "persist", "rt-root"] {
             try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
         }
+        try prepareDir?(dir)
         var spec = defaultConfig()
         if r == .crun { spec["ociVersion"] = "1.0.2" }   // crun 1.8 refuses newer versions
         ContainerTestCase.args(args)(&spec)

@@ -36,7 +36,8 @@ final class ResourceExhaustionTests: ContainerTestCase {
         let data = FileManager.default.contents(atPath: "\(dir)/\(id)/state.json") ?? Data()
         let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         XCTAssertEqual(obj?["id"] as? String, id, "state.json corrupted: \(String(decoding: data, as: UTF8.self))", file: file, line: line)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/\(id)/state.json.tmp"), "temp state file left", file: file, line: line)
+        let temps = ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/\(id)")) ?? []).filter { $0.hasSuffix(".tmp") }
+        XCTAssertEqual(temps, [], "temp state file left", file: file, line: line)
     }
 
     /// --root on a full filesystem: a new create fails naming ENOSPC and leaves nothing; an update

@@ -161,6 +161,7 @@ int sl_epoll_del(int ep, int fd);                            // EPOLL_CTL_DEL
 int sl_epoll_wait1(int ep, int *fd, uint32_t *events, int timeout_ms); // one event: 1, 0 on timeout, -1
 int sl_accept(int fd);                                       // accept4(fd, 0, 0, SOCK_CLOEXEC|SOCK_NONBLOCK)
 int sl_socket_error(int fd);                                 // getsockopt(SO_ERROR), -1 on failure
+int sl_peer_uid(int fd, uint32_t *uid);                      // getsockopt(SO_PEERCRED).uid
 int sl_set_nonblock(int fd);                                 // fcntl F_SETFL |= O_NONBLOCK
 int sl_set_cloexec(int fd);                                  // fcntl F_SETFD FD_CLOEXEC
 int sl_connect_inet(int fd, int family, const void *addr, uint16_t port); // sockaddr_in/in6 from raw address

@@ -44,6 +44,9 @@ final class OptionParsingTests: XCTestCase {
         XCTAssertTrue(invalid(["-c", "c", "-u", "u", "-r", "/r", "--exec-attach"]).contains("exec"))
         XCTAssertTrue(invalid(["-c", "c", "-u", "u", "-r", "/r", "-l", "journald:"]).contains("journald"))
         XCTAssertEqual(invalid(["-c", "c", "-u", "u", "-r", "/r", "stray", "words"]), "")
+        XCTAssertTrue(invalid(["-c", "c", "-u", "u", "-r", "/r", "--control-idle-timeout", "0"]).contains("--control-idle-timeout"))
+        XCTAssertEqual(try parseMonitorOptions(["--control-idle-timeout", "5"]).controlIdleTimeout, 5)
+        XCTAssertEqual(try parseMonitorOptions([]).controlIdleTimeout, 30)
     }
 }
 
@@ -204,5 +207,52 @@ final class MonitorParserFuzzTests: XCTestCase {
             _ = c.parse(bytes)
             _ = GRPCHealthClient.healthStatus(bytes)
         }
+    }
+}
+
+/// rootfs-diff.tar members as the restore check sees them (RootfsDiff, issue 13.6).
+final class RootfsDiffTests: XCTestCase {
+    func tarOf(_ format: String, _ script: String) throws -> String {
+        let dir = try makeTempDir(prefix: "swiftlet-tar.")
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let r = runProgram("/bin/sh", ["-c", "cd \(dir) && mkdir w && cd w && \(script) && tar --format=\(format) -cf ../t.tar *"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return dir + "/t.tar"
+    }
+
+    func testLongNamesAndLinksInGnuAndPaxArchives() throws {
+        let long = String(repeating: "d", count: 120) + "/" + String(repeating: "f", count: 120)
+        for format in ["gnu", "pax"] {
+            let script = "mkdir \(String(repeating: "d", count: 120)) && echo x > \(long) && ln -s \(long) s && ln \(long) h"
+            let members = try RootfsDiff.members(try tarOf(format, script))
+            XCTAssertTrue(members.contains(TarMember(name: long, type: UInt8(ascii: "0"), link: "")), "\(format): \(members)")
+            XCTAssertTrue(members.contains(TarMember(name: "s", type: UInt8(ascii: "2"), link: long)), "\(format): \(members)")
+            XCTAssertTrue(members.contains(TarMember(name: "h", type: UInt8(ascii: "1"), link: long)), "\(format): \(members)")
+        }
+        // ustar splits a long name into prefix and name.
+        let dirs = String(repeating: "a", count: 60) + "/" + String(repeating: "b", count: 60)
+        let members = try RootfsDiff.members(try tarOf("ustar", "mkdir -p \(dirs) && echo x > \(dirs)/f && ln -s target s"))
+        XCTAssertTrue(members.contains(TarMember(name: dirs + "/f", type: UInt8(ascii: "0"), link: "")), "\(members)")
+        XCTAssertTrue(members.contains(TarMember(name: "s", type: UInt8(ascii: "2"), link: "target")), "\(members)")
+    }
+
+    func testMemberRules() throws {
+        let root = try makeTempDir(prefix: "swiftlet-rootfs.")
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: root) }
+        XCTAssertEqual(symlink("/etc", root + "/evil"), 0)
+        func check(_ m: [TarMember]) -> String? {
+            do { try RootfsDiff.check(m, rootfs: root); return nil } catch { return error.message }
+        }
+        let file = UInt8(ascii: "0"), dir = UInt8(ascii: "5"), sym = UInt8(ascii: "2"), hard = UInt8(ascii: "1")
+        XCTAssertNil(check([TarMember(name: "./", type: dir, link: ""), TarMember(name: "./a/b", type: file, link: "")]))
+        XCTAssertNil(check([TarMember(name: "evil", type: file, link: "")]), "a file replaces a symlink at its own path")
+        XCTAssertNil(check([TarMember(name: "s", type: sym, link: "/etc")]), "a symlink member alone is fine")
+        XCTAssertNotNil(check([TarMember(name: "/etc/passwd", type: file, link: "")])?.range(of: "absolute"))
+        XCTAssertNotNil(check([TarMember(name: "a/../../x", type: file, link: "")])?.range(of: "\"..\""))
+        XCTAssertNotNil(check([TarMember(name: "evil/shadow", type: file, link: "")])?.range(of: "symlink /evil of the rootfs"))
+        XCTAssertNotNil(check([TarMember(name: "evil", type: dir, link: "")])?.range(of: "symlink /evil of the rootfs"))
+        XCTAssertNotNil(check([TarMember(name: "s", type: sym, link: "x"), TarMember(name: "s/f", type: file, link: "")])?.range(of: "symlink member"))
+        XCTAssertNotNil(check([TarMember(name: "h", type: hard, link: "evil/shadow")])?.range(of: "hard link target"))
+        XCTAssertNotNil(check([TarMember(name: "h", type: hard, link: "../x")])?.range(of: "hard link target"))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import TestSupport
+import CLinux
 
 /// Issue 13.7: the monitor's control socket takes only root and its own user, caps its connections,
 /// closes idle ones and does not spin when accept runs out of fds.

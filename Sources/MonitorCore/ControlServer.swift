@@ -8,7 +8,9 @@ import OCI
 /// `{"id": X, "result": {...}}` or `{"id": X, "error": "..."}`; subscribers also get events
 /// `{"event": ...}`. Spec/monitor.md documents every method and event.
 final class ControlServer {
-    static let maxLine = 1 << 20
+    /// Requests are small; with at most `maxConnections` clients this bounds what they can make the
+    /// monitor buffer (2 MiB).
+    static let maxLine = 64 << 10
     /// Open connections at most; at the cap the oldest idle one makes room (see `admit`).
     static let maxConnections = 32
 
@@ -86,8 +88,9 @@ final class ControlServer {
         }
         guard n > 0, let conn = connections[c] else { return }
         armIdleTimer(c)
+        let complete = buf[0..<n].contains(UInt8(ascii: "\n"))   // else only the new bytes to keep
         conn.buffer += buf[0..<n]
-        while connections[c] === conn, let nl = conn.buffer.firstIndex(of: UInt8(ascii: "\n")) {
+        while complete, connections[c] === conn, let nl = conn.buffer.firstIndex(of: UInt8(ascii: "\n")) {
             let line = Array(conn.buffer[0..<nl])
             conn.buffer.removeSubrange(0...nl)
             handle(line, from: conn)

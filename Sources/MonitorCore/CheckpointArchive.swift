@@ -170,7 +170,7 @@ enum CheckpointArchive {
     static func unpack(_ archive: String, bundle: String, env: [String]) throws(MonitorFailure) -> String {
         let dir = bundle + "/checkpoint-archive"
         try? FS.removeAll(dir)
-        do { try FS.mkdir(dir, 0o700) } catch { throw MonitorFailure("restore: \(error)") }
+        guard Glibc.mkdir(dir, 0o700) == 0 else { throw MonitorFailure("restore: mkdir \(dir): \(errnoString(errno))") }
         do {
             return try unpack(archive, into: dir, bundle: bundle, env: env)
         } catch {

@@ -394,7 +394,7 @@ final class Monitor {
             unlink(path)
             guard mkfifo(path, 0o660) == 0 else { throw MonitorFailure("mkfifo \(path): \(errnoString(errno))") }
             // Read-write so the FIFO never reports EOF between writers.
-            let fd = Glibc.open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)
+            let fd = Glibc.open(path, O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
             guard fd >= 0 else { throw MonitorFailure("open \(path): \(errnoString(errno))") }
             var pending: [UInt8] = []
             do {

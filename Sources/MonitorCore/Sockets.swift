@@ -34,8 +34,11 @@ enum UnixSocket {
         unlink(path)
         let fd = try sys("socket", path) { socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0) }
         do throws(SysError) {
+            // The mode comes from the umask at bind: no chmod by path (a symlink swapped in after
+            // bind would be followed). The monitor is single-threaded.
+            let saved = umask(~mode & 0o777)
+            defer { umask(saved) }
             try bind(fd, "/proc/self/fd/\(dir)/\(name)", shown: path)
-            _ = chmod(path, mode)
             try sys("listen", path) { Glibc.listen(fd, 128) }
         } catch {
             close(fd)

@@ -69,6 +69,11 @@ final class ControlSocketLimitTests: MonitorTestCase {
     /// Even with the socket file open to everyone, a client running as another user is refused.
     func testOtherUsersAreRefused() throws {
         let (c, _) = try running()
+        for (name, mode) in [("monitor.sock", 0o600), ("attach", 0o700)] {
+            var st = stat()
+            XCTAssertEqual(lstat(c.bundle + "/" + name, &st), 0)
+            XCTAssertEqual(Int(st.st_mode & 0o7777), mode, name)
+        }
         XCTAssertEqual(chmod(c.bundle + "/monitor.sock", 0o666), 0)
         let client = """
         use IO::Socket::UNIX; $SIG{PIPE} = 'IGNORE';

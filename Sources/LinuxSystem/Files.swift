@@ -192,7 +192,7 @@ public struct ReplacementFile {
         let parent = FS.dirname(path)
         name = path.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? ""
         guard !name.isEmpty, name != ".", name != ".." else { throw SysError("create", path, errno: EISDIR) }
-        dir = try sys("open", parent) { Glibc.open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        dir = try sys("open", parent) { Glibc.open(parent, SL_O_PATH | O_DIRECTORY | O_CLOEXEC) }
         var tries = 0
         while true {
             let candidate = "." + name + "." + String(UInt32.random(in: .min ... .max), radix: 16) + ".tmp"
@@ -202,7 +202,7 @@ public struct ReplacementFile {
             tries += 1
             if e != EEXIST || tries >= 16 {
                 Glibc.close(dir)
-                throw SysError("create", parent + "/" + candidate, errno: e)
+                throw SysError("create", path, errno: e)
             }
         }
     }

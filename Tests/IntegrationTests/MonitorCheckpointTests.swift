@@ -36,6 +36,9 @@ final class MonitorCheckpointTests: MonitorTestCase {
         XCTAssertGreaterThan(result["size"] as? Int ?? 0, 0)
         XCTAssertEqual(result["rootfsDiff"] as? Bool, false, "the test rootfs is a plain directory")
         XCTAssertFalse(FileManager.default.fileExists(atPath: archive + ".work"), "the work dir is removed")
+        var st = stat()
+        XCTAssertEqual(stat(archive, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600, "the archive is readable by root only")
         // The container keeps running and counting.
         let counted = lastCount(c.logText())
         XCTAssertTrue(waitUntil(timeout: 10) { self.lastCount(c.logText()) > counted + 3 })

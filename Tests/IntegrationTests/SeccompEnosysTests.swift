@@ -9,14 +9,25 @@ import CSeccomp
 extension SeccompIntegrationTests {
     /// A libc-free static x86_64 program: makes syscall 450 (newer than the profile's newest, 449),
     /// 449 (named in the profile with errno E2BIG) and 102 (getuid: older, not named: the default,
-    /// EPERM), and prints "450:-38 449:-7 102:-1". Built with -DPAUSE, it pause(2)s forever (an
+    /// EPERM), and prints "450:-38 449:-7 102:-1". Built with -m32 it is an i386 program (same
+    /// numbers for 449 and 450 there; getuid32 is 199). Built with -DPAUSE, it pause(2)s forever (an
     /// init that lives under the same filter, for exec).
     static let probeSource = """
+    #ifdef __i386__
+    enum { GETUID = 199, WRITE = 4, EXIT_GROUP = 252 };
+    static long sc(long n, long a, long b, long c) {
+        long r;
+        __asm__ volatile ("int $0x80" : "=a"(r) : "a"(n), "b"(a), "c"(b), "d"(c) : "memory");
+        return r;
+    }
+    #else
+    enum { GETUID = 102, WRITE = 1, EXIT_GROUP = 231 };
     static long sc(long n, long a, long b, long c) {
         long r;
         __asm__ volatile ("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
         return r;
     }
+    #endif
     static char buf[64];
     static int put(int at, long v) {
         char tmp[24]; int n = 0;
@@ -29,24 +40,24 @@ extension SeccompIntegrationTests {
     #ifdef PAUSE
         for (;;) sc(34, 0, 0, 0);
     #endif
-        long nrs[3] = {450, 449, 102};
+        long nrs[3] = {450, 449, GETUID};
         int at = 0;
         for (int i = 0; i < 3; i++) {
             long r = sc(nrs[i], 0, 0, 0);
             at = put(at, nrs[i]); buf[at++] = ':'; at = put(at, r); buf[at++] = i == 2 ? '\\n' : ' ';
         }
-        sc(1, 1, (long)buf, at);
-        sc(231, 0, 0, 0);
+        sc(WRITE, 1, (long)buf, at);
+        sc(EXIT_GROUP, 0, 0, 0);
         for (;;) {}
     }
     """
 
-    /// Compiles the probe and the pauser into a fresh directory (gcc -static -nostdlib).
+    /// Compiles the probes and the pauser into a fresh directory (gcc -static -nostdlib).
     func buildProbe() throws -> String {
         let dir = try makeTempDir(prefix: "swiftlet-enosys.")
         addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
         try Self.probeSource.write(toFile: dir + "/probe.c", atomically: true, encoding: .utf8)
-        for (name, defines) in [("probe", []), ("pause", ["-DPAUSE"])] {
+        for (name, defines) in [("probe", []), ("probe32", ["-m32", "-fno-pic"]), ("pause", ["-DPAUSE"])] {
             let cc = runProgram("/usr/bin/gcc", defines + ["-static", "-nostdlib", "-O1", "-fno-stack-protector",
                                                            "-o", dir + "/" + name, dir + "/probe.c"])
             XCTAssertEqual(cc.status, 0, "gcc: \(cc.stderr)")
@@ -65,9 +76,9 @@ extension SeccompIntegrationTests {
             defer { free(name) }
             return String(cString: name)
         }
-        for (i, mode) in ["init", "exec"].enumerated() {
+        for (i, mode) in ["init", "init32", "exec"].enumerated() {
             let b = try bundle { spec in
-                ContainerTestCase.args(mode == "init" ? ["/tmp/probe"] : ["/tmp/pause"])(&spec)
+                ContainerTestCase.args(mode == "exec" ? ["/tmp/pause"] : mode == "init" ? ["/tmp/probe"] : ["/tmp/probe32"])(&spec)
                 var linux = spec[dict: "linux"]
                 linux["seccomp"] = [
                     "defaultAction": "SCMP_ACT_ERRNO",
@@ -83,10 +94,11 @@ extension SeccompIntegrationTests {
                 ]
             }
             let id = "enosys\(i)"
-            if mode == "init" {
+            if mode != "exec" {
+                // i386 (SCMP_ARCH_X86) has its own maximum, checked by the stub as its own arch.
                 let r = sl(["run", "--bundle", b, id])
                 XCTAssertEqual(r.status, 0, r.stderr)
-                XCTAssertEqual(r.stdout, "450:-38 449:-7 102:-1\n", r.stderr)
+                XCTAssertEqual(r.stdout, mode == "init" ? "450:-38 449:-7 102:-1\n" : "450:-38 449:-7 199:-1\n", r.stderr)
             } else {
                 // Exec'd processes get the same filter (loaded without the precompiled program).
                 XCTAssertEqual(sl(["run", "-d", "--bundle", b, id]).status, 0)

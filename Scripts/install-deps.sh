@@ -7,6 +7,7 @@
 #   libseccomp-dev libcap-dev libssl-dev pkg-config    (the CSeccomp/CCap/COpenSSL
 #                                                       system libraries; openssl for the https probe test)
 #   busybox-static                                      (the test rootfs, Scripts/make-rootfs.sh)
+#   gcc libc6-dev                                       (static probes some integration tests compile)
 # Optional (tests, benchmarks, anchors; skipped with a note when apt has no candidate):
 #   runc crun containerd umoci jq hyperfine time podman conmon python3
 #
@@ -16,7 +17,7 @@
 # to PATH (in this shell if sourced, and for login shells through /etc/profile.d/swift.sh).
 set -euo pipefail
 
-REQUIRED=(libseccomp-dev libcap-dev libssl-dev openssl pkg-config busybox-static)
+REQUIRED=(libseccomp-dev libcap-dev libssl-dev openssl pkg-config busybox-static gcc libc6-dev)
 OPTIONAL=(runc crun containerd umoci jq hyperfine time podman conmon python3)
 SWIFT_BIN=/opt/swift/usr/bin
 

@@ -55,9 +55,14 @@ public struct MountOptions: Sendable, Equatable {
         "rstrictatime": (false, SL_MOUNT_ATTR_STRICTATIME, true), "rnostrictatime": (true, SL_MOUNT_ATTR_STRICTATIME, false),
     ]
 
-    /// Every option name the table knows (for `features`).
+    /// Id-mapped mount requests: taken out of the options before `parse` (the runtime's mount plan
+    /// handles them), but recognised options all the same.
+    public static let idmapNames: Set<String> = ["idmap", "ridmap"]
+
+    /// Every option name recognised in config mounts (for `features`, which the runtime-spec asks
+    /// to list every recognised option).
     public static var knownNames: [String] {
-        (Array(table.keys) + Array(propagationTable.keys) + Array(recursiveTable.keys)).sorted()
+        (Array(table.keys) + Array(propagationTable.keys) + Array(recursiveTable.keys) + Array(idmapNames)).sorted()
     }
 
     /// Propagation flag for rootfsPropagation / a propagation option; nil if the name is not one.

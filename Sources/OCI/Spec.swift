@@ -360,17 +360,18 @@ public struct Personality: Codable, Sendable, Equatable {
     public var flags: [String]?
 }
 
-/// The state of a container as `state` prints it (runtime.md "State"), with runc's extra fields.
+/// The state of a container as `state` prints it (runtime.md "State"), with runc's extra fields,
+/// in the order runc prints them (`state`, `list --format json`; clients compare the text).
 public struct State: Codable, Sendable, Equatable {
     public var ociVersion: String
     public var id: String
-    public var status: String
     public var pid: Int32
+    public var status: String
     public var bundle: String
     public var rootfs: String?
     public var created: String?
-    public var owner: String?
     public var annotations: [String: String]?
+    public var owner: String?
     public init(ociVersion: String = ociRuntimeSpecVersion, id: String, status: String, pid: Int32,
                 bundle: String, rootfs: String? = nil, created: String? = nil, owner: String? = nil,
                 annotations: [String: String]? = nil) {

@@ -5,6 +5,7 @@ import LinuxSystem
 import RuntimeCore
 import Seccomp
 import Mounts
+import Cgroups
 
 /// Global settings every verb sees.
 struct Globals {
@@ -20,9 +21,10 @@ struct Log {
     /// --debug: debug lines too (to the --log file, else stderr).
     var debugEnabled = false
 
+    /// Without --log, debug lines go to stderr in logrus' text format, as runc's do.
     func debug(_ message: String) {
         guard debugEnabled else { return }
-        if path?.isEmpty ?? true { printErr("debug: " + message) }
+        if path?.isEmpty ?? true { printErr(String(Log.textLine("debug", message).dropLast())) }
         write("debug", message)
     }
 
@@ -38,14 +40,22 @@ struct Log {
 
     private func write(_ level: String, _ message: String) {
         guard let path, !path.isEmpty else { return }
-        let time = Clock.rfc3339Nano()
         let line = json
-            ? "{\"level\":\"\(level)\",\"msg\":\(jsonString(message)),\"time\":\"\(time)\"}\n"
-            : "time=\"\(time)\" level=\(level) msg=\(jsonString(message))\n"
+            ? "{\"level\":\"\(level)\",\"msg\":\(jsonString(message)),\"time\":\"\(Clock.rfc3339Nano())\"}\n"
+            : Log.textLine(level, message)
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return }
         _ = try? FS.writeAll(fd: fd, Array(line.utf8), path: path)
         close(fd)
+    }
+
+    /// One line in logrus' text format: `time="..." level=debug msg="..."`; the message is quoted
+    /// unless it is one word of the characters logrus leaves bare.
+    static func textLine(_ level: String, _ message: String) -> String {
+        let bare = !message.isEmpty && message.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "-._/@^+".unicodeScalars.contains($0)
+        }
+        return "time=\"\(Clock.rfc3339Nano())\" level=\(level) msg=\(bare ? message : jsonString(message))\n"
     }
 }
 
@@ -225,7 +235,9 @@ func specVerb(_ o: ParsedOptions) throws {
     let bundle = o.string("bundle").flatMap { $0.isEmpty ? nil : $0 } ?? "."
     let path = bundle + "/config.json"
     if FS.exists(path) { throw RuntimeError(.exists, "File \(path) exists. Remove it first") }
-    let spec = Spec.defaultSpec(rootless: o.bool("rootless"), uid: getuid(), gid: getgid())
+    // runc adds a cgroup namespace only when /sys/fs/cgroup itself is cgroup2 (unified mode).
+    let unified = CgroupLayout.detect() == .v2(mountPoint: "/sys/fs/cgroup")
+    let spec = Spec.defaultSpec(rootless: o.bool("rootless"), uid: getuid(), gid: getgid(), cgroupNamespace: unified)
     do { try FS.writeFileAtomic(path, Array((encodeJSON(spec, pretty: true) + "\n").utf8), mode: 0o666, durable: false) } catch {
         throw RuntimeError(.internal, "write \(path): \(error)")
     }

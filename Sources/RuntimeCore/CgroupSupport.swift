@@ -22,15 +22,30 @@ let defaultDeviceRules: [DeviceCgroup] = [
 /// there are none) with the default devices allowed after them, so a deny-all rule still leaves a
 /// working /dev. linux.resources.devices is authoritative: a linux.devices entry only gets `m`, so
 /// init can create its node (the rules apply before init runs, where runc sets them after), never
-/// read or write access (issue 13: that overrode an explicit deny).
+/// read or write access (issue 13: that overrode an explicit deny). Access letters other than r, w
+/// and m are ignored (runc ignores them too); a rule left with none of r, w, m is dropped.
 func effectiveResources(_ spec: Spec) -> Resources {
     var r = spec.linux?.resources ?? Resources()
-    let rules = r.devices ?? []
+    let rules = (r.devices ?? []).compactMap { rule -> DeviceCgroup? in
+        guard let access = rule.access, !access.isEmpty else { return rule }
+        var kept = rule
+        kept.access = access.filter { "rwm".contains($0) }
+        return kept.access?.isEmpty == true ? nil : kept
+    }
     let nodes = (spec.linux?.devices ?? []).filter { $0.type != "p" }.map {
         DeviceCgroup(allow: true, type: $0.type == "u" ? "c" : $0.type, major: $0.major, minor: $0.minor, access: "m")
     }
     r.devices = (rules.isEmpty ? [DeviceCgroup(allow: false, access: "rwm")] : rules) + defaultDeviceRules + nodes
     return r
+}
+
+/// One warning per device rule whose access has letters other than r, w, m (ignored).
+func deviceAccessWarnings(_ spec: Spec) -> [String] {
+    (spec.linux?.resources?.devices ?? []).enumerated().compactMap { i, rule in
+        let unknown = (rule.access ?? "").filter { !"rwm".contains($0) }
+        return unknown.isEmpty ? nil
+            : "linux.resources.devices[\(i)].access: ignoring unknown access \"\(unknown)\" (only r, w, m are known)"
+    }
 }
 
 /// This host's cgroup layout, read from /proc/self/mountinfo once per command (lazily: not every

@@ -168,6 +168,12 @@ enum Child {
         try sys("ptsname", "/dev/ptmx") { sl_ptsname(master, &name, 128) }
         let slavePath = cString(name)
         let slave = try FS.open(slavePath, O_RDWR | O_NOCTTY)
+        // The terminal belongs to the process's user (its group stays devpts' gid=, e.g. tty), as in
+        // runc; EINVAL/EPERM (uid not mapped, or a pty inode we may not chown in a user namespace)
+        // leave it as it is, as runc does.
+        if fchown(slave, p.uid, gid_t.max) != 0 && errno != EINVAL && errno != EPERM {
+            throw SysError("fchown", slavePath, errno: errno)
+        }
         if console {
             // CVE-2025-52565 class: never mount the console over whatever a planted symlink points at.
             if let st = FS.lstatOf("/dev/console"), FS.isSymlink(st) {

@@ -100,7 +100,8 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
         }
         let skipped = plan.process?.seccomp?.skippedSyscalls ?? []
         return Created(state: state,
-                       warnings: skipped.isEmpty ? [] : ["linux.seccomp: unknown syscalls skipped: \(skipped.joined(separator: ", "))"],
+                       warnings: (skipped.isEmpty ? [] : ["linux.seccomp: unknown syscalls skipped: \(skipped.joined(separator: ", "))"])
+                           + deviceAccessWarnings(plan.spec),
                        ptyMaster: pty, startSocket: startSocket)
     } catch {
         cleanup()
@@ -231,8 +232,16 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
 
 /// A pty master from a child: sent to --console-socket (and closed here), or returned for the
 /// foreground copy loop when there is no console socket.
+/// The relayed copy gets ONLCR cleared, as runc does, so the output is the process's bytes
+/// ("\n", not "\r\n").
 func handOverPty(_ fd: Int32, name: String, consoleSocket: String?) throws(SysError) -> Int32? {
-    guard let path = consoleSocket else { return fd }
+    guard let path = consoleSocket else {
+        var t = termios()
+        try sys("tcgetattr", name) { tcgetattr(fd, &t) }
+        t.c_oflag &= ~tcflag_t(ONLCR)
+        try sys("tcsetattr", name) { tcsetattr(fd, TCSANOW, &t) }
+        return fd
+    }
     defer { close(fd) }
     try sendFdToUnixSocket(path: path, fd: fd, name: name)
     return nil

@@ -264,7 +264,7 @@ struct ContainerPlan: Sendable {
             if options.contains("tmpcopyup") {
                 throw RuntimeError(.unsupported, "config.json: mounts[\(i)].options: \"tmpcopyup\" is not supported yet by swiftlet")
             }
-            var o = MountOptions.parse(options.filter { $0 != "idmap" && $0 != "ridmap" })
+            var o = MountOptions.parse(options.filter { !MountOptions.idmapNames.contains($0) })
             let type = m.type ?? (o.isBind ? "bind" : "")
             if type == "bind" && !o.isBind { o.flags |= SL_MS_BIND }
             let source = o.isBind ? FS.absolute(m.source ?? "", base: bundle) : (m.source ?? type)

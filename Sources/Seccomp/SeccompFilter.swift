@@ -15,12 +15,13 @@ public final class SeccompFilter: @unchecked Sendable {
     public private(set) var notifies = false
     /// Syscall names this libseccomp does not know; skipped (runc does the same) and reported as warnings.
     public private(set) var skippedSyscalls: [String] = []
-    /// seccomp(2) flags libseccomp 2.5 cannot set (WAIT_KILLABLE_RECV): the filter is then exported
-    /// as BPF and loaded with seccomp(2) directly, with these flags.
+    /// seccomp(2) flags libseccomp 2.5 cannot set (WAIT_KILLABLE_RECV), passed when loading.
     var rawFlags: UInt32 = 0
     var notifyFdFromLoad: Int32 = -1
     /// The BPF program, when generated ahead of `load` (`precompile`).
     var program: [UInt8]?
+    /// Prepended to libseccomp's program: syscalls newer than the profile get ENOSYS (EnosysStub).
+    var enosysStub: [UInt8] = []
 
     init(ctx: scmp_filter_ctx) { self.ctx = ctx }
     deinit { seccomp_release(ctx) }
@@ -87,8 +88,10 @@ public final class SeccompFilter: @unchecked Sendable {
         filter.notifies = defaultAction == SCMP_ACT_NOTIFY
         // The runtime sets no_new_privs itself when the config asks; libseccomp must not force it.
         _ = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)
+        var archTokens: [UInt32] = []
         for (i, a) in (profile.architectures ?? []).enumerated() {
             let token = try arch(a, field: "\(field).architectures[\(i)]")
+            archTokens.append(token)
             let rc = seccomp_arch_add(ctx, token)
             if rc < 0 && rc != -EEXIST {
                 throw BuildError(description: "\(field).architectures[\(i)]: seccomp_arch_add \(a): \(errnoString(-rc))")
@@ -137,6 +140,7 @@ public final class SeccompFilter: @unchecked Sendable {
                 }
             }
         }
+        filter.enosysStub = EnosysStub.build(profile, archTokens: archTokens) ?? []
         if filter.rawFlags != 0 && !filter.notifies {
             throw BuildError(description: "\(field).flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule (the kernel takes it only with a listener)")
         }
@@ -162,26 +166,25 @@ public final class SeccompFilter: @unchecked Sendable {
     }
 
     /// Loads the filter into the calling process. The last thing before exec (or before giving up
-    /// privileges when no_new_privs is not set, since loading then needs CAP_SYS_ADMIN).
+    /// privileges when no_new_privs is not set, since loading then needs CAP_SYS_ADMIN). Always
+    /// through seccomp(2) with the exported program, so that the ENOSYS stub is part of it.
     public func load() throws(SysError) {
-        if program != nil || rawFlags != 0 { return try loadProgram() }
-        let rc = seccomp_load(ctx)
-        if rc < 0 { throw SysError("load seccomp filter", errno: -rc) }
+        try loadProgram()
     }
 
-    /// The BPF program libseccomp generates for the filter.
+    /// The BPF program libseccomp generates for the filter, behind the ENOSYS stub.
     func exportProgram() throws(SysError) -> [UInt8] {
         let mem = try sys("memfd_create", "seccomp") { sl_memfd("seccomp-bpf") }
         defer { close(mem) }
         let rc = seccomp_export_bpf(ctx, mem)
         if rc < 0 { throw SysError("export seccomp filter", errno: -rc) }
         lseek(mem, 0, SEEK_SET)
-        return try FS.readAll(fd: mem, path: "seccomp filter")
+        return try enosysStub + FS.readAll(fd: mem, path: "seccomp filter")
     }
 
     /// Loads the (precompiled or now exported) program with seccomp(2), the flags libseccomp would
     /// set from the filter's attributes, the extra ones (`rawFlags`) and, for SCMP_ACT_NOTIFY,
-    /// NEW_LISTENER, whose result is then the notify fd.
+    /// NEW_LISTENER, whose result is then the notify fd (libseccomp's own load is never used).
     func loadProgram() throws(SysError) {
         let program: [UInt8]
         if let precompiled = self.program { program = precompiled } else { program = try exportProgram() }

@@ -22,6 +22,22 @@ final class MountOptionsTests: XCTestCase {
         XCTAssertEqual(MountOptions.propagationFlag("shared"), SL_MS_SHARED)
         XCTAssertNil(MountOptions.propagationFlag("bogus"))
     }
+
+    /// `features` lists exactly the options the tables recognise: each listed name is consumed by
+    /// `parse` (never passed to the filesystem as data) or is an id-mapping request, and every
+    /// table entry is listed.
+    func testKnownNamesAreExactlyTheRecognisedOptions() {
+        let known = Set(MountOptions.knownNames)
+        XCTAssertEqual(known.count, MountOptions.knownNames.count, "no duplicates")
+        XCTAssertTrue(known.isSuperset(of: ["idmap", "ridmap"]))
+        let tables = Set(MountOptions.table.keys).union(MountOptions.propagationTable.keys)
+            .union(MountOptions.recursiveTable.keys).union(MountOptions.idmapNames)
+        XCTAssertEqual(known, tables)
+        for name in known where !MountOptions.idmapNames.contains(name) {
+            XCTAssertEqual(MountOptions.parse([name]).data, [], "\(name) is recognised, not fs data")
+        }
+        XCTAssertEqual(MountOptions.parse(["mode=755"]).data, ["mode=755"], "unknown options stay data")
+    }
 }
 
 final class SecureJoinTests: XCTestCase {

@@ -61,14 +61,6 @@ final class ErrorPathTests: ContainerTestCase {
         try expectCreateFailure("root.path") { spec in spec["root"] = ["path": "/nonexistent/rootfs"] }
     }
 
-    func testUnknownCapability() throws {
-        try expectCreateFailure("CAP_NOT_A_CAP") { spec in
-            var p = spec[dict: "process"]
-            p["capabilities"] = ["bounding": ["CAP_KILL", "CAP_NOT_A_CAP"]]
-            spec["process"] = p
-        }
-    }
-
     func testBadNamespacePath() throws {
         try expectCreateFailure("/proc/999999/ns/net") { spec in
             var linux = spec[dict: "linux"]

@@ -60,7 +60,7 @@ public struct MountOptions: Sendable, Equatable {
 
     /// Every option name the table knows (for `features`).
     public static var knownNames: [String] {
-        (Array(table.keys) + Array(propagationTable.keys) + Array(recursiveTable.keys)).sorted()
+        (Array(table.keys) + Array(propagationTable.keys) + Array(recursiveTable.keys) + ["tmpcopyup"]).sorted()
     }
 
     /// Propagation flag for rootfsPropagation / a propagation option; nil if the name is not one.

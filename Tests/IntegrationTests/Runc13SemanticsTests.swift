@@ -79,6 +79,8 @@ final class Runc13SemanticsTests: ContainerTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "/cu 710 0 0\n/cu/f 604 12 34\n/cu/sub 751 0 0\n/cu/sub/deeper 755 5 6\nf\nhello\ninner\ntmpfs\nwritten\n")
         XCTAssertFalse(fm.fileExists(atPath: dir + "/new"), "the write went to the image, not the tmpfs")
+        let features = try JSONSerialization.jsonObject(with: Data(sl(["features"]).stdout.utf8)) as? [String: Any]
+        XCTAssertEqual((features?["mountOptions"] as? [String])?.contains("tmpcopyup"), true)
     }
 
     /// A relative destination is taken relative to "/" (runtime-spec 1.2; runc warns and does so).

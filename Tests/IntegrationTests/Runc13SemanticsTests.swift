@@ -1,6 +1,5 @@
 import Foundation
 import XCTest
-import Glibc
 import TestSupport
 
 /// runc 1.2/1.3 semantics (issue 19 items 4-7, 9-12, the exec parts of 13, and 14): each test runs

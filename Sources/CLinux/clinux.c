@@ -63,6 +63,7 @@ int sl_fsopen(const char *n, unsigned int f) { return (int)syscall(SYS_fsopen, n
 int sl_fsconfig(int fd, unsigned int cmd, const char *k, const char *v, int aux) { return (int)syscall(SYS_fsconfig, fd, cmd, k, v, aux); }
 int sl_fsmount(int fd, unsigned int f, unsigned int attr) { return (int)syscall(SYS_fsmount, fd, f, attr); }
 int sl_personality(unsigned long persona) { return (int)syscall(SYS_personality, persona); }
+int sl_sched_setaffinity(int pid, unsigned long size, const void *mask) { return (int)syscall(SYS_sched_setaffinity, pid, size, mask); }
 int sl_ioprio_set_self(int ioprio) { return (int)syscall(SYS_ioprio_set, 1, 0, ioprio); }
 int sl_sched_setattr_self(uint32_t policy, uint64_t flags, int32_t nice, uint32_t prio, uint64_t runtime,
                           uint64_t deadline, uint64_t period) {

@@ -11,6 +11,9 @@ public struct MountOptions: Sendable, Equatable {
     public var recursiveClear: UInt64 = 0
     public var hasRecursiveAttributes: Bool { recursiveSet != 0 || recursiveClear != 0 }
 
+    /// `tmpcopyup` (runc/crun extension): a tmpfs starts with a copy of the directory it covers.
+    public var copyUp = false
+
     public var isBind: Bool { flags & SL_MS_BIND != 0 }
     public var dataString: String { data.joined(separator: ",") }
 
@@ -50,9 +53,9 @@ public struct MountOptions: Sendable, Equatable {
         "rnoexec": (false, SL_MOUNT_ATTR_NOEXEC, false), "rexec": (true, SL_MOUNT_ATTR_NOEXEC, false),
         "rnodiratime": (false, SL_MOUNT_ATTR_NODIRATIME, false), "rdiratime": (true, SL_MOUNT_ATTR_NODIRATIME, false),
         "rnosymfollow": (false, SL_MOUNT_ATTR_NOSYMFOLLOW, false), "rsymfollow": (true, SL_MOUNT_ATTR_NOSYMFOLLOW, false),
-        "rrelatime": (false, SL_MOUNT_ATTR_RELATIME, true), "rnorelatime": (true, SL_MOUNT_ATTR_RELATIME, false),
-        "rnoatime": (false, SL_MOUNT_ATTR_NOATIME, true), "ratime": (true, SL_MOUNT_ATTR_NOATIME, false),
-        "rstrictatime": (false, SL_MOUNT_ATTR_STRICTATIME, true), "rnostrictatime": (true, SL_MOUNT_ATTR_STRICTATIME, false),
+        "rrelatime": (false, SL_MOUNT_ATTR_RELATIME, true), "rnorelatime": (true, SL_MOUNT_ATTR_RELATIME, true),
+        "rnoatime": (false, SL_MOUNT_ATTR_NOATIME, true), "ratime": (true, SL_MOUNT_ATTR_NOATIME, true),
+        "rstrictatime": (false, SL_MOUNT_ATTR_STRICTATIME, true), "rnostrictatime": (true, SL_MOUNT_ATTR_STRICTATIME, true),
     ]
 
     /// Id-mapped mount requests: taken out of the options before `parse` (the runtime's mount plan
@@ -62,7 +65,8 @@ public struct MountOptions: Sendable, Equatable {
     /// Every option name recognised in config mounts (for `features`, which the runtime-spec asks
     /// to list every recognised option).
     public static var knownNames: [String] {
-        (Array(table.keys) + Array(propagationTable.keys) + Array(recursiveTable.keys) + Array(idmapNames)).sorted()
+        (Array(table.keys) + Array(propagationTable.keys) + Array(recursiveTable.keys) + Array(idmapNames)
+            + ["tmpcopyup"]).sorted()
     }
 
     /// Propagation flag for rootfsPropagation / a propagation option; nil if the name is not one.
@@ -75,9 +79,15 @@ public struct MountOptions: Sendable, Equatable {
                 if clear { o.flags &= ~flag; o.clearFlags |= flag } else { o.flags |= flag }
             } else if let p = propagationTable[opt] {
                 o.propagation.append(p)
+            } else if opt == "tmpcopyup" {
+                o.copyUp = true
             } else if let r = recursiveTable[opt] {
-                if r.atime { o.recursiveClear |= SL_MOUNT_ATTR__ATIME }
-                if r.clear { o.recursiveClear |= r.attr; o.recursiveSet &= ~r.attr } else { o.recursiveSet |= r.attr }
+                if r.atime {
+                    // The atime modes are one value, not bits: the whole field is cleared and the mode
+                    // set (the clearing options fall back to relatime, as runc 1.3 does).
+                    o.recursiveClear |= SL_MOUNT_ATTR__ATIME
+                    o.recursiveSet = (o.recursiveSet & ~SL_MOUNT_ATTR__ATIME) | (r.clear ? SL_MOUNT_ATTR_RELATIME : r.attr)
+                } else if r.clear { o.recursiveClear |= r.attr; o.recursiveSet &= ~r.attr } else { o.recursiveSet |= r.attr }
             } else {
                 o.data.append(opt)
             }

@@ -211,11 +211,19 @@ public enum Rootfs {
                 st = s
             }
             if FS.isDirectory(st) { try InRoot.mkdirAll(dest, rootfs: plan.rootfs) } else { try InRoot.touch(dest, rootfs: plan.rootfs) }
-        } else {
-            try InRoot.mkdirAll(dest, rootfs: plan.rootfs)
         }
+        // A tmpfs takes the mode of the directory it covers, as runc does (a later mode= still wins).
+        var data = m.options.dataString
+        if m.type == "tmpfs", let st = FS.statOf(dest) {
+            data = "mode=0" + String(st.st_mode & 0o7777, radix: 8) + (data.isEmpty ? "" : "," + data)
+        }
+        if !m.options.isBind { try InRoot.mkdirAll(dest, rootfs: plan.rootfs) }
         let target = try openInRoot(plan.rootfs, m.destination)
         defer { close(target) }
+        // tmpcopyup: the covered directory, still reachable through this fd after the mount.
+        let below = m.options.copyUp && m.type == "tmpfs"
+            ? try sys("open for tmpcopyup", m.destination) { openat(target, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) } : -1
+        defer { if below >= 0 { close(below) } }
         let at = "/proc/self/fd/\(target)"
         // A bind keeps the source's flags unless the config names any (set or cleared): then exactly those.
         var remount = m.options.isBind && (m.options.flags & ~(SL_MS_BIND | SL_MS_REC) != 0 || m.options.clearFlags != 0)
@@ -224,7 +232,6 @@ public enum Rootfs {
         } else if m.options.isBind {
             try mountCall(m.source, at, "bind", m.options.flags & (SL_MS_BIND | SL_MS_REC), nil, what: "\"\(m.source)\"")
         } else {
-            let data = m.options.dataString
             // A read-only tmpfs (/dev above all) is filled first and made read-only at the end (runc).
             let flags = m.type == "tmpfs" ? m.options.flags & ~SL_MS_RDONLY : m.options.flags
             if sl_mount(m.source, at, m.type, flags, data.isEmpty ? nil : data) != 0 {
@@ -247,6 +254,7 @@ public enum Rootfs {
             if p & SL_MS_UNBINDABLE != 0 { p = (p & ~SL_MS_UNBINDABLE) | SL_MS_PRIVATE }
             try mountCall(nil, onTop, nil, p | SL_MS_REC, nil, what: "propagation of")
         }
+        if below >= 0 { try CopyUp.copyContents(from: below, to: top, name: m.destination) }
         if remount {
             try remountBind(onTop, m.options.flags, cleared: m.options.clearFlags, assumeLocked: m.hostClone, name: m.destination)
         }

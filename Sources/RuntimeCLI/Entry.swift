@@ -228,7 +228,7 @@ func execVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     e.detach = o.bool("detach")
     e.preserveFds = try o.int("preserve-fds") ?? 0
     e.ignorePaused = o.bool("ignore-paused")
-    return try execInContainer(e)
+    return try execInContainer(e) { g.log.warning($0) }
 }
 
 func specVerb(_ o: ParsedOptions) throws {

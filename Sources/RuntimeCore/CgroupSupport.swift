@@ -91,6 +91,10 @@ func cgroupBinds(_ manager: CgroupManager) -> [CgroupBind] {
 /// Creates the container's cgroup and applies linux.resources, before any process is in it (see
 /// `spawnChild`). On failure the cgroup is removed again.
 func setUpCgroup(_ manager: CgroupManager, spec: Spec) throws(RuntimeError) -> CgroupManager {
+    // runc 1.2+: never start a container in a cgroup that already holds processes (not ours: left alone).
+    if manager.exists(), let pids = try? manager.pids(), !pids.isEmpty {
+        throw RuntimeError(.invalidState, "container's cgroup is not empty: \(pids.count) process(es) found")
+    }
     do {
         try manager.create()
         try manager.set(effectiveResources(spec), initial: true)

@@ -33,6 +33,17 @@ enum Child {
             // the container can reach it through /proc/<pid>/exe or /proc/<pid>/fd (CVE-2019-5736).
             // execve restores dumpability for the user process.
             try sys("prctl(PR_SET_DUMPABLE)") { sl_prctl(SL_PR_SET_DUMPABLE, 0, 0, 0, 0) }
+            // Time offsets are written by a process capable in the user namespace that owns the new
+            // time namespace: the host root we still are. Opened now (later, in a new user
+            // namespace, the non-dumpable process's /proc files belong to an unmapped root).
+            let offsets = ns.timeOffsets.isEmpty ? -1
+                : try Procfs.open("self/timens_offsets", O_WRONLY)
+            // With a user namespace joined by path, the namespaces it does not own (e.g. the host's
+            // network namespace) can only be joined before it: try each first, the rest after (runc).
+            var joinedEarly = Set<Int32>()
+            if ns.join.contains(where: { $0.type == .user }) {
+                for j in ns.join where j.type != .user && sl_setns(j.fd, NamespacePlan.flag(j.type)) == 0 { joinedEarly.insert(j.fd) }
+            }
             for j in ns.join where j.type == .user {
                 try sys("setns", "user namespace") { sl_setns(j.fd, SL_CLONE_NEWUSER) }
             }
@@ -46,7 +57,7 @@ enum Child {
                 _ = sl_setresgid(0, 0, 0)
                 _ = sl_setresuid(0, 0, 0)
             }
-            for j in ns.join where j.type != .user {
+            for j in ns.join where j.type != .user && !joinedEarly.contains(j.fd) {
                 try sys("setns", "\(j.type.rawValue) namespace") { sl_setns(j.fd, NamespacePlan.flag(j.type)) }
             }
             ns.closeFds()
@@ -57,8 +68,9 @@ enum Child {
             if ns.newFlags != 0 {
                 try sys("unshare", "namespaces") { sl_unshare(ns.newFlags) }
             }
-            if !ns.timeOffsets.isEmpty {
-                try Procfs.write("self/timens_offsets", ns.timeOffsets)
+            if offsets >= 0 {
+                try FS.writeAll(fd: offsets, Array(ns.timeOffsets.utf8), path: "/proc/self/timens_offsets")
+                close(offsets)
             }
             let pid = try Proc.fork()
             if pid == 0 { body() }
@@ -195,6 +207,7 @@ enum Child {
 
     /// Applies the process settings (shared by init and exec); returns the resolved executable path.
     static func applyProcess(_ p: ProcessPlan, _ sock: SeqPacket) throws(SysError) -> String {
+        try resetCPUAffinity()
         if let io = p.ioPriority { try sys("ioprio_set", "ioPriority") { sl_ioprio_set_self(io) } }
         // While the process still has CAP_SYS_NICE (a negative nice, real-time policies).
         try p.scheduler?.apply()
@@ -238,6 +251,13 @@ enum Child {
         return path
     }
 
+    /// Every CPU (the kernel keeps the mask within the cgroup's cpuset): a runtime started from a
+    /// pinned shim must not pin the container (runc does the same).
+    static func resetCPUAffinity() throws(SysError) {
+        let all = [UInt8](repeating: 0xff, count: 1024 / 8)   // CPU_SETSIZE bits
+        try sys("sched_setaffinity") { sl_sched_setaffinity(0, UInt(all.count), all) }
+    }
+
     /// Loads the filter; with SCMP_ACT_NOTIFY, hands the notify fd to the runtime for the listener.
     static func loadSeccomp(_ filter: SeccompFilter, _ sock: SeqPacket) throws(SysError) {
         try filter.load()
@@ -250,15 +270,18 @@ enum Child {
 
     /// Finds the executable like exec.LookPath in the container: a name with "/" is used as is.
     static func lookPath(_ name: String, env: [String]) throws(SysError) -> String {
+        // With the process's effective ids and capabilities (AT_EACCESS), as execve judges: access()
+        // would ignore CAP_DAC_OVERRIDE of a non-root user.
+        func executable(_ path: String) -> Bool { faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) == 0 }
         if name.contains("/") {
-            if access(name, X_OK) == 0 { return name }
+            if executable(name) { return name }
             throw SysError("exec: \"\(name)\"", errno: errno)
         }
         let path = env.last { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) }
             ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         for dir in path.split(separator: ":", omittingEmptySubsequences: false) {
             let candidate = (dir.isEmpty ? "." : String(dir)) + "/" + name
-            if let st = FS.statOf(candidate), !FS.isDirectory(st), access(candidate, X_OK) == 0 { return candidate }
+            if let st = FS.statOf(candidate), !FS.isDirectory(st), executable(candidate) { return candidate }
         }
         throw SysError("exec: \"\(name)\": executable file not found in $PATH", errno: ENOENT)
     }
@@ -269,7 +292,9 @@ enum Child {
         _ = sl_signal_default_all()
         _ = sl_sigmask_unblock_all()
         var env = p.env
-        if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=" + homeDirectory(uid: p.uid)) }
+        // HOME unset or empty: the user's home from the container's /etc/passwd (runc 1.3).
+        if let i = env.firstIndex(of: "HOME=") { env[i] = "HOME=" + homeDirectory(uid: p.uid) }
+        else if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=" + homeDirectory(uid: p.uid)) }
         let argv = p.args.map { strdup($0) } + [nil]
         let envp = env.map { strdup($0) } + [nil]
         execve(path, argv, envp)

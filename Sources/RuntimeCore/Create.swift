@@ -100,7 +100,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
         }
         let skipped = plan.process?.seccomp?.skippedSyscalls ?? []
         return Created(state: state,
-                       warnings: (skipped.isEmpty ? [] : ["linux.seccomp: unknown syscalls skipped: \(skipped.joined(separator: ", "))"])
+                       warnings: plan.warnings + (skipped.isEmpty ? [] : ["linux.seccomp: unknown syscalls skipped: \(skipped.joined(separator: ", "))"])
                            + deviceAccessWarnings(plan.spec),
                        ptyMaster: pty, startSocket: startSocket)
     } catch {

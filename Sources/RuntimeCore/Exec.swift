@@ -57,6 +57,8 @@ public struct ExecOverrides: Sendable {
             c.bounding = (c.bounding ?? []) + caps
             c.effective = (c.effective ?? []) + caps
             c.permitted = (c.permitted ?? []) + caps
+            // runc 1.3: ambient too, when the config has an inheritable set (else it could not be raised).
+            if c.inheritable != nil { c.ambient = (c.ambient ?? []) + caps }
             p.capabilities = c
         }
         if noNewPrivs { p.noNewPrivileges = true }
@@ -68,7 +70,7 @@ public struct ExecOverrides: Sendable {
 
 /// `exec`: runs a new process in a running container's namespaces. Returns the process's exit
 /// code in the foreground, 0 when detached.
-public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
+public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in }) throws(RuntimeError) -> Int32 {
     let store = ContainerStore(root: o.root)
     let state = try store.load(o.id)
     switch store.status(state) {
@@ -81,7 +83,9 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
         throw RuntimeError(.invalidArgument, "cannot allocate tty if swiftlet will detach without setting console socket")
     }
     var process = try ProcessPlan(o.process)
+    for w in process.warnings { warn(w) }
     let linux = try state.configMember("linux", as: Linux.self)
+    let personality = try persona(linux?.personality)
     if let policy = linux?.memoryPolicy { process.memoryPolicy = try MemoryPolicyPlan(policy) }
     if let profile = linux?.seccomp {
         do { process.seccomp = try SeccompFilter.build(profile) } catch { throw RuntimeError(.invalidArgument, "\(error)") }
@@ -118,6 +122,7 @@ public func execInContainer(_ o: ExecOptions) throws(RuntimeError) -> Int32 {
             do {
                 _ = try childSock.expect(.go)   // the runtime has put us in the container's cgroup
                 if process.terminal { _ = setsid(); try Child.setupTerminal(process, childSock) }
+                if let p = personality { try sys("personality", String(p)) { sl_personality(p) } }
                 let path = try Child.applyProcess(process, childSock)
                 Child.execProcess(path, process, preserveFds: o.preserveFds)
             } catch {

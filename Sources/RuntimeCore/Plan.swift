@@ -26,6 +26,8 @@ struct ProcessPlan: Sendable {
     var seLinuxLabel: String?
     /// ioprio value ((class << 13) | level) for ioprio_set, when process.ioPriority is set.
     var ioPriority: Int32?
+    /// Settings left out (capabilities the kernel does not know or cannot grant), for the log.
+    var warnings: [String] = []
     var scheduler: SchedulerPlan?
     /// The container's linux.memoryPolicy (exec'd processes get it too).
     var memoryPolicy: MemoryPolicyPlan?
@@ -44,7 +46,7 @@ struct ProcessPlan: Sendable {
             throw RuntimeError(.invalidArgument, "\(field).args: must not be empty")
         }
         self.args = args
-        env = p.env ?? []
+        env = dedupEnv(p.env ?? [])
         cwd = p.cwd
         uid = p.user.uid
         gid = p.user.gid
@@ -55,22 +57,32 @@ struct ProcessPlan: Sendable {
         terminal = p.terminal ?? false
         consoleSize = p.consoleSize
         if let c = p.capabilities {
+            // runtime-spec 1.2: a capability that cannot be mapped or granted is logged as a warning,
+            // not a failure (runc 1.3 does the same, with these messages).
             var sets = CapabilitySets()
-            func resolve(_ names: [String]?, _ set: String) throws(RuntimeError) -> [Int32] {
+            var unknown: [String] = []
+            let lastCap = CapabilitySets.lastCap()
+            func resolve(_ names: [String]?) -> [Int32] {
                 var out: [Int32] = []
-                for (i, name) in (names ?? []).enumerated() {
-                    guard let v = CapabilitySets.value(of: name) else {
-                        throw RuntimeError(.invalidArgument, "\(field).capabilities.\(set)[\(i)]: unknown capability \"\(name)\"")
-                    }
-                    out.append(v)
+                for name in names ?? [] {
+                    if let v = CapabilitySets.value(of: name), v <= lastCap { out.append(v) }
+                    else if !unknown.contains(name) { unknown.append(name) }
                 }
                 return out
             }
-            sets.bounding = try resolve(c.bounding, "bounding")
-            sets.effective = try resolve(c.effective, "effective")
-            sets.inheritable = try resolve(c.inheritable, "inheritable")
-            sets.permitted = try resolve(c.permitted, "permitted")
-            sets.ambient = try resolve(c.ambient, "ambient")
+            sets.bounding = resolve(c.bounding)
+            sets.effective = resolve(c.effective)
+            sets.inheritable = resolve(c.inheritable)
+            sets.permitted = resolve(c.permitted)
+            let ambient = resolve(c.ambient)
+            if !unknown.isEmpty {
+                warnings.append("ignoring unknown or unavailable capabilities: [\(unknown.joined(separator: " "))]")
+            }
+            // The kernel raises an ambient capability only if it is permitted and inheritable.
+            for (v, name) in zip(ambient, (c.ambient ?? []).filter { !unknown.contains($0) }) {
+                if sets.permitted.contains(v) && sets.inheritable.contains(v) { sets.ambient.append(v) }
+                else { warnings.append("can't raise ambient capability \(name): operation not permitted") }
+            }
             caps = sets
         }
         rlimits = []
@@ -109,6 +121,32 @@ struct ProcessPlan: Sendable {
         if let sched = p.scheduler { scheduler = try SchedulerPlan(sched, field: "\(field).scheduler") }
         if p.execCPUAffinity != nil { throw RuntimeError(.unsupported, "\(field).execCPUAffinity: not supported yet by swiftlet") }
     }
+}
+
+/// personality(2) persona for linux.personality (PER_LINUX or PER_LINUX32); init and exec apply it.
+func persona(_ p: Personality?) throws(RuntimeError) -> UInt? {
+    guard let p else { return nil }
+    let value: UInt
+    switch p.domain {
+    case "LINUX": value = 0x0000
+    case "LINUX32": value = 0x0008
+    default: throw RuntimeError(.invalidArgument, "config.json: linux.personality.domain: unknown domain \"\(p.domain)\"")
+    }
+    if let flags = p.flags, !flags.isEmpty {
+        throw RuntimeError(.unsupported, "config.json: linux.personality.flags: not supported yet by swiftlet")
+    }
+    return value
+}
+
+/// The environment with each name once, at the place and with the value of its last occurrence
+/// (as runc does).
+func dedupEnv(_ env: [String]) -> [String] {
+    var seen = Set<Substring>()
+    var out: [String] = []
+    for kv in env.reversed() where seen.insert(kv.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]).inserted {
+        out.append(kv)
+    }
+    return out.reversed()
 }
 
 /// Which namespaces to create and which to join, with the join targets already opened.
@@ -170,6 +208,8 @@ struct ContainerPlan: Sendable {
     var preserveFds: Int
     /// Name of the session keyring init joins ("_ses.<id>"), nil with --no-new-keyring.
     var sessionKeyring: String?
+    /// Things the config asks for that are done differently or left out, for the log.
+    var warnings: [String] = []
     var netDevices: [NetDevicePlan] = []
     var intelRdt: IntelRdtPlan?
 
@@ -187,6 +227,7 @@ struct ContainerPlan: Sendable {
             // Socket activation (systemd's LISTEN_FDS): pass the fds on and tell the container's pid 1.
             if listenFds > 0 { plan.env += ["LISTEN_FDS=\(listenFds)", "LISTEN_PID=1"] }
             process = plan
+            warnings += plan.warnings
         }
         guard let root = spec.root else { throw RuntimeError(.invalidArgument, "config.json: root: required field missing") }
         let linux = spec.linux ?? Linux()
@@ -196,16 +237,7 @@ struct ContainerPlan: Sendable {
                 throw RuntimeError(.invalidArgument, "config.json: \(error)")
             }
         }
-        if let p = linux.personality {
-            switch p.domain {
-            case "LINUX": personality = 0x0000
-            case "LINUX32": personality = 0x0008
-            default: throw RuntimeError(.invalidArgument, "config.json: linux.personality.domain: unknown domain \"\(p.domain)\"")
-            }
-            if let flags = p.flags, !flags.isEmpty {
-                throw RuntimeError(.unsupported, "config.json: linux.personality.flags: not supported yet by swiftlet")
-            }
-        }
+        personality = try persona(linux.personality)
         if let label = linux.mountLabel, !label.isEmpty, !LSM.seLinuxEnabled {
             throw RuntimeError(.unsupported, "config.json: linux.mountLabel: SELinux is not enabled on this host")
         }
@@ -261,14 +293,16 @@ struct ContainerPlan: Sendable {
             if options.contains("noswap") && !Kernel.tmpfsNoswap() {
                 throw RuntimeError(.unsupported, "config.json: mounts[\(i)].options: \"noswap\" needs Linux 6.4 or later (this kernel is \(Kernel.release))")
             }
-            if options.contains("tmpcopyup") {
-                throw RuntimeError(.unsupported, "config.json: mounts[\(i)].options: \"tmpcopyup\" is not supported yet by swiftlet")
-            }
             var o = MountOptions.parse(options.filter { !MountOptions.idmapNames.contains($0) })
             let type = m.type ?? (o.isBind ? "bind" : "")
             if type == "bind" && !o.isBind { o.flags |= SL_MS_BIND }
             let source = o.isBind ? FS.absolute(m.source ?? "", base: bundle) : (m.source ?? type)
-            if m.destination == "/dev" && o.isBind { devIsBind = true }
+            var destination = m.destination
+            if !destination.hasPrefix("/") {
+                destination = "/" + destination
+                warnings.append("mounts[\(i)].destination \"\(m.destination)\" is not absolute: taken as \"\(destination)\" (deprecated)")
+            }
+            if destination == "/dev" && o.isBind { devIsBind = true }
             // A bind source in the rootfs is resolved when init mounts it, in config order (an earlier
             // mount may provide it); one outside cannot come from a mount: checked now.
             if o.isBind && FS.statOf(source) == nil {
@@ -284,8 +318,8 @@ struct ContainerPlan: Sendable {
                     throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: an id-mapped mount needs uidMappings and gidMappings (its own or linux.*)")
                 }
             }
-            let planned = PlannedMount(destination: m.destination, type: type, source: source, options: o)
-            do { try Rootfs.checkProcDestination(FS.cleanPath(m.destination), planned) } catch {
+            let planned = PlannedMount(destination: destination, type: type, source: source, options: o)
+            do { try Rootfs.checkProcDestination(FS.cleanPath(destination), planned) } catch {
                 throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].destination: \(error.op)")
             }
             mounts.append(planned)

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import XCTest
 import TestSupport
 import LinuxSystem

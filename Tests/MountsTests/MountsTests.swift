@@ -17,6 +17,21 @@ final class MountOptionsTests: XCTestCase {
         XCTAssertEqual(o.dataString, "mode=755,size=65536k")
     }
 
+    /// The atime modes are one value: the whole MOUNT_ATTR__ATIME field is cleared and one mode set,
+    /// the last option winning; the clearing options mean relatime (as runc 1.3).
+    func testRecursiveAtimeModesAreOneValue() {
+        for (opts, mode) in [(["ratime"], SL_MOUNT_ATTR_RELATIME), (["rnostrictatime"], SL_MOUNT_ATTR_RELATIME),
+                             (["rnoatime", "rstrictatime"], SL_MOUNT_ATTR_STRICTATIME), (["rstrictatime", "rnoatime"], SL_MOUNT_ATTR_NOATIME),
+                             (["rnoatime", "rnorelatime", "rro"], SL_MOUNT_ATTR_RELATIME)] {
+            let o = MountOptions.parse(opts)
+            XCTAssertEqual(o.recursiveClear & SL_MOUNT_ATTR__ATIME, SL_MOUNT_ATTR__ATIME, "\(opts)")
+            XCTAssertEqual(o.recursiveSet & SL_MOUNT_ATTR__ATIME, mode, "\(opts)")
+            XCTAssertTrue(o.hasRecursiveAttributes)
+        }
+        XCTAssertTrue(MountOptions.parse(["tmpcopyup", "size=1m"]).copyUp)
+        XCTAssertEqual(MountOptions.parse(["tmpcopyup", "size=1m"]).dataString, "size=1m")
+    }
+
     func testPropagationNames() {
         XCTAssertEqual(MountOptions.propagationFlag("rprivate"), SL_MS_PRIVATE | SL_MS_REC)
         XCTAssertEqual(MountOptions.propagationFlag("shared"), SL_MS_SHARED)
@@ -31,7 +46,7 @@ final class MountOptionsTests: XCTestCase {
         XCTAssertEqual(known.count, MountOptions.knownNames.count, "no duplicates")
         XCTAssertTrue(known.isSuperset(of: ["idmap", "ridmap"]))
         let tables = Set(MountOptions.table.keys).union(MountOptions.propagationTable.keys)
-            .union(MountOptions.recursiveTable.keys).union(MountOptions.idmapNames)
+            .union(MountOptions.recursiveTable.keys).union(MountOptions.idmapNames).union(["tmpcopyup"])
         XCTAssertEqual(known, tables)
         for name in known where !MountOptions.idmapNames.contains(name) {
             XCTAssertEqual(MountOptions.parse([name]).data, [], "\(name) is recognised, not fs data")

@@ -65,17 +65,16 @@ final class ValidationTests: XCTestCase {
     }
 
     func testCapabilities() {
-        XCTAssertEqual(error { $0.process?.capabilities = Capabilities(bounding: ["CAP_KILL", "CAP_FOO"]) },
-                       #"process.capabilities.bounding[1]: unknown capability "CAP_FOO""#)
-        XCTAssertEqual(error { $0.process?.capabilities = Capabilities(ambient: ["kill"]) },
-                       #"process.capabilities.ambient[0]: unknown capability "kill""#)
+        // runtime-spec 1.2: capabilities the runtime cannot map are warnings at create, not config errors.
+        valid { $0.process?.capabilities = Capabilities(bounding: ["CAP_KILL", "CAP_FOO"]) }
+        valid { $0.process?.capabilities = Capabilities(ambient: ["kill"]) }
         valid { $0.process?.capabilities = Capabilities(bounding: knownCapabilities, effective: knownCapabilities) }
     }
 
     func testMountsAndHooks() {
         XCTAssertEqual(error {
-            $0.mounts = [Mount(destination: "/a"), Mount(destination: "/b"), Mount(destination: "/c"), Mount(destination: "d")]
-        }, "mounts[3].destination: must be an absolute path")
+            $0.mounts = [Mount(destination: "/a"), Mount(destination: "/b"), Mount(destination: "d"), Mount(destination: "")]
+        }, "mounts[3].destination: must not be empty")
         XCTAssertEqual(error { var h = Hooks(); h.poststart = [Hook(path: "/ok"), Hook(path: "rel")]; $0.hooks = h },
                        "hooks.poststart[1].path: must be an absolute path")
         XCTAssertEqual(error { var h = Hooks(); h.createRuntime = [Hook(path: "/ok", timeout: 0)]; $0.hooks = h },

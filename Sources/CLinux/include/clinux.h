@@ -75,6 +75,7 @@ unsigned int sl_major(dev_t dev);
 unsigned int sl_minor(dev_t dev);
 long sl_join_session_keyring(const char *name); // keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)
 int sl_personality(unsigned long persona);
+int sl_sched_setaffinity(int pid, unsigned long size, const void *mask);
 int sl_eventfd(void);
 int sl_memfd(const char *name);                          // memfd_create(name, MFD_CLOEXEC)
 // seccomp(SECCOMP_SET_MODE_FILTER, flags, {count, filter}) with filter = struct sock_filter[count].

@@ -1,0 +1,8 @@
+// CExeSeal: re-executes swiftlet from a sealed copy of its own binary before main() runs (CVE-2019-5736).
+// The work is done by a constructor in exeseal.c; linking this target into an executable is enough.
+// Only the `swiftlet` executable links it (never the monitor, never a test bundle).
+#pragma once
+
+// How this process's binary is protected: 0 not needed (verb runs no container code), 1 already on a
+// read-only mount, 2 a sealed memfd. Set by the constructor; for --debug output.
+int swiftlet_exeseal_state(void);

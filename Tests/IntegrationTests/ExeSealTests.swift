@@ -73,6 +73,66 @@ final class ExeSealTests: MonitorTestCase {
     }
 }
 
+extension ExeSealTests {
+    /// The memfd fallback (open_tree refused, as without CAP_SYS_ADMIN over the mount namespace; here
+    /// injected with strace): the attack through `swiftlet exec` finds a sealed copy it cannot write.
+    func testExecAttackWithSealedMemfdFallback() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"), "strace not installed")
+        let a = try Attack(self)
+        let id = try a.startAttacker()
+        var env = ProcessInfo.processInfo.environment
+        env[String(tag.split(separator: "=")[0])] = String(tag.split(separator: "=")[1])
+        let r = runProgram("/usr/bin/strace", ["-qq", "-o", "/dev/null", "-e", "trace=open_tree", "-e", "inject=open_tree:error=EPERM",
+                                               a.binary, "--root", root.path, "exec", id, "/evil", "create", "--bundle", "/b", "x"],
+                           timeout: 120, environment: env)
+        XCTAssertNotEqual(r.status, 0, "\(r)")
+        a.assertBinaryUnchanged()
+        XCTAssertTrue(a.reportText().contains("denied: write: Operation not permitted"), "the memfd is sealed: \(a.reportText())")
+    }
+
+    /// Only the verbs that run container code pay the re-exec: a foreground `run` (behind global
+    /// options with values) runs from the read-only clone, `events` from the binary as it is.
+    func testOnlyVerbsThatRunContainerCodeRunSealed() throws {
+        let b = try bundle(ContainerTestCase.args(["sleep", "100"]))
+        let dir = try makeTempDir(prefix: "swiftlet-exeseal-verbs.")
+        let run = try background(["--log", dir + "/log", "--root", root.path, "run", "--bundle", b, "sealed"], output: dir + "/run.out")
+        defer { kill(run, SIGKILL) }
+        XCTAssertTrue(waitUntil(timeout: 30) { self.sl(["state", "sealed"]).stdout.contains("\"running\"") }, "run did not start")
+        XCTAssertEqual(readOnlyExe(run), true, "run's /proc/PID/exe is on a read-only mount")
+        let events = try background(["-root=" + root.path, "events", "--interval", "1s", "sealed"], output: dir + "/events.out")
+        defer { kill(events, SIGKILL) }
+        XCTAssertTrue(waitUntil(timeout: 30) { ((try? String(contentsOfFile: dir + "/events.out", encoding: .utf8)) ?? "").contains("stats") },
+                      "events printed nothing")
+        XCTAssertEqual(readOnlyExe(events), false, "events runs the binary as installed")
+        XCTAssertEqual(sl(["delete", "--force", "sealed"]).status, 0)
+    }
+
+    /// Starts swiftlet in the background with this test's tag, stdout to `output`.
+    func background(_ args: [String], output: String) throws -> Int32 {
+        FileManager.default.createFile(atPath: output, contents: nil)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Runtime.binary)
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env[String(tag.split(separator: "=")[0])] = String(tag.split(separator: "=")[1])
+        p.environment = env
+        p.standardOutput = FileHandle(forWritingAtPath: output)
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p.processIdentifier
+    }
+
+    /// Whether /proc/PID/exe lies on a read-only mount (nil: cannot tell).
+    func readOnlyExe(_ pid: Int32) -> Bool? {
+        let fd = open("/proc/\(pid)/exe", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = statvfs()
+        guard fstatvfs(fd, &st) == 0 else { return nil }
+        return st.f_flag & UInt(ST_RDONLY) != 0
+    }
+}
+
 /// One attack: a private rootfs holding the attacker, `/evil` and the FIFO; a private copy of swiftlet.
 struct Attack {
     let test: ExeSealTests

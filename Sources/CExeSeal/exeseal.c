@@ -50,9 +50,6 @@
 // still finds the binary unsealed fails instead of re-executing forever.
 #define MARKER "_SWIFTLET_EXESEAL=1"
 
-static int state;
-int swiftlet_exeseal_state(void) { return state; }
-
 // The verb, as swiftlet's argv parser finds it: the first word that is not a global option (runc's
 // `-flag`, `--flag`, `--flag=value`, `--flag value`; `--` ends options). The global options that take
 // a separate value are listed here; CommandTable.swift holds the full list.
@@ -164,8 +161,7 @@ __attribute__((constructor(101))) static void seal_self(int argc, char **argv, c
     if (again) unsetenv("_SWIFTLET_EXESEAL");
     int exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
     if (exe < 0) fail("open /proc/self/exe", strerror(errno));
-    state = is_sealed(exe);
-    if (state) { close(exe); return; }
+    if (is_sealed(exe)) { close(exe); return; }
     if (again) fail("re-executed from a clone of /proc/self/exe", "the clone is still writable");
     char **env = with_marker(envp);
     const char *what1, *what2;

@@ -3,6 +3,3 @@
 // Only the `swiftlet` executable links it (never the monitor, never a test bundle).
 #pragma once
 
-// How this process's binary is protected: 0 not needed (verb runs no container code), 1 already on a
-// read-only mount, 2 a sealed memfd. Set by the constructor; for --debug output.
-int swiftlet_exeseal_state(void);

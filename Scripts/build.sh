@@ -3,7 +3,8 @@
 #
 #   bash Scripts/build.sh [debug|release]       (default: debug)
 #
-# Runs `swift build -c CFG --static-swift-stdlib --product P` for both products in the repo root and
+# Runs `swift build -c CFG --static-swift-stdlib --disable-local-rpath --product P` for both products
+# (static-PIE binaries: no $ORIGIN runpath, see Package.swift) in the repo root and
 # prints the absolute path of the swiftlet binary on stdout (swiftlet-monitor sits next to it; the
 # build log goes to stderr), so callers can do
 #   bin=$(bash Scripts/build.sh release); monitor=$(dirname "$bin")/swiftlet-monitor
@@ -26,10 +27,10 @@ cd "$REPO"
 read -ra EXTRA <<<"${SWIFT_BUILD_FLAGS:-}"
 # The build log goes to stderr: stdout carries only the binary path.
 for product in swiftlet swiftlet-monitor; do
-    swift build -c "$CFG" --static-swift-stdlib --product "$product" "${EXTRA[@]}" >&2 ||
+    swift build -c "$CFG" --static-swift-stdlib --disable-local-rpath --product "$product" "${EXTRA[@]}" >&2 ||
         die "swift build -c $CFG --product $product failed"
 done
-BIN_DIR=$(swift build -c "$CFG" --show-bin-path "${EXTRA[@]}")
+BIN_DIR=$(swift build -c "$CFG" --disable-local-rpath --show-bin-path "${EXTRA[@]}")
 for product in swiftlet swiftlet-monitor; do
     [ -x "$BIN_DIR/$product" ] || die "build succeeded but $BIN_DIR/$product is missing"
 done

@@ -73,7 +73,8 @@ trap 'rm -rf "$LOGS"' EXIT
 # XCTest only (no Swift Testing tests exist; its runner would print a second "0 tests" summary).
 section "swift test"
 read -ra TEST_FLAGS <<<"${SWIFT_TEST_FLAGS:-}"
-if ! timeout -k 30 "$((${TEST_TIMEOUT_MIN:-40} * 60))" swift test --disable-swift-testing "${TEST_FLAGS[@]}" 2>&1 |
+# --disable-local-rpath as in build.sh: the executables swift test relinks are static-PIE (Package.swift).
+if ! timeout -k 30 "$((${TEST_TIMEOUT_MIN:-40} * 60))" swift test --disable-swift-testing --disable-local-rpath "${TEST_FLAGS[@]}" 2>&1 |
     tee "$LOGS/swift-test.log"; then
     FAILED+=("swift test")
 fi

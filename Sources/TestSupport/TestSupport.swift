@@ -483,3 +483,14 @@ public struct SeededRandom: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// Socket types and flags as plain numbers (Linux values). glibc's enum constants (`SOCK_STREAM`, ...)
+/// are not reliably visible to every test file: which Clang module owns <bits/socket_type.h> depends on
+/// the order the modules of the build are compiled in, and a test file that does not import that module
+/// then fails with "cannot find 'SOCK_STREAM' in scope" on some builds.
+public enum SocketType {
+    public static let stream: Int32 = 1
+    public static let datagram: Int32 = 2
+    public static let seqpacket: Int32 = 5
+    public static let cloexec: Int32 = 0o2000000
+}

@@ -1,5 +1,4 @@
 import Foundation
-import Glibc
 import XCTest
 import TestSupport
 import CLinux
@@ -46,7 +45,7 @@ final class ControlSocketLimitTests: MonitorTestCase {
     func connectMany(_ path: String, _ n: Int) -> [Int32] {
         var fds: [Int32] = []
         for _ in 0..<n {
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            let fd = socket(AF_UNIX, SocketType.stream | SocketType.cloexec, 0)
             var tv = timeval(tv_sec: 3, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             if connectUnix(fd, path) == 0 { fds.append(fd) } else { close(fd) }

@@ -1,5 +1,4 @@
 import Foundation
-import Glibc
 import XCTest
 import TestSupport
 
@@ -263,7 +262,7 @@ final class FakeGRPCHealthServer: @unchecked Sendable {
     var lastRequest: String { lock.withLock { _last } }
 
     init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, SocketType.stream, 0)
         self.fd = fd
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)

@@ -1,5 +1,4 @@
 import Foundation
-import Glibc
 import XCTest
 import TestSupport
 
@@ -186,7 +185,7 @@ final class ControlClient {
     private var pending = [UInt8]()
 
     init(_ path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        fd = socket(AF_UNIX, SocketType.stream | SocketType.cloexec, 0)
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)

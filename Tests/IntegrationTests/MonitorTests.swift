@@ -1,5 +1,4 @@
 import Foundation
-import Glibc
 import XCTest
 import TestSupport
 
@@ -135,7 +134,7 @@ final class MonitorLifecycleTests: MonitorTestCase {
 final class MonitorStdioTests: MonitorTestCase {
     func testAttachSocketCarriesStdinAndStdout() throws {
         let c = try launch(["sh", "-c", "read line; echo got-$line; echo to-err >&2"], monitorArgs: ["-i"])
-        let s = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0)
+        let s = socket(AF_UNIX, SocketType.seqpacket, 0)
         defer { close(s) }
         XCTAssertEqual(connectUnix(s, c.bundle + "/attach"), 0, String(cString: strerror(errno)))
         start(c)
@@ -157,7 +156,7 @@ final class MonitorStdioTests: MonitorTestCase {
 
     func testAttachClientHangUpClosesStdin() throws {
         let c = try launch(["sh", "-c", "cat; echo stdin-closed"], monitorArgs: ["-i"])
-        let s = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0)
+        let s = socket(AF_UNIX, SocketType.seqpacket, 0)
         XCTAssertEqual(connectUnix(s, c.bundle + "/attach"), 0)
         start(c)
         _ = "abc\n".withCString { write(s, $0, 4) }

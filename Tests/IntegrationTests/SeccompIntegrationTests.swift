@@ -102,7 +102,7 @@ extension SeccompIntegrationTests {
 
     func notifyRoundTrip(flags: [String]) throws {
         let sockPath = root.path + "/listener.sock"
-        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let listener = socket(AF_UNIX, SocketType.stream, 0)
         defer { close(listener) }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)

@@ -16,7 +16,7 @@ final class TerminalTests: ContainerTestCase {
     /// container's output; the container sees a terminal of the configured size.
     func testConsoleSocketReceivesPtyMaster() throws {
         let sockPath = root.path + "/console.sock"
-        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let listener = socket(AF_UNIX, SocketType.stream, 0)
         XCTAssertGreaterThanOrEqual(listener, 0)
         defer { close(listener) }
         var addr = sockaddr_un()

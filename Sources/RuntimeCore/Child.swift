@@ -207,7 +207,10 @@ enum Child {
 
     /// Applies the process settings (shared by init and exec); returns the resolved executable path.
     static func applyProcess(_ p: ProcessPlan, _ sock: SeqPacket) throws(SysError) -> String {
-        try resetCPUAffinity()
+        // execCPUAffinity (exec): `final` once in the container's cgroup; with only `initial`, the
+        // process keeps what the runtime set before the move (as runc and crun).
+        if let final = p.finalAffinity { try setCPUAffinity(final, field: "execCPUAffinity.final") }
+        else if p.initialAffinity == nil { try resetCPUAffinity() }
         if let io = p.ioPriority { try sys("ioprio_set", "ioPriority") { sl_ioprio_set_self(io) } }
         // While the process still has CAP_SYS_NICE (a negative nice, real-time policies).
         try p.scheduler?.apply()
@@ -256,6 +259,10 @@ enum Child {
     static func resetCPUAffinity() throws(SysError) {
         let all = [UInt8](repeating: 0xff, count: 1024 / 8)   // CPU_SETSIZE bits
         try sys("sched_setaffinity") { sl_sched_setaffinity(0, UInt(all.count), all) }
+    }
+
+    static func setCPUAffinity(_ mask: [UInt64], field: String) throws(SysError) {
+        try sys("sched_setaffinity", field) { mask.withUnsafeBytes { sl_sched_setaffinity(0, UInt($0.count), $0.baseAddress) } }
     }
 
     /// Loads the filter; with SCMP_ACT_NOTIFY, hands the notify fd to the runtime for the listener.

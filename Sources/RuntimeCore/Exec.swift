@@ -113,6 +113,10 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
     // hierarchies joined by the first child itself before it enters any namespace.
     let cgroup = state.cgroup.flatMap { $0.exists() ? $0 : nil }
     let selfAttach = !(cgroup?.v1TaskFiles.isEmpty ?? true)
+    // execCPUAffinity.initial: ours, so the child has it before it moves into the container's cgroup.
+    if let initial = process.initialAffinity {
+        do { try Child.setCPUAffinity(initial, field: "process.execCPUAffinity.initial") } catch { throw RuntimeError.sys(error) }
+    }
     let spawned = try spawnChild(cgroupDir: cgroup?.cloneDir, namespaces: 0)
     let intoUnified = spawned.inCgroup2
     var middle = spawned.pid

@@ -29,6 +29,9 @@ struct ProcessPlan: Sendable {
     /// Settings left out (capabilities the kernel does not know or cannot grant), for the log.
     var warnings: [String] = []
     var scheduler: SchedulerPlan?
+    /// process.execCPUAffinity as CPU masks (exec only; runc and crun ignore it for init).
+    var initialAffinity: [UInt64]?
+    var finalAffinity: [UInt64]?
     /// The container's linux.memoryPolicy (exec'd processes get it too).
     var memoryPolicy: MemoryPolicyPlan?
 
@@ -119,8 +122,22 @@ struct ProcessPlan: Sendable {
         }
         // Not applied yet: refuse rather than start the process without them.
         if let sched = p.scheduler { scheduler = try SchedulerPlan(sched, field: "\(field).scheduler") }
-        if p.execCPUAffinity != nil { throw RuntimeError(.unsupported, "\(field).execCPUAffinity: not supported yet by swiftlet") }
+        if let a = p.execCPUAffinity {
+            initialAffinity = try cpuMask(a.initial, field: "\(field).execCPUAffinity.initial")
+            finalAffinity = try cpuMask(a.final, field: "\(field).execCPUAffinity.final")
+        }
     }
+}
+
+/// A sched_setaffinity mask for a CPU list like "0-3,7"; nil for none or "" (the spec: leave it).
+func cpuMask(_ list: String?, field: String) throws(RuntimeError) -> [UInt64]? {
+    guard let list, !list.isEmpty else { return nil }
+    guard let cpus = parseNumberList(list), cpus.allSatisfy({ $0 < 8192 }) else {
+        throw RuntimeError(.invalidArgument, "\(field): \"\(list)\" is not a list of CPUs like \"0-3,7\"")
+    }
+    var mask = [UInt64](repeating: 0, count: (cpus.max() ?? 0) / 64 + 1)
+    for c in cpus { mask[c / 64] |= 1 << UInt64(c % 64) }
+    return mask
 }
 
 /// personality(2) persona for linux.personality (PER_LINUX or PER_LINUX32); init and exec apply it.
@@ -224,6 +241,9 @@ struct ContainerPlan: Sendable {
         sessionKeyring = noNewKeyring ? nil : "_ses.\(id)"
         if let p = spec.process {
             var plan = try ProcessPlan(p)
+            // execCPUAffinity is for exec'd processes only (config.md); init's affinity is reset.
+            plan.initialAffinity = nil
+            plan.finalAffinity = nil
             // Socket activation (systemd's LISTEN_FDS): pass the fds on and tell the container's pid 1.
             if listenFds > 0 { plan.env += ["LISTEN_FDS=\(listenFds)", "LISTEN_PID=1"] }
             process = plan

@@ -373,3 +373,61 @@ final class FeaturesSpec13Tests: ContainerTestCase {
         XCTAssertEqual(features["potentiallyUnsafeConfigAnnotations"] as? [String], ["org.criu.config"])
     }
 }
+
+/// process.execCPUAffinity (runtime-spec 1.2.1): `initial` before the exec'd process joins the container's
+/// cgroup, `final` after; not applied to init. Checked from /proc/self/status inside, with the runtime
+/// started pinned to CPU 1 (a pinned shim must not pin the container either way).
+final class ExecCPUAffinityTests: ContainerTestCase {
+    func affinityOfExec(_ affinity: [String: Any]?) throws -> (RunResult, String) {
+        let id = "aff\(UInt32.random(in: 0...UInt32.max))"
+        let b = try bundle(ContainerTestCase.args(["sleep", "100"]))
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, id]).status, 0)
+        addTeardownBlock { self.sl(["delete", "-f", id]) }
+        var process: [String: Any] = ["args": ["grep", "Cpus_allowed_list", "/proc/self/status"], "cwd": "/",
+                                      "user": ["uid": 0, "gid": 0], "env": ["PATH=/bin"]]
+        if let affinity { process["execCPUAffinity"] = affinity }
+        let p = root.path + "/p-\(UInt32.random(in: 0...UInt32.max)).json"
+        try JSONSerialization.data(withJSONObject: process).write(to: URL(fileURLWithPath: p))
+        let r = runProgram("/usr/bin/taskset", ["-c", "1", Runtime.binary, "--root", root.path, "exec", "-p", p, id])
+        return (r, r.stdout.split(separator: "\t").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "")
+    }
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        try XCTSkipIf(ProcessInfo.processInfo.activeProcessorCount < 2, "needs two CPUs")
+    }
+
+    func testFinalAffinityAppliesInTheContainer() throws {
+        let (r, cpus) = try affinityOfExec(["initial": "0", "final": "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(cpus, "1")
+    }
+
+    func testInitialAffinityStaysWithoutFinal() throws {
+        let (r, cpus) = try affinityOfExec(["initial": "0"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(cpus, "0")
+    }
+
+    func testWithoutExecCPUAffinityTheCallersPinIsDropped() throws {
+        let (r, cpus) = try affinityOfExec(nil)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(cpus, "0-\(ProcessInfo.processInfo.activeProcessorCount - 1)")
+    }
+
+    func testInitIgnoresExecCPUAffinity() throws {
+        let r = try run(["grep", "Cpus_allowed_list", "/proc/self/status"]) { spec in
+            spec[path: "process.execCPUAffinity"] = ["initial": "0", "final": "0"]
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasSuffix("0-\(ProcessInfo.processInfo.activeProcessorCount - 1)\n"), r.stdout)
+    }
+
+    func testMalformedCPUListIsRefused() throws {
+        let (r, _) = try affinityOfExec(["initial": "x"])
+        XCTAssertNotEqual(r.status, 0)
+        if (Runtime.binary as NSString).lastPathComponent.hasPrefix("swiftlet") {
+            XCTAssertTrue(r.stderr.contains("execCPUAffinity.initial"), r.stderr)
+        }
+    }
+}

@@ -55,4 +55,13 @@ final class SchedulingTests: XCTestCase {
         XCTAssertEqual(Set(knownMemoryPolicyModes), Set(MemoryPolicyPlan.modes.keys))
         XCTAssertEqual(Set(knownMemoryPolicyFlags), Set(MemoryPolicyPlan.flagTable.keys))
     }
+
+    func testExecCPUAffinityMasks() throws {
+        XCTAssertEqual(try cpuMask("0-2,65", field: "f"), [0b111, 0b10])
+        XCTAssertNil(try cpuMask("", field: "f"), "empty: leave the affinity alone")
+        XCTAssertNil(try cpuMask(nil, field: "f"))
+        for bad in ["x", "3-1", "0,,1", "9000"] { XCTAssertThrowsError(try cpuMask(bad, field: "f"), bad) }
+        let p = try ProcessPlan(Process(args: ["/bin/true"], cwd: "/"))
+        XCTAssertNil(p.initialAffinity)
+    }
 }

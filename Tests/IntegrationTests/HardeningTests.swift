@@ -274,12 +274,15 @@ extension HardeningTests {
     /// An exec'd process is the host's runtime binary until execve: while it waits there (here: opening
     /// the container's /etc/passwd, planted as a fifo after init started), nothing in the container
     /// can read its exe link, its fds or its environment (CVE-2016-9962, CVE-2019-5736 class). The
-    /// control probe of an ordinary container process shows the probe can read what it may.
+    /// container's init probes it (an exec'd probe would wait on the fifo too, with runc); the control
+    /// probe of an ordinary container process shows the probe can read what it may.
     func testExecProcessUnreachableBeforeExecve() throws {
         let rootfs = try privateRootfs()
+        XCTAssertEqual(mkfifo(rootfs + "/probe-in", 0o600), 0)
+        let probeScript = "readlink /proc/$pid/exe && echo EXE; readlink /proc/$pid/fd/0 && echo FD; cat /proc/$pid/environ > /dev/null 2>&1 && echo ENV; echo probed"
         let b = try bundle { spec in
             spec["root"] = ["path": rootfs, "readonly": false]
-            ContainerTestCase.args(["sleep", "100"])(&spec)
+            ContainerTestCase.args(["sh", "-c", "read pid < /probe-in; { \(probeScript); } > /probe-out.tmp; mv /probe-out.tmp /probe-out; sleep 100"])(&spec)
         }
         let id = "execwin"
         XCTAssertEqual(sl(["run", "-d", "--bundle", b, id]).status, 0)
@@ -287,10 +290,8 @@ extension HardeningTests {
         let state = try JSONSerialization.jsonObject(with: Data(sl(["state", id]).stdout.utf8)) as? [String: Any]
         let hostInit = Int32(state?["pid"] as? Int ?? 0)
         XCTAssertGreaterThan(hostInit, 0)
-        let probe = { (pid: String) in
-            self.sl(["exec", "--env", "HOME=/root", id, "sh", "-c", "readlink /proc/\(pid)/exe && echo EXE; readlink /proc/\(pid)/fd/0 && echo FD; cat /proc/\(pid)/environ > /dev/null 2>&1 && echo ENV; echo probed"])
-        }
-        XCTAssertEqual(probe("1").stdout, "/bin/busybox\nEXE\n/dev/null\nFD\nENV\nprobed\n", "control: the user process is reachable")
+        let control = sl(["exec", "--env", "HOME=/root", id, "sh", "-c", "pid=1; \(probeScript)"])
+        XCTAssertEqual(control.stdout, "/bin/busybox\nEXE\n/dev/null\nFD\nENV\nprobed\n", "control: the user process is reachable")
 
         let passwd = rootfs + "/etc/passwd"
         let saved = try String(contentsOfFile: passwd, encoding: .utf8)
@@ -323,15 +324,18 @@ extension HardeningTests {
         }, "no exec'd process waiting on the fifo")
         let nsPid = ((try? String(contentsOfFile: "/proc/\(hostPid)/status", encoding: .utf8)) ?? "")
             .split(separator: "\n").first { $0.hasPrefix("NSpid:") }?.split(separator: "\t").last.map(String.init) ?? "?"
-        let r = probe(nsPid)
+        let toInit = open(rootfs + "/probe-in", O_WRONLY)
+        XCTAssertGreaterThanOrEqual(toInit, 0)
+        if toInit >= 0 { _ = "\(nsPid)\n".withCString { write(toInit, $0, strlen($0)) }; close(toInit) }
+        XCTAssertTrue(waitUntil(timeout: 30) { FileManager.default.fileExists(atPath: rootfs + "/probe-out") }, "init did not probe")
+        let probed = (try? String(contentsOfFile: rootfs + "/probe-out", encoding: .utf8)) ?? ""
         // Release the exec (a writer opens the fifo), then put /etc/passwd back.
         let w = open(passwd, O_WRONLY)
         if w >= 0 { _ = saved.withCString { write(w, $0, strlen($0)) }; close(w) }
         XCTAssertTrue(waitUntil(timeout: 60) { !blocked.isRunning }, "the exec did not finish after the fifo was opened")
         try? FileManager.default.removeItem(atPath: passwd)
         try saved.write(toFile: passwd, atomically: true, encoding: .utf8)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(r.stdout, "probed\n", "the exec'd process (pid \(nsPid) in the container) is reachable before execve")
+        XCTAssertEqual(probed, "probed\n", "the exec'd process (pid \(nsPid) in the container) is reachable before execve")
         XCTAssertEqual(blocked.isRunning ? -1 : blocked.terminationStatus, 0)
     }
 }

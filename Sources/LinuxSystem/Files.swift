@@ -111,6 +111,33 @@ public enum FS {
         return String(cString: p)
     }
 
+    /// Closes every descriptor from `first` up, or with `cloexec` marks them close-on-exec
+    /// (CVE-2024-21626 family: nothing the runtime holds or inherited may reach an exec'd program).
+    /// close_range(2) first; where that fails (kernel before 5.11, a seccomp filter that denies it)
+    /// one descriptor at a time from /proc/self/fd. An error only when neither works.
+    public static func closeFrom(_ first: Int32, cloexec: Bool = false) throws(SysError) {
+        if sl_close_range(UInt32(first), UInt32.max, cloexec ? 4 /* CLOSE_RANGE_CLOEXEC */ : 0) == 0 { return }
+        let rangeErrno = errno
+        guard let d = opendir("/proc/self/fd") else {
+            throw SysError("close_range failed (\(errnoString(rangeErrno))), then opendir", "/proc/self/fd", errno: errno)
+        }
+        let own = dirfd(d)
+        var fds: [Int32] = []
+        while let e = readdir(d) {
+            let name = withUnsafePointer(to: e.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if let fd = Int32(name), fd >= first, fd != own { fds.append(fd) }
+        }
+        closedir(d)
+        for fd in fds {
+            let rc = cloexec ? fcntl(fd, F_SETFD, FD_CLOEXEC) : Glibc.close(fd)
+            if rc != 0 && errno != EBADF && (cloexec || errno != EINTR) {
+                throw SysError(cloexec ? "fcntl(FD_CLOEXEC)" : "close", "fd \(fd)", errno: errno)
+            }
+        }
+    }
+
     public static func listDirectory(_ path: String) throws(SysError) -> [String] {
         guard let d = opendir(path) else { throw SysError("opendir", path, errno: errno) }
         defer { closedir(d) }

@@ -22,10 +22,19 @@ public struct SeqPacket: Sendable {
     }
 
     /// Receives one message; nil at EOF (peer closed, e.g. after a successful exec).
+    /// A peer that closed with a message of ours unread makes the next recvmsg fail with ECONNRESET
+    /// before the messages it sent are returned (the kernel reports the socket error first, once):
+    /// read again, so an error the peer sent before exiting is not lost (issue 14 item 3).
     public func receive() throws(SysError) -> (bytes: [UInt8], fd: Int32?)? {
         var buf = [UInt8](repeating: 0, count: 65536)
         var got: Int32 = -1
-        let n = try sys("recvmsg") { buf.withUnsafeMutableBytes { sl_recv_fd(fd, &got, $0.baseAddress, $0.count) } }
+        let n: Int
+        do {
+            n = try sys("recvmsg") { buf.withUnsafeMutableBytes { sl_recv_fd(fd, &got, $0.baseAddress, $0.count) } }
+        } catch {
+            guard error.errno == ECONNRESET else { throw error }
+            n = try sys("recvmsg") { buf.withUnsafeMutableBytes { sl_recv_fd(fd, &got, $0.baseAddress, $0.count) } }
+        }
         if n == 0 { return nil }
         return (Array(buf[0..<n]), got >= 0 ? got : nil)
     }

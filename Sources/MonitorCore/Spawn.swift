@@ -42,7 +42,9 @@ enum Spawn {
             _ = dup2(s.stdin >= 0 ? s.stdin : devnull, 0)
             _ = dup2(s.stdout >= 0 ? s.stdout : devnull, 1)
             _ = dup2(s.stderr >= 0 ? s.stderr : devnull, 2)
-            if s.closeOtherFds { _ = sl_close_range(3, UInt32.max, 0) }
+            if s.closeOtherFds {
+                do { try FS.closeFrom(3) } catch { _exit(127) }
+            }
             if s.ownProcessGroup { _ = setpgid(0, 0) }
             if s.dieWithMonitor { _ = sl_prctl(SL_PR_SET_PDEATHSIG, UInt(SIGKILL), 0, 0, 0) }
             if let cwd, chdir(cwd) != 0 { _exit(127) }

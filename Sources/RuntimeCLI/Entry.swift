@@ -119,7 +119,7 @@ func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 
         for w in try createContainer(createOptions(o, g, id: o.positionals[0])).warnings { g.log.warning(w) }
         return 0
     case "start":
-        for w in try startContainer(root: g.root, id: o.positionals[0]) { g.log.warning(w) }
+        try startContainer(root: g.root, id: o.positionals[0])
         return 0
     case "run":
         return try runVerb(o, g)
@@ -184,7 +184,7 @@ func runVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     c.startsAtOnce = true
     let created = try createContainer(c)
     for w in created.warnings { g.log.warning(w) }
-    do { for w in try startCreated(created, root: g.root) { g.log.warning(w) } } catch {
+    do { try startCreated(created, root: g.root) } catch {
         _ = try? deleteContainer(root: g.root, id: id, force: true)
         throw error
     }

@@ -111,8 +111,11 @@ enum Child {
                     try sock.send(.runHooks)
                     _ = try sock.expect(.ack)
                 }
+                // As runc: in the container's root (not yet pivoted into), with an empty environment
+                // unless the hook has its own.
+                if !createHooks.isEmpty { try sys("chdir", plan.rootfs.rootfs) { chdir(plan.rootfs.rootfs) } }
                 for (i, h) in createHooks.enumerated() {
-                    try Hooks.runOne(h, kind: "createContainer", index: i, state: stateJSON)
+                    try Hooks.runOne(h, kind: "createContainer", index: i, state: stateJSON, inheritedEnv: [])
                 }
                 try enterRootfs(plan)
             }
@@ -123,6 +126,7 @@ enum Child {
                 try sock.send(.ready)
                 while true { pause() }
             }
+            try closeExtraFds(preserveFds: plan.preserveFds)
             let path = try applyProcess(process, sock)
             try sock.send(.ready)
             if fifoFd >= 0 {
@@ -136,9 +140,9 @@ enum Child {
                 _ = try sock.expect(.start)
             }
             for (i, h) in (plan.spec.hooks?.startContainer ?? []).enumerated() {
-                try Hooks.runOne(h, kind: "startContainer", index: i, state: stateJSON)
+                try Hooks.runOne(h, kind: "startContainer", index: i, state: stateJSON, inheritedEnv: environment(process))
             }
-            execProcess(path, process, preserveFds: plan.preserveFds)
+            execProcess(path, process)
         } catch {
             fail(sock, error)
         }
@@ -265,6 +269,14 @@ enum Child {
         try sys("sched_setaffinity", field) { mask.withUnsafeBytes { sl_sched_setaffinity(0, UInt($0.count), $0.baseAddress) } }
     }
 
+    /// Marks every descriptor above stdio and the preserved ones (--preserve-fds, LISTEN_FDS)
+    /// close-on-exec, before the seccomp filter is loaded (it may deny close_range) and before
+    /// anything is exec'd. The runtime has already closed what it inherited (closeInheritedFds);
+    /// this catches a descriptor of the runtime's own that lacks O_CLOEXEC.
+    static func closeExtraFds(preserveFds: Int) throws(SysError) {
+        try FS.closeFrom(Int32(3 + preserveFds), cloexec: true)
+    }
+
     /// Loads the filter; with SCMP_ACT_NOTIFY, hands the notify fd to the runtime for the listener.
     static func loadSeccomp(_ filter: SeccompFilter, _ sock: SeqPacket) throws(SysError) {
         try filter.load()
@@ -293,22 +305,26 @@ enum Child {
         throw SysError("exec: \"\(name)\": executable file not found in $PATH", errno: ENOENT)
     }
 
-    /// Closes inherited fds (keeping stdio and --preserve-fds), resets signals, execs. Never returns.
-    static func execProcess(_ path: String, _ p: ProcessPlan, preserveFds: Int) -> Never {
-        _ = sl_close_range(UInt32(3 + preserveFds), UInt32.max, 4 /* CLOSE_RANGE_CLOEXEC */)
+    /// Resets signals and execs (descriptors: closeExtraFds ran before). Never returns.
+    static func execProcess(_ path: String, _ p: ProcessPlan) -> Never {
         _ = sl_signal_default_all()
         _ = sl_sigmask_unblock_all()
-        var env = p.env
-        // HOME unset or empty: the user's home from the container's /etc/passwd (runc 1.3).
-        if let i = env.firstIndex(of: "HOME=") { env[i] = "HOME=" + homeDirectory(uid: p.uid) }
-        else if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=" + homeDirectory(uid: p.uid)) }
         let argv = p.args.map { strdup($0) } + [nil]
-        let envp = env.map { strdup($0) } + [nil]
+        let envp = environment(p).map { strdup($0) } + [nil]
         execve(path, argv, envp)
         let e = errno
         let msg = "exec \(path): \(errnoString(e))\n"
         _ = msg.withCString { write(2, $0, strlen($0)) }
         _exit(127)
+    }
+
+    /// The process's environment as it is exec'd: HOME unset or empty is the user's home from the
+    /// container's /etc/passwd (runc 1.3).
+    static func environment(_ p: ProcessPlan) -> [String] {
+        var env = p.env
+        if let i = env.firstIndex(of: "HOME=") { env[i] = "HOME=" + homeDirectory(uid: p.uid) }
+        else if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=" + homeDirectory(uid: p.uid)) }
+        return env
     }
 
     /// HOME from the container's /etc/passwd, "/" when the user has no entry (as runc does).

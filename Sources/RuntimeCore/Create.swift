@@ -61,6 +61,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
         throw RuntimeError(.invalidArgument, "cannot use console socket if swiftlet will not detach or allocate tty")
     }
     let listenFds = getenv("LISTEN_FDS").flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 0
+    try closeInheritedFds(keeping: o.preserveFds + listenFds)
     // The cgroup's directories are known now; it is made just before init (createProcesses).
     let cgroupManager = CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
     let plan = try ContainerPlan(spec: spec, specJSON: specJSON, id: o.id, bundle: bundle, noPivot: o.noPivot, noNewKeyring: o.noNewKeyring,
@@ -228,6 +229,13 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from container init")
         }
     }
+}
+
+/// The runtime keeps nothing it inherited beyond stdio and the descriptors it passes on (LISTEN_FDS,
+/// --preserve-fds): they are closed before any child exists, so neither init (also while `created`),
+/// nor the container's process, nor a hook can reach them (CVE-2024-21626 family).
+func closeInheritedFds(keeping preserved: Int) throws(RuntimeError) {
+    try step("close inherited file descriptors") { try FS.closeFrom(Int32(3 + preserved)) }
 }
 
 /// A pty master from a child: sent to --console-socket (and closed here), or returned for the

@@ -68,9 +68,36 @@ public struct ExecOverrides: Sendable {
     }
 }
 
+/// Every namespace of init that differs from ours, user namespace first, each joined through a
+/// pidfd of init (setns(pidfd, type), Linux 5.8+): opened first, then checked to be the process that
+/// started at the recorded time, so a recycled pid can never lend us its namespaces.
+func joinPlan(_ state: StoredState) throws(RuntimeError) -> NamespacePlan {
+    let pidfd = sl_pidfd_open(state.pid, 0)
+    if pidfd < 0 {
+        if errno == ESRCH { throw RuntimeError(.invalidState, "cannot exec in a stopped container") }
+        throw RuntimeError.sys(SysError("pidfd_open", "container init pid \(state.pid)", errno: errno))
+    }
+    defer { close(pidfd) }
+    var ns = NamespacePlan()
+    for t in [NamespaceType.user, .ipc, .uts, .network, .pid, .cgroup, .time, .mount] {
+        let name = t == .network ? "net" : (t == .mount ? "mnt" : t.rawValue)
+        guard let theirs = Proc.namespaceInode(String(state.pid), name), theirs != Proc.namespaceInode("self", name) else { continue }
+        let fd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3)
+        if fd < 0 { ns.closeFds(); throw RuntimeError.sys(SysError("dup pidfd", "container init pid \(state.pid)", errno: errno)) }
+        ns.join.append((t, fd))
+    }
+    // Checked after the namespaces were read through /proc/<pid>: they were init's.
+    guard Proc.isAlive(state.pid, startTime: state.pidStartTime) else {
+        ns.closeFds()
+        throw RuntimeError(.invalidState, "cannot exec in a stopped container")
+    }
+    return ns
+}
+
 /// `exec`: runs a new process in a running container's namespaces. Returns the process's exit
 /// code in the foreground, 0 when detached.
 public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in }) throws(RuntimeError) -> Int32 {
+    try closeInheritedFds(keeping: o.preserveFds)
     let store = ContainerStore(root: o.root)
     let state = try store.load(o.id)
     switch store.status(state) {
@@ -91,15 +118,7 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
         do { process.seccomp = try SeccompFilter.build(profile) } catch { throw RuntimeError(.invalidArgument, "\(error)") }
     }
 
-    // Join every namespace of init that differs from ours, user namespace first.
-    var ns = NamespacePlan()
-    for t in [NamespaceType.user, .ipc, .uts, .network, .pid, .cgroup, .time, .mount] {
-        let name = t == .network ? "net" : (t == .mount ? "mnt" : t.rawValue)
-        guard let theirs = Proc.namespaceInode(String(state.pid), name), theirs != Proc.namespaceInode("self", name) else { continue }
-        let fd = Glibc.open("/proc/\(state.pid)/ns/\(name)", O_RDONLY | O_CLOEXEC)
-        if fd < 0 { ns.closeFds(); throw RuntimeError.sys(SysError("open", "/proc/\(state.pid)/ns/\(name)", errno: errno)) }
-        ns.join.append((t, fd))
-    }
+    let ns = try joinPlan(state)
     defer { ns.closeFds() }
 
     let (parentSock, childSock) = try step("create sync socket") { try SeqPacket.pair() }
@@ -127,8 +146,9 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
                 _ = try childSock.expect(.go)   // the runtime has put us in the container's cgroup
                 if process.terminal { _ = setsid(); try Child.setupTerminal(process, childSock) }
                 if let p = personality { try sys("personality", String(p)) { sl_personality(p) } }
+                try Child.closeExtraFds(preserveFds: o.preserveFds)
                 let path = try Child.applyProcess(process, childSock)
-                Child.execProcess(path, process, preserveFds: o.preserveFds)
+                Child.execProcess(path, process)
             } catch {
                 Child.fail(childSock, error)
             }

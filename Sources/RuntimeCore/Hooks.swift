@@ -4,6 +4,9 @@ import OCI
 import LinuxSystem
 
 /// OCI hooks: each runs with the container state JSON on stdin; a non-zero exit or a timeout fails it.
+/// A hook gets stdio and no other descriptor (as in runc; CVE-2024-21626 family). A hook without
+/// `env` inherits the environment of whoever runs it, as runc's do: the runtime's for the runtime's
+/// hooks, the container process's for startContainer (Spec/cli.md).
 enum Hooks {
     static func run(_ hooks: [Hook]?, kind: String, state: String) throws(RuntimeError) {
         for (i, h) in (hooks ?? []).enumerated() {
@@ -20,7 +23,8 @@ enum Hooks {
         return warnings
     }
 
-    static func runOne(_ h: Hook, kind: String, index: Int, state: String) throws(SysError) {
+    /// `inheritedEnv`: the environment a hook without `env` gets; nil: the runtime's own.
+    static func runOne(_ h: Hook, kind: String, index: Int, state: String, inheritedEnv: [String]? = nil) throws(SysError) {
         let what = "hooks.\(kind)[\(index)] (\(h.path))"
         if access(h.path, X_OK) != 0 { throw SysError("\(what): cannot execute", errno: errno) }
         var input: [Int32] = [-1, -1], output: [Int32] = [-1, -1]
@@ -30,13 +34,18 @@ enum Hooks {
         var outRead = output[0]
         defer { close(outRead) }
         let argv = ((h.args?.isEmpty ?? true) ? [h.path] : h.args ?? []).map { strdup($0) } + [nil]
-        let envp = (h.env ?? []).map { strdup($0) } + [nil]
+        let envp = (h.env ?? inheritedEnv).map { $0.map { strdup($0) } + [nil] }
         let pid = try Proc.fork()
         if pid == 0 {
             _ = sl_prctl(SL_PR_SET_PDEATHSIG, UInt(SIGKILL), 0, 0, 0)   // a hook dies with the runtime
             dup2(input[0], 0); dup2(output[1], 1); dup2(output[1], 2)
+            do { try FS.closeFrom(3) } catch {
+                let msg = "\(what): \(error)\n"
+                _ = msg.withCString { write(2, $0, strlen($0)) }
+                _exit(127)
+            }
             _ = sl_signal_default_all(); _ = sl_sigmask_unblock_all()
-            execve(h.path, argv, envp)
+            if let envp { execve(h.path, argv, envp) } else { execve(h.path, argv, environ) }
             _exit(127)
         }
         close(output[1])

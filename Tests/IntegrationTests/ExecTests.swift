@@ -67,3 +67,32 @@ final class ExecTests: ContainerTestCase {
         XCTAssertTrue(stopped.stderr.contains("cannot exec in a stopped container"), stopped.stderr)
     }
 }
+
+extension ExecTests {
+    /// exec joins every namespace of init (through a pidfd of init, user namespace first): the exec'd
+    /// process's namespaces are init's, in a container with a user namespace and a cgroup namespace.
+    func testExecJoinsEveryNamespaceOfInit() throws {
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sleep", "100"])(&spec)
+            ContainerTestCase.userNamespace()(&spec)
+            var linux = spec[dict: "linux"]
+            var ns = linux["namespaces"] as? [[String: Any]] ?? []
+            if !ns.contains(where: { ($0["type"] as? String) == "cgroup" }) { ns.append(["type": "cgroup"]) }
+            linux["namespaces"] = ns
+            spec["linux"] = linux
+        }
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "exns"]).status, 0)
+        defer { sl(["delete", "-f", "exns"]) }
+        let r = sl(["exec", "exns", "sh", "-c",
+                    "for n in cgroup ipc mnt net pid user uts; do echo $n $(readlink /proc/self/ns/$n) $(readlink /proc/1/ns/$n); done"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        XCTAssertEqual(lines.count, 7, r.stdout)
+        for l in lines {
+            XCTAssertEqual(l.count, 3, r.stdout)
+            if l.count == 3 { XCTAssertEqual(l[1], l[2], "\(l[0]) namespace differs from init's: \(r.stdout)") }
+        }
+        let host = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/user")
+        XCTAssertFalse(lines.contains { $0.first == "user" && $0.count == 3 && $0[1] == host }, "exec stayed in the host's user namespace")
+    }
+}

@@ -219,3 +219,123 @@ extension HardeningTests {
         }
     }
 }
+
+extension HardeningTests {
+    /// CVE-2024-21626 through a descriptor the caller passes on (--preserve-fds): fd 3 is a host
+    /// directory, cwd is /proc/self/fd/3. chdir through the magic link lands outside the container's
+    /// root; only the getcwd check refuses it. Without it the process runs there and reads host files.
+    func testCwdThroughPreservedHostDirFdIsRefused() throws {
+        let hostDir = FileManager.default.temporaryDirectory.appendingPathComponent("hostdir-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: hostDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: hostDir) }
+        try "HOST-SECRET\n".write(toFile: hostDir + "/secret", atomically: true, encoding: .utf8)
+        func withHostDir(_ args: [String]) -> RunResult {
+            runProgram("/bin/sh", ["-c", "exec 3<\(hostDir); exec \"$0\" \"$@\"", Runtime.binary, "--root", root.path] + args)
+        }
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sh", "-c", "cat secret; pwd"])(&spec)
+            spec[path: "process.cwd"] = "/proc/self/fd/3"
+        }
+        let r = withHostDir(["run", "--preserve-fds", "1", "--bundle", b, "cwdfd"])
+        XCTAssertNotEqual(r.status, 0, "must refuse: \(r.stdout)")
+        XCTAssertFalse(r.stdout.contains("HOST-SECRET"), r.stdout)
+        assertNothingLeft("cwdfd", bundle: b)
+
+        let d = try bundle(ContainerTestCase.args(["sleep", "100"]))
+        XCTAssertEqual(sl(["run", "-d", "--bundle", d, "cwdfd-exec"]).status, 0)
+        defer { sl(["delete", "-f", "cwdfd-exec"]) }
+        let e = withHostDir(["exec", "--preserve-fds", "1", "--cwd", "/proc/self/fd/3", "cwdfd-exec", "sh", "-c", "cat secret; pwd"])
+        XCTAssertNotEqual(e.status, 0, "must refuse: \(e.stdout)")
+        XCTAssertFalse(e.stdout.contains("HOST-SECRET"), e.stdout)
+    }
+
+    /// `exec --cap X` raises X in the effective, permitted and bounding sets but leaves inheritable
+    /// and ambient empty (CVE-2022-29162; runc 1.1.2+), for root and for another user.
+    func testExecCapLeavesInheritableAndAmbientEmpty() throws {
+        let b = try bundle(ContainerTestCase.args(["sleep", "100"]))
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, "execcap"]).status, 0)
+        defer { sl(["delete", "-f", "execcap"]) }
+        for user in ["0:0", "1000:1000"] {
+            let r = sl(["exec", "--cap", "CAP_NET_ADMIN", "--user", user, "execcap", "grep", "^Cap", "/proc/self/status"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let caps = Dictionary(r.stdout.split(separator: "\n").compactMap { line -> (String, UInt64)? in
+                let f = line.split(separator: "\t")
+                guard f.count == 2, let v = UInt64(f[1], radix: 16) else { return nil }
+                return (String(f[0]), v)
+            }) { a, _ in a }
+            let netAdmin: UInt64 = 1 << 12
+            XCTAssertEqual(caps["CapInh:"], 0, "user \(user): \(r.stdout)")
+            XCTAssertEqual(caps["CapAmb:"], 0, "user \(user): \(r.stdout)")
+            XCTAssertNotEqual((caps["CapBnd:"] ?? 0) & netAdmin, 0, "user \(user): \(r.stdout)")
+            if user == "0:0" { XCTAssertNotEqual((caps["CapEff:"] ?? 0) & netAdmin, 0, r.stdout) }
+        }
+    }
+
+    /// An exec'd process is the host's runtime binary until execve: while it waits there (here: opening
+    /// the container's /etc/passwd, planted as a fifo after init started), nothing in the container
+    /// can read its exe link, its fds or its environment (CVE-2016-9962, CVE-2019-5736 class). The
+    /// container's init probes it (an exec'd probe would wait on the fifo too, with runc); the control
+    /// probe of an ordinary container process shows the probe can read what it may.
+    func testExecProcessUnreachableBeforeExecve() throws {
+        let rootfs = try privateRootfs()
+        XCTAssertEqual(mkfifo(rootfs + "/probe-in", 0o600), 0)
+        let probeScript = "readlink /proc/$pid/exe && echo EXE; readlink /proc/$pid/fd/0 && echo FD; cat /proc/$pid/environ > /dev/null 2>&1 && echo ENV; echo probed"
+        let b = try bundle { spec in
+            spec["root"] = ["path": rootfs, "readonly": false]
+            ContainerTestCase.args(["sh", "-c", "read pid < /probe-in; { \(probeScript); } > /probe-out.tmp; mv /probe-out.tmp /probe-out; sleep 100"])(&spec)
+        }
+        let id = "execwin"
+        XCTAssertEqual(sl(["run", "-d", "--bundle", b, id]).status, 0)
+        defer { sl(["delete", "-f", id]) }
+        let state = try JSONSerialization.jsonObject(with: Data(sl(["state", id]).stdout.utf8)) as? [String: Any]
+        let hostInit = Int32(state?["pid"] as? Int ?? 0)
+        XCTAssertGreaterThan(hostInit, 0)
+        let control = sl(["exec", "--env", "HOME=/root", id, "sh", "-c", "pid=1; \(probeScript)"])
+        XCTAssertEqual(control.stdout, "/bin/busybox\nEXE\n/dev/null\nFD\nENV\nprobed\n", "control: the user process is reachable")
+
+        let passwd = rootfs + "/etc/passwd"
+        let saved = try String(contentsOfFile: passwd, encoding: .utf8)
+        try FileManager.default.removeItem(atPath: passwd)
+        XCTAssertEqual(mkfifo(passwd, 0o644), 0)
+        // The same capabilities as the probe's (the default ones): only dumpability keeps it out.
+        let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+        let capSets = ["bounding": caps, "effective": caps, "permitted": caps]
+        try JSONSerialization.data(withJSONObject: ["args": ["true"], "cwd": "/", "user": ["uid": 0, "gid": 0], "env": ["PATH=/bin"],
+                                                    "capabilities": capSets])
+            .write(to: URL(fileURLWithPath: root.path + "/p.json"))
+        let blocked = Process()
+        blocked.executableURL = URL(fileURLWithPath: Runtime.binary)
+        blocked.arguments = ["--root", root.path, "exec", "-p", root.path + "/p.json", id]
+        blocked.standardInput = FileHandle.nullDevice
+        blocked.standardOutput = FileHandle.nullDevice
+        blocked.standardError = FileHandle.nullDevice
+        try blocked.run()
+        defer { if blocked.isRunning { kill(blocked.processIdentifier, SIGKILL) } }
+        // The exec'd process, in the container's pid namespace, waiting on the fifo.
+        let pidNS = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(hostInit)/ns/pid")
+        var hostPid: Int32 = 0
+        XCTAssertTrue(waitUntil(timeout: 30) {
+            let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
+            hostPid = pids.first { p in
+                p != hostInit && (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/ns/pid")) == pidNS
+                    && (try? String(contentsOfFile: "/proc/\(p)/wchan", encoding: .utf8)) == "wait_for_partner"
+            } ?? 0
+            return hostPid > 0
+        }, "no exec'd process waiting on the fifo")
+        let nsPid = ((try? String(contentsOfFile: "/proc/\(hostPid)/status", encoding: .utf8)) ?? "")
+            .split(separator: "\n").first { $0.hasPrefix("NSpid:") }?.split(separator: "\t").last.map(String.init) ?? "?"
+        let toInit = open(rootfs + "/probe-in", O_WRONLY)
+        XCTAssertGreaterThanOrEqual(toInit, 0)
+        if toInit >= 0 { _ = "\(nsPid)\n".withCString { write(toInit, $0, strlen($0)) }; close(toInit) }
+        XCTAssertTrue(waitUntil(timeout: 30) { FileManager.default.fileExists(atPath: rootfs + "/probe-out") }, "init did not probe")
+        let probed = (try? String(contentsOfFile: rootfs + "/probe-out", encoding: .utf8)) ?? ""
+        // Release the exec (a writer opens the fifo), then put /etc/passwd back.
+        let w = open(passwd, O_WRONLY)
+        if w >= 0 { _ = saved.withCString { write(w, $0, strlen($0)) }; close(w) }
+        XCTAssertTrue(waitUntil(timeout: 60) { !blocked.isRunning }, "the exec did not finish after the fifo was opened")
+        try? FileManager.default.removeItem(atPath: passwd)
+        try saved.write(toFile: passwd, atomically: true, encoding: .utf8)
+        XCTAssertEqual(probed, "probed\n", "the exec'd process (pid \(nsPid) in the container) is reachable before execve")
+        XCTAssertEqual(blocked.isRunning ? -1 : blocked.terminationStatus, 0)
+    }
+}

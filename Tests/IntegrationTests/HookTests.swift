@@ -133,3 +133,76 @@ final class HookTests: ContainerTestCase {
         assertNothingLeft("ht", bundle: b)
     }
 }
+
+extension HookTests {
+    var isRunc: Bool { Runtime.binary.hasSuffix("/runc") }
+
+    /// createContainer hooks run in the container's root (before the pivot: the rootfs directory),
+    /// so relative paths resolve inside the container, as in runc.
+    func testCreateContainerHookRunsInContainerRoot() throws {
+        let b = try bundle { spec in
+            ContainerTestCase.args(["true"])(&spec)
+            spec["hooks"] = ["createContainer": [["path": "/bin/sh", "args": ["sh", "-c",
+                "pwd -P > \(self.logDir)/cwd; test -x bin/busybox && echo busybox-here >> \(self.logDir)/cwd"]]]]
+        }
+        let r = sl(["run", "--bundle", b, "hcwd"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rootfs = URL(fileURLWithPath: Runtime.rootfs).resolvingSymlinksInPath().path
+        XCTAssertEqual(try String(contentsOfFile: logDir + "/cwd", encoding: .utf8), "\(rootfs)\nbusybox-here\n")
+    }
+
+    /// Hooks without `env` inherit the environment of whoever runs them (runc 1.1 and 1.3): the
+    /// runtime's for prestart, the container process's (with HOME) for startContainer; a hook with
+    /// `env` gets exactly that.
+    func testHookEnvironment() throws {
+        let b = try bundle { spec in
+            ContainerTestCase.args(["true"])(&spec)
+            spec[path: "process.env"] = ["PATH=/bin:/usr/bin", "FOO=from-process"]
+            var mounts = spec["mounts"] as? [[String: Any]] ?? []
+            mounts.append(["destination": "/hooklog", "type": "bind", "source": self.logDir, "options": ["rbind", "rw"]])
+            spec["mounts"] = mounts
+            spec["hooks"] = [
+                "prestart": [["path": "/bin/sh", "args": ["sh", "-c", "env > \(self.logDir)/prestart"]]],
+                "startContainer": [["path": "/bin/sh", "args": ["sh", "-c", "env > /hooklog/start"]],
+                                   ["path": "/bin/sh", "args": ["sh", "-c", "env > /hooklog/start-own"], "env": ["OWN=1"]]],
+            ]
+        }
+        let r = sl(["run", "--bundle", b, "henv"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = { (name: String) in Set(((try? String(contentsOfFile: self.logDir + "/" + name, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)) }
+        XCTAssertTrue(lines("prestart").contains(tag), "prestart: \(lines("prestart"))")
+        let start = lines("start")
+        XCTAssertTrue(start.contains("FOO=from-process") && start.contains("HOME=/root"), "startContainer: \(start)")
+        XCTAssertFalse(start.contains(tag), "startContainer: \(start)")
+        let own = lines("start-own")
+        XCTAssertTrue(own.contains("OWN=1") && !own.contains("FOO=from-process"), "startContainer with env: \(own)")
+    }
+
+    /// A failing poststart hook fails `run` (exit 1, the hook's output in the error) and the container
+    /// is gone, as with runc 1.1 and 1.3 (the runtime-spec asks for a warning: Spec/cli.md).
+    func testFailingPoststartHookFailsRun() throws {
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sleep", "100"])(&spec)
+            spec["hooks"] = ["poststart": [["path": "/bin/sh", "args": ["sh", "-c", "echo poststart-broke >&2; exit 3"]]]]
+        }
+        for detach in [false, true] {
+            let id = detach ? "psd" : "psf"
+            let r = sl(["run"] + (detach ? ["-d"] : []) + ["--bundle", b, id])
+            XCTAssertEqual(r.status, 1, "detach \(detach): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("exit status 3") && r.stderr.contains("poststart-broke"), r.stderr)
+            if !isRunc { XCTAssertTrue(r.stderr.contains("hooks.poststart[0]"), r.stderr) }
+            XCTAssertNotEqual(sl(["state", id]).status, 0, "container \(id) must be gone")
+            assertNothingLeft(id, bundle: b)
+        }
+        // swiftlet runs poststart at `start` (runc at `create`): start fails and the container is stopped.
+        if !isRunc {
+            XCTAssertEqual(sl(["create", "--bundle", b, "pss"]).status, 0)
+            let s = sl(["start", "pss"])
+            XCTAssertEqual(s.status, 1, s.stderr)
+            XCTAssertTrue(s.stderr.contains("hooks.poststart[0]") && s.stderr.contains("exit status 3"), s.stderr)
+            XCTAssertTrue(sl(["state", "pss"]).stdout.contains("\"stopped\""))
+            XCTAssertEqual(sl(["delete", "pss"]).status, 0)
+            assertNothingLeft("pss", bundle: b)
+        }
+    }
+}

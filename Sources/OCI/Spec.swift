@@ -21,7 +21,7 @@ public struct Spec: Codable, Sendable, Equatable {
     }
 }
 
-public let ociRuntimeSpecVersion = "1.2.0"
+public let ociRuntimeSpecVersion = "1.3.0"
 
 public struct Root: Codable, Sendable, Equatable {
     public var path: String

@@ -127,8 +127,8 @@ final class CommandTableTests: XCTestCase {
             XCTAssertTrue(text.contains("   --\(option.name)"), option.name)
         }
         XCTAssertTrue(text.contains(#"(default: "/run/swiftlet")"#))
-        XCTAssertEqual(try output(["--version"], app: swiftletApp), "swiftlet version 0.1.0\nspec: 1.2.0\n")
-        XCTAssertEqual(try output(["-v"], app: swiftletApp), "swiftlet version 0.1.0\nspec: 1.2.0\n")
+        XCTAssertEqual(try output(["--version"], app: swiftletApp), "swiftlet version 0.1.0\nspec: 1.3.0\n")
+        XCTAssertEqual(try output(["-v"], app: swiftletApp), "swiftlet version 0.1.0\nspec: 1.3.0\n")
     }
 
     // Command lines as container engines write them.

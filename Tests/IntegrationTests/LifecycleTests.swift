@@ -26,7 +26,7 @@ final class LifecycleTests: ContainerTestCase {
         XCTAssertGreaterThan(pid, 0)
         XCTAssertEqual(try String(contentsOfFile: pidFile, encoding: .utf8), String(pid))
         XCTAssertEqual(created["bundle"] as? String, b)
-        XCTAssertEqual(created["ociVersion"] as? String, "1.2.0")
+        XCTAssertEqual(created["ociVersion"] as? String, "1.3.0")
         // init is blocked on the fifo: the user process has not started yet.
         XCTAssertFalse(try String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8).contains("sleep"))
 
@@ -126,7 +126,7 @@ final class LifecycleTests: ContainerTestCase {
         let f = sl(["features"])
         XCTAssertEqual(f.status, 0)
         let features = try JSONSerialization.jsonObject(with: Data(f.stdout.utf8)) as? [String: Any]
-        XCTAssertEqual(features?["ociVersionMax"] as? String, "1.2.0")
+        XCTAssertEqual(features?["ociVersionMax"] as? String, "1.3.0")
         XCTAssertEqual((features?["mountOptions"] as? [String])?.contains("rbind"), true)
         let linux = features?["linux"] as? [String: Any]
         let cgroup = linux?["cgroup"] as? [String: Any]
@@ -135,7 +135,7 @@ final class LifecycleTests: ContainerTestCase {
         XCTAssertEqual((linux?["seccomp"] as? [String: Any])?["enabled"] as? Bool, true)
         XCTAssertEqual(((linux?["mountExtensions"] as? [String: Any])?["idmap"] as? [String: Any])?["enabled"] as? Bool, true)
         XCTAssertEqual((linux?["namespaces"] as? [String])?.sorted(), ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"])
-        XCTAssertTrue(sl(["--version"]).stdout.contains("spec: 1.2.0"))
+        XCTAssertTrue(sl(["--version"]).stdout.contains("spec: 1.3.0"))
     }
 
     func testLogFileGetsJSONErrorLine() throws {

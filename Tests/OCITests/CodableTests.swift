@@ -166,7 +166,7 @@ final class DecodingTests: XCTestCase {
         let state = State(id: "c1", status: "running", pid: 42, bundle: "/b",
                           annotations: ["z": "1", "a": "2", "m.n": "3"])
         let text = encodeJSON(state)
-        XCTAssertEqual(text, #"{"ociVersion":"1.2.0","id":"c1","pid":42,"status":"running","bundle":"/b","annotations":{"a":"2","m.n":"3","z":"1"}}"#)
+        XCTAssertEqual(text, #"{"ociVersion":"1.3.0","id":"c1","pid":42,"status":"running","bundle":"/b","annotations":{"a":"2","m.n":"3","z":"1"}}"#)
         XCTAssertEqual(try decodeJSON(State.self, from: Array(text.utf8)), state)
         XCTAssertEqual(encodeJSON([String: Int]()), "{}")
         XCTAssertEqual(encodeJSON(["b": [1], "a": [2, 3]], pretty: true), "{\n  \"a\": [\n    2,\n    3\n  ],\n  \"b\": [\n    1\n  ]\n}")

@@ -29,7 +29,7 @@ final class DefaultSpecTests: XCTestCase {
         XCTAssertEqual(Spec.defaultSpec(rootless: false, cgroupNamespace: false).linux?.namespaces?.count, 5)
 
         let text = encodeJSON(spec, pretty: true)
-        XCTAssertTrue(text.hasPrefix("{\n  \"ociVersion\": \"1.2.0\",\n  \"process\": {\n    \"terminal\": true,\n    \"user\": {\n      \"uid\": 0,\n      \"gid\": 0\n    },\n    \"args\": [\n      \"sh\"\n    ],"), text)
+        XCTAssertTrue(text.hasPrefix("{\n  \"ociVersion\": \"1.3.0\",\n  \"process\": {\n    \"terminal\": true,\n    \"user\": {\n      \"uid\": 0,\n      \"gid\": 0\n    },\n    \"args\": [\n      \"sh\"\n    ],"), text)
         XCTAssertTrue(text.contains("\"resources\": {\n      \"devices\": [\n        {\n          \"allow\": false,\n          \"access\": \"rwm\"\n        }\n      ]\n    }"), text)
         XCTAssertEqual(try decodeJSON(Spec.self, from: Array(text.utf8)), spec)
     }
@@ -57,7 +57,7 @@ final class DefaultSpecTests: XCTestCase {
         XCTAssertEqual(o.keys, ["ociVersionMin", "ociVersionMax", "hooks", "mountOptions", "linux", "annotations",
                                 "potentiallyUnsafeConfigAnnotations"])
         XCTAssertEqual(o["ociVersionMin"], .string("1.0.0"))
-        XCTAssertEqual(o["ociVersionMax"], .string("1.2.0"))
+        XCTAssertEqual(o["ociVersionMax"], .string("1.3.0"))
         XCTAssertEqual(o["mountOptions"], .array([.string("bind"), .string("rbind"), .string("ro")]))
         XCTAssertEqual(o["hooks"], .array(knownHooks.map { .string($0) }))
         guard case .object(let linux)? = o["linux"] else { return XCTFail("no linux") }

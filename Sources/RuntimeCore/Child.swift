@@ -328,14 +328,7 @@ enum Child {
     }
 
     /// HOME from the container's /etc/passwd, "/" when the user has no entry (as runc does).
-    static func homeDirectory(uid: UInt32) -> String {
-        guard let passwd = try? FS.readString("/etc/passwd") else { return "/" }
-        for line in passwd.split(separator: "\n") {
-            let f = line.split(separator: ":", omittingEmptySubsequences: false)
-            if f.count >= 6, UInt32(f[2]) == uid { return String(f[5]) }
-        }
-        return "/"
-    }
+    static func homeDirectory(uid: UInt32) -> String { PasswdEntry.lookup(uid: uid)?.home ?? "/" }
 }
 
 /// The file under /proc/sys of a sysctl key: "net.ipv4.conf.eth0/100.rp_filter" (or its slash form

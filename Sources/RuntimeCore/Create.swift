@@ -287,13 +287,7 @@ func writeIDMaps(pid: pid_t, _ ns: NamespacePlan) throws(SysError) {
 /// The caller's user name from /etc/passwd (no NSS: the binary is static), else the uid.
 func ownerName() -> String {
     let uid = getuid()
-    if let text = try? FS.readString("/etc/passwd") {
-        for line in text.split(separator: "\n") {
-            let f = line.split(separator: ":", omittingEmptySubsequences: false)
-            if f.count > 2, UInt32(f[2]) == uid { return String(f[0]) }
-        }
-    }
-    return String(uid)
+    return PasswdEntry.lookup(uid: uid)?.name ?? String(uid)
 }
 
 /// Test hook (Spec/reliability.md): with SWIFTLET_TEST_STOP_AT=<stage> in its environment, `create`

@@ -31,3 +31,21 @@ final class MountInfoTests: XCTestCase {
         XCTAssertTrue(MountInfo.read().contains { $0.mountPoint == "/" })
     }
 }
+
+/// The one /etc/passwd reader (LinuxSystem.PasswdEntry): HOME for the container's user, the owner name.
+final class PasswdTests: XCTestCase {
+    func testEntriesAndMalformedLines() {
+        let entries = PasswdEntry.parse("root:x:0:0:root:/root:/bin/sh\nbroken\ntester:x:1000:100::/home/tester:/bin/sh\nbad:x:u:0::/:/bin/sh\n")
+        XCTAssertEqual(entries, [PasswdEntry(name: "root", uid: 0, gid: 0, home: "/root"),
+                                 PasswdEntry(name: "tester", uid: 1000, gid: 100, home: "/home/tester")])
+    }
+
+    func testLookupInAFile() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("passwd-\(UUID().uuidString)").path
+        try "a:x:5:5::/h5:/bin/sh\na:x:5:6::/second:/bin/sh\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        XCTAssertEqual(PasswdEntry.lookup(uid: 5, path: path)?.home, "/h5", "the first entry wins")
+        XCTAssertNil(PasswdEntry.lookup(uid: 6, path: path))
+        XCTAssertNil(PasswdEntry.lookup(uid: 0, path: path + ".missing"))
+    }
+}

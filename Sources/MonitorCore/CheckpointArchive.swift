@@ -58,7 +58,7 @@ enum CheckpointArchive {
         do throws(ControlError) {
             try CapturedCommand.run(args, timeoutSeconds: r.timeoutSeconds, monitor: m) { res in
                 guard res.exitCode == 0 else {
-                    fail("checkpoint failed (exit \(res.exitCode)): " + String(decoding: res.stderr.suffix(2048), as: UTF8.self).trimmingWhitespace())
+                    fail("checkpoint failed (exit \(res.exitCode)): " + trimmed(String(decoding: res.stderr.suffix(2048), as: UTF8.self)))
                     return
                 }
                 do {
@@ -233,7 +233,7 @@ enum CheckpointArchive {
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let text = readAvailable(err.read)
         close(err.read)
-        guard Proc.exitCode(status) == 0 else { throw MonitorFailure("\(what) failed: \(text.trimmingWhitespace())") }
+        guard Proc.exitCode(status) == 0 else { throw MonitorFailure("\(what) failed: \(trimmed(text))") }
     }
 }
 

@@ -190,7 +190,7 @@ final class Monitor {
             throw MonitorFailure(text.isEmpty ? "runtime \(verb) failed with exit status \(Proc.exitCode(status))" : text)
         }
         if let runtimeErr { close(runtimeErr.read) }
-        guard let text = try? FS.readString(pidFile), let pid = pid_t(text.trimmingWhitespace()), pid > 1 else {
+        guard let text = try? FS.readString(pidFile), let pid = pid_t(trimmed(text)), pid > 1 else {
             console?.close()
             throw MonitorFailure("read the container pid from \(pidFile): no pid written by the runtime")
         }
@@ -574,11 +574,3 @@ func readAvailable(_ fd: Int32) -> String {
     return String(decoding: out.prefix(8192), as: UTF8.self)
 }
 
-extension String {
-    func trimmingWhitespace() -> String {
-        var s = Substring(self)
-        while let c = s.first, c == " " || c == "\n" || c == "\t" || c == "\r" { s.removeFirst() }
-        while let c = s.last, c == " " || c == "\n" || c == "\t" || c == "\r" { s.removeLast() }
-        return String(s)
-    }
-}

@@ -175,7 +175,7 @@ final class Probe {
 }
 
 private func tail(_ bytes: [UInt8]) -> String {
-    bytes.isEmpty ? "" : ": " + String(decoding: bytes.suffix(256), as: UTF8.self).trimmingWhitespace()
+    bytes.isEmpty ? "" : ": " + trimmed(String(decoding: bytes.suffix(256), as: UTF8.self))
 }
 
 // MARK: - Network namespace
@@ -383,7 +383,7 @@ final class NetCheck {
                 if eof || response.count > 8192 { finish(false, "no HTTP status line") }
                 return
             }
-            let line = String(decoding: response[0..<end], as: UTF8.self).trimmingWhitespace()
+            let line = trimmed(String(decoding: response[0..<end], as: UTF8.self))
             let parts = line.split(separator: " ")
             guard parts.count >= 2, parts[0].hasPrefix("HTTP/"), let code = Int(parts[1]) else {
                 finish(false, "bad HTTP status line \"\(line.prefix(80))\"")

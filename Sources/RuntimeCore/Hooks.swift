@@ -77,16 +77,9 @@ enum Hooks {
         if timedOut { throw SysError("\(what): timeout after \(h.timeout ?? 0)s", errno: ETIMEDOUT) }
         let code = Proc.exitCode(status)
         if code != 0 {
-            let text = String(decoding: out, as: UTF8.self).trimmingTrailingNewlines()
+            let text = trimmed(String(decoding: out, as: UTF8.self))
             throw SysError("\(what): exit status \(code)\(text.isEmpty ? "" : ", output: \(text)")", errno: 0)
         }
     }
 }
 
-extension String {
-    func trimmingTrailingNewlines() -> String {
-        var s = self
-        while s.hasSuffix("\n") || s.hasSuffix("\r") { s.removeLast() }
-        return s
-    }
-}

@@ -73,15 +73,9 @@ public struct CgroupManager: Sendable {
     /// Parses /proc/PID/cgroup: controller -> cgroup path, `""` for the cgroup2 line (`0::/path`).
     public static func ownCgroups(procSelfCgroup: String) -> [String: String] {
         var out: [String: String] = [:]
-        for line in procSelfCgroup.split(separator: "\n") {
-            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-            guard parts.count == 3 else { continue }
-            let path = String(parts[2])
-            if parts[1].isEmpty {
-                out[""] = path
-            } else {
-                for controller in parts[1].split(separator: ",") { out[String(controller)] = path }
-            }
+        for line in ProcCgroup.parse(procSelfCgroup) {
+            if line.controllers.isEmpty { out[""] = line.path }
+            for controller in line.controllers { out[controller] = line.path }
         }
         return out
     }

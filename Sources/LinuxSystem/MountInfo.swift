@@ -50,3 +50,25 @@ public struct MountInfo: Sendable, Equatable {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+/// One line of /proc/PID/cgroup (cgroups(7)): `ID:CONTROLLERS:PATH`, e.g. `4:cpu,cpuacct:/a` for a v1
+/// hierarchy or `0::/a` for cgroup2 (no controllers). The one parser of that file.
+public struct ProcCgroup: Sendable, Equatable {
+    public var hierarchyID: String
+    /// Empty for the cgroup2 line; `name=systemd` style names are kept as they are.
+    public var controllers: [String]
+    public var path: String
+
+    public init(hierarchyID: String, controllers: [String], path: String) {
+        self.hierarchyID = hierarchyID; self.controllers = controllers; self.path = path
+    }
+
+    public static func parse(_ text: String) -> [ProcCgroup] {
+        text.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard f.count == 3 else { return nil }
+            return ProcCgroup(hierarchyID: String(f[0]), controllers: f[1].split(separator: ",").map(String.init),
+                              path: String(f[2]))
+        }
+    }
+}

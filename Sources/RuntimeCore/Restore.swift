@@ -243,14 +243,7 @@ func readDescriptors(_ imageDir: String) -> [String] {
 /// first controller names it), and the cgroup2 line without a controller.
 func cgroupRoots(of pid: pid_t) throws(RuntimeError) -> [(controller: String?, path: String)] {
     let text = try step("read /proc/\(pid)/cgroup") { try FS.readString("/proc/\(pid)/cgroup") }
-    var out: [(String?, String)] = []
-    for line in text.split(separator: "\n") {
-        let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-        guard f.count == 3 else { continue }
-        let controllers = f[1].split(separator: ",").first.map(String.init)
-        out.append((controllers, String(f[2])))
-    }
-    return out
+    return ProcCgroup.parse(text).map { ($0.controllers.first, $0.path) }
 }
 
 /// Mount points CRIU needs in the rootfs before it restores the mounts: for every mount not on

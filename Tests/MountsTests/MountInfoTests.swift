@@ -49,3 +49,14 @@ final class PasswdTests: XCTestCase {
         XCTAssertNil(PasswdEntry.lookup(uid: 0, path: path + ".missing"))
     }
 }
+
+/// The one /proc/PID/cgroup parser (LinuxSystem.ProcCgroup).
+final class ProcCgroupTests: XCTestCase {
+    func testV1HierarchiesAndTheCgroup2Line() {
+        let lines = ProcCgroup.parse("12:cpu,cpuacct:/a/b\n1:name=systemd:/user.slice\n0::/unified/x\nbroken\n")
+        XCTAssertEqual(lines, [ProcCgroup(hierarchyID: "12", controllers: ["cpu", "cpuacct"], path: "/a/b"),
+                               ProcCgroup(hierarchyID: "1", controllers: ["name=systemd"], path: "/user.slice"),
+                               ProcCgroup(hierarchyID: "0", controllers: [], path: "/unified/x")])
+        XCTAssertEqual(ProcCgroup.parse("0::/path:with:colons").first?.path, "/path:with:colons")
+    }
+}

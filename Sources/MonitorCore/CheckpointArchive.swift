@@ -94,21 +94,10 @@ enum CheckpointArchive {
     /// Only the root of an overlay counts: a rootfs that is a directory somewhere on an overlay (a
     /// bind of it, as when the host's own root is an overlay) is not described by that upper dir.
     static func overlayUpperDir(pid: pid_t) -> String? {
-        guard let info = try? FS.readString("/proc/\(pid)/mountinfo") else { return nil }
-        var upper: String?
-        for line in info.split(separator: "\n") {
-            let halves = line.split(separator: " - ", maxSplits: 1)
-            guard halves.count == 2 else { continue }
-            let left = halves[0].split(separator: " "), right = halves[1].split(separator: " ")
-            guard left.count >= 5, left[4] == "/", right.count >= 3 else { continue }
-            upper = nil
-            if right[0] == "overlay" && left[3] == "/" {
-                for opt in right[2].split(separator: ",") where opt.hasPrefix("upperdir=") {
-                    upper = String(opt.dropFirst("upperdir=".count))
-                }
-            }
-        }
-        return upper
+        // The last mount on "/" is the root the process sees.
+        guard let root = MountInfo.read(pid: String(pid)).last(where: { $0.mountPoint == "/" }),
+              root.fsType == "overlay", root.root == "/" else { return nil }
+        return root.superOptions.split(separator: ",").last { $0.hasPrefix("upperdir=") }.map { String($0.dropFirst("upperdir=".count)) }
     }
 
     private static func packRootfsDiff(upper: String?, work: String, monitor m: Monitor, done: @escaping (String?) -> Void) {

@@ -448,12 +448,9 @@ public enum Rootfs {
 
     /// The mount point (from /proc/self/mountinfo) that holds `path`.
     static func mountPoint(containing path: String) -> String? {
-        guard let info = try? FS.readString("/proc/self/mountinfo") else { return nil }
         var best: String?
-        for line in info.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            guard f.count > 4 else { continue }
-            let mp = String(f[4])
+        for m in MountInfo.read() {
+            let mp = m.mountPoint
             let inside = mp == "/" || path == mp || path.hasPrefix(mp + "/")
             if inside && mp.count >= (best?.count ?? 0) { best = mp }
         }

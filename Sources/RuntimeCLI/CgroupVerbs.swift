@@ -116,6 +116,9 @@ struct UpdateFlags {
             if let memory { m.limit = memory }
             if let memoryReservation { m.reservation = memoryReservation }
             if let memorySwap { m.swap = memorySwap }
+            // As runc: unlimited memory without --memory-swap lifts the swap limit too (a memsw
+            // limit below the new memory limit would make the kernel refuse it, EINVAL).
+            if memory == -1 && memorySwap == nil { m.swap = -1 }
             r.memory = m
         }
         if cpuShares != nil || cpuPeriod != nil || cpuQuota != nil || cpuRtPeriod != nil || cpuRtRuntime != nil || cpus != nil

@@ -96,7 +96,7 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
         }
         // As runc: 'auto' or a Go boolean. As root swiftlet meets no cgroup permission errors to
         // tolerate, so the value changes nothing (Spec/cli.md).
-        if let r = g.string("rootless"), r != "auto", goBool(r) == nil {
+        if let r = g.string("rootless"), r != "auto", goParseBool(r) == nil {
             globals.log.error("invalid --rootless value \"\(r)\": want true, false or auto")
             return 1
         }
@@ -271,13 +271,4 @@ func listOutput(_ states: [State], format: String, quiet: Bool) -> String {
 /// Mount options `features` reports: the option table, plus `noswap` only where tmpfs has it (6.4+).
 func supportedMountOptions() -> [String] {
     MountOptions.knownNames + (Kernel.tmpfsNoswap() ? ["noswap"] : [])
-}
-
-/// A boolean as Go's strconv.ParseBool reads it; nil when it is none.
-func goBool(_ s: String) -> Bool? {
-    switch s {
-    case "1", "t", "T", "TRUE", "true", "True": return true
-    case "0", "f", "F", "FALSE", "false", "False": return false
-    default: return nil
-    }
 }

@@ -311,6 +311,10 @@ final class RuncCompatTests: ContainerTestCase {
         XCTAssertEqual(down.status, 0, down.stderr)
         XCTAssertEqual(read("memory.limit_in_bytes"), 32 << 20)
         XCTAssertEqual(read("memory.memsw.limit_in_bytes"), 48 << 20)
+        // Obsolete kernel memory flags: accepted with a warning, as runc 1.1+.
+        let kmem = sl(["update", "--kernel-memory", "100m", "--kernel-memory-tcp", "100m", id])
+        XCTAssertEqual(kmem.status, 0, kmem.stderr)
+        XCTAssertTrue(kmem.stderr.lowercased().contains("kernel memory settings are ignored"), kmem.stderr)
         let up = sl(["update", "--memory", "256m", "--memory-swap", "512m", id])
         XCTAssertEqual(up.status, 0, up.stderr)
         XCTAssertEqual(read("memory.limit_in_bytes"), 256 << 20)

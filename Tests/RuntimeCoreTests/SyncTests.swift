@@ -6,33 +6,29 @@ import OCI
 
 /// The sync protocol's reads (Sync.swift): deadlines, and the child's error surviving ECONNRESET.
 final class SyncTests: XCTestCase {
-    /// The race of issue 14 item 3, made deterministic: init sends its error and exits while the
-    /// parent's `go` is still unread in its queue. The kernel then reports ECONNRESET to the
-    /// parent's next read, ahead of the error packet; the reader must still deliver the error.
+    /// Issue 14 item 3: init sends its error and exits while the parent's `go` is still unread in its
+    /// queue. The kernel then sets ECONNRESET on the parent's socket, which a read may report ahead
+    /// of the error packet (it did under load: HardeningTests lost init's error one run in two); the
+    /// protocol's read must deliver the error and then end cleanly, whatever the order.
     func testChildErrorIsReadDespiteConnectionReset() throws {
         let (parent, child) = try SeqPacket.pair()
         defer { parent.close() }
         try parent.send(.go, "state")            // never read by the child
         try child.send(.error, "2\u{0}cwd is outside the container root")
         child.close()                            // exits with `go` unread
-
-        // What the plain read sees (the old behaviour): the reset, not the message.
-        do {
-            _ = try parent.next()
-            XCTFail("expected ECONNRESET from the first plain read")
-        } catch {
-            XCTAssertEqual(error.errno, ECONNRESET)
-        }
-        // The same situation again, through the protocol's read.
-        let (p2, c2) = try SeqPacket.pair()
-        defer { p2.close() }
-        try p2.send(.go, "state")
-        try c2.send(.error, "2\u{0}cwd is outside the container root")
-        c2.close()
-        let m = try p2.next(waitingFor: "container init to set up the container", timeoutMs: 5000)
+        waitForHangUp(parent)
+        let m = try parent.next(waitingFor: "container init to set up the container", timeoutMs: 5000)
         XCTAssertEqual(m?.kind, .error)
         XCTAssertEqual(m?.errorText, "cwd is outside the container root")
-        XCTAssertNil(try p2.next(waitingFor: "EOF", timeoutMs: 5000), "then EOF")
+        XCTAssertNil(try parent.next(waitingFor: "EOF", timeoutMs: 5000), "then the end, not an error")
+    }
+
+    /// The peer is released (and ECONNRESET set) once its last reference is gone, which a concurrent
+    /// fork elsewhere in this test process can delay: wait for the hang-up the release also sets.
+    private func waitForHangUp(_ s: SeqPacket) {
+        var p = pollfd(fd: s.fd, events: 0, revents: 0)
+        for _ in 0..<100 where p.revents & Int16(POLLHUP) == 0 { _ = poll(&p, 1, 100) }
+        XCTAssertNotEqual(p.revents & Int16(POLLHUP), 0, "peer not released")
     }
 
     func testReadTimesOutNamingTheStep() throws {

@@ -40,6 +40,10 @@ func updateVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     if o.has("l3-cache-schema") || o.has("mem-bw-schema") {
         throw RuntimeError(.unsupported, "update: Intel RDT is not supported by swiftlet")
     }
+    // As runc 1.1+: accepted, with a warning (kernel memory accounting is gone from the kernel).
+    if o.has("kernel-memory") || o.has("kernel-memory-tcp") {
+        g.log.warning("kernel memory settings are ignored and will be removed")
+    }
     var fromFile: Resources?
     if let path = o.string("resources"), !path.isEmpty {
         let bytes: [UInt8]
@@ -116,6 +120,9 @@ struct UpdateFlags {
             if let memory { m.limit = memory }
             if let memoryReservation { m.reservation = memoryReservation }
             if let memorySwap { m.swap = memorySwap }
+            // As runc: unlimited memory without --memory-swap lifts the swap limit too (a memsw
+            // limit below the new memory limit would make the kernel refuse it, EINVAL).
+            if memory == -1 && memorySwap == nil { m.swap = -1 }
             r.memory = m
         }
         if cpuShares != nil || cpuPeriod != nil || cpuQuota != nil || cpuRtPeriod != nil || cpuRtRuntime != nil || cpus != nil

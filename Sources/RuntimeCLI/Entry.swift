@@ -94,20 +94,23 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
             globals.log.error("systemd cgroup driver is unsupported: no systemd on this host (use the cgroupfs driver)")
             return 1
         }
+        // As runc: 'auto' or a Go boolean. As root swiftlet meets no cgroup permission errors to
+        // tolerate, so the value changes nothing (Spec/cli.md).
+        if let r = g.string("rootless"), r != "auto", goParseBool(r) == nil {
+            globals.log.error("invalid --rootless value \"\(r)\": want true, false or auto")
+            return 1
+        }
         do {
             globals.log.debug("\(command.name) \(options.positionals.joined(separator: " ")) (root \(globals.root))")
             let status = try dispatch(command.name, options, globals)
             globals.log.debug("\(command.name): exit status \(status)")
             return status
-        } catch let e as RuntimeError {
-            globals.log.error(e.message)
-            return e.exitStatus
-        } catch let e as ArgvError {
-            globals.log.error(e.message)
-            return 1
         } catch {
-            globals.log.error("\(error)")
-            return 1
+            globals.log.error((error as? RuntimeError)?.message ?? (error as? ArgvError)?.message ?? "\(error)")
+            // exec fails with 255 whatever went wrong (runc), so that callers can tell its own
+            // errors from the exit status of the process.
+            if command.name == "exec" { return 255 }
+            return (error as? RuntimeError)?.exitStatus ?? 1
         }
     }
 }
@@ -181,6 +184,7 @@ func runVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     var c = try createOptions(o, g, id: id)
     let detach = o.bool("detach")
     c.foreground = !detach
+    c.noSubreaper = o.bool("no-subreaper")
     c.startsAtOnce = true
     let created = try createContainer(c)
     for w in created.warnings { g.log.warning(w) }
@@ -203,7 +207,15 @@ func execVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     if let path = o.string("process"), !path.isEmpty {
         let bytes: [UInt8]
         do { bytes = try FS.readFile(path) } catch { throw RuntimeError(.invalidArgument, "exec --process: \(error)") }
-        do { process = try decodeJSON(OCI.Process.self, from: bytes) } catch {
+        do {
+            // As runc: a process.json without "user" runs as 0:0.
+            var json = try JSONValue.parse(bytes)
+            if case .object(var fields) = json, fields["user"] == nil {
+                fields.members.append((key: "user", value: .object(["uid": .number("0"), "gid": .number("0")])))
+                json = .object(fields)
+            }
+            process = try decodeJSON(OCI.Process.self, from: json)
+        } catch {
             throw RuntimeError(.invalidArgument, "exec --process \(path): \(error)")
         }
     } else {
@@ -228,6 +240,7 @@ func execVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     e.detach = o.bool("detach")
     e.preserveFds = try o.int("preserve-fds") ?? 0
     e.ignorePaused = o.bool("ignore-paused")
+    e.subCgroups = try parseExecCgroups(o.strings("cgroup"))
     return try execInContainer(e) { g.log.warning($0) }
 }
 

@@ -163,3 +163,28 @@ private func forkIntoCgroup(_ cgroupDir: String, namespaces: Int32) throws(SysEr
     }
     return pid
 }
+
+/// The container's cgroup with exec --cgroup's sub-cgroups in place of its directories. Each must
+/// exist below the container's own (no `..` above it); controllers mounted together share one.
+func subCgroupManager(_ base: CgroupManager, _ subs: [String: String]) throws(RuntimeError) -> CgroupManager {
+    let mounts = base.layout.hierarchies
+    for controller in subs.keys where !controller.isEmpty && base.paths[controller] == nil {
+        throw RuntimeError(.invalidArgument, "exec --cgroup: unknown controller \"\(controller)\"")
+    }
+    var paths = base.paths
+    for (key, dir) in base.paths {
+        let sharing = mounts.filter { mounts[key] != nil && $0.value == mounts[key] }.keys.sorted()
+        guard let sub = subs[""] ?? subs[key] ?? sharing.lazy.compactMap({ subs[$0] }).first else { continue }
+        var depth = 0
+        for part in sub.split(separator: "/") where part != "." {
+            depth += part == ".." ? -1 : 1
+            if depth < 0 { throw RuntimeError(.invalidArgument, "exec --cgroup: \(sub) is not a sub cgroup path") }
+        }
+        let target = FS.cleanPath(dir + "/" + sub)
+        guard let st = FS.statOf(target), FS.isDirectory(st) else {
+            throw RuntimeError(.invalidArgument, "exec --cgroup: sub-cgroup \(target) does not exist")
+        }
+        paths[key] = target
+    }
+    return CgroupManager(layout: base.layout, paths: paths)
+}

@@ -109,7 +109,9 @@ enum Child {
             if !enterEarly {
                 if hasRuntimeHooks {
                     try sock.send(.runHooks)
-                    _ = try sock.expect(.ack)
+                    let hooks = plan.spec.hooks
+                    _ = try sock.expect(.ack, timeoutMs: syncStepTimeoutMs + hookAllowanceMs(hooks?.prestart)
+                                        + hookAllowanceMs(hooks?.createRuntime))
                 }
                 // As runc: in the container's root (not yet pivoted into), with an empty environment
                 // unless the hook has its own.

@@ -16,6 +16,9 @@ public struct CreateOptions: Sendable {
     public var preserveFds = 0
     /// `run` in the foreground: become subreaper and keep signals blocked for the wait loop.
     public var foreground = false
+    /// `run --no-subreaper`: the foreground run does not become a subreaper (init must then be our
+    /// own child: one clone, no middle process).
+    public var noSubreaper = false
     /// `run`: started at once by `startCreated` over the sync socket, so no exec fifo is made.
     public var startsAtOnce = false
     public init(root: String, id: String, bundle: String) { self.root = root; self.id = id; self.bundle = bundle }
@@ -64,6 +67,8 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     try closeInheritedFds(keeping: o.preserveFds + listenFds)
     // The cgroup's directories are known now; it is made just before init (createProcesses).
     let cgroupManager = CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
+    // A process cloned into a frozen cgroup never runs: fail now rather than at the sync deadline.
+    if cgroupManager.isFrozen() { throw RuntimeError(.invalidState, "container's cgroup unexpectedly frozen") }
     let plan = try ContainerPlan(spec: spec, specJSON: specJSON, id: o.id, bundle: bundle, noPivot: o.noPivot, noNewKeyring: o.noNewKeyring,
                                  preserveFds: o.preserveFds, listenFds: listenFds, cgroupBinds: cgroupBinds(cgroupManager))
     defer { plan.closeFds() }
@@ -132,8 +137,17 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
     let hooks = plan.spec.hooks
     let hasRuntimeHooks = !(hooks?.prestart ?? []).isEmpty || !(hooks?.createRuntime ?? []).isEmpty
     try step("create") { try Proc.assertSingleThreaded("create") }
+    let selfAttach = !manager.v1TaskFiles.isEmpty
+    let cloneFlags = plan.namespaces.newUser && selfAttach ? nil : plan.namespaces.cloneFlags
     if o.foreground {
-        try step("run") { try Proc.setChildSubreaper() }
+        if !o.noSubreaper {
+            try step("run") { try Proc.setChildSubreaper() }
+        } else if cloneFlags == nil {
+            // Init is then the middle process's child: only a subreaper can wait for it.
+            throw RuntimeError(.invalidArgument, "run --no-subreaper: this container's init is not swiftlet's own child "
+                               + "(namespaces joined by path, time offsets, or a user namespace with cgroup v1): "
+                               + "run without --no-subreaper")
+        }
         _ = sl_sigmask_block_all()
     }
     // A provisional state (pid 0: "creating") with the cgroup's paths, so that `delete --force` can
@@ -150,8 +164,6 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
     // v1 hierarchies: the first child moves itself in before it enters any namespace (writing 0 to
     // `tasks` skips the kernel's threadgroup lock and its RCU grace period, 7-20 ms per create
     // here). A new user namespace is then unshared after that, by a middle process.
-    let selfAttach = !manager.v1TaskFiles.isEmpty
-    let cloneFlags = plan.namespaces.newUser && selfAttach ? nil : plan.namespaces.cloneFlags
     cgroup = try setUpCgroup(manager, spec: plan.spec)
     let intoUnified: Bool
     (middle, intoUnified) = try spawnChild(cgroupDir: manager.cloneDir, namespaces: cloneFlags ?? 0)
@@ -167,9 +179,14 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
 
     func hookState(_ status: Status) -> String { encodeJSON(store.ociState(state, status: status)) }
 
+    // What the next read waits for, and how long it may take (Spec/sync-protocol.md, deadlines).
+    var waitingFor = "the container's first process to report init's pid"
+    var timeoutMs = syncStepTimeoutMs
     while true {
         let msg: SyncMessage?
-        do { msg = try parentSock.next() } catch { throw RuntimeError.sys(error, "sync with container init") }
+        do { msg = try parentSock.next(waitingFor: waitingFor, timeoutMs: timeoutMs) } catch {
+            throw RuntimeError.sys(error, "sync with container init")
+        }
         guard let m = msg else {
             throw RuntimeError(.internal, "container init exited before it was ready")
         }
@@ -203,11 +220,13 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             // Hooks see status "created" (what crun passes and the validation suite expects).
             do { try parentSock.send(.go, hookState(.created)) } catch {
                 // init may have failed building its rootfs meanwhile: its own error says more.
-                if let m = try? parentSock.next(), m.kind == .error {
+                if let m = try? parentSock.next(waitingFor: "container init's error"), m.kind == .error {
                     throw RuntimeError(.internal, "unable to start container process: \(m.errorText)")
                 }
                 throw RuntimeError.sys(error, "sync")
             }
+            waitingFor = "container init to set up the container"
+            timeoutMs = syncStepTimeoutMs + hookAllowanceMs(hooks?.createContainer)
         case .runHooks:
             try Hooks.run(hooks?.prestart, kind: "prestart", state: hookState(.created))
             try Hooks.run(hooks?.createRuntime, kind: "createRuntime", state: hookState(.created))

@@ -14,6 +14,9 @@ public struct ExecOptions: Sendable {
     public var detach = false
     public var preserveFds = 0
     public var ignorePaused = false
+    /// exec --cgroup: controller -> sub-cgroup of the container's cgroup to run in; key "" for every
+    /// controller (and the cgroup2 tree). From `parseExecCgroups`.
+    public var subCgroups: [String: String] = [:]
     public init(root: String, id: String, process: OCI.Process) { self.root = root; self.id = id; self.process = process }
 }
 
@@ -130,7 +133,11 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
     }
     // Into the container's cgroup as init (Create.swift): cloned into its cgroup2 tree, the v1
     // hierarchies joined by the first child itself before it enters any namespace.
-    let cgroup = state.cgroup.flatMap { $0.exists() ? $0 : nil }
+    var cgroup = state.cgroup.flatMap { $0.exists() ? $0 : nil }
+    if !o.subCgroups.isEmpty {
+        guard let base = cgroup else { throw RuntimeError(.invalidState, "exec --cgroup: container \(o.id) has no cgroup") }
+        cgroup = try subCgroupManager(base, o.subCgroups)
+    }
     let selfAttach = !(cgroup?.v1TaskFiles.isEmpty ?? true)
     // execCPUAffinity.initial: ours, so the child has it before it moves into the container's cgroup.
     if let initial = process.initialAffinity {
@@ -168,7 +175,10 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
     // Messages until EOF: the socket is close-on-exec, so EOF without an error means exec happened.
     while true {
         let msg: SyncMessage?
-        do { msg = try parentSock.next() } catch { throw fail(RuntimeError.sys(error, "sync with exec process")) }
+        let waitingFor = pid > 0 ? "the exec process to exec" : "the exec process to report its pid"
+        do { msg = try parentSock.next(waitingFor: waitingFor) } catch {
+            throw fail(RuntimeError.sys(error, "sync with exec process"))
+        }
         guard let m = msg else { break }
         switch m.kind {
         case .initPid:
@@ -209,4 +219,28 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
     }
     if o.detach { return 0 }
     return waitForeground(pid: pid, pty: pty)
+}
+
+/// Parses exec's --cgroup values as runc does: `<controller>[,<controller>...]:<path>` (the last
+/// value for a controller wins), or one `<path>` alone for every controller.
+public func parseExecCgroups(_ args: [String]) throws(RuntimeError) -> [String: String] {
+    var out: [String: String] = [:]
+    for arg in args {
+        let parts = arg.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count <= 2 else { throw RuntimeError(.invalidArgument, "invalid --cgroup argument: \(arg)") }
+        if parts.count == 1 {
+            guard args.count == 1 else {
+                throw RuntimeError(.invalidArgument, "invalid --cgroup argument: \(arg) (missing <controller>: prefix)")
+            }
+            out[""] = arg
+            continue
+        }
+        for controller in parts[0].split(separator: ",", omittingEmptySubsequences: false) {
+            guard !controller.isEmpty else {
+                throw RuntimeError(.invalidArgument, "invalid --cgroup argument: \(arg) (empty <controller> prefix)")
+            }
+            out[String(controller)] = String(parts[1])
+        }
+    }
+    return out
 }

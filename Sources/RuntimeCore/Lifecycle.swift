@@ -56,7 +56,11 @@ public func startCreated(_ created: Created, root: String) throws(RuntimeError) 
     defer { sock.close() }
     try step("start container init") { try sock.send(.start) }
     let msg: SyncMessage?
-    do { msg = try sock.next() } catch { throw RuntimeError.sys(error, "wait for container init to start") }
+    do {
+        let hooks = try? created.state.hooks()
+        msg = try sock.next(waitingFor: "container init to exec the process",
+                            timeoutMs: syncStepTimeoutMs + hookAllowanceMs(hooks?.startContainer))
+    } catch { throw RuntimeError.sys(error, "wait for container init to start") }
     if let m = msg {
         if m.kind == .error { throw RuntimeError(.internal, "unable to start container process: \(m.errorText)") }
         throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from container init")
@@ -102,24 +106,30 @@ public func listContainers(root: String) -> [State] {
     }
 }
 
-/// `kill`: sends a signal to init, or with `all` to every process of the container.
+/// `kill`: sends a signal to init, or with `all` to every process of the container. Signal 0
+/// probes that init exists. As runc: `all` signals whatever is left in the cgroup also once init
+/// has exited (nothing left: success), and SIGKILL to a container without a PID namespace of its own
+/// kills every process of its cgroup (runc 1.2+; Spec/cli.md), as none dies with init.
 public func killContainer(root: String, id: String, signal: String, all: Bool) throws(RuntimeError) {
-    guard let sig = Signals.parse(signal) else { throw RuntimeError(.invalidArgument, "unknown signal \"\(signal)\"") }
+    guard let sig = Signals.parse(signal) ?? (Int32(signal) == 0 ? 0 : nil) else {
+        throw RuntimeError(.invalidArgument, "unknown signal \"\(signal)\"")
+    }
     let store = ContainerStore(root: root)
     let state = try store.load(id)
-    switch store.status(state) {
-    case .stopped: throw RuntimeError(.invalidState, "container not running")
-    case .creating: throw RuntimeError(.invalidState, "container \(id) is still being created")
-    default: break
-    }
-    if all {
+    let status = store.status(state)
+    if status == .creating { throw RuntimeError(.invalidState, "container \(id) is still being created") }
+    if all || (sig == SIGKILL && !state.ownPidNamespace) {
         if let cgroup = state.cgroup, cgroup.exists() {
             do { try cgroup.killAll(signal: sig) } catch { throw RuntimeError.cgroup(error, "kill --all") }
-        } else {
-            for pid in containerPids(state) { _ = kill(pid, sig) }
+            return
         }
-        return
+        if status != .stopped {
+            for pid in containerPids(state) { _ = kill(pid, sig) }
+            return
+        }
+        if all { return }
     }
+    if status == .stopped { throw RuntimeError(.invalidState, "container not running") }
     // Init may die between the status check and the signal (a concurrent delete): not running then.
     do { try Proc.signal(state.pid, startTime: state.pidStartTime, sig) } catch {
         if error.errno == ESRCH { throw RuntimeError(.invalidState, "container not running") }

@@ -1,5 +1,6 @@
 import Glibc
 import LinuxSystem
+import OCI
 
 /// Messages between the runtime (parent) and its children over a SOCK_SEQPACKET pair.
 /// The table is in Spec/sync-protocol.md. One byte of kind, then the payload.
@@ -44,10 +45,49 @@ extension SeqPacket {
         return SyncMessage(kind: kind, payload: Array(bytes.dropFirst()), fd: fd)
     }
 
+    /// Next message within `timeoutMs` (else ETIMEDOUT naming `step`, what we were waiting for); nil
+    /// at EOF. Every read of the sync protocol goes through here (Spec/sync-protocol.md, deadlines).
+    func next(waitingFor step: String, timeoutMs: Int = syncStepTimeoutMs) throws(SysError) -> SyncMessage? {
+        try waitReadable(step, timeoutMs: timeoutMs)
+        do { return try next() } catch {
+            // A peer that exits with a packet of ours still unread in its queue makes the kernel
+            // report ECONNRESET once, ahead of the packets it sent us before (e.g. init's own error
+            // message): that error is consumed by this read, the next one returns them, then EOF.
+            guard error.errno == ECONNRESET else { throw error }
+            return try next()
+        }
+    }
+
     /// Waits for `kind` from the parent (in a child); anything else is a protocol error.
-    func expect(_ kind: SyncKind) throws(SysError) -> SyncMessage {
-        guard let m = try next() else { throw SysError("sync: parent closed the socket while waiting", errno: EPIPE) }
+    func expect(_ kind: SyncKind, timeoutMs: Int = syncStepTimeoutMs) throws(SysError) -> SyncMessage {
+        guard let m = try next(waitingFor: "the runtime's \(kind) message", timeoutMs: timeoutMs) else {
+            throw SysError("sync: parent closed the socket while waiting", errno: EPIPE)
+        }
         guard m.kind == kind else { throw SysError("sync: unexpected message \(m.kind)", errno: EPROTO) }
         return m
     }
+
+    private func waitReadable(_ step: String, timeoutMs: Int) throws(SysError) {
+        let deadline = Clock.monotonicMs() + Int64(timeoutMs)
+        while true {
+            let left = deadline - Clock.monotonicMs()
+            if left <= 0 {
+                throw SysError("sync: timed out after \(timeoutMs / 1000) s waiting for \(step)", errno: ETIMEDOUT)
+            }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let r = poll(&p, 1, Int32(min(left, Int64(Int32.max))))
+            if r > 0 { return }
+            if r < 0 && errno != EINTR { throw SysError("poll", "sync socket", errno: errno) }
+        }
+    }
+}
+
+/// How long one step of the sync protocol may take: generous (a loaded machine can take seconds to
+/// build a rootfs), but bounded. Hooks run inside a step add their own timeouts (`hookAllowanceMs`).
+let syncStepTimeoutMs = 60_000
+
+/// The time hooks run inside one sync step may take on top of `syncStepTimeoutMs`: the sum of their
+/// timeouts (a hook without one gets the step timeout again).
+func hookAllowanceMs(_ hooks: [Hook]?) -> Int {
+    (hooks ?? []).reduce(0) { $0 + ($1.timeout.map { $0 * 1000 } ?? syncStepTimeoutMs) }
 }

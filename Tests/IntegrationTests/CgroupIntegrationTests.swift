@@ -175,7 +175,12 @@ final class CgroupIntegrationTests: ContainerTestCase {
         XCTAssertTrue(waitUntil(timeout: 5) {
             ((try? JSONSerialization.jsonObject(with: Data(self.sl(["ps", "--format", "json", "psk"]).stdout.utf8))) as? [Int])?.count == 3
         })
-        let table = sl(["ps", "psk"])
+        // Three processes can be there before both children have exec'd sleep (still "sh -c ..."): wait for it.
+        var table = sl(["ps", "psk"])
+        _ = waitUntil(timeout: 5) {
+            table = self.sl(["ps", "psk"])
+            return table.stdout.split(separator: "\n").filter { $0.hasSuffix(" sleep 100") }.count == 2
+        }
         XCTAssertTrue(table.stdout.hasPrefix("UID") || table.stdout.contains("PID"), table.stdout)
         XCTAssertEqual(table.stdout.split(separator: "\n").filter { $0.hasSuffix(" sleep 100") }.count, 2, table.stdout)
         XCTAssertEqual(sl(["kill", "--all", "psk", "KILL"]).status, 0)

@@ -53,6 +53,9 @@ final class ConcurrencyTests: ContainerTestCase {
         let b = try bundle(ContainerTestCase.args(["sleep", "1000"]))
         let fdsBefore = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
         let workers = 10, perWorker = 10
+        // The cgroup /swiftlet/<id> is shared by every checkout on the machine: a run tag keeps this
+        // run's containers out of another run's cgroups.
+        let run = UInt32.random(in: 0...UInt32.max)
         let cli = self.cli
         let problems = parallel(workers + 1) { w in
             var p: [String] = []
@@ -66,7 +69,7 @@ final class ConcurrencyTests: ContainerTestCase {
                 return p
             }
             for i in 0..<perWorker {
-                let id = "par-\(w)-\(i)"
+                let id = "par-\(run)-\(w)-\(i)"
                 func expect(_ args: [String], _ what: String) {
                     let r = cli.sl(args)
                     if r.status != 0 { p.append("\(id) \(what): \(r)") }
@@ -85,7 +88,7 @@ final class ConcurrencyTests: ContainerTestCase {
             return p
         }
         XCTAssertEqual(problems, [])
-        let ids = (0..<workers).flatMap { w in (0..<perWorker).map { "par-\(w)-\($0)" } }
+        let ids = (0..<workers).flatMap { w in (0..<perWorker).map { "par-\(run)-\(w)-\($0)" } }
         XCTAssertEqual(leftovers(ids), [])
         XCTAssertEqual(root.containerIDs, [])
         XCTAssertTrue(waitUntil(timeout: 5) { self.taggedProcesses().isEmpty }, "processes left: \(taggedProcesses())")

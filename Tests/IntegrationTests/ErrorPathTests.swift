@@ -4,7 +4,9 @@ import TestSupport
 
 /// Every failure of create names the field or path, exits 1 and leaves nothing behind.
 final class ErrorPathTests: ContainerTestCase {
-    func expectCreateFailure(_ want: String, id: String = "bad", file: StaticString = #filePath, line: UInt = #line,
+    /// The id is random: the cgroup /swiftlet/<id> is shared by every --root on the machine, so a fixed
+    /// id made another checkout's concurrent run look like a cgroup this test left behind.
+    func expectCreateFailure(_ want: String, id: String = "bad\(UInt32.random(in: 0...UInt32.max))", file: StaticString = #filePath, line: UInt = #line,
                              _ edit: @escaping (inout [String: Any]) -> Void) throws {
         let b = try bundle(edit)
         let r = sl(["create", "--bundle", b, id])
@@ -35,10 +37,11 @@ final class ErrorPathTests: ContainerTestCase {
     func testMalformedJSON() throws {
         let b = try bundle()
         try "{\"ociVersion\": \"1.2.0\", \"process\": ".write(toFile: b + "/config.json", atomically: true, encoding: .utf8)
-        let r = sl(["create", "--bundle", b, "badjson"])
+        let id = "badjson\(UInt32.random(in: 0...UInt32.max))"
+        let r = sl(["create", "--bundle", b, id])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("config.json"), r.stderr)
-        assertNothingLeft("badjson", bundle: b)
+        assertNothingLeft(id, bundle: b)
     }
 
     func testUnknownNamespaceType() throws {

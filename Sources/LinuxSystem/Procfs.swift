@@ -33,12 +33,16 @@ public enum Procfs {
         }
         let resolve = SL_RESOLVE_BENEATH | SL_RESOLVE_NO_XDEV | SL_RESOLVE_NO_SYMLINKS | SL_RESOLVE_NO_MAGICLINKS
         var fd = sl_openat2(root, rel, UInt64(flags | O_CLOEXEC), 0, resolve)
-        if fd < 0 && errno == ENOSYS { fd = try openWithoutOpenat2(root, rel, flags, path) }
+        // ENOSYS: a kernel before 5.6. EPERM: a seccomp profile that does not list openat2 (loaded
+        // before the process's last procfs writes when noNewPrivileges is false; the fifo reopen
+        // follows it), whose default action answers for every syscall it does not name.
+        if fd < 0 && (errno == ENOSYS || errno == EPERM) { fd = try openWithoutOpenat2(root, rel, flags, path) }
         if fd < 0 { throw SysError("open", path, errno: errno) }
         return try verified(fd, path)
     }
 
-    /// Kernels before 5.6: the last component not followed, and the file on the same procfs as /proc.
+    /// Without openat2 (kernels before 5.6, seccomp profiles without it): the last component not
+    /// followed, and the file on the same procfs as /proc.
     static func openWithoutOpenat2(_ root: Int32, _ rel: String, _ flags: Int32, _ path: String) throws(SysError) -> Int32 {
         let fd = try sys("open", path) { openat(root, rel, flags | O_CLOEXEC | O_NOFOLLOW) }
         var a = stat(), b = stat()

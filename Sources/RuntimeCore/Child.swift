@@ -293,7 +293,16 @@ enum Child {
     static func lookPath(_ name: String, env: [String]) throws(SysError) -> String {
         // With the process's effective ids and capabilities (AT_EACCESS), as execve judges: access()
         // would ignore CAP_DAC_OVERRIDE of a non-root user.
-        func executable(_ path: String) -> Bool { faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) == 0 }
+        func executable(_ path: String) -> Bool {
+            if faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) == 0 { return true }
+            // glibc answers AT_EACCESS with faccessat2, which a seccomp profile loaded before this
+            // (noNewPrivileges false) may deny (EPERM) or not know (ENOSYS): then access() decides,
+            // through faccessat, as before runc 1.3.
+            let e = errno
+            if e == EPERM || e == ENOSYS { return access(path, X_OK) == 0 }
+            errno = e
+            return false
+        }
         if name.contains("/") {
             if executable(name) { return name }
             throw SysError("exec: \"\(name)\"", errno: errno)

@@ -254,6 +254,24 @@ final class ProcfsHardeningTests: ContainerTestCase {
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: host), [], "mount points were created on the host")
     }
+
+    /// A seccomp profile that denies openat2 (older profiles do not list it and answer EPERM): without
+    /// noNewPrivileges the filter is loaded before init's last procfs access, the exec fifo reopen,
+    /// which must then still work (the OCI validation suite's default profile is such a profile).
+    func testProcfsAccessWorksUnderAProfileWithoutOpenat2() throws {
+        let id = "noopenat2\(UInt32.random(in: 0...UInt32.max))"
+        let b = try bundle { spec in
+            ContainerTestCase.args(["true"])(&spec)
+            spec[path: "process.noNewPrivileges"] = false
+            spec[path: "linux.seccomp"] = ["defaultAction": "SCMP_ACT_ALLOW",
+                                           "syscalls": [["names": ["openat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1]]]
+        }
+        let created = sl(["create", "--bundle", b, id])
+        XCTAssertEqual(created.status, 0, created.stderr)
+        defer { sl(["delete", "-f", id]) }
+        let started = sl(["start", id])
+        XCTAssertEqual(started.status, 0, "init must still be waiting for start: \(started.stderr)")
+    }
 }
 
 /// A flag shared with the swapper thread.

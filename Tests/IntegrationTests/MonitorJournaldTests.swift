@@ -175,8 +175,14 @@ final class MonitorJournaldTests: MonitorTestCase {
         addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
         let c = try launch(["sh", "-c", "echo still-here; exit 4"], id: newID(),
                            logs: ["k8s-file:{dir}/ctr.log", "journald:"], journalDir: d)
+        // swiftlet-monitor (not conmon) reports the first dropped entry on its control socket.
+        let client = Runtime.monitorIsConmon ? nil : try ControlClient(c.bundle + "/monitor.sock")
+        _ = client?.call("subscribe")
         runToExit(c, code: "4")
         XCTAssertTrue(c.logText().contains(" stdout F still-here\n"), c.logText())
+        if let client {
+            XCTAssertNotNil(client.waitEvent(timeout: 10) { $0["event"] as? String == "log-error" && $0["path"] as? String == d + "/socket" })
+        }
     }
 
     func testShortContainerIDIsRefusedForJournald() throws {

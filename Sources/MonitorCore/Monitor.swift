@@ -49,6 +49,8 @@ final class Monitor {
     let loop: EventLoop
     var bundle: String?
     var logs: [K8sFileLog] = []
+    var journal: JournalLog?
+    var notifyRelay: NotifyRelay?
     var passthrough = false
     var attach: AttachServer?
     var control: ControlServer?
@@ -118,6 +120,11 @@ final class Monitor {
             writePidFile(p, getpid())
         }
         detachStdio()
+        if let host = o.sdnotifySocket, let bundle {
+            do { notifyRelay = try NotifyRelay(bundle: bundle, host: host, loop: loop) } catch {
+                throw MonitorFailure("sd-notify socket: \(error)")
+            }
+        }
         do {
             try Proc.setChildSubreaper()
             try sys("sigprocmask") { sl_sigmask_block_all() }
@@ -232,14 +239,21 @@ final class Monitor {
         while read(fd, &b, 1) < 0 && errno == EINTR {}
     }
 
-    /// -l values: k8s-file:PATH or a bare PATH, passthrough, none/off/null. Returns dups of our stdio
-    /// for passthrough.
+    /// -l values: k8s-file:PATH or a bare PATH, journald[:...], passthrough, none/off/null. Returns dups
+    /// of our stdio for passthrough.
     private func setUpLogDrivers() throws(MonitorFailure) -> (Int32, Int32, Int32) {
         for spec in o.logPaths {
             if spec == "none" || spec == "off" || spec == "null" { continue }
             if spec == "passthrough" {
                 if o.terminal { throw MonitorFailure("passthrough log driver cannot be combined with --terminal") }
                 passthrough = true
+                continue
+            }
+            if spec == "journald" || spec.hasPrefix("journald:") {
+                if journal != nil { continue }
+                do { journal = try JournalLog(identity: JournalIdentity(containerID: cid, name: o.name, tag: o.logTag)) } catch {
+                    throw MonitorFailure("journald log driver: \(error)")
+                }
                 continue
             }
             var path = spec
@@ -315,12 +329,19 @@ final class Monitor {
         for log in logs {
             let dropped = log.droppedRecords
             log.write(chunk, stream: stream)
-            if log.droppedRecords > dropped && dropped == 0 {
-                control?.broadcast(["event": .string("log-error"), "path": .string(log.path),
-                                    "message": .string(log.lastError ?? "")])
-            }
+            if log.droppedRecords > dropped && dropped == 0 { reportLogError(log.path, log.lastError) }
+        }
+        if let journal {
+            let dropped = journal.droppedRecords
+            journal.write(chunk, stream: stream)
+            if journal.droppedRecords > dropped && dropped == 0 { reportLogError(journal.path, journal.lastError) }
         }
         attach?.broadcast(chunk, stream: stream)
+    }
+
+    /// A log's first dropped record: one `log-error` event.
+    private func reportLogError(_ path: String, _ message: String?) {
+        control?.broadcast(["event": .string("log-error"), "path": .string(path), "message": .string(message ?? "")])
     }
 
     private func closeOutput(_ fd: Int32) {
@@ -343,6 +364,9 @@ final class Monitor {
                 deliver(readBuffer[0..<n], stream)
             }
         }
+        // conmon flushes the journald driver's held-back pieces once the output is drained.
+        journal?.flush(.stdout)
+        journal?.flush(.stderr)
     }
 
     /// Input from an attach client.
@@ -505,6 +529,7 @@ final class Monitor {
     private func containerExited() {
         attach?.acceptPending()
         drainOutput()
+        notifyRelay?.relay()
         if oom != nil { checkOOM() }
         loop.running = false
     }

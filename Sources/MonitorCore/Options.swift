@@ -191,13 +191,13 @@ public func validate(_ o: MonitorOptions) throws(MonitorUsageError) {
         throw MonitorUsageError(message: "--control-idle-timeout must be 1 to 86400 seconds")
     }
     if o.restore != nil && o.exec { throw MonitorUsageError(message: "--restore cannot be combined with --exec") }
-    for l in o.logPaths {
-        if l.hasPrefix("journald") {
-            throw MonitorUsageError(message: "log driver journald is unsupported: no journald on this host (use k8s-file)")
-        }
-        if l.hasPrefix("k8s-file:") && o.logTag != nil && !l.isEmpty {
-            throw MonitorUsageError(message: "k8s-file doesn't support --log-tag")
-        }
+    // As conmon: --log-tag needs journald among the drivers; journald needs an id over 12 characters.
+    let journald = o.logPaths.contains { $0 == "journald" || $0.hasPrefix("journald:") }
+    for l in o.logPaths where l.hasPrefix("k8s-file:") && o.logTag != nil && !journald {
+        throw MonitorUsageError(message: "k8s-file doesn't support --log-tag")
+    }
+    if journald && cid.count <= 12 {
+        throw MonitorUsageError(message: "Container ID must be longer than 12 characters")
     }
 }
 
@@ -226,7 +226,7 @@ Application Options:
   --full-attach               Don't truncate the path to the attach socket
   --leave-stdin-open          Leave stdin open when attached client disconnects
   --log-level                 Print debug logs based on log level
-  -l, --log-path              Log file path (k8s-file:PATH, PATH, passthrough, none)
+  -l, --log-path              Log file path (k8s-file:PATH, PATH, journald:, passthrough, none)
   --log-size-max              Maximum size of log file
   --log-global-size-max       Maximum size of all log files
   --log-tag                   Additional tag to use for logging

@@ -25,7 +25,7 @@ struct SyncPipe {
 }
 
 enum UnixSocket {
-    /// socket + bind + listen at `directory/name`, bound through /proc/self/fd so long bundle paths
+    /// socket + bind + listen (not for SOCK_DGRAM) at `directory/name`, bound through /proc/self/fd so long bundle paths
     /// do not hit the 108-byte sun_path limit. The socket is non-blocking and close-on-exec.
     static func listen(directory: String, name: String, type: Int32, mode: mode_t) throws(SysError) -> Int32 {
         let dir = try sys("open", directory) { Glibc.open(directory, SL_O_PATH | O_DIRECTORY | O_CLOEXEC) }
@@ -39,7 +39,7 @@ enum UnixSocket {
             let saved = umask(~mode & 0o777)
             defer { umask(saved) }
             try bind(fd, "/proc/self/fd/\(dir)/\(name)", shown: path)
-            try sys("listen", path) { Glibc.listen(fd, 128) }
+            if type != Int32(SOCK_DGRAM.rawValue) { try sys("listen", path) { Glibc.listen(fd, 128) } }
         } catch {
             close(fd)
             throw error

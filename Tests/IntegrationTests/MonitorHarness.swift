@@ -88,9 +88,10 @@ class MonitorTestCase: ContainerTestCase {
         return runProgram(r.path, ["--root", root] + args, timeout: timeout, environment: env)
     }
 
-    /// Launches the monitor for a new container and returns once the sync pipe answered.
+    /// Launches the monitor for a new container and returns once the sync pipe answered. `logs`: the
+    /// `-l` values (`{dir}` is the container's directory), default `k8s-file:{dir}/ctr.log`.
     func launch(_ args: [String], runtime r: MonitorRuntime = .swiftlet, id: String = "m\(UInt32.random(in: 0...UInt32.max))",
-                monitorArgs: [String] = [], apiVersion: Bool = true,
+                monitorArgs: [String] = [], apiVersion: Bool = true, logs: [String]? = nil, journalDir: String? = nil,
                 _ edit: (inout [String: Any]) -> Void = { _ in }) throws -> MonitoredContainer {
         let dir = try makeTempDir(prefix: "swiftlet-monitor-test.")
         for sub in ["bundle", "exits", "persist", "rt-root"] {
@@ -106,9 +107,9 @@ class MonitorTestCase: ContainerTestCase {
         var margs = apiVersion ? ["--api-version", "1"] : []
         margs += ["-c", id, "-u", id + "-uuid", "-n", id, "-r", r.path, "-b", dir + "/bundle",
                   "-p", dir + "/ctr.pid", "-P", dir + "/mon.pid", "--exit-dir", dir + "/exits",
-                  "--persist-dir", dir + "/persist", "-l", "k8s-file:" + dir + "/ctr.log", "--full-attach",
-                  "--runtime-arg", "--root=" + rtRoot] + monitorArgs
-        let (result, line) = runMonitor(margs, dir: dir, privateCgroupView: r.needsPrivateCgroupView)
+                  "--persist-dir", dir + "/persist"] + (logs ?? ["k8s-file:{dir}/ctr.log"]).flatMap { ["-l", $0.replacingOccurrences(of: "{dir}", with: dir)] } +
+                 ["--full-attach", "--runtime-arg", "--root=" + rtRoot] + monitorArgs
+        let (result, line) = runMonitor(margs, dir: dir, privateCgroupView: r.needsPrivateCgroupView, journalDir: journalDir)
         let c = MonitoredContainer(id: id, dir: dir, runtime: r, runtimeRoot: rtRoot, sync: result, syncLine: line)
         launched.append(c)
         return c
@@ -125,9 +126,11 @@ class MonitorTestCase: ContainerTestCase {
     }
 
     /// Runs swiftlet-monitor with a FIFO as fd 3 = _OCI_SYNCPIPE; returns the launch result and the
-    /// first line on the sync pipe ("" if none within 30 s).
+    /// first line on the sync pipe ("" if none within 30 s). `journalDir`: the directory whose `socket`
+    /// is the journal's (swiftlet-monitor: SWIFTLET_JOURNAL_SOCKET; conmon, whose libsystemd has the
+    /// path built in: bound over /run/systemd/journal in a private mount namespace).
     func runMonitor(_ args: [String], dir: String, privateCgroupView: Bool = false,
-                    extraEnv: [String: String] = [:]) -> (RunResult, String) {
+                    extraEnv: [String: String] = [:], journalDir: String? = nil) -> (RunResult, String) {
         let fifo = dir + "/sync"
         unlink(fifo)
         mkfifo(fifo, 0o600)
@@ -138,9 +141,18 @@ class MonitorTestCase: ContainerTestCase {
         env[String(kv[0])] = String(kv[1])
         env["_OCI_SYNCPIPE"] = "3"
         for (k, v) in extraEnv { env[k] = v }
-        let prefix = privateCgroupView ? "umount /sys/fs/cgroup/unified 2>/dev/null; " : ""
+        var prefix = privateCgroupView ? "umount /sys/fs/cgroup/unified 2>/dev/null; " : ""
+        var privateMounts = privateCgroupView
+        if let journalDir {
+            if Runtime.monitorIsConmon {
+                prefix += "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/journal && mount --bind '\(journalDir)' /run/systemd/journal || exit 1; "
+                privateMounts = true
+            } else {
+                env["SWIFTLET_JOURNAL_SOCKET"] = journalDir + "/socket"
+            }
+        }
         let shell = ["/bin/sh", "-c", prefix + "exec 3<>\"$0\"; exec \"$@\"", fifo, Runtime.monitor] + args
-        let result = privateCgroupView
+        let result = privateMounts
             ? runProgram("/usr/bin/unshare", ["-m", "--propagation", "private"] + shell, environment: env)
             : runProgram(shell[0], Array(shell.dropFirst()), environment: env)
         return (result, readLines(fd, count: 1, timeout: 30).first ?? "")
@@ -245,4 +257,9 @@ final class ControlClient {
         }
         return nil
     }
+}
+
+extension Runtime {
+    /// SWIFTLET_MONITOR=/usr/bin/conmon runs the Monitor tests against conmon itself.
+    static var monitorIsConmon: Bool { URL(fileURLWithPath: monitor).lastPathComponent.hasPrefix("conmon") }
 }

@@ -42,7 +42,7 @@ final class OptionParsingTests: XCTestCase {
         XCTAssertTrue(invalid(["-c", "c", "-u", "u"]).contains("--runtime"))
         XCTAssertTrue(invalid(["-c", "c", "-r", "/r", "-e"]).contains("--exec-process-spec"))
         XCTAssertTrue(invalid(["-c", "c", "-u", "u", "-r", "/r", "--exec-attach"]).contains("exec"))
-        XCTAssertTrue(invalid(["-c", "c", "-u", "u", "-r", "/r", "-l", "journald:"]).contains("journald"))
+        XCTAssertTrue(invalid(["-c", "c", "-u", "u", "-r", "/r", "-l", "journald:"]).contains("Container ID must be longer than 12 characters"))
         XCTAssertEqual(invalid(["-c", "c", "-u", "u", "-r", "/r", "stray", "words"]), "")
         XCTAssertTrue(invalid(["-c", "c", "-u", "u", "-r", "/r", "--control-idle-timeout", "0"]).contains("--control-idle-timeout"))
         XCTAssertEqual(try parseMonitorOptions(["--control-idle-timeout", "5"]).controlIdleTimeout, 5)
@@ -254,5 +254,75 @@ final class RootfsDiffTests: XCTestCase {
         XCTAssertNotNil(check([TarMember(name: "s", type: sym, link: "x"), TarMember(name: "s/f", type: file, link: "")])?.range(of: "symlink member"))
         XCTAssertNotNil(check([TarMember(name: "h", type: hard, link: "evil/shadow")])?.range(of: "hard link target"))
         XCTAssertNotNil(check([TarMember(name: "h", type: hard, link: "../x")])?.range(of: "hard link target"))
+    }
+}
+
+final class JournalFormatTests: XCTestCase {
+    let id = JournalIdentity(containerID: "0123456789abcdef", name: "web", tag: nil)
+
+    func testPlainAndBinarySafeFields() {
+        var out: [UInt8] = []
+        JournalFormat.appendField(&out, "A", Array("x".utf8))
+        JournalFormat.appendField(&out, "B", Array("1\n2".utf8))
+        XCTAssertEqual(out, Array("A=x\nB\n".utf8) + [3, 0, 0, 0, 0, 0, 0, 0] + Array("1\n2\n".utf8))
+    }
+
+    func testEntryFieldsInConmonsOrder() {
+        let e = JournalFormat.entry(message: Array("hi".utf8), stream: .stderr, partial: true,
+                                    identity: JournalIdentity(containerID: "0123456789abcdef", name: "web", tag: "t"))
+        XCTAssertEqual(String(decoding: e, as: UTF8.self),
+                       "MESSAGE=hi\nCONTAINER_ID_FULL=0123456789abcdef\nPRIORITY=3\nCONTAINER_ID=0123456789ab\n" +
+                       "CONTAINER_TAG=t\nCONTAINER_NAME=web\nSYSLOG_IDENTIFIER=t\nCONTAINER_PARTIAL_MESSAGE=true\n")
+        let plain = JournalFormat.entry(message: Array("hi".utf8), stream: .stdout, partial: false,
+                                        identity: JournalIdentity(containerID: "0123456789abcdef", name: nil, tag: nil))
+        XCTAssertEqual(String(decoding: plain, as: UTF8.self),
+                       "MESSAGE=hi\nCONTAINER_ID_FULL=0123456789abcdef\nPRIORITY=6\nCONTAINER_ID=0123456789ab\n" +
+                       "SYSLOG_IDENTIFIER=0123456789ab\n")
+    }
+
+    func testSyslogIdentifierPrecedence() {
+        XCTAssertEqual(JournalIdentity(containerID: "0123456789abcdef", name: "n", tag: "t").syslogIdentifier, "t")
+        XCTAssertEqual(JournalIdentity(containerID: "0123456789abcdef", name: "n", tag: nil).syslogIdentifier, "n")
+        XCTAssertEqual(JournalIdentity(containerID: "0123456789abcdef", name: nil, tag: nil).syslogIdentifier, "0123456789ab")
+    }
+
+    func testSplitterHoldsPiecesPerStreamAndFlushes() {
+        var s = JournalLineSplitter()
+        XCTAssertTrue(s.messages(ArraySlice("ab".utf8), stream: .stdout).isEmpty)
+        XCTAssertTrue(s.messages(ArraySlice("err".utf8), stream: .stderr).isEmpty)
+        let m = s.messages(ArraySlice("c\nd\ne".utf8), stream: .stdout)
+        XCTAssertEqual(m.map { String(decoding: $0.0, as: UTF8.self) }, ["abc\n", "d\n"])
+        XCTAssertEqual(m.map(\.1), [false, false])
+        XCTAssertEqual(s.flush(.stdout).map { String(decoding: $0, as: UTF8.self) }, "e")
+        XCTAssertNil(s.flush(.stdout))
+        XCTAssertEqual(s.flush(.stderr).map { String(decoding: $0, as: UTF8.self) }, "err")
+    }
+
+    func testSplitterSendsWhatItCannotHoldAsPartial() {
+        var s = JournalLineSplitter()
+        XCTAssertTrue(s.messages(ArraySlice(repeating: 120, count: 5000), stream: .stdout).isEmpty)
+        let m = s.messages(ArraySlice(repeating: 120, count: 5000), stream: .stdout)
+        XCTAssertEqual(m.count, 1)
+        XCTAssertEqual(m.first?.0.count, 10000)
+        XCTAssertEqual(m.first?.1, true)
+        XCTAssertNil(s.flush(.stdout))
+        let full = s.messages(ArraySlice(repeating: 120, count: 8192), stream: .stdout)
+        XCTAssertEqual(full.map(\.1), [true], "a full 8 KiB read without a newline cannot be held")
+    }
+
+    func testOptionsForJournald() throws {
+        let base = ["-c", "0123456789abcdef", "-u", "u", "-r", "/rt"]
+        XCTAssertNoThrow(try validate(parseMonitorOptions(base + ["-l", "k8s-file:/x", "-l", "journald:", "--log-tag", "t"])))
+        XCTAssertThrowsError(try validate(parseMonitorOptions(base + ["-l", "k8s-file:/x", "--log-tag", "t"])))
+        XCTAssertThrowsError(try validate(parseMonitorOptions(["-c", "0123456789ab", "-u", "u", "-r", "/rt", "-l", "journald"]))) {
+            XCTAssertEqual(($0 as? MonitorUsageError)?.message, "Container ID must be longer than 12 characters")
+        }
+    }
+
+    func testNotifyRelayKeepsOnlyReadyAndWatchdog() {
+        XCTAssertEqual(NotifyRelay.forwarded(ArraySlice("MAINPID=4\nREADY=1\nSTATUS=up".utf8)), "READY=1")
+        XCTAssertEqual(NotifyRelay.forwarded(ArraySlice("WATCHDOG=1".utf8)), "WATCHDOG=1")
+        XCTAssertNil(NotifyRelay.forwarded(ArraySlice("STATUS=starting".utf8)))
+        XCTAssertNil(NotifyRelay.forwarded(ArraySlice([0] + Array("READY=1".utf8))), "searched up to the first NUL, like strstr")
     }
 }

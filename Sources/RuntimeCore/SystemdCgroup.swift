@@ -75,7 +75,8 @@ public final class SystemdUnit: Sendable {
     /// waits for the job. A unit of that name that exists already is an error (it is not ours: it is
     /// left alone). On any other failure the unit is stopped again.
     func start(pid: pid_t, id: String, resources: Resources, layout: CgroupLayout) throws(RuntimeError) {
-        let systemd = try SystemdUnit.manager()
+        let systemd: SystemdManager
+        do { systemd = try SystemdUnit.manager() } catch { throw error.context("unable to start unit \"\(name)\"") }
         var props: [(String, DBusValue)] = [("Description", .string("swiftlet container \(id)"))]
         if isSlice {
             props.append(("Wants", .array(element: "s", [.string(slice)])))

@@ -14,8 +14,8 @@ final class SystemdCgroupTests: ContainerTestCase {
 
     override func setUpWithError() throws {
         try super.setUpWithError()
-        // The features test below runs everywhere; the others need systemd.
-        if name.contains("testFeatures") { return }
+        // These two run everywhere; the others need systemd.
+        if name.contains("testFeatures") || name.contains("testUnreachableBus") { return }
         try XCTSkipUnless(Self.systemdIsInit, "systemd is not PID 1 here (run them with Scripts/vm-test.sh --systemd)")
         try XCTSkipUnless(FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers"),
                           "the systemd driver's resources are tested on pure cgroup v2")
@@ -226,6 +226,30 @@ final class SystemdCgroupTests: ContainerTestCase {
         assertNoUnitOrCgroupLeft(unit, cgroup: "/system.slice/\(unit)")
     }
 
+    /// Without systemd or its bus (this build host; in the systemd VM, /run/systemd and /run/dbus
+    /// hidden in a mount namespace): a clear error naming the unit and the socket, nothing left.
+    func testUnreachableBusIsAClearErrorAndLeavesNothing() throws {
+        let id = newID(), unit = "swiftlet-\(id).scope"
+        let args = ["--root", root.path, "--systemd-cgroup", "run", "-d", "--bundle", try sleeper("system.slice:swiftlet:\(id)"), id]
+        var env = ProcessInfo.processInfo.environment
+        let kv = tag.split(separator: "=", maxSplits: 1)
+        env[String(kv[0])] = String(kv[1])
+        let r = Self.systemdIsInit
+            ? runProgram("/usr/bin/unshare", ["-m", "--propagation", "private", "/bin/sh", "-c",
+                                              "mount -t tmpfs none /run/systemd && mount -t tmpfs none /run/dbus && exec \"$@\"",
+                                              "sh", Runtime.binary] + args, environment: env)
+            : runProgram(Runtime.binary, args, environment: env)
+        XCTAssertNotEqual(r.status, 0)
+        if isSwiftlet {
+            XCTAssertTrue(r.stderr.contains(unit) && r.stderr.contains("/run/dbus/system_bus_socket"), r.stderr)
+        }
+        assertNothingLeft(id)
+        for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(base)/system.slice/\(unit)"))
+        }
+        if Self.systemdIsInit { XCTAssertTrue(unitGone(unit)) }
+    }
+
     /// `features`: cgroup.systemd is true only where systemd is PID 1 and answers.
     func testFeaturesReportSystemdOnlyWhereItWorks() throws {
         try XCTSkipUnless(isSwiftlet, "runc reports what it was built with")
@@ -234,5 +258,39 @@ final class SystemdCgroupTests: ContainerTestCase {
         let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
         let cgroup = (obj?["linux"] as? [String: Any])?["cgroup"] as? [String: Any]
         XCTAssertEqual(cgroup?["systemd"] as? Bool, Self.systemdIsInit)
+    }
+}
+
+/// swiftlet-monitor with `-s` (conmon's --systemd-cgroup, as podman passes it with
+/// cgroup_manager = "systemd"): the runtime is asked for the systemd driver, so the container's
+/// cgroup is the unit podman named in cgroupsPath.
+final class SystemdMonitorTests: MonitorTestCase {
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        try XCTSkipUnless(SystemdCgroupTests.systemdIsInit, "systemd is not PID 1 here (run them with Scripts/vm-test.sh --systemd)")
+    }
+
+    func testMonitorPassesSystemdCgroupToTheRuntime() throws {
+        let id = "sdm\(UInt32.random(in: 0...UInt32.max))", unit = "libpod-\(id).scope"
+        let c = try launch(["sleep", "1000"], id: id, monitorArgs: ["-s"]) { spec in
+            var linux = spec[dict: "linux"]
+            linux["cgroupsPath"] = "machine.slice:libpod:\(id)"
+            spec["linux"] = linux
+        }
+        XCTAssertEqual(c.sync.status, 0, c.sync.stderr)
+        let show = runProgram("/usr/bin/systemctl", ["show", unit, "-p", "ActiveState", "-p", "ControlGroup"])
+        XCTAssertTrue(show.stdout.contains("ActiveState=active"), show.stdout)
+        XCTAssertTrue(show.stdout.contains("ControlGroup=/machine.slice/\(unit)"), show.stdout)
+        let pid = (try? String(contentsOfFile: c.dir + "/ctr.pid", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        if let pid {
+            let cgroup = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)
+            XCTAssertEqual(cgroup, "0::/machine.slice/\(unit)\n")
+        } else {
+            XCTFail("no container pid from the monitor")
+        }
+        XCTAssertEqual(runtime(.swiftlet, root: c.runtimeRoot, ["delete", "--force", id]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 10) {
+            runProgram("/usr/bin/systemctl", ["show", unit, "-p", "LoadState"]).stdout.contains("LoadState=not-found")
+        }, "\(unit) left after delete")
     }
 }

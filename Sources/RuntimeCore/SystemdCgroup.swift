@@ -250,7 +250,14 @@ func startSystemdCgroup(_ unit: SystemdUnit, manager: CgroupManager, pid: pid_t,
     let resources = effectiveResources(spec)
     try unit.start(pid: pid, id: id, resources: resources, layout: manager.layout)
     started = true
-    let cgroup = try setUpCgroup(manager, spec: spec)
-    do { try manager.add(pid: pid, to: .all) } catch { throw RuntimeError.cgroup(error, "join cgroup of unit \(unit.name)") }
-    return cgroup
+    do throws(RuntimeError) {
+        let cgroup = try setUpCgroup(manager, spec: spec)
+        do { try manager.add(pid: pid, to: .all) } catch { throw RuntimeError.cgroup(error, "join cgroup of unit \(unit.name)") }
+        return cgroup
+    } catch {
+        // init is in the unit's cgroup: kill it and remove the directories (hybrid: the v1 ones are
+        // ours); the caller then stops the unit.
+        _ = try? tearDownCgroup(manager)
+        throw error
+    }
 }

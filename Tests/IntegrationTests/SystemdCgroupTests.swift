@@ -88,6 +88,8 @@ final class SystemdCgroupTests: ContainerTestCase {
         XCTAssertEqual(read("/proc/\(pid)/cgroup"), "0::/system.slice/\(unit)")
 
         // The other verbs work on the scope's directory.
+        let exec = sl(["exec", id, "true"])
+        XCTAssertEqual(exec.status, 0, exec.stderr)
         let ps = sl(["ps", id])
         XCTAssertEqual(ps.status, 0, ps.stderr)
         XCTAssertTrue(ps.stdout.contains("sleep"), ps.stdout)
@@ -248,6 +250,24 @@ final class SystemdCgroupTests: ContainerTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: "\(base)/system.slice/\(unit)"))
         }
         if Self.systemdIsInit { XCTAssertTrue(unitGone(unit)) }
+    }
+
+    /// The unit is made, then writing linux.resources to its files fails (CPUs this machine has
+    /// not; a blockIO weight out of range): init killed, cgroup removed, unit stopped.
+    func testResourceErrorAfterTheUnitStartedLeavesNothing() throws {
+        var cases: [[String: Any]] = [["cpu": ["cpus": "0-200"]]]
+        if isSwiftlet { cases.append(["blockIO": ["weight": 5]]) }
+        for resources in cases {
+            let id = newID(), unit = "swiftlet-\(id).scope"
+            let r = sd(["run", "-d", "--bundle", try sleeper("system.slice:swiftlet:\(id)", resources: resources), id])
+            XCTAssertNotEqual(r.status, 0, "\(resources) accepted")
+            if isSwiftlet {
+                let field = resources.keys.first == "cpu" ? "cpuset.cpus" : "blockIO.weight"
+                XCTAssertTrue(r.stderr.contains(field), "the error names \(field): \(r.stderr)")
+            }
+            assertNothingLeft(id)
+            assertNoUnitOrCgroupLeft(unit, cgroup: "/system.slice/\(unit)")
+        }
     }
 
     /// `features`: cgroup.systemd is true only where systemd is PID 1 and answers.

@@ -250,10 +250,15 @@ func startSystemdCgroup(_ unit: SystemdUnit, manager: CgroupManager, pid: pid_t,
     let resources = effectiveResources(spec)
     try unit.start(pid: pid, id: id, resources: resources, layout: manager.layout)
     started = true
+    // Not setUpCgroup: its check that the cgroup holds no process yet is done by systemd here (a unit
+    // that exists is refused), and init is in it already.
     do throws(RuntimeError) {
-        let cgroup = try setUpCgroup(manager, spec: spec)
-        do { try manager.add(pid: pid, to: .all) } catch { throw RuntimeError.cgroup(error, "join cgroup of unit \(unit.name)") }
-        return cgroup
+        do throws(CgroupError) {
+            try manager.create()
+            try manager.set(resources, initial: true)
+            try manager.add(pid: pid, to: .all)
+        } catch { throw RuntimeError.cgroup(error, "cgroup of unit \(unit.name)") }
+        return manager
     } catch {
         // init is in the unit's cgroup: kill it and remove the directories (hybrid: the v1 ones are
         // ours); the caller then stops the unit.

@@ -42,10 +42,12 @@ let package = Package(
         .target(name: "Seccomp", dependencies: ["CSeccomp", "OCI", "LinuxSystem", "CLinux"]),
         // cgroup v1, v2 and hybrid: placement, resources, freezer, stats (root path injectable for fixtures).
         .target(name: "Cgroups", dependencies: ["OCI", "LinuxSystem", "CLinux"]),
+        // A small D-Bus client (no libdbus/libsystemd: the binaries are static): the systemd cgroup driver.
+        .target(name: "DBus", dependencies: ["LinuxSystem"]),
         // CRIU's RPC (criu swrk): a hand-written protobuf wire codec for its messages (no Foundation).
         .target(name: "Checkpoint", dependencies: ["LinuxSystem", "CLinux"]),
         // Container store, process model, hooks, exec, kill, delete, checkpoint/restore.
-        .target(name: "RuntimeCore", dependencies: ["OCI", "LinuxSystem", "Mounts", "Seccomp", "Cgroups", "Checkpoint", "CLinux"]),
+        .target(name: "RuntimeCore", dependencies: ["OCI", "LinuxSystem", "Mounts", "Seccomp", "Cgroups", "Checkpoint", "DBus", "CLinux"]),
         // One file per verb, each a thin call into RuntimeCore.
         .target(name: "RuntimeCLI", dependencies: ["Argv", "OCI", "RuntimeCore", "LinuxSystem", "Seccomp", "Mounts", "Cgroups"]),
         // A fully static executable, like the monitor: start-up without ld.so (7 shared libraries,
@@ -72,8 +74,10 @@ let package = Package(
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
         .testTarget(name: "MonitorTests", dependencies: ["MonitorCore", "OCI", "TestSupport"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
+        // D-Bus marshalling against bytes written from the specification, without a bus.
+        .testTarget(name: "DBusTests", dependencies: ["DBus"]),
         // The plans RuntimeCore makes before it forks, without root or a container.
-        .testTarget(name: "RuntimeCoreTests", dependencies: ["RuntimeCore", "OCI", "CLinux"]),
+        .testTarget(name: "RuntimeCoreTests", dependencies: ["RuntimeCore", "OCI", "CLinux", "Cgroups", "DBus"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem", "oci-fuzz"]),
     ]
 )

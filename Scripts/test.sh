@@ -21,11 +21,13 @@
 #                                       as the runtime), unless SKIP_PODMAN=1
 # 8. Scripts/vm-test.sh                 (the cgroup, mount-feature, lifecycle, fault and checkpoint tests
 #                                       again, in a qemu VM with pure cgroup v2 and Linux 6.1), unless SKIP_VM=1
-# Steps 4 to 8 all run even if one fails; the exit status is non-zero when anything failed. The last
+# 9. Scripts/vm-test.sh --systemd       (the systemd cgroup driver's tests in a VM that boots systemd as
+#                                       PID 1; about 1 minute), unless SKIP_VM=1 or SKIP_SYSTEMD_VM=1
+# Steps 4 to 9 all run even if one fails; the exit status is non-zero when anything failed. The last
 # line counts them all: "test.sh: N passed, N failed, N skipped".
 # Knobs: SWIFT_TEST_FLAGS (extra `swift test` arguments, e.g. "--filter OCITests"),
 #        TEST_TIMEOUT_MIN (default 40, bound on `swift test`), SOAK_CYCLES (default 100, 0 skips),
-#        SKIP_CONTAINERD=1, SKIP_PODMAN=1, SKIP_VM=1.
+#        SKIP_CONTAINERD=1, SKIP_PODMAN=1, SKIP_VM=1, SKIP_SYSTEMD_VM=1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -122,6 +124,21 @@ else
     fi
 fi
 
+# The systemd cgroup driver against a real systemd (PID 1, D-Bus, pure cgroup v2).
+SYSTEMD_VM_TESTS="IntegrationTests.SystemdCgroupTests,IntegrationTests.SystemdMonitorTests"
+if [ "${SKIP_VM:-0}" = 1 ] || [ "${SKIP_SYSTEMD_VM:-0}" = 1 ]; then
+    section "vm with systemd as PID 1: skipped (SKIP_VM=1 or SKIP_SYSTEMD_VM=1)"
+else
+    section "vm with systemd as PID 1 (systemd cgroup driver)"
+    XCTEST=$(find -L "$REPO/.build/debug" -maxdepth 1 -name '*.xctest' | head -n 1)
+    if [ -z "$XCTEST" ]; then
+        echo "test.sh: no .xctest bundle to run in the systemd VM"
+        FAILED+=("vm-test.sh --systemd")
+    elif ! bash "$HERE/vm-test.sh" --systemd --timeout 15m -- "$XCTEST" "$SYSTEMD_VM_TESTS" 2>&1 | tee "$LOGS/vm-systemd.log"; then
+        FAILED+=("vm-test.sh --systemd")
+    fi
+fi
+
 # One closing line over all: XCTest's last "Executed N tests, with F failures" plus the smoke and soak steps.
 section "done"
 count() { # the last XCTest summary of a log: "TOTAL FAILURES SKIPPED"
@@ -136,9 +153,10 @@ count() { # the last XCTest summary of a log: "TOTAL FAILURES SKIPPED"
 }
 read -r total failures skipped < <(count "$LOGS/swift-test.log")
 read -r vm_total vm_failures vm_skipped < <(count "$LOGS/vm.log")
-total=$((total + vm_total - skipped - vm_skipped))
-failures=$((failures + vm_failures))
-skipped=$((skipped + vm_skipped))
+read -r sd_total sd_failures sd_skipped < <(count "$LOGS/vm-systemd.log")
+total=$((total + vm_total + sd_total - skipped - vm_skipped - sd_skipped))
+failures=$((failures + vm_failures + sd_failures))
+skipped=$((skipped + vm_skipped + sd_skipped))
 smoke_pass=$(cat "$LOGS/smoke.log" "$LOGS/podman.log" 2>/dev/null | grep -c '^PASS ' || true)
 smoke_fail=$(cat "$LOGS/smoke.log" "$LOGS/podman.log" 2>/dev/null | grep -c '^FAIL ' || true)
 soak_pass=$(grep -c '^soak: PASS' "$LOGS/soak.log" 2>/dev/null || true)

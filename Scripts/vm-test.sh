@@ -19,6 +19,8 @@
 #   --timeout DUR       kill the VM after DUR (sleep(1) syntax: 1200, 20m, 1h) [VM_TIMEOUT, default 20m].
 #   --cpus N, --mem MiB vCPUs and RAM [VM_CPUS=2, VM_MEM=4096].
 #   --prepare           install packages, fetch the kernel and build the initramfs; do not boot.
+#   --systemd           boot Debian's systemd as PID 1 (pure cgroup v2, D-Bus) and run COMMAND as its
+#                       unit vm-test.service [VM_SYSTEMD=1].
 # Guest environment: PATH (incl. /opt/swift/usr/bin), HOME=/root, VM_OUT=/vm-out, VM_TEST=1, every
 # SWIFTLET_* variable of the caller, every VM_ENV_NAME=VALUE as NAME=VALUE, and the -e flags.
 # Exit status: COMMAND's; 124 on timeout; 125 when the VM could not run COMMAND at all.
@@ -56,6 +58,7 @@ CPUS=${VM_CPUS:-2}
 MEM=${VM_MEM:-4096}
 OUT_DIR=${VM_OUT_DIR:-}
 PREPARE=0
+SYSTEMD=${VM_SYSTEMD:-0}
 EXTRA_ENV=()
 KEEP=()
 
@@ -70,6 +73,7 @@ while [ $# -gt 0 ]; do
     --cpus) [ $# -ge 2 ] || die "--cpus needs a number"; CPUS=$2; shift 2 ;;
     --mem) [ $# -ge 2 ] || die "--mem needs MiB"; MEM=$2; shift 2 ;;
     --prepare) PREPARE=1; shift ;;
+    --systemd) SYSTEMD=1; shift ;;
     -h | --help) usage; exit 0 ;;
     --) shift; break ;;
     -*) die "unknown option $1 (see --help)" ;;
@@ -455,6 +459,7 @@ if [ ${#CARRY[@]} -gt 0 ]; then
 fi
 printf '%s\n' "${KEPT[@]}" >"$WORK/ctl/carry"
 echo "$MODDIR" >"$WORK/ctl/modules-dir"
+if [ "$SYSTEMD" = 1 ]; then : >"$WORK/ctl/systemd"; fi
 
 esc() { echo "${1//,/,,}"; } # qemu option values: a comma is written ,,
 # Kernel arguments: quiet console on the serial port; panic => reboot => qemu exits (-no-reboot);

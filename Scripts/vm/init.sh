@@ -13,6 +13,10 @@
 # Stage 2 (PID 1 on the overlay root, `init.sh stage2`): run /run/vm/ctl/run.sh (written by
 #   vm-test.sh: environment, cd, exec COMMAND) with a clean environment and stdin from /dev/null,
 #   write its exit status to ctl/status and timings to ctl/times, power off.
+# Stage 2 with systemd (ctl/systemd exists, vm-test.sh --systemd): stage 2 execs /lib/systemd/systemd
+#   as PID 1 with vm-test.service as its goal (DefaultDependencies=no, after dbus.socket and
+#   dbus.service, themselves made free of default dependencies); that unit runs `init.sh
+#   systemd-command`: run.sh as above (output to /dev/console), the status and times, power off.
 # Any setup failure writes ctl/error and powers off; vm-test.sh reports it.
 # shellcheck shell=sh
 
@@ -149,6 +153,7 @@ stage1() {
 
 stage2() {
     bb=/run/vm/busybox
+    if [ -f "$CTL/systemd" ]; then boot_systemd; fi
     start=$($bb cut -d' ' -f1 /proc/uptime)
     case " $($bb cat /proc/cmdline) " in *" vmtest.debug "*) echo "vm-init: $start s: stage 2" >&2 ;; esac
     if [ -f "$CTL/run.sh" ]; then
@@ -169,7 +174,47 @@ stage2() {
     exit "$rc"
 }
 
+# PID 1 becomes systemd: only vm-test.service and what it needs are started (no sysinit.target:
+# udev, journald's flush, getty... cost many seconds under TCG and are not needed).
+boot_systemd() {
+    u=/etc/systemd/system
+    $bb mkdir -p "$u/dbus.service.d" "$u/dbus.socket.d" || fail "mkdir $u"
+    for d in dbus.service.d dbus.socket.d; do
+        printf '[Unit]\nDefaultDependencies=no\n' >"$u/$d/vm-test.conf" || fail "write $u/$d"
+    done
+    cat >"$u/vm-test.service" <<'UNIT' || fail "write $u/vm-test.service"
+[Unit]
+Description=vm-test.sh command
+DefaultDependencies=no
+Wants=dbus.socket dbus.service
+After=dbus.socket dbus.service
+
+[Service]
+Type=oneshot
+ExecStart=/run/vm/busybox sh /run/vm/init systemd-command
+UNIT
+    [ -x /lib/systemd/systemd ] || fail "/lib/systemd/systemd is missing (apt-get install systemd)"
+    exec /lib/systemd/systemd --unit=vm-test.service --show-status=false --log-level=warning --log-target=kmsg
+    fail "exec /lib/systemd/systemd"
+}
+
+# vm-test.service's command (systemd is PID 1): as stage 2 without the PID 1 duties.
+systemd_command() {
+    bb=/run/vm/busybox
+    start=$($bb cut -d' ' -f1 /proc/uptime)
+    $bb env -i /run/vm/busybox sh "$CTL/run.sh" </dev/null >/dev/console 2>&1
+    rc=$?
+    end=$($bb cut -d' ' -f1 /proc/uptime)
+    echo "boot=$start command=$($bb awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')" >"$CTL/times"
+    echo "$rc" >"$CTL/status.tmp" && $bb mv "$CTL/status.tmp" "$CTL/status"
+    $bb sync
+    echo 0 >/proc/sys/kernel/printk
+    $bb poweroff -f
+    exit "$rc"
+}
+
 case ${1:-} in
 stage2) stage2 ;;
+systemd-command) systemd_command ;;
 *) stage1 ;;
 esac

@@ -12,6 +12,8 @@ struct Globals {
     var root: String
     var log: Log
     var criu: String
+    /// --systemd-cgroup: create puts the container in a transient systemd unit.
+    var systemdCgroup = false
 }
 
 /// Where errors go: stderr always, and the --log file (text or runc's JSON lines) when given.
@@ -85,13 +87,9 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
         let globals = Globals(root: root,
                               log: Log(path: g.string("log"), json: g.string("log-format") == "json",
                                        debugEnabled: g.bool("debug")),
-                              criu: g.string("criu") ?? "criu")
+                              criu: g.string("criu") ?? "criu", systemdCgroup: g.bool("systemd-cgroup"))
         if let format = g.string("log-format"), format != "text" && format != "json" {
             globals.log.error("invalid log-format: \(format)")
-            return 1
-        }
-        if g.bool("systemd-cgroup") {
-            globals.log.error("systemd cgroup driver is unsupported: no systemd on this host (use the cgroupfs driver)")
             return 1
         }
         // As runc: 'auto' or a Go boolean. As root swiftlet meets no cgroup permission errors to
@@ -145,9 +143,12 @@ func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 
         try specVerb(o)
         return 0
     case "features":
-        printOut(encodeJSON(Features.current(mountOptions: supportedMountOptions(), seccomp: SeccompFilter.features(),
-                                                  appArmor: LSM.appArmorEnabled, seLinux: LSM.seLinuxEnabled,
-                                                  cgroupV1: true, cgroupV2: true, intelRdt: resctrlMounted()), pretty: true))
+        var features = Features.current(mountOptions: supportedMountOptions(), seccomp: SeccompFilter.features(),
+                                        appArmor: LSM.appArmorEnabled, seLinux: LSM.seLinuxEnabled,
+                                        cgroupV1: true, cgroupV2: true, intelRdt: resctrlMounted())
+        // The systemd driver only where systemd is PID 1 and answers on D-Bus.
+        features.linux?.cgroup?.systemd = systemdCgroupDriverAvailable()
+        printOut(encodeJSON(features, pretty: true))
         return 0
     case "pause", "resume":
         try pauseContainer(root: g.root, id: o.positionals[0], pause: verb == "pause")
@@ -175,6 +176,7 @@ func createOptions(_ o: ParsedOptions, _ g: Globals, id: String) throws -> Creat
     c.noPivot = o.bool("no-pivot")
     c.noNewKeyring = o.bool("no-new-keyring")
     c.preserveFds = try o.int("preserve-fds") ?? 0
+    c.systemdCgroup = g.systemdCgroup
     return c
 }
 

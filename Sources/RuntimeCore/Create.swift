@@ -21,6 +21,8 @@ public struct CreateOptions: Sendable {
     public var noSubreaper = false
     /// `run`: started at once by `startCreated` over the sync socket, so no exec fifo is made.
     public var startsAtOnce = false
+    /// --systemd-cgroup: the cgroup is a transient systemd unit (SystemdCgroup.swift).
+    public var systemdCgroup = false
     public init(root: String, id: String, bundle: String) { self.root = root; self.id = id; self.bundle = bundle }
 }
 
@@ -66,7 +68,9 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     let listenFds = getenv("LISTEN_FDS").flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 0
     try closeInheritedFds(keeping: o.preserveFds + listenFds)
     // The cgroup's directories are known now; it is made just before init (createProcesses).
-    let cgroupManager = CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
+    let systemd = o.systemdCgroup ? try SystemdUnit(cgroupsPath: spec.linux?.cgroupsPath, id: o.id) : nil
+    let cgroupManager = systemd?.manager(layout: hostCgroupLayout)
+        ?? CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
     // A process cloned into a frozen cgroup never runs: fail now rather than at the sync deadline.
     if cgroupManager.isFrozen() { throw RuntimeError(.invalidState, "container's cgroup unexpectedly frozen") }
     let plan = try ContainerPlan(spec: spec, specJSON: specJSON, id: o.id, bundle: bundle, noPivot: o.noPivot, noNewKeyring: o.noNewKeyring,
@@ -81,6 +85,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     var middle: pid_t = 0
     var cgroup: CgroupManager?
     var startSocket: SeqPacket?
+    var unitStarted = false
     func cleanup() {
         startSocket?.close()
         if initPid > 0 {
@@ -89,13 +94,15 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
         }
         if middle > 0 { kill(middle, SIGKILL); _ = try? Proc.wait(middle) }
         if let cgroup { _ = try? tearDownCgroup(cgroup) }
+        if unitStarted { systemd?.stop() }
         plan.intelRdt?.remove()
         try? store.remove(o.id)
     }
     do {
         var pty: Int32?
         let state = try createProcesses(o, plan: plan, store: store, manager: cgroupManager, lock: lock, initPid: &initPid,
-                                        middle: &middle, pty: &pty, cgroup: &cgroup, startSocket: &startSocket)
+                                        middle: &middle, pty: &pty, cgroup: &cgroup, startSocket: &startSocket,
+                                        systemd: systemd, unitStarted: &unitStarted)
         try store.save(state)
         testStop("after-state")
         if let pf = o.pidFile {
@@ -118,7 +125,8 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
 private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: ContainerStore, manager: CgroupManager,
                              lock: ContainerStore.Lock,
                              initPid: inout pid_t, middle: inout pid_t, pty: inout Int32?,
-                             cgroup: inout CgroupManager?, startSocket: inout SeqPacket?) throws(RuntimeError) -> StoredState {
+                             cgroup: inout CgroupManager?, startSocket: inout SeqPacket?,
+                             systemd: SystemdUnit?, unitStarted: inout Bool) throws(RuntimeError) -> StoredState {
     var fifoFd: Int32 = -1
     if !o.startsAtOnce {
         let fifo = store.fifoPath(o.id)
@@ -137,7 +145,8 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
     let hooks = plan.spec.hooks
     let hasRuntimeHooks = !(hooks?.prestart ?? []).isEmpty || !(hooks?.createRuntime ?? []).isEmpty
     try step("create") { try Proc.assertSingleThreaded("create") }
-    let selfAttach = !manager.v1TaskFiles.isEmpty
+    // systemd's unit (and so the cgroup) is made once init's pid is known, in `initPid` below.
+    let selfAttach = systemd == nil && !manager.v1TaskFiles.isEmpty
     let cloneFlags = plan.namespaces.newUser && selfAttach ? nil : plan.namespaces.cloneFlags
     if o.foreground {
         if !o.noSubreaper {
@@ -154,7 +163,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
     // clean up after a create that was killed half-way.
     var state = StoredState(id: o.id, pid: 0, pidStartTime: 0, bundle: plan.bundle, rootfs: plan.rootfs.rootfs,
                             created: Clock.rfc3339Nano(), owner: ownerName(), ownPidNamespace: plan.namespaces.newPid,
-                            cgroupPaths: manager.paths, config: plan.specJSON)
+                            cgroupPaths: manager.paths, systemdUnit: systemd?.name, config: plan.specJSON)
     try store.save(state)
     testStop("before-clone")
     // Usually one clone makes init with its new namespaces; otherwise (Plan.swift, cloneFlags) a
@@ -164,9 +173,9 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
     // v1 hierarchies: the first child moves itself in before it enters any namespace (writing 0 to
     // `tasks` skips the kernel's threadgroup lock and its RCU grace period, 7-20 ms per create
     // here). A new user namespace is then unshared after that, by a middle process.
-    cgroup = try setUpCgroup(manager, spec: plan.spec)
+    if systemd == nil { cgroup = try setUpCgroup(manager, spec: plan.spec) }
     let intoUnified: Bool
-    (middle, intoUnified) = try spawnChild(cgroupDir: manager.cloneDir, namespaces: cloneFlags ?? 0)
+    (middle, intoUnified) = try spawnChild(cgroupDir: systemd == nil ? manager.cloneDir : nil, namespaces: cloneFlags ?? 0)
     if middle > 0 { testStop("after-clone") }
     if middle == 0 {
         parentSock.close()
@@ -210,7 +219,9 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             state.pid = initPid
             state.pidStartTime = st.startTime
             // Into its cgroup before it runs anything of the container's (it waits for `go`).
-            if let part = remainingCgroupPart(intoUnified: intoUnified, selfAttach: selfAttach) {
+            if let systemd {
+                cgroup = try startSystemdCgroup(systemd, manager: manager, pid: initPid, id: o.id, spec: plan.spec, started: &unitStarted)
+            } else if let part = remainingCgroupPart(intoUnified: intoUnified, selfAttach: selfAttach) {
                 do { try manager.add(pid: initPid, to: part) } catch { throw RuntimeError.cgroup(error, "join cgroup") }
             }
             state.cgroupPaths = manager.paths

@@ -184,6 +184,7 @@ public func deleteContainer(root: String, id: String, force: Bool) throws(Runtim
     }
     testStop("delete-after-kill")
     if let cgroup = state.cgroup { try tearDownCgroup(cgroup) }
+    if let error = state.unit?.stop() { throw error }
     IntelRdtPlan.stored(state)?.remove()
     testStop("delete-before-remove")
     try store.remove(id)
@@ -293,6 +294,7 @@ public func updateContainer(root: String, id: String,
     // The limits in force stay the recorded ones: if the state cannot be saved (disk full), the
     // cgroup gets its previous values back.
     var saveError: RuntimeError?
+    try state.unit?.update(effectiveResources(spec), layout: cgroup.layout)
     do throws(CgroupError) {
         try cgroup.update(effectiveResources(spec)) {
             do throws(RuntimeError) { try store.save(state) } catch { saveError = error; return false }

@@ -15,6 +15,8 @@ public struct StoredState: Codable, Sendable {
     public var ownPidNamespace: Bool
     /// The container's cgroup directories (controller -> path; "" is the cgroup2 tree).
     public var cgroupPaths: [String: String]?
+    /// The container's systemd unit (--systemd-cgroup), e.g. `swiftlet-ID.scope`.
+    public var systemdUnit: String?
     /// The container's config.json as create read it, kept as parsed JSON rather than as a `Spec`:
     /// most commands need a part of it or nothing, and encoding the whole spec on each save and
     /// decoding it on each load was a millisecond per container lifecycle (Spec/performance.md).

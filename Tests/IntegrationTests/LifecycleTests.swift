@@ -166,12 +166,6 @@ final class LifecycleTests: ContainerTestCase {
         XCTAssertTrue(r.stderr.contains("invalid log-format: xml"), r.stderr)
     }
 
-    func testSystemdCgroupIsClearlyUnsupported() {
-        let r = sl(["--systemd-cgroup", "list"])
-        XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.stderr.contains("systemd"), r.stderr)
-    }
-
     func state(_ id: String) throws -> [String: Any] {
         let r = sl(["state", id])
         guard r.status == 0 else { throw NSError(domain: "state", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: r.stderr]) }

@@ -1,0 +1,268 @@
+import Glibc
+import OCI
+import LinuxSystem
+import Cgroups
+import DBus
+
+/// The systemd cgroup driver (`--systemd-cgroup`, Spec/cgroups.md): the container's cgroup is a
+/// transient unit of systemd's, made over D-Bus once init's pid is known; every other verb works on
+/// the unit's cgroup directories as with the cgroupfs driver.
+public final class SystemdUnit: Sendable {
+    /// `swiftlet-ID.scope`, or the `.slice` the cgroupsPath names.
+    public let name: String
+    /// The slice the unit is placed in (`system.slice` by default).
+    public let slice: String
+    /// The unit's cgroup path inside every hierarchy: the slice expanded, then the unit.
+    public let cgroupPath: String
+
+    var isSlice: Bool { name.hasSuffix(".slice") }
+
+    /// How long systemd may take to answer and to run a job (runc waits 30 s for a job).
+    static let busTimeoutMs: Int64 = 10_000
+    static let jobTimeoutMs: Int64 = 30_000
+
+    /// linux.cgroupsPath as runc reads it with --systemd-cgroup: `slice:prefix:name`; an empty
+    /// slice is system.slice; the unit is `prefix-name.scope`, or `name` when it ends in `.slice`.
+    /// No cgroupsPath at all is `:swiftlet:ID`.
+    public init(cgroupsPath: String?, id: String) throws(RuntimeError) {
+        let text = cgroupsPath ?? ""
+        let parts = text.isEmpty ? ["", "swiftlet", id] : text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3 else {
+            throw RuntimeError(.invalidArgument,
+                               "expected cgroupsPath to be of format \"slice:prefix:name\" for systemd cgroups, got \"\(text)\" instead")
+        }
+        slice = parts[0].isEmpty ? "system.slice" : parts[0]
+        name = parts[2].hasSuffix(".slice") ? parts[2] : "\(parts[1])-\(parts[2]).scope"
+        let parent = try SystemdUnit.expandSlice(slice)
+        cgroupPath = (parent == "/" ? "" : parent) + "/" + name
+    }
+
+    /// A unit recorded in a container's state.
+    init(name: String) {
+        self.name = name
+        slice = ""
+        cgroupPath = ""
+    }
+
+    /// `a-b-c.slice` -> `/a.slice/a-b.slice/a-b-c.slice` (`-.slice` is the root). Refused: no
+    /// `.slice` suffix, a `/`, an empty component (`a--b.slice`, `-a.slice`, `a-.slice`).
+    static func expandSlice(_ slice: String) throws(RuntimeError) -> String {
+        let invalid = RuntimeError(.invalidArgument, "invalid slice name: \(slice)")
+        guard slice.hasSuffix(".slice"), slice.count > ".slice".count, !slice.contains("/") else { throw invalid }
+        let base = slice.dropLast(".slice".count)
+        if base == "-" { return "/" }
+        var path = "", prefix = ""
+        for component in base.split(separator: "-", omittingEmptySubsequences: false) {
+            guard !component.isEmpty else { throw invalid }
+            path += "/" + prefix + component + ".slice"
+            prefix += component + "-"
+        }
+        return path
+    }
+
+    /// The container's cgroup: the unit's directory in every hierarchy (made by systemd).
+    func manager(layout: CgroupLayout) -> CgroupManager { CgroupManager(layout: layout, path: cgroupPath) }
+
+    private static func manager() throws(RuntimeError) -> SystemdManager {
+        do { return SystemdManager(bus: try DBusConnection.system(timeoutMs: busTimeoutMs)) } catch {
+            throw RuntimeError(.internal, "systemd cgroup driver: \(error)")
+        }
+    }
+
+    // MARK: - Verbs
+
+    /// StartTransientUnit with the container's pid (scopes) and the resources systemd knows, then
+    /// waits for the job. A unit of that name that exists already is an error (it is not ours: it is
+    /// left alone). On any other failure the unit is stopped again.
+    func start(pid: pid_t, id: String, resources: Resources, layout: CgroupLayout) throws(RuntimeError) {
+        let systemd: SystemdManager
+        do { systemd = try SystemdUnit.manager() } catch { throw error.context("unable to start unit \"\(name)\"") }
+        var props: [(String, DBusValue)] = [("Description", .string("swiftlet container \(id)"))]
+        if isSlice {
+            props.append(("Wants", .array(element: "s", [.string(slice)])))
+        } else {
+            props += [("Slice", .string(slice)), ("Delegate", .bool(true)), ("PIDs", .uint32s([UInt32(pid)]))]
+        }
+        let v2: Bool = if case .v2 = layout { true } else { false }
+        props += [("MemoryAccounting", .bool(true)), ("CPUAccounting", .bool(true)),
+                  (v2 ? "IOAccounting" : "BlockIOAccounting", .bool(true)), ("TasksAccounting", .bool(true)),
+                  ("DefaultDependencies", .bool(false))]
+        props += try SystemdUnit.resourceProperties(resources, layout: layout)
+        let deadline = Clock.monotonicMs() + SystemdUnit.jobTimeoutMs
+        var job = ""
+        for attempt in 1...2 {
+            do {
+                job = try systemd.startTransientUnit(name, properties: props, deadline: deadline)
+                break
+            } catch {
+                let exists = error.name == "org.freedesktop.systemd1.UnitExists"
+                if exists && attempt == 1 {
+                    // Maybe a failed leftover: reset it (a no-op for a unit that is not failed) and retry once.
+                    try? systemd.resetFailedUnit(name, deadline: deadline)
+                    continue
+                }
+                throw RuntimeError(exists ? .exists : .internal, "unable to start unit \"\(name)\": \(error)")
+            }
+        }
+        do {
+            guard try systemd.waitForJob(job, deadline: deadline) else {
+                throw RuntimeError(.internal, "timeout waiting for systemd to create unit \"\(name)\"")
+            }
+            let state = try systemd.activeState(name, deadline: deadline)
+            guard state == "active" else {
+                throw RuntimeError(.internal, "error creating systemd unit \"\(name)\": its state is \(state ?? "gone")")
+            }
+        } catch let e as RuntimeError {
+            stop()
+            throw e
+        } catch {
+            stop()
+            throw RuntimeError(.internal, "unit \"\(name)\": \(error)")
+        }
+    }
+
+    /// StopUnit and wait for it; a unit systemd no longer has is fine (a scope whose processes are
+    /// all gone is stopped by systemd itself). A failed unit is reset so that systemd forgets it.
+    /// Errors are reported, but the caller goes on removing what is left.
+    @discardableResult
+    func stop() -> RuntimeError? {
+        do {
+            let systemd = try SystemdUnit.manager()
+            let deadline = Clock.monotonicMs() + SystemdUnit.jobTimeoutMs
+            do {
+                let job = try systemd.stopUnit(name, deadline: deadline)
+                if try !systemd.waitForJob(job, deadline: deadline) {
+                    return RuntimeError(.internal, "timeout waiting for systemd to stop unit \"\(name)\"")
+                }
+            } catch {
+                if error.name != "org.freedesktop.systemd1.NoSuchUnit" {
+                    return RuntimeError(.internal, "unable to stop unit \"\(name)\": \(error)")
+                }
+            }
+            try? systemd.resetFailedUnit(name, deadline: deadline)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// `update`: SetUnitProperties (runtime) with what systemd knows of the new resources.
+    func update(_ resources: Resources, layout: CgroupLayout) throws(RuntimeError) {
+        let props = try SystemdUnit.resourceProperties(resources, layout: layout)
+        guard !props.isEmpty else { return }
+        let systemd = try SystemdUnit.manager()
+        do { try systemd.setUnitProperties(name, props, deadline: Clock.monotonicMs() + SystemdUnit.busTimeoutMs) } catch {
+            throw RuntimeError(.internal, "unable to set properties of unit \"\(name)\": \(error)")
+        }
+    }
+
+    // MARK: - Resources as unit properties
+
+    /// The linux.resources systemd has properties for (cgroup v2; on v1 and hybrid layouts all
+    /// resources are written to the cgroup files only). The files are written afterwards as with
+    /// the cgroupfs driver, so what systemd cannot express still applies.
+    static func resourceProperties(_ r: Resources, layout: CgroupLayout) throws(RuntimeError) -> [(String, DBusValue)] {
+        guard case .v2 = layout else { return [] }
+        func bytes(_ v: Int64) -> DBusValue { .uint64(v < 0 ? .max : UInt64(v)) }
+        var p: [(String, DBusValue)] = []
+        if let m = r.memory {
+            let limit = m.limit ?? 0, swap = m.swap ?? 0
+            if limit != 0 { p.append(("MemoryMax", bytes(limit))) }
+            if let low = m.reservation, low != 0 { p.append(("MemoryLow", bytes(low))) }
+            if let swapMax = try? CgroupManager.swapMax(swap: swap, limit: limit), swapMax != 0 {
+                p.append(("MemorySwapMax", bytes(swapMax)))
+            }
+        }
+        if let c = r.cpu {
+            if let shares = c.shares, shares != 0 { p.append(("CPUWeight", .uint64(CgroupManager.cpuWeight(shares: shares)))) }
+            p += cpuQuotaProperties(quota: c.quota ?? 0, period: c.period ?? 0)
+            if let cpus = c.cpus, !cpus.isEmpty { p.append(("AllowedCPUs", .bytes(try bitmask(cpus, field: "cpu.cpus")))) }
+            if let mems = c.mems, !mems.isEmpty { p.append(("AllowedMemoryNodes", .bytes(try bitmask(mems, field: "cpu.mems")))) }
+        }
+        if let limit = r.pids?.limit, limit != 0 { p.append(("TasksMax", bytes(limit))) }
+        if let w = r.blockIO?.weight, w != 0 { p.append(("IOWeight", .uint64(CgroupManager.ioWeight(blkioWeight: w)))) }
+        return p
+    }
+
+    /// CPUQuotaPeriodUSec and CPUQuotaPerSecUSec (runc's conversion: the quota per second of CPU,
+    /// rounded up to whole percent, which is what systemd keeps).
+    static func cpuQuotaProperties(quota: Int64, period: UInt64) -> [(String, DBusValue)] {
+        var p: [(String, DBusValue)] = []
+        if period != 0 { p.append(("CPUQuotaPeriodUSec", .uint64(period))) }
+        guard quota != 0 || period != 0 else { return p }
+        var perSec = UInt64.max
+        if quota > 0 {
+            let q = UInt64(quota), per = period == 0 ? 100_000 : period
+            let (product, overflow) = q.multipliedReportingOverflow(by: 1_000_000)
+            perSec = overflow ? .max : product / per
+            if perSec != .max && perSec % 10_000 != 0 { perSec = (perSec / 10_000 + 1) * 10_000 }
+        }
+        p.append(("CPUQuotaPerSecUSec", .uint64(perSec)))
+        return p
+    }
+
+    /// A cpuset list (`0-2,5`) as systemd's byte mask: bit n of byte n/8 for CPU (or node) n.
+    static func bitmask(_ list: String, field: String) throws(RuntimeError) -> [UInt8] {
+        var mask: [UInt8] = []
+        for item in list.split(separator: ",") {
+            let ends = item.trimmingSpaces.split(separator: "-", omittingEmptySubsequences: false)
+            guard (1...2).contains(ends.count), let lo = Int(ends[0]), let hi = Int(ends[ends.count - 1]), lo >= 0, lo <= hi,
+                  hi < 8192 else {
+                throw RuntimeError(.invalidArgument, "linux.resources.\(field): invalid list \"\(list)\"")
+            }
+            for n in lo...hi {
+                while mask.count <= n / 8 { mask.append(0) }
+                mask[n / 8] |= 1 << UInt8(n % 8)
+            }
+        }
+        return mask
+    }
+}
+
+private extension Substring {
+    var trimmingSpaces: Substring {
+        var s = self
+        while s.first == " " { s = s.dropFirst() }
+        while s.last == " " { s = s.dropLast() }
+        return s
+    }
+}
+
+/// Whether the systemd driver can work here: systemd is PID 1 and its manager answers on D-Bus.
+public func systemdCgroupDriverAvailable() -> Bool {
+    guard SystemdManager.isBooted, let bus = try? DBusConnection.system(timeoutMs: 2000) else { return false }
+    let systemd = SystemdManager(bus: bus)
+    let reply = try? systemd.property(path: "/org/freedesktop/systemd1", interface: "org.freedesktop.systemd1.Manager", "Version",
+                                      deadline: Clock.monotonicMs() + 2000)
+    return reply != nil
+}
+
+extension StoredState {
+    /// The systemd unit of a container created with --systemd-cgroup.
+    var unit: SystemdUnit? { systemdUnit.map { SystemdUnit(name: $0) } }
+}
+
+/// create, once init's pid is known (init waits): the unit with the pid in it, then what is left
+/// of linux.resources written to its cgroup files (and the v1 hierarchies of a hybrid layout
+/// joined) as with the cgroupfs driver.
+func startSystemdCgroup(_ unit: SystemdUnit, manager: CgroupManager, pid: pid_t, id: String, spec: Spec,
+                        started: inout Bool) throws(RuntimeError) -> CgroupManager {
+    let resources = effectiveResources(spec)
+    try unit.start(pid: pid, id: id, resources: resources, layout: manager.layout)
+    started = true
+    // Not setUpCgroup: its check that the cgroup holds no process yet is done by systemd here (a unit
+    // that exists is refused), and init is in it already.
+    do throws(RuntimeError) {
+        do throws(CgroupError) {
+            try manager.create()
+            try manager.set(resources, initial: true)
+            try manager.add(pid: pid, to: .all)
+        } catch { throw RuntimeError.cgroup(error, "cgroup of unit \(unit.name)") }
+        return manager
+    } catch {
+        // init is in the unit's cgroup: kill it and remove the directories (hybrid: the v1 ones are
+        // ours); the caller then stops the unit.
+        _ = try? tearDownCgroup(manager)
+        throw error
+    }
+}

@@ -330,7 +330,8 @@ func ownerName() -> String {
 /// Test hook (Spec/reliability.md): with SWIFTLET_TEST_STOP_AT=<stage> in its environment, `create`
 /// stops itself (SIGSTOP) when it reaches that stage, so a fault test can SIGKILL it at a known point.
 /// Stages in order: before-clone, after-clone, before-idmap, after-idmap (user namespace only),
-/// after-cgroup, before-fifo-wait (init is set up and blocks on the exec fifo), after-state.
+/// after-cgroup, before-fifo-wait (init is set up and blocks on the exec fifo), after-state;
+/// `restore`: restore-criu-root (the rootfs is bind-mounted for criu, which has not started).
 /// The variable is read once, on the first stage reached; without it this costs one getenv.
 private let testStopStage: String? = getenv("SWIFTLET_TEST_STOP_AT").map { String(cString: $0) }
 

@@ -118,7 +118,7 @@ private final class RestoreRun {
         self.checks = checks; self.images = images
     }
 
-    var criuRoot: String { store.dir(o.id) + "/criu-root" }
+    var criuRoot: String { store.criuRootPath(o.id) }
     var logPath: String { (o.workPath.flatMap { $0.isEmpty ? nil : FS.cleanPath(FS.absolute($0, base: FS.cwd())) } ?? images) + "/restore.log" }
 
     /// Runs criu; returns the restored init's pid (checked to be > 0). The criu root is unmounted.
@@ -131,6 +131,7 @@ private final class RestoreRun {
             try sys("mount rootfs to", root) { sl_mount(plan.rootfs.rootfs, root, nil, SL_MS_BIND | SL_MS_REC, nil) }
         }
         try createRestoreMountpoints(plan.spec, bundle: plan.bundle, root: root)
+        testStop("restore-criu-root")
         let imagesDir = try openCriuDir(images, what: "--image-path")
         defer { close(imagesDir.fd) }
         var work: (path: String, fd: Int32)?

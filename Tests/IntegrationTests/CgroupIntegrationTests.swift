@@ -55,9 +55,13 @@ final class CgroupIntegrationTests: ContainerTestCase {
     /// cannot write the host's cgroup files.
     /// Each way init is made on this host (Spec/sync-protocol.md, cgroup placement): one clone
     /// (`cg-self`), a middle process after the v1 self-join (`cg-userns`, on v2: one clone with
-    /// CLONE_NEWUSER), a middle process for namespace order (`cg-timens`: time offsets).
+    /// CLONE_NEWUSER), a middle process for namespace order (`cg-timens`: time offsets; only with a
+    /// runtime whose `features` lists the time namespace: runc 1.1.5 does not know it).
     func testInitIsInItsCgroupInEveryHierarchy() throws {
-        for (id, userns, timens) in [("cg-self", false, false), ("cg-userns", true, false), ("cg-timens", false, true)] {
+        let features = sl(["features"]).stdout
+        let timeNamespace = features.contains("\"time\"")
+        for (id, userns, timens) in [("cg-self", false, false), ("cg-userns", true, false), ("cg-timens", false, true)]
+        where timeNamespace || !timens {
             let b = try bundle { spec in
                 ContainerTestCase.args(["sleep", "100"])(&spec)
                 if userns { ContainerTestCase.userNamespace()(&spec) }

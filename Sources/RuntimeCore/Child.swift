@@ -91,13 +91,13 @@ enum Child {
                 var netlink = try RouteNetlink()
                 try netlink.setUp(index: 1)
             }
-            // Before `go` (the runtime has finished putting us in our cgroup, Spec/sync-protocol.md)
-            // init builds the rootfs and, with no hooks to run in between, enters it, and generates
-            // the seccomp program; nothing of the container runs before `go`. A new cgroup namespace
-            // must be made inside the cgroup, before the mounts, so then everything waits for `go`.
+            // Before `go` (the runtime has finished putting us in our cgroup) init generates the
+            // seccomp program and builds and enters the rootfs as far as RootfsOrder says.
             let createHooks = plan.spec.hooks?.createContainer ?? []
-            let early = !plan.namespaces.newCgroup
-            let enterEarly = early && !hasRuntimeHooks && createHooks.isEmpty
+            let order = RootfsOrder(newCgroupNamespace: plan.namespaces.newCgroup, runtimeHooks: hasRuntimeHooks,
+                                    createContainerHooks: !createHooks.isEmpty)
+            let early = order.mountsBeforeGo
+            let enterEarly = order.entersBeforeGo
             if early { try Rootfs.prepare(plan.rootfs) }
             if enterEarly { try enterRootfs(plan) }
             try plan.process?.seccomp?.precompile()

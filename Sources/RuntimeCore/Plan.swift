@@ -225,6 +225,28 @@ func mapText(_ m: [IDMapping]?) -> String {
     (m ?? []).map { "\($0.containerID) \($0.hostID) \($0.size)\n" }.joined()
 }
 
+/// When init builds (mounts) and enters (pivot_root) its rootfs relative to `G`, the runtime's word
+/// that it is in its cgroup (Spec/sync-protocol.md, process model, step 3). Nothing of the container
+/// runs before `G`; as much as can be is done while the runtime still places init.
+enum RootfsOrder: Equatable, Sendable {
+    /// No hooks in between, no new cgroup namespace: mounts and pivot_root before `G`.
+    case allBeforeGo
+    /// prestart/createRuntime (`H`) or createContainer hooks run between the mounts and pivot_root:
+    /// mounts before `G`, pivot_root after the hooks.
+    case mountBeforeGo
+    /// A new cgroup namespace must be made inside the cgroup, before the mounts: all after `G`.
+    case allAfterGo
+
+    init(newCgroupNamespace: Bool, runtimeHooks: Bool, createContainerHooks: Bool) {
+        if newCgroupNamespace { self = .allAfterGo }
+        else if runtimeHooks || createContainerHooks { self = .mountBeforeGo }
+        else { self = .allBeforeGo }
+    }
+
+    var mountsBeforeGo: Bool { self != .allAfterGo }
+    var entersBeforeGo: Bool { self == .allBeforeGo }
+}
+
 /// The whole resolved container: namespaces, rootfs, process, hooks.
 struct ContainerPlan: Sendable {
     var spec: Spec

@@ -116,11 +116,107 @@ func tearDownCgroup(_ manager: CgroupManager) throws(RuntimeError) {
     do { try manager.destroy() } catch { throw RuntimeError.cgroup(error, "remove cgroup") }
 }
 
+/// How a new process of the container (create's init, exec's process)
+/// gets into the container's cgroup and its namespaces, decided once, before the first clone, from
+/// the cgroup layout, the user namespace, the namespaces' clone flags and the driver. The cases are
+/// the table in Spec/sync-protocol.md ("Cgroup placement"); `CgroupPlacementTests` covers each.
+struct CgroupPlacement: Equatable, Sendable {
+    /// How init (or exec's process) comes to be.
+    enum Spawn: Equatable, Sendable {
+        /// One clone makes it with these new namespaces: the first child is init.
+        case initByClone(namespaces: Int32)
+        /// The first child is a middle process: it enters and makes the namespaces, forks the process
+        /// and reports its pid (`P`).
+        case middleProcess(MiddleReason)
+    }
+
+    enum MiddleReason: Equatable, Sendable {
+        /// A user or PID namespace joined by path, or time offsets (`NamespacePlan.cloneFlags` is nil).
+        case namespaceOrder
+        /// A new user namespace where the first child must first join v1 hierarchies as host root.
+        case userNamespaceAfterV1Join
+        /// exec: the process joins init's namespaces, and a joined PID namespace applies to children.
+        case exec
+    }
+
+    /// What the parent does with the new process's pid once it knows it (`P`, or the clone's pid).
+    enum ParentJoin: Equatable, Sendable {
+        case nothing
+        /// Writes the pid to cgroup.procs of these hierarchies.
+        case write(CgroupManager.Part)
+        /// Starts the systemd unit with the pid in it, then writes every hierarchy (startSystemdCgroup).
+        case systemdUnit
+    }
+
+    var spawn: Spawn
+    /// The cgroup2 directory the first child is cloned into (clone3 CLONE_INTO_CGROUP): pure v2 or
+    /// the unified tree of a hybrid layout. nil: a plain clone.
+    var cloneInto: String?
+    /// The first child writes 0 to each v1 hierarchy's `tasks` before it enters any namespace (in a
+    /// user namespace the host's cgroup files cannot be written); init inherits them.
+    var selfJoinV1: Bool
+    /// The cgroup has v1 hierarchies (v1, hybrid) and a cgroup2 directory (hybrid, v2); neither: the
+    /// process joins no cgroup (exec into a container whose cgroup is gone).
+    var hasV1: Bool
+    var hasCgroup2: Bool
+    /// The systemd driver: the unit is made once the pid is known (startSystemdCgroup).
+    var systemd: Bool
+
+    var initByClone: Bool { if case .initByClone = spawn { return true } else { return false } }
+    /// The namespaces the first clone makes (0: none, the middle process makes them).
+    var cloneNamespaces: Int32 { if case .initByClone(let flags) = spawn { return flags } else { return 0 } }
+
+    /// The decision for `create` (and `run`). `cgroup2Dir`: the container's cgroup2 directory, nil
+    /// on pure v1; `hasV1`: the cgroup has v1 hierarchies (v1 or hybrid); `namespaceCloneFlags`:
+    /// `NamespacePlan.cloneFlags`; `newUserNamespace`: a user namespace is made.
+    static func forCreate(cgroup2Dir: String?, hasV1: Bool, systemd: Bool, newUserNamespace: Bool,
+                          namespaceCloneFlags: Int32?) -> CgroupPlacement {
+        let selfJoin = !systemd && hasV1
+        let spawn: Spawn
+        if let flags = namespaceCloneFlags {
+            spawn = newUserNamespace && selfJoin ? .middleProcess(.userNamespaceAfterV1Join) : .initByClone(namespaces: flags)
+        } else {
+            spawn = .middleProcess(.namespaceOrder)
+        }
+        // systemd's unit (and so the cgroup) is made once init's pid is known.
+        return CgroupPlacement(spawn: spawn, cloneInto: systemd ? nil : cgroup2Dir, selfJoinV1: selfJoin,
+                               hasV1: hasV1, hasCgroup2: cgroup2Dir != nil, systemd: systemd)
+    }
+
+    /// The decision for `exec`, always a middle process; `cgroup2Dir`, `hasV1` are those of the
+    /// container's cgroup or exec --cgroup's sub-cgroups (nil, false: no cgroup).
+    static func forExec(cgroup2Dir: String?, hasV1: Bool) -> CgroupPlacement {
+        CgroupPlacement(spawn: .middleProcess(.exec), cloneInto: cgroup2Dir, selfJoinV1: hasV1,
+                        hasV1: hasV1, hasCgroup2: cgroup2Dir != nil, systemd: false)
+    }
+
+    static func forCreate(_ manager: CgroupManager, systemd: Bool, namespaces ns: NamespacePlan) -> CgroupPlacement {
+        forCreate(cgroup2Dir: manager.cgroup2Dir, hasV1: !manager.v1TaskFiles.isEmpty, systemd: systemd,
+                  newUserNamespace: ns.newUser, namespaceCloneFlags: ns.cloneFlags)
+    }
+
+    static func forExec(_ manager: CgroupManager?) -> CgroupPlacement {
+        forExec(cgroup2Dir: manager?.cgroup2Dir, hasV1: !(manager?.v1TaskFiles.isEmpty ?? true))
+    }
+
+    /// What the parent still writes once the pid is known; `clonedIntoCgroup2`: the clone3 into
+    /// `cloneInto` worked (a kernel without clone3 falls back to a plain clone, see `spawnChild`).
+    func parentJoin(clonedIntoCgroup2: Bool) -> ParentJoin {
+        if systemd { return .systemdUnit }
+        let v1 = hasV1 && !selfJoinV1
+        let unified = hasCgroup2 && !clonedIntoCgroup2
+        switch (v1, unified) {
+        case (true, true): return .write(.all)
+        case (true, false): return .write(.v1Only)
+        case (false, true): return .write(.unifiedOnly)
+        case (false, false): return .nothing
+        }
+    }
+}
+
 extension CgroupManager {
-    /// The cgroup2 directory the first child is cloned into (clone3 CLONE_INTO_CGROUP): on pure v2
-    /// no process of the container ever runs outside its cgroup. Also the unified tree of a hybrid
-    /// layout, whose v1 hierarchies are then joined as on pure v1 (Create.swift).
-    var cloneDir: String? {
+    /// The cgroup's directory in the cgroup2 tree (pure v2, or the unified tree of a hybrid layout).
+    var cgroup2Dir: String? {
         switch layout {
         case .v2, .hybrid: return paths[""]
         case .v1: return nil
@@ -128,19 +224,12 @@ extension CgroupManager {
     }
 }
 
-/// What the runtime still writes a new process's pid to, when the process was cloned into the
-/// cgroup2 tree (`intoUnified`) and/or moves itself into the v1 hierarchies (`selfAttach`); nil:
-/// nothing (the cgroup2 tree it was not cloned into, clone3 being unavailable, takes the pid).
-func remainingCgroupPart(intoUnified: Bool, selfAttach: Bool) -> CgroupManager.Part? {
-    if selfAttach { return intoUnified ? nil : .unifiedOnly }
-    return intoUnified ? .v1Only : .all
-}
-
-/// The runtime's first child (create, exec): cloned into `cgroupDir` (the cgroup2 tree) when there
-/// is one and clone3 works here, else cloned (new namespaces) or forked. Returns like fork, and
-/// whether the child already is in the cgroup2 tree.
-func spawnChild(cgroupDir: String?, namespaces: Int32) throws(RuntimeError) -> (pid: pid_t, inCgroup2: Bool) {
-    if let dir = cgroupDir, let pid = try step("clone3", { try forkIntoCgroup(dir, namespaces: namespaces) }) {
+/// The runtime's first child (create, exec), made as `placement` says: cloned into its cgroup2
+/// directory when there is one and clone3 works here, else cloned (new namespaces) or forked.
+/// Returns like fork, and whether the child already is in the cgroup2 tree.
+func spawnChild(_ placement: CgroupPlacement) throws(RuntimeError) -> (pid: pid_t, inCgroup2: Bool) {
+    let namespaces = placement.cloneNamespaces
+    if let dir = placement.cloneInto, let pid = try step("clone3", { try forkIntoCgroup(dir, namespaces: namespaces) }) {
         return (pid, true)
     }
     let pid = try step("fork") {

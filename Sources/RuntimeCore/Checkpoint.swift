@@ -91,20 +91,7 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) -> 
     let (lock, state) = try store.lockAndLoad(o.id)
     var locked = true
     defer { if locked { lock.release() } }
-    switch store.status(state) {
-    case .running, .paused: break
-    case .created: throw RuntimeError(.invalidState, "cannot checkpoint container \(o.id): it has not been started")
-    case .creating: throw RuntimeError(.invalidState, "cannot checkpoint container \(o.id): it is still being created")
-    case .stopped: throw RuntimeError(.invalidState, "cannot checkpoint container \(o.id): container not running")
-    }
-
-    // Pre-dumps and dumps on top of them (--parent-path) rely on memory tracking (soft-dirty
-    // bits): CRIU hits an internal BUG pre-dumping without it, and a parent can only be a
-    // pre-dump. Without it both are refused before anything is touched (runc: feature check).
-    let iterative = o.preDump || !(o.parentPath ?? "").isEmpty
-    if iterative, try !criuSupportsMemoryTracking(o.criu) {
-        throw RuntimeError(.unsupported, "\(o.preDump ? "--pre-dump" : "--parent-path"): criu cannot track memory changes on this kernel (no soft-dirty page bits: `criu check --feature mem_dirty_track` fails), so iterative checkpoints are not possible here")
-    }
+    let iterative = try checkCheckpointable(o, store.status(state))
 
     // A user-namespaced container is restored by criu as the container's root (an unprivileged host
     // uid), which must be able to reach the image files (0644): a new image directory gets 0711.
@@ -116,10 +103,56 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) -> 
     if let w = o.workPath, !w.isEmpty { work = try openCriuDir(w, what: "--work-path") }
     defer { if let work { close(work.fd) } }
     let logPath = (work?.path ?? images.path) + "/dump.log"
+    let opts = try dumpOptions(o, state, spec, checks, images: images, workFd: work?.fd, iterative: iterative)
+    let what = o.preDump ? "pre-dump" : "checkpoint"
+    let dumper = try criu { () throws(CriuError) in try CriuService.start(binary: o.criu) }
+    let resp: CriuResponse
+    do { resp = try dumper.call(CriuRequest(type: o.preDump ? .preDump : .dump, options: opts)) } catch {
+        dumper.finish()
+        throw criuFailure(what, error.message, logPath: logPath)
+    }
+    // After a pre-dump criu waits for the next request of an iterative series (another PRE_DUMP or
+    // the final DUMP; the pre-dump itself ran in a child of it that has exited) and takes a hang-up
+    // as an error ("Can't recv request" on our stderr, exit status 255). Each of our pre-dumps is a
+    // request of its own, so the service is killed instead and its status means nothing (runc
+    // ignores it too).
+    let status = dumper.finish(kill: o.preDump && resp.success)
+    guard resp.success else { throw criuFailure(what, resp, logPath: logPath) }
+    if status != 0 && !o.preDump {
+        throw criuFailure("checkpoint", "criu exited with status \(status)", logPath: logPath)
+    }
+    if o.preDump || o.leaveRunning { return [] }
+    // The processes are gone: remove the container like `delete` (cgroup, state, poststop hooks).
+    lock.release()
+    locked = false
+    return try deleteContainer(root: o.root, id: o.id, force: true)
+}
 
+/// Refuses a container that is not running or paused, and an iterative checkpoint (--pre-dump,
+/// --parent-path) where criu cannot track memory; returns whether it is iterative.
+private func checkCheckpointable(_ o: CheckpointOptions, _ status: Status) throws(RuntimeError) -> Bool {
+    switch status {
+    case .running, .paused: break
+    case .created: throw RuntimeError(.invalidState, "cannot checkpoint container \(o.id): it has not been started")
+    case .creating: throw RuntimeError(.invalidState, "cannot checkpoint container \(o.id): it is still being created")
+    case .stopped: throw RuntimeError(.invalidState, "cannot checkpoint container \(o.id): container not running")
+    }
+    // Pre-dumps and dumps on top of them (--parent-path) rely on memory tracking (soft-dirty
+    // bits): CRIU hits an internal BUG pre-dumping without it, and a parent can only be a
+    // pre-dump. Without it both are refused before anything is touched (runc: feature check).
+    let iterative = o.preDump || !(o.parentPath ?? "").isEmpty
+    if iterative, try !criuSupportsMemoryTracking(o.criu) {
+        throw RuntimeError(.unsupported, "\(o.preDump ? "--pre-dump" : "--parent-path"): criu cannot track memory changes on this kernel (no soft-dirty page bits: `criu check --feature mem_dirty_track` fails), so iterative checkpoints are not possible here")
+    }
+    return iterative
+}
+
+/// CRIU's dump options; a full dump also records init's stdio in descriptors.json for restore.
+private func dumpOptions(_ o: CheckpointOptions, _ state: StoredState, _ spec: Spec, _ checks: CriuCommonChecks,
+                         images: (path: String, fd: Int32), workFd: Int32?, iterative: Bool) throws(RuntimeError) -> CriuOptions {
     var opts = CriuOptions()
     opts.imagesDirFd = images.fd
-    opts.workDirFd = work?.fd
+    opts.workDirFd = workFd
     opts.logFile = "dump.log"
     opts.root = state.rootfs
     opts.pid = state.pid
@@ -131,7 +164,6 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) -> 
     opts.external = try externalNamespaces(spec)
     if let parent = o.parentPath, !parent.isEmpty { opts.parentImage = parent }
     opts.trackMem = iterative
-
     if !o.preDump {
         opts.externalMounts = dumpExternalMounts(state, spec)
         // The init's stdio as the kernel names them; restore maps pipes among them to its own stdio.
@@ -140,30 +172,7 @@ public func checkpointContainer(_ o: CheckpointOptions) throws(RuntimeError) -> 
             try FS.writeFileAtomic(images.path + "/descriptors.json", Array(encodeJSON(fds).utf8), mode: 0o600)
         }
     }
-    let request = CriuRequest(type: o.preDump ? .preDump : .dump, options: opts)
-    let dumper = try criu { () throws(CriuError) in try CriuService.start(binary: o.criu) }
-    let resp: CriuResponse
-    do { resp = try dumper.call(request) } catch {
-        dumper.finish()
-        throw criuFailure(o.preDump ? "pre-dump" : "checkpoint", error.message, logPath: logPath)
-    }
-    // After a pre-dump criu waits for the next request of an iterative series (another PRE_DUMP or
-    // the final DUMP; the pre-dump itself ran in a child of it that has exited) and takes a hang-up
-    // as an error ("Can't recv request" on our stderr, exit status 255). Each of our pre-dumps is a
-    // request of its own, so the service is killed instead and its status means nothing (runc
-    // ignores it too).
-    let status = dumper.finish(kill: o.preDump && resp.success)
-    guard resp.success else {
-        throw criuFailure(o.preDump ? "pre-dump" : "checkpoint", resp, logPath: logPath)
-    }
-    if status != 0 && !o.preDump {
-        throw criuFailure("checkpoint", "criu exited with status \(status)", logPath: logPath)
-    }
-    if o.preDump || o.leaveRunning { return [] }
-    // The processes are gone: remove the container like `delete` (cgroup, state, poststop hooks).
-    lock.release()
-    locked = false
-    return try deleteContainer(root: o.root, id: o.id, force: true)
+    return opts
 }
 
 /// Creates (with `mode`, if missing) and opens a directory CRIU reads or writes.

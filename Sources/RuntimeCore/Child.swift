@@ -16,17 +16,18 @@ enum Child {
         _exit(1)
     }
 
-    /// The runtime's child. `cloned`: the clone made its new namespaces (NamespacePlan.cloneFlags), so
-    /// it has its ids mapped, joins the namespaces given by path, reports (empty pid: the runtime has
-    /// it) and becomes init. Otherwise it joins and creates the namespaces, forks the process that
-    /// will live in them (a new PID namespace only applies to children), reports its pid and exits.
-    /// `selfAttach`: first move into the cgroup's v1 hierarchies (CgroupManager.addSelfToV1), before
-    /// any namespace is entered (in a user namespace the host's cgroup files cannot be written);
-    /// a process forked later inherits them.
-    static func enterNamespaces(_ ns: NamespacePlan, cloned: Bool, selfAttach: CgroupManager?, _ sock: SeqPacket,
-                                then body: () -> Never) -> Never {
+    /// The runtime's first child, made as `placement` says (Spec/sync-protocol.md, cgroup placement).
+    /// `.initByClone`: the clone made its new namespaces, so it has its ids mapped, joins the
+    /// namespaces given by path, reports `I` and becomes init. `.middleProcess`: it joins and creates
+    /// the namespaces, forks the process that will live in them (a new PID namespace only applies to
+    /// children), reports its pid (`P`) and exits. `selfJoinV1`: first move into `cgroup`'s v1
+    /// hierarchies (CgroupManager.addSelfToV1), before any namespace is entered (in a user namespace
+    /// the host's cgroup files cannot be written); a process forked later inherits them.
+    static func enterNamespaces(_ ns: NamespacePlan, _ placement: CgroupPlacement, cgroup: CgroupManager?,
+                                _ sock: SeqPacket, then body: () -> Never) -> Never {
+        let cloned = placement.initByClone
         do {
-            if let cgroup = selfAttach {
+            if placement.selfJoinV1, let cgroup {
                 do { try cgroup.addSelfToV1() } catch { throw SysError("join cgroup: \(error)", errno: 0) }
             }
             // Until execve these processes are the host's swiftlet binary: non-dumpable, so nothing in
@@ -62,7 +63,7 @@ enum Child {
             }
             ns.closeFds()
             if cloned {
-                try sock.send(.initPid, "")
+                try sock.send(.cloned)
                 body()
             }
             if ns.newFlags != 0 {
@@ -90,13 +91,13 @@ enum Child {
                 var netlink = try RouteNetlink()
                 try netlink.setUp(index: 1)
             }
-            // Before `go` (the runtime has finished putting us in our cgroup, Spec/sync-protocol.md)
-            // init builds the rootfs and, with no hooks to run in between, enters it, and generates
-            // the seccomp program; nothing of the container runs before `go`. A new cgroup namespace
-            // must be made inside the cgroup, before the mounts, so then everything waits for `go`.
+            // Before `go` (the runtime has finished putting us in our cgroup) init generates the
+            // seccomp program and builds and enters the rootfs as far as RootfsOrder says.
             let createHooks = plan.spec.hooks?.createContainer ?? []
-            let early = !plan.namespaces.newCgroup
-            let enterEarly = early && !hasRuntimeHooks && createHooks.isEmpty
+            let order = RootfsOrder(newCgroupNamespace: plan.namespaces.newCgroup, runtimeHooks: hasRuntimeHooks,
+                                    createContainerHooks: !createHooks.isEmpty)
+            let early = order.mountsBeforeGo
+            let enterEarly = order.entersBeforeGo
             if early { try Rootfs.prepare(plan.rootfs) }
             if enterEarly { try enterRootfs(plan) }
             try plan.process?.seccomp?.precompile()

@@ -59,12 +59,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     try ContainerStore.validate(id: o.id)
     let bundle = FS.cleanPath(FS.absolute(o.bundle, base: FS.cwd()))
     let (spec, specJSON) = try loadSpec(bundle: bundle)
-    if (spec.process?.terminal ?? false) && o.consoleSocket == nil && !o.foreground {
-        throw RuntimeError(.invalidArgument, "cannot allocate tty if swiftlet will detach without setting console socket")
-    }
-    if !(spec.process?.terminal ?? false) && o.consoleSocket != nil {
-        throw RuntimeError(.invalidArgument, "cannot use console socket if swiftlet will not detach or allocate tty")
-    }
+    try checkConsoleSocket(terminal: spec.process?.terminal ?? false, consoleSocket: o.consoleSocket, detached: !o.foreground)
     let listenFds = getenv("LISTEN_FDS").flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 0
     try closeInheritedFds(keeping: o.preserveFds + listenFds)
     // The cgroup's directories are known now; it is made just before init (createProcesses).
@@ -80,34 +75,14 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     // Held until create returns (or dies).
     let lock = try store.createLocked(o.id)
     defer { lock.release() }
-
-    var initPid: pid_t = 0
-    var middle: pid_t = 0
-    var cgroup: CgroupManager?
-    var startSocket: SeqPacket?
-    var unitStarted = false
-    func cleanup() {
-        startSocket?.close()
-        if initPid > 0 {
-            kill(initPid, SIGKILL)
-            _ = Proc.waitExit(initPid, startTime: nil, timeoutMs: 5000)
-        }
-        if middle > 0 { kill(middle, SIGKILL); _ = try? Proc.wait(middle) }
-        if let cgroup { _ = try? tearDownCgroup(cgroup) }
-        if unitStarted { systemd?.stop() }
-        plan.intelRdt?.remove()
-        try? store.remove(o.id)
-    }
+    let txn = Transaction(store: store, id: o.id)
+    txn.intelRdt = plan.intelRdt
     do {
-        var pty: Int32?
-        let state = try createProcesses(o, plan: plan, store: store, manager: cgroupManager, lock: lock, initPid: &initPid,
-                                        middle: &middle, pty: &pty, cgroup: &cgroup, startSocket: &startSocket,
-                                        systemd: systemd, unitStarted: &unitStarted)
+        let c = CreateContext(o: o, plan: plan, store: store, manager: cgroupManager, lock: lock, systemd: systemd, txn: txn)
+        let state = try createProcesses(c)
         try store.save(state)
         testStop("after-state")
-        if let pf = o.pidFile {
-            try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(state.pid).utf8), mode: 0o644, durable: false) }
-        }
+        try writePidFile(o.pidFile, pid: state.pid)
         if let socket = o.pidfdSocket {
             try step("send pidfd to --pidfd-socket") { try Proc.sendPidfd(state.pid, startTime: state.pidStartTime, to: socket) }
         }
@@ -115,85 +90,95 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
         return Created(state: state,
                        warnings: plan.warnings + (skipped.isEmpty ? [] : ["linux.seccomp: unknown syscalls skipped: \(skipped.joined(separator: ", "))"])
                            + deviceAccessWarnings(plan.spec),
-                       ptyMaster: pty, startSocket: startSocket)
+                       ptyMaster: txn.pty, startSocket: txn.socket)
     } catch {
-        cleanup()
+        txn.rollback()
         throw error
     }
 }
 
-private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: ContainerStore, manager: CgroupManager,
-                             lock: ContainerStore.Lock,
-                             initPid: inout pid_t, middle: inout pid_t, pty: inout Int32?,
-                             cgroup: inout CgroupManager?, startSocket: inout SeqPacket?,
-                             systemd: SystemdUnit?, unitStarted: inout Bool) throws(RuntimeError) -> StoredState {
-    var fifoFd: Int32 = -1
-    if !o.startsAtOnce {
-        let fifo = store.fifoPath(o.id)
-        // 0622 whatever the umask: init opens it for writing after switching to the container's user.
-        try step("create exec fifo") {
-            try sys("mkfifo", fifo) { mkfifo(fifo, 0o622) }
-            try sys("chmod", fifo) { chmod(fifo, 0o622) }
-        }
-        fifoFd = try step("open exec fifo") { try FS.open(fifo, SL_O_PATH) }
+/// What create's steps share: the options, the plan, where the container lives, and what has been
+/// made so far (`txn`).
+private struct CreateContext {
+    var o: CreateOptions
+    var plan: ContainerPlan
+    var store: ContainerStore
+    var manager: CgroupManager
+    var lock: ContainerStore.Lock
+    var systemd: SystemdUnit?
+    var txn: Transaction
+
+    func hookState(_ state: StoredState, _ status: Status) -> String { encodeJSON(store.ociState(state, status: status)) }
+}
+
+/// The exec fifo `start` opens (none for `run`), opened O_PATH for init; -1 without one.
+private func makeExecFifo(_ c: CreateContext) throws(RuntimeError) -> Int32 {
+    if c.o.startsAtOnce { return -1 }
+    let fifo = c.store.fifoPath(c.o.id)
+    // 0622 whatever the umask: init opens it for writing after switching to the container's user.
+    try step("create exec fifo") {
+        try sys("mkfifo", fifo) { mkfifo(fifo, 0o622) }
+        try sys("chmod", fifo) { chmod(fifo, 0o622) }
     }
+    return try step("open exec fifo") { try FS.open(fifo, SL_O_PATH) }
+}
+
+/// `run` in the foreground: become subreaper (init may be the middle process's child) unless
+/// --no-subreaper, which needs init to be our own child; signals stay blocked for the wait loop.
+private func prepareForeground(_ o: CreateOptions, _ placement: CgroupPlacement) throws(RuntimeError) {
+    guard o.foreground else { return }
+    if !o.noSubreaper {
+        try step("run") { try Proc.setChildSubreaper() }
+    } else if !placement.initByClone {
+        // Init is then the middle process's child: only a subreaper can wait for it.
+        throw RuntimeError(.invalidArgument, "run --no-subreaper: this container's init is not swiftlet's own child "
+                           + "(namespaces joined by path, time offsets, or a user namespace with cgroup v1): "
+                           + "run without --no-subreaper")
+    }
+    _ = sl_sigmask_block_all()
+}
+
+/// Makes init (Spec/sync-protocol.md, process model and cgroup placement) and follows it through
+/// the sync protocol until it is ready; returns the state to save.
+private func createProcesses(_ c: CreateContext) throws(RuntimeError) -> StoredState {
+    let fifoFd = try makeExecFifo(c)
     defer { if fifoFd >= 0 { close(fifoFd) } }
     let (parentSock, childSock) = try step("create sync socket") { try SeqPacket.pair() }
-    var keepSocket = false
-    defer { if !keepSocket { parentSock.close() } }
+    defer { if c.txn.socket == nil { parentSock.close() } }
 
-    let hooks = plan.spec.hooks
+    let hooks = c.plan.spec.hooks
     let hasRuntimeHooks = !(hooks?.prestart ?? []).isEmpty || !(hooks?.createRuntime ?? []).isEmpty
     try step("create") { try Proc.assertSingleThreaded("create") }
-    // systemd's unit (and so the cgroup) is made once init's pid is known, in `initPid` below.
-    let selfAttach = systemd == nil && !manager.v1TaskFiles.isEmpty
-    let cloneFlags = plan.namespaces.newUser && selfAttach ? nil : plan.namespaces.cloneFlags
-    if o.foreground {
-        if !o.noSubreaper {
-            try step("run") { try Proc.setChildSubreaper() }
-        } else if cloneFlags == nil {
-            // Init is then the middle process's child: only a subreaper can wait for it.
-            throw RuntimeError(.invalidArgument, "run --no-subreaper: this container's init is not swiftlet's own child "
-                               + "(namespaces joined by path, time offsets, or a user namespace with cgroup v1): "
-                               + "run without --no-subreaper")
-        }
-        _ = sl_sigmask_block_all()
-    }
-    // A provisional state (pid 0: "creating") with the cgroup's paths, so that `delete --force` can
-    // clean up after a create that was killed half-way.
-    var state = StoredState(id: o.id, pid: 0, pidStartTime: 0, bundle: plan.bundle, rootfs: plan.rootfs.rootfs,
-                            created: Clock.rfc3339Nano(), owner: ownerName(), ownPidNamespace: plan.namespaces.newPid,
-                            cgroupPaths: manager.paths, systemdUnit: systemd?.name, config: plan.specJSON)
-    try store.save(state)
+    let placement = CgroupPlacement.forCreate(c.manager, systemd: c.systemd != nil, namespaces: c.plan.namespaces)
+    try prepareForeground(c.o, placement)
+    var state = try c.txn.saveProvisionalState(c.plan, cgroupPaths: c.manager.paths, systemdUnit: c.systemd?.name)
     testStop("before-clone")
-    // Usually one clone makes init with its new namespaces; otherwise (Plan.swift, cloneFlags) a
-    // middle process sets them up and forks init. Either way `middle` is our child until init reports.
-    // The cgroup exists and is configured before init does; a cgroup2 tree (pure v2, or hybrid's
-    // unified one) gets init by clone3 (Spec/cgroups.md).
-    // v1 hierarchies: the first child moves itself in before it enters any namespace (writing 0 to
-    // `tasks` skips the kernel's threadgroup lock and its RCU grace period, 7-20 ms per create
-    // here). A new user namespace is then unshared after that, by a middle process.
-    if systemd == nil { cgroup = try setUpCgroup(manager, spec: plan.spec) }
-    let intoUnified: Bool
-    (middle, intoUnified) = try spawnChild(cgroupDir: systemd == nil ? manager.cloneDir : nil, namespaces: cloneFlags ?? 0)
-    if middle > 0 { testStop("after-clone") }
-    if middle == 0 {
+    // The cgroup exists and is configured before init does (systemd's: once init's pid is known).
+    if c.systemd == nil { c.txn.cgroup = try setUpCgroup(c.manager, spec: c.plan.spec) }
+    let (child, intoCgroup2) = try spawnChild(placement)
+    if child == 0 {
         parentSock.close()
-        lock.release()   // else init would hold the container lock until exec, and `start` would wait forever
-        Child.enterNamespaces(plan.namespaces, cloned: cloneFlags != nil, selfAttach: selfAttach ? manager : nil, childSock) {
-            Child.initProcess(plan, sock: childSock, fifoFd: fifoFd, hasRuntimeHooks: hasRuntimeHooks)
+        c.lock.release()   // else init would hold the container lock until exec, and `start` would wait forever
+        Child.enterNamespaces(c.plan.namespaces, placement, cgroup: c.manager, childSock) {
+            Child.initProcess(c.plan, sock: childSock, fifoFd: fifoFd, hasRuntimeHooks: hasRuntimeHooks)
         }
     }
+    c.txn.middle = child   // our child until it reports init's pid
+    testStop("after-clone")
     childSock.close()
+    return try followInit(c, parentSock, &state, join: placement.parentJoin(clonedIntoCgroup2: intoCgroup2))
+}
 
-    func hookState(_ status: Status) -> String { encodeJSON(store.ociState(state, status: status)) }
-
+/// The parent's side of the sync protocol with stage 1 and init, until `R`.
+private func followInit(_ c: CreateContext, _ sock: SeqPacket, _ state: inout StoredState,
+                        join: CgroupPlacement.ParentJoin) throws(RuntimeError) -> StoredState {
+    let hooks = c.plan.spec.hooks
     // What the next read waits for, and how long it may take (Spec/sync-protocol.md, deadlines).
     var waitingFor = "the container's first process to report init's pid"
     var timeoutMs = syncStepTimeoutMs
     while true {
         let msg: SyncMessage?
-        do { msg = try parentSock.next(waitingFor: waitingFor, timeoutMs: timeoutMs) } catch {
+        do { msg = try sock.next(waitingFor: waitingFor, timeoutMs: timeoutMs) } catch {
             throw RuntimeError.sys(error, "sync with container init")
         }
         guard let m = msg else {
@@ -202,62 +187,84 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
         switch m.kind {
         case .mapIDs:
             testStop("before-idmap")
-            try step("write id mappings") { try writeIDMaps(pid: middle, plan.namespaces) }
+            try step("write id mappings") { try writeIDMaps(pid: c.txn.middle, c.plan.namespaces) }
             testStop("after-idmap")
-            try step("sync") { try parentSock.send(.ack) }
-        case .initPid:
-            if m.text.isEmpty {
-                initPid = middle   // made by the clone itself
-            } else {
-                initPid = pid_t(m.text) ?? 0
-                _ = try? Proc.wait(middle)
-            }
-            middle = 0
-            guard initPid > 0, let st = Proc.stat(initPid) else {
-                throw RuntimeError(.internal, "container init exited before it was ready")
-            }
-            state.pid = initPid
-            state.pidStartTime = st.startTime
-            // Into its cgroup before it runs anything of the container's (it waits for `go`).
-            if let systemd {
-                cgroup = try startSystemdCgroup(systemd, manager: manager, pid: initPid, id: o.id, spec: plan.spec, started: &unitStarted)
-            } else if let part = remainingCgroupPart(intoUnified: intoUnified, selfAttach: selfAttach) {
-                do { try manager.add(pid: initPid, to: part) } catch { throw RuntimeError.cgroup(error, "join cgroup") }
-            }
-            state.cgroupPaths = manager.paths
-            testStop("after-cgroup")
-            if let rdt = plan.intelRdt { try step("linux.intelRdt") { try rdt.apply(pid: initPid) } }
-            if !plan.netDevices.isEmpty { try step("linux.netDevices") { try moveNetDevices(plan.netDevices, pid: initPid) } }
-            // Hooks see status "created" (what crun passes and the validation suite expects).
-            do { try parentSock.send(.go, hookState(.created)) } catch {
-                // init may have failed building its rootfs meanwhile: its own error says more.
-                if let m = try? parentSock.next(waitingFor: "container init's error"), m.kind == .error {
-                    throw RuntimeError(.internal, "unable to start container process: \(m.errorText)")
-                }
-                throw RuntimeError.sys(error, "sync")
-            }
+            try step("sync") { try sock.send(.ack) }
+        case .initPid, .cloned:
+            try initReported(c, m, &state, join: join)
+            try sendGo(sock, c.hookState(state, .created))
             waitingFor = "container init to set up the container"
             timeoutMs = syncStepTimeoutMs + hookAllowanceMs(hooks?.createContainer)
         case .runHooks:
-            try Hooks.run(hooks?.prestart, kind: "prestart", state: hookState(.created))
-            try Hooks.run(hooks?.createRuntime, kind: "createRuntime", state: hookState(.created))
-            try step("sync") { try parentSock.send(.ack) }
+            try Hooks.run(hooks?.prestart, kind: "prestart", state: c.hookState(state, .created))
+            try Hooks.run(hooks?.createRuntime, kind: "createRuntime", state: c.hookState(state, .created))
+            try step("sync") { try sock.send(.ack) }
         case .pty:
             guard let fd = m.fd else { throw RuntimeError(.internal, "sync: pty message without a descriptor") }
-            pty = try step("send pty master to console socket") { try handOverPty(fd, name: m.text, consoleSocket: o.consoleSocket) }
-            try step("sync") { try parentSock.send(.ack) }
+            c.txn.pty = try step("send pty master to console socket") { try handOverPty(fd, name: m.text, consoleSocket: c.o.consoleSocket) }
+            try step("sync") { try sock.send(.ack) }
         case .seccompFd:
-            try sendToSeccompListener(m.fd, seccomp: plan.spec.linux?.seccomp, pid: initPid, state: store.ociState(state, status: .creating))
-            try step("sync") { try parentSock.send(.ack) }
+            try sendToSeccompListener(m.fd, seccomp: c.plan.spec.linux?.seccomp, pid: state.pid,
+                                      state: c.store.ociState(state, status: .creating))
+            try step("sync") { try sock.send(.ack) }
         case .ready:
             testStop("before-fifo-wait")
-            if o.startsAtOnce { keepSocket = true; startSocket = parentSock }
+            if c.o.startsAtOnce { c.txn.socket = sock }
             return state
         case .error:
             throw RuntimeError(.internal, "unable to start container process: \(m.errorText)")
-        case .ack, .go, .start:
+        case .ack, .go, .joined, .start:
             throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from container init")
         }
+    }
+}
+
+/// Init's pid is known (`I`: the clone made it; `P`: the middle process forked it): recorded, put
+/// into the rest of its cgroup, its resctrl group and network devices, before it runs anything of
+/// the container's (it waits for `G`).
+private func initReported(_ c: CreateContext, _ m: SyncMessage, _ state: inout StoredState,
+                          join: CgroupPlacement.ParentJoin) throws(RuntimeError) {
+    let initPid: pid_t
+    if m.kind == .cloned {
+        initPid = c.txn.middle
+    } else {
+        initPid = pid_t(m.text) ?? 0
+        _ = try? Proc.wait(c.txn.middle)
+    }
+    c.txn.middle = 0
+    c.txn.pid = initPid
+    guard initPid > 0, let st = Proc.stat(initPid) else {
+        throw RuntimeError(.internal, "container init exited before it was ready")
+    }
+    state.pid = initPid
+    state.pidStartTime = st.startTime
+    switch join {
+    case .systemdUnit:
+        guard let systemd = c.systemd else { break }
+        var started = false
+        defer { if started { c.txn.systemdUnit = systemd } }   // stopped on rollback only when we started it
+        c.txn.cgroup = try startSystemdCgroup(systemd, manager: c.manager, pid: initPid, id: c.o.id, spec: c.plan.spec,
+                                              started: &started)
+    case .write(let part):
+        do { try c.manager.add(pid: initPid, to: part) } catch { throw RuntimeError.cgroup(error, "join cgroup") }
+    case .nothing:
+        break
+    }
+    state.cgroupPaths = c.manager.paths
+    testStop("after-cgroup")
+    if let rdt = c.plan.intelRdt { try step("linux.intelRdt") { try rdt.apply(pid: initPid) } }
+    if !c.plan.netDevices.isEmpty { try step("linux.netDevices") { try moveNetDevices(c.plan.netDevices, pid: initPid) } }
+}
+
+/// `G` to init, with the state hooks see (status "created": what crun passes and the validation
+/// suite expects).
+private func sendGo(_ sock: SeqPacket, _ hookState: String) throws(RuntimeError) {
+    do { try sock.send(.go, hookState) } catch {
+        // init may have failed building its rootfs meanwhile: its own error says more.
+        if let m = try? sock.next(waitingFor: "container init's error"), m.kind == .error {
+            throw RuntimeError(.internal, "unable to start container process: \(m.errorText)")
+        }
+        throw RuntimeError.sys(error, "sync")
     }
 }
 
@@ -323,7 +330,8 @@ func ownerName() -> String {
 /// Test hook (Spec/reliability.md): with SWIFTLET_TEST_STOP_AT=<stage> in its environment, `create`
 /// stops itself (SIGSTOP) when it reaches that stage, so a fault test can SIGKILL it at a known point.
 /// Stages in order: before-clone, after-clone, before-idmap, after-idmap (user namespace only),
-/// after-cgroup, before-fifo-wait (init is set up and blocks on the exec fifo), after-state.
+/// after-cgroup, before-fifo-wait (init is set up and blocks on the exec fifo), after-state;
+/// `restore`: restore-criu-root (the rootfs is bind-mounted for criu, which has not started).
 /// The variable is read once, on the first stage reached; without it this costs one getenv.
 private let testStopStage: String? = getenv("SWIFTLET_TEST_STOP_AT").map { String(cString: $0) }
 

@@ -3,6 +3,7 @@ import CLinux
 import OCI
 import LinuxSystem
 import Seccomp
+import Cgroups
 
 public struct ExecOptions: Sendable {
     public var root: String
@@ -109,17 +110,13 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
     case .paused where !o.ignorePaused: throw RuntimeError(.invalidState, "cannot exec in a paused container")
     default: break
     }
-    if (o.process.terminal ?? false) && o.consoleSocket == nil && o.detach {
-        throw RuntimeError(.invalidArgument, "cannot allocate tty if swiftlet will detach without setting console socket")
-    }
+    try checkConsoleSocket(terminal: o.process.terminal ?? false, consoleSocket: o.consoleSocket, detached: o.detach,
+                           checkUnused: false)
     var process = try ProcessPlan(o.process)
     for w in process.warnings { warn(w) }
     let linux = try state.configMember("linux", as: Linux.self)
     let personality = try persona(linux?.personality)
-    if let policy = linux?.memoryPolicy { process.memoryPolicy = try MemoryPolicyPlan(policy) }
-    if let profile = linux?.seccomp {
-        do { process.seccomp = try SeccompFilter.build(profile) } catch { throw RuntimeError(.invalidArgument, "\(error)") }
-    }
+    try process.addContainerSettings(linux)
 
     let ns = try joinPlan(state)
     defer { ns.closeFds() }
@@ -131,94 +128,115 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
         try step("exec") { try Proc.setChildSubreaper() }
         _ = sl_sigmask_block_all()
     }
-    // Into the container's cgroup as init (Create.swift): cloned into its cgroup2 tree, the v1
-    // hierarchies joined by the first child itself before it enters any namespace.
-    var cgroup = state.cgroup.flatMap { $0.exists() ? $0 : nil }
-    if !o.subCgroups.isEmpty {
-        guard let base = cgroup else { throw RuntimeError(.invalidState, "exec --cgroup: container \(o.id) has no cgroup") }
-        cgroup = try subCgroupManager(base, o.subCgroups)
-    }
-    let selfAttach = !(cgroup?.v1TaskFiles.isEmpty ?? true)
+    // Into the container's cgroup as init (Spec/sync-protocol.md, cgroup placement).
+    let cgroup = try execCgroup(state, o)
+    let placement = CgroupPlacement.forExec(cgroup)
     // execCPUAffinity.initial: ours, so the child has it before it moves into the container's cgroup.
     if let initial = process.initialAffinity {
         do { try Child.setCPUAffinity(initial, field: "process.execCPUAffinity.initial") } catch { throw RuntimeError.sys(error) }
     }
-    let spawned = try spawnChild(cgroupDir: cgroup?.cloneDir, namespaces: 0)
-    let intoUnified = spawned.inCgroup2
-    var middle = spawned.pid
-    if middle == 0 {
+    let (child, intoCgroup2) = try spawnChild(placement)
+    if child == 0 {
         parentSock.close()
-        Child.enterNamespaces(ns, cloned: false, selfAttach: selfAttach ? cgroup : nil, childSock) {
-            do {
-                _ = try childSock.expect(.go)   // the runtime has put us in the container's cgroup
-                if process.terminal { _ = setsid(); try Child.setupTerminal(process, childSock) }
-                if let p = personality { try sys("personality", String(p)) { sl_personality(p) } }
-                try Child.closeExtraFds(preserveFds: o.preserveFds)
-                let path = try Child.applyProcess(process, childSock)
-                Child.execProcess(path, process)
-            } catch {
-                Child.fail(childSock, error)
-            }
+        Child.enterNamespaces(ns, placement, cgroup: cgroup, childSock) {
+            execChild(process, personality: personality, preserveFds: o.preserveFds, childSock)
         }
     }
     childSock.close()
 
-    var pid: pid_t = 0
-    var pty: Int32?
-    func fail(_ e: RuntimeError) -> RuntimeError {
-        if pid > 0 { kill(pid, SIGKILL) }
-        if middle > 0 { kill(middle, SIGKILL); _ = try? Proc.wait(middle) }
-        var err = e
+    let txn = Transaction()
+    txn.middle = child
+    txn.waitForPid = false
+    do {
+        let join = placement.parentJoin(clonedIntoCgroup2: intoCgroup2)
+        let pty = try followExec(o, parentSock, txn, cgroup: cgroup, join: join, seccomp: linux?.seccomp,
+                                 hookState: store.ociState(state, status: .running))
+        try writePidFile(o.pidFile, pid: txn.pid)
+        if let socket = o.pidfdSocket {
+            try step("send pidfd to --pidfd-socket") { try Proc.sendPidfd(txn.pid, startTime: nil, to: socket) }
+        }
+        if o.detach { return 0 }
+        return waitForeground(pid: txn.pid, pty: pty)
+    } catch {
+        txn.rollback()
+        var err = error
         err.exitStatus = 255
-        return err
+        throw err
     }
-    // Messages until EOF: the socket is close-on-exec, so EOF without an error means exec happened.
+}
+
+extension ProcessPlan {
+    /// What an exec'd process gets from the container's config: its memory policy and seccomp filter.
+    mutating func addContainerSettings(_ linux: Linux?) throws(RuntimeError) {
+        if let policy = linux?.memoryPolicy { memoryPolicy = try MemoryPolicyPlan(policy) }
+        if let profile = linux?.seccomp {
+            do { seccomp = try SeccompFilter.build(profile) } catch { throw RuntimeError(.invalidArgument, "\(error)") }
+        }
+    }
+}
+
+/// The cgroup exec's process joins: the container's (nil when it has none left), or exec --cgroup's
+/// sub-cgroups of it.
+private func execCgroup(_ state: StoredState, _ o: ExecOptions) throws(RuntimeError) -> CgroupManager? {
+    let cgroup = state.cgroup.flatMap { $0.exists() ? $0 : nil }
+    if o.subCgroups.isEmpty { return cgroup }
+    guard let base = cgroup else { throw RuntimeError(.invalidState, "exec --cgroup: container \(o.id) has no cgroup") }
+    return try subCgroupManager(base, o.subCgroups)
+}
+
+/// exec's process, forked by the middle process in the container's namespaces: waits until the
+/// runtime has put it in the container's cgroup (`J`), then applies the process settings and execs.
+private func execChild(_ process: ProcessPlan, personality: UInt?, preserveFds: Int, _ sock: SeqPacket) -> Never {
+    do {
+        _ = try sock.expect(.joined)
+        if process.terminal { _ = setsid(); try Child.setupTerminal(process, sock) }
+        if let p = personality { try sys("personality", String(p)) { sl_personality(p) } }
+        try Child.closeExtraFds(preserveFds: preserveFds)
+        let path = try Child.applyProcess(process, sock)
+        Child.execProcess(path, process)
+    } catch {
+        Child.fail(sock, error)
+    }
+}
+
+/// The parent's side of exec's sync protocol: messages until EOF (the socket is close-on-exec, so
+/// EOF without an error means exec happened). Returns the pty master for the foreground copy loop.
+private func followExec(_ o: ExecOptions, _ sock: SeqPacket, _ txn: Transaction, cgroup: CgroupManager?,
+                        join: CgroupPlacement.ParentJoin, seccomp: OCI.Seccomp?, hookState: State) throws(RuntimeError) -> Int32? {
+    var pty: Int32?
     while true {
         let msg: SyncMessage?
-        let waitingFor = pid > 0 ? "the exec process to exec" : "the exec process to report its pid"
-        do { msg = try parentSock.next(waitingFor: waitingFor) } catch {
-            throw fail(RuntimeError.sys(error, "sync with exec process"))
-        }
+        let waitingFor = txn.pid > 0 ? "the exec process to exec" : "the exec process to report its pid"
+        do { msg = try sock.next(waitingFor: waitingFor) } catch { throw RuntimeError.sys(error, "sync with exec process") }
         guard let m = msg else { break }
         switch m.kind {
         case .initPid:
-            pid = pid_t(m.text) ?? 0
-            _ = try? Proc.wait(middle)
-            middle = 0
-            if let cgroup, pid > 0, let part = remainingCgroupPart(intoUnified: intoUnified, selfAttach: selfAttach) {
-                do { try cgroup.add(pid: pid, to: part) } catch { throw fail(RuntimeError.cgroup(error, "join the container's cgroup")) }
+            txn.pid = pid_t(m.text) ?? 0
+            _ = try? Proc.wait(txn.middle)
+            txn.middle = 0
+            if let cgroup, txn.pid > 0, case .write(let part) = join {
+                do { try cgroup.add(pid: txn.pid, to: part) } catch { throw RuntimeError.cgroup(error, "join the container's cgroup") }
             }
-            do { try parentSock.send(.go) } catch { throw fail(RuntimeError.sys(error, "sync with exec process")) }
+            do { try sock.send(.joined) } catch { throw RuntimeError.sys(error, "sync with exec process") }
         case .pty:
             if let fd = m.fd {
                 do { pty = try handOverPty(fd, name: m.text, consoleSocket: o.consoleSocket) } catch {
-                    throw fail(RuntimeError.sys(error, "send pty master to console socket"))
+                    throw RuntimeError.sys(error, "send pty master to console socket")
                 }
             }
-            try? parentSock.send(.ack)
+            try? sock.send(.ack)
         case .seccompFd:
-            do { try sendToSeccompListener(m.fd, seccomp: linux?.seccomp, pid: pid, state: store.ociState(state, status: .running)) } catch {
-                throw fail(error)
-            }
-            try? parentSock.send(.ack)
+            try sendToSeccompListener(m.fd, seccomp: seccomp, pid: txn.pid, state: hookState)
+            try? sock.send(.ack)
         case .error:
-            throw fail(RuntimeError(.internal, "exec failed: \(m.errorText)"))
+            throw RuntimeError(.internal, "exec failed: \(m.errorText)")
         default:
-            throw fail(RuntimeError(.internal, "sync: unexpected message \(m.kind) from exec process"))
+            throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from exec process")
         }
     }
-    if middle > 0 { _ = try? Proc.wait(middle); middle = 0 }
-    if pid <= 0 { throw fail(RuntimeError(.internal, "exec failed: process exited before reporting its pid")) }
-    if let pf = o.pidFile {
-        do { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(pid).utf8), mode: 0o644, durable: false) } catch {
-            throw fail(RuntimeError.sys(error, "write pid file"))
-        }
-    }
-    if let socket = o.pidfdSocket {
-        do { try Proc.sendPidfd(pid, startTime: nil, to: socket) } catch { throw fail(RuntimeError.sys(error, "send pidfd to --pidfd-socket")) }
-    }
-    if o.detach { return 0 }
-    return waitForeground(pid: pid, pty: pty)
+    if txn.middle > 0 { _ = try? Proc.wait(txn.middle); txn.middle = 0 }
+    if txn.pid <= 0 { throw RuntimeError(.internal, "exec failed: process exited before reporting its pid") }
+    return pty
 }
 
 /// Parses exec's --cgroup values as runc does: `<controller>[,<controller>...]:<path>` (the last

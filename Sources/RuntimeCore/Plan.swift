@@ -60,53 +60,13 @@ struct ProcessPlan: Sendable {
         terminal = p.terminal ?? false
         consoleSize = p.consoleSize
         if let c = p.capabilities {
-            // runtime-spec 1.2: a capability that cannot be mapped or granted is logged as a warning,
-            // not a failure (runc 1.3 does the same, with these messages).
-            var sets = CapabilitySets()
-            var unknown: [String] = []
-            let lastCap = CapabilitySets.lastCap()
-            func resolve(_ names: [String]?) -> [Int32] {
-                var out: [Int32] = []
-                for name in names ?? [] {
-                    if let v = CapabilitySets.value(of: name), v <= lastCap { out.append(v) }
-                    else if !unknown.contains(name) { unknown.append(name) }
-                }
-                return out
-            }
-            sets.bounding = resolve(c.bounding)
-            sets.effective = resolve(c.effective)
-            sets.inheritable = resolve(c.inheritable)
-            sets.permitted = resolve(c.permitted)
-            let ambient = resolve(c.ambient)
-            if !unknown.isEmpty {
-                warnings.append("ignoring unknown or unavailable capabilities: [\(unknown.joined(separator: " "))]")
-            }
-            // The kernel raises an ambient capability only if it is permitted and inheritable.
-            for (v, name) in zip(ambient, (c.ambient ?? []).filter { !unknown.contains($0) }) {
-                if sets.permitted.contains(v) && sets.inheritable.contains(v) { sets.ambient.append(v) }
-                else { warnings.append("can't raise ambient capability \(name): operation not permitted") }
-            }
+            let (sets, capWarnings) = ProcessPlan.capabilitySets(c)
             caps = sets
+            warnings += capWarnings
         }
-        rlimits = []
-        for (i, r) in (p.rlimits ?? []).enumerated() {
-            guard let res = ProcessPlan.rlimitTable[r.type] else {
-                throw RuntimeError(.invalidArgument, "\(field).rlimits[\(i)].type: unknown rlimit \"\(r.type)\"")
-            }
-            rlimits.append((res, r.soft, r.hard))
-        }
+        rlimits = try ProcessPlan.rlimits(p.rlimits, field: field)
         if !cwd.hasPrefix("/") { throw RuntimeError(.invalidArgument, "\(field).cwd: must be an absolute path") }
-        if let io = p.ioPriority {
-            let classes = ["IOPRIO_CLASS_RT": Int32(1), "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3]
-            guard let c = classes[io.class] else {
-                throw RuntimeError(.invalidArgument, "\(field).ioPriority.class: unknown class \"\(io.class)\"")
-            }
-            let level = io.priority ?? 0
-            guard (0...7).contains(level) else {
-                throw RuntimeError(.invalidArgument, "\(field).ioPriority.priority: must be 0 to 7")
-            }
-            ioPriority = (c << 13) | Int32(level)
-        }
+        if let io = p.ioPriority { ioPriority = try ProcessPlan.ioprio(io, field: field) }
         // LSM labels: applied at exec where the module is enabled; a clear error where it is not.
         if let a = p.apparmorProfile, !a.isEmpty {
             guard LSM.appArmorEnabled else {
@@ -126,6 +86,63 @@ struct ProcessPlan: Sendable {
             initialAffinity = try cpuMask(a.initial, field: "\(field).execCPUAffinity.initial")
             finalAffinity = try cpuMask(a.final, field: "\(field).execCPUAffinity.final")
         }
+    }
+}
+
+extension ProcessPlan {
+    /// The capability sets by number. runtime-spec 1.2: a capability that cannot be mapped or
+    /// granted is logged as a warning, not a failure (runc 1.3 does the same, with these messages).
+    static func capabilitySets(_ c: OCI.Capabilities) -> (CapabilitySets, warnings: [String]) {
+        var sets = CapabilitySets()
+        var unknown: [String] = []
+        var warnings: [String] = []
+        let lastCap = CapabilitySets.lastCap()
+        func resolve(_ names: [String]?) -> [Int32] {
+            var out: [Int32] = []
+            for name in names ?? [] {
+                if let v = CapabilitySets.value(of: name), v <= lastCap { out.append(v) }
+                else if !unknown.contains(name) { unknown.append(name) }
+            }
+            return out
+        }
+        sets.bounding = resolve(c.bounding)
+        sets.effective = resolve(c.effective)
+        sets.inheritable = resolve(c.inheritable)
+        sets.permitted = resolve(c.permitted)
+        let ambient = resolve(c.ambient)
+        if !unknown.isEmpty {
+            warnings.append("ignoring unknown or unavailable capabilities: [\(unknown.joined(separator: " "))]")
+        }
+        // The kernel raises an ambient capability only if it is permitted and inheritable.
+        for (v, name) in zip(ambient, (c.ambient ?? []).filter { !unknown.contains($0) }) {
+            if sets.permitted.contains(v) && sets.inheritable.contains(v) { sets.ambient.append(v) }
+            else { warnings.append("can't raise ambient capability \(name): operation not permitted") }
+        }
+        return (sets, warnings)
+    }
+
+    static func rlimits(_ list: [Rlimit]?, field: String) throws(RuntimeError) -> [(resource: Int32, soft: UInt64, hard: UInt64)] {
+        var out: [(resource: Int32, soft: UInt64, hard: UInt64)] = []
+        for (i, r) in (list ?? []).enumerated() {
+            guard let res = rlimitTable[r.type] else {
+                throw RuntimeError(.invalidArgument, "\(field).rlimits[\(i)].type: unknown rlimit \"\(r.type)\"")
+            }
+            out.append((res, r.soft, r.hard))
+        }
+        return out
+    }
+
+    /// The ioprio_set value ((class << 13) | level) of process.ioPriority.
+    static func ioprio(_ io: IOPriority, field: String) throws(RuntimeError) -> Int32 {
+        let classes = ["IOPRIO_CLASS_RT": Int32(1), "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3]
+        guard let c = classes[io.class] else {
+            throw RuntimeError(.invalidArgument, "\(field).ioPriority.class: unknown class \"\(io.class)\"")
+        }
+        let level = io.priority ?? 0
+        guard (0...7).contains(level) else {
+            throw RuntimeError(.invalidArgument, "\(field).ioPriority.priority: must be 0 to 7")
+        }
+        return (c << 13) | Int32(level)
     }
 }
 
@@ -208,6 +225,28 @@ func mapText(_ m: [IDMapping]?) -> String {
     (m ?? []).map { "\($0.containerID) \($0.hostID) \($0.size)\n" }.joined()
 }
 
+/// When init builds (mounts) and enters (pivot_root) its rootfs relative to `G`, the runtime's word
+/// that it is in its cgroup (Spec/sync-protocol.md, process model, step 3). Nothing of the container
+/// runs before `G`; as much as can be is done while the runtime still places init.
+enum RootfsOrder: Equatable, Sendable {
+    /// No hooks in between, no new cgroup namespace: mounts and pivot_root before `G`.
+    case allBeforeGo
+    /// prestart/createRuntime (`H`) or createContainer hooks run between the mounts and pivot_root:
+    /// mounts before `G`, pivot_root after the hooks.
+    case mountBeforeGo
+    /// A new cgroup namespace must be made inside the cgroup, before the mounts: all after `G`.
+    case allAfterGo
+
+    init(newCgroupNamespace: Bool, runtimeHooks: Bool, createContainerHooks: Bool) {
+        if newCgroupNamespace { self = .allAfterGo }
+        else if runtimeHooks || createContainerHooks { self = .mountBeforeGo }
+        else { self = .allBeforeGo }
+    }
+
+    var mountsBeforeGo: Bool { self != .allAfterGo }
+    var entersBeforeGo: Bool { self == .allBeforeGo }
+}
+
 /// The whole resolved container: namespaces, rootfs, process, hooks.
 struct ContainerPlan: Sendable {
     var spec: Spec
@@ -239,24 +278,11 @@ struct ContainerPlan: Sendable {
         self.bundle = bundle
         self.preserveFds = preserveFds + listenFds
         sessionKeyring = noNewKeyring ? nil : "_ses.\(id)"
-        if let p = spec.process {
-            var plan = try ProcessPlan(p)
-            // execCPUAffinity is for exec'd processes only (config.md); init's affinity is reset.
-            plan.initialAffinity = nil
-            plan.finalAffinity = nil
-            // Socket activation (systemd's LISTEN_FDS): pass the fds on and tell the container's pid 1.
-            if listenFds > 0 { plan.env += ["LISTEN_FDS=\(listenFds)", "LISTEN_PID=1"] }
-            process = plan
-            warnings += plan.warnings
-        }
+        process = try spec.process.map { p throws(RuntimeError) in try ContainerPlan.initProcess(p, listenFds: listenFds) }
+        warnings += process?.warnings ?? []
         guard let root = spec.root else { throw RuntimeError(.invalidArgument, "config.json: root: required field missing") }
         let linux = spec.linux ?? Linux()
-        if let policy = linux.memoryPolicy { process?.memoryPolicy = try MemoryPolicyPlan(policy) }
-        if let profile = linux.seccomp {
-            do { process?.seccomp = try SeccompFilter.build(profile) } catch {
-                throw RuntimeError(.invalidArgument, "config.json: \(error)")
-            }
-        }
+        try ContainerPlan.addLinuxSettings(&process, linux)
         personality = try persona(linux.personality)
         if let label = linux.mountLabel, !label.isEmpty, !LSM.seLinuxEnabled {
             throw RuntimeError(.unsupported, "config.json: linux.mountLabel: SELinux is not enabled on this host")
@@ -267,14 +293,71 @@ struct ContainerPlan: Sendable {
         netDevices = try NetDevicePlan.plan(linux)
         hostname = spec.hostname
         domainname = spec.domainname
-        sysctl = (linux.sysctl ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        sysctl = try ContainerPlan.sysctls(linux)
+        var ns = ContainerPlan.newNamespaces(linux)
+        let inUserNS = (linux.namespaces ?? []).contains { $0.type == .user }
+        let joinedUserNS = (linux.namespaces ?? []).first { $0.type == .user && !($0.path ?? "").isEmpty }?.path
+
+        // Rootfs, mounts, devices.
+        let (rootfsReal, propagation) = try ContainerPlan.rootfsPath(root, linux, bundle: bundle)
+        var (mounts, devIsBind, mountWarnings) = try ContainerPlan.planMounts(spec, linux, bundle: bundle, rootfsReal: rootfsReal,
+                                                                               joinedUserNS: joinedUserNS)
+        warnings += mountWarnings
+        let devices = try ContainerPlan.devices(linux)
+
+        // Descriptors, last: namespaces joined by path, then id-mapped trees.
+        try ContainerPlan.openJoinedNamespaces(linux, &ns)
+        do {
+            try ContainerPlan.openMountTrees(spec, linux, &mounts, joined: ns, inUserNS: inUserNS, rootfsReal: rootfsReal)
+            // tmpfs with noswap in a new user namespace: the kernel only takes it from the initial one.
+            if ns.newUser { try ContainerPlan.makeHostTmpfs(linux, &mounts) }
+        } catch {
+            ns.closeFds()
+            closeDetachedTrees(mounts)
+            throw error
+        }
+        namespaces = ns
+        rootfs = RootfsPlan(rootfs: rootfsReal, readonly: root.readonly ?? false, rootPropagation: propagation,
+                            mounts: mounts, devices: devices, createDevices: !devIsBind,
+                            bindDevices: inUserNS, inUserNamespace: inUserNS, noPivot: noPivot, maskedPaths: linux.maskedPaths ?? [],
+                            readonlyPaths: linux.readonlyPaths ?? [], cgroupBinds: cgroupBinds)
+        rootfs.newMountNamespace = (linux.namespaces ?? []).contains { $0.type == .mount }
+        rootfs.explicitPropagation = !(linux.rootfsPropagation ?? "").isEmpty
+    }
+
+    /// Init's process: execCPUAffinity is for exec'd processes only (config.md), so init's affinity
+    /// is reset; socket activation (systemd's LISTEN_FDS) passes the fds on and tells pid 1.
+    static func initProcess(_ p: OCI.Process, listenFds: Int) throws(RuntimeError) -> ProcessPlan {
+        var plan = try ProcessPlan(p)
+        plan.initialAffinity = nil
+        plan.finalAffinity = nil
+        if listenFds > 0 { plan.env += ["LISTEN_FDS=\(listenFds)", "LISTEN_PID=1"] }
+        return plan
+    }
+
+    /// What init's process gets from linux.*: the memory policy and the seccomp filter.
+    static func addLinuxSettings(_ process: inout ProcessPlan?, _ linux: Linux) throws(RuntimeError) {
+        if let policy = linux.memoryPolicy { process?.memoryPolicy = try MemoryPolicyPlan(policy) }
+        if let profile = linux.seccomp {
+            do { process?.seccomp = try SeccompFilter.build(profile) } catch {
+                throw RuntimeError(.invalidArgument, "config.json: \(error)")
+            }
+        }
+    }
+
+    /// linux.sysctl sorted by key; net.* refused in the runtime's own network namespace (validation
+    /// accepted it for a joined one).
+    static func sysctls(_ linux: Linux) throws(RuntimeError) -> [(String, String)] {
+        let sysctl = (linux.sysctl ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         if let key = sysctl.first(where: { sysctlDotted($0.0).hasPrefix("net.") })?.0,
            let path = linux.namespaces?.first(where: { $0.type == .network })?.path, isOwnNetworkNamespace(path) {
-            // Validation accepted net.* for a joined network namespace; the runtime's own is the host's.
             throw RuntimeError(.invalidArgument, "config.json: linux.sysctl: sysctl \"\(sysctlDotted(key))\" is not allowed in the host's network namespace")
         }
+        return sysctl
+    }
 
-        // Namespaces to create.
+    /// The namespaces to create (no descriptors yet), with id maps and time offsets.
+    static func newNamespaces(_ linux: Linux) -> NamespacePlan {
         var ns = NamespacePlan()
         for n in linux.namespaces ?? [] where (n.path ?? "").isEmpty {
             if n.type == .user { ns.newUser = true } else { ns.newFlags |= NamespacePlan.flag(n.type) }
@@ -288,11 +371,11 @@ struct ContainerPlan: Sendable {
         if let offs = linux.timeOffsets {
             ns.timeOffsets = offs.keys.sorted().map { "\($0) \(offs[$0]?.secs ?? 0) \(offs[$0]?.nanosecs ?? 0)\n" }.joined()
         }
-        let hasMountNS = (linux.namespaces ?? []).contains { $0.type == .mount }
-        let inUserNS = (linux.namespaces ?? []).contains { $0.type == .user }
-        let joinedUserNS = (linux.namespaces ?? []).first { $0.type == .user && !($0.path ?? "").isEmpty }?.path
+        return ns
+    }
 
-        // Rootfs, mounts, devices.
+    /// root.path made real (it must be a directory), and the rootfs propagation flags.
+    static func rootfsPath(_ root: Root, _ linux: Linux, bundle: String) throws(RuntimeError) -> (String, UInt) {
         let rootPath = FS.absolute(root.path, base: bundle)
         guard let st = FS.statOf(rootPath), FS.isDirectory(st) else {
             throw RuntimeError(.invalidArgument, "config.json: root.path: \(rootPath): not a directory or does not exist")
@@ -306,8 +389,16 @@ struct ContainerPlan: Sendable {
             }
             propagation = f
         }
+        return (rootfsReal, propagation)
+    }
+
+    /// The config's mounts, parsed and checked (no descriptors yet); whether /dev is a bind mount,
+    /// and warnings for the log.
+    static func planMounts(_ spec: Spec, _ linux: Linux, bundle: String, rootfsReal: String,
+                           joinedUserNS: String?) throws(RuntimeError) -> ([PlannedMount], devIsBind: Bool, [String]) {
         var mounts: [PlannedMount] = []
         var devIsBind = false
+        var warnings: [String] = []
         for (i, m) in (spec.mounts ?? []).enumerated() {
             let options = m.options ?? []
             if options.contains("noswap") && !Kernel.tmpfsNoswap() {
@@ -331,19 +422,27 @@ struct ContainerPlan: Sendable {
                     throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].source: \(source): \(errnoString(e))")
                 }
             }
-            if IDMapRequest(m) != nil {
-                guard o.isBind else { throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: id-mapped mounts must be bind mounts") }
-                let ownOrLinux = !(m.uidMappings ?? linux.uidMappings ?? []).isEmpty && !(m.gidMappings ?? linux.gidMappings ?? []).isEmpty
-                if !ownOrLinux && (joinedUserNS == nil || m.uidMappings != nil || m.gidMappings != nil) {
-                    throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: an id-mapped mount needs uidMappings and gidMappings (its own or linux.*)")
-                }
-            }
+            if IDMapRequest(m) != nil { try ContainerPlan.checkIDMapped(m, o, linux, index: i, joinedUserNS: joinedUserNS) }
             let planned = PlannedMount(destination: destination, type: type, source: source, options: o)
             do { try Rootfs.checkProcDestination(FS.cleanPath(destination), planned) } catch {
                 throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].destination: \(error.op)")
             }
             mounts.append(planned)
         }
+        return (mounts, devIsBind, warnings)
+    }
+
+    /// An id-mapped mount must be a bind mount with mappings (its own, linux.*, or a joined user
+    /// namespace's).
+    static func checkIDMapped(_ m: Mount, _ o: MountOptions, _ linux: Linux, index i: Int, joinedUserNS: String?) throws(RuntimeError) {
+        guard o.isBind else { throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: id-mapped mounts must be bind mounts") }
+        let ownOrLinux = !(m.uidMappings ?? linux.uidMappings ?? []).isEmpty && !(m.gidMappings ?? linux.gidMappings ?? []).isEmpty
+        if !ownOrLinux && (joinedUserNS == nil || m.uidMappings != nil || m.gidMappings != nil) {
+            throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: an id-mapped mount needs uidMappings and gidMappings (its own or linux.*)")
+        }
+    }
+
+    static func devices(_ linux: Linux) throws(RuntimeError) -> [DeviceNode] {
         var devices: [DeviceNode] = []
         for (i, d) in (linux.devices ?? []).enumerated() {
             if d.type != "p" && (d.major == nil || d.minor == nil) {
@@ -352,8 +451,11 @@ struct ContainerPlan: Sendable {
             devices.append(DeviceNode(path: d.path, type: d.type, major: d.major ?? 0, minor: d.minor ?? 0,
                                       fileMode: d.fileMode ?? 0o666, uid: d.uid ?? 0, gid: d.gid ?? 0))
         }
+        return devices
+    }
 
-        // Descriptors, last: namespaces joined by path, then id-mapped trees.
+    /// Opens the namespaces joined by path (user namespace first); none left open on failure.
+    static func openJoinedNamespaces(_ linux: Linux, _ ns: inout NamespacePlan) throws(RuntimeError) {
         for (i, n) in (linux.namespaces ?? []).enumerated() {
             guard let path = n.path, !path.isEmpty else { continue }
             let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
@@ -365,6 +467,13 @@ struct ContainerPlan: Sendable {
             ns.join.append((n.type, fd))
         }
         ns.join = ns.join.filter { $0.type == .user } + ns.join.filter { $0.type != .user }
+    }
+
+    /// Detached trees for id-mapped mounts (one user namespace per distinct mapping), and clones of
+    /// bind sources only the host can reach for a container in a user namespace. The caller closes
+    /// what was opened when this fails.
+    static func openMountTrees(_ spec: Spec, _ linux: Linux, _ mounts: inout [PlannedMount], joined ns: NamespacePlan,
+                               inUserNS: Bool, rootfsReal: String) throws(RuntimeError) {
         var usernsFds: [String: Int32] = [:]   // one user namespace per distinct mapping
         defer { for fd in usernsFds.values { close(fd) } }
         for (i, m) in (spec.mounts ?? []).enumerated() {
@@ -399,34 +508,23 @@ struct ContainerPlan: Sendable {
                 mounts[i].detachedTree = try IDMappedMount.clone(source: planned.source, recursive: tree || recursiveMap,
                                                                  usernsFd: userns, recursiveMap: recursiveMap)
             } catch {
-                ns.closeFds()
-                closeDetachedTrees(mounts)
                 throw RuntimeError(.internal, "config.json: mounts[\(i)]: \(error)")
             }
         }
-        // tmpfs with noswap in a new user namespace: the kernel only takes it from the initial one.
-        if ns.newUser {
-            let rootUid = hostID(of: 0, in: linux.uidMappings), rootGid = hostID(of: 0, in: linux.gidMappings)
-            for (i, m) in mounts.enumerated() where m.type == "tmpfs" && m.options.data.contains("noswap") {
-                do {
-                    // Read-only comes after /dev is populated (Rootfs.remountReadonlyTmpfs).
-                    mounts[i].detachedTree = try HostTmpfs.create(data: m.options.data, flags: m.options.flags & ~SL_MS_RDONLY,
-                                                                  uid: rootUid, gid: rootGid)
-                } catch {
-                    ns.closeFds()
-                    closeDetachedTrees(mounts)
-                    throw RuntimeError(.internal, "config.json: mounts[\(i)]: \(error)")
-                }
+    }
+
+    /// tmpfs mounts with noswap, made by the host for a new user namespace (read-only comes after
+    /// /dev is populated: Rootfs.remountReadonlyTmpfs).
+    static func makeHostTmpfs(_ linux: Linux, _ mounts: inout [PlannedMount]) throws(RuntimeError) {
+        let rootUid = hostID(of: 0, in: linux.uidMappings), rootGid = hostID(of: 0, in: linux.gidMappings)
+        for (i, m) in mounts.enumerated() where m.type == "tmpfs" && m.options.data.contains("noswap") {
+            do {
+                mounts[i].detachedTree = try HostTmpfs.create(data: m.options.data, flags: m.options.flags & ~SL_MS_RDONLY,
+                                                              uid: rootUid, gid: rootGid)
+            } catch {
+                throw RuntimeError(.internal, "config.json: mounts[\(i)]: \(error)")
             }
         }
-        namespaces = ns
-        rootfs = RootfsPlan(rootfs: rootfsReal, readonly: root.readonly ?? false, rootPropagation: propagation,
-                            mounts: mounts, devices: devices, createDevices: !devIsBind, bindDevices: inUserNS,
-                            inUserNamespace: inUserNS, noPivot: noPivot, maskedPaths: linux.maskedPaths ?? [],
-                            readonlyPaths: linux.readonlyPaths ?? [],
-                            cgroupBinds: cgroupBinds)
-        rootfs.newMountNamespace = hasMountNS
-        rootfs.explicitPropagation = !(linux.rootfsPropagation ?? "").isEmpty
     }
 
     /// Closes the descriptors the plan holds (after fork, or when create fails).

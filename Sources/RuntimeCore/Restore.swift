@@ -49,27 +49,8 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
     let (spec, specJSON) = try loadSpec(bundle: bundle)
     // A terminal comes back as a new pty pair (CRIU's orphan-pts-master notification): its master
     // goes to --console-socket, or to the foreground copy loop; the same rules as create.
-    let terminal = spec.process?.terminal ?? false
-    if terminal && o.consoleSocket == nil && o.detach {
-        throw RuntimeError(.invalidArgument, "cannot allocate tty if swiftlet will detach without setting console socket")
-    }
-    if !terminal && o.consoleSocket != nil {
-        throw RuntimeError(.invalidArgument, "cannot use console socket if swiftlet will not detach or allocate tty")
-    }
-    let imagesAbs = FS.cleanPath(FS.absolute(o.imagePath, base: FS.cwd()))
-    guard let st = FS.statOf(imagesAbs), FS.isDirectory(st) else {
-        throw RuntimeError(.invalidArgument, "--image-path: \(imagesAbs): not a directory or does not exist")
-    }
-    guard FS.exists(imagesAbs + "/inventory.img") else {
-        throw RuntimeError(.invalidArgument, "--image-path: \(imagesAbs): no checkpoint there (inventory.img missing)")
-    }
-    // criu reads the images of a user-namespaced container as the container's root.
-    if (spec.linux?.namespaces ?? []).contains(where: { $0.type == .user }) {
-        let rootUid = hostID(of: 0, in: spec.linux?.uidMappings)
-        if st.st_uid != rootUid && st.st_mode & 0o001 == 0 {
-            throw RuntimeError(.invalidArgument, "--image-path: \(imagesAbs): the container's root (host uid \(rootUid)) cannot reach the images (mode \(String(st.st_mode & 0o777, radix: 8))); criu restores a user-namespaced container as that user: allow it, e.g. chmod o+x")
-        }
-    }
+    try checkConsoleSocket(terminal: spec.process?.terminal ?? false, consoleSocket: o.consoleSocket, detached: o.detach)
+    let imagesAbs = try checkImageDir(o.imagePath, spec)
     let manager = CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
     let plan = try ContainerPlan(spec: spec, specJSON: specJSON, id: o.id, bundle: bundle, noPivot: false, noNewKeyring: false,
                                  preserveFds: 0, listenFds: 0, cgroupBinds: cgroupBinds(manager))
@@ -77,49 +58,120 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
     let store = ContainerStore(root: o.root)
     let lock = try store.createLocked(o.id)
     defer { lock.release() }
-
-    var restoredPid: pid_t = 0
-    var pty: Int32?
-    var gotPty = false
-    var cgroup: CgroupManager?
-    let criuRoot = store.dir(o.id) + "/criu-root"
-    var rootMounted = false
-    func unmountRoot() {
-        if rootMounted { _ = sl_umount2(criuRoot, SL_MNT_DETACH); rootMounted = false }
-        rmdir(criuRoot)
-    }
+    let txn = Transaction(store: store, id: o.id)
     do throws(RuntimeError) {
-        var state = StoredState(id: o.id, pid: 0, pidStartTime: 0, bundle: bundle, rootfs: plan.rootfs.rootfs,
-                                created: Clock.rfc3339Nano(), owner: ownerName(), ownPidNamespace: plan.namespaces.newPid,
-                                cgroupPaths: manager.paths, config: specJSON)
-        try store.save(state)
-        cgroup = try setUpCgroup(manager, spec: spec)
-
-        // CRIU's root must be a mount point whose parent is not over-mounted: a bind of the rootfs.
-        try step("prepare criu root") {
-            try FS.mkdir(criuRoot, 0o755)
-            try sys("mount rootfs to", criuRoot) { sl_mount(plan.rootfs.rootfs, criuRoot, nil, SL_MS_BIND | SL_MS_REC, nil) }
+        var state = try txn.saveProvisionalState(plan, cgroupPaths: manager.paths)
+        txn.cgroup = try setUpCgroup(manager, spec: spec)
+        let r = RestoreRun(o: o, plan: plan, store: store, manager: manager, txn: txn, checks: checks, images: imagesAbs)
+        let restoredPid = try r.run(state)
+        guard let pst = Proc.stat(restoredPid) else {
+            throw criuFailure("restore", "criu reported no restored process", logPath: r.logPath)
         }
-        rootMounted = true
-        try createRestoreMountpoints(spec, bundle: bundle, root: criuRoot)
+        state.pid = restoredPid
+        state.pidStartTime = pst.startTime
+        try store.save(state)
+        try writePidFile(o.pidFile, pid: restoredPid)
+        if (spec.process?.terminal ?? false) && !r.gotPty {
+            throw RuntimeError(.internal, "restore: criu restored a terminal container without handing over its pty master")
+        }
+        return Restored(state: state, ptyMaster: txn.pty)
+    } catch {
+        txn.rollback()
+        throw error
+    }
+}
 
-        let images = try openCriuDir(imagesAbs, what: "--image-path")
-        defer { close(images.fd) }
+/// --image-path: a directory with a checkpoint in it that criu can read (it reads the images of a
+/// user-namespaced container as the container's root). Returns its absolute path.
+private func checkImageDir(_ path: String, _ spec: Spec) throws(RuntimeError) -> String {
+    let imagesAbs = FS.cleanPath(FS.absolute(path, base: FS.cwd()))
+    guard let st = FS.statOf(imagesAbs), FS.isDirectory(st) else {
+        throw RuntimeError(.invalidArgument, "--image-path: \(imagesAbs): not a directory or does not exist")
+    }
+    guard FS.exists(imagesAbs + "/inventory.img") else {
+        throw RuntimeError(.invalidArgument, "--image-path: \(imagesAbs): no checkpoint there (inventory.img missing)")
+    }
+    if (spec.linux?.namespaces ?? []).contains(where: { $0.type == .user }) {
+        let rootUid = hostID(of: 0, in: spec.linux?.uidMappings)
+        if st.st_uid != rootUid && st.st_mode & 0o001 == 0 {
+            throw RuntimeError(.invalidArgument, "--image-path: \(imagesAbs): the container's root (host uid \(rootUid)) cannot reach the images (mode \(String(st.st_mode & 0o777, radix: 8))); criu restores a user-namespaced container as that user: allow it, e.g. chmod o+x")
+        }
+    }
+    return imagesAbs
+}
+
+/// One criu restore run: its root (a bind of the rootfs), its options, the service, its callbacks.
+private final class RestoreRun {
+    let o: RestoreOptions
+    let plan: ContainerPlan
+    let store: ContainerStore
+    let manager: CgroupManager
+    let txn: Transaction
+    let checks: CriuCommonChecks
+    let images: String
+    /// criu handed over the restored terminal's pty master (sent on to --console-socket, or in `txn.pty`).
+    var gotPty = false
+
+    init(o: RestoreOptions, plan: ContainerPlan, store: ContainerStore, manager: CgroupManager, txn: Transaction,
+         checks: CriuCommonChecks, images: String) {
+        self.o = o; self.plan = plan; self.store = store; self.manager = manager; self.txn = txn
+        self.checks = checks; self.images = images
+    }
+
+    var criuRoot: String { store.criuRootPath(o.id) }
+    var logPath: String { (o.workPath.flatMap { $0.isEmpty ? nil : FS.cleanPath(FS.absolute($0, base: FS.cwd())) } ?? images) + "/restore.log" }
+
+    /// Runs criu; returns the restored init's pid (checked to be > 0). The criu root is unmounted.
+    func run(_ state: StoredState) throws(RuntimeError) -> pid_t {
+        // CRIU's root must be a mount point whose parent is not over-mounted: a bind of the rootfs.
+        let root = criuRoot
+        try step("prepare criu root") {
+            try FS.mkdir(root, 0o755)
+            txn.mounts.append(root)   // rmdir'd on rollback even when the mount fails
+            try sys("mount rootfs to", root) { sl_mount(plan.rootfs.rootfs, root, nil, SL_MS_BIND | SL_MS_REC, nil) }
+        }
+        try createRestoreMountpoints(plan.spec, bundle: plan.bundle, root: root)
+        testStop("restore-criu-root")
+        let imagesDir = try openCriuDir(images, what: "--image-path")
+        defer { close(imagesDir.fd) }
         var work: (path: String, fd: Int32)?
         if let w = o.workPath, !w.isEmpty { work = try openCriuDir(w, what: "--work-path") }
         defer { if let work { close(work.fd) } }
-        let logPath = (work?.path ?? images.path) + "/restore.log"
+        let (options, extraFds) = try criuOptions(imagesFd: imagesDir.fd, workFd: work?.fd)
+        if !o.detach {
+            if !o.noSubreaper { try step("restore") { try Proc.setChildSubreaper() } }
+            _ = sl_sigmask_block_all()
+        }
+        var opts = options
+        let service = try criu { () throws(CriuError) in try CriuService.start(binary: o.criu, extraFds: extraFds) }
+        // CRIU restores the processes into the cgroup it runs in: put it in the container's, and
+        // tell it where that is (cg_root per controller, from /proc/PID/cgroup).
+        do throws(RuntimeError) {
+            do { try manager.add(pid: service.pid) } catch { throw RuntimeError.cgroup(error, "restore: put criu in the container's cgroup") }
+            opts.cgroupRoots = try cgroupRoots(of: service.pid)
+        } catch {
+            _ = kill(service.pid, SIGKILL)
+            service.finish()
+            throw error
+        }
+        let pid = try call(service, opts, state)
+        txn.unmount(root)
+        return pid
+    }
 
+    /// CRIU's restore options, and the descriptors it inherits (namespaces joined by path).
+    func criuOptions(imagesFd: Int32, workFd: Int32?) throws(RuntimeError) -> (CriuOptions, [Int32]) {
+        let spec = plan.spec
         var opts = CriuOptions()
-        opts.imagesDirFd = images.fd
-        opts.workDirFd = work?.fd
+        opts.imagesDirFd = imagesFd
+        opts.workDirFd = workFd
         opts.logFile = "restore.log"
         opts.evasiveDevices = true
         opts.restoreSibling = true
         opts.root = criuRoot
         checks.apply(to: &opts)
         opts.configFile = criuConfigFile(spec)
-        opts.externalMounts = externalMounts(spec: spec, bundle: bundle, cgroupPaths: manager.paths)
+        opts.externalMounts = externalMounts(spec: spec, bundle: plan.bundle, cgroupPaths: manager.paths)
             .map { ($0.destination, $0.source) }
         // Namespaces joined by path: net/pid were external at dump and are handed over as fds
         // (criu's fds 4, 5, ...); the others are joined by CRIU itself.
@@ -138,86 +190,57 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
             opts.joinNamespaces.append((name, path))
         }
         // Pipes among init's stdio at dump time are replaced by ours (what runc does).
-        for (i, name) in readDescriptors(images.path).enumerated() where name.hasPrefix("pipe:") {
+        for (i, name) in readDescriptors(images).enumerated() where name.hasPrefix("pipe:") {
             opts.inheritFds.append((name, Int32(i)))
         }
+        return (opts, extraFds)
+    }
 
-        let foreground = !o.detach
-        if foreground {
-            if !o.noSubreaper { try step("restore") { try Proc.setChildSubreaper() } }
-            _ = sl_sigmask_block_all()
-        }
-        let service = try criu { () throws(CriuError) in try CriuService.start(binary: o.criu, extraFds: extraFds) }
-        // CRIU restores the processes into the cgroup it runs in: put it in the container's, and
-        // tell it where that is (cg_root per controller, from /proc/PID/cgroup).
-        do throws(RuntimeError) {
-            do { try manager.add(pid: service.pid) } catch { throw RuntimeError.cgroup(error, "restore: put criu in the container's cgroup") }
-            opts.cgroupRoots = try cgroupRoots(of: service.pid)
-        } catch {
-            _ = kill(service.pid, SIGKILL)
-            service.finish()
-            throw error
-        }
-        let hooks = spec.hooks
+    /// The RESTORE request, with criu's notifications answered; returns the restored init's pid.
+    func call(_ service: CriuService, _ opts: CriuOptions, _ state: StoredState) throws(RuntimeError) -> pid_t {
         let resp: CriuResponse
         do throws(CriuError) {
             resp = try service.call(CriuRequest(type: .restore, options: opts)) { (script, pid, fd) throws(CriuError) in
-                if script == "orphan-pts-master", let fd {
-                    gotPty = true
-                    do { pty = try handOverPty(fd, name: "orphan-pts-master", consoleSocket: o.consoleSocket) } catch {
-                        throw CriuError("restore: send the pty master to --console-socket: \(error)")
-                    }
-                    return
-                }
-                if let fd { close(fd) }
-                switch script {
-                case "setup-namespaces":
-                    // The restored init exists in its namespaces: prestart/createRuntime hooks, as runc.
-                    var s = state
-                    s.pid = pid
-                    let ociState = encodeJSON(store.ociState(s, status: .created))
-                    do {
-                        try Hooks.run(hooks?.prestart, kind: "prestart", state: ociState)
-                        try Hooks.run(hooks?.createRuntime, kind: "createRuntime", state: ociState)
-                    } catch { throw CriuError("\(error)") }
-                case "post-restore":
-                    restoredPid = pid
-                default:
-                    break
-                }
+                try notified(script, pid: pid, fd: fd, state)
             }
         } catch {
             service.finish()
             throw criuFailure("restore", "\(error)", logPath: logPath)
         }
         let status = service.finish()
-        if let pid = resp.restoredPid, pid > 0 { restoredPid = pid }
+        if let pid = resp.restoredPid, pid > 0 { txn.pid = pid }
         guard resp.success else { throw criuFailure("restore", resp, logPath: logPath) }
         if status != 0 { throw criuFailure("restore", "criu exited with status \(status)", logPath: logPath) }
-        guard restoredPid > 0, let pst = Proc.stat(restoredPid) else {
-            throw criuFailure("restore", "criu reported no restored process", logPath: logPath)
+        guard txn.pid > 0 else { throw criuFailure("restore", "criu reported no restored process", logPath: logPath) }
+        return txn.pid
+    }
+
+    /// One criu notification: the pty master, the namespaces made (hooks), the restored pid.
+    func notified(_ script: String, pid: pid_t, fd: Int32?, _ state: StoredState) throws(CriuError) {
+        if script == "orphan-pts-master", let fd {
+            do { txn.pty = try handOverPty(fd, name: "orphan-pts-master", consoleSocket: o.consoleSocket) } catch {
+                throw CriuError("restore: send the pty master to --console-socket: \(error)")
+            }
+            gotPty = true
+            return
         }
-        unmountRoot()
-        state.pid = restoredPid
-        state.pidStartTime = pst.startTime
-        try store.save(state)
-        if let pf = o.pidFile, !pf.isEmpty {
-            try step("write pid file") { try FS.writeFileAtomic(FS.absolute(pf, base: FS.cwd()), Array(String(restoredPid).utf8), mode: 0o644, durable: false) }
+        if let fd { close(fd) }
+        switch script {
+        case "setup-namespaces":
+            // The restored init exists in its namespaces: prestart/createRuntime hooks, as runc.
+            var s = state
+            s.pid = pid
+            let ociState = encodeJSON(store.ociState(s, status: .created))
+            let hooks = plan.spec.hooks
+            do {
+                try Hooks.run(hooks?.prestart, kind: "prestart", state: ociState)
+                try Hooks.run(hooks?.createRuntime, kind: "createRuntime", state: ociState)
+            } catch { throw CriuError("\(error)") }
+        case "post-restore":
+            txn.pid = pid
+        default:
+            break
         }
-        if terminal && !gotPty {
-            throw RuntimeError(.internal, "restore: criu restored a terminal container without handing over its pty master")
-        }
-        return Restored(state: state, ptyMaster: pty)
-    } catch {
-        if let pty { close(pty) }
-        if restoredPid > 0 {
-            _ = kill(restoredPid, SIGKILL)
-            _ = Proc.waitExit(restoredPid, startTime: nil, timeoutMs: 5000)
-        }
-        unmountRoot()
-        if let cgroup { _ = try? tearDownCgroup(cgroup) }
-        try? store.remove(o.id)
-        throw error
     }
 }
 

@@ -1,4 +1,5 @@
 import Glibc
+import CLinux
 import OCI
 import LinuxSystem
 
@@ -49,6 +50,8 @@ public struct ContainerStore: Sendable {
     public func dir(_ id: String) -> String { root + "/" + id }
     public func fifoPath(_ id: String) -> String { dir(id) + "/exec.fifo" }
     func statePath(_ id: String) -> String { dir(id) + "/state.json" }
+    /// restore's mount of the rootfs for criu (a bind: never removed through, see `remove`).
+    func criuRootPath(_ id: String) -> String { dir(id) + "/criu-root" }
 
     /// Container ids are what runc accepts: letters, digits, `_ + - .`, not "." or "..".
     public static func validate(id: String) throws(RuntimeError) {
@@ -84,6 +87,11 @@ public struct ContainerStore: Sendable {
     }
 
     public func remove(_ id: String) throws(RuntimeError) {
+        // restore's bind of the rootfs, still mounted when a restore was killed half-way: detached
+        // first, else removing the directory below would remove the container's rootfs through it.
+        let criuRoot = criuRootPath(id)
+        _ = sl_umount2(criuRoot, SL_MNT_DETACH)
+        rmdir(criuRoot)
         // The files create makes, by name, then the directory: this needs no file descriptor, so it
         // also works when create failed for want of one (EMFILE).
         for name in ["state.json", "state.json.tmp", "exec.fifo"] { unlink(dir(id) + "/" + name) }

@@ -7,8 +7,10 @@ import OCI
 enum SyncKind: UInt8 {
     case mapIDs = 0x55       // "U" child -> parent: write uid_map/gid_map for me
     case ack = 0x41          // "A" parent -> child: done, go on
-    case initPid = 0x50      // "P" middle -> parent: payload = the new process's pid (host view)
-    case go = 0x47           // "G" parent -> init: start setting up; payload = state JSON for hooks
+    case initPid = 0x50      // "P" middle -> parent: payload = the pid (host view) of the process it forked
+    case cloned = 0x49       // "I" stage 1 -> parent: I am init (the clone made me); no payload
+    case go = 0x47           // "G" parent -> init (create): in your cgroup, go on; payload = state JSON for hooks
+    case joined = 0x4A       // "J" parent -> exec's process: in the container's cgroup, go on; no payload
     case runHooks = 0x48     // "H" init -> parent: run prestart + createRuntime hooks now
     case pty = 0x54          // "T" init -> parent: pty master attached (SCM_RIGHTS)
     case ready = 0x52        // "R" init -> parent: set up; about to block on the exec fifo

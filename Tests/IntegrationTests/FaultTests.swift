@@ -129,4 +129,30 @@ extension FaultTests {
             assertNothingLeft(id, bundle: b)
         }
     }
+
+    /// restore killed once the rootfs is bind-mounted for criu (`<root>/<id>/criu-root`, criu not
+    /// started yet): `delete --force` detaches that mount and leaves the rootfs alone. Removing the
+    /// state directory used to recurse through the bind and delete the container's rootfs.
+    func testRestoreKilledWithCriuRootMountedSparesRootfs() throws {
+        let rootfs = try privateRootfs()
+        let b = try bundle { spec in
+            ContainerTestCase.args(["sleep", "1000"])(&spec)
+            spec["root"] = ["path": rootfs, "readonly": true]
+        }
+        let images = b + "/images"
+        try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: images + "/inventory.img", contents: Data())
+        func criuRootMounted() -> Bool {
+            ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").contains("/restore-killed/criu-root ")
+        }
+        killCommand(["--criu", "/bin/false", "restore", "-d", "--image-path", images, "--bundle", b, "restore-killed"],
+                    at: "restore-criu-root")
+        XCTAssertTrue(criuRootMounted(), "the killed restore left its criu root mounted")
+        XCTAssertEqual(stateStatus("restore-killed"), "creating")
+        let d = sl(["delete", "--force", "restore-killed"])
+        XCTAssertEqual(d.status, 0, d.stderr)
+        XCTAssertFalse(criuRootMounted())
+        XCTAssertTrue(FileManager.default.fileExists(atPath: rootfs + "/bin/sh"), "delete removed the rootfs through the criu root")
+        assertNothingLeft("restore-killed", bundle: b)
+    }
 }

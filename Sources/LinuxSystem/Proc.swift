@@ -143,18 +143,12 @@ public enum Signals {
 extension Proc {
     /// Runs a program (PATH lookup) with stdout captured; stderr passes through. For `ps`.
     public static func capture(_ args: [String]) throws(SysError) -> (status: Int32, output: String) {
-        var pipe: [Int32] = [-1, -1]
-        try sys("pipe") { sl_pipe2(&pipe, O_CLOEXEC) }
-        let argv = args.map { strdup($0) } + [nil]
-        let pid = try fork()
-        if pid == 0 {
-            dup2(pipe[1], 1)
-            execvp(args[0], argv)
-            _exit(127)
-        }
-        close(pipe[1])
-        defer { close(pipe[0]) }
-        let out = (try? FS.readAll(fd: pipe[0], path: args[0])) ?? []
+        var pipe = try OwnedPipe()
+        var r = SpawnRequest(args, fds: [0, pipe.write.raw, 2])
+        r.searchPath = true
+        let pid = try spawn(r)
+        pipe.write = OwnedFD(-1)
+        let out = (try? FS.readAll(fd: pipe.read.raw, path: args[0])) ?? []
         let (_, status) = try wait(pid)
         return (exitCode(status), String(decoding: out, as: UTF8.self))
     }

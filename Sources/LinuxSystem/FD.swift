@@ -28,6 +28,14 @@ public struct OwnedPipe: ~Copyable {
     public var read: OwnedFD
     public var write: OwnedFD
 
+    /// Both ends already closed (assign it to close a pipe).
+    public static var closed: OwnedPipe { OwnedPipe(read: OwnedFD(-1), write: OwnedFD(-1)) }
+
+    init(read: consuming OwnedFD, write: consuming OwnedFD) {
+        self.read = read
+        self.write = write
+    }
+
     public init() throws(SysError) {
         var fds: [Int32] = [-1, -1]
         try sys("pipe") { sl_pipe2(&fds, O_CLOEXEC) }

@@ -35,10 +35,12 @@ enum Hooks {
         let pid: pid_t
         do { pid = try Proc.spawn(r) } catch { throw SysError("\(what): \(error.op)", error.path, errno: error.errno) }
         output.write = OwnedFD(-1)
-        input.read = OwnedFD(-1)
+        // Our copy of the read end stays open while we write: a hook that exits without reading its
+        // stdin must not get us SIGPIPE (or EPIPE); the write is non-blocking, so a full pipe cannot
+        // block us either.
         _ = fcntl(input.write.raw, F_SETFL, O_NONBLOCK)
         _ = Array(state.utf8).withUnsafeBytes { write(input.write.raw, $0.baseAddress, $0.count) }
-        input.write = OwnedFD(-1)
+        input = OwnedPipe.closed
 
         let deadline = h.timeout.map { Clock.monotonicMs() + Int64($0) * 1000 }
         let (out, timedOut) = collectOutput(pid, from: output.read.raw, deadline: deadline)

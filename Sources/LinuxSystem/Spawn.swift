@@ -34,7 +34,8 @@ extension Proc {
     /// fork + exec, for single-threaded callers (the runtime, the monitor). Every C string is made
     /// before the fork. A child that cannot set itself up or exec reports the step and errno over a
     /// close-on-exec pipe: that is thrown here (the child reaped), not seen later as exit status 127.
-    /// Returns once the child has exec'd: the only wait is for the child's own exec.
+    /// Returns once the child has exec'd: the only wait is for the child's own exec (at most
+    /// `execTimeoutMs`; a child stuck before it, say in chdir on a dead NFS server, is killed).
     public static func spawn(_ r: SpawnRequest) throws(SysError) -> pid_t {
         guard let program = r.program ?? r.args.first, !(r.searchPath && r.env != nil) else {
             throw SysError("spawn", "no program, or a PATH search with an environment", errno: EINVAL)
@@ -46,7 +47,7 @@ extension Proc {
         let pid = try fork()
         if pid == 0 { childSide(r, c, devnull: devnull.raw, report: report.write.raw) }
         report.write = OwnedFD(-1)
-        if let (step, err) = readReport(report.read.raw) {
+        if let (step, err) = readReport(report.read.raw, pid: pid) {
             var st: Int32 = 0
             while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
             throw SysError(step, program, errno: err)
@@ -89,8 +90,18 @@ extension Proc {
 
     private static let steps = ["dup2", "close_range", "chdir", "exec"]
 
+    static let execTimeoutMs: Int32 = 10_000
+
     /// The child's report: (step, errno) when it failed, nil on EOF (it exec'd).
-    private static func readReport(_ fd: Int32) -> (String, Int32)? {
+    private static func readReport(_ fd: Int32, pid: pid_t) -> (String, Int32)? {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let deadline = Clock.monotonicMs() + Int64(execTimeoutMs)
+        var ready: Int32
+        repeat { ready = poll(&p, 1, Int32(clamping: max(0, deadline - Clock.monotonicMs()))) } while ready < 0 && errno == EINTR
+        if ready == 0 {
+            _ = Glibc.kill(pid, SIGKILL)
+            return ("exec (the child did not get there)", ETIMEDOUT)
+        }
         var msg: (Int32, Int32) = (0, 0)
         var n: Int
         repeat { n = read(fd, &msg, MemoryLayout<(Int32, Int32)>.size) } while n < 0 && errno == EINTR

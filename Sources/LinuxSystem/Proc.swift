@@ -137,15 +137,19 @@ public enum Signals {
 }
 
 extension Proc {
-    /// Runs a program (PATH lookup) with stdout captured; stderr passes through. For `ps`.
-    public static func capture(_ args: [String]) throws(SysError) -> (status: Int32, output: String) {
+    /// Runs a program (PATH lookup) with stdout captured (up to 16 MiB); stderr passes through. For
+    /// `ps`. Killed after `timeoutMs` (ps can hang on the /proc files of a process stuck in the kernel).
+    public static func capture(_ args: [String], timeoutMs: Int64 = 30_000) throws(SysError) -> (status: Int32, output: String) {
         var pipe = try OwnedPipe()
         var r = SpawnRequest(args, fds: [0, pipe.write.raw, 2])
         r.searchPath = true
         let pid = try spawn(r)
         pipe.write = OwnedFD(-1)
-        let out = (try? FS.readAll(fd: pipe.read.raw, path: args[0])) ?? []
+        let (out, timedOut) = collectOutput(pid, from: pipe.read.raw, deadline: Clock.monotonicMs() + timeoutMs,
+                                            limit: 16 << 20)
+        if timedOut { _ = Glibc.kill(pid, SIGKILL) }
         let (_, status) = try wait(pid)
+        if timedOut { throw SysError(args[0], "killed after \(timeoutMs / 1000) s", errno: ETIMEDOUT) }
         return (exitCode(status), String(decoding: out, as: UTF8.self))
     }
 }

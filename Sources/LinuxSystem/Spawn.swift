@@ -110,6 +110,40 @@ extension Proc {
     }
 }
 
+extension Proc {
+    /// What a child writes to `fd` (up to `limit` bytes) until it exits or `deadline` (monotonic ms)
+    /// passes (timedOut; the caller kills it). Once it has exited, what is in the pipe is read without
+    /// waiting for EOF: a grandchild that kept the write end must not hold us up.
+    public static func collectOutput(_ pid: pid_t, from fd: Int32, deadline: Int64?,
+                                     limit: Int = 65536) -> (output: [UInt8], timedOut: Bool) {
+        let pidfd = OwnedFD(sl_pidfd_open(pid, 0))
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        /// One read: > 0 bytes kept (up to the limit), 0 at EOF, < 0 on an error.
+        func take() -> Int {
+            let n = read(fd, &buf, buf.count)
+            if n > 0 { out += buf[0..<min(n, max(0, limit - out.count))] }
+            return n
+        }
+        while true {
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: pidfd.raw, events: Int16(POLLIN), revents: 0)]
+            let wait = deadline.map { Int32(clamping: max(0, $0 - Clock.monotonicMs())) } ?? -1
+            let r = poll(&fds, 2, wait)
+            if r == 0 { return (out, true) }
+            if r < 0 { if errno == EINTR { continue }; break }
+            if fds[0].revents != 0, case let n = take(), n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) { break }
+            if fds[1].revents != 0 {
+                // Exited: what is in the pipe now, without waiting for EOF.
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+                while case let n = take(), n > 0 || (n < 0 && errno == EINTR) {}
+                break
+            }
+        }
+        return (out, false)
+    }
+}
+
 /// The C strings and scratch space a child needs, allocated before the fork.
 private struct SpawnStrings {
     let program: UnsafeMutablePointer<CChar>

@@ -43,7 +43,7 @@ enum Hooks {
         input = OwnedPipe.closed
 
         let deadline = h.timeout.map { Clock.monotonicMs() + Int64($0) * 1000 }
-        let (out, timedOut) = collectOutput(pid, from: output.read.raw, deadline: deadline)
+        let (out, timedOut) = Proc.collectOutput(pid, from: output.read.raw, deadline: deadline)
         if timedOut { kill(pid, SIGKILL) }
         let (_, status) = try Proc.wait(pid)
         if timedOut { throw SysError("\(what): timeout after \(h.timeout ?? 0)s", errno: ETIMEDOUT) }
@@ -52,27 +52,5 @@ enum Hooks {
             let text = trimmed(String(decoding: out, as: UTF8.self))
             throw SysError("\(what): exit status \(code)\(text.isEmpty ? "" : ", output: \(text)")", errno: 0)
         }
-    }
-
-    /// The hook's output (up to 64 KiB) until it exits, or until the deadline passes (timedOut).
-    private static func collectOutput(_ pid: pid_t, from fd: Int32, deadline: Int64?) -> (out: [UInt8], timedOut: Bool) {
-        let pidfd = OwnedFD(sl_pidfd_open(pid, 0))
-        var outRead = fd
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while true {
-            var fds = [pollfd(fd: outRead, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: pidfd.raw, events: Int16(POLLIN), revents: 0)]
-            let wait = deadline.map { Int32(clamping: max(0, $0 - Clock.monotonicMs())) } ?? -1
-            let r = poll(&fds, outRead >= 0 ? 2 : 1, wait)
-            if r == 0 { return (out, true) }
-            if r < 0 { if errno == EINTR { continue }; break }
-            if fds[0].revents != 0 {
-                let n = read(outRead, &buf, buf.count)
-                if n > 0 { if out.count < 65536 { out += buf[0..<n] } } else { outRead = -1 }
-            }
-            if fds[1].revents != 0 || outRead < 0 { break }
-        }
-        return (out, false)
     }
 }

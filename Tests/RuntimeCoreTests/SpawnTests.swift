@@ -70,4 +70,33 @@ final class SpawnTests: XCTestCase {
         _ = try Proc.wait(pid)
         XCTAssertEqual(out, "\(pid) \(pid)\n")
     }
+
+    /// collectOutput stops when the child exits (not at EOF, which a grandchild holding the pipe
+    /// would delay), and at the deadline.
+    func testCollectOutputEndsWithTheChildOrAtTheDeadline() throws {
+        var pipe = try OwnedPipe()
+        var r = SpawnRequest(["/bin/sh", "-c", "echo before; sleep 60 & echo after"], fds: [-1, pipe.write.raw, -1])
+        r.ownProcessGroup = true
+        let pid = try Proc.spawn(r)
+        defer { kill(-pid, SIGKILL) }
+        pipe.write = OwnedFD(-1)
+        let (out, timedOut) = Proc.collectOutput(pid, from: pipe.read.raw, deadline: Clock.monotonicMs() + 30_000)
+        XCTAssertFalse(timedOut, "waited for the grandchild's end of the pipe")
+        XCTAssertEqual(String(decoding: out, as: UTF8.self), "before\nafter\n")
+        _ = try Proc.wait(pid)
+
+        var slow = try OwnedPipe()
+        let sleeper = try Proc.spawn(SpawnRequest(["/bin/sleep", "60"], fds: [-1, slow.write.raw, -1]))
+        slow.write = OwnedFD(-1)
+        let late = Proc.collectOutput(sleeper, from: slow.read.raw, deadline: Clock.monotonicMs() + 100)
+        XCTAssertTrue(late.timedOut)
+        kill(sleeper, SIGKILL)
+        _ = try Proc.wait(sleeper)
+    }
+
+    func testCaptureReadsAllOfStdout() throws {
+        let (status, output) = try Proc.capture(["sh", "-c", "seq 1 20000; exit 3"])
+        XCTAssertEqual(status, 3)
+        XCTAssertEqual(output.split(separator: "\n").count, 20000)
+    }
 }

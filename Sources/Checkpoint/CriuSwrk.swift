@@ -18,50 +18,21 @@ public struct CriuService: Sendable {
     let socket: SeqPacket
     public let binary: String
 
-    /// Starts criu. A binary that cannot be executed is reported here (errno from execvp, passed
-    /// back through a close-on-exec pipe), not as a silent EOF later.
+    /// Starts criu. A binary that cannot be executed is reported here (the exec errno, from
+    /// `Proc.spawn`), not as a silent EOF later.
     public static func start(binary: String, extraFds: [Int32] = []) throws(CriuError) -> CriuService {
         let parent: SeqPacket, child: SeqPacket
         do { (parent, child) = try SeqPacket.pair() } catch { throw CriuError("criu: create RPC socket: \(error)") }
-        var errPipe: [Int32] = [-1, -1]
-        if sl_pipe2(&errPipe, O_CLOEXEC) != 0 {
-            let e = errno
-            parent.close(); child.close()
-            throw CriuError("criu: pipe: \(errnoString(e))")
-        }
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(binary), strdup("swrk"), strdup("3"), nil]
-        defer { for a in argv { free(a) } }
-        let sources = [child.fd] + extraFds
-        let pid = fork()
-        if pid == 0 {
-            // Move every source above the targets first so that no dup2 overwrites a later source.
-            var high: [Int32] = []
-            for fd in sources { high.append(fcntl(fd, F_DUPFD_CLOEXEC, 100)) }
-            for (i, fd) in high.enumerated() where fd >= 0 { dup2(fd, Int32(3 + i)) }
-            _ = sl_sigmask_unblock_all()
-            execvp(binary, argv)
-            var e = errno
-            _ = write(errPipe[1], &e, MemoryLayout<Int32>.size)
-            _exit(127)
-        }
-        let forkErrno = errno
-        close(errPipe[1])
-        child.close()
-        defer { close(errPipe[0]) }
-        if pid < 0 {
+        defer { child.close() }
+        var r = SpawnRequest([binary, "swrk", "3"], fds: [0, 1, 2, child.fd] + extraFds)
+        r.searchPath = true
+        do { return CriuService(pid: try Proc.spawn(r), socket: parent, binary: binary) } catch {
             parent.close()
-            throw CriuError("criu: fork: \(errnoString(forkErrno))")
+            if error.op == "exec" {
+                throw CriuError("criu: exec \(binary): \(errnoString(error.errno)) (set the criu binary with --criu PATH)")
+            }
+            throw CriuError("criu: \(error)")
         }
-        var execErrno: Int32 = 0
-        var n: Int
-        repeat { n = read(errPipe[0], &execErrno, MemoryLayout<Int32>.size) } while n < 0 && errno == EINTR
-        if n == MemoryLayout<Int32>.size {
-            var st: Int32 = 0
-            _ = waitpid(pid, &st, 0)
-            parent.close()
-            throw CriuError("criu: exec \(binary): \(errnoString(execErrno)) (set the criu binary with --criu PATH)")
-        }
-        return CriuService(pid: pid, socket: parent, binary: binary)
     }
 
     public func send(_ request: CriuRequest) throws(CriuError) {

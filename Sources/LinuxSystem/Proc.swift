@@ -63,20 +63,18 @@ public enum Proc {
     /// between the check and the signal, so a recycled pid is never hit. ESRCH when it is gone (or a
     /// zombie). Falls back to kill(2) on kernels without pidfd_open.
     public static func signal(_ pid: pid_t, startTime: UInt64, _ sig: Int32) throws(SysError) {
-        let fd = sl_pidfd_open(pid, 0)
-        if fd < 0 && errno != ENOSYS { throw SysError("pidfd_open", "pid \(pid)", errno: errno) }
-        defer { if fd >= 0 { close(fd) } }
+        let fd = OwnedFD(sl_pidfd_open(pid, 0))
+        if fd.raw < 0 && errno != ENOSYS { throw SysError("pidfd_open", "pid \(pid)", errno: errno) }
         guard isAlive(pid, startTime: startTime) else { throw SysError("kill", "pid \(pid)", errno: ESRCH) }
-        if fd < 0 { return try kill(pid, sig) }
-        try sys("pidfd_send_signal", "pid \(pid)") { sl_pidfd_send_signal(fd, sig, 0) }
+        if fd.raw < 0 { return try kill(pid, sig) }
+        try sys("pidfd_send_signal", "pid \(pid)") { sl_pidfd_send_signal(fd.raw, sig, 0) }
     }
 
     /// A pidfd of `pid`, checked to be the process that started at `startTime` (when given) after it
     /// was opened, so a recycled pid is never handed out.
-    public static func openPidfd(_ pid: pid_t, startTime: UInt64?) throws(SysError) -> Int32 {
-        let fd = try sys("pidfd_open", "pid \(pid)") { sl_pidfd_open(pid, 0) }
+    public static func openPidfd(_ pid: pid_t, startTime: UInt64?) throws(SysError) -> OwnedFD {
+        let fd = OwnedFD(try sys("pidfd_open", "pid \(pid)") { sl_pidfd_open(pid, 0) })
         if let startTime, !isAlive(pid, startTime: startTime) {
-            close(fd)
             throw SysError("pidfd_open", "pid \(pid)", errno: ESRCH)
         }
         return fd
@@ -85,16 +83,14 @@ public enum Proc {
     /// Sends a pidfd of `pid` to the AF_UNIX socket at `path` (runc's --pidfd-socket).
     public static func sendPidfd(_ pid: pid_t, startTime: UInt64?, to path: String) throws(SysError) {
         let fd = try openPidfd(pid, startTime: startTime)
-        defer { close(fd) }
-        try sendFdToUnixSocket(path: path, fd: fd, name: "pidfd")
+        try sendFdToUnixSocket(path: path, fd: fd.raw, name: "pidfd")
     }
 
     /// Waits until a (possibly non-child) process has exited, up to timeoutMs; true if it did.
     public static func waitExit(_ pid: pid_t, startTime: UInt64?, timeoutMs: Int32) -> Bool {
-        let fd = sl_pidfd_open(pid, 0)
-        if fd >= 0 {
-            defer { close(fd) }
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let fd = OwnedFD(sl_pidfd_open(pid, 0))
+        if fd.raw >= 0 {
+            var p = pollfd(fd: fd.raw, events: Int16(POLLIN), revents: 0)
             let r = poll(&p, 1, timeoutMs)
             return r > 0 || !isAlive(pid, startTime: startTime)
         }
@@ -141,21 +137,19 @@ public enum Signals {
 }
 
 extension Proc {
-    /// Runs a program (PATH lookup) with stdout captured; stderr passes through. For `ps`.
-    public static func capture(_ args: [String]) throws(SysError) -> (status: Int32, output: String) {
-        var pipe: [Int32] = [-1, -1]
-        try sys("pipe") { sl_pipe2(&pipe, O_CLOEXEC) }
-        let argv = args.map { strdup($0) } + [nil]
-        let pid = try fork()
-        if pid == 0 {
-            dup2(pipe[1], 1)
-            execvp(args[0], argv)
-            _exit(127)
-        }
-        close(pipe[1])
-        defer { close(pipe[0]) }
-        let out = (try? FS.readAll(fd: pipe[0], path: args[0])) ?? []
+    /// Runs a program (PATH lookup) with stdout captured (up to 16 MiB); stderr passes through. For
+    /// `ps`. Killed after `timeoutMs` (ps can hang on the /proc files of a process stuck in the kernel).
+    public static func capture(_ args: [String], timeoutMs: Int64 = 30_000) throws(SysError) -> (status: Int32, output: String) {
+        var pipe = try OwnedPipe()
+        var r = SpawnRequest(args, fds: [0, pipe.write.raw, 2])
+        r.searchPath = true
+        let pid = try spawn(r)
+        pipe.write = OwnedFD(-1)
+        let (out, timedOut) = collectOutput(pid, from: pipe.read.raw, deadline: Clock.monotonicMs() + timeoutMs,
+                                            limit: 16 << 20)
+        if timedOut { _ = Glibc.kill(pid, SIGKILL) }
         let (_, status) = try wait(pid)
+        if timedOut { throw SysError(args[0], "killed after \(timeoutMs / 1000) s", errno: ETIMEDOUT) }
         return (exitCode(status), String(decoding: out, as: UTF8.self))
     }
 }

@@ -107,7 +107,42 @@ final class Monitor {
         bundle = o.bundle ?? (o.exec ? nil : FS.cwd())
         let pidFile = o.containerPidFile ?? FS.cwd() + "/pidfile-" + cid
         let savedStdio = try setUpLogDrivers()
+        try daemonize()
+        detachStdio()
+        try watchSignals()
+        var stdio = try makeContainerStdio(passthrough: passthrough ? savedStdio : nil)
+        defer { stdio.console?.close() }
 
+        if o.execAttach, let bundle {
+            attach = try openAttachSocket(bundle)
+            if let a = attachPipe { SyncPipe(fd: a, key: "data").send(0) }
+            if let s = startPipe { waitForStartByte(s) }
+        }
+        if let restore = o.restore {
+            if let st = FS.statOf(restore), st.st_mode & S_IFMT == S_IFREG, let bundle {
+                restoreImages = try CheckpointArchive.unpack(restore, bundle: bundle, env: childEnv)
+            } else {
+                restoreImages = restore
+            }
+        }
+        try runRuntime(pidFile: pidFile, &stdio)
+        guard let text = try? FS.readString(pidFile), let pid = pid_t(trimmed(text)), pid > 1 else {
+            throw MonitorFailure("read the container pid from \(pidFile): no pid written by the runtime")
+        }
+        containerPid = pid
+        startedAt = Clock.rfc3339Nano()
+        if let console = stdio.console {
+            guard let master = console.receiveMaster() else { throw MonitorFailure("Runtime did not set up terminal") }
+            ptyMaster = master
+            console.close()
+            stdio.console = nil
+        }
+        try serve(pid)
+    }
+
+    /// Without --sync: fork, the parent writes the conmon pid file and exits, the child goes on in a
+    /// session of its own.
+    private func daemonize() throws(MonitorFailure) {
         if !o.sync {
             let pid: pid_t
             do { pid = try Proc.fork() } catch { throw MonitorFailure("fork: \(error)") }
@@ -119,7 +154,10 @@ final class Monitor {
         } else if let p = o.conmonPidFile {
             writePidFile(p, getpid())
         }
-        detachStdio()
+    }
+
+    /// The sd-notify relay, subreaper, and every signal through the event loop (signalfd).
+    private func watchSignals() throws(MonitorFailure) {
         if let host = o.sdnotifySocket, let bundle {
             do { notifyRelay = try NotifyRelay(bundle: bundle, host: host, loop: loop) } catch {
                 throw MonitorFailure("sd-notify socket: \(error)")
@@ -131,83 +169,74 @@ final class Monitor {
             let sfd = try sys("signalfd") { sl_signalfd_all() }
             try loop.watch(sfd) { [unowned self] _ in self.onSignals(sfd) }
         } catch { throw MonitorFailure("\(error)") }
+    }
 
-        // Container stdio.
-        var childIn: Int32 = -1, childOut: Int32 = -1, childErr: Int32 = -1
-        var runtimeErr: Pipe?
+    /// The runtime's side of the container's stdio (closed once it has started), and where its
+    /// errors are read when it fails.
+    struct ContainerStdio {
+        var child: [Int32] = [-1, -1, -1]
+        var ownsChildFds = true
+        var runtimeErr: Int32 = -1
         var console: ConsoleSocket?
+    }
+
+    private func makeContainerStdio(passthrough saved: (Int32, Int32, Int32)?) throws(MonitorFailure) -> ContainerStdio {
+        var s = ContainerStdio()
         do {
-            if passthrough {
-                (childIn, childOut, childErr) = savedStdio
+            if let saved {
+                s.child = [saved.0, saved.1, saved.2]
+                s.ownsChildFds = false
             } else if o.terminal {
-                console = try ConsoleSocket.make()
+                s.console = try ConsoleSocket.make()
                 let p = try Pipe.make()
-                runtimeErr = p
-                childOut = p.write
-                childErr = p.write
+                s.runtimeErr = p.read
+                s.child = [-1, p.write, p.write]
             } else {
                 if o.stdin {
                     let p = try Pipe.make()
-                    childIn = p.read
+                    s.child[0] = p.read
                     stdinWrite = p.write
                 }
                 let out = try Pipe.make()
                 let err = try Pipe.make()
-                childOut = out.write
-                childErr = err.write
+                s.child[1] = out.write
+                s.child[2] = err.write
                 stdoutRead = out.read
                 stderrRead = err.read
             }
         } catch { throw MonitorFailure("set up container stdio: \(error)") }
+        return s
+    }
 
-        if o.execAttach, let bundle {
-            attach = try openAttachSocket(bundle)
-            if let a = attachPipe { SyncPipe(fd: a, key: "data").send(0) }
-            if let s = startPipe { waitForStartByte(s) }
-        }
-
-        if let restore = o.restore {
-            if let st = FS.statOf(restore), st.st_mode & S_IFMT == S_IFREG, let bundle {
-                restoreImages = try CheckpointArchive.unpack(restore, bundle: bundle, env: childEnv)
-            } else {
-                restoreImages = restore
-            }
-        }
-        let args = runtimeCommand(pidFile: pidFile, consoleSocket: console?.path)
+    /// Runs `swiftlet create|exec|restore` and waits for it (the runtime returns once the container
+    /// is created); its error output becomes ours when it fails.
+    private func runRuntime(pidFile: String, _ stdio: inout ContainerStdio) throws(MonitorFailure) {
+        let args = runtimeCommand(pidFile: pidFile, consoleSocket: stdio.console?.path)
         let runtimePid: pid_t
         do {
-            var spec = SpawnSpec(args: args, env: childEnv, stdin: childIn, stdout: childOut,
-                                 stderr: childErr, ownProcessGroup: o.exec)
+            var spec = SpawnSpec(args: args, env: childEnv, stdin: stdio.child[0], stdout: stdio.child[1],
+                                 stderr: stdio.child[2], ownProcessGroup: o.exec)
             spec.replaceListenPid = o.replaceListenPid
             runtimePid = try Spawn.start(spec)
         } catch {
-            console?.close()
             throw MonitorFailure("start runtime \(args[0]): \(error)")
         }
-        if !passthrough {
-            for fd in [childIn, childOut, childErr] where fd >= 0 { close(fd) }
+        if stdio.ownsChildFds {
+            for fd in Set(stdio.child) where fd >= 0 { close(fd) }
         }
         var status: Int32 = 0
         while waitpid(runtimePid, &status, 0) < 0 && errno == EINTR {}
         if Proc.exitCode(status) != 0 {
-            var text = readAvailable(runtimeErr?.read ?? stderrRead)
+            var text = readAvailable(stdio.runtimeErr >= 0 ? stdio.runtimeErr : stderrRead)
             if text.isEmpty { text = readAvailable(stdoutRead) }
-            console?.close()
             let verb = o.exec ? "exec" : (o.restore != nil ? "restore" : "create")
             throw MonitorFailure(text.isEmpty ? "runtime \(verb) failed with exit status \(Proc.exitCode(status))" : text)
         }
-        if let runtimeErr { close(runtimeErr.read) }
-        guard let text = try? FS.readString(pidFile), let pid = pid_t(trimmed(text)), pid > 1 else {
-            console?.close()
-            throw MonitorFailure("read the container pid from \(pidFile): no pid written by the runtime")
-        }
-        containerPid = pid
-        startedAt = Clock.rfc3339Nano()
-        if let console {
-            defer { console.close() }
-            guard let master = console.receiveMaster() else { throw MonitorFailure("Runtime did not set up terminal") }
-            ptyMaster = master
-        }
+        if stdio.runtimeErr >= 0 { close(stdio.runtimeErr) }
+    }
+
+    /// The container exists: its output, attach and control sockets, the sync report, OOM and timeout.
+    private func serve(_ pid: pid_t) throws(MonitorFailure) {
         try setUpStreams()
         if let bundle, !o.exec || o.execAttach {
             if attach == nil && !passthrough { attach = try openAttachSocket(bundle) }

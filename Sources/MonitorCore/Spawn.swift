@@ -21,40 +21,16 @@ struct SpawnSpec {
 }
 
 enum Spawn {
-    /// fork + execve; returns the child's pid. The monitor is single-threaded, so fork is safe; every
-    /// C string is built before the fork.
+    /// `Proc.spawn`: returns the child's pid once it has exec'd (a program that cannot run is an
+    /// error here, not an exit status later); the event loop is not otherwise held up.
     static func start(_ s: SpawnSpec) throws(SysError) -> pid_t {
-        guard let program = s.args.first else { throw SysError("spawn", nil, errno: EINVAL) }
-        let argv = s.args.map { strdup($0) } + [nil]
-        var envp = s.env.map { strdup($0) } + [nil]
-        let listenPid = s.replaceListenPid ? s.env.firstIndex { $0.hasPrefix("LISTEN_PID=") } : nil
-        let cwd = s.cwd.flatMap { strdup($0) }
-        defer {
-            for p in argv { free(p) }
-            for p in envp { free(p) }
-            if let cwd { free(cwd) }
-        }
-        let devnull = Glibc.open("/dev/null", O_RDWR | O_CLOEXEC)
-        defer { if devnull >= 0 { close(devnull) } }
-        let pid = try Proc.fork()
-        if pid == 0 {
-            // dup2 clears FD_CLOEXEC on the target, so stdio survives execve.
-            _ = dup2(s.stdin >= 0 ? s.stdin : devnull, 0)
-            _ = dup2(s.stdout >= 0 ? s.stdout : devnull, 1)
-            _ = dup2(s.stderr >= 0 ? s.stderr : devnull, 2)
-            if s.closeOtherFds {
-                do { try FS.closeFrom(3) } catch { _exit(127) }
-            }
-            if s.ownProcessGroup { _ = setpgid(0, 0) }
-            if s.dieWithMonitor { _ = sl_prctl(SL_PR_SET_PDEATHSIG, UInt(SIGKILL), 0, 0, 0) }
-            if let cwd, chdir(cwd) != 0 { _exit(127) }
-            if let listenPid { envp[listenPid] = strdup("LISTEN_PID=\(getpid())") }
-            _ = sl_signal_default_all()
-            _ = sl_sigmask_unblock_all()
-            execve(program, argv, envp)
-            _exit(127)
-        }
-        return pid
+        var r = SpawnRequest(s.args, env: s.env, fds: [s.stdin, s.stdout, s.stderr])
+        r.inheritOtherFds = !s.closeOtherFds
+        r.ownProcessGroup = s.ownProcessGroup
+        r.dieWithParent = s.dieWithMonitor
+        r.cwd = s.cwd
+        r.pidVariable = s.replaceListenPid ? "LISTEN_PID" : nil
+        return try Proc.spawn(r)
     }
 
     /// The environment for children: ours without the pipe fds meant for the monitor alone.

@@ -235,29 +235,14 @@ enum Child {
         if getcwd(&buf, 4096) == nil {
             throw SysError("cwd \"\(p.cwd)\" is outside the container root", errno: errno)
         }
-        if let caps = p.caps { try caps.dropBounding() }
-        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before giving up root.
-        if let filter = p.seccomp, !p.noNewPrivileges { try loadSeccomp(filter, sock) }
-        try sys("prctl(PR_SET_KEEPCAPS)") { sl_prctl(SL_PR_SET_KEEPCAPS, 1, 0, 0, 0) }
-        if !p.additionalGids.isEmpty || p.uid == 0 {
-            // setgroups(2) is refused in a user namespace with setgroups "deny"; tolerate only then.
-            let gids = p.additionalGids.map { gid_t($0) }
-            if sl_setgroups(gids.count, gids) != 0 && (errno != EPERM || !gids.isEmpty) {
-                throw SysError("setgroups", errno: errno)
-            }
-        }
-        try sys("setresgid", "gid \(p.gid)") { sl_setresgid(p.gid, p.gid, p.gid) }
-        try sys("setresuid", "uid \(p.uid)") { sl_setresuid(p.uid, p.uid, p.uid) }
-        try sys("prctl(PR_SET_KEEPCAPS)") { sl_prctl(SL_PR_SET_KEEPCAPS, 0, 0, 0, 0) }
-        if let caps = p.caps { try caps.apply() }
+        // Identity and capabilities, in the order CredentialSwitch documents.
+        let calls = LinuxCredentials()
+        let load: CredentialSwitch.LoadSeccomp = { (f) throws(SysError) in try loadSeccomp(f, sock) }
+        try CredentialSwitch.become(p, calls, loadSeccomp: load)
         if let u = p.umask { umask(mode_t(u)) }
         let path = try lookPath(p.args[0], env: p.env)
         try LSM.setExecLabel(appArmorProfile: p.appArmorProfile, seLinuxLabel: p.seLinuxLabel)
-        if p.noNewPrivileges {
-            try sys("prctl(PR_SET_NO_NEW_PRIVS)") { sl_prctl(SL_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }
-            // As late as possible, so the profile restricts the user process and not our set-up.
-            if let filter = p.seccomp { try loadSeccomp(filter, sock) }
-        }
+        try CredentialSwitch.restrict(p, calls, loadSeccomp: load)
         return path
     }
 

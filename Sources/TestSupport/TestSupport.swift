@@ -201,13 +201,29 @@ public func runProgram(_ executable: String, _ args: [String], stdin: String? = 
         inRead = open("/dev/null", O_RDONLY | O_CLOEXEC)
         guard inRead >= 0 else { return failure("open /dev/null") }
     }
+    var pid: pid_t = 0
+    let rc = spawnWithStdio([executable] + args, environment: environment, stdio: [inRead, outFD, errFD], pid: &pid)
+    close(inRead)
+    guard rc == 0 else {
+        if inWrite >= 0 { close(inWrite) }
+        errno = rc
+        return failure("cannot run \(executable)")
+    }
+    if let stdin, inWrite >= 0 { feedInBackground(Array(stdin.utf8), to: inWrite) }
+    let (exitStatus, timedOut) = waitKillingAfter(timeout, pid: pid)
+    var stderrText = readAll(errFD)
+    if timedOut { stderrText += "\n[TestSupport: killed after \(timeout) s timeout]" }
+    return RunResult(status: exitStatus, stdout: readAll(outFD), stderr: stderrText, timedOut: timedOut)
+}
 
+/// posix_spawn (the test process has threads: no fork) with `stdio` as fds 0-2 and no other fd, a
+/// clean signal state, in a process group of its own. Returns posix_spawn's error number.
+private func spawnWithStdio(_ argvStrings: [String], environment: [String: String]?, stdio: [Int32],
+                            pid: inout pid_t) -> Int32 {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_adddup2(&actions, inRead, 0)
-    posix_spawn_file_actions_adddup2(&actions, outFD, 1)
-    posix_spawn_file_actions_adddup2(&actions, errFD, 2)
+    for (target, fd) in stdio.enumerated() { posix_spawn_file_actions_adddup2(&actions, fd, Int32(target)) }
     // Leak no other fd (glibc >= 2.34 has closefrom for spawn; Swift's Glibc module does not export it).
     if let sym = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") {
         typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
@@ -225,56 +241,47 @@ public func runProgram(_ executable: String, _ args: [String], stdin: String? = 
     posix_spawnattr_setpgroup(&attr, 0)
     posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
 
-    let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + args).map { strdup($0) } + [nil]
+    let argv: [UnsafeMutablePointer<CChar>?] = argvStrings.map { strdup($0) } + [nil]
     let envStrings = environment.map { $0.map { "\($0.key)=\($0.value)" } }
     let envp: [UnsafeMutablePointer<CChar>?]? = envStrings.map { $0.map { strdup($0) } + [nil] }
     defer {
         argv.forEach { free($0) }
         envp?.forEach { free($0) }
     }
+    if let envp { return posix_spawn(&pid, argvStrings[0], &actions, &attr, argv, envp) }
+    return posix_spawn(&pid, argvStrings[0], &actions, &attr, argv, environ)
+}
 
-    var pid: pid_t = 0
-    let rc: Int32
-    if let envp {
-        rc = posix_spawn(&pid, executable, &actions, &attr, argv, envp)
-    } else {
-        rc = posix_spawn(&pid, executable, &actions, &attr, argv, environ)
-    }
-    close(inRead)
-    guard rc == 0 else {
-        if inWrite >= 0 { close(inWrite) }
-        errno = rc
-        return failure("cannot run \(executable)")
-    }
-
-    if let stdin, inWrite >= 0 {
-        // A background thread so a child that does not read its stdin cannot block us; SIGPIPE is
-        // blocked on that thread, so a child that exits early gives EPIPE instead of killing the tests.
-        let bytes = Array(stdin.utf8)
-        let fd = inWrite
-        Thread.detachNewThread {
-            var set = sigset_t()
-            sigemptyset(&set)
-            sigaddset(&set, SIGPIPE)
-            pthread_sigmask(SIG_BLOCK, &set, nil)
-            var off = 0
-            while off < bytes.count {
-                let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
-                if n < 0 { if errno == EINTR { continue }; break }
-                off += n
-            }
-            close(fd)
+/// Writes `bytes` to `fd` and closes it, from a background thread so a child that does not read its
+/// stdin cannot block us; SIGPIPE is blocked on that thread, so a child that exits early gives EPIPE
+/// instead of killing the tests.
+private func feedInBackground(_ bytes: [UInt8], to fd: Int32) {
+    Thread.detachNewThread {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
+            if n < 0 { if errno == EINTR { continue }; break }
+            off += n
         }
+        close(fd)
     }
+}
 
-    // Poll (1 ms) rather than block, so the timeout needs no second thread.
+/// Waits for `pid`, SIGKILLing its process group after `timeout` seconds. Polls (1 ms) rather than
+/// blocks, so the timeout needs no second thread. The status as a shell reports it (128+N for
+/// signal N), -1 when waitpid failed.
+private func waitKillingAfter(_ timeout: Double, pid: pid_t) -> (status: Int32, timedOut: Bool) {
     var status: Int32 = 0
     var timedOut = false
     let deadline = Date().addingTimeInterval(timeout)
     while true {
         let r = waitpid(pid, &status, WNOHANG)
         if r == pid { break }
-        if r < 0 && errno != EINTR { status = -1; break }
+        if r < 0 && errno != EINTR { return (-1, timedOut) }
         if !timedOut && Date() >= deadline {
             timedOut = true
             kill(-pid, SIGKILL)
@@ -282,17 +289,8 @@ public func runProgram(_ executable: String, _ args: [String], stdin: String? = 
         }
         usleep(1000)
     }
-    let exitStatus: Int32
-    if status == -1 {
-        exitStatus = -1
-    } else if status & 0x7f == 0 {
-        exitStatus = (status >> 8) & 0xff          // WIFEXITED: WEXITSTATUS
-    } else {
-        exitStatus = 128 + (status & 0x7f)           // WIFSIGNALED: 128 + WTERMSIG, as the shell reports
-    }
-    var stderrText = readAll(errFD)
-    if timedOut { stderrText += "\n[TestSupport: killed after \(timeout) s timeout]" }
-    return RunResult(status: exitStatus, stdout: readAll(outFD), stderr: stderrText, timedOut: timedOut)
+    if status & 0x7f == 0 { return ((status >> 8) & 0xff, timedOut) }   // WIFEXITED: WEXITSTATUS
+    return (128 + (status & 0x7f), timedOut)                          // WIFSIGNALED: 128 + WTERMSIG
 }
 
 /// A read/write close-on-exec file with no name (created in TMPDIR and unlinked at once); -1 on error.

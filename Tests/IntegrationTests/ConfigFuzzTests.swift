@@ -28,7 +28,7 @@ final class ConfigFuzzTests: ContainerTestCase {
         rich[path: "process.user"] = ["uid": 1000, "gid": 1000, "additionalGids": [5, 6]]
         rich["mounts"] = (rich["mounts"] as? [[String: Any]] ?? []) + [["destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "nosuid"]]]
         var configs = [defaultConfig(), rich]
-        for (_, edit) in HostileConfigTests.corpus {
+        for (_, edit) in HostileConfigs.corpus {
             var c = defaultConfig()
             edit(&c)
             configs.append(c)

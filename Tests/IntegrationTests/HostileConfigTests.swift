@@ -2,94 +2,27 @@ import Foundation
 import XCTest
 import TestSupport
 
-/// A corpus of malformed and hostile configs (issue 7, first part): each must be refused with a clear
-/// error naming the field, a normal exit status (no crash), and nothing left behind.
+/// The hostile-config corpus (TestSupport's `HostileConfigs`, issue 7) end to end: refused with a clear
+/// error naming the field, exit status 1 (no crash), and nothing left behind.
 final class HostileConfigTests: ContainerTestCase {
-    typealias Edit = (inout [String: Any]) -> Void
+    var isSwiftlet: Bool { !Runtime.binary.hasSuffix("/runc") && !Runtime.binary.hasSuffix("/crun") }
 
-    static func process(_ f: @escaping (inout [String: Any]) -> Void) -> Edit {
-        { spec in var p = spec[dict: "process"]; f(&p); spec["process"] = p }
-    }
-    static func linux(_ f: @escaping (inout [String: Any]) -> Void) -> Edit {
-        { spec in var l = spec[dict: "linux"]; f(&l); spec["linux"] = l }
-    }
-    static func mount(_ m: [String: Any]) -> Edit {
-        { spec in spec["mounts"] = (spec["mounts"] as? [[String: Any]] ?? []) + [m] }
-    }
-
-    nonisolated(unsafe) static let corpus: [(String, Edit)] = [
-        ("ociVersion", { $0["ociVersion"] = 12 }),
-        ("root", { $0["root"] = "rootfs" }),
-        ("root.path", { $0["root"] = ["path": ""] }),
-        ("root.path", { $0["root"] = ["path": "/nonexistent"] }),
-        ("root.path", { $0["root"] = ["path": "/etc/passwd"] }),
-        ("process.args", process { $0["args"] = "sh" }),
-        ("process.args", process { $0["args"] = [] as [String] }),
-        ("process.args[0]", process { $0["args"] = [7] }),
-        ("process.cwd", process { $0["cwd"] = "relative/dir" }),
-        ("process.cwd", process { $0.removeValue(forKey: "cwd") }),
-        ("process.user.uid", process { $0["user"] = ["uid": -1, "gid": 0] }),
-        ("process.user.uid", process { $0["user"] = ["uid": 99_999_999_999, "gid": 0] }),
-        ("process.user.gid", process { $0["user"] = ["uid": 0, "gid": "wheel"] }),
-        ("process.user.additionalGids[1]", process { $0["user"] = ["uid": 0, "gid": 0, "additionalGids": [1, -5]] }),
-        ("process.env[0]", process { $0["env"] = ["NOEQUALS"] }),
-        ("process.env[0]", process { $0["env"] = ["=value"] }),
-        ("process.rlimits[0].type", process { $0["rlimits"] = [["type": "RLIMIT_BOGUS", "soft": 1, "hard": 1]] }),
-        ("process.rlimits[0]", process { $0["rlimits"] = [["type": "RLIMIT_NOFILE", "soft": 10, "hard": 5]] }),
-        ("process.rlimits[1].type", process { $0["rlimits"] = [["type": "RLIMIT_CORE", "soft": 0, "hard": 0], ["type": "RLIMIT_CORE", "soft": 0, "hard": 0]] }),
-        ("process.capabilities", process { $0["capabilities"] = ["bounding": "CAP_KILL"] }),
-        ("process.oomScoreAdj", process { $0["oomScoreAdj"] = 5000 }),
-        ("process.terminal", process { $0["terminal"] = "yes" }),
-        ("process.consoleSize.height", process { $0["consoleSize"] = ["height": -1, "width": 80] }),
-        ("linux.namespaces[5].type", linux { $0["namespaces"] = ($0["namespaces"] as? [[String: Any]] ?? []) + [["type": "bogus"]] }),
-        ("linux.namespaces[5].type", linux { $0["namespaces"] = ($0["namespaces"] as? [[String: Any]] ?? []) + [["type": "pid"]] }),
-        ("linux.namespaces[5].path", linux { $0["namespaces"] = ($0["namespaces"] as? [[String: Any]] ?? []) + [["type": "cgroup", "path": "relative/ns"]] }),
-        ("linux.namespaces", linux { $0["namespaces"] = "pid" }),
-        ("linux.uidMappings", linux { $0["uidMappings"] = [["containerID": 0, "hostID": 1000, "size": 1]] }),
-        ("linux.uidMappings[0].size", linux {
-            $0["namespaces"] = ($0["namespaces"] as? [[String: Any]] ?? []) + [["type": "user"]]
-            $0["uidMappings"] = [["containerID": 0, "hostID": 1000, "size": 0]]
-            $0["gidMappings"] = [["containerID": 0, "hostID": 1000, "size": 1]]
-        }),
-        ("linux.devices[0]", linux { $0["devices"] = [["type": "c", "path": "/dev/x"]] }),
-        ("linux.devices[0].type", linux { $0["devices"] = [["type": "z", "path": "/dev/x", "major": 1, "minor": 1]] }),
-        ("linux.devices[0].path", linux { $0["devices"] = [["type": "c", "path": "dev/x", "major": 1, "minor": 1]] }),
-        ("linux.devices[0].major", linux { $0["devices"] = [["type": "c", "path": "/dev/x", "major": "one", "minor": 1]] }),
-        ("linux.devices[0].major", linux { $0["devices"] = [["type": "c", "path": "/dev/x", "major": -1, "minor": 4]] }),
-        ("linux.devices[0].minor", linux { $0["devices"] = [["type": "c", "path": "/dev/x", "major": 1, "minor": 4_294_967_296]] }),
-        ("linux.rootfsPropagation", linux { $0["rootfsPropagation"] = "sideways" }),
-        ("linux.sysctl", linux { $0["sysctl"] = ["": "1"] }),
-        ("linux.sysctl", linux { $0["sysctl"] = ["kernel.nonexistent_knob_xyz": "1"] }),
-        ("linux.maskedPaths[0]", linux { $0["maskedPaths"] = ["proc/kcore"] }),
-        ("linux.readonlyPaths", linux { $0["readonlyPaths"] = "/proc/sys" }),
-        ("linux.resources.memory.limit", linux { $0["resources"] = ["memory": ["limit": "lots"]] }),
-        ("linux.resources.pids.limit", linux { $0["resources"] = ["pids": ["limit": 1.5]] }),
-        ("linux.resources.devices[0].type", linux { $0["resources"] = ["devices": [["allow": false, "type": "x", "access": "rwm"]]] }),
-        ("linux.resources.unified", linux { $0["resources"] = ["unified": ["../escape": "1"]] }),
-        ("linux.seccomp.syscalls[0].action", linux { $0["seccomp"] = ["defaultAction": "SCMP_ACT_ALLOW", "syscalls": [["names": ["read"], "action": "SCMP_ACT_DANCE"]]] }),
-        ("linux.seccomp.defaultAction", linux { $0["seccomp"] = ["syscalls": [] as [Any]] }),
-        ("mounts[", mount(["destination": "", "type": "tmpfs", "source": "tmpfs"])),
-        ("mounts[", mount(["destination": "/x", "type": "bind", "source": "/nonexistent/source", "options": ["bind"]])),
-        ("mounts[", mount(["destination": "/proc", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]])),
-        ("hooks.prestart[0].path", { $0["hooks"] = ["prestart": [["path": "relative-hook"]]] }),
-        ("hooks.createRuntime[0]", { $0["hooks"] = ["createRuntime": [["path": "/nonexistent/hook"]]] }),
-        ("hooks.prestart[0].timeout", { $0["hooks"] = ["prestart": [["path": "/bin/true", "timeout": -3]]] }),
-        ("hostname", { spec in
-            spec["hostname"] = "box"
-            var l = spec[dict: "linux"]
-            l["namespaces"] = (l["namespaces"] as? [[String: Any]] ?? []).filter { ($0["type"] as? String) != "uts" }
-            spec["linux"] = l
-        }),
-    ]
-
+    /// Those only creating the container refuses, and a sample of the rest: the binary's exit
+    /// status and that nothing is left behind. (RuntimeCoreTests.HostileConfigPlanTests checks every
+    /// config the plan refuses, in-process.)
     func testCorpusIsRefusedCleanly() throws {
-        XCTAssertGreaterThanOrEqual(HostileConfigTests.corpus.count, 50)
-        for (i, (field, edit)) in HostileConfigTests.corpus.enumerated() {
+        let corpus = HostileConfigs.corpus
+        let sample = HostileConfigs.refusedLater.union([0, 5, 23, 30, 49].filter { $0 < corpus.count })
+        for i in sample.sorted() {
+            let (field, edit) = corpus[i]
             let id = "hostile\(i)"
             let b = try bundle(edit)
             let r = sl(["create", "--bundle", b, id])
             XCTAssertEqual(r.status, 1, "#\(i) \(field): status \(r.status) stderr \(r.stderr)")
-            XCTAssertTrue(r.stderr.contains(field), "#\(i): \(r.stderr.debugDescription) does not name \(field)")
+            // The field's name in the error is swiftlet's wording (runc and crun word theirs otherwise).
+            if isSwiftlet {
+                XCTAssertTrue(r.stderr.contains(field), "#\(i): \(r.stderr.debugDescription) does not name \(field)")
+            }
             assertNothingLeft(id, bundle: b)
             try? FileManager.default.removeItem(atPath: b)
         }

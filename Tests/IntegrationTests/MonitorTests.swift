@@ -197,6 +197,21 @@ final class MonitorStdioTests: MonitorTestCase {
         XCTAssertTrue(monitorGone(c))
     }
 
+    /// A runtime that passes the monitor's checks but cannot be executed (its interpreter is missing):
+    /// a start-up error on the sync pipe naming the runtime and the errno, not a bare exit status.
+    func testRuntimeThatCannotBeExecutedIsReportedWithItsErrno() throws {
+        let (dir, fake) = try fakeRuntime { _ in "exit 0" }
+        try "#!/nonexistent/interpreter\n".write(toFile: fake, atomically: true, encoding: .utf8)
+        chmod(fake, 0o755)
+        let (r, line) = runMonitor(["--api-version", "1", "-c", "x1", "-u", "x1", "-r", fake, "-b", dir, "-p", dir + "/pid",
+                                    "-P", dir + "/mon.pid", "--sync"], dir: dir)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(line.hasPrefix("{\"data\":-1"), line)
+        if !Runtime.monitorIsConmon {
+            XCTAssertTrue(line.contains("exec \(fake)") && line.contains("No such file or directory"), line)
+        }
+    }
+
     func testReplaceListenPidNamesTheRuntimeProcess() throws {
         let (dir, fake) = try fakeRuntime { dir in
             "echo \"$$ $LISTEN_PID\" > \(dir)/seen\nsleep 0.2 & while [ $# -gt 0 ]; do [ \"$1\" = --pid-file ] && echo $! > \"$2\"; shift; done"

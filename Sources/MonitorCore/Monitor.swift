@@ -34,6 +34,7 @@ public func runMonitor(_ argv: [String]) -> Int32 {
 }
 
 
+/// A failure of the monitor or of a control-API request: what went wrong, as sent back to the caller.
 struct MonitorFailure: Error {
     var message: String
     init(_ message: String) { self.message = message }

@@ -106,8 +106,8 @@ final class GRPCHealthTests: XCTestCase {
 }
 
 final class ProbeSpecTests: XCTestCase {
-    func spec(_ json: String) -> Result<ProbeSpec, ControlError> {
-        guard case .object(let o)? = try? JSONValue.parse(json) else { return .failure(ControlError("bad test json")) }
+    func spec(_ json: String) -> Result<ProbeSpec, MonitorFailure> {
+        guard case .object(let o)? = try? JSONValue.parse(json) else { return .failure(MonitorFailure("bad test json")) }
         do { return .success(try ProbeSpec(o)) } catch { return .failure(error) }
     }
 

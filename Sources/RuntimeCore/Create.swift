@@ -232,7 +232,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             do { try parentSock.send(.go, hookState(.created)) } catch {
                 // init may have failed building its rootfs meanwhile: its own error says more.
                 if let m = try? parentSock.next(waitingFor: "container init's error"), m.kind == .error {
-                    throw RuntimeError(.internal, "unable to start container process: \(m.errorText)")
+                    throw m.childFailure("unable to start container process")
                 }
                 throw RuntimeError.sys(error, "sync")
             }
@@ -254,7 +254,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
             if o.startsAtOnce { keepSocket = true; startSocket = parentSock }
             return state
         case .error:
-            throw RuntimeError(.internal, "unable to start container process: \(m.errorText)")
+            throw m.childFailure("unable to start container process")
         case .ack, .go, .start:
             throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from container init")
         }

@@ -168,9 +168,7 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
     func fail(_ e: RuntimeError) -> RuntimeError {
         if pid > 0 { kill(pid, SIGKILL) }
         if middle > 0 { kill(middle, SIGKILL); _ = try? Proc.wait(middle) }
-        var err = e
-        err.exitStatus = 255
-        return err
+        return e
     }
     // Messages until EOF: the socket is close-on-exec, so EOF without an error means exec happened.
     while true {
@@ -202,7 +200,7 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
             }
             try? parentSock.send(.ack)
         case .error:
-            throw fail(RuntimeError(.internal, "exec failed: \(m.errorText)"))
+            throw fail(m.childFailure("exec failed"))
         default:
             throw fail(RuntimeError(.internal, "sync: unexpected message \(m.kind) from exec process"))
         }

@@ -144,7 +144,7 @@ private func createProcesses(_ o: CreateOptions, plan: ContainerPlan, store: Con
 
     let hooks = plan.spec.hooks
     let hasRuntimeHooks = !(hooks?.prestart ?? []).isEmpty || !(hooks?.createRuntime ?? []).isEmpty
-    try step("create") { try Proc.assertSingleThreaded("create") }
+    try step("create") { try Proc.assertSingleThreaded() }
     // systemd's unit (and so the cgroup) is made once init's pid is known, in `initPid` below.
     let selfAttach = systemd == nil && !manager.v1TaskFiles.isEmpty
     let cloneFlags = plan.namespaces.newUser && selfAttach ? nil : plan.namespaces.cloneFlags

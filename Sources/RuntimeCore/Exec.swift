@@ -126,7 +126,7 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
 
     let (parentSock, childSock) = try step("create sync socket") { try SeqPacket.pair() }
     defer { parentSock.close() }
-    try step("exec") { try Proc.assertSingleThreaded("exec") }
+    try step("exec") { try Proc.assertSingleThreaded() }
     if !o.detach {
         try step("exec") { try Proc.setChildSubreaper() }
         _ = sl_sigmask_block_all()

@@ -315,7 +315,7 @@ final class JournalFormatTests: XCTestCase {
         XCTAssertNoThrow(try validate(parseMonitorOptions(base + ["-l", "k8s-file:/x", "-l", "journald:", "--log-tag", "t"])))
         XCTAssertThrowsError(try validate(parseMonitorOptions(base + ["-l", "k8s-file:/x", "--log-tag", "t"])))
         XCTAssertThrowsError(try validate(parseMonitorOptions(["-c", "0123456789ab", "-u", "u", "-r", "/rt", "-l", "journald"]))) {
-            XCTAssertEqual(($0 as? MonitorUsageError)?.message, "Container ID must be longer than 12 characters")
+            XCTAssertEqual(($0 as? MonitorFailure)?.message, "Container ID must be longer than 12 characters")
         }
     }
 

@@ -118,7 +118,7 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
     let personality = try persona(linux?.personality)
     if let policy = linux?.memoryPolicy { process.memoryPolicy = try MemoryPolicyPlan(policy) }
     if let profile = linux?.seccomp {
-        do { process.seccomp = try SeccompFilter.build(profile) } catch { throw RuntimeError(.invalidArgument, "\(error)") }
+        do { process.seccomp = try SeccompFilter.build(profile) } catch { throw RuntimeError(.invalidArgument, "", cause: error) }
     }
 
     let ns = try joinPlan(state)

@@ -254,7 +254,7 @@ struct ContainerPlan: Sendable {
         if let policy = linux.memoryPolicy { process?.memoryPolicy = try MemoryPolicyPlan(policy) }
         if let profile = linux.seccomp {
             do { process?.seccomp = try SeccompFilter.build(profile) } catch {
-                throw RuntimeError(.invalidArgument, "config.json: \(error)")
+                throw RuntimeError(.invalidArgument, "config.json", cause: error)
             }
         }
         personality = try persona(linux.personality)
@@ -401,7 +401,7 @@ struct ContainerPlan: Sendable {
             } catch {
                 ns.closeFds()
                 closeDetachedTrees(mounts)
-                throw RuntimeError(.internal, "config.json: mounts[\(i)]: \(error)")
+                throw RuntimeError(.internal, "config.json: mounts[\(i)]", cause: error)
             }
         }
         // tmpfs with noswap in a new user namespace: the kernel only takes it from the initial one.
@@ -415,7 +415,7 @@ struct ContainerPlan: Sendable {
                 } catch {
                     ns.closeFds()
                     closeDetachedTrees(mounts)
-                    throw RuntimeError(.internal, "config.json: mounts[\(i)]: \(error)")
+                    throw RuntimeError(.internal, "config.json: mounts[\(i)]", cause: error)
                 }
             }
         }

@@ -4,6 +4,7 @@ import Glibc
 import Argv
 import LinuxSystem
 import Cgroups
+@testable import Seccomp
 @testable import RuntimeCore
 @testable import RuntimeCLI
 
@@ -24,6 +25,9 @@ final class ErrorModelTests: XCTestCase {
         XCTAssertEqual("\(cgroup)", "join cgroup: write /sys/fs/cgroup/x/pids.max: \"1\": busy")
         XCTAssertEqual(cgroup.errno, EBUSY)
         XCTAssertNil(RuntimeError(.invalidArgument, "no errno here").errno)
+        let seccomp = RuntimeError(.invalidArgument, "", cause: SeccompFilter.BuildError(description: "linux.seccomp.flags[0]: x: Invalid argument", errno: EINVAL))
+        XCTAssertEqual("\(seccomp)", "linux.seccomp.flags[0]: x: Invalid argument", "an empty message adds no text")
+        XCTAssertEqual(seccomp.errno, EINVAL)
         XCTAssertEqual("\(RuntimeError.wrapping(sys))", "\(sys)", "wrapping adds no text")
     }
 

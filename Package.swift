@@ -77,8 +77,8 @@ let package = Package(
         // D-Bus marshalling against bytes written from the specification, without a bus.
         .testTarget(name: "DBusTests", dependencies: ["DBus"]),
         // The plans RuntimeCore makes before it forks, without root or a container.
-        .testTarget(name: "RuntimeCoreTests", dependencies: ["RuntimeCore", "OCI", "CLinux", "Cgroups", "DBus", "LinuxSystem",
-                                                             "Seccomp", "RuntimeCLI", "TestSupport"]),
+        .testTarget(name: "RuntimeCoreTests", dependencies: ["RuntimeCore", "RuntimeCLI", "Argv", "OCI", "CLinux", "Cgroups",
+                                                             "DBus", "LinuxSystem", "Seccomp", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem", "oci-fuzz"]),
     ]
 )

@@ -4,7 +4,7 @@ import LinuxSystem
 /// A cgroup operation that failed. The message names the file and the value or the OCI field, e.g.
 /// `write /sys/fs/cgroup/memory/x/memory.limit_in_bytes: "10": Device or resource busy` or
 /// `linux.resources.memory.swap: must be at least memory.limit (swap 10, limit 20)`.
-public struct CgroupError: Error, CustomStringConvertible, Sendable, Equatable {
+public struct CgroupError: ChainedError, Sendable, Equatable {
     public var message: String
     /// The errno of the failed system call, 0 for invalid values and other logical errors.
     public var errno: Int32
@@ -15,6 +15,7 @@ public struct CgroupError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     public var description: String { message }
+    public var ownErrno: Int32? { errno }
 
     /// `write PATH: "VALUE": reason`.
     static func write(_ path: String, _ value: String, errno: Int32) -> CgroupError {

@@ -9,9 +9,9 @@ public enum Proc {
     }
 
     /// Fails unless the process is single-threaded (clone/setns/unshare give EINVAL otherwise).
-    public static func assertSingleThreaded(_ what: String) throws(SysError) {
+    public static func assertSingleThreaded() throws(SysError) {
         let n = try threadCount()
-        if n != 1 { throw SysError("\(what): process has \(n) threads, need 1 for namespace calls", errno: EINVAL) }
+        if n != 1 { throw SysError("process has \(n) threads, need 1 for namespace calls", errno: EINVAL) }
     }
 
     public static func fork() throws(SysError) -> pid_t {

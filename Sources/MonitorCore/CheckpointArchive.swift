@@ -19,13 +19,13 @@ enum CheckpointArchive {
         var fileLocks = false
         var timeoutSeconds = 600
 
-        init(_ p: JSONObject) throws(ControlError) {
+        init(_ p: JSONObject) throws(MonitorFailure) {
             guard let a = try optionalString(p, "archive"), a.hasPrefix("/"), a.hasSuffix(".tar") else {
-                throw ControlError("params.archive: an absolute path ending in .tar is required")
+                throw MonitorFailure("params.archive: an absolute path ending in .tar is required")
             }
-            guard FS.lstatOf(a) == nil else { throw ControlError("params.archive: \(a) exists already") }
+            guard FS.lstatOf(a) == nil else { throw MonitorFailure("params.archive: \(a) exists already") }
             guard let dir = FS.statOf(FS.dirname(a)), FS.isDirectory(dir) else {
-                throw ControlError("params.archive: directory \(FS.dirname(a)) does not exist")
+                throw MonitorFailure("params.archive: directory \(FS.dirname(a)) does not exist")
             }
             archive = a
             tcpEstablished = try bool(p, "tcpEstablished")
@@ -34,16 +34,16 @@ enum CheckpointArchive {
         }
     }
 
-    static func create(_ r: Request, monitor m: Monitor, done: @escaping (Result<JSONObject, ControlError>) -> Void) throws(ControlError) {
-        guard m.exitCode == nil, let bundle = m.bundle else { throw ControlError("container \(m.cid) is not running") }
+    static func create(_ r: Request, monitor m: Monitor, done: @escaping (Result<JSONObject, MonitorFailure>) -> Void) throws(MonitorFailure) {
+        guard m.exitCode == nil, let bundle = m.bundle else { throw MonitorFailure("container \(m.cid) is not running") }
         // A new private directory (never one that exists already): the archive's content goes to
         // <work>/content, the tar to <work>/archive.tar (0600), renamed to the archive path at the end.
         let work = r.archive + ".work", content = work + "/content"
-        guard Glibc.mkdir(work, 0o700) == 0 else { throw ControlError("params.archive: mkdir \(work): \(errnoString(errno))") }
+        guard Glibc.mkdir(work, 0o700) == 0 else { throw MonitorFailure("params.archive: mkdir \(work): \(errnoString(errno))") }
         guard Glibc.mkdir(content, 0o700) == 0 else {
             let e = errno
             rmdir(work)
-            throw ControlError("params.archive: mkdir \(content): \(errnoString(e))")
+            throw MonitorFailure("params.archive: mkdir \(content): \(errnoString(e))")
         }
         let upper = overlayUpperDir(pid: m.containerPid)
         var args = [m.o.runtime ?? ""] + m.o.runtimeArgs
@@ -53,9 +53,9 @@ enum CheckpointArchive {
         args.append(m.cid)
         func fail(_ message: String) {
             try? FS.removeAll(work)
-            done(.failure(ControlError(message)))
+            done(.failure(MonitorFailure(message)))
         }
-        do throws(ControlError) {
+        do throws(MonitorFailure) {
             try CapturedCommand.run(args, timeoutSeconds: r.timeoutSeconds, monitor: m) { res in
                 guard res.exitCode == 0 else {
                     fail("checkpoint failed (exit \(res.exitCode)): " + trimmed(String(decoding: res.stderr.suffix(2048), as: UTF8.self)))
@@ -77,7 +77,7 @@ enum CheckpointArchive {
                     if let message { fail(message); return }
                     packArchive(work: work, archive: r.archive, monitor: m) { message in
                         try? FS.removeAll(work)
-                        if let message { done(.failure(ControlError(message))); return }
+                        if let message { done(.failure(MonitorFailure(message))); return }
                         var size = stat()
                         let bytes = stat(r.archive, &size) == 0 ? Int64(size.st_size) : 0
                         done(.success(["archive": .string(r.archive), "size": .number(String(bytes)),
@@ -127,7 +127,7 @@ enum CheckpointArchive {
     }
 
     private static func runTar(_ args: [String], monitor m: Monitor, what: String, done: @escaping (String?) -> Void) {
-        do throws(ControlError) {
+        do throws(MonitorFailure) {
             try CapturedCommand.run(args, timeoutSeconds: 600, monitor: m) { r in
                 done(r.exitCode == 0 ? nil : "tar \(what) failed: " + String(decoding: r.stderr.suffix(1024), as: UTF8.self))
             }
@@ -226,8 +226,8 @@ enum CheckpointArchive {
     }
 }
 
-private func bool(_ p: JSONObject, _ key: String) throws(ControlError) -> Bool {
+private func bool(_ p: JSONObject, _ key: String) throws(MonitorFailure) -> Bool {
     guard let v = p[key] else { return false }
-    guard case .bool(let b) = v else { throw ControlError("params.\(key): must be true or false") }
+    guard case .bool(let b) = v else { throw MonitorFailure("params.\(key): must be true or false") }
     return b
 }

@@ -144,10 +144,10 @@ final class ControlServer {
         let request: JSONObject
         do {
             guard case .object(let o) = try JSONValue.parse(line, maxDepth: 32) else {
-                throw ControlError("request must be a JSON object")
+                throw MonitorFailure("request must be a JSON object")
             }
             request = o
-        } catch let e as ControlError {
+        } catch let e as MonitorFailure {
             send(["error": .string(e.message)], to: c)
             return
         } catch {
@@ -155,11 +155,11 @@ final class ControlServer {
             return
         }
         let id = request["id"] ?? .null
-        do throws(ControlError) {
-            guard case .string(let method)? = request["method"] else { throw ControlError("missing \"method\"") }
+        do throws(MonitorFailure) {
+            guard case .string(let method)? = request["method"] else { throw MonitorFailure("missing \"method\"") }
             var params = JSONObject()
             if let p = request["params"] {
-                guard case .object(let o) = p else { throw ControlError("\"params\" must be an object") }
+                guard case .object(let o) = p else { throw MonitorFailure("\"params\" must be an object") }
                 params = o
             }
             try dispatch(method, params, id: id, client: c)
@@ -168,7 +168,7 @@ final class ControlServer {
         }
     }
 
-    private func dispatch(_ method: String, _ params: JSONObject, id: JSONValue, client c: Connection) throws(ControlError) {
+    private func dispatch(_ method: String, _ params: JSONObject, id: JSONValue, client c: Connection) throws(MonitorFailure) {
         switch method {
         case "state":
             send(["id": id, "result": .object(state())], to: c)
@@ -204,12 +204,12 @@ final class ControlServer {
             probe.schedule()
             send(["id": id, "result": .object(["name": .string(spec.name)])], to: c)
         case "removeProbe":
-            guard case .string(let name)? = params["name"] else { throw ControlError("params.name: missing probe name") }
-            guard let p = probes.removeValue(forKey: name) else { throw ControlError("params.name: no probe \"\(name)\"") }
+            guard case .string(let name)? = params["name"] else { throw MonitorFailure("params.name: missing probe name") }
+            guard let p = probes.removeValue(forKey: name) else { throw MonitorFailure("params.name: no probe \"\(name)\"") }
             p.stop()
             send(["id": id, "result": .object([:])], to: c)
         default:
-            throw ControlError("method: unknown method \"\(method)\" (state, subscribe, execSync, checkpoint, addProbe, removeProbe)")
+            throw MonitorFailure("method: unknown method \"\(method)\" (state, subscribe, execSync, checkpoint, addProbe, removeProbe)")
         }
     }
 
@@ -224,11 +224,6 @@ final class ControlServer {
         s.members.append(("probes", .array(probes.keys.sorted().compactMap { probes[$0].map { .object($0.status()) } })))
         return s
     }
-}
-
-struct ControlError: Error {
-    var message: String
-    init(_ message: String) { self.message = message }
 }
 
 // MARK: - Exec-sync
@@ -246,9 +241,9 @@ struct ExecRequest {
         self.timeoutSeconds = timeoutSeconds
     }
 
-    init(_ p: JSONObject) throws(ControlError) {
+    init(_ p: JSONObject) throws(MonitorFailure) {
         args = try stringArray(p, "args", required: true)
-        guard !args.isEmpty else { throw ControlError("params.args: must not be empty") }
+        guard !args.isEmpty else { throw MonitorFailure("params.args: must not be empty") }
         env = try stringArray(p, "env", required: false)
         cwd = try optionalString(p, "cwd")
         user = try optionalString(p, "user")
@@ -271,8 +266,8 @@ struct ExecResult {
 /// Runs `<runtime> exec` in the foreground in its own process group, captures its output (up to a
 /// limit), kills the whole group at the timeout (CRI ExecSync semantics: exit code -1 when timed out).
 enum ExecRunner {
-    static func run(_ r: ExecRequest, monitor: Monitor, done: @escaping (ExecResult) -> Void) throws(ControlError) {
-        guard monitor.exitCode == nil else { throw ControlError("container \(monitor.cid) is not running") }
+    static func run(_ r: ExecRequest, monitor: Monitor, done: @escaping (ExecResult) -> Void) throws(MonitorFailure) {
+        guard monitor.exitCode == nil else { throw MonitorFailure("container \(monitor.cid) is not running") }
         var args = [monitor.o.runtime ?? ""] + monitor.o.runtimeArgs + ["exec"]
         for e in r.env { args += ["--env", e] }
         if let cwd = r.cwd { args += ["--cwd", cwd] }
@@ -286,12 +281,12 @@ enum ExecRunner {
 /// whole at the timeout or when the command exits), reported through the event loop.
 enum CapturedCommand {
     static func run(_ args: [String], timeoutSeconds: Int, outputLimit: Int = 16 << 20, monitor: Monitor,
-                    done: @escaping (ExecResult) -> Void) throws(ControlError) {
+                    done: @escaping (ExecResult) -> Void) throws(MonitorFailure) {
         let out: Pipe, err: Pipe
         do {
             out = try Pipe.make()
             err = try Pipe.make()
-        } catch { throw ControlError("\(args[0]): \(error)") }
+        } catch { throw MonitorFailure("\(args[0]): \(error)") }
         var result = ExecResult(exitCode: -1, stdout: [], stderr: [], timedOut: false)
         var open = 2
         var exited = false
@@ -321,7 +316,7 @@ enum CapturedCommand {
                         finishIfDone()
                     }
                 }
-            } catch { throw ControlError("\(args[0]): \(error)") }
+            } catch { throw MonitorFailure("\(args[0]): \(error)") }
         }
         var group: pid_t = 0
         let pid: pid_t
@@ -338,7 +333,7 @@ enum CapturedCommand {
             for fd in [out.read, err.read] { loop.unwatch(fd); Glibc.close(fd) }
             Glibc.close(out.write)
             Glibc.close(err.write)
-            throw ControlError("start \(args[0]): \(error)")
+            throw MonitorFailure("start \(args[0]): \(error)")
         }
         group = pid
         Glibc.close(out.write)
@@ -356,30 +351,30 @@ enum CapturedCommand {
 
 // MARK: - Parameter helpers (errors name the field)
 
-func stringArray(_ p: JSONObject, _ key: String, required: Bool) throws(ControlError) -> [String] {
+func stringArray(_ p: JSONObject, _ key: String, required: Bool) throws(MonitorFailure) -> [String] {
     guard let v = p[key] else {
-        if required { throw ControlError("params.\(key): missing") }
+        if required { throw MonitorFailure("params.\(key): missing") }
         return []
     }
-    guard case .array(let items) = v else { throw ControlError("params.\(key): must be an array of strings") }
+    guard case .array(let items) = v else { throw MonitorFailure("params.\(key): must be an array of strings") }
     var out: [String] = []
     for item in items {
-        guard case .string(let s) = item else { throw ControlError("params.\(key): must be an array of strings") }
+        guard case .string(let s) = item else { throw MonitorFailure("params.\(key): must be an array of strings") }
         out.append(s)
     }
     return out
 }
 
-func optionalString(_ p: JSONObject, _ key: String, prefix: String = "params.") throws(ControlError) -> String? {
+func optionalString(_ p: JSONObject, _ key: String, prefix: String = "params.") throws(MonitorFailure) -> String? {
     guard let v = p[key] else { return nil }
-    guard case .string(let s) = v else { throw ControlError("\(prefix)\(key): must be a string") }
+    guard case .string(let s) = v else { throw MonitorFailure("\(prefix)\(key): must be a string") }
     return s
 }
 
-func integer(_ p: JSONObject, _ key: String, default d: Int, range: ClosedRange<Int>, prefix: String = "params.") throws(ControlError) -> Int {
+func integer(_ p: JSONObject, _ key: String, default d: Int, range: ClosedRange<Int>, prefix: String = "params.") throws(MonitorFailure) -> Int {
     guard let v = p[key] else { return d }
     guard case .number(let text) = v, let n = Int(text), range.contains(n) else {
-        throw ControlError("\(prefix)\(key): must be an integer in \(range.lowerBound)...\(range.upperBound)")
+        throw MonitorFailure("\(prefix)\(key): must be an integer in \(range.lowerBound)...\(range.upperBound)")
     }
     return n
 }

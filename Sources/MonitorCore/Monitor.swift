@@ -34,9 +34,11 @@ public func runMonitor(_ argv: [String]) -> Int32 {
 }
 
 
-struct MonitorFailure: Error {
-    var message: String
-    init(_ message: String) { self.message = message }
+/// A failure of the monitor: a bad command line, a control-API request, setting up or running the
+/// container. `message` is what the caller gets (stderr, the sync pipe, the control socket).
+public struct MonitorFailure: Error, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
 }
 
 /// The container's output goes to: the log files, attach clients, control-API subscribers.

@@ -47,10 +47,6 @@ public struct MonitorOptions: Sendable {
     public init() {}
 }
 
-public struct MonitorUsageError: Error, Sendable {
-    public var message: String
-}
-
 private enum Kind { case flag, value }
 
 /// (long name, short name, takes a value).
@@ -73,7 +69,7 @@ private let table: [(String, Character?, Kind)] = [
     ("version", nil, .flag), ("help", "h", .flag),
 ]
 
-public func parseMonitorOptions(_ args: [String]) throws(MonitorUsageError) -> MonitorOptions {
+public func parseMonitorOptions(_ args: [String]) throws(MonitorFailure) -> MonitorOptions {
     var o = MonitorOptions()
     var i = 0
     while i < args.count {
@@ -92,43 +88,43 @@ public func parseMonitorOptions(_ args: [String]) throws(MonitorUsageError) -> M
         } else if arg.hasPrefix("-") && arg.count > 1 && arg != "--" {
             let letter = arg[arg.index(after: arg.startIndex)]
             guard let entry = table.first(where: { $0.1 == letter }) else {
-                throw MonitorUsageError(message: "Unknown option \(arg)")
+                throw MonitorFailure("Unknown option \(arg)")
             }
             name = entry.0
             let rest = arg.dropFirst(2)
             if !rest.isEmpty {
-                guard entry.2 == .value else { throw MonitorUsageError(message: "Unknown option \(arg)") }
+                guard entry.2 == .value else { throw MonitorFailure("Unknown option \(arg)") }
                 inline = String(rest)
             }
         } else {
             continue   // stray positional word: ignored, as GLib leaves it
         }
         guard let entry = table.first(where: { $0.0 == name }) else {
-            throw MonitorUsageError(message: "Unknown option --\(name)")
+            throw MonitorFailure("Unknown option --\(name)")
         }
         var value = ""
         if entry.2 == .value {
             if let inline { value = inline } else {
-                guard i < args.count else { throw MonitorUsageError(message: "Missing argument for --\(name)") }
+                guard i < args.count else { throw MonitorFailure("Missing argument for --\(name)") }
                 value = args[i]
                 i += 1
             }
         } else if inline != nil {
-            throw MonitorUsageError(message: "Option --\(name) does not take an argument")
+            throw MonitorFailure("Option --\(name) does not take an argument")
         }
         try apply(&o, name, value)
     }
     return o
 }
 
-private func integer(_ name: String, _ value: String) throws(MonitorUsageError) -> Int64 {
+private func integer(_ name: String, _ value: String) throws(MonitorFailure) -> Int64 {
     guard let v = Int64(value) else {
-        throw MonitorUsageError(message: "Cannot parse integer value “\(value)” for --\(name)")
+        throw MonitorFailure("Cannot parse integer value “\(value)” for --\(name)")
     }
     return v
 }
 
-private func apply(_ o: inout MonitorOptions, _ name: String, _ v: String) throws(MonitorUsageError) {
+private func apply(_ o: inout MonitorOptions, _ name: String, _ v: String) throws(MonitorFailure) {
     switch name {
     case "api-version": o.apiVersion = true
     case "cid": o.cid = v
@@ -175,29 +171,29 @@ private func apply(_ o: inout MonitorOptions, _ name: String, _ v: String) throw
 }
 
 /// Checks the combinations conmon checks; the message names the flag.
-public func validate(_ o: MonitorOptions) throws(MonitorUsageError) {
-    guard let cid = o.cid, !cid.isEmpty else { throw MonitorUsageError(message: "Container ID not provided. Use --cid") }
-    if !o.exec && o.cuuid == nil { throw MonitorUsageError(message: "Container UUID not provided. Use --cuuid") }
+public func validate(_ o: MonitorOptions) throws(MonitorFailure) {
+    guard let cid = o.cid, !cid.isEmpty else { throw MonitorFailure("Container ID not provided. Use --cid") }
+    if !o.exec && o.cuuid == nil { throw MonitorFailure("Container UUID not provided. Use --cuuid") }
     guard let runtime = o.runtime, !runtime.isEmpty else {
-        throw MonitorUsageError(message: "Runtime path not provided. Use --runtime")
+        throw MonitorFailure("Runtime path not provided. Use --runtime")
     }
     if o.exec && o.execProcessSpec == nil {
-        throw MonitorUsageError(message: "Exec process spec path not provided. Use --exec-process-spec")
+        throw MonitorFailure("Exec process spec path not provided. Use --exec-process-spec")
     }
-    if o.execAttach && !o.exec { throw MonitorUsageError(message: "Attach can only be specified with exec") }
-    if o.execAttach && !o.apiVersion { throw MonitorUsageError(message: "Attach can only be specified for a non-legacy exec session") }
-    if o.timeout < 0 { throw MonitorUsageError(message: "--timeout must not be negative") }
+    if o.execAttach && !o.exec { throw MonitorFailure("Attach can only be specified with exec") }
+    if o.execAttach && !o.apiVersion { throw MonitorFailure("Attach can only be specified for a non-legacy exec session") }
+    if o.timeout < 0 { throw MonitorFailure("--timeout must not be negative") }
     if !(1...86400).contains(o.controlIdleTimeout) {
-        throw MonitorUsageError(message: "--control-idle-timeout must be 1 to 86400 seconds")
+        throw MonitorFailure("--control-idle-timeout must be 1 to 86400 seconds")
     }
-    if o.restore != nil && o.exec { throw MonitorUsageError(message: "--restore cannot be combined with --exec") }
+    if o.restore != nil && o.exec { throw MonitorFailure("--restore cannot be combined with --exec") }
     // As conmon: --log-tag needs journald among the drivers; journald needs an id over 12 characters.
     let journald = o.logPaths.contains { $0 == "journald" || $0.hasPrefix("journald:") }
     for l in o.logPaths where l.hasPrefix("k8s-file:") && o.logTag != nil && !journald {
-        throw MonitorUsageError(message: "k8s-file doesn't support --log-tag")
+        throw MonitorFailure("k8s-file doesn't support --log-tag")
     }
     if journald && cid.count <= 12 {
-        throw MonitorUsageError(message: "Container ID must be longer than 12 characters")
+        throw MonitorFailure("Container ID must be longer than 12 characters")
     }
 }
 

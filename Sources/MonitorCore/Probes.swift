@@ -22,13 +22,13 @@ struct ProbeSpec {
 
     var needsNetwork: Bool { if case .exec = action { false } else { true } }
 
-    init(_ p: JSONObject) throws(ControlError) {
-        guard case .string(let name)? = p["name"], !name.isEmpty else { throw ControlError("params.name: missing probe name") }
+    init(_ p: JSONObject) throws(MonitorFailure) {
+        guard case .string(let name)? = p["name"], !name.isEmpty else { throw MonitorFailure("params.name: missing probe name") }
         self.name = name
         var actions: [ProbeAction] = []
         if case .object(let e)? = p["exec"] {
             let command = try stringArray(e, "command", required: true)
-            guard !command.isEmpty else { throw ControlError("params.exec.command: must not be empty") }
+            guard !command.isEmpty else { throw MonitorFailure("params.exec.command: must not be empty") }
             actions.append(.exec(command))
         }
         if case .object(let t)? = p["tcpSocket"] {
@@ -37,19 +37,19 @@ struct ProbeSpec {
         if case .object(let h)? = p["httpGet"] {
             let scheme = try optionalString(h, "scheme", prefix: "params.httpGet.") ?? "HTTP"
             guard scheme.uppercased() == "HTTP" || scheme.uppercased() == "HTTPS" else {
-                throw ControlError("params.httpGet.scheme: \(scheme) is neither HTTP nor HTTPS")
+                throw MonitorFailure("params.httpGet.scheme: \(scheme) is neither HTTP nor HTTPS")
             }
             let path = try optionalString(h, "path", prefix: "params.httpGet.") ?? "/"
             guard path.hasPrefix("/"), !path.utf8.contains(where: { $0 <= 32 || $0 == 127 }) else {
-                throw ControlError("params.httpGet.path: must start with / and contain no spaces or line breaks")
+                throw MonitorFailure("params.httpGet.path: must start with / and contain no spaces or line breaks")
             }
             var headers: [(String, String)] = []
             if let hv = h["httpHeaders"] {
-                guard case .array(let items) = hv else { throw ControlError("params.httpGet.httpHeaders: must be an array") }
+                guard case .array(let items) = hv else { throw MonitorFailure("params.httpGet.httpHeaders: must be an array") }
                 for item in items {
                     guard case .object(let o) = item, case .string(let n)? = o["name"], case .string(let v)? = o["value"],
                           !n.isEmpty, !hasLineBreak(n + v), !n.contains(":") else {
-                        throw ControlError("params.httpGet.httpHeaders: each header needs a name and a value without line breaks")
+                        throw MonitorFailure("params.httpGet.httpHeaders: each header needs a name and a value without line breaks")
                     }
                     headers.append((n, v))
                 }
@@ -66,7 +66,7 @@ struct ProbeSpec {
                                  service: try optionalString(g, "service", prefix: "params.grpc.") ?? ""))
         }
         guard actions.count == 1, let action = actions.first else {
-            throw ControlError("params: exactly one of exec, tcpSocket, httpGet, grpc is required")
+            throw MonitorFailure("params: exactly one of exec, tcpSocket, httpGet, grpc is required")
         }
         self.action = action
         initialDelaySeconds = try integer(p, "initialDelaySeconds", default: 0, range: 0...86400)
@@ -80,14 +80,14 @@ struct ProbeSpec {
 /// CR or LF anywhere (String.contains("\r") misses the "\r\n" grapheme).
 private func hasLineBreak(_ s: String) -> Bool { s.utf8.contains { $0 == 10 || $0 == 13 } }
 
-private func port(_ o: JSONObject, _ field: String) throws(ControlError) -> Int {
-    guard o["port"] != nil else { throw ControlError("params.\(field).port: missing") }
+private func port(_ o: JSONObject, _ field: String) throws(MonitorFailure) -> Int {
+    guard o["port"] != nil else { throw MonitorFailure("params.\(field).port: missing") }
     return try integer(o, "port", default: 0, range: 1...65535, prefix: "params.\(field).")
 }
 
-private func host(_ o: JSONObject, _ field: String) throws(ControlError) -> String {
+private func host(_ o: JSONObject, _ field: String) throws(MonitorFailure) -> String {
     let h = try optionalString(o, "host", prefix: "params.\(field).") ?? "127.0.0.1"
-    guard IPAddress(h) != nil else { throw ControlError("params.\(field).host: \"\(h)\" is not an IPv4 or IPv6 address") }
+    guard IPAddress(h) != nil else { throw MonitorFailure("params.\(field).host: \"\(h)\" is not an IPv4 or IPv6 address") }
     return h
 }
 
@@ -187,15 +187,15 @@ final class NetworkNamespace {
     let own: Int32
     let same: Bool
 
-    init(pid: pid_t) throws(ControlError) {
+    init(pid: pid_t) throws(MonitorFailure) {
         let path = "/proc/\(pid)/ns/net"
         container = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard container >= 0 else { throw ControlError("open \(path): \(errnoString(errno))") }
+        guard container >= 0 else { throw MonitorFailure("open \(path): \(errnoString(errno))") }
         own = Glibc.open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)
         guard own >= 0 else {
             let e = errno
             Glibc.close(container)
-            throw ControlError("open /proc/self/ns/net: \(errnoString(e))")
+            throw MonitorFailure("open /proc/self/ns/net: \(errnoString(e))")
         }
         var a = stat(), b = stat()
         same = fstat(container, &a) == 0 && fstat(own, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev

@@ -48,10 +48,10 @@ func updateVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     if let path = o.string("resources"), !path.isEmpty {
         let bytes: [UInt8]
         do { bytes = path == "-" ? try FS.readAll(fd: 0, path: "stdin") : try FS.readFile(path) } catch {
-            throw RuntimeError(.invalidArgument, "update --resources: \(error)")
+            throw RuntimeError(.invalidArgument, "update --resources", cause: error)
         }
         do { fromFile = try decodeJSON(Resources.self, from: bytes) } catch {
-            throw RuntimeError(.invalidArgument, "update --resources \(path): \(error)")
+            throw RuntimeError(.invalidArgument, "update --resources \(path)", cause: error)
         }
     }
     let flags = try UpdateFlags(o)
@@ -187,7 +187,7 @@ func eventsVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     while true {
         let stats: CgroupStats
         do { stats = try containerStats(root: g.root, id: id) } catch {
-            if error.code == .invalidState { return 0 }   // stopped: the stream ends
+            if error.kind == .invalidState { return 0 }   // stopped: the stream ends
             throw error
         }
         printOut(encodeJSON(StatsEvent(id: id, data: stats)))

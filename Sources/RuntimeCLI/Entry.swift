@@ -72,7 +72,7 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
         if let usage = error.usageText, !usage.isEmpty { printOut(usage) }
         let g = error.globals
         Log(path: g?.string("log"), json: g?.string("log-format") == "json").error(error.message)
-        return error.exitCode
+        return exitStatus(for: error, verb: nil)
     }
     switch parsed {
     case .help(let text):
@@ -104,12 +104,27 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
             globals.log.debug("\(command.name): exit status \(status)")
             return status
         } catch {
-            globals.log.error((error as? RuntimeError)?.message ?? (error as? ArgvError)?.message ?? "\(error)")
-            // exec fails with 255 whatever went wrong (runc), so that callers can tell its own
-            // errors from the exit status of the process.
-            if command.name == "exec" { return 255 }
-            return (error as? RuntimeError)?.exitStatus ?? 1
+            globals.log.error((error as? ArgvError)?.message ?? "\(error)")
+            if let errno = errnoInChain(error) { globals.log.debug("\(command.name): errno \(errno) (\(errnoString(errno)))") }
+            return exitStatus(for: error, verb: command.name)
         }
+    }
+}
+
+/// The one place an error becomes an exit status (Spec/errors.md). As runc: 1 for every error of a
+/// verb; `exec` fails with 255 whatever went wrong, so that callers can tell its own errors from the
+/// exit status of the process; a bad command line gets the argument parser's status (1, or 3 where
+/// runc's parser uses 3). `verb` is nil when the command line did not parse.
+func exitStatus(for error: any Error, verb: String?) -> Int32 {
+    if verb == "exec" { return 255 }
+    if let usage = error as? ArgvError { return usage.exitCode }
+    return exitStatus(of: (error as? RuntimeError)?.kind ?? .internal)
+}
+
+/// Every kind exits 1 (runc has no finer codes); the switch makes a new kind choose its status.
+func exitStatus(of kind: RuntimeError.Kind) -> Int32 {
+    switch kind {
+    case .notFound, .exists, .invalidState, .invalidArgument, .unsupported, .internal: return 1
     }
 }
 
@@ -208,7 +223,7 @@ func execVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     var process: OCI.Process
     if let path = o.string("process"), !path.isEmpty {
         let bytes: [UInt8]
-        do { bytes = try FS.readFile(path) } catch { throw RuntimeError(.invalidArgument, "exec --process: \(error)") }
+        do { bytes = try FS.readFile(path) } catch { throw RuntimeError(.invalidArgument, "exec --process", cause: error) }
         do {
             // As runc: a process.json without "user" runs as 0:0.
             var json = try JSONValue.parse(bytes)
@@ -218,7 +233,7 @@ func execVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
             }
             process = try decodeJSON(OCI.Process.self, from: json)
         } catch {
-            throw RuntimeError(.invalidArgument, "exec --process \(path): \(error)")
+            throw RuntimeError(.invalidArgument, "exec --process \(path)", cause: error)
         }
     } else {
         guard o.positionals.count > 1 else { throw RuntimeError(.invalidArgument, "process args cannot be empty") }
@@ -254,7 +269,7 @@ func specVerb(_ o: ParsedOptions) throws {
     let unified = CgroupLayout.detect() == .v2(mountPoint: "/sys/fs/cgroup")
     let spec = Spec.defaultSpec(rootless: o.bool("rootless"), uid: getuid(), gid: getgid(), cgroupNamespace: unified)
     do { try FS.writeFileAtomic(path, Array((encodeJSON(spec, pretty: true) + "\n").utf8), mode: 0o666, durable: false) } catch {
-        throw RuntimeError(.internal, "write \(path): \(error)")
+        throw RuntimeError(.internal, "write \(path)", cause: error)
     }
 }
 

@@ -67,7 +67,7 @@ extension StoredState {
 
 extension RuntimeError {
     static func cgroup(_ e: CgroupError, _ context: String) -> RuntimeError {
-        RuntimeError(.internal, "\(context): \(e)")
+        RuntimeError(.internal, context, cause: e)
     }
 }
 
@@ -100,7 +100,7 @@ func setUpCgroup(_ manager: CgroupManager, spec: Spec) throws(RuntimeError) -> C
         try manager.set(effectiveResources(spec), initial: true)
     } catch {
         try? manager.destroy()
-        throw RuntimeError(.internal, "cgroup \(manager.paths.values.sorted().first ?? ""): \(error)")
+        throw RuntimeError(.internal, "cgroup \(manager.paths.values.sorted().first ?? "")", cause: error)
     }
     return manager
 }

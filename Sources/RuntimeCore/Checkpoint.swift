@@ -190,7 +190,7 @@ func openCriuDir(_ path: String, what: String, mode: mode_t = 0o700) throws(Runt
 
 /// Runs a CRIU step, turning a CriuError into a RuntimeError.
 func criu<T>(_ body: () throws(CriuError) -> T) throws(RuntimeError) -> T {
-    do { return try body() } catch { throw RuntimeError(.internal, error.message) }
+    do { return try body() } catch { throw RuntimeError(.internal, "", cause: error) }
 }
 
 /// Asks CRIU (FEATURE_CHECK) whether it can track memory changes here (soft-dirty bits).

@@ -11,8 +11,7 @@ import Cgroups
 enum Child {
     /// Reports `error` to the parent and exits.
     static func fail(_ sock: SeqPacket, _ error: Error) -> Never {
-        let e = (error as? SysError)?.errno ?? 0
-        try? sock.send(.error, "\(e)\u{0}\(error)")
+        try? sock.send(.error, SyncMessage.errorPayload(error))
         _exit(1)
     }
 
@@ -28,7 +27,7 @@ enum Child {
         let cloned = placement.initByClone
         do {
             if placement.selfJoinV1, let cgroup {
-                do { try cgroup.addSelfToV1() } catch { throw SysError("join cgroup: \(error)", errno: 0) }
+                do { try cgroup.addSelfToV1() } catch { throw RuntimeError(.internal, "join cgroup", cause: error) }
             }
             // Until execve these processes are the host's swiftlet binary: non-dumpable, so nothing in
             // the container can reach it through /proc/<pid>/exe or /proc/<pid>/fd (CVE-2019-5736).

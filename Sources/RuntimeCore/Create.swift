@@ -148,7 +148,7 @@ private func createProcesses(_ c: CreateContext) throws(RuntimeError) -> StoredS
 
     let hooks = c.plan.spec.hooks
     let hasRuntimeHooks = !(hooks?.prestart ?? []).isEmpty || !(hooks?.createRuntime ?? []).isEmpty
-    try step("create") { try Proc.assertSingleThreaded("create") }
+    try step("create") { try Proc.assertSingleThreaded() }
     let placement = CgroupPlacement.forCreate(c.manager, systemd: c.systemd != nil, namespaces: c.plan.namespaces)
     try prepareForeground(c.o, placement)
     var state = try c.txn.saveProvisionalState(c.plan, cgroupPaths: c.manager.paths, systemdUnit: c.systemd?.name)
@@ -212,7 +212,7 @@ private func followInit(_ c: CreateContext, _ sock: SeqPacket, _ state: inout St
             if c.o.startsAtOnce { c.txn.socket = sock }
             return state
         case .error:
-            throw RuntimeError(.internal, "unable to start container process: \(m.errorText)")
+            throw m.childFailure("unable to start container process")
         case .ack, .go, .joined, .start:
             throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from container init")
         }
@@ -262,7 +262,7 @@ private func sendGo(_ sock: SeqPacket, _ hookState: String) throws(RuntimeError)
     do { try sock.send(.go, hookState) } catch {
         // init may have failed building its rootfs meanwhile: its own error says more.
         if let m = try? sock.next(waitingFor: "container init's error"), m.kind == .error {
-            throw RuntimeError(.internal, "unable to start container process: \(m.errorText)")
+            throw m.childFailure("unable to start container process")
         }
         throw RuntimeError.sys(error, "sync")
     }

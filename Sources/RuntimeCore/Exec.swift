@@ -123,7 +123,7 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
 
     let (parentSock, childSock) = try step("create sync socket") { try SeqPacket.pair() }
     defer { parentSock.close() }
-    try step("exec") { try Proc.assertSingleThreaded("exec") }
+    try step("exec") { try Proc.assertSingleThreaded() }
     if !o.detach {
         try step("exec") { try Proc.setChildSubreaper() }
         _ = sl_sigmask_block_all()
@@ -159,9 +159,7 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
         return waitForeground(pid: txn.pid, pty: pty)
     } catch {
         txn.rollback()
-        var err = error
-        err.exitStatus = 255
-        throw err
+        throw error
     }
 }
 
@@ -170,7 +168,7 @@ extension ProcessPlan {
     mutating func addContainerSettings(_ linux: Linux?) throws(RuntimeError) {
         if let policy = linux?.memoryPolicy { memoryPolicy = try MemoryPolicyPlan(policy) }
         if let profile = linux?.seccomp {
-            do { seccomp = try SeccompFilter.build(profile) } catch { throw RuntimeError(.invalidArgument, "\(error)") }
+            do { seccomp = try SeccompFilter.build(profile) } catch { throw RuntimeError(.invalidArgument, "", cause: error) }
         }
     }
 }
@@ -229,7 +227,7 @@ private func followExec(_ o: ExecOptions, _ sock: SeqPacket, _ txn: Transaction,
             try sendToSeccompListener(m.fd, seccomp: seccomp, pid: txn.pid, state: hookState)
             try? sock.send(.ack)
         case .error:
-            throw RuntimeError(.internal, "exec failed: \(m.errorText)")
+            throw m.childFailure("exec failed")
         default:
             throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from exec process")
         }

@@ -10,7 +10,7 @@ import LinuxSystem
 enum Hooks {
     static func run(_ hooks: [Hook]?, kind: String, state: String) throws(RuntimeError) {
         for (i, h) in (hooks ?? []).enumerated() {
-            do { try runOne(h, kind: kind, index: i, state: state) } catch { throw RuntimeError(.internal, error.description) }
+            do { try runOne(h, kind: kind, index: i, state: state) } catch { throw RuntimeError.wrapping(error) }
         }
     }
 
@@ -18,13 +18,13 @@ enum Hooks {
     static func runWarning(_ hooks: [Hook]?, kind: String, state: String) -> [String] {
         var warnings: [String] = []
         for (i, h) in (hooks ?? []).enumerated() {
-            do { try runOne(h, kind: kind, index: i, state: state) } catch { warnings.append(error.description) }
+            do { try runOne(h, kind: kind, index: i, state: state) } catch { warnings.append("\(error)") }
         }
         return warnings
     }
 
     /// `inheritedEnv`: the environment a hook without `env` gets; nil: the runtime's own.
-    static func runOne(_ h: Hook, kind: String, index: Int, state: String, inheritedEnv: [String]? = nil) throws(SysError) {
+    static func runOne(_ h: Hook, kind: String, index: Int, state: String, inheritedEnv: [String]? = nil) throws {
         let what = "hooks.\(kind)[\(index)] (\(h.path))"
         if access(h.path, X_OK) != 0 { throw SysError("\(what): cannot execute", errno: errno) }
         var input = try OwnedPipe(), output = try OwnedPipe()
@@ -50,7 +50,7 @@ enum Hooks {
         let code = Proc.exitCode(status)
         if code != 0 {
             let text = trimmed(String(decoding: out, as: UTF8.self))
-            throw SysError("\(what): exit status \(code)\(text.isEmpty ? "" : ", output: \(text)")", errno: 0)
+            throw RuntimeError(.internal, "\(what): exit status \(code)\(text.isEmpty ? "" : ", output: \(text)")")
         }
     }
 }

@@ -62,7 +62,7 @@ public func startCreated(_ created: Created, root: String) throws(RuntimeError) 
                             timeoutMs: syncStepTimeoutMs + hookAllowanceMs(hooks?.startContainer))
     } catch { throw RuntimeError.sys(error, "wait for container init to start") }
     if let m = msg {
-        if m.kind == .error { throw RuntimeError(.internal, "unable to start container process: \(m.errorText)") }
+        if m.kind == .error { throw m.childFailure("unable to start container process") }
         throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from container init")
     }
     try runPoststart(created.state, ociState: encodeJSON(ContainerStore(root: root).ociState(created.state, status: .running)))
@@ -157,7 +157,7 @@ public func deleteContainer(root: String, id: String, force: Bool) throws(Runtim
     // container gone. --force never fails on absence.
     let lock: ContainerStore.Lock
     do { lock = try store.lock(id) } catch {
-        if error.code == .notFound && force { return [] }
+        if error.kind == .notFound && force { return [] }
         throw error
     }
     defer { lock.release() }
@@ -165,7 +165,7 @@ public func deleteContainer(root: String, id: String, force: Bool) throws(Runtim
     do { state = try store.load(id) } catch {
         // A directory without state: a create killed before its first state write (a running
         // create holds the lock from just after mkdir).
-        if error.code == .notFound {
+        if error.kind == .notFound {
             try? store.remove(id)
             if force { return [] }
         }

@@ -340,7 +340,7 @@ struct ContainerPlan: Sendable {
         if let policy = linux.memoryPolicy { process?.memoryPolicy = try MemoryPolicyPlan(policy) }
         if let profile = linux.seccomp {
             do { process?.seccomp = try SeccompFilter.build(profile) } catch {
-                throw RuntimeError(.invalidArgument, "config.json: \(error)")
+                throw RuntimeError(.invalidArgument, "config.json", cause: error)
             }
         }
     }
@@ -508,7 +508,7 @@ struct ContainerPlan: Sendable {
                 mounts[i].detachedTree = try IDMappedMount.clone(source: planned.source, recursive: tree || recursiveMap,
                                                                  usernsFd: userns, recursiveMap: recursiveMap)
             } catch {
-                throw RuntimeError(.internal, "config.json: mounts[\(i)]: \(error)")
+                throw RuntimeError(.internal, "config.json: mounts[\(i)]", cause: error)
             }
         }
     }
@@ -522,7 +522,7 @@ struct ContainerPlan: Sendable {
                 mounts[i].detachedTree = try HostTmpfs.create(data: m.options.data, flags: m.options.flags & ~SL_MS_RDONLY,
                                                               uid: rootUid, gid: rootGid)
             } catch {
-                throw RuntimeError(.internal, "config.json: mounts[\(i)]: \(error)")
+                throw RuntimeError(.internal, "config.json: mounts[\(i)]", cause: error)
             }
         }
     }

@@ -283,7 +283,7 @@ func createRestoreMountpoints(_ spec: Spec, bundle: String, root: String) throws
         if tmpfs.contains(where: { dest.hasPrefix($0 + "/") }) { continue }
         let target: String
         do { target = try secureJoin(root: root, dest) } catch {
-            throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].destination: \(error)")
+            throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].destination", cause: error)
         }
         let isBind = m.type == "bind" || MountOptions.parse(m.options ?? []).isBind
         let source = FS.absolute(m.source ?? "", base: bundle)
@@ -304,7 +304,7 @@ func createRestoreMountpoints(_ spec: Spec, bundle: String, root: String) throws
                 temporary.append(target)
             }
         } catch {
-            throw RuntimeError(.internal, "restore: create mount point for mounts[\(i)] (\(dest)): \(error)")
+            throw RuntimeError(.internal, "restore: create mount point for mounts[\(i)] (\(dest))", cause: error)
         }
     }
 }

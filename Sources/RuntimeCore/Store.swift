@@ -26,7 +26,7 @@ public struct StoredState: Codable, Sendable {
     /// The whole spec, decoded on demand.
     public func spec() throws(RuntimeError) -> Spec {
         do { return try decodeJSON(Spec.self, from: config) } catch {
-            throw RuntimeError(.internal, "read state of \(id): config: \(error)")
+            throw RuntimeError(.internal, "read state of \(id): config", cause: error)
         }
     }
 
@@ -34,7 +34,7 @@ public struct StoredState: Codable, Sendable {
     public func configMember<T: Decodable>(_ key: String, as type: T.Type) throws(RuntimeError) -> T? {
         guard case .object(let object) = config, let value = object[key], value != .null else { return nil }
         do { return try decodeJSON(type, from: value) } catch {
-            throw RuntimeError(.internal, "read state of \(id): config: \(key): \(error)")
+            throw RuntimeError(.internal, "read state of \(id): config: \(key)", cause: error)
         }
     }
 
@@ -78,7 +78,7 @@ public struct ContainerStore: Sendable {
             throw RuntimeError.sys(error, "read state")
         }
         do { return try decodeJSON(StoredState.self, from: bytes) } catch {
-            throw RuntimeError(.internal, "read state \(statePath(id)): \(error)")
+            throw RuntimeError(.internal, "read state \(statePath(id))", cause: error)
         }
     }
 
@@ -143,7 +143,7 @@ public struct ContainerStore: Sendable {
     public func createLocked(_ id: String) throws(RuntimeError) -> Lock {
         try createDir(id)
         do { return try lock(id) } catch {
-            if error.code != .notFound { try? remove(id) }
+            if error.kind != .notFound { try? remove(id) }
             throw error
         }
     }

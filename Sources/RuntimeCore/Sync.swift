@@ -26,11 +26,36 @@ struct SyncMessage {
 
     var text: String { String(decoding: payload, as: UTF8.self) }
 
-    /// The message of an `error` packet ("<errno>\0<message>").
-    var errorText: String {
-        let parts = payload.split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
-        return parts.count > 1 ? String(decoding: parts[1], as: UTF8.self) : text
+    /// The payload of an `error` packet for `error`: "<errno>\0<message>", errno 0 when the chain
+    /// carries none.
+    static func errorPayload(_ error: any Error) -> String {
+        "\(errnoInChain(error) ?? 0)\u{0}\(error)"
     }
+
+    /// The child's error an `error` packet carries, its errno kept as a number.
+    var childError: ChildError {
+        let parts = payload.split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count > 1 else { return ChildError(errno: nil, message: text) }
+        let errno = Int32(String(decoding: parts[0], as: UTF8.self)).flatMap { $0 > 0 ? $0 : nil }
+        return ChildError(errno: errno, message: String(decoding: parts[1], as: UTF8.self))
+    }
+
+    /// The message of an `error` packet.
+    var errorText: String { childError.message }
+
+    /// The RuntimeError for an `error` packet: `context` caused by the child's error.
+    func childFailure(_ context: String) -> RuntimeError {
+        RuntimeError(.internal, context, cause: childError)
+    }
+}
+
+/// An error a child (container init, exec's process) reported over the sync socket: its text (the
+/// child's whole chain, rendered there) and its errno.
+struct ChildError: ChainedError {
+    var errno: Int32?
+    var message: String
+    var ownErrno: Int32? { errno }
+    var description: String { message }
 }
 
 extension SeqPacket {

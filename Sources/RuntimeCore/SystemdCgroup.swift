@@ -65,7 +65,7 @@ public final class SystemdUnit: Sendable {
 
     private static func manager() throws(RuntimeError) -> SystemdManager {
         do { return SystemdManager(bus: try DBusConnection.system(timeoutMs: busTimeoutMs)) } catch {
-            throw RuntimeError(.internal, "systemd cgroup driver: \(error)")
+            throw RuntimeError(.internal, "systemd cgroup driver", cause: error)
         }
     }
 
@@ -101,7 +101,7 @@ public final class SystemdUnit: Sendable {
                     try? systemd.resetFailedUnit(name, deadline: deadline)
                     continue
                 }
-                throw RuntimeError(exists ? .exists : .internal, "unable to start unit \"\(name)\": \(error)")
+                throw RuntimeError(exists ? .exists : .internal, "unable to start unit \"\(name)\"", cause: error)
             }
         }
         do {
@@ -117,7 +117,7 @@ public final class SystemdUnit: Sendable {
             throw e
         } catch {
             stop()
-            throw RuntimeError(.internal, "unit \"\(name)\": \(error)")
+            throw RuntimeError(.internal, "unit \"\(name)\"", cause: error)
         }
     }
 
@@ -136,7 +136,7 @@ public final class SystemdUnit: Sendable {
                 }
             } catch {
                 if error.name != "org.freedesktop.systemd1.NoSuchUnit" {
-                    return RuntimeError(.internal, "unable to stop unit \"\(name)\": \(error)")
+                    return RuntimeError(.internal, "unable to stop unit \"\(name)\"", cause: error)
                 }
             }
             try? systemd.resetFailedUnit(name, deadline: deadline)
@@ -152,7 +152,7 @@ public final class SystemdUnit: Sendable {
         guard !props.isEmpty else { return }
         let systemd = try SystemdUnit.manager()
         do { try systemd.setUnitProperties(name, props, deadline: Clock.monotonicMs() + SystemdUnit.busTimeoutMs) } catch {
-            throw RuntimeError(.internal, "unable to set properties of unit \"\(name)\": \(error)")
+            throw RuntimeError(.internal, "unable to set properties of unit \"\(name)\"", cause: error)
         }
     }
 

@@ -26,8 +26,11 @@ public final class SeccompFilter: @unchecked Sendable {
     init(ctx: scmp_filter_ctx) { self.ctx = ctx }
     deinit { seccomp_release(ctx) }
 
-    public struct BuildError: Error, CustomStringConvertible, Sendable {
+    /// A profile libseccomp cannot take: the field and what is wrong; the errno when libseccomp gave one.
+    public struct BuildError: ChainedError, Sendable {
         public var description: String
+        public var errno: Int32? = nil
+        public var ownErrno: Int32? { errno }
     }
 
     static let operators: [String: scmp_compare] = [
@@ -94,7 +97,7 @@ public final class SeccompFilter: @unchecked Sendable {
             archTokens.append(token)
             let rc = seccomp_arch_add(ctx, token)
             if rc < 0 && rc != -EEXIST {
-                throw BuildError(description: "\(field).architectures[\(i)]: seccomp_arch_add \(a): \(errnoString(-rc))")
+                throw BuildError(description: "\(field).architectures[\(i)]: seccomp_arch_add \(a): \(errnoString(-rc))", errno: -rc)
             }
         }
         for (i, f) in (profile.flags ?? []).enumerated() {
@@ -109,7 +112,7 @@ public final class SeccompFilter: @unchecked Sendable {
             default: throw BuildError(description: "\(field).flags[\(i)]: unknown seccomp flag \"\(f)\"")
             }
             let rc = seccomp_attr_set(ctx, attr, 1)
-            if rc < 0 { throw BuildError(description: "\(field).flags[\(i)]: \(f): \(errnoString(-rc))") }
+            if rc < 0 { throw BuildError(description: "\(field).flags[\(i)]: \(f): \(errnoString(-rc))", errno: -rc) }
         }
         for (i, rule) in (profile.syscalls ?? []).enumerated() {
             let where_ = "\(field).syscalls[\(i)]"
@@ -135,7 +138,7 @@ public final class SeccompFilter: @unchecked Sendable {
                     var cmp = g
                     let rc = seccomp_rule_add_array(ctx, act, nr, UInt32(cmp.count), &cmp)
                     if rc < 0 {
-                        throw BuildError(description: "\(where_): adding rule for \(name): \(errnoString(-rc))")
+                        throw BuildError(description: "\(where_): adding rule for \(name): \(errnoString(-rc))", errno: -rc)
                     }
                 }
             }

@@ -101,6 +101,28 @@ final class ErrorPathTests: ContainerTestCase {
         }
     }
 
+    /// Issue 17: the container init's errno reaches the runtime as a number, not only folded into
+    /// text: init fails to mount an unknown filesystem type (ENODEV) and swiftlet's `--debug` names
+    /// the errno its error chain carries. Every runtime says "no such device"; the errno line is
+    /// swiftlet's own.
+    func testInitErrnoReachesTheCaller() throws {
+        let id = "bad\(UInt32.random(in: 0...UInt32.max))"
+        let b = try bundle { spec in
+            var mounts = spec["mounts"] as? [[String: Any]] ?? []
+            mounts.append(["destination": "/weird", "type": "nosuchfs", "source": "none"])
+            spec["mounts"] = mounts
+        }
+        let r = sl(["--debug", "create", "--bundle", b, id])
+        XCTAssertEqual(r.status, 1, "should fail: \(r.stdout)")
+        XCTAssertTrue(r.stderr.lowercased().contains("no such device"), r.stderr)
+        if !Runtime.binary.hasSuffix("/runc") && !Runtime.binary.hasSuffix("/crun") {
+            XCTAssertTrue(r.stderr.contains("unable to start container process: mount \"none\" (nosuchfs) to /weird: No such device"),
+                          r.stderr)
+            XCTAssertTrue(r.stderr.contains("create: errno \(ENODEV) (No such device)"), r.stderr)
+        }
+        assertNothingLeft(id, bundle: b)
+    }
+
     func testBadSysctl() throws {
         try expectCreateFailure("net/ipv4/no_such_knob") { spec in
             var linux = spec[dict: "linux"]

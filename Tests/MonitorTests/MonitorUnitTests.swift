@@ -106,8 +106,8 @@ final class GRPCHealthTests: XCTestCase {
 }
 
 final class ProbeSpecTests: XCTestCase {
-    func spec(_ json: String) -> Result<ProbeSpec, ControlError> {
-        guard case .object(let o)? = try? JSONValue.parse(json) else { return .failure(ControlError("bad test json")) }
+    func spec(_ json: String) -> Result<ProbeSpec, MonitorFailure> {
+        guard case .object(let o)? = try? JSONValue.parse(json) else { return .failure(MonitorFailure("bad test json")) }
         do { return .success(try ProbeSpec(o)) } catch { return .failure(error) }
     }
 
@@ -315,7 +315,7 @@ final class JournalFormatTests: XCTestCase {
         XCTAssertNoThrow(try validate(parseMonitorOptions(base + ["-l", "k8s-file:/x", "-l", "journald:", "--log-tag", "t"])))
         XCTAssertThrowsError(try validate(parseMonitorOptions(base + ["-l", "k8s-file:/x", "--log-tag", "t"])))
         XCTAssertThrowsError(try validate(parseMonitorOptions(["-c", "0123456789ab", "-u", "u", "-r", "/rt", "-l", "journald"]))) {
-            XCTAssertEqual(($0 as? MonitorUsageError)?.message, "Container ID must be longer than 12 characters")
+            XCTAssertEqual(($0 as? MonitorFailure)?.message, "Container ID must be longer than 12 characters")
         }
     }
 

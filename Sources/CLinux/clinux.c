@@ -52,6 +52,12 @@ int sl_mount_setattr(int dfd, const char *path, unsigned int flags, uint64_t set
     return (int)syscall(SYS_mount_setattr, dfd, path, flags, &a, sizeof a);
 }
 int sl_open_tree(int dfd, const char *path, unsigned int flags) { return (int)syscall(SYS_open_tree, dfd, path, flags); }
+int sl_statx_mnt_id(int dfd, const char *path, int flags, uint64_t *mnt_id) {
+    struct statx st = {0};
+    int r = statx(dfd, path, flags, STATX_MNT_ID, &st);
+    *mnt_id = st.stx_mnt_id;
+    return r;
+}
 int sl_move_mount(int fd, const char *fp, int td, const char *tp, unsigned int flags) {
     return (int)syscall(SYS_move_mount, fd, fp, td, tp, flags);
 }

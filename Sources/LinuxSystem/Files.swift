@@ -152,14 +152,30 @@ public enum FS {
     }
 
     /// rm -rf that does not cross into other mounts' contents it cannot remove; errors are returned.
+    /// Removes `path` and everything under it, never crossing into another mount: a mount point
+    /// below `path` (a bind of a rootfs left behind by a killed restore, say) fails with EBUSY before
+    /// anything of that mount is touched.
     public static func removeAll(_ path: String) throws(SysError) {
+        guard lstatOf(path) != nil else { return }
+        try removeAll(path, mountID: mountID(path))
+    }
+
+    private static func removeAll(_ path: String, mountID top: UInt64?) throws(SysError) {
         guard let st = lstatOf(path) else { return }
-        if isDirectory(st) {
-            for name in try listDirectory(path) { try removeAll(path + "/" + name) }
-            try sys("rmdir", path) { rmdir(path) }
-        } else {
+        guard isDirectory(st) else {
             try sys("unlink", path) { unlink(path) }
+            return
         }
+        if let top, let id = mountID(path), id != top { throw SysError("remove (a mount point)", path, errno: EBUSY) }
+        for name in try listDirectory(path) { try removeAll(path + "/" + name, mountID: top) }
+        try sys("rmdir", path) { rmdir(path) }
+    }
+
+    /// The id of the mount `path` is on (statx STATX_MNT_ID, Linux 5.8), not following a last symlink.
+    public static func mountID(_ path: String) -> UInt64? {
+        var id: UInt64 = 0
+        guard sl_statx_mnt_id(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, &id) == 0, id != 0 else { return nil }
+        return id
     }
 
     public static func dirname(_ path: String) -> String {

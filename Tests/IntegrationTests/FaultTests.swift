@@ -155,4 +155,28 @@ extension FaultTests {
         XCTAssertTrue(FileManager.default.fileExists(atPath: rootfs + "/bin/sh"), "delete removed the rootfs through the criu root")
         assertNothingLeft("restore-killed", bundle: b)
     }
+
+    /// Whatever is mounted inside a container's state directory (by a killed step or by hand),
+    /// `delete --force` never removes files through it: the mount point stops the removal with
+    /// EBUSY, and the mounted files survive.
+    func testDeleteNeverRemovesThroughAMountInTheStateDirectory() throws {
+        let b = try bundle(ContainerTestCase.args(["sleep", "1000"]))
+        let r = sl(["create", "--bundle", b, "planted-mount"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let outside = try makeTempDir()
+        defer { try? FileManager.default.removeItem(atPath: outside) }
+        FileManager.default.createFile(atPath: outside + "/sentinel", contents: Data("keep".utf8))
+        let target = root.path + "/planted-mount/planted"
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        let m = runProgram("/bin/mount", ["--bind", outside, target])
+        XCTAssertEqual(m.status, 0, m.stderr)
+        let d = sl(["delete", "--force", "planted-mount"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: outside + "/sentinel"), "delete removed files through a mount")
+        XCTAssertNotEqual(d.status, 0)
+        XCTAssertTrue(d.stderr.contains("planted") && d.stderr.contains("busy"), d.stderr)
+        _ = runProgram("/bin/umount", [target])
+        let again = sl(["delete", "--force", "planted-mount"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        assertNothingLeft("planted-mount", bundle: b)
+    }
 }

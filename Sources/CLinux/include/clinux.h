@@ -102,6 +102,8 @@ static const unsigned int SL_OPEN_TREE_CLONE = 1;
 static const unsigned int SL_OPEN_TREE_CLOEXEC = 02000000;
 static const unsigned int SL_MOVE_MOUNT_F_EMPTY_PATH = 4;
 int sl_open_tree(int dfd, const char *path, unsigned int flags);
+// statx(2) for the mount id only (STATX_MNT_ID; 0 when the kernel does not report it).
+int sl_statx_mnt_id(int dfd, const char *path, int flags, uint64_t *mnt_id);
 int sl_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
 static const uint64_t SL_RESOLVE_NO_XDEV = 0x01, SL_RESOLVE_NO_MAGICLINKS = 0x02, SL_RESOLVE_NO_SYMLINKS = 0x04,
     SL_RESOLVE_BENEATH = 0x08, SL_RESOLVE_IN_ROOT = 0x10;

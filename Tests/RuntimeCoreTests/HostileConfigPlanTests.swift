@@ -44,7 +44,7 @@ final class HostileConfigPlanTests: XCTestCase {
                 continue
             }
             XCTAssertFalse(HostileConfigs.refusedLater.contains(i), "#\(i) \(field) is refused by the plan: \(error)")
-            XCTAssertTrue(error.message.contains(field), "#\(i): \(error.message.debugDescription) does not name \(field)")
+            XCTAssertTrue(error.description.contains(field), "#\(i): \(error.description.debugDescription) does not name \(field)")
         }
         XCTAssertEqual(Set(accepted), HostileConfigs.refusedLater,
                        "accepted by the plan: \(accepted.map { "#\($0) \(HostileConfigs.corpus[$0].field)" })")

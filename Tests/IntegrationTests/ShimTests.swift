@@ -1,0 +1,248 @@
+import Foundation
+import XCTest
+import TestSupport
+
+/// containerd-shim-swiftlet-v2 under a private containerd 1.6 (its own root, state, sockets and
+/// namespace), driven with `ctr --runtime io.containerd.swiftlet.v2`. The shim is a copy of
+/// swiftlet-monitor under the shim's name in a private bin dir on containerd's PATH, with `swiftlet`
+/// beside it linked to SWIFTLET_BINARY (so the runc anchors can stand in for swiftlet under our shim).
+/// Needs root, containerd, ctr, umoci and `script` (util-linux, for a tty); skipped without them.
+final class ShimTests: XCTestCase {
+    nonisolated(unsafe) static var dir = ""
+    nonisolated(unsafe) static var daemon: Int32 = 0
+    nonisolated(unsafe) static var setupError: String?
+    static let namespace = "swiftlet-shim-\(getpid())"
+    static let image = "localhost/swiftlet-shim-busybox:latest"
+    static let runtime = "io.containerd.swiftlet.v2"
+
+    override class func setUp() {
+        super.setUp()
+        guard getuid() == 0 else { return setupError = "needs root" }
+        for tool in ["containerd", "ctr", "umoci", "script"] where which(tool) == nil {
+            return setupError = "\(tool) not found (Scripts/install-deps.sh)"
+        }
+        do { try startContainerd() } catch { setupError = "\(error)" }
+    }
+
+    override class func tearDown() {
+        if daemon > 0 {
+            for c in ctr(["task", "ls", "-q"]).stdout.split(separator: "\n") {
+                _ = ctr(["task", "kill", "-s", "KILL", String(c)])
+                _ = ctr(["task", "rm", "-f", String(c)])
+            }
+            for c in ctr(["container", "ls", "-q"]).stdout.split(separator: "\n") { _ = ctr(["container", "rm", String(c)]) }
+            kill(daemon, SIGTERM)
+            if !waitUntil(timeout: 10, { !processAlive(daemon) }) { kill(daemon, SIGKILL) }
+        }
+        if !dir.isEmpty {
+            for m in mountsContaining(dir + "/").compactMap({ $0.split(separator: " ").dropFirst(4).first }).reversed() {
+                _ = umount2(String(m), Int32(MNT_DETACH))
+            }
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        // The namespace's parent cgroup (ctr's default cgroupsPath is /NAMESPACE/ID).
+        for c in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
+            rmdir("/sys/fs/cgroup/\(c)/\(namespace)")
+        }
+        rmdir("/sys/fs/cgroup/\(namespace)")
+        super.tearDown()
+    }
+
+    override func setUpWithError() throws {
+        if let e = Self.setupError { throw XCTSkip("shim tests: \(e)") }
+    }
+
+    static func which(_ tool: String) -> String? {
+        let r = runProgram("/bin/sh", ["-c", "command -v \(tool)"])
+        return r.status == 0 ? r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) : nil
+    }
+
+    struct SetupError: Error, CustomStringConvertible { var description: String }
+
+    static func startContainerd() throws {
+        dir = try makeTempDir(prefix: "sl-shim.")
+        let bin = dir + "/bin"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Runtime.monitor, toPath: bin + "/containerd-shim-swiftlet-v2")
+        try FileManager.default.createSymbolicLink(atPath: bin + "/swiftlet", withDestinationPath: Runtime.binary)
+        let config = """
+            version = 2
+            root = "\(dir)/root"
+            state = "\(dir)/state"
+            disabled_plugins = ["io.containerd.grpc.v1.cri"]
+            [grpc]
+              address = "\(dir)/c.sock"
+            [ttrpc]
+              address = "\(dir)/c.sock.ttrpc"
+            [debug]
+              level = "debug"
+            """
+        try config.write(toFile: dir + "/config.toml", atomically: true, encoding: .utf8)
+        let start = runProgram("/bin/sh", ["-c", "PATH=\(bin):$PATH setsid containerd --config \(dir)/config.toml >\(dir)/containerd.log 2>&1 </dev/null & echo $!"])
+        guard let pid = Int32(start.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw SetupError(description: "starting containerd: \(start)")
+        }
+        daemon = pid
+        guard waitUntil(timeout: 30, { ctr(["version"]).status == 0 }) else {
+            throw SetupError(description: "containerd did not come up: \(log())")
+        }
+        let steps = """
+            set -e
+            cd \(dir)
+            umoci init --layout oci
+            umoci new --image oci:latest
+            umoci unpack --image oci:latest unpack
+            rm -rf unpack/rootfs
+            cp -a \(Runtime.rootfs) unpack/rootfs
+            umoci repack --image oci:latest unpack
+            umoci config --image oci:latest --config.cmd /bin/sh --config.env PATH=/usr/sbin:/usr/bin:/sbin:/bin
+            tar -C oci -cf image.tar .
+            rm -rf unpack oci
+            """
+        let img = runProgram("/bin/sh", ["-c", steps], timeout: 120)
+        guard img.status == 0 else { throw SetupError(description: "building the image: \(img)") }
+        let imp = ctr(["image", "import", "--base-name", "localhost/swiftlet-shim-busybox", dir + "/image.tar"], timeout: 120)
+        guard imp.status == 0 else { throw SetupError(description: "ctr image import: \(imp)") }
+    }
+
+    static func log() -> String {
+        ((try? String(contentsOfFile: dir + "/containerd.log", encoding: .utf8)) ?? "").split(separator: "\n").suffix(15).joined(separator: "\n")
+    }
+
+    @discardableResult
+    static func ctr(_ args: [String], stdin: String? = nil, timeout: Double = 60) -> RunResult {
+        runProgram("/usr/bin/env", ["ctr", "--address", dir + "/c.sock", "--namespace", namespace] + args, stdin: stdin, timeout: timeout)
+    }
+
+    func ctr(_ args: [String], stdin: String? = nil) -> RunResult { Self.ctr(args, stdin: stdin) }
+
+    /// ctr run with our runtime.
+    func run(_ id: String, _ args: [String], flags: [String] = ["--rm"], stdin: String? = nil) -> RunResult {
+        ctr(["run", "--runtime", Self.runtime] + flags + [Self.image, id] + args, stdin: stdin)
+    }
+
+    /// ctr under a pseudo-terminal (ctr -t needs its stdin to be one).
+    func ctrWithTTY(_ args: [String]) -> RunResult {
+        let line = (["ctr", "--address", Self.dir + "/c.sock", "--namespace", Self.namespace] + args)
+            .map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        return runProgram("/usr/bin/script", ["-qec", line, "/dev/null"], stdin: "", timeout: 60)
+    }
+
+    func taskStatus(_ id: String) -> String? {
+        for line in ctr(["task", "ls"]).stdout.split(separator: "\n") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            if f.count >= 3 && f[0] == id { return String(f[2]) }
+        }
+        return nil
+    }
+
+    func taskPid(_ id: String) -> Int32? {
+        for line in ctr(["task", "ls"]).stdout.split(separator: "\n") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            if f.count >= 3 && f[0] == id { return Int32(f[1]) }
+        }
+        return nil
+    }
+
+    /// Our shims: processes running the copied binary.
+    func shimPids() -> [Int32] {
+        let exe = Self.dir + "/bin/containerd-shim-swiftlet-v2"
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
+        return pids.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\($0)/exe")) == exe && processAlive($0) }
+    }
+
+    func cgroupDirs(_ id: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []
+        let candidates = names.map { "/sys/fs/cgroup/\($0)/\(Self.namespace)/\(id)" } + ["/sys/fs/cgroup/\(Self.namespace)/\(id)"]
+        return candidates.filter { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    func assertGone(_ id: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertTrue(waitUntil(timeout: 20) { self.shimPids().isEmpty }, "shim processes left: \(shimPids())", file: file, line: line)
+        XCTAssertEqual(mountsContaining(Self.dir + "/state"), [], "mounts left", file: file, line: line)
+        XCTAssertEqual(cgroupDirs(id), [], "cgroups left", file: file, line: line)
+        XCTAssertFalse(ctr(["container", "ls", "-q"]).stdout.contains(id), "container \(id) still listed", file: file, line: line)
+    }
+
+    func id(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())" }
+
+    // MARK: - Tests
+
+    /// `ctr run --rm`: output and exit codes come back; the container exits while Start is still being
+    /// answered (echo, true), and its TaskExit still arrives after TaskStart or ctr would hang.
+    func testRunRemoveOutputAndExitCode() {
+        let a = id("echo")
+        let r = run(a, ["echo", "hello from the shim"])
+        XCTAssertEqual(r.status, 0, "\(r)\n\(Self.log())")
+        XCTAssertEqual(r.stdout, "hello from the shim\n")
+        let b = id("exit")
+        XCTAssertEqual(run(b, ["sh", "-c", "exit 7"]).status, 7)
+        for i in 0..<3 {
+            let c = id("true\(i)")
+            XCTAssertEqual(run(c, ["true"]).status, 0, "run \(i)")
+        }
+        let d = id("stdin")
+        let s = run(d, ["cat"], stdin: "through the stdin fifo\n")
+        XCTAssertEqual(s.stdout, "through the stdin fifo\n", "\(s)")
+        let t = id("tty")
+        let tty = ctrWithTTY(["run", "--rm", "-t", "--runtime", Self.runtime, Self.image, t, "sh", "-c", "tty; exit 3"])
+        XCTAssertEqual(tty.status, 3, "\(tty)")
+        XCTAssertTrue(tty.stdout.contains("/dev/pts/"), "\(tty)")
+        assertGone(a)
+    }
+
+    /// A detached container: exec with and without a tty and with stdin, ps, pause/resume, metrics,
+    /// kill, rm; then no shim, mount or cgroup is left.
+    func testDetachedExecKillRemove() {
+        let c = id("detached")
+        let r = run(c, ["sleep", "300"], flags: ["-d"])
+        XCTAssertEqual(r.status, 0, "\(r)\n\(Self.log())")
+        XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == "RUNNING" }, "status: \(taskStatus(c) ?? "none")")
+        XCTAssertEqual(shimPids().count, 1)
+
+        let e = ctr(["task", "exec", "--exec-id", "e1", c, "sh", "-c", "echo inside; exit 4"])
+        XCTAssertEqual(e.status, 4, "\(e)")
+        XCTAssertEqual(e.stdout, "inside\n")
+        let s = ctr(["task", "exec", "--exec-id", "e2", c, "sh", "-c", "read x; echo got $x"], stdin: "line\n")
+        XCTAssertEqual(s.stdout, "got line\n", "\(s)")
+        let t = ctrWithTTY(["task", "exec", "-t", "--exec-id", "e3", c, "sh", "-c", "tty; echo tty-ok"])
+        XCTAssertEqual(t.status, 0, "\(t)")
+        XCTAssertTrue(t.stdout.contains("/dev/pts/") && t.stdout.contains("tty-ok"), "\(t)")
+
+        let pid = taskPid(c) ?? -1
+        XCTAssertTrue(ctr(["task", "ps", c]).stdout.contains("\(pid)"))
+
+        XCTAssertEqual(ctr(["task", "pause", c]).status, 0)
+        XCTAssertEqual(taskStatus(c), "PAUSED")
+        XCTAssertEqual(ctr(["task", "resume", c]).status, 0)
+        XCTAssertEqual(taskStatus(c), "RUNNING")
+
+        let m = ctr(["task", "metrics", c])
+        XCTAssertEqual(m.status, 0, "\(m)")
+        XCTAssertTrue(m.stdout.contains("pids.current"), "\(m.stdout)")
+        XCTAssertTrue(m.stdout.contains("memory.usage"), "\(m.stdout)")
+
+        XCTAssertEqual(ctr(["task", "kill", "-s", "KILL", c]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == "STOPPED" }, "status: \(taskStatus(c) ?? "none")")
+        XCTAssertFalse(processAlive(pid))
+        XCTAssertEqual(ctr(["task", "rm", c]).status, 0)
+        XCTAssertEqual(ctr(["container", "rm", c]).status, 0)
+        assertGone(c)
+    }
+
+    /// The shim SIGKILLed mid-life: containerd runs `containerd-shim-swiftlet-v2 delete`, which force-
+    /// deletes the container; nothing is left once the container is removed.
+    func testShimKilledMidLife() {
+        let c = id("orphan")
+        XCTAssertEqual(run(c, ["sleep", "300"], flags: ["-d"]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == "RUNNING" })
+        let pid = taskPid(c) ?? -1
+        guard let shim = shimPids().first else { return XCTFail("no shim running") }
+        kill(shim, SIGKILL)
+        XCTAssertTrue(waitUntil(timeout: 20) { !processAlive(pid) }, "container process \(pid) survived its shim")
+        XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == nil || self.taskStatus(c) == "STOPPED" })
+        _ = ctr(["task", "rm", "-f", c])
+        XCTAssertEqual(ctr(["container", "rm", c]).status, 0)
+        assertGone(c)
+    }
+}

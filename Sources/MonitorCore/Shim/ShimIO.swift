@@ -59,6 +59,24 @@ final class Pump {
         if !finished { loop.change(src, events: SL_EPOLLIN) }
     }
 
+    /// Copies what the source holds now (best effort, without blocking), then finishes: CloseIO
+    /// can arrive before the loop has polled the last bytes ctr wrote.
+    func drainAndFinish() {
+        var buf = [UInt8](repeating: 0, count: 32768)
+        while !finished {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(src, $0.baseAddress, $0.count) }
+            guard n > 0 else { break }
+            pending += buf[0..<n]
+            while !pending.isEmpty {
+                let w = pending.withUnsafeBytes { Glibc.write(dst, $0.baseAddress, $0.count) }
+                guard w > 0 else { break }
+                pending.removeFirst(w)
+            }
+            if !pending.isEmpty { break }
+        }
+        finish()
+    }
+
     func finish() {
         guard !finished else { return }
         finished = true
@@ -166,7 +184,7 @@ final class ProcessIO {
     }
 
     func closeStdin() {
-        stdinPump?.finish()
+        stdinPump?.drainAndFinish()
         stdinPump = nil
     }
 

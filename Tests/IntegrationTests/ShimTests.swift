@@ -78,14 +78,7 @@ final class ShimTests: XCTestCase {
               level = "debug"
             """
         try config.write(toFile: dir + "/config.toml", atomically: true, encoding: .utf8)
-        let start = runProgram("/bin/sh", ["-c", "PATH=\(bin):$PATH setsid containerd --config \(dir)/config.toml >\(dir)/containerd.log 2>&1 </dev/null & echo $!"])
-        guard let pid = Int32(start.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw SetupError(description: "starting containerd: \(start)")
-        }
-        daemon = pid
-        guard waitUntil(timeout: 30, { ctr(["version"]).status == 0 }) else {
-            throw SetupError(description: "containerd did not come up: \(log())")
-        }
+        try launchContainerd()
         let steps = """
             set -e
             cd \(dir)
@@ -103,6 +96,19 @@ final class ShimTests: XCTestCase {
         guard img.status == 0 else { throw SetupError(description: "building the image: \(img)") }
         let imp = ctr(["image", "import", "--base-name", "localhost/swiftlet-shim-busybox", dir + "/image.tar"], timeout: 120)
         guard imp.status == 0 else { throw SetupError(description: "ctr image import: \(imp)") }
+    }
+
+    /// containerd in the background (its own session), with our bin dir first on its PATH.
+    static func launchContainerd() throws {
+        let bin = dir + "/bin"
+        let start = runProgram("/bin/sh", ["-c", "PATH=\(bin):$PATH setsid containerd --config \(dir)/config.toml >>\(dir)/containerd.log 2>&1 </dev/null & echo $!"])
+        guard let pid = Int32(start.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw SetupError(description: "starting containerd: \(start)")
+        }
+        daemon = pid
+        guard waitUntil(timeout: 30, { ctr(["version"]).status == 0 }) else {
+            throw SetupError(description: "containerd did not come up: \(log())")
+        }
     }
 
     static func log() -> String {
@@ -242,6 +248,81 @@ final class ShimTests: XCTestCase {
         XCTAssertTrue(waitUntil(timeout: 20) { !processAlive(pid) }, "container process \(pid) survived its shim")
         XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == nil || self.taskStatus(c) == "STOPPED" })
         _ = ctr(["task", "rm", "-f", c])
+        XCTAssertEqual(ctr(["container", "rm", c]).status, 0)
+        assertGone(c)
+    }
+
+    /// Every task event containerd received for `id`, in order (`ctr events` runs meanwhile).
+    func taskEvents(for ids: [String], during body: () -> Void) throws -> [String: [String]] {
+        let out = Self.dir + "/events-\(UUID().uuidString.prefix(8)).txt"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        let events = Process()
+        events.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        events.arguments = ["ctr", "--address", Self.dir + "/c.sock", "--namespace", Self.namespace, "events"]
+        events.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        try events.run()
+        defer { if events.isRunning { events.terminate() }; events.waitUntilExit() }
+        // ctr events subscribes asynchronously: a marker container's events show it is listening.
+        let marker = id("marker")
+        XCTAssertTrue(waitUntil(timeout: 30) {
+            _ = self.run(marker, ["true"])
+            return ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("\"\(marker)\"")
+        }, "ctr events never showed the marker container")
+        body()
+        var result: [String: [String]] = [:]
+        let last = "/tasks/delete {\"container_id\":\"\(ids.last ?? "")\""
+        XCTAssertTrue(waitUntil(timeout: 30) { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains(last) },
+                      "no TaskDelete for \(ids.last ?? "")")
+        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ", maxSplits: 6, omittingEmptySubsequences: true)
+            guard f.count == 7, f[5].hasPrefix("/tasks/") else { continue }
+            for i in ids where f[6].contains("\"container_id\":\"\(i)\"") {
+                var topic = String(f[5])
+                if topic == "/tasks/exit", f[6].contains("\"id\":\"e1\"") { topic += "(e1)" }
+                result[i, default: []].append(topic)
+            }
+        }
+        return result
+    }
+
+    /// Events reach containerd in order and none is lost, also for a container that exits while
+    /// Start is answered; the exec's, pause's and resume's events come too.
+    func testEventsInOrder() throws {
+        let quick = id("quick"), long = id("long")
+        let got = try taskEvents(for: [quick, long]) {
+            XCTAssertEqual(run(quick, ["true"]).status, 0)
+            XCTAssertEqual(run(long, ["sleep", "300"], flags: ["-d"]).status, 0)
+            XCTAssertEqual(ctr(["task", "exec", "--exec-id", "e1", long, "true"]).status, 0)
+            XCTAssertEqual(ctr(["task", "pause", long]).status, 0)
+            XCTAssertEqual(ctr(["task", "resume", long]).status, 0)
+            XCTAssertEqual(ctr(["task", "kill", "-s", "KILL", long]).status, 0)
+            XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(long) == "STOPPED" })
+            XCTAssertEqual(ctr(["task", "rm", long]).status, 0)
+            XCTAssertEqual(ctr(["container", "rm", long]).status, 0)
+        }
+        XCTAssertEqual(got[quick], ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"])
+        XCTAssertEqual(got[long], ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started",
+                                   "/tasks/exit(e1)", "/tasks/paused", "/tasks/resumed", "/tasks/exit", "/tasks/delete"])
+        assertGone(long)
+    }
+
+    /// containerd restarted while a container runs: it reconnects to the shim through the bundle's
+    /// address file, execs still work and the later exit still arrives.
+    func testContainerdRestartReconnects() throws {
+        let c = id("survivor")
+        XCTAssertEqual(run(c, ["sleep", "300"], flags: ["-d"]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == "RUNNING" })
+        kill(Self.daemon, SIGTERM)
+        XCTAssertTrue(waitUntil(timeout: 20) { !processAlive(Self.daemon) }, "containerd did not stop")
+        try Self.launchContainerd()
+        XCTAssertEqual(taskStatus(c), "RUNNING")
+        XCTAssertEqual(shimPids().count, 1)
+        let e = ctr(["task", "exec", "--exec-id", "after", c, "echo", "after restart"])
+        XCTAssertEqual(e.stdout, "after restart\n", "\(e)")
+        XCTAssertEqual(ctr(["task", "kill", "-s", "KILL", c]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == "STOPPED" }, "status: \(taskStatus(c) ?? "none")")
+        XCTAssertEqual(ctr(["task", "rm", c]).status, 0)
         XCTAssertEqual(ctr(["container", "rm", c]).status, 0)
         assertGone(c)
     }

@@ -284,6 +284,7 @@ final class ShimTests: XCTestCase {
             for i in ids where f[6].contains("\"container_id\":\"\(i)\"") {
                 var topic = String(f[5])
                 if topic == "/tasks/exit", f[6].contains("\"id\":\"e1\"") { topic += "(e1)" }
+                if topic == "/tasks/exit", f[6].contains("\"exit_status\":137") { topic += "(137)" }
                 result[i, default: []].append(topic)
             }
         }
@@ -307,7 +308,7 @@ final class ShimTests: XCTestCase {
         }
         XCTAssertEqual(got[quick], ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"])
         XCTAssertEqual(got[long], ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started",
-                                   "/tasks/exit(e1)", "/tasks/paused", "/tasks/resumed", "/tasks/exit", "/tasks/delete"])
+                                   "/tasks/exit(e1)", "/tasks/paused", "/tasks/resumed", "/tasks/exit(137)", "/tasks/delete"])
         assertGone(long)
     }
 
@@ -352,6 +353,17 @@ final class ShimTests: XCTestCase {
         XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == "STOPPED" })
         XCTAssertEqual(ctr(["task", "rm", c]).status, 0)
         XCTAssertEqual(ctr(["container", "rm", c]).status, 0)
+        assertGone(c)
+    }
+
+    /// A container killed by the OOM killer: TaskOOM reaches containerd before its TaskExit.
+    func testOOMEvent() throws {
+        let c = id("oom")
+        let got = try taskEvents(for: [c]) {
+            let r = run(c, ["sh", "-c", "x=$(tail /dev/zero)"], flags: ["--rm", "--memory-limit", "16777216"])
+            XCTAssertEqual(r.status, 137, "\(r)")
+        }
+        XCTAssertEqual(got[c], ["/tasks/create", "/tasks/start", "/tasks/oom", "/tasks/exit(137)", "/tasks/delete"])
         assertGone(c)
     }
 }

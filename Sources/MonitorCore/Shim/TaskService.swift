@@ -447,15 +447,16 @@ final class TaskService {
         guard let at = proc.exitedAt, !proc.exitReported else { return }
         proc.exitReported = true
         proc.status = .stopped
-        publisher.publish(.exit(id: proc.containerID, execID: proc.execID, pid: proc.pid, status: proc.exitStatus, at: at))
-        let reply = ShimReplies.wait(status: proc.exitStatus, at: at)
-        for w in proc.waiters { w.send(.success(reply)) }
-        proc.waiters = []
+        // An OOM kill not yet noticed through the watcher's fd goes out before the exit it caused.
         if proc.execID.isEmpty, let c = containers[proc.containerID], let oom = c.oom {
             if oom.wait(timeoutMs: 0) { publisher.publish(.oom(id: c.id)) }
             loop.unwatch(oom.fd)
             c.oom = nil
         }
+        publisher.publish(.exit(id: proc.containerID, execID: proc.execID, pid: proc.pid, status: proc.exitStatus, at: at))
+        let reply = ShimReplies.wait(status: proc.exitStatus, at: at)
+        for w in proc.waiters { w.send(.success(reply)) }
+        proc.waiters = []
     }
 
     private func watchOOM(_ c: ShimContainer) {

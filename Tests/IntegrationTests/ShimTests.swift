@@ -366,4 +366,116 @@ final class ShimTests: XCTestCase {
         XCTAssertEqual(got[c], ["/tasks/create", "/tasks/start", "/tasks/oom", "/tasks/exit(137)", "/tasks/delete"])
         assertGone(c)
     }
+
+    // MARK: - Talking ttrpc to the shim directly (hand-encoded, as containerd would)
+
+    static func pbKey(_ field: Int, _ type: UInt8) -> [UInt8] { pbVarint(UInt64(field) << 3 | UInt64(type)) }
+    static func pbVarint(_ v: UInt64) -> [UInt8] {
+        var out: [UInt8] = [], v = v
+        while v >= 0x80 { out.append(UInt8(v & 0x7f) | 0x80); v >>= 7 }
+        return out + [UInt8(v)]
+    }
+    static func pbBytes(_ field: Int, _ b: [UInt8]) -> [UInt8] { pbKey(field, 2) + pbVarint(UInt64(b.count)) + b }
+    static func pbString(_ field: Int, _ s: String) -> [UInt8] { pbBytes(field, Array(s.utf8)) }
+
+    static func frame(_ stream: UInt32, _ method: String, _ payload: [UInt8]) -> [UInt8] {
+        let req = pbString(1, "containerd.task.v2.Task") + pbString(2, method) + pbBytes(3, payload)
+        func be(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)] }
+        return be(UInt32(req.count)) + be(stream) + [1, 0] + req
+    }
+
+    /// A connection of our own to the shim serving `id` (the address containerd got from `start`).
+    func shimConnection(_ id: String) throws -> Int32 {
+        let bundle = "\(Self.dir)/state/io.containerd.runtime.v2.task/\(Self.namespace)/\(id)"
+        let address = try String(contentsOfFile: bundle + "/address", encoding: .utf8)
+        let path = String(address.dropFirst("unix://".count))
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in
+            for (i, b) in path.utf8.prefix(p.count - 1).enumerated() { p[i] = b }
+        }
+        let r = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(r, 0, "connect \(path)")
+        var tv = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
+    /// One response: (gRPC status code, payload); nil when the shim closed the connection.
+    func readResponse(_ fd: Int32) -> (code: Int, payload: [UInt8])? {
+        func readN(_ n: Int) -> [UInt8]? {
+            var out = [UInt8](repeating: 0, count: n), got = 0
+            while got < n {
+                let r = out.withUnsafeMutableBytes { b in b.baseAddress.map { read(fd, $0 + got, n - got) } ?? -1 }
+                if r <= 0 { return nil }
+                got += r
+            }
+            return out
+        }
+        guard let h = readN(10) else { return nil }
+        let len = Int(h[0]) << 24 | Int(h[1]) << 16 | Int(h[2]) << 8 | Int(h[3])
+        guard let body = readN(len) else { return nil }
+        // Response{status=1 {code=1}, payload=2}: small enough to walk by hand.
+        var code = 0, payload: [UInt8] = [], i = 0
+        func varint() -> Int { var v = 0, s = 0; while i < body.count { let b = body[i]; i += 1; v |= Int(b & 0x7f) << s; s += 7; if b < 0x80 { break } }; return v }
+        while i < body.count {
+            let key = varint(), n = varint()
+            let value = Array(body[i..<min(body.count, i + n)])
+            i += n
+            if key >> 3 == 2 { payload = value }
+            if key >> 3 == 1, value.count >= 2, value[0] == 0x08 { code = Int(value[1]) }
+        }
+        return (code, payload)
+    }
+
+    /// Update (not reachable from ctr 1.6) sets the memory limit; State, Stats and Connect answer on
+    /// our own connection; unknown methods get Unimplemented; an oversized frame closes only that
+    /// connection while containerd's keeps working.
+    func testDirectTTRPCUpdateAndBadFrames() throws {
+        let c = id("direct")
+        XCTAssertEqual(run(c, ["sleep", "300"], flags: ["-d"]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == "RUNNING" })
+        let fd = try shimConnection(c)
+        defer { close(fd) }
+        func call(_ stream: UInt32, _ method: String, _ payload: [UInt8]) -> (code: Int, payload: [UInt8])? {
+            let f = Self.frame(stream, method, payload)
+            XCTAssertEqual(f.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }, f.count)
+            return readResponse(fd)
+        }
+        let json = Array(#"{"memory":{"limit":67108864}}"#.utf8)
+        let any = Self.pbString(1, "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources") + Self.pbBytes(2, json)
+        let update = call(1, "Update", Self.pbString(1, c) + Self.pbBytes(2, any))
+        XCTAssertEqual(update?.code, 0, "\(String(describing: update))")
+        let limits = ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []).compactMap {
+            try? String(contentsOfFile: "/sys/fs/cgroup/\($0)/\(Self.namespace)/\(c)/memory.limit_in_bytes", encoding: .utf8)
+        } + [try? String(contentsOfFile: "/sys/fs/cgroup/\(Self.namespace)/\(c)/memory.max", encoding: .utf8)].compactMap { $0 }
+        XCTAssertEqual(limits.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }, ["67108864"])
+
+        let state = call(3, "State", Self.pbString(1, c))
+        XCTAssertEqual(state?.code, 0)
+        let p = state?.payload ?? []
+        XCTAssertTrue(zip(p, p.dropFirst()).contains { $0 == 0x20 && $1 == 2 }, "status RUNNING (field 4 = 2): \(p)")
+        let stats = call(5, "Stats", Self.pbString(1, c))
+        XCTAssertEqual(stats?.code, 0)
+        XCTAssertTrue(String(decoding: stats?.payload ?? [], as: UTF8.self).contains("io.containerd.cgroups.v"))
+        XCTAssertEqual(call(7, "Frobnicate", [])?.code, 12)
+        XCTAssertEqual(call(9, "State", Self.pbString(1, "no-such-container"))?.code, 5)
+
+        // An oversized header: ResourceExhausted, then that connection is closed.
+        let big: [UInt8] = [0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 11, 1, 0]
+        XCTAssertEqual(big.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }, big.count)
+        XCTAssertEqual(readResponse(fd)?.code, 8)
+        XCTAssertNil(readResponse(fd), "the connection is closed after an oversized frame")
+
+        let e = ctr(["task", "exec", "--exec-id", "still", c, "echo", "still served"])
+        XCTAssertEqual(e.stdout, "still served\n", "\(e)")
+        XCTAssertEqual(ctr(["task", "kill", "-s", "KILL", c]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == "STOPPED" })
+        XCTAssertEqual(ctr(["task", "rm", c]).status, 0)
+        XCTAssertEqual(ctr(["container", "rm", c]).status, 0)
+        assertGone(c)
+    }
 }

@@ -262,6 +262,8 @@ private func shimServe(_ f: ShimFlags) -> Int32 {
     let bundle = FS.cwd()
     let log = ShimLog(bundle: bundle, debug: f.debug)
     _ = setsid()   // out of containerd's session: a signal to its group does not reach the shim
+    // Entered through /proc/self/exe, the process would be called "exe"; ps shows what the runc shim shows.
+    _ = "containerd-shim".withCString { sl_prctl(SL_PR_SET_NAME, UInt(bitPattern: $0), 0, 0, 0) }
     guard sl_sigmask_block_all() == 0 else { return 1 }
     let sfd = sl_signalfd_all()
     guard sfd >= 0 else {

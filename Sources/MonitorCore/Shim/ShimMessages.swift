@@ -360,7 +360,9 @@ enum ShimMetrics {
         w.message(4) { m in
             for (i, key) in v2MemoryKeys.enumerated() { if let v = s.memory.raw[key] { m.uint64(i + 1, v) } }
             m.uint64(32, s.memory.usage.usage); m.uint64(33, s.memory.usage.limit)
-            m.uint64(34, s.memory.swap.usage); m.uint64(35, s.memory.swap.limit)
+            // CgroupStats' swap is memory+swap (runc's convention); v2's message wants swap alone.
+            let swapOnly = s.memory.swap.usage > s.memory.usage.usage ? s.memory.swap.usage - s.memory.usage.usage : 0
+            m.uint64(34, swapOnly); m.uint64(35, s.memory.swap.limit)
         }
         return AnyMessage(typeURL: "io.containerd.cgroups.v2.Metrics", value: w.bytes)
     }

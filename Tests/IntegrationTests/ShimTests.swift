@@ -45,6 +45,7 @@ final class ShimTests: XCTestCase {
             rmdir("/sys/fs/cgroup/\(c)/\(namespace)")
         }
         rmdir("/sys/fs/cgroup/\(namespace)")
+        rmdir("/run/containerd/swiftlet/\(namespace)")   // the shim's default --root for this namespace
         super.tearDown()
     }
 

@@ -318,7 +318,16 @@ final class TTRPCServer {
         try loop.watch(listener) { [unowned self] _ in
             while true {
                 let c = sl_accept(listener)
-                guard c >= 0 else { return }
+                guard c >= 0 else {
+                    // Out of fds or memory the client stays queued and the socket readable: rather
+                    // than spin, stop polling it for a while (as UnixSocket.serve does).
+                    let e = errno
+                    if e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM {
+                        loop.change(listener, events: 0)
+                        loop.after(ms: UnixSocket.acceptBackoffMs) { [loop] in loop.change(listener, events: SL_EPOLLIN) }
+                    }
+                    return
+                }
                 let conn = TTRPCConnection(fd: c, loop: loop, handler: handler)
                 conn.onClose = { [unowned self] in self.connections[c] = nil }
                 do {

@@ -298,4 +298,70 @@ final class ShimProtocolTests: XCTestCase {
         h.spin { self.pending(ok).frames >= 1 }
         XCTAssertEqual(receive(ok).frames.map(status), [0])
     }
+
+    // MARK: - The event publisher
+
+    /// Without a ttrpc socket the events go through the publish binary, one process at a time, in
+    /// order, each with its topic and namespace and the Any on stdin.
+    func testPublisherFallsBackToTheBinaryInOrder() throws {
+        let dir = try makeTempDir(prefix: "sl-pub.")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = dir + "/publish"
+        try "#!/bin/sh\necho \"$*\" >> \(dir)/calls\ncat > \(dir)/event-$(wc -l < \(dir)/calls)\n"
+            .write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        let h = Harness()
+        let p = EventPublisher(binary: script, address: "/run/c.sock", namespace: "ns", loop: h.loop, log: h.log,
+                               ttrpcAddress: dir + "/no-such.sock")
+        let start = ShimEvent.start(id: "c", pid: 7), exit = ShimEvent.exit(id: "c", execID: "", pid: 7, status: 1, at: Timestamp(seconds: 3, nanos: 0))
+        p.publish(start)
+        p.publish(exit)
+        for _ in 0..<2 {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, 0)
+            XCTAssertTrue(p.reaped(pid: pid, status: status), "pid \(pid) was a publisher")
+        }
+        XCTAssertTrue(p.idle)
+        let calls = try String(contentsOfFile: dir + "/calls", encoding: .utf8)
+        XCTAssertEqual(calls, "--address /run/c.sock publish --topic /tasks/start --namespace ns\n"
+                       + "--address /run/c.sock publish --topic /tasks/exit --namespace ns\n")
+        XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/event-1"))), start.any.bytes)
+        XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/event-2"))), exit.any.bytes)
+    }
+
+    /// With containerd's ttrpc socket the events are Forward calls, the next one sent only once the
+    /// previous one is answered.
+    func testPublisherForwardsOverTTRPCOneAtATime() throws {
+        let dir = try makeTempDir(prefix: "sl-fwd.")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let listener = try UnixSocket.listen(directory: dir, name: "ttrpc", type: Int32(SOCK_STREAM.rawValue), mode: 0o600)
+        defer { close(listener) }
+        let h = Harness()
+        let p = EventPublisher(binary: "", address: "", namespace: "ns", loop: h.loop, log: h.log, ttrpcAddress: "unix://" + dir + "/ttrpc")
+        p.publish(.paused(id: "c"))
+        p.publish(.resumed(id: "c"))
+        let conn = accept(listener, nil, nil)   // queued: publish() connected synchronously
+        XCTAssertGreaterThanOrEqual(conn, 0)
+        defer { close(conn) }
+        var seen: [String] = []
+        for _ in 0..<2 {
+            h.spin { self.pending(conn).frames >= 1 }
+            let got = receive(conn).frames
+            XCTAssertEqual(got.count, 1, "one event in flight at a time")
+            guard let f = got.first else { return }
+            let req = try TTRPCRequest.decode(f.payload)
+            XCTAssertEqual(req.service, EventPublisher.forwardService)
+            XCTAssertEqual(req.method, "Forward")
+            XCTAssertEqual(req.metadata.map { $0.0 + "=" + $0.1 }, ["containerd-namespace-ttrpc=ns"])
+            let envelope = try ProtoFields(try XCTUnwrap(try ProtoFields(req.payload).data(1)))
+            XCTAssertEqual(try envelope.string(2), "ns")
+            seen.append(try envelope.string(3))
+            let any = try AnyMessage.decode(try XCTUnwrap(try envelope.data(4)))
+            XCTAssertTrue(any.typeURL.hasPrefix("containerd.events.Task"))
+            send(conn, TTRPCFrame(stream: f.stream, type: TTRPCFrame.response, payload: TTRPCResponse.encode(.success([]))).encode())
+        }
+        h.spin { p.idle }
+        XCTAssertTrue(p.idle)
+        XCTAssertEqual(seen, ["/tasks/paused", "/tasks/resumed"])
+    }
 }

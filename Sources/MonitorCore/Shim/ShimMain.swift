@@ -29,28 +29,38 @@ final class ShimLog {
     }
 }
 
-/// Publishes events to containerd one at a time, in order, with `<publish-binary> --address A
-/// publish --topic T --namespace N` and the event as a protobuf Any on stdin (containerd 1.6's
-/// shim contract). Each publisher gets publishTimeoutMs.
+/// Publishes events to containerd one at a time, in order. First choice, as containerd 1.6's own shims
+/// do: a ttrpc call `containerd.services.events.ttrpc.v1.Events/Forward` on containerd's ttrpc socket
+/// ($TTRPC_ADDRESS, which containerd gives its shims). Without it, or when that connection fails:
+/// `<publish-binary> --address A publish --topic T --namespace N` with the event as a protobuf Any on
+/// stdin. Each event gets publishTimeoutMs.
 final class EventPublisher {
     static let publishTimeoutMs: Int64 = 30_000
+    static let forwardService = "containerd.services.events.ttrpc.v1.Events"
     let binary: String
     let address: String
     let namespace: String
+    let ttrpcAddress: String
     private let loop: EventLoop
     private let log: ShimLog
     private var queue: [ShimEvent] = []
+    /// The publisher process in flight, or the event forwarded over ttrpc awaiting its reply.
     private var current: pid_t = 0
+    private var forwarding: (event: ShimEvent, stream: UInt32)?
     private var timer = 0
+    private var ttrpc: Int32 = -1
+    private var reader = FrameReader()
+    private var nextStream: UInt32 = 1
     /// Every event in publish order (tests and debug logging).
     private(set) var sent: [ShimEvent] = []
-    var idle: Bool { current == 0 && queue.isEmpty }
+    var idle: Bool { current == 0 && forwarding == nil && queue.isEmpty }
     var onIdle: (() -> Void)?
 
-    init(binary: String, address: String, namespace: String, loop: EventLoop, log: ShimLog) {
+    init(binary: String, address: String, namespace: String, loop: EventLoop, log: ShimLog, ttrpcAddress: String = "") {
         self.binary = binary
         self.address = address
         self.namespace = namespace
+        self.ttrpcAddress = ttrpcAddress
         self.loop = loop
         self.log = log
     }
@@ -58,33 +68,131 @@ final class EventPublisher {
     func publish(_ e: ShimEvent) {
         log.write("publish \(e.topic)", level: "debug")
         queue.append(e)
-        if current == 0 { next() }
+        if current == 0 && forwarding == nil { next() }
     }
 
     private func next() {
-        while current == 0, !queue.isEmpty {
+        while current == 0, forwarding == nil, !queue.isEmpty {
             let e = queue.removeFirst()
             sent.append(e)
-            guard !binary.isEmpty else { continue }
-            let input = ShimCommand.memfd(e.any.bytes)
-            defer { if input >= 0 { close(input) } }
-            var spec = SpawnSpec(args: [binary, "--address", address, "publish", "--topic", e.topic, "--namespace", namespace],
-                                 env: Spawn.childEnvironment())
-            spec.stdin = input
-            spec.dieWithMonitor = false
-            do {
-                current = try Spawn.start(spec)
-                let pid = current
-                timer = loop.after(ms: Self.publishTimeoutMs) { [weak self] in
-                    guard let self, self.current == pid else { return }
-                    self.log.write("publishing \(e.topic) timed out", level: "error")
-                    Glibc.kill(pid, SIGKILL)
-                }
-            } catch {
-                log.write("publish \(e.topic): \(error)", level: "error")
-            }
+            if forward(e) { return }
+            spawnPublisher(e)
         }
         if idle { onIdle?() }
+    }
+
+    // MARK: ttrpc
+
+    /// ForwardRequest{envelope=1: Envelope{timestamp=1, namespace=2, topic=3, event=4}}.
+    static func forwardRequest(_ e: ShimEvent, namespace: String, at: Timestamp) -> [UInt8] {
+        var w = ProtoWriter()
+        w.message(1) { env in
+            at.encode(1, &env)
+            env.string(2, namespace)
+            env.string(3, e.topic)
+            env.message(4) { e.any.encode(&$0) }
+        }
+        return w.bytes
+    }
+
+    private func forward(_ e: ShimEvent) -> Bool {
+        guard !ttrpcAddress.isEmpty, connect() else { return false }
+        let stream = nextStream
+        nextStream &+= 2
+        let request = TTRPCRequest(service: Self.forwardService, method: "Forward",
+                                   payload: Self.forwardRequest(e, namespace: namespace, at: Timestamp.now()),
+                                   metadata: [("containerd-namespace-ttrpc", namespace)])
+        let bytes = TTRPCFrame(stream: stream, type: TTRPCFrame.request, payload: request.encode()).encode()
+        let n = bytes.withUnsafeBytes { Glibc.send(ttrpc, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        guard n == bytes.count else {
+            log.write("forward \(e.topic) to \(ttrpcAddress): \(n < 0 ? errnoString(errno) : "short write")", level: "error")
+            disconnect()
+            return false
+        }
+        forwarding = (e, stream)
+        timer = loop.after(ms: Self.publishTimeoutMs) { [weak self] in
+            guard let self, let f = self.forwarding, f.stream == stream else { return }
+            self.log.write("forwarding \(e.topic) timed out", level: "error")
+            self.failForward()
+        }
+        return true
+    }
+
+    private func connect() -> Bool {
+        if ttrpc >= 0 { return true }
+        let path = ttrpcAddress.hasPrefix("unix://") ? String(ttrpcAddress.dropFirst(7)) : ttrpcAddress
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        let r = try? withUnixAddress(path, op: "connect") { (addr, len) throws(SysError) -> Int32 in Glibc.connect(fd, addr, len) }
+        guard r == 0, (try? loop.watch(fd, { [weak self] _ in self?.readReplies() })) != nil else {
+            log.write("connect \(path): \(errnoString(errno)); publishing with \(binary)", level: "debug")
+            close(fd)
+            return false
+        }
+        _ = sl_set_nonblock(fd)
+        ttrpc = fd
+        reader = FrameReader()
+        return true
+    }
+
+    private func disconnect() {
+        guard ttrpc >= 0 else { return }
+        loop.unwatch(ttrpc)
+        close(ttrpc)
+        ttrpc = -1
+    }
+
+    private func readReplies() {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while ttrpc >= 0 {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(ttrpc, $0.baseAddress, $0.count) }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            guard n > 0 else { return failForward() }
+            reader.append(buf[0..<n])
+            while case .frame(let f) = reader.next() {
+                guard let fw = forwarding, f.stream == fw.stream else { continue }
+                if let r = try? TTRPCResponse.decode(f.payload), r.code != 0 {
+                    log.write("containerd refused \(fw.event.topic): \(r.message)", level: "error")
+                }
+                loop.cancel(timer)
+                forwarding = nil
+                next()
+            }
+            if case .oversized = reader.next() { return failForward() }
+        }
+    }
+
+    /// The ttrpc connection broke: the event in flight goes out through the publish binary.
+    private func failForward() {
+        disconnect()
+        loop.cancel(timer)
+        guard let fw = forwarding else { return }
+        forwarding = nil
+        spawnPublisher(fw.event)
+        if current == 0 { next() }
+    }
+
+    // MARK: the publish binary
+
+    private func spawnPublisher(_ e: ShimEvent) {
+        guard !binary.isEmpty else { return }
+        let input = ShimCommand.memfd(e.any.bytes)
+        defer { if input >= 0 { close(input) } }
+        var spec = SpawnSpec(args: [binary, "--address", address, "publish", "--topic", e.topic, "--namespace", namespace],
+                             env: Spawn.childEnvironment())
+        spec.stdin = input
+        spec.dieWithMonitor = false
+        do {
+            current = try Spawn.start(spec)
+            let pid = current
+            timer = loop.after(ms: Self.publishTimeoutMs) { [weak self] in
+                guard let self, self.current == pid else { return }
+                self.log.write("publishing \(e.topic) timed out", level: "error")
+                Glibc.kill(pid, SIGKILL)
+            }
+        } catch {
+            log.write("publish \(e.topic): \(error)", level: "error")
+        }
     }
 
     /// True when `pid` was a publisher (the next event goes out).
@@ -272,7 +380,9 @@ private func shimServe(_ f: ShimFlags) -> Int32 {
     }
     do { try Proc.setChildSubreaper() } catch { log.write("\(error)", level: "error") }
     let loop = EventLoop()
-    let publisher = EventPublisher(binary: f.publishBinary, address: f.address, namespace: f.namespace, loop: loop, log: log)
+    let ttrpcAddress = getenv("TTRPC_ADDRESS").map { String(cString: $0) } ?? ""
+    let publisher = EventPublisher(binary: f.publishBinary, address: f.address, namespace: f.namespace, loop: loop, log: log,
+                                   ttrpcAddress: ttrpcAddress)
     let service = TaskService(loop: loop, publisher: publisher, namespace: f.namespace, log: log)
     let server = TTRPCServer(loop: loop, handler: service.handle)
     var stopping = false

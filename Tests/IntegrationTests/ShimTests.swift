@@ -479,4 +479,31 @@ final class ShimTests: XCTestCase {
         XCTAssertEqual(ctr(["container", "rm", c]).status, 0)
         assertGone(c)
     }
+
+    /// Containers carrying one pod's sandbox id annotation (as CRI sets it) share one shim, which stays
+    /// until the last of them is removed.
+    func testOneShimPerPod() {
+        let pod = id("pod"), app = id("app")
+        let ann = ["--annotation", "io.kubernetes.cri.sandbox-id=\(pod)"]
+        XCTAssertEqual(run(pod, ["sleep", "300"], flags: ["-d"] + ann).status, 0)
+        XCTAssertEqual(run(app, ["sleep", "300"], flags: ["-d"] + ann).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(pod) == "RUNNING" && self.taskStatus(app) == "RUNNING" })
+        XCTAssertEqual(shimPids().count, 1, "one shim for the pod")
+        XCTAssertEqual(ctr(["task", "exec", "--exec-id", "x", app, "echo", "in app"]).stdout, "in app\n")
+
+        XCTAssertEqual(ctr(["task", "kill", "-s", "KILL", app]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(app) == "STOPPED" })
+        XCTAssertEqual(ctr(["task", "rm", app]).status, 0)
+        XCTAssertEqual(ctr(["container", "rm", app]).status, 0)
+        XCTAssertEqual(shimPids().count, 1, "the shim stays for the sandbox")
+        XCTAssertEqual(taskStatus(pod), "RUNNING")
+        XCTAssertEqual(ctr(["task", "exec", "--exec-id", "y", pod, "echo", "in pod"]).stdout, "in pod\n")
+
+        XCTAssertEqual(ctr(["task", "kill", "-s", "KILL", pod]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(pod) == "STOPPED" })
+        XCTAssertEqual(ctr(["task", "rm", pod]).status, 0)
+        XCTAssertEqual(ctr(["container", "rm", pod]).status, 0)
+        assertGone(app)
+        assertGone(pod)
+    }
 }

@@ -248,10 +248,15 @@ final class ShimTests: XCTestCase {
         XCTAssertEqual(run(c, ["sleep", "300"], flags: ["-d"]).status, 0)
         XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == "RUNNING" })
         let pid = taskPid(c) ?? -1
+        let address = (try? String(contentsOfFile: "\(Self.dir)/state/io.containerd.runtime.v2.task/\(Self.namespace)/\(c)/address",
+                                   encoding: .utf8)) ?? ""
+        XCTAssertTrue(address.hasPrefix("unix:///run/containerd/s/"), address)
         guard let shim = shimPids().first else { return XCTFail("no shim running") }
         kill(shim, SIGKILL)
         XCTAssertTrue(waitUntil(timeout: 20) { !processAlive(pid) }, "container process \(pid) survived its shim")
         XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == nil || self.taskStatus(c) == "STOPPED" })
+        XCTAssertTrue(waitUntil(timeout: 20) { !FileManager.default.fileExists(atPath: String(address.dropFirst(7))) },
+                      "the dead shim's socket is removed by `delete`")
         _ = ctr(["task", "rm", "-f", c])
         XCTAssertEqual(ctr(["container", "rm", c]).status, 0)
         assertGone(c)

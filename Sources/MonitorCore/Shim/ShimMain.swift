@@ -360,6 +360,11 @@ private func shimDelete(_ f: ShimFlags) -> Int32 {
         printErr("\(shimBinaryName) delete: \(ShimRuntime.failure(run, "delete", bundle: bundle).message)")
     }
     _ = sl_umount2(bundle + "/rootfs", SL_MNT_DETACH)
+    // The dead shim's socket, unless a shim (of the same pod) still answers there.
+    if let address = try? FS.readString(bundle + "/address"), address.hasPrefix("unix://" + shimSocketDir + "/") {
+        let path = String(address.dropFirst(7))
+        if !connectable(path) { unlink(path) }
+    }
     let reply = ShimReplies.delete(pid: 0, status: 128 + UInt32(SIGKILL), at: Timestamp.now())
     do throws(SysError) { try FS.writeAll(fd: 1, reply) } catch { return 1 }
     return 0

@@ -339,14 +339,14 @@ final class ShimTests: XCTestCase {
     }
 
     /// `ctr task checkpoint` through the shim (Checkpoint -> swiftlet checkpoint -> criu): an image
-    /// lands in containerd's store and the container keeps running. --null-io: criu cannot dump a
-    /// process whose stdio are containerd's host FIFOs (see Spec/shim.md).
+    /// lands in containerd's store and the container keeps running. Its stdio are the shim's pipes
+    /// (criu could not dump a process holding containerd's host FIFOs).
     func testCheckpoint() throws {
         guard let criu = ProcessInfo.processInfo.environment["SWIFTLET_CRIU"], !criu.isEmpty else {
             throw XCTSkip("SWIFTLET_CRIU is not set: Scripts/install-criu.sh prints the criu to use")
         }
         let c = id("ckpt")
-        XCTAssertEqual(run(c, ["sh", "-c", "while true; do sleep 0.1; done"], flags: ["-d", "--null-io"]).status, 0)
+        XCTAssertEqual(run(c, ["sh", "-c", "while true; do sleep 0.1; done"], flags: ["-d"]).status, 0)
         XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == "RUNNING" })
         let r = Self.ctr(["task", "checkpoint", c], timeout: 300)
         XCTAssertEqual(r.status, 0, "\(r)")

@@ -88,9 +88,8 @@ final class Pump {
     }
 }
 
-/// The stdio of one shim process. Without a terminal the process writes straight into containerd's
-/// stdout/stderr FIFOs (the shim keeps a read end open, so a departed reader does not mean SIGPIPE);
-/// stdin is copied from its FIFO into a pipe, so CloseIO can end it. With a terminal the pty master
+/// The stdio of one shim process. Without a terminal the process gets pipes: the shim copies its
+/// output into containerd's stdout/stderr FIFOs and its stdin from the FIFO, so CloseIO can end it. With a terminal the pty master
 /// (from the console socket) is copied to stdout and stdin into it. The stdin FIFO is opened
 /// non-blocking for reading: epoll reports it neither readable nor hung up before a writer came,
 /// so its end of file is the writer's close (ctr closes it when its own stdin ends).
@@ -132,21 +131,31 @@ final class ProcessIO {
         childStdio = (stdinFd, try output(paths.stdout), try output(paths.stderr))
     }
 
-    /// The process's end of an output: a FIFO's write end (a read end kept open here), a file for
-    /// file:// URIs, nothing (/dev/null) when no path was given.
+    /// The process's end of an output: a pipe the shim copies into containerd's FIFO (a read end of
+    /// the FIFO kept open here, so a departed reader does not mean SIGPIPE) or into the file of a
+    /// file:// URI; nothing (/dev/null) when no path was given. A pipe rather than the FIFO itself:
+    /// criu dumps a process whose stdio are pipes (declared external), not one holding a host FIFO.
     private func output(_ path: String) throws(SysError) -> Int32 {
         if path.isEmpty { return -1 }
+        let sink: Int32
         if path.hasPrefix("file://") {
-            let file = String(path.dropFirst(7))
-            let fd = try FS.open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-            owned.append(fd)
-            return fd
+            sink = try FS.open(String(path.dropFirst(7)), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        } else {
+            guard !path.contains("://") else { throw SysError("open stdio (only FIFOs and file:// are supported)", path, errno: EINVAL) }
+            owned.append(try openFifo(path, O_RDONLY | O_NONBLOCK))
+            sink = try openFifo(path, O_WRONLY)
         }
-        guard !path.contains("://") else { throw SysError("open stdio (only FIFOs and file:// are supported)", path, errno: EINVAL) }
-        owned.append(try openFifo(path, O_RDONLY | O_NONBLOCK))
-        let w = try openFifo(path, O_WRONLY)
-        owned.append(w)
-        return w
+        var p: [Int32] = [-1, -1]
+        do throws(SysError) { try sys("pipe") { sl_pipe2(&p, O_CLOEXEC) } } catch {
+            Glibc.close(sink)
+            throw error
+        }
+        let pump = Pump(src: p[0], dst: sink, loop: loop, ownsSrc: true, ownsDst: true)
+        _ = fcntl(p[1], F_SETFL, 0)
+        pumps.append(pump)
+        owned.append(p[1])
+        try pump.start()
+        return p[1]
     }
 
     private func openFifo(_ path: String, _ flags: Int32) throws(SysError) -> Int32 {

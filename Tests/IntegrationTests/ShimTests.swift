@@ -511,4 +511,43 @@ final class ShimTests: XCTestCase {
         assertGone(app)
         assertGone(pod)
     }
+
+    /// `ctr container checkpoint --task` then `ctr container restore --live`: Create carries the
+    /// checkpoint, Start runs `swiftlet restore`. The shell picked a random tag when it started and
+    /// keeps it in its memory: the restored one still writes that tag (a fresh start would pick another).
+    func testCheckpointRestore() throws {
+        guard let criu = ProcessInfo.processInfo.environment["SWIFTLET_CRIU"], !criu.isEmpty else {
+            throw XCTSkip("SWIFTLET_CRIU is not set: Scripts/install-criu.sh prints the criu to use")
+        }
+        let c = id("restore"), ref = "localhost/ckpt-\(c):latest"
+        let script = "s=$((0x$(head -c 6 /proc/sys/kernel/random/uuid))); i=0; "
+            + "while true; do i=$((i+1)); echo \"$s $i\" > /tmp/n; sleep 0.05; done"
+        XCTAssertEqual(run(c, ["sh", "-c", script], flags: ["-d"]).status, 0)
+        func read() -> (tag: String, count: Int) {
+            let out = ctr(["task", "exec", "--exec-id", "n\(UUID().uuidString.prefix(6))", c, "cat", "/tmp/n"]).stdout
+            let f = out.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            return f.count == 2 ? (f[0], Int(f[1]) ?? 0) : ("", 0)
+        }
+        XCTAssertTrue(waitUntil(timeout: 30) { read().count >= 5 })
+        let tag = read().tag
+        XCTAssertFalse(tag.isEmpty)
+        let r = Self.ctr(["container", "checkpoint", "--task", c, ref], timeout: 300)
+        XCTAssertEqual(r.status, 0, "\(r)")
+        XCTAssertEqual(ctr(["task", "kill", "-s", "KILL", c]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == "STOPPED" })
+        XCTAssertEqual(ctr(["task", "rm", c]).status, 0)
+        XCTAssertEqual(ctr(["container", "rm", c]).status, 0)
+
+        let rr = Self.ctr(["container", "restore", "--live", c, ref], timeout: 300)
+        XCTAssertEqual(rr.status, 0, "\(rr)\n\(Self.log())")
+        XCTAssertEqual(taskStatus(c), "RUNNING")
+        XCTAssertTrue(waitUntil(timeout: 20) { read().count >= 5 })
+        XCTAssertEqual(read().tag, tag, "the restored shell still has the tag it picked before the checkpoint")
+        _ = ctr(["image", "rm", ref])
+        XCTAssertEqual(ctr(["task", "kill", "-s", "KILL", c]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == "STOPPED" })
+        XCTAssertEqual(ctr(["task", "rm", c]).status, 0)
+        XCTAssertEqual(ctr(["container", "rm", c]).status, 0)
+        assertGone(c)
+    }
 }

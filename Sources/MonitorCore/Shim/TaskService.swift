@@ -48,6 +48,8 @@ final class ShimContainer {
     var execs: [String: ShimProcess] = [:]
     var rootfsMounted = false
     var oom: OOMWatcher?
+    /// A checkpoint (CreateTaskRequest.checkpoint) the init is restored from at Start.
+    var restoreFrom = ""
 
     init(id: String, bundle: String, runtime: ShimRuntime, initProcess: ShimProcess) {
         self.id = id
@@ -149,7 +151,6 @@ final class TaskService {
         let r = try decode("CreateTaskRequest") { () throws(ProtoError) in try CreateTaskRequest.decode(p) }
         guard !r.id.isEmpty, !r.bundle.isEmpty else { throw RPCError(.invalidArgument, "CreateTaskRequest: id and bundle are required") }
         guard containers[r.id] == nil else { throw RPCError(.alreadyExists, "container \(r.id) already exists") }
-        guard r.checkpoint.isEmpty else { throw RPCError(.unimplemented, "restoring from a checkpoint is not implemented by this shim") }
         var runtime = ShimRuntime.defaults(namespace: namespace)
         if let o = r.options, o.typeURL.hasSuffix("containerd.runc.v1.Options") {
             runtime = runtime.with(try decode("runtime options") { () throws(ProtoError) in try RuntimeOptions.decode(o.value) })
@@ -160,8 +161,13 @@ final class TaskService {
         let c = ShimContainer(id: r.id, bundle: r.bundle, runtime: runtime, initProcess: proc)
         do throws(RPCError) {
             c.rootfsMounted = try mountRootfs(r.rootfs, bundle: r.bundle)
-            let pidFile = r.bundle + "/init.pid"
-            proc.pid = try runWithIO(c, proc, ["create", "--bundle", r.bundle, "--pid-file", pidFile], pidFile: pidFile, what: "create")
+            if r.checkpoint.isEmpty {
+                let pidFile = r.bundle + "/init.pid"
+                proc.pid = try runWithIO(c, proc, ["create", "--bundle", r.bundle, "--pid-file", pidFile], pidFile: pidFile, what: "create")
+            } else {
+                // As the runc shim does: the restore itself runs at Start.
+                c.restoreFrom = r.checkpoint
+            }
         } catch {
             proc.io?.close()
             if c.rootfsMounted { unmountRootfs(r.bundle) }
@@ -201,7 +207,17 @@ final class TaskService {
     private func start(_ p: [UInt8]) throws(RPCError) -> [UInt8] {
         let (c, proc, _) = try ref(p, "StartRequest")
         guard proc.status == .created, !proc.exited else { throw RPCError(.failedPrecondition, "process \(c.id)/\(proc.execID) is not in the created state") }
-        if proc.execID.isEmpty {
+        if proc.execID.isEmpty && !c.restoreFrom.isEmpty {
+            let pidFile = c.bundle + "/init.pid"
+            proc.pid = try runWithIO(c, proc, ["restore", "--detach", "--image-path", c.restoreFrom, "--bundle", c.bundle,
+                                               "--pid-file", pidFile], pidFile: pidFile, what: "restore")
+            c.restoreFrom = ""
+            proc.status = .running
+            publisher.publish(.start(id: c.id, pid: proc.pid))
+            watchOOM(c)
+            claimEarlyExit(proc)
+            reportExit(proc)
+        } else if proc.execID.isEmpty {
             let run = ShimCommand.run(c.command(["start", c.id]), cwd: c.bundle)
             guard run.ok else { throw ShimRuntime.failure(run, "start", bundle: c.bundle) }
             proc.status = proc.exited ? .stopped : .running
@@ -393,8 +409,10 @@ final class TaskService {
             c.execs[proc.execID] = nil
             return ShimReplies.delete(pid: proc.pid, status: proc.exitStatus, at: proc.exitedAt)
         }
-        let run = ShimCommand.run(c.command(["delete", "--force", c.id]), cwd: c.bundle)
-        guard run.ok else { throw ShimRuntime.failure(run, "delete", bundle: c.bundle) }
+        if c.restoreFrom.isEmpty {   // else the runtime never saw the container
+            let run = ShimCommand.run(c.command(["delete", "--force", c.id]), cwd: c.bundle)
+            guard run.ok else { throw ShimRuntime.failure(run, "delete", bundle: c.bundle) }
+        }
         for e in c.execs.values { e.io?.close() }
         proc.io?.close()
         c.oom.map { loop.unwatch($0.fd) }

@@ -56,7 +56,9 @@ let package = Package(
         .executableTarget(name: "swiftlet", dependencies: ["RuntimeCLI", "CExeSeal"],
                           linkerSettings: staticPIE),
         // The per-container monitor (conmon's command line and protocol, plus a control API and probes).
-        .target(name: "MonitorCore", dependencies: ["OCI", "LinuxSystem", "Cgroups", "CLinux", "COpenSSL"]),
+        // Also the containerd runtime v2 shim (`containerd-shim-swiftlet-v2`, the monitor binary entered by
+        // that name): ttrpc server and task service, protobuf through Checkpoint's wire codec.
+        .target(name: "MonitorCore", dependencies: ["OCI", "LinuxSystem", "Cgroups", "CLinux", "COpenSSL", "Checkpoint", "Mounts"]),
         // A fully static executable: a PIE monitor linked to glibc and libstdc++ keeps ~1.1 MiB of private
         // pages (relocations, per-process text), a static one ~0.2 MiB, which is what every extra
         // container costs (Spec/monitor.md). Static-PIE (ASLR) relocates its pointer data at start-up:

@@ -18,6 +18,8 @@
 #   BENCH_KEEP_HYBRID=0  see "cgroups" below
 #   BENCH_MONITOR=1  then run Scripts/bench-monitor.sh (swiftlet-monitor vs conmon: launch latency,
 #                    idle footprint, exec-probe CPU; its knobs LAUNCHES, IDLE, PROBE_SECS); 0 skips it
+#   BENCH_SHIM=1    then run Scripts/bench-shim.sh (containerd-shim-swiftlet-v2 vs containerd-shim-runc-v2:
+#                    ctr run --rm time, per-shim private memory and threads at 1 and 100 pods); 0 (default) skips
 #   BENCH_SCALE=500  sleeping containers, each with its swiftlet-monitor (0 skips the scale test)
 #   BENCH_SCALE_CONMON=0  1: the same scale test with conmon as the monitor, for comparison
 #   BENCH_JSON=PATH  results as JSON (default: bench-results.json in the work dir, which is kept then)
@@ -552,6 +554,12 @@ if [ "${BENCH_MONITOR:-1}" = 1 ] && [ -n "$SWIFTLET_BIN" ]; then
     echo
     BENCH_MONITOR_OUT=$WORK/monitor.kv SWIFTLET=$SWIFTLET_BIN MONITOR=$(dirname "$SWIFTLET_BIN")/swiftlet-monitor \
         bash "$HERE/bench-monitor.sh" {NAPFD}>&- || note "bench-monitor.sh failed"
+fi
+
+# --- the containerd shim, side by side with containerd-shim-runc-v2 -------------------------------
+if [ "${BENCH_SHIM:-0}" = 1 ] && [ -n "$SWIFTLET_BIN" ]; then
+    echo
+    SWIFTLET=$SWIFTLET_BIN bash "$HERE/bench-shim.sh" {NAPFD}>&- || note "bench-shim.sh failed"
 fi
 
 # --- results: table, JSON, SVG --------------------------------------------------------------------

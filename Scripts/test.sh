@@ -12,7 +12,10 @@
 #                                       --static-swift-stdlib.
 #    Scripts/install-criu.sh            (a criu that works on this kernel -> SWIFTLET_CRIU)
 # 4. swift test                         (XCTest: unit tests and the integration tests, which find the
-#                                       binary and rootfs through SWIFTLET_BINARY / SWIFTLET_ROOTFS)
+#                                       binary and rootfs through SWIFTLET_BINARY / SWIFTLET_ROOTFS;
+#                                       ShimTests run containerd-shim-swiftlet-v2 (swiftlet-monitor under
+#                                       that name) under a private containerd with ctr: containerd, umoci,
+#                                       script; see Spec/shim.md)
 # 5. Scripts/soak.sh 100                (100 create/start/delete cycles, failing on leaks; the long
 #                                       run is `bash Scripts/soak.sh`, see Spec/reliability.md)
 # 6. Scripts/containerd-smoke.sh        (ctr + containerd-shim-runc-v2 driving swiftlet), unless

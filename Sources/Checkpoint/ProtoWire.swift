@@ -31,6 +31,16 @@ public struct ProtoWriter: Sendable {
         varint(UInt64(value))
     }
 
+    public mutating func uint64(_ field: Int, _ value: UInt64) {
+        key(field, 0)
+        varint(value)
+    }
+
+    public mutating func int64(_ field: Int, _ value: Int64) {
+        key(field, 0)
+        varint(UInt64(bitPattern: value))
+    }
+
     public mutating func bool(_ field: Int, _ value: Bool) {
         key(field, 0)
         varint(value ? 1 : 0)

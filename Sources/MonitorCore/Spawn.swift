@@ -18,6 +18,8 @@ struct SpawnSpec {
     /// --replace-listen-pid: LISTEN_PID (socket activation) names the child itself.
     var replaceListenPid = false
     var cwd: String?
+    /// The program to execute when it differs from args[0] (the shim re-enters /proc/self/exe by its name).
+    var program: String?
 }
 
 enum Spawn {
@@ -29,6 +31,7 @@ enum Spawn {
         r.ownProcessGroup = s.ownProcessGroup
         r.dieWithParent = s.dieWithMonitor
         r.cwd = s.cwd
+        r.program = s.program
         r.pidVariable = s.replaceListenPid ? "LISTEN_PID" : nil
         return try Proc.spawn(r)
     }

@@ -6,7 +6,7 @@
 //   swiftlet       runtime_type io.containerd.swiftlet.v2 (our containerd-shim-swiftlet-v2), when one is
 //                  found: $SWIFTLET_SHIM, else containerd-shim-swiftlet-v2 beside SWIFTLET_BINARY; no
 //                  options (CRI would pass them as runtimeoptions.v1.Options, a config file path): the
-//                  shim runs the `swiftlet` it finds on containerd's PATH, a link to SWIFTLET_BINARY
+//                  shim runs the `swiftlet` beside it or on containerd's PATH, a link to SWIFTLET_BINARY
 // The image (the busybox test rootfs packed with umoci, imported with `ctr -n k8s.io image import`) is
 // also the sandbox ("pause") image: its command sleeps. No network: pods use the node's network (and so
 // UTS) namespace, as there is no CNI here; their PID and IPC namespaces are their own.
@@ -25,6 +25,8 @@ final class PrivateContainerd {
     let dir: String
     var socket: String { dir + "/c.sock" }
     var runtimeRoot: String { dir + "/rt" }
+    /// Where our shim keeps swiftlet's state when no options name a root (the CRI plugin passes none).
+    static let shimRuntimeRoot = "/run/containerd/swiftlet"
     private(set) var pid: pid_t = 0
 
     /// The shim binary for the `swiftlet` handler, nil when there is none to test.
@@ -112,10 +114,13 @@ final class PrivateContainerd {
         let shim = PrivateContainerd.shimBinary
         let bin = dir + "/bin"
         try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
-        // containerd finds the shim by its name on PATH, and the shim finds `swiftlet` there: the CRI
-        // plugin hands runc's options (BinaryName, Root) only to io.containerd.runc.* shims.
+        // containerd finds the shim by its name on PATH. The CRI plugin hands runc's options (BinaryName,
+        // Root) only to io.containerd.runc.* shims, so our shim must find swiftlet by itself: beside its
+        // own binary, else on PATH. A copy of the shim (not a link, which /proc/self/exe resolves) with
+        // a `swiftlet` link beside it makes that SWIFTLET_BINARY either way.
         if let shim {
-            try FileManager.default.createSymbolicLink(atPath: bin + "/containerd-shim-swiftlet-v2", withDestinationPath: shim)
+            try FileManager.default.copyItem(atPath: URL(fileURLWithPath: shim).resolvingSymlinksInPath().path,
+                                             toPath: bin + "/containerd-shim-swiftlet-v2")
             try FileManager.default.createSymbolicLink(atPath: bin + "/swiftlet", withDestinationPath: Runtime.binary)
         }
         try config(shim: shim).write(toFile: dir + "/config.toml", atomically: true, encoding: .utf8)

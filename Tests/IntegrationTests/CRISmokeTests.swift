@@ -186,6 +186,9 @@ final class CRISmokeTests: XCTestCase {
         XCTAssertEqual(stopped.exitCode, 143, "sleep killed by SIGTERM")
         try cri.removeContainer(pod.container)
         XCTAssertEqual(try cri.listContainers(pod: pod.id), [])
+        XCTAssertThrowsError(try cri.containerStatus(pod.container)) { error in // gRPC NOT_FOUND
+            XCTAssertEqual((error as? GRPCError)?.status, 5, "\(error)")
+        }
         try cri.stopPodSandbox(pod.id)
         XCTAssertFalse(try cri.podSandboxStatus(pod.id).ready)
         try cri.removePodSandbox(pod.id)
@@ -219,10 +222,13 @@ final class CRISmokeTests: XCTestCase {
         return "/run/containerd/s/\(hash)"
     }
 
+    /// The pod's runtime state dirs, in the runc shim's Root or our shim's default root.
     private func runtimeStates(_ pod: Pod) -> [String] {
         guard let c = containerd else { return [] }
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: c.runtimeRoot + "/k8s.io")) ?? []
-        return entries.filter { $0 == pod.id || $0 == pod.container }
+        return [c.runtimeRoot, PrivateContainerd.shimRuntimeRoot].flatMap { root in
+            ((try? FileManager.default.contentsOfDirectory(atPath: root + "/k8s.io")) ?? [])
+                .filter { $0 == pod.id || $0 == pod.container }
+        }
     }
 
     private func assertNothingLeft(_ pod: Pod, _ c: PrivateContainerd, file: StaticString = #filePath, line: UInt = #line) {
@@ -236,7 +242,7 @@ final class CRISmokeTests: XCTestCase {
         XCTAssertEqual(processesWithCommandLine(containing: "sleep 7\(pod.msgmax)"), [], "container process left", file: file, line: line)
         XCTAssertEqual(mountsContaining(pod.id) + mountsContaining(pod.container), [], "mounts left", file: file, line: line)
         XCTAssertEqual(cgroupChildren(parent), [], "cgroups left below \(parent)", file: file, line: line)
-        XCTAssertEqual(runtimeStates(pod), [], "runtime state left in \(c.runtimeRoot)", file: file, line: line)
+        XCTAssertEqual(runtimeStates(pod), [], "runtime state left", file: file, line: line)
         if pod.handler == "swiftlet-runc", let socket = runcShimSocket(c, pod.id) {
             XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "shim socket left: \(socket)", file: file, line: line)
         }

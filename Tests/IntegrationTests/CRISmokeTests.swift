@@ -56,6 +56,7 @@ final class CRISmokeTests: XCTestCase {
         let pod = try startPod(cri, c, handler: "swiftlet-runc")
         try checkPod(cri, pod)
         try finishPod(cri, c, pod)
+        XCTAssertEqual(mountsBelow(c.dir), [], "mounts left below containerd's dirs")
     }
 
     func testSwiftletShim() throws {
@@ -70,6 +71,7 @@ final class CRISmokeTests: XCTestCase {
         try finishPod(cri, c, pod)
         try checkPod(cri, neighbour) // untouched by the other shim's pod going away
         try finishPod(cri, c, neighbour)
+        XCTAssertEqual(mountsBelow(c.dir), [], "mounts left below containerd's dirs")
     }
 
     // MARK: - The pod's life

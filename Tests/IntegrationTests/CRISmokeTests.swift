@@ -238,7 +238,7 @@ final class CRISmokeTests: XCTestCase {
         // A shim runs with -id <sandbox id> (one per pod, as runc's) or <container id>; the pod's
         // processes were in cgroups below the parent.
         let shims = { processesWithCommandLine(containing: pod.id) + processesWithCommandLine(containing: pod.container) }
-        XCTAssertTrue(waitUntil(timeout: 20) { shims().isEmpty }, "shim left: \(shims())", file: file, line: line)
+        XCTAssertTrue(waitUntil(timeout: 20) { shims().isEmpty }, "shim left: \(shims().map(commandLine))", file: file, line: line)
         XCTAssertTrue(waitUntil(timeout: 20) { processesInCgroup(containing: parent).isEmpty },
                       "processes left in \(parent): \(processesInCgroup(containing: parent))", file: file, line: line)
         XCTAssertEqual(processesWithCommandLine(containing: "sleep 7\(pod.msgmax)"), [], "container process left", file: file, line: line)
@@ -248,6 +248,11 @@ final class CRISmokeTests: XCTestCase {
         if pod.handler == "swiftlet-runc", let socket = runcShimSocket(c, pod.id) {
             XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "shim socket left: \(socket)", file: file, line: line)
         }
+    }
+
+    private func commandLine(_ pid: Int32) -> String {
+        let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()
+        return "\(pid): " + String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
     }
 
     /// Every cgroup hierarchy's copy of `parent` (v1 controllers, the unified tree, or pure v2).

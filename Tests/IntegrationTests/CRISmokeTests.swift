@@ -238,7 +238,7 @@ final class CRISmokeTests: XCTestCase {
         // A shim runs with -id <sandbox id> (one per pod, as runc's) or <container id>; the pod's
         // processes were in cgroups below the parent.
         let shims = { processesWithCommandLine(containing: pod.id) + processesWithCommandLine(containing: pod.container) }
-        XCTAssertTrue(waitUntil(timeout: 20) { shims().isEmpty }, "shim left: \(shims().map(commandLine))", file: file, line: line)
+        XCTAssertTrue(waitUntil(timeout: 60) { shims().isEmpty }, "shim left: \(shims().map(commandLine))", file: file, line: line)
         XCTAssertTrue(waitUntil(timeout: 20) { processesInCgroup(containing: parent).isEmpty },
                       "processes left in \(parent): \(processesInCgroup(containing: parent))", file: file, line: line)
         XCTAssertEqual(processesWithCommandLine(containing: "sleep 7\(pod.msgmax)"), [], "container process left", file: file, line: line)

@@ -239,7 +239,7 @@ final class CRISmokeTests: XCTestCase {
         // processes were in cgroups below the parent.
         let shims = { processesWithCommandLine(containing: pod.id) + processesWithCommandLine(containing: pod.container) }
         XCTAssertTrue(waitUntil(timeout: 60) { shims().isEmpty }, "shim left: \(shims().map(commandLine))", file: file, line: line)
-        XCTAssertTrue(waitUntil(timeout: 20) { processesInCgroup(containing: parent).isEmpty },
+        XCTAssertTrue(waitUntil(timeout: 60) { processesInCgroup(containing: parent).isEmpty },
                       "processes left in \(parent): \(processesInCgroup(containing: parent))", file: file, line: line)
         XCTAssertEqual(processesWithCommandLine(containing: "sleep 7\(pod.msgmax)"), [], "container process left", file: file, line: line)
         XCTAssertEqual(mountsContaining(pod.id) + mountsContaining(pod.container), [], "mounts left", file: file, line: line)

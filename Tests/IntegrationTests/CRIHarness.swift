@@ -4,7 +4,8 @@
 // PID. Two runtime handlers:
 //   swiftlet-runc  runtime_type io.containerd.runc.v2 (containerd-shim-runc-v2), BinaryName = SWIFTLET_BINARY
 //   swiftlet       runtime_type io.containerd.swiftlet.v2 (our containerd-shim-swiftlet-v2), when one is
-//                  found: $SWIFTLET_SHIM, else containerd-shim-swiftlet-v2 beside SWIFTLET_BINARY; no
+//                  found: $SWIFTLET_SHIM, else containerd-shim-swiftlet-v2 beside SWIFTLET_BINARY, else
+//                  SWIFTLET_MONITOR (the monitor binary is the shim when entered by that name); no
 //                  options (CRI would pass them as runtimeoptions.v1.Options, a config file path): the
 //                  shim runs the `swiftlet` beside it or on containerd's PATH, a link to SWIFTLET_BINARY
 // The image (the busybox test rootfs packed with umoci, imported with `ctr -n k8s.io image import`) is
@@ -29,13 +30,14 @@ final class PrivateContainerd {
     static let shimRuntimeRoot = "/run/containerd/swiftlet"
     private(set) var pid: pid_t = 0
 
-    /// The shim binary for the `swiftlet` handler, nil when there is none to test.
+    /// The shim binary for the `swiftlet` handler: $SWIFTLET_SHIM, else containerd-shim-swiftlet-v2 beside
+    /// SWIFTLET_BINARY, else swiftlet-monitor (SWIFTLET_MONITOR), which is the shim when entered by that
+    /// name; nil when there is none (a runtime binary without a monitor beside it, e.g. /usr/sbin/runc).
     static var shimBinary: String? {
         let env = ProcessInfo.processInfo.environment["SWIFTLET_SHIM"] ?? ""
-        let path = env.isEmpty
-            ? URL(fileURLWithPath: Runtime.binary).deletingLastPathComponent().appendingPathComponent("containerd-shim-swiftlet-v2").path
-            : env
-        return access(path, X_OK) == 0 ? URL(fileURLWithPath: path).standardizedFileURL.path : nil
+        let beside = URL(fileURLWithPath: Runtime.binary).deletingLastPathComponent().appendingPathComponent("containerd-shim-swiftlet-v2").path
+        let candidates = env.isEmpty ? [beside, Runtime.monitor] : [env]
+        return candidates.first { access($0, X_OK) == 0 }.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
     }
 
     init() throws {

@@ -9,7 +9,8 @@
 // dirs, no cgroup below the pod's parent, no runtime state dir.
 // testRuncShim runs it under containerd-shim-runc-v2 with BinaryName = SWIFTLET_BINARY (it passes with
 // SWIFTLET_BINARY=/usr/sbin/runc too); testSwiftletShim under our containerd-shim-swiftlet-v2, side by
-// side with a runc-shim pod in the same containerd (skipped, saying so, while no shim binary exists).
+// side with a runc-shim pod in the same containerd (skipped, saying so, when no shim binary is found, as
+// with SWIFTLET_BINARY=/usr/sbin/runc and no SWIFTLET_MONITOR).
 
 import Foundation
 import XCTest
@@ -61,7 +62,7 @@ final class CRISmokeTests: XCTestCase {
 
     func testSwiftletShim() throws {
         guard PrivateContainerd.shimBinary != nil else {
-            throw XCTSkip("containerd-shim-swiftlet-v2 not built: set SWIFTLET_SHIM or put it beside SWIFTLET_BINARY")
+            throw XCTSkip("no containerd-shim-swiftlet-v2: set SWIFTLET_SHIM or SWIFTLET_MONITOR (the monitor is the shim)")
         }
         let c = try startContainerd()
         let cri = try connect(c)

@@ -81,6 +81,6 @@ let package = Package(
         // The plans RuntimeCore makes before it forks, without root or a container.
         .testTarget(name: "RuntimeCoreTests", dependencies: ["RuntimeCore", "RuntimeCLI", "Argv", "OCI", "CLinux", "Cgroups",
                                                              "DBus", "LinuxSystem", "Seccomp", "TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem", "oci-fuzz"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem", "Checkpoint", "oci-fuzz"]),
     ]
 )

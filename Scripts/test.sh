@@ -15,7 +15,10 @@
 #                                       binary and rootfs through SWIFTLET_BINARY / SWIFTLET_ROOTFS;
 #                                       ShimTests run containerd-shim-swiftlet-v2 (swiftlet-monitor under
 #                                       that name) under a private containerd with ctr: containerd, umoci,
-#                                       script; see Spec/shim.md)
+#                                       script; see Spec/shim.md); CRISmokeTests drive a private
+#                                       containerd's CRI plugin with our own CRI client, pods under
+#                                       containerd-shim-runc-v2 and containerd-shim-swiftlet-v2 side by
+#                                       side (Spec/testing.md)
 # 5. Scripts/soak.sh 100                (100 create/start/delete cycles, failing on leaks; the long
 #                                       run is `bash Scripts/soak.sh`, see Spec/reliability.md)
 # 6. Scripts/containerd-smoke.sh        (ctr + containerd-shim-runc-v2 driving swiftlet), unless

@@ -141,6 +141,40 @@ final class RootlessTests: ContainerTestCase {
         assertNothingLeftRootless(id)
     }
 
+    /// A `sysfs` mount (not `spec --rootless`'s bind of /sys): with a network namespace of the
+    /// container's own it is a new sysfs; without one the kernel refuses sysfs in the user namespace,
+    /// and swiftlet binds the host's /sys (recursively, with the mount's flags) as crun does, where
+    /// runc fails.
+    func testSysfsMountWithAndWithoutNetworkNamespace() throws {
+        for withNetns in [true, false] {
+            try rootlessBundle(["sh", "-c", "grep ' /sys ' /proc/self/mountinfo; echo $(ls /sys/class/net)"]) { config in
+                config["mounts"] = (config["mounts"] as? [[String: Any]] ?? []).map { m in
+                    m["destination"] as? String != "/sys" ? m
+                        : ["destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]]
+                }
+                var linux = config[dict: "linux"]
+                if withNetns { linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []) + [["type": "network"]] }
+                config["linux"] = linux
+            }
+            let id = "rl\(UInt32.random(in: 0...UInt32.max))"
+            let run = rl(["run", "--bundle", bundleDir, id])
+            defer { assertNothingLeftRootless(id) }
+            if !withNetns && !RootlessTests.isSwiftlet {
+                XCTAssertNotEqual(run.status, 0, "runc mounts no sysfs in a user namespace without its network namespace")
+                continue
+            }
+            XCTAssertEqual(run.status, 0, "run (network namespace: \(withNetns)): \(run)")
+            let line = run.stdout.split(separator: "\n").first.map(String.init) ?? ""
+            let fields = line.split(separator: " ").map(String.init)
+            XCTAssertTrue(fields.count > 5 && fields[5].hasPrefix("ro,"), "/sys not read-only: \(line)")
+            XCTAssertTrue(line.contains(" - sysfs "), line)
+            // A new sysfs shows the container's network namespace (only lo); the host's /sys the host's.
+            let hostNet = ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net")) ?? []).sorted()
+            let seen = run.stdout.split(separator: "\n").last.map { $0.split(separator: " ").map(String.init) } ?? []
+            XCTAssertEqual(seen, withNetns ? ["lo"] : hostNet, run.stdout)
+        }
+    }
+
     /// A limit needs a cgroup the user cannot make here: a clear error naming the limit, nothing left.
     func testLimitWithoutDelegatedCgroupFailsNamingIt() throws {
         for (name, resources) in [("memory", ["memory": ["limit": 64 << 20]]), ("pids", ["pids": ["limit": 64]])] as [(String, [String: Any])] {

@@ -114,6 +114,8 @@ VM_TESTS+=",IntegrationTests.FaultTests,IntegrationTests.ConcurrencyTests/testCo
 # Checkpoint/restore with $SWIFTLET_CRIU: 6.1 has soft-dirty bits (this host's kernel has not), so
 # pre-dump + final dump (--parent-path) really run there; also cgroup v2 freezing and cg_root.
 VM_TESTS+=",IntegrationTests.CheckpointTests,IntegrationTests.MonitorCheckpointTests"
+# Rootless containers on pure cgroup v2 (a normal user's cgroups skipped there too; about 5 minutes).
+VM_TESTS+=",IntegrationTests.RootlessTests"
 if [ "${SKIP_VM:-0}" = 1 ]; then
     section "vm (cgroup v2, Linux 6.1): skipped (SKIP_VM=1)"
 else

@@ -83,7 +83,7 @@ func rootlessCgroup(_ manager: CgroupManager, spec: Spec) throws(RuntimeError) -
     let usable = manager.paths.filter { canCreateCgroup($0.value) }
     let v2: Bool = if case .v2 = manager.layout { true } else { false }
     for need in cgroupControllersNeeded(spec.linux?.resources, v2: v2) where usable[need.controller] == nil {
-        throw RuntimeError(.invalidArgument, "config.json: linux.resources.\(need.field): cannot set \(need.controller.isEmpty ? "cgroup v2" : need.controller) limit: "
+        throw RuntimeError(.invalidArgument, "config.json: linux.resources.\(need.field): cannot set \(need.limit) limit: "
                            + "container could not join or create cgroup (rootless: no permission to create \(manager.paths[need.controller] ?? "it"))")
     }
     return CgroupManager(layout: manager.layout, paths: usable)
@@ -98,12 +98,15 @@ func canCreateCgroup(_ dir: String) -> Bool {
     return access(parent, W_OK | X_OK) == 0
 }
 
-/// The limits linux.resources sets, each with the hierarchy it needs (v1 controller name; "" for
-/// the cgroup2 tree). Zero and empty values set nothing.
-func cgroupControllersNeeded(_ r: Resources?, v2: Bool) -> [(field: String, controller: String)] {
+/// The limits linux.resources sets: the field, the limit's name (its v1 controller's, as runc names
+/// it; "io" for blockIO on v2) and the hierarchy it needs (that v1 controller; "" for the cgroup2
+/// tree). Zero and empty values set nothing.
+func cgroupControllersNeeded(_ r: Resources?, v2: Bool) -> [(field: String, limit: String, controller: String)] {
     guard let r else { return [] }
-    var out: [(String, String)] = []
-    func need(_ field: String, _ controller: String, _ isSet: Bool) { if isSet { out.append((field, v2 ? "" : controller)) } }
+    var out: [(String, String, String)] = []
+    func need(_ field: String, _ controller: String, _ isSet: Bool) {
+        if isSet { out.append((field, v2 && controller == "blkio" ? "io" : controller, v2 ? "" : controller)) }
+    }
     func nz<T: BinaryInteger>(_ v: T?) -> Bool { (v ?? 0) != 0 }
     if let m = r.memory {
         need("memory", "memory", nz(m.limit) || nz(m.reservation) || nz(m.swap) || nz(m.kernel) || nz(m.kernelTCP)
@@ -124,7 +127,7 @@ func cgroupControllersNeeded(_ r: Resources?, v2: Bool) -> [(field: String, cont
     need("network.classID", "net_cls", r.network?.classID != nil)
     need("network.priorities", "net_prio", !(r.network?.priorities ?? []).isEmpty)
     need("rdma", "rdma", !(r.rdma ?? [:]).isEmpty)
-    if !(r.unified ?? [:]).isEmpty { out.append(("unified", "")) }
+    if !(r.unified ?? [:]).isEmpty { out.append(("unified", "unified", "")) }
     return out
 }
 

@@ -17,7 +17,10 @@ final class RootlessCgroupTests: XCTestCase {
         let v1 = cgroupControllersNeeded(r, v2: false)
         XCTAssertEqual(v1.map(\.field), ["memory", "cpu.cpus", "pids"])
         XCTAssertEqual(v1.map(\.controller), ["memory", "cpuset", "pids"])
-        XCTAssertEqual(cgroupControllersNeeded(r, v2: true).map(\.controller), ["", "", ""])
+        XCTAssertEqual(v1.map(\.limit), ["memory", "cpuset", "pids"])
+        let v2 = cgroupControllersNeeded(r, v2: true)
+        XCTAssertEqual(v2.map(\.controller), ["", "", ""])
+        XCTAssertEqual(v2.map(\.limit), ["memory", "cpuset", "pids"], "the error names the limit on v2 too")
     }
 
     func testZeroAndEmptyValuesAskForNothing() {

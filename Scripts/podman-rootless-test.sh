@@ -11,8 +11,8 @@
 # storage, cgroupfs manager, no network, file events). On this host nothing delegates cgroups to the
 # user, so the runtime skips them (Spec/cli.md, Rootless).
 # Steps per runtime (each prints PASS or FAIL; exit status 1 when any failed, 2 on a set-up error):
-#   run --rm (root in the container is the user outside); run -d + exec + exec exit code + exec
-#   --user + logs + stop + rm; exit code. (podman 4.3 itself drops resource limits of rootless
+#   run --rm (root in the container is the user outside); stdin; tty; run -d + exec + exec -t + exec
+#   exit code + exec --user + logs + stop + rm; exit code. (podman 4.3 itself drops resource limits of rootless
 #   containers on cgroup v1 with a warning, so the runtime's limit error is tested in RootlessTests.)
 # Knobs: PODMAN_ROOTLESS_RUNTIMES (default "swiftlet runc"; runc is /opt/swiftlet-anchors/bin/runc
 # when present, else /usr/sbin/runc), PODMAN_TEST_KEEP=1 keeps the temp dir.
@@ -105,7 +105,11 @@ round() { # runtime-name runtime-path
     local P=("${AS_USER[@]}" podman --cgroup-manager cgroupfs --conmon "$MONITOR" --runtime "$rt")
     # Root in the container is the user outside; the rest of the user namespace its subordinate ids.
     check "run --rm" "0 $USER_UID 1" "${P[@]}" run --rm "$IMG" sh -c 'echo $(head -n 1 /proc/self/uid_map)'
+    out=$(echo via-stdin | timeout 60 "${P[@]}" run -i --rm "$IMG" cat 2>&1)
+    [ "$out" = via-stdin ] && pass "stdin through the attach socket" || fail "stdin through the attach socket: '$out'"
+    check "tty" "/dev/pts/0" "${P[@]}" run --rm -t "$IMG" tty
     check "run -d" "" "${P[@]}" run -d --name "$n" "$IMG" sh -c 'echo out-line; echo err-line >&2; sleep 600'
+    check "exec -t" "/dev/pts/" "${P[@]}" exec -t "$n" tty
     check "exec" "exec-ok" "${P[@]}" exec "$n" sh -c 'echo exec-ok'
     check_rc "exec exit code" 5 "${P[@]}" exec "$n" sh -c 'exit 5'
     check "exec --user" "1000" "${P[@]}" exec --user 1000 "$n" id -u

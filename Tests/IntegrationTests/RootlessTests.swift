@@ -191,6 +191,20 @@ final class RootlessTests: ContainerTestCase {
         }
     }
 
+    /// `--rootless` is not ignored: `false` makes the cgroup permission error fatal (nothing left),
+    /// `true` skips the cgroups as `auto` does for a normal user.
+    func testRootlessFlagDecidesWhetherCgroupsAreSkipped() throws {
+        try rootlessBundle(["true"])
+        let id = "rl\(UInt32.random(in: 0...UInt32.max))"
+        let strict = asUser([Runtime.binary, "--rootless", "false", "--root", stateRoot, "run", "--bundle", bundleDir, id])
+        XCTAssertNotEqual(strict.status, 0, "--rootless false ran without a cgroup: \(strict)")
+        XCTAssertTrue(strict.stderr.lowercased().contains("permission denied"), strict.stderr)
+        assertNothingLeftRootless(id)
+        let lenient = asUser([Runtime.binary, "--rootless", "true", "--root", stateRoot, "run", "--bundle", bundleDir, id])
+        XCTAssertEqual(lenient.status, 0, "--rootless true: \(lenient)")
+        assertNothingLeftRootless(id)
+    }
+
     /// Without --root the state lives in $XDG_RUNTIME_DIR/<runtime>, made 0700 with the sticky bit.
     func testStateRootDefaultsToXDGRuntimeDir() throws {
         try rootlessBundle(["sleep", "1000"])

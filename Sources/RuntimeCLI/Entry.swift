@@ -104,8 +104,8 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
         globals.rootlessCgroups = goParseBool(rootless) ?? rootlessAuto(systemdCgroup: globals.systemdCgroup)
         if xdgRoot != nil {
             do throws(RuntimeError) { try prepareXDGStateRoot(root) } catch {
-                globals.log.error(error.message)
-                return 1
+                globals.log.error("\(error)")
+                return exitStatus(for: error, verb: command.name)
             }
         }
         do {

@@ -34,7 +34,7 @@ public func prepareXDGStateRoot(_ root: String) throws(RuntimeError) {
         try FS.mkdirAll(root, 0o700)
         try sys("chmod", root) { chmod(root, 0o1700) }
     } catch {
-        throw RuntimeError(.invalidArgument, "the state root in $XDG_RUNTIME_DIR must be writable by the user: \(error)")
+        throw RuntimeError(.invalidArgument, "the state root in $XDG_RUNTIME_DIR must be writable by the user", cause: error)
     }
 }
 

@@ -24,7 +24,8 @@
 # 6. Scripts/containerd-smoke.sh        (ctr + containerd-shim-runc-v2 driving swiftlet), unless
 #                                       SKIP_CONTAINERD=1
 # 7. Scripts/podman-test.sh             (podman with swiftlet-monitor as conmon and swiftlet, runc, crun
-#                                       as the runtime), unless SKIP_PODMAN=1
+#                                       as the runtime), unless SKIP_PODMAN=1; then Scripts/podman-rootless-test.sh
+#                                       (rootless podman as a normal user, swiftlet and runc)
 # 8. Scripts/vm-test.sh                 (the cgroup, mount-feature, lifecycle, fault and checkpoint tests
 #                                       again, in a qemu VM with pure cgroup v2 and Linux 6.1), unless SKIP_VM=1
 # 9. Scripts/vm-test.sh --systemd       (the systemd cgroup driver's tests in a VM that boots systemd as
@@ -107,6 +108,8 @@ if [ "${SKIP_PODMAN:-0}" = 1 ]; then
 else
     section "podman end to end (swiftlet-monitor as conmon; swiftlet, runc, crun)"
     bash "$HERE/podman-test.sh" "$SWIFTLET_MONITOR" "$SWIFTLET_BINARY" 2>&1 | tee "$LOGS/podman.log" || FAILED+=("podman-test.sh")
+    section "rootless podman end to end (a normal user; swiftlet, runc)"
+    bash "$HERE/podman-rootless-test.sh" "$SWIFTLET_MONITOR" "$SWIFTLET_BINARY" 2>&1 | tee "$LOGS/podman-rootless.log" || FAILED+=("podman-rootless-test.sh")
 fi
 
 # The same runtime on pure cgroup v2 and an older kernel (6.1: no tmpfs noswap), in a qemu VM.
@@ -117,6 +120,8 @@ VM_TESTS+=",IntegrationTests.FaultTests,IntegrationTests.ConcurrencyTests/testCo
 # Checkpoint/restore with $SWIFTLET_CRIU: 6.1 has soft-dirty bits (this host's kernel has not), so
 # pre-dump + final dump (--parent-path) really run there; also cgroup v2 freezing and cg_root.
 VM_TESTS+=",IntegrationTests.CheckpointTests,IntegrationTests.MonitorCheckpointTests"
+# Rootless containers on pure cgroup v2 (a normal user's cgroups skipped there too; about 5 minutes).
+VM_TESTS+=",IntegrationTests.RootlessTests"
 if [ "${SKIP_VM:-0}" = 1 ]; then
     section "vm (cgroup v2, Linux 6.1): skipped (SKIP_VM=1)"
 else

@@ -23,4 +23,12 @@ public enum Kernel {
 
     /// tmpfs `noswap` appeared in Linux 6.4.
     public static func tmpfsNoswap(release: String = Kernel.release) -> Bool { atLeast(6, 4, release: release) }
+
+    /// True when this process runs in a user namespace other than the initial one: its uid_map is
+    /// not the whole identity map `0 0 4294967295` (as runc's userns.RunningInUserNS decides).
+    public static let runningInUserNamespace: Bool = {
+        guard let text = try? FS.readString("/proc/self/uid_map") else { return false }
+        let lines = text.split(separator: "\n").map { $0.split(separator: " ") }
+        return lines.count != 1 || lines[0] != ["0", "0", "4294967295"]
+    }()
 }

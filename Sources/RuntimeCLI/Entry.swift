@@ -14,6 +14,8 @@ struct Globals {
     var criu: String
     /// --systemd-cgroup: create puts the container in a transient systemd unit.
     var systemdCgroup = false
+    /// --rootless (or its `auto` answer): cgroups this user cannot create are skipped (Rootless.swift).
+    var rootlessCgroups = false
 }
 
 /// Where errors go: stderr always, and the --log file (text or runc's JSON lines) when given.
@@ -83,8 +85,9 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
         return 0
     case .command(let g, let command, let options):
         // As runc: the state root is made absolute once, so a later chdir (hooks, the bundle) cannot move it.
-        let root = FS.cleanPath(FS.absolute(g.string("root") ?? "/run/swiftlet", base: FS.cwd()))
-        let globals = Globals(root: root,
+        let xdgRoot = g.has("root") ? nil : rootlessStateRoot()
+        let root = FS.cleanPath(FS.absolute(xdgRoot ?? g.string("root") ?? "/run/swiftlet", base: FS.cwd()))
+        var globals = Globals(root: root,
                               log: Log(path: g.string("log"), json: g.string("log-format") == "json",
                                        debugEnabled: g.bool("debug")),
                               criu: g.string("criu") ?? "criu", systemdCgroup: g.bool("systemd-cgroup"))
@@ -92,11 +95,18 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
             globals.log.error("invalid log-format: \(format)")
             return 1
         }
-        // As runc: 'auto' or a Go boolean. As root swiftlet meets no cgroup permission errors to
-        // tolerate, so the value changes nothing (Spec/cli.md).
-        if let r = g.string("rootless"), r != "auto", goParseBool(r) == nil {
-            globals.log.error("invalid --rootless value \"\(r)\": want true, false or auto")
+        // As runc: 'auto' or a Go boolean.
+        let rootless = g.string("rootless") ?? "auto"
+        if rootless != "auto" && goParseBool(rootless) == nil {
+            globals.log.error("invalid --rootless value \"\(rootless)\": want true, false or auto")
             return 1
+        }
+        globals.rootlessCgroups = goParseBool(rootless) ?? rootlessAuto(systemdCgroup: globals.systemdCgroup)
+        if xdgRoot != nil {
+            do throws(RuntimeError) { try prepareXDGStateRoot(root) } catch {
+                globals.log.error("\(error)")
+                return exitStatus(for: error, verb: command.name)
+            }
         }
         do {
             globals.log.debug("\(command.name) \(options.positionals.joined(separator: " ")) (root \(globals.root))")
@@ -192,6 +202,7 @@ func createOptions(_ o: ParsedOptions, _ g: Globals, id: String) throws -> Creat
     c.noNewKeyring = o.bool("no-new-keyring")
     c.preserveFds = try o.int("preserve-fds") ?? 0
     c.systemdCgroup = g.systemdCgroup
+    c.rootlessCgroups = g.rootlessCgroups
     return c
 }
 

@@ -90,14 +90,16 @@ func cgroupBinds(_ manager: CgroupManager) -> [CgroupBind] {
 
 /// Creates the container's cgroup and applies linux.resources, before any process is in it (see
 /// `spawnChild`). On failure the cgroup is removed again.
-func setUpCgroup(_ manager: CgroupManager, spec: Spec) throws(RuntimeError) -> CgroupManager {
+func setUpCgroup(_ manager: CgroupManager, spec: Spec, devices: Bool = true) throws(RuntimeError) -> CgroupManager {
     // runc 1.2+: never start a container in a cgroup that already holds processes (not ours: left alone).
     if manager.exists(), let pids = try? manager.pids(), !pids.isEmpty {
         throw RuntimeError(.invalidState, "container's cgroup is not empty: \(pids.count) process(es) found")
     }
     do {
         try manager.create()
-        try manager.set(effectiveResources(spec), initial: true)
+        var resources = effectiveResources(spec)
+        if !devices { resources.devices = nil }   // rootless: device rules need privileges (Rootless.swift)
+        try manager.set(resources, initial: true)
     } catch {
         try? manager.destroy()
         throw RuntimeError(.internal, "cgroup \(manager.paths.values.sorted().first ?? "")", cause: error)

@@ -49,8 +49,12 @@ enum Child {
             }
             if ns.newUser {
                 if !cloned { try sys("unshare", "user namespace") { sl_unshare(SL_CLONE_NEWUSER) } }
+                // Unprivileged, the runtime may write our id maps only while we are dumpable (runc).
+                let unprivileged = geteuid() != 0
+                if unprivileged { try sys("prctl(PR_SET_DUMPABLE)") { sl_prctl(SL_PR_SET_DUMPABLE, 1, 0, 0, 0) } }
                 try sock.send(.mapIDs)
                 _ = try sock.expect(.ack)
+                if unprivileged { try sys("prctl(PR_SET_DUMPABLE)") { sl_prctl(SL_PR_SET_DUMPABLE, 0, 0, 0, 0) } }
             }
             if ns.newUser || ns.join.contains(where: { $0.type == .user }) {
                 // Become root of the user namespace (needs 0 mapped; otherwise keep the mapped ids).

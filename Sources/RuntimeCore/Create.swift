@@ -23,6 +23,8 @@ public struct CreateOptions: Sendable {
     public var startsAtOnce = false
     /// --systemd-cgroup: the cgroup is a transient systemd unit (SystemdCgroup.swift).
     public var systemdCgroup = false
+    /// --rootless (or `auto` deciding so): cgroup hierarchies this user cannot use are skipped.
+    public var rootlessCgroups = false
     public init(root: String, id: String, bundle: String) { self.root = root; self.id = id; self.bundle = bundle }
 }
 
@@ -59,17 +61,22 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     try ContainerStore.validate(id: o.id)
     let bundle = FS.cleanPath(FS.absolute(o.bundle, base: FS.cwd()))
     let (spec, specJSON) = try loadSpec(bundle: bundle)
+    try checkRootlessConfig(spec)
     try checkConsoleSocket(terminal: spec.process?.terminal ?? false, consoleSocket: o.consoleSocket, detached: !o.foreground)
     let listenFds = getenv("LISTEN_FDS").flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 0
     try closeInheritedFds(keeping: o.preserveFds + listenFds)
     // The cgroup's directories are known now; it is made just before init (createProcesses).
     let systemd = o.systemdCgroup ? try SystemdUnit(cgroupsPath: spec.linux?.cgroupsPath, id: o.id) : nil
-    let cgroupManager = systemd?.manager(layout: hostCgroupLayout)
+    var cgroupManager = systemd?.manager(layout: hostCgroupLayout)
         ?? CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
+    // Rootless, without a cgroupsPath: only the hierarchies this user may use (runc's rule).
+    if o.rootlessCgroups && systemd == nil && (spec.linux?.cgroupsPath ?? "").isEmpty {
+        cgroupManager = try rootlessCgroup(cgroupManager, spec: spec)
+    }
     // A process cloned into a frozen cgroup never runs: fail now rather than at the sync deadline.
     if cgroupManager.isFrozen() { throw RuntimeError(.invalidState, "container's cgroup unexpectedly frozen") }
     let plan = try ContainerPlan(spec: spec, specJSON: specJSON, id: o.id, bundle: bundle, noPivot: o.noPivot, noNewKeyring: o.noNewKeyring,
-                                 preserveFds: o.preserveFds, listenFds: listenFds, cgroupBinds: cgroupBinds(cgroupManager))
+                                 preserveFds: o.preserveFds, listenFds: listenFds, cgroupBinds: cgroupBinds(o.rootlessCgroups ? rootlessCgroupView(cgroupManager) : cgroupManager))
     defer { plan.closeFds() }
     let store = ContainerStore(root: o.root)
     // Held until create returns (or dies).
@@ -153,8 +160,11 @@ private func createProcesses(_ c: CreateContext) throws(RuntimeError) -> StoredS
     try prepareForeground(c.o, placement)
     var state = try c.txn.saveProvisionalState(c.plan, cgroupPaths: c.manager.paths, systemdUnit: c.systemd?.name)
     testStop("before-clone")
-    // The cgroup exists and is configured before init does (systemd's: once init's pid is known).
-    if c.systemd == nil { c.txn.cgroup = try setUpCgroup(c.manager, spec: c.plan.spec) }
+    // The cgroup exists and is configured before init does (systemd's: once init's pid is known);
+    // rootless, with every hierarchy skipped (Rootless.swift), there is none.
+    if c.systemd == nil && !(c.o.rootlessCgroups && c.manager.paths.isEmpty) {
+        c.txn.cgroup = try setUpCgroup(c.manager, spec: c.plan.spec, devices: !runtimeIsUnprivileged)
+    }
     let (child, intoCgroup2) = try spawnChild(placement)
     if child == 0 {
         parentSock.close()
@@ -316,9 +326,16 @@ func sendToSeccompListener(_ fd: Int32?, seccomp: OCI.Seccomp?, pid: pid_t, stat
 }
 
 /// Writes uid_map and gid_map for a child that unshared a user namespace.
+/// Unprivileged, gid_map can only be written once setgroups is denied (rootless, as runc).
 func writeIDMaps(pid: pid_t, _ ns: NamespacePlan) throws(SysError) {
-    if !ns.uidMap.isEmpty { try Procfs.write("\(pid)/uid_map", ns.uidMap) }
-    if !ns.gidMap.isEmpty { try Procfs.write("\(pid)/gid_map", ns.gidMap) }
+    do throws(SysError) {
+        if !ns.uidMap.isEmpty { try Procfs.write("\(pid)/uid_map", ns.uidMap) }
+        if geteuid() != 0 && !ns.gidMap.isEmpty { try Procfs.write("\(pid)/setgroups", "deny") }
+        if !ns.gidMap.isEmpty { try Procfs.write("\(pid)/gid_map", ns.gidMap) }
+    } catch where error.errno == EPERM && geteuid() != 0 {
+        throw SysError(error.op, (error.path ?? "") + " (unprivileged, only one's own uid and gid can be mapped: "
+                       + "swiftlet does not use newuidmap/newgidmap)", errno: EPERM)
+    }
 }
 
 /// The caller's user name from /etc/passwd (no NSS: the binary is static), else the uid.

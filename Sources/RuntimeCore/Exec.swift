@@ -113,6 +113,7 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
     try checkConsoleSocket(terminal: o.process.terminal ?? false, consoleSocket: o.consoleSocket, detached: o.detach,
                            checkUnused: false)
     var process = try ProcessPlan(o.process)
+    try checkRootlessGroups(process.additionalGids, field: "exec --additional-gids")
     for w in process.warnings { warn(w) }
     let linux = try state.configMember("linux", as: Linux.self)
     let personality = try persona(linux?.personality)

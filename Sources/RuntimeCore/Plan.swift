@@ -319,7 +319,8 @@ struct ContainerPlan: Sendable {
         namespaces = ns
         rootfs = RootfsPlan(rootfs: rootfsReal, readonly: root.readonly ?? false, rootPropagation: propagation,
                             mounts: mounts, devices: devices, createDevices: !devIsBind,
-                            bindDevices: inUserNS, inUserNamespace: inUserNS, noPivot: noPivot, maskedPaths: linux.maskedPaths ?? [],
+                            bindDevices: inUserNS || Kernel.runningInUserNamespace,   // rootless: no mknod
+                            inUserNamespace: inUserNS || Kernel.runningInUserNamespace, noPivot: noPivot, maskedPaths: linux.maskedPaths ?? [],
                             readonlyPaths: linux.readonlyPaths ?? [], cgroupBinds: cgroupBinds)
         rootfs.newMountNamespace = (linux.namespaces ?? []).contains { $0.type == .mount }
         rootfs.explicitPropagation = !(linux.rootfsPropagation ?? "").isEmpty

@@ -10,7 +10,7 @@ public struct PlannedMount: Sendable {
     public var options: MountOptions
     /// A mount tree prepared by the runtime and attached by init with move_mount instead of mounting:
     /// an id-mapped bind (IDMappedMount.clone), a clone of a bind source only the host can reach
-    /// (`hostClone`) or a host-side tmpfs (HostTmpfs.create).
+    /// (`hostClone`) or a filesystem the runtime created (HostFilesystem.create), id-mapped or not.
     public var detachedTree: Int32?
     /// The detached tree is a plain clone of a host bind source, made for a user-namespaced container
     /// (init could not reach the source). The kernel does not lock its flags as it locks those of a bind

@@ -7,7 +7,6 @@ import CLinux
 /// --no-pivot; and a pod sandbox shaped like containerd 1.6's CRI writes it (issue 14).
 final class ProcfsHardeningTests: ContainerTestCase {
     /// Runc's messages differ from ours; assertions on our wording only run against swiftlet.
-    var isSwiftlet: Bool { (Runtime.binary as NSString).lastPathComponent.hasPrefix("swiftlet") }
 
     func hostSysctl(_ path: String) throws -> String {
         try String(contentsOfFile: "/proc/sys/" + path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -7,8 +7,6 @@ import TestSupport
 /// These pass with crun 1.28 too (`SWIFTLET_BINARY` = the crun wrapper of Scripts/install-anchors.sh);
 /// runc 1.3 has the scheduler but not memoryPolicy (runc 1.4 has it). Messages are checked for swiftlet only.
 final class RuntimeSpec13Tests: ContainerTestCase {
-    var isSwiftlet: Bool { (Runtime.binary as NSString).lastPathComponent.hasPrefix("swiftlet") }
-
     /// (policy, nice) of the process that reads /proc/self/stat: fields 41 and 19.
     static let statScript = "read -r l < /proc/self/stat; set -- ${l##*) }; shift 16; n=$1; shift 22; echo $1 $n"
 
@@ -133,8 +131,6 @@ final class RuntimeSpec13Tests: ContainerTestCase {
 /// `dummy` module). Addresses are from the documentation ranges (192.0.2.0/24, 2001:db8::/32); no traffic
 /// is sent. Also: a new network namespace has its loopback up, as with runc and crun.
 final class NetDeviceTests: ContainerTestCase {
-    var isSwiftlet: Bool { (Runtime.binary as NSString).lastPathComponent.hasPrefix("swiftlet") }
-
     /// A veth pair on the host; the first name carries the addresses. Both ends are removed afterwards.
     func vethPair() throws -> (String, String) {
         let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
@@ -194,7 +190,6 @@ final class NetDeviceTests: ContainerTestCase {
             ("linux.netDevices[\"\(a)\"]", { spec in spec[path: "linux.netDevices"] = [a: ["name": "lo"]] }),
         ]
         // crun 1.28 moves devices without a network namespace of its own, and does not check names first.
-        let isCrun = (Runtime.binary as NSString).lastPathComponent.hasPrefix("crun")
         for (field, edit) in cases where !isCrun || field.contains("nosuchdev0") {
             let id = "netdev\(UInt32.random(in: 0...UInt32.max))"
             let b = try bundle { spec in
@@ -214,8 +209,6 @@ final class NetDeviceTests: ContainerTestCase {
 /// linux.resources.pids.limit as runtime-spec 1.3 clarified it: 0 is a real limit, -1 is "max", and
 /// (as runc 1.1-1.3 do) `update --pids-limit 0` leaves the limit alone.
 final class PidsLimitTests: ContainerTestCase {
-    var isSwiftlet: Bool { (Runtime.binary as NSString).lastPathComponent.hasPrefix("swiftlet") }
-
     /// Runs `sleep` detached in a cgroup at a known path; returns the id and its pids.max file.
     func start(limit: Int64?) throws -> (String, String) {
         let id = "pids\(UInt32.random(in: 0...UInt32.max))"

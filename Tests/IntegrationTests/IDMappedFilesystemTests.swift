@@ -11,7 +11,7 @@ import LinuxSystem
 final class IDMappedFilesystemTests: ContainerTestCase {
     func tmpfsMount(_ options: [String], mappings hostID: Int? = nil) -> (inout [String: Any]) -> Void {
         { spec in
-            var m: [String: Any] = ["destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": options]
+            var m: [String: Any] = ["destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": options]
             if let hostID {
                 m["uidMappings"] = [["containerID": 0, "hostID": hostID, "size": 65536]]
                 m["gidMappings"] = [["containerID": 0, "hostID": hostID, "size": 65536]]
@@ -50,15 +50,17 @@ final class IDMappedFilesystemTests: ContainerTestCase {
         return (r.stdout, "\(st.st_uid):\(st.st_gid)")
     }
 
+    // Mount points the test rootfs already has (/tmp, /home, /root, /var): the shared rootfs is not
+    // written to.
     /// The tmpfs's mountinfo options: the kernel marks an id-mapped mount `idmapped`.
-    let mountOptions = "awk '$5 == \"/t\" { print $6 }' /proc/self/mountinfo"
+    let mountOptions = "awk '$5 == \"/tmp\" { print $6 }' /proc/self/mountinfo"
 
     /// Per-mount mappings in a container without a user namespace: the tmpfs root (0:0 on the
     /// filesystem) shows as 1000:1000 inside and from the host, and the kernel marks it id-mapped.
     func testIdmappedTmpfsWithOwnMappings() throws {
         guard let (inside, outside) = try idmappedTmpfs(tmpfsMount(["idmap", "size=1m"], mappings: 1000),
-                                                         probe: "stat -c '%u:%g' /t; \(mountOptions); grep ' /t ' /proc/mounts",
-                                                         outside: "/t") else { return }
+                                                         probe: "stat -c '%u:%g' /tmp; \(mountOptions); grep ' /tmp ' /proc/mounts",
+                                                         outside: "/tmp") else { return }
         let lines = inside.split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.count, 3, inside)
         XCTAssertEqual(lines.first, "1000:1000")
@@ -75,8 +77,8 @@ final class IDMappedFilesystemTests: ContainerTestCase {
             ContainerTestCase.userNamespace()(&spec)
             self.tmpfsMount(["idmap"])(&spec)
         }
-        guard let (inside, outside) = try idmappedTmpfs(edit, probe: "touch /t/f && stat -c '%u:%g' /t /t/f; \(mountOptions)",
-                                                         outside: "/t/f") else { return }
+        guard let (inside, outside) = try idmappedTmpfs(edit, probe: "touch /tmp/f && stat -c '%u:%g' /tmp /tmp/f; \(mountOptions)",
+                                                         outside: "/tmp/f") else { return }
         let lines = inside.split(separator: "\n").map(String.init)
         XCTAssertEqual(Array(lines.prefix(2)), ["0:0", "0:0"], inside)
         XCTAssertTrue(lines.last?.split(separator: ",").contains("idmapped") ?? false, inside)
@@ -86,7 +88,7 @@ final class IDMappedFilesystemTests: ContainerTestCase {
     /// `ridmap` on a new filesystem: there are no submounts, so it maps like `idmap`.
     func testRidmapTmpfs() throws {
         guard let (inside, outside) = try idmappedTmpfs(tmpfsMount(["ridmap"], mappings: 2000),
-                                                         probe: "stat -c '%u:%g' /t; \(mountOptions)", outside: "/t") else { return }
+                                                         probe: "stat -c '%u:%g' /tmp; \(mountOptions)", outside: "/tmp") else { return }
         XCTAssertTrue(inside.hasPrefix("2000:2000\n") && inside.contains("idmapped"), inside)
         XCTAssertEqual(outside, "2000:2000")
     }
@@ -106,16 +108,16 @@ final class IDMappedFilesystemTests: ContainerTestCase {
         let map = [["containerID": 0, "hostID": 1000, "size": 65536]]
         let cases: [(String, (inout [String: Any]) -> Void)] = [
             // No user namespace and no mappings of its own (config.md: an error MUST be returned).
-            ("needs uidMappings and gidMappings", add(["destination": "/v", "type": "bind", "source": dir, "options": ["bind", "idmap"]])),
-            ("needs uidMappings and gidMappings", add(["destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]])),
+            ("needs uidMappings and gidMappings", add(["destination": "/home", "type": "bind", "source": dir, "options": ["bind", "idmap"]])),
+            ("needs uidMappings and gidMappings", add(["destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]])),
             // uidMappings without gidMappings (config.md: MUST be specified together).
             (".uidMappings: must be specified along with gidMappings",
-             add(["destination": "/v", "type": "bind", "source": dir, "options": ["bind", "idmap"], "uidMappings": map])),
+             add(["destination": "/home", "type": "bind", "source": dir, "options": ["bind", "idmap"], "uidMappings": map])),
             // A filesystem bound to the runtime's namespaces, and one the kernel cannot id-map.
             ("id-mapped proc mounts are not supported",
-             add(["destination": "/p", "type": "proc", "source": "proc", "options": ["idmap"], "uidMappings": map, "gidMappings": map])),
+             add(["destination": "/root", "type": "proc", "source": "proc", "options": ["idmap"], "uidMappings": map, "gidMappings": map])),
             ("does not support id-mapped mounts",
-             add(["destination": "/r", "type": "ramfs", "source": "ramfs", "options": ["idmap"], "uidMappings": map, "gidMappings": map])),
+             add(["destination": "/var", "type": "ramfs", "source": "ramfs", "options": ["idmap"], "uidMappings": map, "gidMappings": map])),
         ]
         for (want, edit) in cases {
             let id = "idbad\(UInt32.random(in: 0...UInt32.max))"

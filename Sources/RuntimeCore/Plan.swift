@@ -432,8 +432,8 @@ struct ContainerPlan: Sendable {
         return (mounts, devIsBind, warnings)
     }
 
-    /// An id-mapped mount must be a bind mount with mappings (its own, linux.*, or a joined user
-    /// namespace's).
+    /// An id-mapped mount needs mappings (its own, linux.*, or a joined user namespace's); one that is
+    /// not a bind, a filesystem the runtime can create and map (checkIDMappedFilesystem).
     static func checkIDMapped(_ m: Mount, _ o: MountOptions, _ linux: Linux, index i: Int, joinedUserNS: String?) throws(RuntimeError) {
         let ownOrLinux = !(m.uidMappings ?? linux.uidMappings ?? []).isEmpty && !(m.gidMappings ?? linux.gidMappings ?? []).isEmpty
         if !ownOrLinux && (joinedUserNS == nil || m.uidMappings != nil || m.gidMappings != nil) {

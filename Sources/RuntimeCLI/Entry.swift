@@ -300,7 +300,10 @@ func rdmaControllerAvailable() -> Bool {
     }
     guard enabled else { return false }
     switch CgroupLayout.detect() {
-    case .v2(let root): return ((try? FS.readString(root + "/cgroup.controllers")) ?? "").split(separator: " ").contains { $0.hasPrefix("rdma") }
-    case let layout: return layout.hierarchies["rdma"] != nil
+    case .v2(let root):
+        let controllers = (try? FS.readString(root + "/cgroup.controllers")) ?? ""
+        return controllers.split(whereSeparator: { $0 == " " || $0 == "\n" }).contains("rdma")
+    case let layout:
+        return layout.hierarchies["rdma"] != nil
     }
 }

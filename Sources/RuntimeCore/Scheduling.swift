@@ -129,7 +129,7 @@ public struct MemoryPolicyPlan: Sendable, Equatable {
         }
         let bind = modes["MPOL_BIND"] ?? 2
         return Features.MemoryPolicy(
-            modes: memoryPolicyModes.filter { works($0.value, nodes: $0.value != 0 && $0.value != 4) }.map(\.name),
+            modes: memoryPolicyModes.filter { works($0.value, nodes: !["MPOL_DEFAULT", "MPOL_LOCAL"].contains($0.name)) }.map(\.name),
             flags: memoryPolicyFlags.filter { works(bind | $0.value, nodes: true) }.map(\.name))
     }
 

@@ -55,72 +55,93 @@ func parseFlags(_ arguments: [String], options: [OptionSpec]) -> FlagParse {
     var failure: String?
     var index = 0
     scan: while index < arguments.count {
-        let word = arguments[index]
-        let bytes = Array(word.utf8)
-        if bytes.count < 2 || bytes[0] != dash {
+        let name: String, inlineValue: String?
+        switch splitOptionWord(arguments[index]) {
+        case .end(let consumed):
+            if consumed { index += 1 }  // "--" ends the options and is dropped
             break scan
-        }
-        var nameStart = 1
-        if bytes[1] == dash {
-            if bytes.count == 2 {
-                index += 1  // "--" ends the options and is dropped
-                break scan
-            }
-            nameStart = 2
-        }
-        if nameStart == bytes.count || bytes[nameStart] == dash || bytes[nameStart] == equals {
-            failure = "bad flag syntax: \(word)"
+        case .bad(let text):
+            failure = text
             break scan
+        case .option(let n, let v):
+            (name, inlineValue) = (n, v)
         }
         index += 1
-
-        var name = String(decoding: bytes[nameStart...], as: UTF8.self)
-        var inlineValue: String?
-        if let equalsAt = bytes[(nameStart + 1)...].firstIndex(of: equals) {
-            name = String(decoding: bytes[nameStart..<equalsAt], as: UTF8.self)
-            inlineValue = String(decoding: bytes[(equalsAt + 1)...], as: UTF8.self)
-        }
         guard let option = options.first(where: { $0.names.contains(name) }) else {
             failure = "flag provided but not defined: -\(name)"
             break scan
         }
-
-        let value: String
-        if option.kind == .bool {
-            if let text = inlineValue {
-                guard let flag = goParseBool(text) else {
-                    failure = "invalid boolean value \(goQuote(text)) for -\(name): parse error"
-                    break scan
-                }
-                value = flag ? "true" : "false"
+        switch flagValue(option, name: name, inlineValue: inlineValue, arguments, &index) {
+        case .failure(let error):
+            failure = error.text
+            break scan
+        case .success(let value):
+            if option.repeatable {
+                parsed.values[option.name, default: []].append(value)
             } else {
-                value = "true"
+                parsed.values[option.name] = [value]
             }
-        } else {
-            if let text = inlineValue {
-                value = text
-            } else if index < arguments.count {
-                value = arguments[index]
-                index += 1
-            } else {
-                failure = "flag needs an argument: -\(name)"
-                break scan
-            }
-            if let reason = valueError(value, kind: option.kind) {
-                failure = invalidValueMessage(value, flag: name, reason: reason)
-                break scan
-            }
-        }
-
-        if option.repeatable {
-            parsed.values[option.name, default: []].append(value)
-        } else {
-            parsed.values[option.name] = [value]
         }
         seenNames.insert(name)
     }
     parsed.positionals = failure == nil ? Array(arguments[index...]) : []
     return FlagParse(parsed: parsed, failure: failure, conflict: nameConflict(options, seenNames))
+}
+
+/// What one word is to Go's parser: the end of the options ("--", consumed, or a non-option),
+/// bad syntax, or an option name with its inline `=value`.
+private enum OptionWord {
+    case end(consumed: Bool)
+    case bad(String)
+    case option(name: String, inlineValue: String?)
+}
+
+private func splitOptionWord(_ word: String) -> OptionWord {
+    let bytes = Array(word.utf8)
+    if bytes.count < 2 || bytes[0] != dash { return .end(consumed: false) }
+    var nameStart = 1
+    if bytes[1] == dash {
+        if bytes.count == 2 { return .end(consumed: true) }
+        nameStart = 2
+    }
+    if nameStart == bytes.count || bytes[nameStart] == dash || bytes[nameStart] == equals {
+        return .bad("bad flag syntax: \(word)")
+    }
+    guard let equalsAt = bytes[(nameStart + 1)...].firstIndex(of: equals) else {
+        return .option(name: String(decoding: bytes[nameStart...], as: UTF8.self), inlineValue: nil)
+    }
+    return .option(name: String(decoding: bytes[nameStart..<equalsAt], as: UTF8.self),
+                   inlineValue: String(decoding: bytes[(equalsAt + 1)...], as: UTF8.self))
+}
+
+private struct FlagFailure: Error {
+    let text: String
+}
+
+/// The value of `option` (given as `name`): a bool's inline value or "true"; else the inline value
+/// or the next word (advancing `index`), checked against the option's type. Go's wording on failure.
+private func flagValue(_ option: OptionSpec, name: String, inlineValue: String?, _ arguments: [String],
+                       _ index: inout Int) -> Result<String, FlagFailure> {
+    if option.kind == .bool {
+        guard let text = inlineValue else { return .success("true") }
+        guard let flag = goParseBool(text) else {
+            return .failure(FlagFailure(text: "invalid boolean value \(goQuote(text)) for -\(name): parse error"))
+        }
+        return .success(flag ? "true" : "false")
+    }
+    let value: String
+    if let text = inlineValue {
+        value = text
+    } else if index < arguments.count {
+        value = arguments[index]
+        index += 1
+    } else {
+        return .failure(FlagFailure(text: "flag needs an argument: -\(name)"))
+    }
+    if let reason = valueError(value, kind: option.kind) {
+        return .failure(FlagFailure(text: invalidValueMessage(value, flag: name, reason: reason)))
+    }
+    return .success(value)
 }
 
 /// Go's reason text when a value does not parse for its flag type, or nil when it does.

@@ -169,6 +169,7 @@ int sl_seccomp_set_filter(unsigned int flags, const void *filter, unsigned short
     struct sock_fprog p = {count, (struct sock_filter *)filter};
     return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &p);
 }
+int sl_seccomp_probe_flags(unsigned int flags) { return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, NULL); }
 
 int sl_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 int sl_epoll_add(int ep, int fd, uint32_t ev) { return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &(struct epoll_event){ .events = ev, .data.fd = fd }); }

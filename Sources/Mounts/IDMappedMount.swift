@@ -2,9 +2,9 @@ import Glibc
 import CLinux
 import LinuxSystem
 
-/// Id-mapped bind mounts (KEP-127): the runtime, privileged in the initial user namespace, clones
-/// the source tree (open_tree), attaches a user namespace holding the mount's mappings
-/// (mount_setattr MOUNT_ATTR_IDMAP), and hands the detached tree to init, which attaches it with
+/// Id-mapped mounts (KEP-127): the runtime, privileged in the initial user namespace, clones the
+/// source tree of a bind (open_tree) or creates the filesystem (HostFilesystem), attaches a user
+/// namespace holding the mount's mappings (mount_setattr MOUNT_ATTR_IDMAP), and hands the detached tree to init, which attaches it with
 /// move_mount. A mapping "containerID hostID size" makes on-disk id `containerID + n` appear as
 /// host id `hostID + n`, i.e. as `containerID + n` inside a container with the same mapping.
 public enum IDMappedMount {
@@ -44,12 +44,32 @@ public enum IDMappedMount {
             sl_open_tree(AT_FDCWD, source, SL_OPEN_TREE_CLONE | SL_OPEN_TREE_CLOEXEC | (recursive ? SL_AT_RECURSIVE : 0))
         }
         guard let usernsFd else { return tree }
-        let flags = SL_AT_EMPTY_PATH | (recursiveMap ? SL_AT_RECURSIVE : 0)
+        do { try map(tree, usernsFd: usernsFd, recursive: recursiveMap, name: source) } catch {
+            close(tree)
+            throw error
+        }
+        return tree
+    }
+
+    /// Id-maps the detached mount `tree` (a clone, or a new filesystem from HostFilesystem) with the
+    /// mappings of the user namespace `usernsFd`: every mount of the tree with `recursive` (`ridmap`).
+    public static func map(_ tree: Int32, usernsFd: Int32, recursive: Bool, name: String) throws(SysError) {
+        let flags = SL_AT_EMPTY_PATH | (recursive ? SL_AT_RECURSIVE : 0)
         if sl_mount_setattr(tree, "", flags, SL_MOUNT_ATTR_IDMAP, 0, 0, UInt64(usernsFd)) != 0 {
             let e = errno
-            close(tree)
             let hint = e == EINVAL ? " (this filesystem or kernel does not support id-mapped mounts)" : ""
-            throw SysError("mount_setattr(MOUNT_ATTR_IDMAP) \(source)\(hint)", errno: e)
+            throw SysError("mount_setattr(MOUNT_ATTR_IDMAP) \(name)\(hint)", errno: e)
+        }
+    }
+
+    /// A new filesystem of a non-bind mount (`m.type`, its options), created by the runtime and
+    /// id-mapped with `usernsFd`. A read-only tmpfs stays writable until Rootfs.remountReadonlyTmpfs.
+    public static func newFilesystem(_ m: PlannedMount, usernsFd: Int32) throws(SysError) -> Int32 {
+        let flags = m.type == "tmpfs" ? m.options.flags & ~SL_MS_RDONLY : m.options.flags
+        let tree = try HostFilesystem.create(type: m.type, source: m.source, data: m.options.data, flags: flags)
+        do { try map(tree, usernsFd: usernsFd, recursive: false, name: "\(m.type) for \(m.destination)") } catch {
+            close(tree)
+            throw error
         }
         return tree
     }

@@ -36,6 +36,7 @@ public struct MountOptions: Sendable, Equatable {
         "lazytime": (false, SL_MS_LAZYTIME), "nolazytime": (true, SL_MS_LAZYTIME),
         "symfollow": (true, SL_MS_NOSYMFOLLOW), "nosymfollow": (false, SL_MS_NOSYMFOLLOW),
         "silent": (false, SL_MS_SILENT), "loud": (true, SL_MS_SILENT),
+        "iversion": (false, SL_MS_I_VERSION), "noiversion": (true, SL_MS_I_VERSION),
     ]
 
     static let propagationTable: [String: UInt] = [

@@ -10,7 +10,7 @@ public struct PlannedMount: Sendable {
     public var options: MountOptions
     /// A mount tree prepared by the runtime and attached by init with move_mount instead of mounting:
     /// an id-mapped bind (IDMappedMount.clone), a clone of a bind source only the host can reach
-    /// (`hostClone`) or a host-side tmpfs (HostTmpfs.create).
+    /// (`hostClone`) or a filesystem the runtime created (HostFilesystem.create), id-mapped or not.
     public var detachedTree: Int32?
     /// The detached tree is a plain clone of a host bind source, made for a user-namespaced container
     /// (init could not reach the source). The kernel does not lock its flags as it locks those of a bind
@@ -201,23 +201,12 @@ public enum Rootfs {
                 throw SysError("\(m.type) mount destination \(m.destination) goes through a symlink", errno: EPERM)
             }
         }
-        if m.options.isBind {
-            var st = stat()
-            // Resolved now, in config order: an earlier mount may have made the source.
-            if let tree = m.detachedTree { try sys("fstat bind source", m.source) { fstat(tree, &st) } } else {
-                guard let s = FS.statOf(m.source) else {
-                    throw SysError("config.json: mounts[\(index)].source: stat", m.source, errno: errno)
-                }
-                st = s
-            }
-            if FS.isDirectory(st) { try InRoot.mkdirAll(dest, rootfs: plan.rootfs) } else { try InRoot.touch(dest, rootfs: plan.rootfs) }
-        }
         // A tmpfs takes the mode of the directory it covers, as runc does (a later mode= still wins).
         var data = m.options.dataString
         if m.type == "tmpfs", let st = FS.statOf(dest) {
             data = "mode=0" + String(st.st_mode & 0o7777, radix: 8) + (data.isEmpty ? "" : "," + data)
         }
-        if !m.options.isBind { try InRoot.mkdirAll(dest, rootfs: plan.rootfs) }
+        try makeMountPoint(m, dest, index: index, plan)
         let target = try openInRoot(plan.rootfs, m.destination)
         defer { close(target) }
         // tmpcopyup: the covered directory, still reachable through this fd after the mount.
@@ -231,18 +220,8 @@ public enum Rootfs {
             try IDMappedMount.attach(tree, to: target, name: m.destination)
         } else if m.options.isBind {
             try mountCall(m.source, at, "bind", m.options.flags & (SL_MS_BIND | SL_MS_REC), nil, what: "\"\(m.source)\"")
-        } else {
-            // A read-only tmpfs (/dev above all) is filled first and made read-only at the end (runc).
-            let flags = m.type == "tmpfs" ? m.options.flags & ~SL_MS_RDONLY : m.options.flags
-            if sl_mount(m.source, at, m.type, flags, data.isEmpty ? nil : data) != 0 {
-                let e = errno
-                // sysfs cannot be mounted in a user namespace that does not own the network namespace.
-                guard m.type == "sysfs" && plan.inUserNamespace && (e == EPERM || e == EACCES) else {
-                    throw SysError("mount \"\(m.source)\" (\(m.type)) to", m.destination, errno: e)
-                }
-                try mountCall("/sys", at, "bind", SL_MS_BIND | SL_MS_REC, nil, what: "\"/sys\" (sysfs fallback)")
-                remount = m.options.flags != 0
-            }
+        } else if try !mountFilesystem(m, at, data: data, plan) {
+            remount = m.options.flags != 0   // the host's /sys, bound: its flags come by remount
         }
         let top = try openInRoot(plan.rootfs, m.destination)
         defer { close(top) }
@@ -265,6 +244,34 @@ public enum Rootfs {
             }
         }
         for p in m.options.propagation { try mountCall(nil, onTop, nil, p, nil, what: "propagation of") }
+    }
+
+    /// The mount point of `m` at `dest`: a directory, or an empty file for a bind of a non-directory
+    /// (its source resolved now, in config order: an earlier mount may have made it).
+    static func makeMountPoint(_ m: PlannedMount, _ dest: String, index: Int, _ plan: RootfsPlan) throws(SysError) {
+        guard m.options.isBind else { return try InRoot.mkdirAll(dest, rootfs: plan.rootfs) }
+        var st = stat()
+        if let tree = m.detachedTree { try sys("fstat bind source", m.source) { fstat(tree, &st) } } else {
+            guard let s = FS.statOf(m.source) else {
+                throw SysError("config.json: mounts[\(index)].source: stat", m.source, errno: errno)
+            }
+            st = s
+        }
+        if FS.isDirectory(st) { try InRoot.mkdirAll(dest, rootfs: plan.rootfs) } else { try InRoot.touch(dest, rootfs: plan.rootfs) }
+    }
+
+    /// A new filesystem of `m` on `at`; false when sysfs could not be mounted in a user namespace that
+    /// does not own the network namespace and the host's /sys was bound instead.
+    static func mountFilesystem(_ m: PlannedMount, _ at: String, data: String, _ plan: RootfsPlan) throws(SysError) -> Bool {
+        // A read-only tmpfs (/dev above all) is filled first and made read-only at the end (runc).
+        let flags = m.type == "tmpfs" ? m.options.flags & ~SL_MS_RDONLY : m.options.flags
+        if sl_mount(m.source, at, m.type, flags, data.isEmpty ? nil : data) == 0 { return true }
+        let e = errno
+        guard m.type == "sysfs" && plan.inUserNamespace && (e == EPERM || e == EACCES) else {
+            throw SysError("mount \"\(m.source)\" (\(m.type)) to", m.destination, errno: e)
+        }
+        try mountCall("/sys", at, "bind", SL_MS_BIND | SL_MS_REC, nil, what: "\"/sys\" (sysfs fallback)")
+        return false
     }
 
     /// Files under /proc that may be mount destinations (lxcfs-style replacements, as runc allows).

@@ -26,12 +26,15 @@ public let knownHooks: [String] = [
     "prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop",
 ]
 
-/// linux.memoryPolicy's modes and flags (config-linux.md "Memory policy").
-public let knownMemoryPolicyModes: [String] = [
-    "MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_LOCAL", "MPOL_PREFERRED_MANY",
-    "MPOL_WEIGHTED_INTERLEAVE",
+/// linux.memoryPolicy's modes and flags (config-linux.md "Memory policy") with their kernel values
+/// (linux/mempolicy.h): the one table the runtime applies and `features` lists.
+public let memoryPolicyModes: [(name: String, value: Int32)] = [
+    ("MPOL_DEFAULT", 0), ("MPOL_PREFERRED", 1), ("MPOL_BIND", 2), ("MPOL_INTERLEAVE", 3), ("MPOL_LOCAL", 4),
+    ("MPOL_PREFERRED_MANY", 5), ("MPOL_WEIGHTED_INTERLEAVE", 6),
 ]
-public let knownMemoryPolicyFlags: [String] = ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
+public let memoryPolicyFlags: [(name: String, value: Int32)] = [
+    ("MPOL_F_NUMA_BALANCING", 1 << 13), ("MPOL_F_RELATIVE_NODES", 1 << 14), ("MPOL_F_STATIC_NODES", 1 << 15),
+]
 
 /// Annotations of config.json that change what swiftlet does (features.md): a caller that passes
 /// annotations through from untrusted users should filter these.
@@ -69,6 +72,7 @@ public struct Features: Encodable, Sendable, Equatable {
     public struct MemoryPolicy: Encodable, Sendable, Equatable {
         public var modes: [String]?
         public var flags: [String]?
+        public init(modes: [String]?, flags: [String]?) { self.modes = modes; self.flags = flags }
     }
 
     public struct Cgroup: Encodable, Sendable, Equatable {
@@ -101,11 +105,14 @@ public struct Features: Encodable, Sendable, Equatable {
         public var idmap: Enabled?
     }
 
-    /// The features of this build. `mountOptions` depends on the host kernel, `seccomp` on
-    /// libseccomp and `intelRdt` on a mounted resctrl, so the caller supplies them.
+    /// The features of this build on this host (each true only where it works here: Spec/cli.md).
+    /// `mountOptions` and `memoryPolicy` depend on the host kernel, `seccomp` on libseccomp and the
+    /// kernel, `intelRdt` on a mounted resctrl, `rdma` on the rdma controller, so the caller supplies them.
     public static func current(mountOptions: [String], seccomp: Seccomp = Seccomp(enabled: false),
                                appArmor: Bool = false, seLinux: Bool = false,
-                               cgroupV1: Bool = false, cgroupV2: Bool = false, intelRdt: Bool = false) -> Features {
+                               cgroupV1: Bool = false, cgroupV2: Bool = false, rdma: Bool = false, intelRdt: Bool = false,
+                               memoryPolicy: MemoryPolicy = MemoryPolicy(modes: memoryPolicyModes.map(\.name),
+                                                                         flags: memoryPolicyFlags.map(\.name))) -> Features {
         Features(
             ociVersionMin: "1.0.0",
             ociVersionMax: ociRuntimeSpecVersion,
@@ -114,14 +121,14 @@ public struct Features: Encodable, Sendable, Equatable {
             linux: LinuxFeatures(
                 namespaces: NamespaceType.allCases.map(\.rawValue),
                 capabilities: knownCapabilities,
-                cgroup: Cgroup(v1: cgroupV1, v2: cgroupV2, systemd: false, systemdUser: false, rdma: true),
+                cgroup: Cgroup(v1: cgroupV1, v2: cgroupV2, systemd: false, systemdUser: false, rdma: rdma),
                 seccomp: seccomp,
                 apparmor: Enabled(enabled: appArmor),
                 selinux: Enabled(enabled: seLinux),
                 intelRdt: IntelRdt(enabled: intelRdt, schemata: intelRdt, monitoring: intelRdt),
                 mountExtensions: MountExtensions(idmap: Enabled(enabled: true)),
                 netDevices: Enabled(enabled: true),
-                memoryPolicy: MemoryPolicy(modes: knownMemoryPolicyModes, flags: knownMemoryPolicyFlags)),
+                memoryPolicy: memoryPolicy),
             annotations: ["io.github.swiftlet.version": swiftletVersion],
             potentiallyUnsafeConfigAnnotations: knownUnsafeConfigAnnotations)
     }

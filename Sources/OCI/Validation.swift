@@ -25,12 +25,27 @@ extension Spec {
         guard let root else { throw fail("root", "required field missing") }
         if root.path.isEmpty { throw fail("root.path", "must not be empty") }
         if let process { try process.validate() }
-        // A relative destination is taken relative to "/" (runtime-spec 1.2, as runc does).
-        for (i, mount) in (mounts ?? []).enumerated() where mount.destination.isEmpty {
-            throw fail("mounts[\(i)].destination", "must not be empty")
-        }
+        try validateMounts()
         if let hooks { try hooks.validate() }
         try validateLinux()
+    }
+
+    /// A relative destination is taken relative to "/" (runtime-spec 1.2, as runc does). A mount's
+    /// own id mappings come in pairs (config.md: each "MUST be specified along with" the other).
+    private func validateMounts() throws(OCIError) {
+        for (i, mount) in (mounts ?? []).enumerated() {
+            if mount.destination.isEmpty { throw fail("mounts[\(i)].destination", "must not be empty") }
+            let pairs = [("uidMappings", "gidMappings", mount.uidMappings, mount.gidMappings),
+                         ("gidMappings", "uidMappings", mount.gidMappings, mount.uidMappings)]
+            for (field, other, list, counterpart) in pairs {
+                if list != nil && counterpart == nil {
+                    throw fail("mounts[\(i)].\(field)", "must be specified along with \(other)")
+                }
+                for (j, m) in (list ?? []).enumerated() where m.size == 0 {
+                    throw fail("mounts[\(i)].\(field)[\(j)].size", "must be greater than zero")
+                }
+            }
+        }
     }
 
     private func validateLinux() throws(OCIError) {
@@ -56,20 +71,7 @@ extension Spec {
         if let domainname, !domainname.isEmpty, namespace(.uts) == nil {
             throw fail("domainname", "unable to set domainname without a private UTS namespace")
         }
-
-        // User namespace and id mappings.
-        let mappings = [("uidMappings", "uid", linux.uidMappings ?? []), ("gidMappings", "gid", linux.gidMappings ?? [])]
-        for (field, kind, list) in mappings {
-            if namespace(.user) == nil, !list.isEmpty {
-                throw fail("linux.\(field)", "user namespace mappings specified, but no user namespace is configured")
-            }
-            if let user = namespace(.user), user.path?.isEmpty ?? true, list.isEmpty {
-                throw fail("linux.\(field)", "a new user namespace requires \(kind) mappings")
-            }
-            for (i, m) in list.enumerated() where m.size == 0 {
-                throw fail("linux.\(field)[\(i)].size", "must be greater than zero")
-            }
-        }
+        try linux.validateIDMappings(userNamespace: namespace(.user))
 
         // Time namespace offsets.
         if let offsets = linux.timeOffsets, !offsets.isEmpty {
@@ -86,8 +88,30 @@ extension Spec {
             throw fail("linux.rootfsPropagation", "invalid value \(quoteJSON(propagation)) (must be one of "
                 + "shared, slave, private, unbindable, rshared, rslave, rprivate, runbindable)")
         }
+        try linux.validateDevices()
+        try linux.validateSysctlsAndPaths(hasNamespace: { namespace($0) != nil })
+    }
+}
 
-        for (i, device) in (linux.devices ?? []).enumerated() {
+private extension Linux {
+    /// User namespace and id mappings.
+    func validateIDMappings(userNamespace: Namespace?) throws(OCIError) {
+        let mappings = [("uidMappings", "uid", uidMappings ?? []), ("gidMappings", "gid", gidMappings ?? [])]
+        for (field, kind, list) in mappings {
+            if userNamespace == nil, !list.isEmpty {
+                throw fail("linux.\(field)", "user namespace mappings specified, but no user namespace is configured")
+            }
+            if let user = userNamespace, user.path?.isEmpty ?? true, list.isEmpty {
+                throw fail("linux.\(field)", "a new user namespace requires \(kind) mappings")
+            }
+            for (i, m) in list.enumerated() where m.size == 0 {
+                throw fail("linux.\(field)[\(i)].size", "must be greater than zero")
+            }
+        }
+    }
+
+    func validateDevices() throws(OCIError) {
+        for (i, device) in (devices ?? []).enumerated() {
             let path = "linux.devices[\(i)]"
             guard ["c", "b", "u", "p"].contains(device.type) else {
                 throw fail(path + ".type", "invalid device type \(quoteJSON(device.type)) (must be c, b, u or p)")
@@ -102,21 +126,22 @@ extension Spec {
                 if let n, !(0...Int64(UInt32.max)).contains(n) { throw fail("\(path).\(name)", "\(n) is out of range 0-4294967295") }
             }
         }
+    }
 
-        if let sysctl = linux.sysctl, sysctl.keys.contains("") {
+    func validateSysctlsAndPaths(hasNamespace: (NamespaceType) -> Bool) throws(OCIError) {
+        if let sysctl, sysctl.keys.contains("") {
             throw fail("linux.sysctl", "key must not be empty")
         }
-        for key in (linux.sysctl ?? [:]).keys.sorted() {
-            if let problem = sysctlProblem(key, hasNamespace: { namespace($0) != nil }) {
+        for key in (sysctl ?? [:]).keys.sorted() {
+            if let problem = sysctlProblem(key, hasNamespace: hasNamespace) {
                 throw fail(member("linux.sysctl", key), problem)
             }
         }
-
-        for (field, paths) in [("maskedPaths", linux.maskedPaths ?? []), ("readonlyPaths", linux.readonlyPaths ?? [])] {
+        for (field, paths) in [("maskedPaths", maskedPaths ?? []), ("readonlyPaths", readonlyPaths ?? [])] {
             for (i, p) in paths.enumerated() where !isAbsolute(p) {
                 throw fail("linux.\(field)[\(i)]", "must be an absolute path")
             }
-            if !paths.isEmpty, namespace(.mount) == nil {
+            if !paths.isEmpty, !hasNamespace(.mount) {
                 throw fail("linux.\(field)", "unable to restrict sys entries without a private MNT namespace")
             }
         }

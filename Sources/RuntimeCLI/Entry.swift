@@ -170,7 +170,8 @@ func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 
     case "features":
         var features = Features.current(mountOptions: supportedMountOptions(), seccomp: SeccompFilter.features(),
                                         appArmor: LSM.appArmorEnabled, seLinux: LSM.seLinuxEnabled,
-                                        cgroupV1: true, cgroupV2: true, intelRdt: resctrlMounted())
+                                        cgroupV1: true, cgroupV2: true, rdma: rdmaControllerAvailable(),
+                                        intelRdt: resctrlMounted(), memoryPolicy: MemoryPolicyPlan.supported())
         // The systemd driver only where systemd is PID 1 and answers on D-Bus.
         features.linux?.cgroup?.systemd = systemdCgroupDriverAvailable()
         printOut(encodeJSON(features, pretty: true))
@@ -299,4 +300,21 @@ func listOutput(_ states: [State], format: String, quiet: Bool) -> String {
 /// Mount options `features` reports: the option table, plus `noswap` only where tmpfs has it (6.4+).
 func supportedMountOptions() -> [String] {
     MountOptions.knownNames + (Kernel.tmpfsNoswap() ? ["noswap"] : [])
+}
+
+/// Whether linux.resources.rdma can be applied here: the kernel has the rdma controller and it is
+/// mounted (a v1 hierarchy, or offered by the cgroup2 root on a pure v2 host).
+func rdmaControllerAvailable() -> Bool {
+    let enabled = ((try? FS.readString("/proc/cgroups")) ?? "").split(separator: "\n").contains { line in
+        let f = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+        return f.count >= 4 && f[0] == "rdma" && f[3] == "1"
+    }
+    guard enabled else { return false }
+    switch CgroupLayout.detect() {
+    case .v2(let root):
+        let controllers = (try? FS.readString(root + "/cgroup.controllers")) ?? ""
+        return controllers.split(whereSeparator: { $0 == " " || $0 == "\n" }).contains("rdma")
+    case let layout:
+        return layout.hierarchies["rdma"] != nil
+    }
 }

@@ -220,7 +220,7 @@ enum Child {
         // execCPUAffinity (exec): `final` once in the container's cgroup; with only `initial`, the
         // process keeps what the runtime set before the move (as runc and crun).
         if let final = p.finalAffinity { try setCPUAffinity(final, field: "execCPUAffinity.final") }
-        else if p.initialAffinity == nil { try resetCPUAffinity() }
+        else if p.initialAffinity == nil { try setCPUAffinity(allCPUs, field: "process (every CPU)") }
         if let io = p.ioPriority { try sys("ioprio_set", "ioPriority") { sl_ioprio_set_self(io) } }
         // While the process still has CAP_SYS_NICE (a negative nice, real-time policies).
         try p.scheduler?.apply()
@@ -251,10 +251,8 @@ enum Child {
 
     /// Every CPU (the kernel keeps the mask within the cgroup's cpuset): a runtime started from a
     /// pinned shim must not pin the container (runc does the same).
-    static func resetCPUAffinity() throws(SysError) {
-        let all = [UInt8](repeating: 0xff, count: 1024 / 8)   // CPU_SETSIZE bits
-        try sys("sched_setaffinity") { sl_sched_setaffinity(0, UInt(all.count), all) }
-    }
+    /// Every CPU (CPU_SETSIZE bits).
+    static let allCPUs = [UInt64](repeating: ~0, count: 1024 / 64)
 
     static func setCPUAffinity(_ mask: [UInt64], field: String) throws(SysError) {
         try sys("sched_setaffinity", field) { mask.withUnsafeBytes { sl_sched_setaffinity(0, UInt($0.count), $0.baseAddress) } }

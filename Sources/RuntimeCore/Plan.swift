@@ -433,14 +433,14 @@ struct ContainerPlan: Sendable {
         return (mounts, devIsBind, warnings)
     }
 
-    /// An id-mapped mount must be a bind mount with mappings (its own, linux.*, or a joined user
-    /// namespace's).
+    /// An id-mapped mount needs mappings (its own, linux.*, or a joined user namespace's); one that is
+    /// not a bind, a filesystem the runtime can create and map (checkIDMappedFilesystem).
     static func checkIDMapped(_ m: Mount, _ o: MountOptions, _ linux: Linux, index i: Int, joinedUserNS: String?) throws(RuntimeError) {
-        guard o.isBind else { throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: id-mapped mounts must be bind mounts") }
         let ownOrLinux = !(m.uidMappings ?? linux.uidMappings ?? []).isEmpty && !(m.gidMappings ?? linux.gidMappings ?? []).isEmpty
         if !ownOrLinux && (joinedUserNS == nil || m.uidMappings != nil || m.gidMappings != nil) {
             throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: an id-mapped mount needs uidMappings and gidMappings (its own or linux.*)")
         }
+        if !o.isBind { try checkIDMappedFilesystem(m.type ?? "", index: i) }
     }
 
     static func devices(_ linux: Linux) throws(RuntimeError) -> [DeviceNode] {
@@ -506,8 +506,10 @@ struct ContainerPlan: Sendable {
                 }
                 // `ridmap` maps every mount of the tree, so it takes the submounts even with `bind`
                 // (runc 1.3 fails there); `rbind` with `idmap` keeps them, unmapped.
-                mounts[i].detachedTree = try IDMappedMount.clone(source: planned.source, recursive: tree || recursiveMap,
-                                                                 usernsFd: userns, recursiveMap: recursiveMap)
+                mounts[i].detachedTree = planned.options.isBind
+                    ? try IDMappedMount.clone(source: planned.source, recursive: tree || recursiveMap,
+                                              usernsFd: userns, recursiveMap: recursiveMap)
+                    : try IDMappedMount.newFilesystem(planned, usernsFd: userns)
             } catch {
                 throw RuntimeError(.internal, "config.json: mounts[\(i)]", cause: error)
             }
@@ -518,10 +520,10 @@ struct ContainerPlan: Sendable {
     /// /dev is populated: Rootfs.remountReadonlyTmpfs).
     static func makeHostTmpfs(_ linux: Linux, _ mounts: inout [PlannedMount]) throws(RuntimeError) {
         let rootUid = hostID(of: 0, in: linux.uidMappings), rootGid = hostID(of: 0, in: linux.gidMappings)
-        for (i, m) in mounts.enumerated() where m.type == "tmpfs" && m.options.data.contains("noswap") {
+        for (i, m) in mounts.enumerated() where m.type == "tmpfs" && m.options.data.contains("noswap") && m.detachedTree == nil {
             do {
-                mounts[i].detachedTree = try HostTmpfs.create(data: m.options.data, flags: m.options.flags & ~SL_MS_RDONLY,
-                                                              uid: rootUid, gid: rootGid)
+                mounts[i].detachedTree = try HostFilesystem.create(type: "tmpfs", data: m.options.data,
+                                                                   flags: m.options.flags & ~SL_MS_RDONLY, uid: rootUid, gid: rootGid)
             } catch {
                 throw RuntimeError(.internal, "config.json: mounts[\(i)]", cause: error)
             }
@@ -545,6 +547,17 @@ func isOwnNetworkNamespace(_ path: String) -> Bool {
 func hostID(of id: UInt32, in mappings: [IDMapping]?) -> UInt32 {
     for m in mappings ?? [] where id >= m.containerID && id - m.containerID < m.size { return m.hostID + (id - m.containerID) }
     return id
+}
+
+/// An id-mapped mount that is not a bind is a new filesystem the runtime creates and maps: never one
+/// bound to the runtime's namespaces, and tmpfs only where the kernel maps it (Linux 6.3).
+func checkIDMappedFilesystem(_ type: String, index i: Int) throws(RuntimeError) {
+    if HostFilesystem.namespaceBound.contains(type) {
+        throw RuntimeError(.unsupported, "config.json: mounts[\(i)].options: id-mapped \(type) mounts are not supported (only bind mounts and filesystems the runtime can create, such as tmpfs)")
+    }
+    if type == "tmpfs" && !Kernel.atLeast(6, 3) {
+        throw RuntimeError(.unsupported, "config.json: mounts[\(i)].options: id-mapped tmpfs needs Linux 6.3 or later (this kernel is \(Kernel.release))")
+    }
 }
 
 /// nil when the mount is not id-mapped; else whether the mapping is recursive (`ridmap`).

@@ -70,18 +70,13 @@ struct SchedulerPlan: Sendable, Equatable {
 }
 
 /// linux.memoryPolicy (runtime-spec 1.3): set_mempolicy(2) for init and exec'd processes.
-struct MemoryPolicyPlan: Sendable, Equatable {
+public struct MemoryPolicyPlan: Sendable, Equatable {
     var mode: Int32        // the mode with its MPOL_F_* flags
     var nodeMask: [UInt]   // bit n set for node n
     var maxNode: UInt
 
-    static let modes: [String: Int32] = [
-        "MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3, "MPOL_LOCAL": 4,
-        "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6,
-    ]
-    static let flagTable: [String: Int32] = [
-        "MPOL_F_NUMA_BALANCING": 1 << 13, "MPOL_F_RELATIVE_NODES": 1 << 14, "MPOL_F_STATIC_NODES": 1 << 15,
-    ]
+    static let modes = Dictionary(uniqueKeysWithValues: memoryPolicyModes.map { ($0.name, $0.value) })
+    static let flagTable = Dictionary(uniqueKeysWithValues: memoryPolicyFlags.map { ($0.name, $0.value) })
 
     init(_ m: MemoryPolicy, field: String = "linux.memoryPolicy") throws(RuntimeError) {
         guard let mode = MemoryPolicyPlan.modes[m.mode] else {
@@ -120,6 +115,22 @@ struct MemoryPolicyPlan: Sendable, Equatable {
         nodeMask = mask
         // maxnode counts bits and the kernel ignores the last one (set_mempolicy(2)).
         maxNode = mask.isEmpty ? 0 : UInt(mask.count) * bits + 1
+    }
+
+    /// The modes and flags this kernel takes (what `features` lists): each tried with set_mempolicy
+    /// on the calling process (node 0 where a node is needed), which is then set back to MPOL_DEFAULT.
+    /// A kernel without NUMA support takes none.
+    public static func supported() -> Features.MemoryPolicy {
+        var node0: UInt = 1
+        func works(_ mode: Int32, nodes: Bool) -> Bool {
+            let ok = (nodes ? sl_set_mempolicy(mode, &node0, UInt(UInt.bitWidth) + 1) : sl_set_mempolicy(mode, nil, 0)) == 0
+            _ = sl_set_mempolicy(0, nil, 0)
+            return ok
+        }
+        let bind = modes["MPOL_BIND"] ?? 2
+        return Features.MemoryPolicy(
+            modes: memoryPolicyModes.filter { works($0.value, nodes: !["MPOL_DEFAULT", "MPOL_LOCAL"].contains($0.name)) }.map(\.name),
+            flags: memoryPolicyFlags.filter { works(bind | $0.value, nodes: true) }.map(\.name))
     }
 
     func apply() throws(SysError) {

@@ -54,7 +54,20 @@ public final class SeccompFilter: @unchecked Sendable {
                           "SCMP_ARCH_PPC64LE", "SCMP_ARCH_RISCV64", "SCMP_ARCH_S390", "SCMP_ARCH_S390X"]
         let archs = candidates.filter { (try? arch($0, field: "")) != nil }
         return Features.Seccomp(enabled: true, actions: actionNames, operators: operatorNames, archs: archs,
-                                knownFlags: flagNames + unsupportedFlagNames, supportedFlags: flagNames)
+                                knownFlags: flagNames + unsupportedFlagNames, supportedFlags: flagNames.filter(kernelTakes))
+    }
+
+    /// seccomp(2) flag bits (linux/seccomp.h); WAIT_KILLABLE_RECV only with NEW_LISTENER (8).
+    static let flagBits: [String: UInt32] = [
+        "SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2, "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
+        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 32 | 8,
+    ]
+
+    /// Whether this kernel takes a filter flag: with no program seccomp(2) fails with EFAULT once
+    /// the flags passed its checks, with EINVAL when it does not know them (libseccomp probes so too).
+    static func kernelTakes(_ name: String) -> Bool {
+        guard let bits = flagBits[name] else { return false }
+        return sl_seccomp_probe_flags(bits) < 0 && errno == EFAULT
     }
 
     /// libseccomp's action value for an OCI action name; errnoRet defaults to EPERM as in runc.

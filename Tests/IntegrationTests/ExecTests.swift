@@ -62,7 +62,6 @@ final class ExecTests: ContainerTestCase {
         XCTAssertEqual(badCap.status, 0, badCap.stderr)
         // Swiftlet's own wording; runc words its errors differently ("exec failed: ..." in a logrus
         // line, "exec args" in 1.3).
-        let isSwiftlet = !Runtime.binary.hasSuffix("/runc") && !Runtime.binary.hasSuffix("/crun")
         XCTAssertTrue(badCap.stderr.contains("CAP_BOGUS"), badCap.stderr)
         let noCommand = sl(["exec", ex])
         XCTAssertEqual(noCommand.status, 255, "runc: every error of exec itself exits 255")

@@ -97,3 +97,12 @@ extension Dictionary where Key == String, Value == Any {
         set { self[key] = newValue }
     }
 }
+
+/// Which runtime SWIFTLET_BINARY is (for assertions on behaviour only swiftlet has, or where runc
+/// or crun differ): judged by the binary's name (`crun-host` counts as crun).
+extension XCTestCase {
+    var runtimeName: String { URL(fileURLWithPath: Runtime.binary).lastPathComponent }
+    var isSwiftlet: Bool { runtimeName.hasPrefix("swiftlet") }
+    var isRunc: Bool { runtimeName.hasPrefix("runc") }
+    var isCrun: Bool { runtimeName.hasPrefix("crun") }
+}

@@ -135,8 +135,6 @@ final class HookTests: ContainerTestCase {
 }
 
 extension HookTests {
-    var isRunc: Bool { Runtime.binary.hasSuffix("/runc") }
-
     /// createContainer hooks run in the container's root (before the pivot: the rootfs directory),
     /// so relative paths resolve inside the container, as in runc.
     func testCreateContainerHookRunsInContainerRoot() throws {

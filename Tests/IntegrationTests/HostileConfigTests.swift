@@ -5,8 +5,6 @@ import TestSupport
 /// The hostile-config corpus (TestSupport's `HostileConfigs`, issue 7) end to end: refused with a clear
 /// error naming the field, exit status 1 (no crash), and nothing left behind.
 final class HostileConfigTests: ContainerTestCase {
-    var isSwiftlet: Bool { !Runtime.binary.hasSuffix("/runc") && !Runtime.binary.hasSuffix("/crun") }
-
     /// Those only creating the container refuses, and a sample of the rest: the binary's exit
     /// status and that nothing is left behind. (RuntimeCoreTests.HostileConfigPlanTests checks every
     /// config the plan refuses, in-process.)

@@ -119,21 +119,6 @@ final class MountFeatureTests: ContainerTestCase {
         XCTAssertEqual(plain.stdout, "65534\n", "without idmap host root is unmapped")
     }
 
-    func testIdmapErrors() throws {
-        let dir = try idmapSetup()
-        for (want, edit) in [("id-mapped mounts must be bind mounts", { (spec: inout [String: Any]) in
-                                 var mounts = spec["mounts"] as? [[String: Any]] ?? []
-                                 mounts.append(["destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]])
-                                 spec["mounts"] = mounts }),
-                             ("needs uidMappings and gidMappings", self.bindEdit(dir, ["bind", "idmap"]))] {
-            let b = try bundle(edit)
-            let r = sl(["create", "--bundle", b, "idm"])
-            XCTAssertEqual(r.status, 1)
-            XCTAssertTrue(r.stderr.contains("mounts[") && r.stderr.contains(want), r.stderr)
-            assertNothingLeft("idm", bundle: b)
-        }
-    }
-
     /// procMount Default (masked + read-only paths) and Unmasked (empty lists), both inside a user
     /// namespace with a new PID namespace, where a fresh proc mount needs an unmasked proc visible.
     func testProcMountModesInUserNamespace() throws {

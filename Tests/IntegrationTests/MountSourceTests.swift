@@ -8,8 +8,6 @@ import LinuxSystem
 /// 3 and 8): host-only sources in a user namespace, sources made by an earlier mount, a read-only
 /// /dev, id-mapped rbind submounts, exact bind flags and locked ones, a joined user namespace's mappings.
 final class MountSourceTests: ContainerTestCase {
-    var isSwiftlet: Bool { (Runtime.binary as NSString).lastPathComponent.hasPrefix("swiftlet") }
-
     func tempDir(_ prefix: String) throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -7,7 +7,6 @@ import CLinux
 /// --no-pivot; and a pod sandbox shaped like containerd 1.6's CRI writes it (issue 14).
 final class ProcfsHardeningTests: ContainerTestCase {
     /// Runc's messages differ from ours; assertions on our wording only run against swiftlet.
-    var isSwiftlet: Bool { (Runtime.binary as NSString).lastPathComponent.hasPrefix("swiftlet") }
 
     func hostSysctl(_ path: String) throws -> String {
         try String(contentsOfFile: "/proc/sys/" + path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -119,6 +118,7 @@ final class ProcfsHardeningTests: ContainerTestCase {
         // The same through a symlink in the rootfs: only init sees where the destination resolves.
         // (Only the refusal is asserted: its wording may be lost to issue 14 item 3.)
         let rootfs = try privateRootfs()
+        try FileManager.default.createDirectory(atPath: rootfs + "/data", withIntermediateDirectories: true)   // not in make-rootfs.sh's tree
         try FileManager.default.createSymbolicLink(atPath: rootfs + "/data/ipv4", withDestinationPath: "/proc/sys/net/ipv4")
         let b = try bundle { spec in
             spec["root"] = ["path": rootfs, "readonly": true]

@@ -6,8 +6,6 @@ import TestSupport
 /// runc 1.2/1.3 semantics (issue 19 items 4-7, 9-12, the exec parts of 13, and 14): each test runs
 /// a real container and holds for runc 1.3.6 as well.
 final class Runc13SemanticsTests: ContainerTestCase {
-    var isSwiftlet: Bool { (Runtime.binary as NSString).lastPathComponent.hasPrefix("swiftlet") }
-
     func addMount(_ destination: String, _ source: String, _ options: [String], type: String) -> (inout [String: Any]) -> Void {
         { spec in
             var mounts = spec["mounts"] as? [[String: Any]] ?? []

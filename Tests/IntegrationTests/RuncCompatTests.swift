@@ -6,7 +6,6 @@ import TestSupport
 /// Each test also passes with SWIFTLET_BINARY=/usr/sbin/runc (1.1.5) unless it says otherwise;
 /// assertions on swiftlet's own wording are guarded with `isSwiftlet`.
 final class RuncCompatTests: ContainerTestCase {
-    private var isSwiftlet: Bool { !Runtime.binary.hasSuffix("/runc") && !Runtime.binary.hasSuffix("/crun") }
     private let cgroupRoot = "/sys/fs/cgroup"
 
     /// An absolute linux.cgroupsPath for this test (so the test can find it with any runtime), removed

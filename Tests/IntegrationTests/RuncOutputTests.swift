@@ -8,7 +8,6 @@ import TestSupport
 /// `list --format json`, `--debug` lines, device access strings, `features`.
 final class RuncOutputTests: ContainerTestCase {
     /// Swiftlet-specific assertions are skipped when the tests run against runc or crun.
-    var isSwiftlet: Bool { URL(fileURLWithPath: Runtime.binary).lastPathComponent.hasPrefix("swiftlet") }
 
     /// `spec` adds a cgroup namespace only when /sys/fs/cgroup is cgroup2 (runc's unified-mode test).
     func testSpecHasCgroupNamespaceOnlyOnUnifiedHost() throws {

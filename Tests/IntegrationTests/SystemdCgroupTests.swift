@@ -6,7 +6,6 @@ import TestSupport
 /// PID 1 on pure cgroup v2 (`Scripts/vm-test.sh --systemd`, a lane of Scripts/test.sh); skipped
 /// elsewhere. Every check reads both `systemctl show` and the cgroup files.
 final class SystemdCgroupTests: ContainerTestCase {
-    var isSwiftlet: Bool { (Runtime.binary as NSString).lastPathComponent.hasPrefix("swiftlet") }
     static var systemdIsInit: Bool {
         var isDir: ObjCBool = false
         return FileManager.default.fileExists(atPath: "/run/systemd/system", isDirectory: &isDir) && isDir.boolValue

@@ -67,7 +67,9 @@ final class DefaultSpecTests: XCTestCase {
         XCTAssertEqual(linux["seccomp"], .object(["enabled": .bool(false)]))
         XCTAssertEqual(linux["mountExtensions"], .object(["idmap": .object(["enabled": .bool(true)])]))
         XCTAssertEqual(linux["cgroup"], .object(["v1": .bool(false), "v2": .bool(false), "systemd": .bool(false),
-                                                  "systemdUser": .bool(false), "rdma": .bool(true)]))
+                                                  "systemdUser": .bool(false), "rdma": .bool(false)]))
+        XCTAssertEqual(linux["memoryPolicy"], .object(["modes": .array(memoryPolicyModes.map { .string($0.name) }),
+                                                        "flags": .array(memoryPolicyFlags.map { .string($0.name) })]))
         XCTAssertEqual(o["annotations"], .object(["io.github.swiftlet.version": .string(swiftletVersion)]))
     }
 

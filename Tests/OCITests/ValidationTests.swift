@@ -82,6 +82,21 @@ final class ValidationTests: XCTestCase {
         valid { var h = Hooks(); h.prestart = [Hook(path: "/ok", timeout: 5)]; $0.hooks = h }
     }
 
+    /// A mount's own id mappings come in pairs, each range non-empty (config.md "Mounts").
+    func testMountIDMappings() {
+        let map = [IDMapping(containerID: 0, hostID: 1000, size: 10)]
+        func mount(uid: [IDMapping]?, gid: [IDMapping]?) -> (inout Spec) -> Void {
+            { var m = Mount(destination: "/m", type: "bind", source: "/s", options: ["bind", "idmap"])
+              m.uidMappings = uid; m.gidMappings = gid; $0.mounts = [Mount(destination: "/a"), m] }
+        }
+        XCTAssertEqual(error(mount(uid: map, gid: nil)), "mounts[1].uidMappings: must be specified along with gidMappings")
+        XCTAssertEqual(error(mount(uid: nil, gid: map)), "mounts[1].gidMappings: must be specified along with uidMappings")
+        XCTAssertEqual(error(mount(uid: map, gid: [IDMapping(containerID: 0, hostID: 1, size: 0)])),
+                       "mounts[1].gidMappings[0].size: must be greater than zero")
+        valid(mount(uid: map, gid: map))
+        valid(mount(uid: nil, gid: nil))
+    }
+
     func testNamespaces() {
         XCTAssertEqual(error { $0.linux?.namespaces?.append(Namespace(type: .pid)) },
                        #"linux.namespaces[3].type: duplicate namespace "pid""#)

@@ -4,15 +4,9 @@ import OCI
 
 /// linux.intelRdt against a temp dir standing in for a mounted resctrl (this host has none; the
 /// integration test covers the refusal there).
-final class IntelRdtTests: XCTestCase {
-    var resctrl = ""
-
-    override func setUpWithError() throws {
-        resctrl = FileManager.default.temporaryDirectory.appendingPathComponent("resctrl-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: resctrl, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() { try? FileManager.default.removeItem(atPath: resctrl) }
+final class IntelRdtTests: TempDirTestCase {
+    override class var dirPrefix: String { "resctrl" }
+    var resctrl: String { dir }
 
     func read(_ p: String) -> String? { try? String(contentsOfFile: resctrl + "/" + p, encoding: .utf8) }
 

@@ -7,17 +7,9 @@ import OCI
 /// The plans create and exec make before they fork, checked without root and without a container:
 /// which namespaces are made by clone and which need a middle process, id maps, hostile configs that
 /// need no kernel, exec's overrides.
-final class PlanTests: XCTestCase {
-    var rootfs = ""
-
-    override func setUpWithError() throws {
-        rootfs = FileManager.default.temporaryDirectory.appendingPathComponent("plan-rootfs-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: rootfs, withIntermediateDirectories: true)
-    }
-
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: rootfs)
-    }
+final class PlanTests: TempDirTestCase {
+    override class var dirPrefix: String { "plan-rootfs" }
+    var rootfs: String { dir }
 
     func spec(_ namespaces: [Namespace], edit: (inout Spec) -> Void = { _ in }) -> Spec {
         var linux = Linux()

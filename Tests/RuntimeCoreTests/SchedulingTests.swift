@@ -50,10 +50,14 @@ final class SchedulingTests: XCTestCase {
         for m in bad { XCTAssertThrowsError(try MemoryPolicyPlan(m), "\(m)") }
     }
 
-    /// What `features` lists is exactly what the plan accepts.
+    /// The plan and `features` share one table (OCI/Features.swift); what this kernel takes is part of it.
     func testFeaturesListTheMemoryPolicyTables() {
-        XCTAssertEqual(Set(knownMemoryPolicyModes), Set(MemoryPolicyPlan.modes.keys))
-        XCTAssertEqual(Set(knownMemoryPolicyFlags), Set(MemoryPolicyPlan.flagTable.keys))
+        XCTAssertEqual(Set(memoryPolicyModes.map(\.name)), Set(MemoryPolicyPlan.modes.keys))
+        XCTAssertEqual(Set(memoryPolicyFlags.map(\.name)), Set(MemoryPolicyPlan.flagTable.keys))
+        let here = MemoryPolicyPlan.supported()
+        XCTAssertTrue(Set(here.modes ?? []).isSubset(of: MemoryPolicyPlan.modes.keys), "\(here)")
+        XCTAssertTrue(Set(here.flags ?? []).isSubset(of: MemoryPolicyPlan.flagTable.keys), "\(here)")
+        XCTAssertTrue(here.modes?.contains("MPOL_DEFAULT") ?? false, "every kernel with set_mempolicy takes MPOL_DEFAULT")
     }
 
     func testExecCPUAffinityMasks() throws {

@@ -42,6 +42,7 @@ static const unsigned long SL_MS_PRIVATE = 1UL << 18;
 static const unsigned long SL_MS_SLAVE = 1UL << 19;
 static const unsigned long SL_MS_SHARED = 1UL << 20;
 static const unsigned long SL_MS_RELATIME = 1UL << 21;
+static const unsigned long SL_MS_I_VERSION = 1UL << 23;
 static const unsigned long SL_MS_STRICTATIME = 1UL << 24;
 static const unsigned long SL_ST_RELATIME = 0x1000;   // statvfs f_flag (not MS_RELATIME)
 static const unsigned long SL_MS_LAZYTIME = 1UL << 25;
@@ -80,6 +81,8 @@ int sl_eventfd(void);
 int sl_memfd(const char *name);                          // memfd_create(name, MFD_CLOEXEC)
 // seccomp(SECCOMP_SET_MODE_FILTER, flags, {count, filter}) with filter = struct sock_filter[count].
 int sl_seccomp_set_filter(unsigned int flags, const void *filter, unsigned short count);
+// seccomp(SECCOMP_SET_MODE_FILTER, flags, NULL): EFAULT when the kernel takes `flags`, EINVAL when not.
+int sl_seccomp_probe_flags(unsigned int flags);
 static const unsigned long long SL_CLONE_INTO_CGROUP = 0x200000000ULL;
 // clone3 (returns like fork; cgroup_fd is used with SL_CLONE_INTO_CGROUP in flags) and clone without a
 // new stack (namespace flags, SIGCHLD). The child must not rely on glibc's cached tid.

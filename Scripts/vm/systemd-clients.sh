@@ -12,10 +12,11 @@
 # lives in a temp dir (podman's storage and containers.conf, containerd's root, state and socket);
 # journald is started if it is not running (the VM boots only what its command needs).
 # Steps (each prints PASS or FAIL; exit status 1 when any failed, 2 on a set-up error):
-#   podman: run --rm echo; run -d: the container's scope libpod-ID.scope active in machine.slice with
+#   podman: run -d: the container's scope libpod-ID.scope active in machine.slice with
 #   init in it; exec; logs (read back from journald); journalctl CONTAINER_NAME=; stop; rm: scope gone.
 #   containerd: run -d with cgroupsPath system.slice:swiftlet-ctr:ID: scope active, init in it;
-#   task exec; task kill; task rm + container rm: scope gone; run --rm exit code.
+#   task exec; task kill; task rm + container rm: scope gone. (The host lanes, podman-test.sh and
+#   containerd-smoke.sh, cover the rest of both clients; under TCG every step here costs seconds.)
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -101,7 +102,6 @@ echo "# systemd-clients: podman $(podman --version | awk '{print $3}') (cgroup m
 
 P=(podman --conmon "$MONITOR" --runtime "$SWIFTLET")
 n=sdc-$$
-check "podman run --rm echo" "hello-$$" "${P[@]}" run --rm "$IMG" echo "hello-$$"
 check "podman run -d" "" "${P[@]}" run -d --name "$n" "$IMG" sh -c 'echo out-line; echo err-line >&2; sleep 600'
 cid=$("${P[@]}" inspect -f '{{.Id}}' "$n" 2>/dev/null)
 pid=$("${P[@]}" inspect -f '{{.State.Pid}}' "$n" 2>/dev/null)
@@ -144,10 +144,6 @@ for _ in $(seq 100); do "${CTR[@]}" task ls 2>/dev/null | grep -q "^$id .*STOPPE
 check "ctr task rm" "" "${CTR[@]}" task rm "$id"
 check "ctr container rm" "" "${CTR[@]}" container rm "$id"
 check_gone "containerd: scope gone after task rm" "$unit"
-rc=0
-"${CTR[@]}" "${RUN[@]}" --rm --cgroup "system.slice:swiftlet-ctr:$id-x" "$ROOTFS" "$id-x" sh -c 'exit 7' >/dev/null 2>&1 || rc=$?
-if [ "$rc" = 7 ]; then pass "ctr run --rm: exit code 7"; else fail "ctr run --rm: exit code 7 (got $rc)"; fi
-check_gone "containerd: scope of run --rm gone" "swiftlet-ctr-$id-x.scope"
 
 [ "$FAIL" = 0 ] && echo "systemd-clients: all steps passed" || echo "systemd-clients: FAILED"
 exit "$FAIL"

@@ -13,7 +13,7 @@ public enum VariantText {
 
     /// Type keywords and the D-Bus signatures they stand for.
     static let keywords: [String: String] = ["boolean": "b", "byte": "y", "int32": "i", "uint32": "u",
-                                             "int64": "x", "uint64": "t", "string": "s", "objectpath": "o"]
+                                             "int64": "x", "uint64": "t", "string": "s"]
 
     struct Parser {
         let chars: [Unicode.Scalar]
@@ -27,7 +27,7 @@ public enum VariantText {
 
         mutating func word() -> String {
             var w = ""
-            while pos < chars.count, chars[pos].properties.isAlphabetic || ("0"..."9").contains(chars[pos]) || "-+_@".unicodeScalars.contains(chars[pos]) {
+            while pos < chars.count, chars[pos].properties.isAlphabetic || ("0"..."9").contains(chars[pos]) || "-+_".unicodeScalars.contains(chars[pos]) {
                 w.unicodeScalars.append(chars[pos]); pos += 1
             }
             return w

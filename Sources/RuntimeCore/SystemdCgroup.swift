@@ -263,17 +263,18 @@ public final class SystemdUnit: Sendable {
 
     /// systemd's names for the devices a rule matches: `/dev/char/1:3`, `char-pts` (a major's
     /// group in /proc/devices), `char-*` (every major); type `a` is both block and char. A major
-    /// without a group in /proc/devices has no name: that rule is left to our eBPF program.
+    /// without a group in /proc/devices gets `char-*` (systemd's program must not deny what the
+    /// rules allow; our eBPF program, which both must pass, keeps the rule exact).
     static func deviceAllowPaths(_ rule: DeviceCgroup, procDevices: String) -> [String] {
         let kinds: [String] = switch rule.type ?? "a" {
         case "c": ["char"]
         case "b": ["block"]
         default: ["char", "block"]
         }
-        return kinds.compactMap { kind in
+        return kinds.map { kind in
             guard let major = rule.major, major >= 0 else { return "\(kind)-*" }
             if let minor = rule.minor, minor >= 0 { return "/dev/\(kind)/\(major):\(minor)" }
-            return deviceGroup(kind: kind, major: major, procDevices: procDevices).map { "\(kind)-\($0)" }
+            return "\(kind)-" + (deviceGroup(kind: kind, major: major, procDevices: procDevices) ?? "*")
         }
     }
 

@@ -114,7 +114,7 @@ final class SystemdUnitTests: XCTestCase {
         XCTAssertEqual(p.first?.0, "DevicePolicy")
         XCTAssertEqual(p.first?.1.stringValue, "strict")
         XCTAssertEqual(p.map(\.0), ["DevicePolicy", "DeviceAllow", "DeviceAllow"])
-        XCTAssertEqual(allow(p), ["/dev/char/1:3 rwm", "char-pts rw", "block-loop r", "block-* m", "/dev/char/1:5 r"])
+        XCTAssertEqual(allow(p), ["/dev/char/1:3 rwm", "char-pts rw", "block-loop r", "char-* r", "block-* m", "/dev/char/1:5 r"])
         // An allow-all rule last: systemd restricts nothing.
         let all = SystemdUnit.deviceProperties(rules + [DeviceCgroup(allow: true, access: "rwm")], procDevices: procDevices)
         XCTAssertEqual(all.first?.1.stringValue, "auto")

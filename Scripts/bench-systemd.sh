@@ -6,8 +6,10 @@
 #       bash Scripts/vm-test.sh --systemd -- bash Scripts/bench-systemd.sh
 #
 # Environment: SWIFTLET_BINARY (required), RUNC (default /usr/sbin/runc), SWIFTLET_ROOTFS (required),
-# RUNS (default 20), WARMUP (default 2). Prints the medians and the median of the per-round ratios
-# swiftlet/runc. The times are TCG's (10-20x the host's); only the ratio means something.
+# RUNS (default 20), WARMUP (default 2), BENCH_SYSTEMD_OUT (a file for "key value" result lines;
+# Scripts/bench.sh's BENCH_SYSTEMD=1 sets it and runs this in the VM). Prints the medians and the
+# median of the per-round ratios swiftlet/runc. The times are TCG's (10-20x the host's); only the
+# ratio means something.
 set -euo pipefail
 SWIFTLET=${SWIFTLET_BINARY:?set SWIFTLET_BINARY}
 RUNC=${RUNC:-/usr/sbin/runc}
@@ -51,3 +53,8 @@ rc=$(cut -d' ' -f2 "$W/times" | median)
 ratio=$(awk '{ printf "%.4f\n", $1 / $2 }' "$W/times" | median)
 printf 'bench-systemd: run --systemd-cgroup, %d rounds: swiftlet %.1f ms, runc %.1f ms (medians); swiftlet/runc %.2f (median of per-round ratios)\n' \
     "$RUNS" "$(awk -v v="$sw" 'BEGIN { print v / 1000 }')" "$(awk -v v="$rc" 'BEGIN { print v / 1000 }')" "$ratio"
+if [ -n "${BENCH_SYSTEMD_OUT:-}" ]; then
+    printf 'runs %d\nswiftlet_ms %s\nrunc_ms %s\nratio_swiftlet_runc %s\nrunc %s\n' "$RUNS" \
+        "$(awk -v v="$sw" 'BEGIN { print v / 1000 }')" "$(awk -v v="$rc" 'BEGIN { print v / 1000 }')" "$ratio" \
+        "$("$RUNC" --version | head -n 1)" >"$BENCH_SYSTEMD_OUT"
+fi

@@ -20,6 +20,9 @@
 #                    idle footprint, exec-probe CPU; its knobs LAUNCHES, IDLE, PROBE_SECS); 0 skips it
 #   BENCH_SHIM=1    then run Scripts/bench-shim.sh (containerd-shim-swiftlet-v2 vs containerd-shim-runc-v2:
 #                    ctr run --rm time, per-shim private memory and threads at 1 and 100 pods); 0 (default) skips
+#   BENCH_SYSTEMD=0  1: also `run` with --systemd-cgroup, swiftlet against runc ($RUNC), in the systemd
+#                    VM (Scripts/vm-test.sh --systemd running Scripts/bench-systemd.sh; a few minutes,
+#                    times under TCG: only the ratio counts); BENCH_SYSTEMD_RUNS=20 rounds there
 #   BENCH_SCALE=500  sleeping containers, each with its swiftlet-monitor (0 skips the scale test)
 #   BENCH_SCALE_CONMON=0  1: the same scale test with conmon as the monitor, for comparison
 #   BENCH_JSON=PATH  results as JSON (default: bench-results.json in the work dir, which is kept then)
@@ -562,6 +565,14 @@ if [ "${BENCH_SHIM:-0}" = 1 ] && [ -n "$SWIFTLET_BIN" ]; then
     SWIFTLET=$SWIFTLET_BIN bash "$HERE/bench-shim.sh" {NAPFD}>&- || note "bench-shim.sh failed"
 fi
 
+if [ "${BENCH_SYSTEMD:-0}" = 1 ] && [ -n "$SWIFTLET_BIN" ] && [ -n "$RUNC_BIN" ]; then
+    echo
+    mkdir -p "$WORK/systemd"
+    SWIFTLET_BINARY=$SWIFTLET_BIN SWIFTLET_ROOTFS=$ROOTFS bash "$HERE/vm-test.sh" --systemd --out "$WORK/systemd" \
+        -e RUNS="${BENCH_SYSTEMD_RUNS:-20}" -e RUNC="$RUNC_BIN" -e BENCH_SYSTEMD_OUT=/vm-out/systemd.kv \
+        -- bash "$HERE/bench-systemd.sh" {NAPFD}>&- || note "bench-systemd.sh in the systemd VM failed"
+fi
+
 # --- results: table, JSON, SVG --------------------------------------------------------------------
 echo
 python3 - "$WORK" "$BENCH_JSON" "$BENCH_SVG" "$RUNS" "$SECCOMP_N" "${NAMES[@]}" <<'PY'
@@ -612,6 +623,13 @@ if os.path.exists(f"{work}/monitor.kv"):
         try: v = float(v)
         except ValueError: pass
         res["monitor"][k] = v
+if os.path.exists(f"{work}/systemd/systemd.kv"):
+    res["systemd_run"] = {}
+    for l in open(f"{work}/systemd/systemd.kv"):
+        k, _, v = l.strip().partition(" ")
+        try: v = float(v)
+        except ValueError: pass
+        res["systemd_run"][k] = v
 json.dump(res, open(jpath, "w"), indent=1)
 
 # the table (markdown, as Spec/benchmarks.md carries it)
@@ -629,6 +647,10 @@ for m, label in metrics:
 if res["create_peak_rss_mib"]:
     print("| create peak RSS, MiB | " + " | ".join(cell(res["create_peak_rss_mib"].get(rt)) for rt in names)
           + " | " + " | ".join("" for _ in pairs) + " |")
+sd = res.get("systemd_run")
+if sd and "ratio_swiftlet_runc" in sd:
+    print(f"\nrun --systemd-cgroup in the systemd VM (TCG), {sd['runs']:.0f} paired rounds: swiftlet {sd['swiftlet_ms']} ms, "
+          f"runc {sd['runc_ms']} ms (medians); swiftlet/runc {sd['ratio_swiftlet_runc']:.2f}")
 for s in res["scale"]:
     print(f"\nscale, {s['monitor']}: {s['containers']} sleeping containers: monitors' private memory "
           f"{s['monitors_private_kib_total'] / 1024:.1f} MiB ({s['monitor_private_kib_each']} KiB each); "

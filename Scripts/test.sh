@@ -29,7 +29,9 @@
 # 8. Scripts/vm-test.sh                 (the cgroup, mount-feature, lifecycle, fault and checkpoint tests
 #                                       again, in a qemu VM with pure cgroup v2 and Linux 6.1), unless SKIP_VM=1
 # 9. Scripts/vm-test.sh --systemd       (the systemd cgroup driver's tests in a VM that boots systemd as
-#                                       PID 1; about 1 minute), unless SKIP_VM=1 or SKIP_SYSTEMD_VM=1
+#                                       PID 1, then podman and containerd with the systemd driver:
+#                                       Scripts/vm/systemd-clients.sh; then SystemdHybridTests in a VM where
+#                                       systemd mounts the hybrid layout), unless SKIP_VM=1 or SKIP_SYSTEMD_VM=1
 # Steps 4 to 9 all run even if one fails; the exit status is non-zero when anything failed. The last
 # line counts them all: "test.sh: N passed, N failed, N skipped".
 # Knobs: SWIFT_TEST_FLAGS (extra `swift test` arguments, e.g. "--filter OCITests"),
@@ -124,32 +126,36 @@ VM_TESTS+=",IntegrationTests.IDMappedFilesystemTests,IntegrationTests.FeaturesAu
 VM_TESTS+=",IntegrationTests.CheckpointTests,IntegrationTests.MonitorCheckpointTests"
 # Rootless containers on pure cgroup v2 (a normal user's cgroups skipped there too; about 5 minutes).
 VM_TESTS+=",IntegrationTests.RootlessTests"
+XCTEST=$(find -L "$REPO/.build/debug" -maxdepth 1 -name '*.xctest' | head -n 1)
+vm_lane() { # LABEL LOG VM-TEST-ARGUMENTS...: one VM lane (Scripts/vm-test.sh), its output in $LOGS/LOG
+    local label=$1 log=$2
+    shift 2
+    if [ -z "$XCTEST" ]; then
+        echo "test.sh: no .xctest bundle to run in the VM ($label)"
+        FAILED+=("$label")
+    elif ! bash "$HERE/vm-test.sh" "$@" 2>&1 | tee "$LOGS/$log"; then
+        FAILED+=("$label")
+    fi
+}
 if [ "${SKIP_VM:-0}" = 1 ]; then
     section "vm (cgroup v2, Linux 6.1): skipped (SKIP_VM=1)"
 else
     section "vm (cgroup v2, Linux 6.1)"
-    XCTEST=$(find -L "$REPO/.build/debug" -maxdepth 1 -name '*.xctest' | head -n 1)
-    if [ -z "$XCTEST" ]; then
-        echo "test.sh: no .xctest bundle to run in the VM"
-        FAILED+=("vm-test.sh")
-    elif ! bash "$HERE/vm-test.sh" --timeout 30m -- "$XCTEST" "$VM_TESTS" 2>&1 | tee "$LOGS/vm.log"; then
-        FAILED+=("vm-test.sh")
-    fi
+    vm_lane "vm-test.sh" vm.log --timeout 30m -- "$XCTEST" "$VM_TESTS"
 fi
 
-# The systemd cgroup driver against a real systemd (PID 1, D-Bus, pure cgroup v2).
+# The systemd cgroup driver against a real systemd (PID 1, D-Bus, pure cgroup v2): the XCTest
+# classes, then podman (systemd cgroup manager, journald) and containerd (SystemdCgroup) driving
+# swiftlet (Scripts/vm/systemd-clients.sh), in one VM.
 SYSTEMD_VM_TESTS="IntegrationTests.SystemdCgroupTests,IntegrationTests.SystemdMonitorTests"
 if [ "${SKIP_VM:-0}" = 1 ] || [ "${SKIP_SYSTEMD_VM:-0}" = 1 ]; then
     section "vm with systemd as PID 1: skipped (SKIP_VM=1 or SKIP_SYSTEMD_VM=1)"
 else
-    section "vm with systemd as PID 1 (systemd cgroup driver)"
-    XCTEST=$(find -L "$REPO/.build/debug" -maxdepth 1 -name '*.xctest' | head -n 1)
-    if [ -z "$XCTEST" ]; then
-        echo "test.sh: no .xctest bundle to run in the systemd VM"
-        FAILED+=("vm-test.sh --systemd")
-    elif ! bash "$HERE/vm-test.sh" --systemd --timeout 15m -- "$XCTEST" "$SYSTEMD_VM_TESTS" 2>&1 | tee "$LOGS/vm-systemd.log"; then
-        FAILED+=("vm-test.sh --systemd")
-    fi
+    section "vm with systemd as PID 1 (systemd cgroup driver, podman, containerd)"
+    vm_lane "vm-test.sh --systemd" vm-systemd.log --systemd --timeout 20m -- \
+        bash -c 'rc=0; "$1" "$2" || rc=1; bash "$3" || rc=1; exit $rc' sh "$XCTEST" "$SYSTEMD_VM_TESTS" "$HERE/vm/systemd-clients.sh"
+    section "vm with systemd as PID 1 on its hybrid cgroup layout"
+    vm_lane "vm-test.sh --systemd --hybrid" vm-hybrid.log --systemd --hybrid --timeout 10m -- "$XCTEST" "IntegrationTests.SystemdHybridTests"
 fi
 
 # One closing line over all: XCTest's last "Executed N tests, with F failures" plus the smoke and soak steps.
@@ -167,11 +173,12 @@ count() { # the last XCTest summary of a log: "TOTAL FAILURES SKIPPED"
 read -r total failures skipped < <(count "$LOGS/swift-test.log")
 read -r vm_total vm_failures vm_skipped < <(count "$LOGS/vm.log")
 read -r sd_total sd_failures sd_skipped < <(count "$LOGS/vm-systemd.log")
-total=$((total + vm_total + sd_total - skipped - vm_skipped - sd_skipped))
-failures=$((failures + vm_failures + sd_failures))
-skipped=$((skipped + vm_skipped + sd_skipped))
-smoke_pass=$(cat "$LOGS/smoke.log" "$LOGS/podman.log" 2>/dev/null | grep -c '^PASS ' || true)
-smoke_fail=$(cat "$LOGS/smoke.log" "$LOGS/podman.log" 2>/dev/null | grep -c '^FAIL ' || true)
+read -r hy_total hy_failures hy_skipped < <(count "$LOGS/vm-hybrid.log")
+total=$((total + vm_total + sd_total + hy_total - skipped - vm_skipped - sd_skipped - hy_skipped))
+failures=$((failures + vm_failures + sd_failures + hy_failures))
+skipped=$((skipped + vm_skipped + sd_skipped + hy_skipped))
+smoke_pass=$(cat "$LOGS/smoke.log" "$LOGS/podman.log" "$LOGS/vm-systemd.log" 2>/dev/null | grep -c '^PASS ' || true)
+smoke_fail=$(cat "$LOGS/smoke.log" "$LOGS/podman.log" "$LOGS/vm-systemd.log" 2>/dev/null | grep -c '^FAIL ' || true)
 soak_pass=$(grep -c '^soak: PASS' "$LOGS/soak.log" 2>/dev/null || true)
 soak_fail=$(grep -c '^soak: FAIL' "$LOGS/soak.log" 2>/dev/null || true)
 smoke_pass=$((${smoke_pass:-0} + ${soak_pass:-0}))

@@ -21,6 +21,9 @@
 #   --prepare           install packages, fetch the kernel and build the initramfs; do not boot.
 #   --systemd           boot Debian's systemd as PID 1 (pure cgroup v2, D-Bus) and run COMMAND as its
 #                       unit vm-test.service [VM_SYSTEMD=1].
+#   --hybrid            with --systemd: systemd mounts the hybrid cgroup layout (v1 controllers,
+#                       cgroup2 without controllers at /sys/fs/cgroup/unified) instead of pure v2
+#                       (systemd.unified_cgroup_hierarchy=0) [VM_HYBRID=1].
 # Guest environment: PATH (incl. /opt/swift/usr/bin), HOME=/root, VM_OUT=/vm-out, VM_TEST=1, every
 # SWIFTLET_* variable of the caller, every VM_ENV_NAME=VALUE as NAME=VALUE, and the -e flags.
 # Exit status: COMMAND's; 124 on timeout; 125 when the VM could not run COMMAND at all.
@@ -59,6 +62,7 @@ MEM=${VM_MEM:-4096}
 OUT_DIR=${VM_OUT_DIR:-}
 PREPARE=0
 SYSTEMD=${VM_SYSTEMD:-0}
+HYBRID=${VM_HYBRID:-0}
 EXTRA_ENV=()
 KEEP=()
 
@@ -74,6 +78,7 @@ while [ $# -gt 0 ]; do
     --mem) [ $# -ge 2 ] || die "--mem needs MiB"; MEM=$2; shift 2 ;;
     --prepare) PREPARE=1; shift ;;
     --systemd) SYSTEMD=1; shift ;;
+    --hybrid) HYBRID=1; shift ;;
     -h | --help) usage; exit 0 ;;
     --) shift; break ;;
     -*) die "unknown option $1 (see --help)" ;;
@@ -81,6 +86,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ "$PREPARE" = 1 ] || [ $# -gt 0 ] || { usage >&2; die "no COMMAND given"; }
+[ "$HYBRID" = 0 ] || [ "$SYSTEMD" = 1 ] || die "--hybrid needs --systemd (systemd mounts the hybrid layout)"
 case $KERNEL_SERIES in 6.1 | 6.12) ;; *) die "--kernel must be 6.1 or 6.12, not '$KERNEL_SERIES'" ;; esac
 [[ $TIMEOUT =~ ^[0-9]+(\.[0-9]+)?[smhd]?$ ]] || die "VM_TIMEOUT/--timeout '$TIMEOUT' is not a duration (1200, 20m, 1h)"
 [[ $CPUS =~ ^[1-9][0-9]*$ ]] || die "VM_CPUS/--cpus '$CPUS' is not a number"
@@ -460,11 +466,13 @@ fi
 printf '%s\n' "${KEPT[@]}" >"$WORK/ctl/carry"
 echo "$MODDIR" >"$WORK/ctl/modules-dir"
 if [ "$SYSTEMD" = 1 ]; then : >"$WORK/ctl/systemd"; fi
+if [ "$HYBRID" = 1 ]; then : >"$WORK/ctl/hybrid"; fi
 
 esc() { echo "${1//,/,,}"; } # qemu option values: a comma is written ,,
 # Kernel arguments: quiet console on the serial port; panic => reboot => qemu exits (-no-reboot);
 # the rest only saves boot time under TCG (no crypto self-tests, no TSC/timer sanity checks).
 KARGS="console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off cryptomgr.notests tsc=reliable no_timer_check"
+if [ "$HYBRID" = 1 ]; then KARGS+=" systemd.unified_cgroup_hierarchy=0"; fi
 KARGS+=${VM_KERNEL_ARGS:+ $VM_KERNEL_ARGS}
 QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -machine pc -accel "tcg,thread=multi" -cpu "${VM_QEMU_CPU:-max}"
     -smp "$CPUS" -m "$MEM" -display none -serial stdio -monitor none -no-reboot

@@ -48,6 +48,15 @@ fail() {
     poweroff_now
 }
 
+mount_cgroup2() { # DIR: cgroup2 with every controller enabled in the root's subtree_control
+    mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate,memory_recursiveprot cgroup2 "$1" ||
+        mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$1" || fail "mount cgroup2"
+    read -r controllers <"$1/cgroup.controllers"
+    for c in $controllers; do
+        echo "+$c" >"$1/cgroup.subtree_control" || say "warning: cannot enable cgroup controller $c"
+    done
+}
+
 stage1() {
     mount -t proc -o nosuid,nodev,noexec proc /proc || fail "mount /proc"
     mount -t sysfs -o nosuid,nodev,noexec sysfs /sys || fail "mount /sys"
@@ -122,14 +131,9 @@ stage1() {
     mount -t devpts -o nosuid,noexec,gid=5,mode=620,ptmxmode=666 devpts /newroot/dev/pts || fail "mount devpts"
     mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /newroot/dev/shm || fail "mount /dev/shm"
     mount -t mqueue -o nosuid,nodev,noexec mqueue /newroot/dev/mqueue || true
-    # cgroup v2 the way systemd mounts it.
+    # cgroup v2 the way systemd mounts it (vm-test.sh --hybrid: systemd mounts its hybrid layout).
     cg=/newroot/sys/fs/cgroup
-    mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate,memory_recursiveprot cgroup2 "$cg" ||
-        mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$cg" || fail "mount cgroup2"
-    read -r controllers <"$cg/cgroup.controllers"
-    for c in $controllers; do
-        echo "+$c" >"$cg/cgroup.subtree_control" || say "warning: cannot enable cgroup controller $c"
-    done
+    [ -f "/newroot$CTL/hybrid" ] || mount_cgroup2 "$cg"
 
     # The kernel's own modules (for busybox modprobe/insmod), if vm-test.sh says where they are.
     if [ -f "/newroot$CTL/modules-dir" ]; then
@@ -194,7 +198,11 @@ Type=oneshot
 ExecStart=/run/vm/busybox sh /run/vm/init systemd-command
 UNIT
     [ -x /lib/systemd/systemd ] || fail "/lib/systemd/systemd is missing (apt-get install systemd)"
-    exec /lib/systemd/systemd --unit=vm-test.service --show-status=false --log-level=warning --log-target=kmsg
+    # systemd takes itself for a container here (the host's /.dockerenv is in the 9p root) and reads
+    # its "kernel command line" from its own argv then: the hybrid switch goes there too.
+    hybrid=
+    if [ -f "$CTL/hybrid" ]; then hybrid=systemd.unified_cgroup_hierarchy=0; fi
+    exec /lib/systemd/systemd --unit=vm-test.service --show-status=false --log-level=warning --log-target=kmsg $hybrid
     fail "exec /lib/systemd/systemd"
 }
 

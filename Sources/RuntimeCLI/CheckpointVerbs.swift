@@ -40,7 +40,6 @@ func checkpointVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
 /// with its status, then removes the container (as runc does).
 func restoreVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     let id = o.positionals[0]
-    if g.systemdCgroup { throw RuntimeError(.unsupported, "restore: the systemd cgroup driver (--systemd-cgroup) is not supported by swiftlet's restore") }
     var r = RestoreOptions(root: g.root, id: id, criu: g.criu, bundle: nonEmpty(o.string("bundle")) ?? ".",
                            imagePath: nonEmpty(o.string("image-path")) ?? defaultImagePath())
     r.workPath = nonEmpty(o.string("work-path"))
@@ -51,6 +50,7 @@ func restoreVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     r.flags = criuFlags(o)
     r.lsmProfile = nonEmpty(o.string("lsm-profile"))
     r.lsmMountContext = nonEmpty(o.string("lsm-mount-context"))
+    r.systemdCgroup = g.systemdCgroup
     let restored = try restoreContainer(r)
     if r.detach { return 0 }
     let code = waitForeground(pid: restored.state.pid, pty: restored.ptyMaster)

@@ -66,7 +66,7 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     let listenFds = getenv("LISTEN_FDS").flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 0
     try closeInheritedFds(keeping: o.preserveFds + listenFds)
     // The cgroup's directories are known now; it is made just before init (createProcesses).
-    let systemd = o.systemdCgroup ? try SystemdUnit(cgroupsPath: spec.linux?.cgroupsPath, id: o.id) : nil
+    let systemd = o.systemdCgroup ? try SystemdUnit(cgroupsPath: spec.linux?.cgroupsPath, id: o.id, annotations: spec.annotations) : nil
     var cgroupManager = systemd?.manager(layout: hostCgroupLayout)
         ?? CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
     // Rootless, without a cgroupsPath: only the hierarchies this user may use (runc's rule).

@@ -21,6 +21,8 @@ public struct RestoreOptions: Sendable {
     public var flags = CriuFlags()
     public var lsmProfile: String?
     public var lsmMountContext: String?
+    /// --systemd-cgroup: the cgroup is a transient systemd unit, started with criu's pid in it.
+    public var systemdCgroup = false
     public init(root: String, id: String, criu: String, bundle: String, imagePath: String) {
         self.root = root; self.id = id; self.criu = criu; self.bundle = bundle; self.imagePath = imagePath
     }
@@ -51,7 +53,9 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
     // goes to --console-socket, or to the foreground copy loop; the same rules as create.
     try checkConsoleSocket(terminal: spec.process?.terminal ?? false, consoleSocket: o.consoleSocket, detached: o.detach)
     let imagesAbs = try checkImageDir(o.imagePath, spec)
-    let manager = CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
+    let systemd = o.systemdCgroup ? try SystemdUnit(cgroupsPath: spec.linux?.cgroupsPath, id: o.id, annotations: spec.annotations) : nil
+    let manager = systemd?.manager(layout: hostCgroupLayout)
+        ?? CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
     let plan = try ContainerPlan(spec: spec, specJSON: specJSON, id: o.id, bundle: bundle, noPivot: false, noNewKeyring: false,
                                  preserveFds: 0, listenFds: 0, cgroupBinds: cgroupBinds(manager))
     defer { plan.closeFds() }
@@ -60,9 +64,10 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
     defer { lock.release() }
     let txn = Transaction(store: store, id: o.id)
     do throws(RuntimeError) {
-        var state = try txn.saveProvisionalState(plan, cgroupPaths: manager.paths)
-        txn.cgroup = try setUpCgroup(manager, spec: spec)
-        let r = RestoreRun(o: o, plan: plan, store: store, manager: manager, txn: txn, checks: checks, images: imagesAbs)
+        var state = try txn.saveProvisionalState(plan, cgroupPaths: manager.paths, systemdUnit: systemd?.name)
+        if systemd == nil { txn.cgroup = try setUpCgroup(manager, spec: spec) }
+        let r = RestoreRun(o: o, plan: plan, store: store, manager: manager, systemd: systemd, txn: txn, checks: checks,
+                           images: imagesAbs)
         let restoredPid = try r.run(state)
         guard let pst = Proc.stat(restoredPid) else {
             throw criuFailure("restore", "criu reported no restored process", logPath: r.logPath)
@@ -106,15 +111,16 @@ private final class RestoreRun {
     let plan: ContainerPlan
     let store: ContainerStore
     let manager: CgroupManager
+    let systemd: SystemdUnit?
     let txn: Transaction
     let checks: CriuCommonChecks
     let images: String
     /// criu handed over the restored terminal's pty master (sent on to --console-socket, or in `txn.pty`).
     var gotPty = false
 
-    init(o: RestoreOptions, plan: ContainerPlan, store: ContainerStore, manager: CgroupManager, txn: Transaction,
+    init(o: RestoreOptions, plan: ContainerPlan, store: ContainerStore, manager: CgroupManager, systemd: SystemdUnit?, txn: Transaction,
          checks: CriuCommonChecks, images: String) {
-        self.o = o; self.plan = plan; self.store = store; self.manager = manager; self.txn = txn
+        self.o = o; self.plan = plan; self.store = store; self.manager = manager; self.systemd = systemd; self.txn = txn
         self.checks = checks; self.images = images
     }
 
@@ -147,7 +153,7 @@ private final class RestoreRun {
         // CRIU restores the processes into the cgroup it runs in: put it in the container's, and
         // tell it where that is (cg_root per controller, from /proc/PID/cgroup).
         do throws(RuntimeError) {
-            do { try manager.add(pid: service.pid) } catch { throw RuntimeError.cgroup(error, "restore: put criu in the container's cgroup") }
+            try joinCgroup(criu: service.pid)
             opts.cgroupRoots = try cgroupRoots(of: service.pid)
         } catch {
             _ = kill(service.pid, SIGKILL)
@@ -157,6 +163,17 @@ private final class RestoreRun {
         let pid = try call(service, opts, state)
         txn.unmount(root)
         return pid
+    }
+
+    /// Puts criu in the container's cgroup; with the systemd driver, starts the unit with criu in it.
+    private func joinCgroup(criu pid: pid_t) throws(RuntimeError) {
+        guard let systemd else {
+            do { try manager.add(pid: pid) } catch { throw RuntimeError.cgroup(error, "restore: put criu in the container's cgroup") }
+            return
+        }
+        var started = false
+        defer { if started { txn.systemdUnit = systemd } }   // stopped on rollback only when we started it
+        txn.cgroup = try startSystemdCgroup(systemd, manager: manager, pid: pid, id: o.id, spec: plan.spec, started: &started)
     }
 
     /// CRIU's restore options, and the descriptors it inherits (namespaces joined by path).

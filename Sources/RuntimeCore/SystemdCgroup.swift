@@ -15,6 +15,9 @@ public final class SystemdUnit: Sendable {
     /// The unit's cgroup path inside every hierarchy: the slice expanded, then the unit.
     public let cgroupPath: String
 
+    /// Unit properties from `org.systemd.property.NAME` annotations, sent after ours (so they win).
+    let annotationProperties: [(String, DBusValue)]
+
     var isSlice: Bool { name.hasSuffix(".slice") }
 
     /// How long systemd may take to answer and to run a job (runc waits 30 s for a job).
@@ -24,7 +27,7 @@ public final class SystemdUnit: Sendable {
     /// linux.cgroupsPath as runc reads it with --systemd-cgroup: `slice:prefix:name`; an empty
     /// slice is system.slice; the unit is `prefix-name.scope`, or `name` when it ends in `.slice`.
     /// No cgroupsPath at all is `:swiftlet:ID`.
-    public init(cgroupsPath: String?, id: String) throws(RuntimeError) {
+    public init(cgroupsPath: String?, id: String, annotations: [String: String]? = nil) throws(RuntimeError) {
         let text = cgroupsPath ?? ""
         let parts = text.isEmpty ? ["", "swiftlet", id] : text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 3 else {
@@ -35,6 +38,44 @@ public final class SystemdUnit: Sendable {
         name = parts[2].hasSuffix(".slice") ? parts[2] : "\(parts[1])-\(parts[2]).scope"
         let parent = try SystemdUnit.expandSlice(slice)
         cgroupPath = (parent == "/" ? "" : parent) + "/" + name
+        annotationProperties = try SystemdUnit.annotationProperties(annotations ?? [:])
+    }
+
+    static let propertyAnnotation = "org.systemd.property."
+
+    /// `org.systemd.property.NAME=VALUE` annotations as unit properties (as runc): NAME is letters
+    /// only, VALUE in GVariant's text format (`uint64 123`, `'inactive-or-failed'`, `true`); a NAME
+    /// ending in `Sec` (not `USec`) becomes NAMEUSec with the whole seconds in microseconds.
+    static func annotationProperties(_ annotations: [String: String]) throws(RuntimeError) -> [(String, DBusValue)] {
+        var props: [(String, DBusValue)] = []
+        for (key, text) in annotations.sorted(by: { $0.key < $1.key }) where key.hasPrefix(propertyAnnotation) {
+            var name = String(key.dropFirst(propertyAnnotation.count))
+            guard name.count >= 3, name.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("A"..."Z").contains($0) }) else {
+                throw RuntimeError(.invalidArgument, "annotation \(key): invalid systemd property name \"\(name)\" (letters only, at least 3)")
+            }
+            var value: DBusValue
+            do { value = try VariantText.parse(text) } catch {
+                throw RuntimeError(.invalidArgument, "annotation \(key)=\(text): value parse error: \(error)")
+            }
+            if name.hasSuffix("Sec") && !name.hasSuffix("USec") {
+                let seconds: UInt64? = switch value {
+                case .byte(let v): UInt64(v)
+                case .int32(let v): v >= 0 ? UInt64(v) : nil
+                case .uint32(let v): UInt64(v)
+                case .int64(let v): v >= 0 ? UInt64(v) : nil
+                case .uint64(let v): v
+                default: nil
+                }
+                let (usec, overflow) = (seconds ?? 0).multipliedReportingOverflow(by: 1_000_000)
+                guard seconds != nil, !overflow else {
+                    throw RuntimeError(.invalidArgument, "annotation \(key)=\(text): a number of seconds is expected")
+                }
+                name = name.dropLast(3) + "USec"
+                value = .uint64(usec)
+            }
+            props.append((name, value))
+        }
+        return props
     }
 
     /// A unit recorded in a container's state.
@@ -42,6 +83,7 @@ public final class SystemdUnit: Sendable {
         self.name = name
         slice = ""
         cgroupPath = ""
+        annotationProperties = []
     }
 
     /// `a-b-c.slice` -> `/a.slice/a-b.slice/a-b-c.slice` (`-.slice` is the root). Refused: no
@@ -88,6 +130,7 @@ public final class SystemdUnit: Sendable {
                   (v2 ? "IOAccounting" : "BlockIOAccounting", .bool(true)), ("TasksAccounting", .bool(true)),
                   ("DefaultDependencies", .bool(false))]
         props += try SystemdUnit.resourceProperties(resources, layout: layout)
+        props += annotationProperties
         let deadline = Clock.monotonicMs() + SystemdUnit.jobTimeoutMs
         var job = ""
         for attempt in 1...2 {
@@ -181,7 +224,69 @@ public final class SystemdUnit: Sendable {
         }
         if let limit = r.pids?.limit, limit != 0 { p.append(("TasksMax", bytes(limit))) }
         if let w = r.blockIO?.weight, w != 0 { p.append(("IOWeight", .uint64(CgroupManager.ioWeight(blkioWeight: w)))) }
+        if let rules = r.devices { p += deviceProperties(rules) }
         return p
+    }
+
+    /// DevicePolicy and DeviceAllow from the device rules (the last rule matching a device decides,
+    /// as in DeviceFilter). After a deny-all rule (or none): `strict` and one DeviceAllow entry per
+    /// allow rule, less the access later deny rules of the same device take away. An allow-all
+    /// rule makes the list a deny list, which systemd cannot express: `auto` with no entries (the
+    /// denials are enforced by our own eBPF program, attached beside systemd's). DeviceAllow is
+    /// always sent, empty first, so that `update` replaces the unit's list instead of adding to it.
+    static func deviceProperties(_ rules: [DeviceCgroup], procDevices: String? = try? FS.readString("/proc/devices")) -> [(String, DBusValue)] {
+        func matchesAll(_ d: DeviceCgroup) -> Bool {
+            (d.type ?? "a") == "a" && (d.major ?? -1) < 0 && (d.minor ?? -1) < 0 && Set(d.access ?? "rwm") == Set("rwm")
+        }
+        let start = rules.lastIndex(where: matchesAll)
+        if let start, rules[start].allow {
+            return [("DevicePolicy", .string("auto")), ("DeviceAllow", .array(element: "(ss)", []))]
+        }
+        var allowed: [(path: String, access: Set<Character>)] = []
+        for rule in rules[(start.map { $0 + 1 } ?? 0)...] {
+            let paths = deviceAllowPaths(rule, procDevices: procDevices ?? "")
+            let access = Set(rule.access ?? "rwm")
+            for path in paths {
+                if let i = allowed.firstIndex(where: { $0.path == path }) {
+                    if rule.allow { allowed[i].access.formUnion(access) } else { allowed[i].access.subtract(access) }
+                } else if rule.allow {
+                    allowed.append((path, access))
+                }
+            }
+        }
+        let entries: [DBusValue] = allowed.filter { !$0.access.isEmpty }.map { entry in
+            .structure([.string(entry.path), .string(String("rwm".filter { entry.access.contains($0) }))])
+        }
+        return [("DevicePolicy", .string("strict")), ("DeviceAllow", .array(element: "(ss)", [])),
+                ("DeviceAllow", .array(element: "(ss)", entries))]
+    }
+
+    /// systemd's names for the devices a rule matches: `/dev/char/1:3`, `char-pts` (a major's
+    /// group in /proc/devices), `char-*` (every major); type `a` is both block and char. A major
+    /// without a group in /proc/devices gets `char-*` (systemd's program must not deny what the
+    /// rules allow; our eBPF program, which both must pass, keeps the rule exact).
+    static func deviceAllowPaths(_ rule: DeviceCgroup, procDevices: String) -> [String] {
+        let kinds: [String] = switch rule.type ?? "a" {
+        case "c": ["char"]
+        case "b": ["block"]
+        default: ["char", "block"]
+        }
+        return kinds.map { kind in
+            guard let major = rule.major, major >= 0 else { return "\(kind)-*" }
+            if let minor = rule.minor, minor >= 0 { return "/dev/\(kind)/\(major):\(minor)" }
+            return "\(kind)-" + (deviceGroup(kind: kind, major: major, procDevices: procDevices) ?? "*")
+        }
+    }
+
+    /// The name of a major in /proc/devices' "Character devices:" or "Block devices:" section.
+    static func deviceGroup(kind: String, major: Int64, procDevices: String) -> String? {
+        var inSection = false
+        for line in procDevices.split(separator: "\n") {
+            if line.hasSuffix("devices:") { inSection = line.lowercased().hasPrefix(kind == "char" ? "character" : "block"); continue }
+            let fields = line.split(separator: " ")
+            if inSection, fields.count == 2, Int64(fields[0]) == major { return String(fields[1]) }
+        }
+        return nil
     }
 
     /// CPUQuotaPeriodUSec and CPUQuotaPerSecUSec (runc's conversion: the quota per second of CPU,

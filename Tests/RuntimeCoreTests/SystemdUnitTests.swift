@@ -91,4 +91,70 @@ final class SystemdUnitTests: XCTestCase {
             XCTAssertThrowsError(try SystemdUnit.bitmask(bad, field: "cpu.cpus"), bad)
         }
     }
+
+    func testDeviceRulesAsDevicePolicyAndDeviceAllow() {
+        let procDevices = "Character devices:\n  1 mem\n136 pts\n\nBlock devices:\n  7 loop\n"
+        func allow(_ p: [(String, DBusValue)]) -> [String] {
+            guard case .array(_, let entries)? = p.last?.1 else { return [] }
+            return entries.compactMap { e -> String? in
+                guard case .structure(let f) = e else { return nil }
+                return "\(f[0].stringValue ?? "") \(f[1].stringValue ?? "")"
+            }
+        }
+        // Deny-all, then allows: strict, with the list (a later deny of the same device takes access away).
+        let rules = [DeviceCgroup(allow: false, access: "rwm"),
+                     DeviceCgroup(allow: true, type: "c", major: 1, minor: 3, access: "rwm"),
+                     DeviceCgroup(allow: true, type: "c", major: 136, access: "rw"),
+                     DeviceCgroup(allow: true, type: "b", major: 7, minor: -1, access: "r"),
+                     DeviceCgroup(allow: true, type: "c", major: 99, access: "r"),
+                     DeviceCgroup(allow: true, type: "b", access: "m"),
+                     DeviceCgroup(allow: true, type: "c", major: 1, minor: 5, access: "rw"),
+                     DeviceCgroup(allow: false, type: "c", major: 1, minor: 5, access: "w")]
+        let p = SystemdUnit.deviceProperties(rules, procDevices: procDevices)
+        XCTAssertEqual(p.first?.0, "DevicePolicy")
+        XCTAssertEqual(p.first?.1.stringValue, "strict")
+        XCTAssertEqual(p.map(\.0), ["DevicePolicy", "DeviceAllow", "DeviceAllow"])
+        XCTAssertEqual(allow(p), ["/dev/char/1:3 rwm", "char-pts rw", "block-loop r", "char-* r", "block-* m", "/dev/char/1:5 r"])
+        // An allow-all rule last: systemd restricts nothing.
+        let all = SystemdUnit.deviceProperties(rules + [DeviceCgroup(allow: true, access: "rwm")], procDevices: procDevices)
+        XCTAssertEqual(all.first?.1.stringValue, "auto")
+        XCTAssertEqual(allow(all), [])
+        // A deny list (allow-all, then denials): left to our eBPF program.
+        let deny = SystemdUnit.deviceProperties([DeviceCgroup(allow: true, access: "rwm"),
+                                                 DeviceCgroup(allow: false, type: "c", major: 1, minor: 3, access: "rwm")], procDevices: procDevices)
+        XCTAssertEqual(deny.first?.1.stringValue, "auto")
+        // No rule at all: deny everything.
+        XCTAssertEqual(allow(SystemdUnit.deviceProperties([], procDevices: procDevices)), [])
+        XCTAssertEqual(SystemdUnit.deviceProperties([], procDevices: procDevices).first?.1.stringValue, "strict")
+    }
+
+    func testPropertyAnnotations() throws {
+        let unit = try SystemdUnit(cgroupsPath: nil, id: "a", annotations: [
+            "org.systemd.property.TimeoutStopUSec": "uint64 123456789",
+            "org.systemd.property.CollectMode": "'inactive-or-failed'",
+            "org.systemd.property.TimeoutStartSec": "5",
+            "org.systemd.property.SendSIGHUP": "true",
+            "org.systemd.property.Environment": "['A=1', \"B=2\"]",
+            "other": "ignored",
+        ])
+        let p = Dictionary(uniqueKeysWithValues: unit.annotationProperties.map { ($0.0, $0.1) })
+        XCTAssertEqual(p.count, 5)
+        XCTAssertEqual(p["TimeoutStopUSec"], .uint64(123_456_789))
+        XCTAssertEqual(p["CollectMode"], .string("inactive-or-failed"))
+        XCTAssertEqual(p["TimeoutStartUSec"], .uint64(5_000_000))
+        XCTAssertEqual(p["SendSIGHUP"], .bool(true))
+        XCTAssertEqual(p["Environment"], .array(element: "s", [.string("A=1"), .string("B=2")]))
+        for (key, value) in [("org.systemd.property.Bad-Name", "1"), ("org.systemd.property.Ab", "1"),
+                             ("org.systemd.property.CollectMode", "'unterminated"), ("org.systemd.property.MemoryMax", "uint64 -1"),
+                             ("org.systemd.property.TimeoutStopSec", "'five'"), ("org.systemd.property.X", "@as []x")] {
+            XCTAssertThrowsError(try SystemdUnit(cgroupsPath: nil, id: "a", annotations: [key: value])) { error in
+                XCTAssertTrue("\(error)".contains(key), "\(error)")
+            }
+        }
+        XCTAssertEqual(try VariantText.parse("@as []"), .array(element: "s", []))
+        XCTAssertEqual(try VariantText.parse("@t 7"), .uint64(7))
+        XCTAssertEqual(try VariantText.parse("int64 -7"), .int64(-7))
+        XCTAssertThrowsError(try VariantText.parse("[]"))
+        XCTAssertThrowsError(try VariantText.parse("1.5"))
+    }
 }

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# systemd-clients.sh - real clients with the systemd cgroup driver, where systemd is PID 1: podman
+# with a systemd host's defaults (cgroup_manager = "systemd", journald events and container logs)
+# using swiftlet + swiftlet-monitor, and containerd 1.6 through containerd-shim-runc-v2 with the
+# runc options BinaryName = swiftlet and SystemdCgroup = true (what CRI's `SystemdCgroup = true`
+# passes to the shim; ctr sets them with --runc-binary and --runc-systemd-cgroup).
+#
+#   bash Scripts/vm/systemd-clients.sh [MONITOR [SWIFTLET]]
+#
+# Runs in the VM of `Scripts/vm-test.sh --systemd` (Scripts/test.sh's systemd lane runs it after the
+# XCTest classes). MONITOR / SWIFTLET default to $SWIFTLET_MONITOR / $SWIFTLET_BINARY. Everything
+# lives in a temp dir (podman's storage and containers.conf, containerd's root, state and socket);
+# journald is started if it is not running (the VM boots only what its command needs).
+# Steps (each prints PASS or FAIL; exit status 1 when any failed, 2 on a set-up error):
+#   podman: run -d: the container's scope libpod-ID.scope active in machine.slice with
+#   init in it; exec; logs (read back from journald); journalctl CONTAINER_NAME=; stop; rm: scope gone.
+#   containerd: run -d with cgroupsPath system.slice:swiftlet-ctr:ID: scope active, init in it;
+#   task exec; task kill; task rm + container rm: scope gone. (The host lanes, podman-test.sh and
+#   containerd-smoke.sh, cover the rest of both clients; under TCG every step here costs seconds.)
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+die() { echo "systemd-clients: error: $*" >&2; exit 2; }
+
+MONITOR=${1:-${SWIFTLET_MONITOR:-$REPO/.build/test-bin/swiftlet-monitor}}
+SWIFTLET=${2:-${SWIFTLET_BINARY:-$REPO/.build/test-bin/swiftlet}}
+ROOTFS=${SWIFTLET_ROOTFS:?set SWIFTLET_ROOTFS}
+[ "$(id -u)" = 0 ] || die "run as root"
+[ -d /run/systemd/system ] || die "systemd is not PID 1 here (run it with Scripts/vm-test.sh --systemd)"
+for c in podman containerd ctr systemctl journalctl; do command -v "$c" >/dev/null || die "$c not found"; done
+[ -x "$MONITOR" ] || die "monitor not found: $MONITOR"
+[ -x "$SWIFTLET" ] || die "swiftlet not found: $SWIFTLET"
+systemctl start systemd-journald.socket systemd-journald.service || die "cannot start systemd-journald"
+
+D=$(mktemp -d /tmp/swiftlet-sdc.XXXXXX) # short: containerd's socket path is limited to 108 bytes
+DAEMON=
+# shellcheck disable=SC2317 # (run by the EXIT trap)
+cleanup() {
+    podman rm -a -f -t 0 >/dev/null 2>&1
+    podman system reset -f >/dev/null 2>&1
+    if [ -n "$DAEMON" ]; then
+        for c in $(ctr --address "$D/c.sock" -n sdc task ls -q 2>/dev/null); do
+            ctr --address "$D/c.sock" -n sdc task rm -f "$c" >/dev/null 2>&1
+        done
+        kill "$DAEMON" 2>/dev/null; wait "$DAEMON" 2>/dev/null
+    fi
+    awk -v d="$D/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
+    rm -rf --one-file-system "$D"
+}
+trap cleanup EXIT
+
+FAIL=0
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1"; FAIL=1; }
+check() { # NAME EXPECTED-SUBSTRING CMD...: CMD exits 0 and prints EXPECTED
+    local name=$1 want=$2 out rc
+    shift 2
+    out=$(timeout 120 "$@" 2>&1); rc=$?
+    if [ $rc -eq 0 ] && [[ $out == *"$want"* ]]; then pass "$name"; else fail "$name (rc=$rc): $(tail -n 3 <<<"$out" | tr '\n' ' ')"; fi
+}
+unit_prop() { systemctl show "$1" -p "$2" --value 2>/dev/null; }
+# check_scope NAME UNIT CGROUP PID: the unit is active, its cgroup is CGROUP and PID is in it
+check_scope() {
+    local state cg
+    state=$(unit_prop "$2" ActiveState) cg=$(unit_prop "$2" ControlGroup)
+    if [ "$state" = active ] && [ "$cg" = "$3" ] && [ "$(cat "/proc/$4/cgroup" 2>/dev/null)" = "0::$3" ]; then pass "$1"
+    else fail "$1: $2 is '$state' at '$cg'; pid $4 in '$(cat "/proc/$4/cgroup" 2>/dev/null)'"; fi
+}
+check_gone() { # NAME UNIT
+    local s
+    for _ in $(seq 100); do s=$(unit_prop "$2" LoadState); [ "$s" = not-found ] && break; sleep 0.1; done
+    if [ "$s" = not-found ]; then pass "$1"; else fail "$1: $2 is still $s ($(unit_prop "$2" ActiveState))"; fi
+}
+
+# ------------------------------------------------------------------------------------------ podman
+mkdir -p "$D"/{root,runroot,tmp}
+cat >"$D/storage.conf" <<EOF
+[storage]
+driver = "vfs"
+graphroot = "$D/root"
+runroot = "$D/runroot"
+EOF
+cat >"$D/containers.conf" <<EOF
+[containers]
+log_driver = "journald"
+netns = "none"
+[engine]
+cgroup_manager = "systemd"
+events_logger = "journald"
+tmp_dir = "$D/tmp"
+static_dir = "$D/root/libpod"
+volume_path = "$D/root/volumes"
+runtime_supports_json = ["swiftlet"]
+EOF
+export CONTAINERS_CONF=$D/containers.conf CONTAINERS_STORAGE_CONF=$D/storage.conf
+IMG=localhost/swiftlet-busybox:latest
+tar -C "$ROOTFS" -cf "$D/rootfs.tar" . || die "tar of $ROOTFS failed"
+podman import --change 'CMD ["/bin/sh"]' "$D/rootfs.tar" "$IMG" >/dev/null 2>&1 || die "podman import failed"
+rm -f "$D/rootfs.tar"
+echo "# systemd-clients: podman $(podman --version | awk '{print $3}') (cgroup manager $(podman info -f '{{.Host.CgroupManager}}')), swiftlet-monitor + swiftlet"
+
+P=(podman --conmon "$MONITOR" --runtime "$SWIFTLET")
+n=sdc-$$
+check "podman run -d" "" "${P[@]}" run -d --name "$n" "$IMG" sh -c 'echo out-line; echo err-line >&2; sleep 600'
+cid=$("${P[@]}" inspect -f '{{.Id}}' "$n" 2>/dev/null)
+pid=$("${P[@]}" inspect -f '{{.State.Pid}}' "$n" 2>/dev/null)
+check_scope "podman: the container's scope" "libpod-$cid.scope" "/machine.slice/libpod-$cid.scope" "${pid:-0}"
+check "podman exec" "exec-ok" "${P[@]}" exec "$n" sh -c 'echo exec-ok'
+for _ in $(seq 50); do "${P[@]}" logs "$n" 2>&1 | grep -q err-line && break; sleep 0.1; done
+out=$(timeout 60 "${P[@]}" logs "$n" 2>&1)
+if [[ $out == *out-line* && $out == *err-line* ]]; then pass "podman logs (journald)"; else fail "podman logs (journald): '$out'"; fi
+check "journalctl CONTAINER_NAME=$n" "out-line" journalctl --no-pager -o cat "CONTAINER_NAME=$n"
+check "podman stop" "$n" "${P[@]}" stop -t 1 "$n"
+check "podman: stopped" "exited" "${P[@]}" inspect -f '{{.State.Status}}' "$n"
+check "podman rm" "$n" "${P[@]}" rm "$n"
+check_gone "podman: scope gone after rm" "libpod-$cid.scope"
+
+# -------------------------------------------------------------------------------------- containerd
+cat >"$D/config.toml" <<EOF
+version = 2
+root = "$D/croot"
+state = "$D/cstate"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$D/c.sock"
+[ttrpc]
+  address = "$D/c.sock.ttrpc"
+EOF
+setsid containerd --config "$D/config.toml" >"$D/containerd.log" 2>&1 </dev/null &
+DAEMON=$!
+for _ in $(seq 300); do ctr --address "$D/c.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+ctr --address "$D/c.sock" version >/dev/null 2>&1 || { tail -n 20 "$D/containerd.log" >&2; die "containerd did not come up"; }
+echo "# systemd-clients: containerd $(containerd --version | awk '{print $3}'), containerd-shim-runc-v2, SystemdCgroup + BinaryName=swiftlet"
+CTR=(timeout -k 5 120 ctr --address "$D/c.sock" -n sdc)
+id=ctr-$$ unit=swiftlet-ctr-ctr-$$.scope
+RUN=(run --rootfs --runc-binary "$SWIFTLET" --runc-systemd-cgroup --runc-root "$D/runc-root")
+check "ctr run -d (systemd cgroup)" "" "${CTR[@]}" "${RUN[@]}" --cgroup "system.slice:swiftlet-ctr:$id" -d "$ROOTFS" "$id" sleep 600
+pid=$("${CTR[@]}" task ls 2>/dev/null | awk -v id="$id" '$1 == id { print $2 }')
+check_scope "containerd: the container's scope" "$unit" "/system.slice/$unit" "${pid:-0}"
+check "ctr task exec" "inside" "${CTR[@]}" task exec --exec-id e1 "$id" echo inside
+check "ctr task kill" "" "${CTR[@]}" task kill -s KILL "$id"
+for _ in $(seq 100); do "${CTR[@]}" task ls 2>/dev/null | grep -q "^$id .*STOPPED" && break; sleep 0.1; done
+check "ctr task rm" "" "${CTR[@]}" task rm "$id"
+check "ctr container rm" "" "${CTR[@]}" container rm "$id"
+check_gone "containerd: scope gone after task rm" "$unit"
+
+[ "$FAIL" = 0 ] && echo "systemd-clients: all steps passed" || echo "systemd-clients: FAILED"
+exit "$FAIL"

@@ -10,8 +10,12 @@ import PackageDescription
 // Scripts/test.sh do): a static-PIE keeps its DT_RUNPATH and glibc's start-up crashes expanding $ORIGIN
 // there (SIGSEGV before main). Relative relocations are RELR-packed (glibc >= 2.36): a 4 KB table instead
 // of ~1 MB. Spec/performance.md has the cost (the monitor's private memory: 0.28 -> 0.8 MiB).
-let staticPIE: [LinkerSetting] = [.unsafeFlags(["-static-executable", "-Xclang-linker", "-static-pie", "-use-ld=lld",
-                                                   "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]
+let staticPIE: [LinkerSetting] = [
+    .unsafeFlags([
+        "-static-executable", "-Xclang-linker", "-static-pie", "-use-ld=lld",
+        "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+    ])
+]
 
 let package = Package(
     name: "Swiftlet",
@@ -47,30 +51,39 @@ let package = Package(
         // CRIU's RPC (criu swrk): a hand-written protobuf wire codec for its messages (no Foundation).
         .target(name: "Checkpoint", dependencies: ["LinuxSystem", "CLinux"]),
         // Container store, process model, hooks, exec, kill, delete, checkpoint/restore.
-        .target(name: "RuntimeCore", dependencies: ["OCI", "LinuxSystem", "Mounts", "Seccomp", "Cgroups", "Checkpoint", "DBus", "CLinux"]),
+        .target(
+            name: "RuntimeCore",
+            dependencies: ["OCI", "LinuxSystem", "Mounts", "Seccomp", "Cgroups", "Checkpoint", "DBus", "CLinux"]),
         // One file per verb, each a thin call into RuntimeCore.
-        .target(name: "RuntimeCLI", dependencies: ["Argv", "OCI", "RuntimeCore", "LinuxSystem", "Seccomp", "Mounts", "Cgroups"]),
+        .target(
+            name: "RuntimeCLI",
+            dependencies: ["Argv", "OCI", "RuntimeCore", "LinuxSystem", "Seccomp", "Mounts", "Cgroups"]),
         // A fully static executable, like the monitor: start-up without ld.so (7 shared libraries,
         // symbol lookups, relocations) takes a third of the CPU (measured: `swiftlet --version` 1.6 vs
         // 4.8 ms, `exec` 8 vs 11.6 ms). Static-PIE, so ASLR covers its own text. No NSS (not used).
-        .executableTarget(name: "swiftlet", dependencies: ["RuntimeCLI", "CExeSeal"],
-                          linkerSettings: staticPIE),
+        .executableTarget(
+            name: "swiftlet", dependencies: ["RuntimeCLI", "CExeSeal"],
+            linkerSettings: staticPIE),
         // The per-container monitor (conmon's command line and protocol, plus a control API and probes).
         // Also the containerd runtime v2 shim (`containerd-shim-swiftlet-v2`, the monitor binary entered by
         // that name): ttrpc server and task service, protobuf through Checkpoint's wire codec.
-        .target(name: "MonitorCore", dependencies: ["OCI", "LinuxSystem", "Cgroups", "CLinux", "COpenSSL", "Checkpoint", "Mounts"]),
+        .target(
+            name: "MonitorCore",
+            dependencies: ["OCI", "LinuxSystem", "Cgroups", "CLinux", "COpenSSL", "Checkpoint", "Mounts"]),
         // A fully static executable: a PIE monitor linked to glibc and libstdc++ keeps ~1.1 MiB of private
         // pages (relocations, per-process text), a static one ~0.2 MiB, which is what every extra
         // container costs (Spec/monitor.md). Static-PIE (ASLR) relocates its pointer data at start-up:
         // 0.8 MiB private; the trade-off is in Spec/performance.md.
-        .executableTarget(name: "swiftlet-monitor", dependencies: ["MonitorCore"],
-                          linkerSettings: staticPIE),
+        .executableTarget(
+            name: "swiftlet-monitor", dependencies: ["MonitorCore"],
+            linkerSettings: staticPIE),
 
         .target(name: "TestSupport"),
         // Test-only: the config parser/decoder/validator on random mutations, in a process of its own.
         .executableTarget(name: "oci-fuzz", dependencies: ["OCI", "TestSupport"], path: "Tests/OCIFuzz"),
         .testTarget(name: "OCITests", dependencies: ["OCI", "TestSupport"]),
-        .testTarget(name: "ArgvTests", dependencies: ["Argv", "RuntimeCLI"], swiftSettings: [.define("ARGV_TABLE_TESTS")]),
+        .testTarget(
+            name: "ArgvTests", dependencies: ["Argv", "RuntimeCLI"], swiftSettings: [.define("ARGV_TABLE_TESTS")]),
         .testTarget(name: "MountsTests", dependencies: ["Mounts", "LinuxSystem"]),
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "OCI"]),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
@@ -79,8 +92,14 @@ let package = Package(
         // D-Bus marshalling against bytes written from the specification, without a bus.
         .testTarget(name: "DBusTests", dependencies: ["DBus"]),
         // The plans RuntimeCore makes before it forks, without root or a container.
-        .testTarget(name: "RuntimeCoreTests", dependencies: ["RuntimeCore", "RuntimeCLI", "Argv", "OCI", "CLinux", "Cgroups",
-                                                             "DBus", "LinuxSystem", "Seccomp", "TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem", "Checkpoint", "oci-fuzz"]),
+        .testTarget(
+            name: "RuntimeCoreTests",
+            dependencies: [
+                "RuntimeCore", "RuntimeCLI", "Argv", "OCI", "CLinux", "Cgroups",
+                "DBus", "LinuxSystem", "Seccomp", "TestSupport",
+            ]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["TestSupport", "CLinux", "CSeccomp", "LinuxSystem", "Checkpoint", "oci-fuzz"]),
     ]
 )

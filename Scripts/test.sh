@@ -78,6 +78,11 @@ export SWIFTLET_CRIU
 echo "SWIFTLET_CRIU=$SWIFTLET_CRIU"
 
 FAILED=()
+section "format (swift format lint --strict, .swift-format: 4 spaces, 120 columns)"
+SWIFT=$(command -v swift || echo /opt/swift/usr/bin/swift)
+if ! (cd "$REPO" && "$SWIFT" format lint --strict --recursive Sources Tests Package.swift); then
+    FAILED+=("swift format lint")
+fi
 LOGS=$(mktemp -d)
 trap 'rm -rf "$LOGS"' EXIT
 

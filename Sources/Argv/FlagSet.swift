@@ -55,7 +55,8 @@ func parseFlags(_ arguments: [String], options: [OptionSpec]) -> FlagParse {
     var failure: String?
     var index = 0
     scan: while index < arguments.count {
-        let name: String, inlineValue: String?
+        let name: String
+        let inlineValue: String?
         switch splitOptionWord(arguments[index]) {
         case .end(let consumed):
             if consumed { index += 1 }  // "--" ends the options and is dropped
@@ -110,8 +111,9 @@ private func splitOptionWord(_ word: String) -> OptionWord {
     guard let equalsAt = bytes[(nameStart + 1)...].firstIndex(of: equals) else {
         return .option(name: String(decoding: bytes[nameStart...], as: UTF8.self), inlineValue: nil)
     }
-    return .option(name: String(decoding: bytes[nameStart..<equalsAt], as: UTF8.self),
-                   inlineValue: String(decoding: bytes[(equalsAt + 1)...], as: UTF8.self))
+    return .option(
+        name: String(decoding: bytes[nameStart..<equalsAt], as: UTF8.self),
+        inlineValue: String(decoding: bytes[(equalsAt + 1)...], as: UTF8.self))
 }
 
 private struct FlagFailure: Error {
@@ -120,8 +122,10 @@ private struct FlagFailure: Error {
 
 /// The value of `option` (given as `name`): a bool's inline value or "true"; else the inline value
 /// or the next word (advancing `index`), checked against the option's type. Go's wording on failure.
-private func flagValue(_ option: OptionSpec, name: String, inlineValue: String?, _ arguments: [String],
-                       _ index: inout Int) -> Result<String, FlagFailure> {
+private func flagValue(
+    _ option: OptionSpec, name: String, inlineValue: String?, _ arguments: [String],
+    _ index: inout Int
+) -> Result<String, FlagFailure> {
     if option.kind == .bool {
         guard let text = inlineValue else { return .success("true") }
         guard let flag = goParseBool(text) else {

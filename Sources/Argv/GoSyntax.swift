@@ -85,10 +85,18 @@ func parseGoUint(_ text: String, base requestedBase: Int, bitSize: Int) -> Resul
         if bytes.first == UInt8(ascii: "0") {
             let marker = bytes.count >= 3 ? lowered(bytes[bytes.startIndex + 1]) : 0
             switch marker {
-            case UInt8(ascii: "b"): base = 2; bytes = bytes.dropFirst(2)
-            case UInt8(ascii: "o"): base = 8; bytes = bytes.dropFirst(2)
-            case UInt8(ascii: "x"): base = 16; bytes = bytes.dropFirst(2)
-            default: base = 8; bytes = bytes.dropFirst(1)
+            case UInt8(ascii: "b"):
+                base = 2
+                bytes = bytes.dropFirst(2)
+            case UInt8(ascii: "o"):
+                base = 8
+                bytes = bytes.dropFirst(2)
+            case UInt8(ascii: "x"):
+                base = 16
+                bytes = bytes.dropFirst(2)
+            default:
+                base = 8
+                bytes = bytes.dropFirst(1)
             }
         }
     }

@@ -89,7 +89,9 @@ final class KnobWriter {
                 switch restore {
                 case .content: saved.append((path, trimmed(old)))
                 case .key(let key):
-                    if let v = parseFlatKeyed(old).first(where: { $0.key == key })?.value { saved.append((path, String(v))) }
+                    if let v = parseFlatKeyed(old).first(where: { $0.key == key })?.value {
+                        saved.append((path, String(v)))
+                    }
                 case .none: break
                 }
             }

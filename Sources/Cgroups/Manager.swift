@@ -25,11 +25,14 @@ public struct CgroupManager: Sendable {
     /// is the same in every hierarchy; a relative one is relative to this process's own cgroup in each
     /// hierarchy (from /proc/self/cgroup, or `procSelfCgroup` text), and on pure v2 to the parent of
     /// the own cgroup (which holds processes, so it cannot have controller-enabled children).
-    public init(layout: CgroupLayout, cgroupsPath: String?, id: String, fsRoot: String = "",
-                procSelfCgroup: String? = nil) {
+    public init(
+        layout: CgroupLayout, cgroupsPath: String?, id: String, fsRoot: String = "",
+        procSelfCgroup: String? = nil
+    ) {
         guard let relative = cgroupsPath, !relative.isEmpty, !relative.hasPrefix("/") else {
-            self.init(layout: layout, path: CgroupManager.resolvePath(cgroupsPath: cgroupsPath, id: id, ownCgroup: "/"),
-                      fsRoot: fsRoot)
+            self.init(
+                layout: layout, path: CgroupManager.resolvePath(cgroupsPath: cgroupsPath, id: id, ownCgroup: "/"),
+                fsRoot: fsRoot)
             return
         }
         let text = procSelfCgroup ?? ((try? FS.readString("/proc/self/cgroup")) ?? "")
@@ -171,7 +174,8 @@ public struct CgroupManager: Sendable {
     /// and a refusal is an error.
     func enableControllers(in dir: String, only: String?) throws(CgroupError) {
         let available = (readIfPresent(dir + "/cgroup.controllers") ?? "").split(separator: " ").map { trimmed($0) }
-        let enabled = Set((readIfPresent(dir + "/cgroup.subtree_control") ?? "").split(separator: " ").map { trimmed($0) })
+        let enabled = Set(
+            (readIfPresent(dir + "/cgroup.subtree_control") ?? "").split(separator: " ").map { trimmed($0) })
         let missing = available.filter { !$0.isEmpty && !enabled.contains($0) && (only == nil || only == $0) }
         if missing.isEmpty { return }
         let writer = KnobWriter(journaling: false, observer: writeObserver)
@@ -347,7 +351,9 @@ public struct CgroupManager: Sendable {
         do throws(CgroupError) {
             try writer.write(file, "1")
         } catch {
-            if error.errno == ENOENT { throw CgroupError("cannot freeze \(dir): cgroup.freeze is missing (kernel < 5.2)", errno: ENOENT) }
+            if error.errno == ENOENT {
+                throw CgroupError("cannot freeze \(dir): cgroup.freeze is missing (kernel < 5.2)", errno: ENOENT)
+            }
             throw error
         }
         for _ in 0..<1000 {
@@ -376,7 +382,10 @@ public struct CgroupManager: Sendable {
         }
         try? freeze()
         let all: [Int32]
-        do throws(CgroupError) { all = try pids() } catch { try? thaw(); throw error }
+        do throws(CgroupError) { all = try pids() } catch {
+            try? thaw()
+            throw error
+        }
         var failure: CgroupError?
         for pid in all {
             if Glibc.kill(pid, signal) == 0 { continue }

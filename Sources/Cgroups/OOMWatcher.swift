@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 
 /// Notices OOM kills in a container's cgroup: v1 through an eventfd registered on
@@ -16,8 +16,11 @@ public final class OOMWatcher {
             let efd = sl_eventfd()
             guard efd >= 0 else { throw CgroupError("eventfd: \(errnoString(errno))", errno: errno) }
             let control = Glibc.open(counterFile, O_RDONLY | O_CLOEXEC)
-            guard control >= 0 else { close(efd); throw CgroupError("open \(counterFile): \(errnoString(errno))", errno: errno) }
-            defer { close(control) }   // the registration keeps its own reference
+            guard control >= 0 else {
+                close(efd)
+                throw CgroupError("open \(counterFile): \(errnoString(errno))", errno: errno)
+            }
+            defer { close(control) }  // the registration keeps its own reference
             do { try FS.writeFile(memory + "/cgroup.event_control", "\(efd) \(control)", create: false) } catch {
                 close(efd)
                 throw CgroupError("register OOM notification in \(memory): \(error)", errno: error.errno)
@@ -51,7 +54,7 @@ public final class OOMWatcher {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         if poll(&p, 1, timeoutMs) > 0 {
             var buf = [UInt8](repeating: 0, count: 4096)
-            _ = read(fd, &buf, buf.count)   // drain the eventfd counter or inotify events
+            _ = read(fd, &buf, buf.count)  // drain the eventfd counter or inotify events
         }
         let now = count()
         defer { last = now }

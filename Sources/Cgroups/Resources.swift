@@ -43,8 +43,9 @@ extension CgroupManager {
         if record() { return }
         let failures = writer.rollback()
         if !failures.isEmpty {
-            throw CgroupError("restoring the previous values failed: " + failures.map(\.message).joined(separator: "; "),
-                              errno: failures[0].errno)
+            throw CgroupError(
+                "restoring the previous values failed: " + failures.map(\.message).joined(separator: "; "),
+                errno: failures[0].errno)
         }
     }
 
@@ -91,7 +92,8 @@ extension CgroupManager {
 
     func validate(_ r: Resources) throws(CgroupError) {
         if let m = r.memory {
-            let limit = m.limit ?? 0, swap = m.swap ?? 0
+            let limit = m.limit ?? 0
+            let swap = m.swap ?? 0
             if limit < -1 { throw .field("memory.limit", "invalid value \(limit)") }
             if swap < -1 { throw .field("memory.swap", "invalid value \(swap)") }
             if (m.reservation ?? 0) < -1 { throw .field("memory.reservation", "invalid value \(m.reservation ?? 0)") }
@@ -106,7 +108,8 @@ extension CgroupManager {
         if let unified = r.unified, !unified.isEmpty {
             guard isV2 else { throw .field("unified", "requires cgroup v2") }
             for key in unified.keys.sorted() where !isValidUnifiedKey(key) {
-                throw CgroupError("linux.resources.unified[\(quoted(key))]: must be a cgroup file name like \"memory.high\"")
+                throw CgroupError(
+                    "linux.resources.unified[\(quoted(key))]: must be a cgroup file name like \"memory.high\"")
             }
         }
         if isV2, let w = r.blockIO?.weight, w != 0, !(10...1000).contains(w) {
@@ -137,7 +140,8 @@ extension CgroupManager {
         if isV2, let network = r.network, (network.classID ?? 0) != 0 || !(network.priorities ?? []).isEmpty {
             throw .field("network", "net_cls/net_prio do not exist on cgroup v2")
         }
-        for (i, p) in (r.network?.priorities ?? []).enumerated() where !isFileNameComponent(p.name) || p.name.contains(" ") {
+        for (i, p) in (r.network?.priorities ?? []).enumerated()
+        where !isFileNameComponent(p.name) || p.name.contains(" ") {
             throw .field("network.priorities[\(i)].name", "invalid interface name \(quoted(p.name))")
         }
     }
@@ -195,7 +199,8 @@ extension CgroupManager {
         let reservation = m.reservation ?? 0
         let kernelTCP = m.kernelTCP ?? 0
         let swappiness = m.swappiness.flatMap { $0 == UInt64.max ? nil : $0 }
-        let needed = limit != 0 || swap != 0 || reservation != 0 || kernelTCP != 0
+        let needed =
+            limit != 0 || swap != 0 || reservation != 0 || kernelTCP != 0
             || m.disableOOMKiller == true || swappiness != nil
         guard needed else { return }
         let d = try dir("memory", for: "memory")
@@ -250,9 +255,13 @@ extension CgroupManager {
     }
 
     private func setCPUV1(_ c: Resources.CPU, _ w: KnobWriter) throws(CgroupError) {
-        let shares = c.shares ?? 0, quota = c.quota ?? 0, period = c.period ?? 0
-        let rtRuntime = c.realtimeRuntime ?? 0, rtPeriod = c.realtimePeriod ?? 0
-        let needed = shares != 0 || quota != 0 || period != 0 || c.burst != nil || c.idle != nil
+        let shares = c.shares ?? 0
+        let quota = c.quota ?? 0
+        let period = c.period ?? 0
+        let rtRuntime = c.realtimeRuntime ?? 0
+        let rtPeriod = c.realtimePeriod ?? 0
+        let needed =
+            shares != 0 || quota != 0 || period != 0 || c.burst != nil || c.idle != nil
             || rtRuntime != 0 || rtPeriod != 0
         guard needed else { return }
         let d = try dir("cpu", for: "cpu")
@@ -261,8 +270,12 @@ extension CgroupManager {
             // The kernel clamps out-of-range shares; reading back tells us (runc's message).
             try w.write(d + "/cpu.shares", String(shares))
             let actual = try readUInt(d + "/cpu.shares")
-            if shares > actual { throw .field("cpu.shares", "\(shares) is above the maximum allowed cpu-shares \(actual)") }
-            if shares < actual { throw .field("cpu.shares", "\(shares) is below the minimum allowed cpu-shares \(actual)") }
+            if shares > actual {
+                throw .field("cpu.shares", "\(shares) is above the maximum allowed cpu-shares \(actual)")
+            }
+            if shares < actual {
+                throw .field("cpu.shares", "\(shares) is below the minimum allowed cpu-shares \(actual)")
+            }
         }
         // period, burst and quota constrain each other: a write the current quota makes invalid
         // (EINVAL) is retried after the quota is written.
@@ -294,8 +307,10 @@ extension CgroupManager {
     }
 
     /// Writes; on EINVAL, when `canDefer`, remembers the write for after the constraining one.
-    private func writeOrDefer(_ file: String, _ value: String, canDefer: Bool,
-                              _ pending: inout [(file: String, value: String)], _ w: KnobWriter) throws(CgroupError) {
+    private func writeOrDefer(
+        _ file: String, _ value: String, canDefer: Bool,
+        _ pending: inout [(file: String, value: String)], _ w: KnobWriter
+    ) throws(CgroupError) {
         do throws(CgroupError) {
             try w.write(file, value)
         } catch {
@@ -312,7 +327,8 @@ extension CgroupManager {
     }
 
     private func setBlkioV1(_ b: Resources.BlockIO, _ w: KnobWriter) throws(CgroupError) {
-        let weight = b.weight ?? 0, leafWeight = b.leafWeight ?? 0
+        let weight = b.weight ?? 0
+        let leafWeight = b.leafWeight ?? 0
         let devices = b.weightDevice ?? []
         let throttles: [(String, [Resources.ThrottleDevice])] = [
             ("blkio.throttle.read_bps_device", b.throttleReadBpsDevice ?? []),
@@ -361,8 +377,10 @@ extension CgroupManager {
     }
 
     /// hugetlb.SIZE<suffix>, and the .rsvd variant (kernel >= 5.7) with the same limit, as runc does.
-    private func setHugetlb(_ limits: [Resources.HugepageLimit], dir d: String, suffix: String,
-                            _ w: KnobWriter) throws(CgroupError) {
+    private func setHugetlb(
+        _ limits: [Resources.HugepageLimit], dir d: String, suffix: String,
+        _ w: KnobWriter
+    ) throws(CgroupError) {
         var reserved = true
         for h in limits {
             let prefix = d + "/hugetlb." + h.pageSize
@@ -371,11 +389,14 @@ extension CgroupManager {
             } catch {
                 guard error.errno == ENOENT, FS.exists(d + "/cgroup.procs") else { throw error }
                 if suffix == ".max", let available = readIfPresent(d + "/cgroup.controllers"),
-                   !available.split(whereSeparator: { $0 == " " || $0 == "\n" }).contains("hugetlb") {
+                    !available.split(whereSeparator: { $0 == " " || $0 == "\n" }).contains("hugetlb")
+                {
                     throw .field("hugepageLimits", "the \"hugetlb\" controller is not available in \(d)")
                 }
                 let sizes = hugePageSizes(fsRoot: fsRoot).joined(separator: ", ")
-                throw .field("hugepageLimits", "page size \(quoted(h.pageSize)) is not available (\(prefix + suffix) is missing; sizes: \(sizes))")
+                throw .field(
+                    "hugepageLimits",
+                    "page size \(quoted(h.pageSize)) is not available (\(prefix + suffix) is missing; sizes: \(sizes))")
             }
             guard reserved else { continue }
             do throws(CgroupError) {
@@ -430,11 +451,14 @@ extension CgroupManager {
     }
 
     private func setMemoryV2(_ m: Resources.Memory, dir d: String, _ w: KnobWriter) throws(CgroupError) {
-        let limit = m.limit ?? 0, swapTotal = m.swap ?? 0, reservation = m.reservation ?? 0
+        let limit = m.limit ?? 0
+        let swapTotal = m.swap ?? 0
+        let reservation = m.reservation ?? 0
         guard limit != 0 || swapTotal != 0 || reservation != 0 else { return }
         if m.checkBeforeUpdate == true, limit > 0 || swapTotal > 0, let usage = try? readUInt(d + "/memory.current") {
             if swapTotal > 0 && UInt64(swapTotal) <= usage {
-                throw .field("memory.swap", "rejecting memory+swap limit \(swapTotal) <= usage \(usage) (checkBeforeUpdate)")
+                throw .field(
+                    "memory.swap", "rejecting memory+swap limit \(swapTotal) <= usage \(usage) (checkBeforeUpdate)")
             }
             if limit > 0 && UInt64(limit) <= usage {
                 throw .field("memory.limit", "rejecting memory limit \(limit) <= usage \(usage) (checkBeforeUpdate)")
@@ -481,7 +505,9 @@ extension CgroupManager {
     }
 
     private func setCPUV2(_ c: Resources.CPU, dir d: String, _ w: KnobWriter) throws(CgroupError) {
-        let shares = c.shares ?? 0, quota = c.quota ?? 0, period = c.period ?? 0
+        let shares = c.shares ?? 0
+        let quota = c.quota ?? 0
+        let period = c.period ?? 0
         if let idle = c.idle { try w.write(d + "/cpu.idle", String(idle)) }
         if shares != 0 { try w.write(d + "/cpu.weight", String(CgroupManager.cpuWeight(shares: shares))) }
         var pending: [(file: String, value: String)] = []
@@ -507,10 +533,14 @@ extension CgroupManager {
                 } catch {
                     guard error.errno == ENOENT || error.errno == EACCES || error.errno == EPERM else { throw error }
                     let controller = String(key.prefix { $0 != "." })
-                    let available = (readIfPresent(d + "/cgroup.controllers") ?? "").split(separator: " ").map { trimmed($0) }
+                    let available = (readIfPresent(d + "/cgroup.controllers") ?? "").split(separator: " ").map {
+                        trimmed($0)
+                    }
                     if controller != "cgroup" && !available.contains(controller) {
-                        throw CgroupError("linux.resources.unified[\(quoted(key))]: controller \(quoted(controller)) is not available in \(d)",
-                                          errno: error.errno)
+                        throw CgroupError(
+                            "linux.resources.unified[\(quoted(key))]: controller \(quoted(controller)) is not "
+                                + "available in \(d)",
+                            errno: error.errno)
                     }
                     throw error
                 }

@@ -15,7 +15,8 @@ public struct CgroupStats: Encodable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case cpu, cpuset, memory, pids, blkio, hugetlb
-        case intelRdt = "intel_rdt", networkInterfaces = "network_interfaces"
+        case intelRdt = "intel_rdt"
+        case networkInterfaces = "network_interfaces"
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -84,7 +85,10 @@ public struct CPUUsage: Encodable, Sendable, Equatable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case total, percpu, percpuKernel = "percpu_kernel", percpuUser = "percpu_user", kernel, user
+        case total, percpu
+        case percpuKernel = "percpu_kernel"
+        case percpuUser = "percpu_user"
+        case kernel, user
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -130,10 +134,16 @@ public struct CPUSetStats: Encodable, Sendable, Equatable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case cpus, cpuExclusive = "cpu_exclusive", mems, memHardwall = "mem_hardwall"
-        case memExclusive = "mem_exclusive", memoryMigrate = "memory_migrate"
-        case memorySpreadPage = "memory_spread_page", memorySpreadSlab = "memory_spread_slab"
-        case memoryPressure = "memory_pressure", schedLoadBalance = "sched_load_balance"
+        case cpus
+        case cpuExclusive = "cpu_exclusive"
+        case mems
+        case memHardwall = "mem_hardwall"
+        case memExclusive = "mem_exclusive"
+        case memoryMigrate = "memory_migrate"
+        case memorySpreadPage = "memory_spread_page"
+        case memorySpreadSlab = "memory_spread_slab"
+        case memoryPressure = "memory_pressure"
+        case schedLoadBalance = "sched_load_balance"
         case schedRelaxDomainLevel = "sched_relax_domain_level"
     }
 
@@ -221,7 +231,10 @@ public struct BlkioEntry: Encodable, Sendable, Equatable {
     public var value: UInt64
 
     public init(major: UInt64, minor: UInt64, op: String, value: UInt64) {
-        self.major = major; self.minor = minor; self.op = op; self.value = value
+        self.major = major
+        self.minor = minor
+        self.op = op
+        self.value = value
     }
 
     enum CodingKeys: String, CodingKey { case major, minor, op, value }
@@ -248,7 +261,8 @@ public struct BlkioStats: Encodable, Sendable, Equatable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case ioServiceBytesRecursive, ioServicedRecursive, ioQueuedRecursive = "ioQueueRecursive"
+        case ioServiceBytesRecursive, ioServicedRecursive
+        case ioQueuedRecursive = "ioQueueRecursive"
         case ioServiceTimeRecursive, ioWaitTimeRecursive, ioMergedRecursive, ioTimeRecursive, sectorsRecursive, psi
     }
 

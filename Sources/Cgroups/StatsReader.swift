@@ -76,8 +76,12 @@ extension CgroupManager {
     }
 
     private func cpusetV1(_ d: String, _ c: inout CPUSetStats) throws(CgroupError) {
-        if let v = try optionalFile(d + "/cpuset.cpus") { c.cpus = try parseCPUList(trimmed(v), file: d + "/cpuset.cpus") }
-        if let v = try optionalFile(d + "/cpuset.mems") { c.mems = try parseCPUList(trimmed(v), file: d + "/cpuset.mems") }
+        if let v = try optionalFile(d + "/cpuset.cpus") {
+            c.cpus = try parseCPUList(trimmed(v), file: d + "/cpuset.cpus")
+        }
+        if let v = try optionalFile(d + "/cpuset.mems") {
+            c.mems = try parseCPUList(trimmed(v), file: d + "/cpuset.mems")
+        }
         let numbers: [(String, WritableKeyPath<CPUSetStats, UInt64>)] = [
             ("cpu_exclusive", \.cpuExclusive), ("mem_hardwall", \.memHardwall), ("mem_exclusive", \.memExclusive),
             ("memory_migrate", \.memoryMigrate), ("memory_spread_page", \.memorySpreadPage),
@@ -139,16 +143,24 @@ extension CgroupManager {
         ]
         let groups: [[(String, Field)]] = [
             recursive.map { ("blkio.bfq." + $0.0, $0.1) },
-            [("blkio.bfq.io_serviced_recursive", \.ioServicedRecursive),
-             ("blkio.bfq.io_service_bytes_recursive", \.ioServiceBytesRecursive)],
+            [
+                ("blkio.bfq.io_serviced_recursive", \.ioServicedRecursive),
+                ("blkio.bfq.io_service_bytes_recursive", \.ioServiceBytesRecursive),
+            ],
             recursive.map { ("blkio." + $0.0, $0.1) },
-            [("blkio.throttle.io_serviced_recursive", \.ioServicedRecursive),
-             ("blkio.throttle.io_service_bytes_recursive", \.ioServiceBytesRecursive)],
-            [("blkio.throttle.io_serviced", \.ioServicedRecursive),
-             ("blkio.throttle.io_service_bytes", \.ioServiceBytesRecursive)],
+            [
+                ("blkio.throttle.io_serviced_recursive", \.ioServicedRecursive),
+                ("blkio.throttle.io_service_bytes_recursive", \.ioServiceBytesRecursive),
+            ],
+            [
+                ("blkio.throttle.io_serviced", \.ioServicedRecursive),
+                ("blkio.throttle.io_service_bytes", \.ioServiceBytesRecursive),
+            ],
         ]
         for group in groups {
-            guard let first = group.first, let entries = try blkioFile(d + "/" + first.0), !entries.isEmpty else { continue }
+            guard let first = group.first, let entries = try blkioFile(d + "/" + first.0), !entries.isEmpty else {
+                continue
+            }
             b[keyPath: first.1] = entries
             for (file, field) in group.dropFirst() { b[keyPath: field] = try blkioFile(d + "/" + file) ?? [] }
             return
@@ -163,7 +175,8 @@ extension CgroupManager {
             let f = line.split(whereSeparator: { $0 == " " || $0 == ":" })
             if f.count == 2 && f[0] == "Total" { continue }
             guard f.count == 3 || f.count == 4, let major = UInt64(f[0]), let minor = UInt64(f[1]),
-                  let value = UInt64(f[f.count - 1]) else { throw CgroupError.parse(path, String(line)) }
+                let value = UInt64(f[f.count - 1])
+            else { throw CgroupError.parse(path, String(line)) }
             out.append(BlkioEntry(major: major, minor: minor, op: f.count == 4 ? String(f[2]) : "", value: value))
         }
         return out
@@ -295,7 +308,13 @@ extension CgroupManager {
                 switch kv[0] {
                 case "avg10", "avg60", "avg300":
                     guard let v = Double(kv[1]) else { throw CgroupError.parse(path, String(line)) }
-                    if kv[0] == "avg10" { data.avg10 = v } else if kv[0] == "avg60" { data.avg60 = v } else { data.avg300 = v }
+                    if kv[0] == "avg10" {
+                        data.avg10 = v
+                    } else if kv[0] == "avg60" {
+                        data.avg60 = v
+                    } else {
+                        data.avg300 = v
+                    }
                 case "total":
                     guard let v = UInt64(kv[1]) else { throw CgroupError.parse(path, String(line)) }
                     data.total = v
@@ -322,7 +341,9 @@ extension CgroupManager {
 /// `0-3,8,10-11` -> [0, 1, 2, 3, 8, 10, 11] (an empty file: none).
 func parseCPUList(_ s: String, file: String) throws(CgroupError) -> [UInt16] {
     if s.isEmpty { return [] }
-    guard let list = parseNumberList(s), list.allSatisfy({ $0 <= Int(UInt16.max) }) else { throw CgroupError.parse(file, s) }
+    guard let list = parseNumberList(s), list.allSatisfy({ $0 <= Int(UInt16.max) }) else {
+        throw CgroupError.parse(file, s)
+    }
     return list.map { UInt16($0) }
 }
 

@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 
 /// A failure talking to CRIU or reported by it. `message` names the operation; the caller adds
@@ -21,7 +21,8 @@ public struct CriuService: Sendable {
     /// Starts criu. A binary that cannot be executed is reported here (the exec errno, from
     /// `Proc.spawn`), not as a silent EOF later.
     public static func start(binary: String, extraFds: [Int32] = []) throws(CriuError) -> CriuService {
-        let parent: SeqPacket, child: SeqPacket
+        let parent: SeqPacket
+        let child: SeqPacket
         do { (parent, child) = try SeqPacket.pair() } catch { throw CriuError("criu: create RPC socket: \(error)") }
         defer { child.close() }
         var r = SpawnRequest([binary, "swrk", "3"], fds: [0, 1, 2, child.fd] + extraFds)
@@ -29,7 +30,8 @@ public struct CriuService: Sendable {
         do { return CriuService(pid: try Proc.spawn(r), socket: parent, binary: binary) } catch {
             parent.close()
             if error.op == "exec" {
-                throw CriuError("criu: exec \(binary): \(errnoString(error.errno)) (set the criu binary with --criu PATH)")
+                throw CriuError(
+                    "criu: exec \(binary): \(errnoString(error.errno)) (set the criu binary with --criu PATH)")
             }
             throw CriuError("criu: \(error)")
         }
@@ -53,10 +55,12 @@ public struct CriuService: Sendable {
     /// Sends `request` and serves CRIU's notifications (`notify` gets the script name, the pid it
     /// carries and an attached fd, and must close that fd) until the final response, which is
     /// returned whether or not it reports success.
-    public func call(_ request: CriuRequest,
-                     notify: (_ script: String, _ pid: Int32, _ fd: Int32?) throws(CriuError) -> Void = { _, _, fd in
-                         if let fd { close(fd) }
-                     }) throws(CriuError) -> CriuResponse {
+    public func call(
+        _ request: CriuRequest,
+        notify: (_ script: String, _ pid: Int32, _ fd: Int32?) throws(CriuError) -> Void = { _, _, fd in
+            if let fd { close(fd) }
+        }
+    ) throws(CriuError) -> CriuResponse {
         try send(request)
         while true {
             let (resp, fd) = try receive()

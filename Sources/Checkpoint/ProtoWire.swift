@@ -65,7 +65,10 @@ public struct ProtoWriter: Sendable {
 public struct ProtoError: Error, CustomStringConvertible, Sendable, Equatable {
     public var reason: String
     public var offset: Int
-    public init(_ reason: String, offset: Int) { self.reason = reason; self.offset = offset }
+    public init(_ reason: String, offset: Int) {
+        self.reason = reason
+        self.offset = offset
+    }
     public var description: String { "malformed protobuf message: \(reason) at byte \(offset)" }
 }
 
@@ -106,7 +109,9 @@ public enum ProtoReader {
             let at = i
             let key = try readVarint()
             let field = Int(truncatingIfNeeded: key >> 3)
-            guard field > 0 && field < (1 << 29) else { throw ProtoError("invalid field number \(key >> 3)", offset: at) }
+            guard field > 0 && field < (1 << 29) else {
+                throw ProtoError("invalid field number \(key >> 3)", offset: at)
+            }
             switch key & 7 {
             case 0:
                 out.append((field, .varint(try readVarint())))

@@ -37,16 +37,20 @@ public final class DBusConnection {
     public static func open(path: String, deadline: Int64) throws(DBusError) -> DBusConnection {
         let fd: Int32
         do throws(SysError) {
-            fd = try sys("socket", path) { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+            fd = try sys("socket", path) {
+                socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            }
             do throws(SysError) {
-                _ = try withUnixAddress(path, op: "connect") { (addr, len) throws(SysError) in try sys("connect", path) { connect(fd, addr, len) } }
+                _ = try withUnixAddress(path, op: "connect") { (addr, len) throws(SysError) in
+                    try sys("connect", path) { connect(fd, addr, len) }
+                }
             } catch {
                 Glibc.close(fd)
                 throw error
             }
         } catch { throw DBusError("D-Bus \(error)") }
         let c = DBusConnection(fd: fd, address: path)
-        try c.authenticate(deadline: deadline) // on failure `c` goes away and closes fd
+        try c.authenticate(deadline: deadline)  // on failure `c` goes away and closes fd
         return c
     }
 
@@ -67,19 +71,23 @@ public final class DBusConnection {
     }
 
     private func hello(deadline: Int64) throws(DBusError) {
-        let reply = try call(destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus",
-                             member: "Hello", deadline: deadline)
+        let reply = try call(
+            destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus",
+            member: "Hello", deadline: deadline)
         uniqueName = reply.first?.stringValue
     }
 
     /// Calls a method and returns the reply's body; an error reply becomes a DBusError naming the
     /// method, the D-Bus error name and its message. Signals and other traffic are skipped.
-    public func call(destination: String?, path: String, interface: String, member: String, body: [DBusValue] = [],
-                     deadline: Int64) throws(DBusError) -> [DBusValue] {
+    public func call(
+        destination: String?, path: String, interface: String, member: String, body: [DBusValue] = [],
+        deadline: Int64
+    ) throws(DBusError) -> [DBusValue] {
         serial &+= 1
         if serial == 0 { serial = 1 }
-        let message = DBusMessage.methodCall(serial: serial, destination: destination, path: path, interface: interface,
-                                             member: member, body: body)
+        let message = DBusMessage.methodCall(
+            serial: serial, destination: destination, path: path, interface: interface,
+            member: member, body: body)
         let method = "\(interface).\(member)"
         do { try send(message.encode(), deadline: deadline) } catch { throw DBusError("\(method): \(error)") }
         while true {
@@ -115,7 +123,9 @@ public final class DBusConnection {
                 buffer.removeFirst(nl + 1)
                 return line.hasSuffix("\r") ? String(line.dropLast()) : line
             }
-            guard buffer.count < 4096 else { throw DBusError("D-Bus authentication on \(address): reply line too long") }
+            guard buffer.count < 4096 else {
+                throw DBusError("D-Bus authentication on \(address): reply line too long")
+            }
             try readMore(deadline: deadline)
         }
     }

@@ -17,16 +17,20 @@ public struct SystemdManager {
     }
 
     private func manager(_ member: String, _ body: [DBusValue], deadline: Int64) throws(DBusError) -> [DBusValue] {
-        try bus.call(destination: Self.destination, path: Self.managerPath, interface: Self.managerInterface,
-                     member: member, body: body, deadline: deadline)
+        try bus.call(
+            destination: Self.destination, path: Self.managerPath, interface: Self.managerInterface,
+            member: member, body: body, deadline: deadline)
     }
 
     /// StartTransientUnit(name, mode, properties, no auxiliary units): the job's object path.
-    public func startTransientUnit(_ name: String, mode: String = "replace", properties: [(String, DBusValue)],
-                                   deadline: Int64) throws(DBusError) -> String {
-        let reply = try manager("StartTransientUnit",
-                                [.string(name), .string(mode), .properties(properties), .array(element: "(sa(sv))", [])],
-                                deadline: deadline)
+    public func startTransientUnit(
+        _ name: String, mode: String = "replace", properties: [(String, DBusValue)],
+        deadline: Int64
+    ) throws(DBusError) -> String {
+        let reply = try manager(
+            "StartTransientUnit",
+            [.string(name), .string(mode), .properties(properties), .array(element: "(sa(sv))", [])],
+            deadline: deadline)
         return reply.first?.stringValue ?? ""
     }
 
@@ -40,9 +44,12 @@ public struct SystemdManager {
     }
 
     /// SetUnitProperties(name, runtime, properties).
-    public func setUnitProperties(_ name: String, runtime: Bool = true, _ properties: [(String, DBusValue)],
-                                  deadline: Int64) throws(DBusError) {
-        _ = try manager("SetUnitProperties", [.string(name), .bool(runtime), .properties(properties)], deadline: deadline)
+    public func setUnitProperties(
+        _ name: String, runtime: Bool = true, _ properties: [(String, DBusValue)],
+        deadline: Int64
+    ) throws(DBusError) {
+        _ = try manager(
+            "SetUnitProperties", [.string(name), .bool(runtime), .properties(properties)], deadline: deadline)
     }
 
     /// The unit's object path; the error is org.freedesktop.systemd1.NoSuchUnit when it is not loaded.
@@ -51,9 +58,13 @@ public struct SystemdManager {
     }
 
     /// org.freedesktop.DBus.Properties.Get on an object of systemd's.
-    public func property(path: String, interface: String, _ name: String, deadline: Int64) throws(DBusError) -> DBusValue? {
-        try bus.call(destination: Self.destination, path: path, interface: "org.freedesktop.DBus.Properties", member: "Get",
-                     body: [.string(interface), .string(name)], deadline: deadline).first
+    public func property(path: String, interface: String, _ name: String, deadline: Int64) throws(DBusError)
+        -> DBusValue?
+    {
+        try bus.call(
+            destination: Self.destination, path: path, interface: "org.freedesktop.DBus.Properties", member: "Get",
+            body: [.string(interface), .string(name)], deadline: deadline
+        ).first
     }
 
     /// Waits until the job at `path` is finished (its object is gone), polling. False at the deadline.
@@ -82,6 +93,7 @@ public struct SystemdManager {
             if error.name == "org.freedesktop.systemd1.NoSuchUnit" { return nil }
             throw error
         }
-        return try property(path: path, interface: "org.freedesktop.systemd1.Unit", "ActiveState", deadline: deadline)?.stringValue
+        return try property(path: path, interface: "org.freedesktop.systemd1.Unit", "ActiveState", deadline: deadline)?
+            .stringValue
     }
 }

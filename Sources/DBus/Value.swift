@@ -40,7 +40,9 @@ public indirect enum DBusValue: Equatable, Sendable {
     /// `au`
     public static func uint32s(_ v: [UInt32]) -> DBusValue { .array(element: "u", v.map { .uint32($0) }) }
     /// One `(sv)` entry of a property list.
-    public static func property(_ name: String, _ value: DBusValue) -> DBusValue { .structure([.string(name), .variant(value)]) }
+    public static func property(_ name: String, _ value: DBusValue) -> DBusValue {
+        .structure([.string(name), .variant(value)])
+    }
     /// `a(sv)`
     public static func properties(_ list: [(String, DBusValue)]) -> DBusValue {
         .array(element: "(sv)", list.map { property($0.0, $0.1) })

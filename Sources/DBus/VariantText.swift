@@ -12,8 +12,10 @@ public enum VariantText {
     }
 
     /// Type keywords and the D-Bus signatures they stand for.
-    static let keywords: [String: String] = ["boolean": "b", "byte": "y", "int32": "i", "uint32": "u",
-                                             "int64": "x", "uint64": "t", "string": "s"]
+    static let keywords: [String: String] = [
+        "boolean": "b", "byte": "y", "int32": "i", "uint32": "u",
+        "int64": "x", "uint64": "t", "string": "s",
+    ]
 
     struct Parser {
         let chars: [Unicode.Scalar]
@@ -27,8 +29,12 @@ public enum VariantText {
 
         mutating func word() -> String {
             var w = ""
-            while pos < chars.count, chars[pos].properties.isAlphabetic || ("0"..."9").contains(chars[pos]) || "-+_".unicodeScalars.contains(chars[pos]) {
-                w.unicodeScalars.append(chars[pos]); pos += 1
+            while pos < chars.count,
+                chars[pos].properties.isAlphabetic || ("0"..."9").contains(chars[pos])
+                    || "-+_".unicodeScalars.contains(chars[pos])
+            {
+                w.unicodeScalars.append(chars[pos])
+                pos += 1
             }
             return w
         }
@@ -41,7 +47,10 @@ public enum VariantText {
             if c == "@" {
                 pos += 1
                 var sig = ""
-                while pos < chars.count, chars[pos] != " " { sig.unicodeScalars.append(chars[pos]); pos += 1 }
+                while pos < chars.count, chars[pos] != " " {
+                    sig.unicodeScalars.append(chars[pos])
+                    pos += 1
+                }
                 return try value(type: sig)
             }
             if c == "'" || c == "\"" { return try typed(.string(try quoted()), type) }
@@ -61,15 +70,19 @@ public enum VariantText {
 
         mutating func integer(_ w: String, type: String) throws(DBusError) -> DBusValue {
             pos += w.unicodeScalars.count
-            let v: DBusValue? = switch type {
-            case "y": UInt8(w).map { .byte($0) }
-            case "i": Int32(w).map { .int32($0) }
-            case "u": UInt32(w).map { .uint32($0) }
-            case "x": Int64(w).map { .int64($0) }
-            case "t": UInt64(w).map { .uint64($0) }
-            default: nil
+            let v: DBusValue? =
+                switch type {
+                case "y": UInt8(w).map { .byte($0) }
+                case "i": Int32(w).map { .int32($0) }
+                case "u": UInt32(w).map { .uint32($0) }
+                case "x": Int64(w).map { .int64($0) }
+                case "t": UInt64(w).map { .uint64($0) }
+                default: nil
+                }
+            guard let v else {
+                pos -= w.unicodeScalars.count
+                throw error("\"\(w)\" is not a value of type \(type)")
             }
-            guard let v else { pos -= w.unicodeScalars.count; throw error("\"\(w)\" is not a value of type \(type)") }
             return v
         }
 
@@ -84,7 +97,8 @@ public enum VariantText {
             var s = ""
             while pos < chars.count, chars[pos] != quote {
                 if chars[pos] == "\\", pos + 1 < chars.count { pos += 1 }
-                s.unicodeScalars.append(chars[pos]); pos += 1
+                s.unicodeScalars.append(chars[pos])
+                pos += 1
             }
             guard pos < chars.count else { throw error("unterminated string") }
             pos += 1

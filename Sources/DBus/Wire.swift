@@ -158,7 +158,7 @@ struct WireReader {
             try align(8)
             var inner = type.dropFirst().dropLast()
             var fields: [DBusValue] = []
-            while let _ = inner.first {
+            while inner.first != nil {
                 let end = try completeTypeEnd(Array(inner), 0)
                 fields.append(try read(type: inner.prefix(end)))
                 inner = inner.dropFirst(end)
@@ -176,7 +176,9 @@ struct WireReader {
 
 /// The index after the complete type starting at `i` in `sig`.
 func completeTypeEnd(_ sig: [UInt8], _ i: Int) throws(DBusError) -> Int {
-    guard i < sig.count else { throw DBusError("D-Bus signature \"\(String(decoding: sig, as: UTF8.self))\" is incomplete") }
+    guard i < sig.count else {
+        throw DBusError("D-Bus signature \"\(String(decoding: sig, as: UTF8.self))\" is incomplete")
+    }
     switch sig[i] {
     case UInt8(ascii: "a"): return try completeTypeEnd(sig, i + 1)
     case UInt8(ascii: "("), UInt8(ascii: "{"):
@@ -184,7 +186,8 @@ func completeTypeEnd(_ sig: [UInt8], _ i: Int) throws(DBusError) -> Int {
         var j = i + 1
         while j < sig.count && sig[j] != close { j = try completeTypeEnd(sig, j) }
         guard j < sig.count, j > i + 1 else {
-            throw DBusError("D-Bus signature \"\(String(decoding: sig, as: UTF8.self))\" has an unclosed or empty container")
+            throw DBusError(
+                "D-Bus signature \"\(String(decoding: sig, as: UTF8.self))\" has an unclosed or empty container")
         }
         return j + 1
     case UInt8(ascii: ")"), UInt8(ascii: "}"):

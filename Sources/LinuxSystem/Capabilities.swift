@@ -1,6 +1,6 @@
-import Glibc
 import CCap
 import CLinux
+import Glibc
 
 /// Capability sets resolved to numbers (in the parent), applied with libcap (in the child).
 public struct CapabilitySets: Sendable, Equatable {

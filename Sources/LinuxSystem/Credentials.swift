@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 
 /// The calls a container process makes to take on its user, groups and capabilities: a seam, so
 /// that their order (which the kernel makes matter) is tested without root against a recording fake

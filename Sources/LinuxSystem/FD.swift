@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 
 /// A file descriptor this code owns: closed when the value goes away, unless `take()` hands the
 /// number on. Non-copyable, so two owners of one descriptor cannot exist and a close cannot happen twice.

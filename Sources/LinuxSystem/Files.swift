@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 
 /// File helpers on raw descriptors. All fds are opened O_CLOEXEC.
 public enum FS {
@@ -38,7 +38,9 @@ public enum FS {
     }
 
     /// Writes a file (truncating), e.g. a /proc or /sys knob.
-    public static func writeFile(_ path: String, _ s: String, mode: mode_t = 0o644, create: Bool = true) throws(SysError) {
+    public static func writeFile(_ path: String, _ s: String, mode: mode_t = 0o644, create: Bool = true)
+        throws(SysError)
+    {
         let fd = try open(path, O_WRONLY | O_TRUNC | (create ? O_CREAT : 0), mode)
         defer { close(fd) }
         try writeAll(fd: fd, Array(s.utf8), path: path)
@@ -49,7 +51,9 @@ public enum FS {
     /// before the rename (survives a host crash); volatile runtime state (state.json, pid files) skips
     /// it, as runc and crun do: on an ext4 /run that fsync cost 0.6-3 ms per write here (Spec/performance.md).
     /// No symlink is followed at the target or the temp name (see `ReplacementFile`).
-    public static func writeFileAtomic(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600, durable: Bool = true) throws(SysError) {
+    public static func writeFileAtomic(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600, durable: Bool = true)
+        throws(SysError)
+    {
         let file = try ReplacementFile(path, mode: mode)
         do {
             try writeAll(fd: file.fd, bytes, path: file.shownTemp)
@@ -119,7 +123,8 @@ public enum FS {
         if sl_close_range(UInt32(first), UInt32.max, cloexec ? 4 /* CLOSE_RANGE_CLOEXEC */ : 0) == 0 { return }
         let rangeErrno = errno
         guard let d = opendir("/proc/self/fd") else {
-            throw SysError("close_range failed (\(errnoString(rangeErrno))), then opendir", "/proc/self/fd", errno: errno)
+            throw SysError(
+                "close_range failed (\(errnoString(rangeErrno))), then opendir", "/proc/self/fd", errno: errno)
         }
         let own = dirfd(d)
         var fds: [Int32] = []
@@ -188,10 +193,11 @@ public enum FS {
     public static func cleanPath(_ path: String) -> String {
         // On bytes: splitting a String by Character ran the grapheme breaker over every path
         // (a third of a millisecond per `run`, Spec/performance.md), and paths are bytes anyway.
-        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+        let slash = UInt8(ascii: "/")
+        let dot = UInt8(ascii: ".")
         var out: [UInt8] = []
         out.reserveCapacity(path.utf8.count + 1)
-        var starts: [Int] = []   // where each kept component begins in `out`, for ".."
+        var starts: [Int] = []  // where each kept component begins in `out`, for ".."
         for part in path.utf8.split(separator: slash) {
             if part.count == 1 && part.first == dot { continue }
             if part.count == 2 && part.allSatisfy({ $0 == dot }) {
@@ -240,7 +246,11 @@ public struct ReplacementFile {
         while true {
             let candidate = "." + name + "." + String(UInt32.random(in: .min ... .max), radix: 16) + ".tmp"
             let fd = Glibc.openat(dir, candidate, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-            if fd >= 0 { self.fd = fd; temp = candidate; return }
+            if fd >= 0 {
+                self.fd = fd
+                temp = candidate
+                return
+            }
             let e = errno
             tries += 1
             if e != EEXIST || tries >= 16 {

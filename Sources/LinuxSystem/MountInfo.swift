@@ -60,15 +60,18 @@ public struct ProcCgroup: Sendable, Equatable {
     public var path: String
 
     public init(hierarchyID: String, controllers: [String], path: String) {
-        self.hierarchyID = hierarchyID; self.controllers = controllers; self.path = path
+        self.hierarchyID = hierarchyID
+        self.controllers = controllers
+        self.path = path
     }
 
     public static func parse(_ text: String) -> [ProcCgroup] {
         text.split(separator: "\n").compactMap { line in
             let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
             guard f.count == 3 else { return nil }
-            return ProcCgroup(hierarchyID: String(f[0]), controllers: f[1].split(separator: ",").map(String.init),
-                              path: String(f[2]))
+            return ProcCgroup(
+                hierarchyID: String(f[0]), controllers: f[1].split(separator: ",").map(String.init),
+                path: String(f[2]))
         }
     }
 }

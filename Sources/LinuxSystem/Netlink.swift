@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 
 /// A minimal rtnetlink client: just what moving a network device into a container needs
 /// (linux.netDevices): look up a link, list and add its addresses, move, rename and bring it up.
@@ -33,9 +33,12 @@ public struct RouteNetlink: ~Copyable {
         defer { close(home) }
         try sys("setns", "network namespace") { sl_setns(nsFd, SL_CLONE_NEWNET) }
         let made: Result<Int32, SysError>
-        do { made = .success(try sys("socket", "netlink route") {
-            socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        }) } catch { made = .failure(error) }
+        do {
+            made = .success(
+                try sys("socket", "netlink route") {
+                    socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+                })
+        } catch { made = .failure(error) }
         // Back home whatever happened; staying in the container's namespace is not an option.
         if sl_setns(home, SL_CLONE_NEWNET) != 0 {
             if case .success(let s) = made { close(s) }
@@ -76,17 +79,21 @@ public struct RouteNetlink: ~Copyable {
         public var flags: UInt32
         public var scope: UInt8
         var attributes: [(type: UInt16, data: [UInt8])]
-        public var isPermanentGlobal: Bool { flags & RouteNetlink.IFA_F_PERMANENT != 0 && scope == RouteNetlink.RT_SCOPE_UNIVERSE }
+        public var isPermanentGlobal: Bool {
+            flags & RouteNetlink.IFA_F_PERMANENT != 0 && scope == RouteNetlink.RT_SCOPE_UNIVERSE
+        }
     }
 
     public mutating func addresses(ofLink index: Int32) throws(SysError) -> [Address] {
-        let req: [UInt8] = [0, 0, 0, 0] + Self.le32(0)   // ifaddrmsg, AF_UNSPEC: every family
+        let req: [UInt8] = [0, 0, 0, 0] + Self.le32(0)  // ifaddrmsg, AF_UNSPEC: every family
         let replies = try roundTrip(Self.RTM_GETADDR, Self.NLM_F_REQUEST | Self.NLM_F_DUMP, req, op: "list addresses")
         var out: [Address] = []
         for r in replies where r.count >= 8 && Int32(bitPattern: Self.u32(r, 4)) == index {
             let attrs = Self.attributes(r, from: 8)
             var flags = UInt32(r[2])
-            if let f = attrs.first(where: { $0.type == Self.IFA_FLAGS }), f.data.count >= 4 { flags = Self.u32(f.data, 0) }
+            if let f = attrs.first(where: { $0.type == Self.IFA_FLAGS }), f.data.count >= 4 {
+                flags = Self.u32(f.data, 0)
+            }
             let kept = attrs.filter { [Self.IFA_ADDRESS, Self.IFA_LOCAL, Self.IFA_BROADCAST].contains($0.type) }
             out.append(Address(family: r[0], prefixLength: r[1], flags: flags, scope: r[3], attributes: kept))
         }
@@ -102,11 +109,14 @@ public struct RouteNetlink: ~Copyable {
     }
 
     public mutating func add(_ a: Address, toLink index: Int32) throws(SysError) {
-        var req: [UInt8] = [a.family, a.prefixLength, UInt8(truncatingIfNeeded: a.flags), a.scope] + Self.le32(UInt32(bitPattern: index))
+        var req: [UInt8] =
+            [a.family, a.prefixLength, UInt8(truncatingIfNeeded: a.flags), a.scope]
+            + Self.le32(UInt32(bitPattern: index))
         for attr in a.attributes { req += Self.attribute(attr.type, attr.data) }
         req += Self.attribute(Self.IFA_FLAGS, Self.le32(a.flags))
-        _ = try roundTrip(Self.RTM_NEWADDR, Self.NLM_F_REQUEST | Self.NLM_F_ACK | Self.NLM_F_CREATE | Self.NLM_F_EXCL, req,
-                          op: "add address to link \(index)")
+        _ = try roundTrip(
+            Self.RTM_NEWADDR, Self.NLM_F_REQUEST | Self.NLM_F_ACK | Self.NLM_F_CREATE | Self.NLM_F_EXCL, req,
+            op: "add address to link \(index)")
     }
 
     public mutating func setUp(index: Int32) throws(SysError) {
@@ -118,9 +128,13 @@ public struct RouteNetlink: ~Copyable {
 
     /// Sends one request and reads its answer: the payloads of the data messages (a dump's, or a
     /// get's single reply), until the ack, NLMSG_DONE or the reply of a non-dump request.
-    private mutating func roundTrip(_ type: UInt16, _ flags: UInt16, _ payload: [UInt8], op: String) throws(SysError) -> [[UInt8]] {
+    private mutating func roundTrip(_ type: UInt16, _ flags: UInt16, _ payload: [UInt8], op: String) throws(SysError)
+        -> [[UInt8]]
+    {
         seq &+= 1
-        let msg = Self.le32(UInt32(16 + payload.count)) + Self.le16(type) + Self.le16(flags) + Self.le32(seq) + Self.le32(0) + payload
+        let msg =
+            Self.le32(UInt32(16 + payload.count)) + Self.le16(type) + Self.le16(flags) + Self.le32(seq) + Self.le32(0)
+            + payload
         _ = try sys("send", op) { msg.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) } }
         var data: [[UInt8]] = []
         var buf = [UInt8](repeating: 0, count: 65536)
@@ -128,7 +142,9 @@ public struct RouteNetlink: ~Copyable {
             let n = try sys("recv", op) { buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) } }
             var off = 0
             while off + 16 <= n {
-                let len = Int(Self.u32(buf, off)), kind = Self.u16(buf, off + 4), s = Self.u32(buf, off + 8)
+                let len = Int(Self.u32(buf, off))
+                let kind = Self.u16(buf, off + 4)
+                let s = Self.u32(buf, off + 8)
                 guard len >= 16, off + len <= n else { throw SysError(op + ": malformed netlink reply", errno: EPROTO) }
                 let body = Array(buf[(off + 16)..<(off + len)])
                 off += (len + 3) & ~3
@@ -161,7 +177,8 @@ public struct RouteNetlink: ~Copyable {
         var out: [(UInt16, [UInt8])] = []
         var off = start
         while off + 4 <= b.count {
-            let len = Int(u16(b, off)), type = u16(b, off + 2) & 0x3fff
+            let len = Int(u16(b, off))
+            let type = u16(b, off + 2) & 0x3fff
             guard len >= 4, off + len <= b.count else { break }
             out.append((type, Array(b[(off + 4)..<(off + len)])))
             off += (len + 3) & ~3
@@ -172,6 +189,8 @@ public struct RouteNetlink: ~Copyable {
     static func le16(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xff), UInt8(v >> 8)] }
     static func le32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8((v >> (8 * UInt32($0))) & 0xff) } }
     static func u16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) | UInt16(b[o + 1]) << 8 }
-    static func u32(_ b: [UInt8], _ o: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[o + $1]) << (8 * UInt32($1)) } }
+    static func u32(_ b: [UInt8], _ o: Int) -> UInt32 {
+        (0..<4).reduce(0) { $0 | UInt32(b[o + $1]) << (8 * UInt32($1)) }
+    }
     static func cString(_ b: [UInt8]) -> String { String(decoding: b.prefix { $0 != 0 }, as: UTF8.self) }
 }

@@ -7,7 +7,10 @@ public struct PasswdEntry: Sendable, Equatable {
     public var home: String
 
     public init(name: String, uid: UInt32, gid: UInt32, home: String) {
-        self.name = name; self.uid = uid; self.gid = gid; self.home = home
+        self.name = name
+        self.uid = uid
+        self.gid = gid
+        self.home = home
     }
 
     /// The first entry for `uid`, nil when the file is unreadable or has none.

@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 
 /// Process helpers: fork/wait, liveness from /proc, signals, threads.
 public enum Proc {
@@ -128,7 +128,7 @@ public enum Signals {
             let base = name.hasPrefix("RTMIN") ? Int32(34) : Int32(64)
             let rest = name.dropFirst(5)
             if rest.isEmpty { return base }
-            guard let off = Int32(rest), (base == 34 ? off > 0 : off < 0) else { return nil }
+            guard let off = Int32(rest), base == 34 ? off > 0 : off < 0 else { return nil }
             let n = base + off
             return n >= 34 && n <= 64 ? n : nil
         }
@@ -139,14 +139,17 @@ public enum Signals {
 extension Proc {
     /// Runs a program (PATH lookup) with stdout captured (up to 16 MiB); stderr passes through. For
     /// `ps`. Killed after `timeoutMs` (ps can hang on the /proc files of a process stuck in the kernel).
-    public static func capture(_ args: [String], timeoutMs: Int64 = 30_000) throws(SysError) -> (status: Int32, output: String) {
+    public static func capture(_ args: [String], timeoutMs: Int64 = 30_000) throws(SysError) -> (
+        status: Int32, output: String
+    ) {
         var pipe = try OwnedPipe()
         var r = SpawnRequest(args, fds: [0, pipe.write.raw, 2])
         r.searchPath = true
         let pid = try spawn(r)
         pipe.write = OwnedFD(-1)
-        let (out, timedOut) = collectOutput(pid, from: pipe.read.raw, deadline: Clock.monotonicMs() + timeoutMs,
-                                            limit: 16 << 20)
+        let (out, timedOut) = collectOutput(
+            pid, from: pipe.read.raw, deadline: Clock.monotonicMs() + timeoutMs,
+            limit: 16 << 20)
         if timedOut { _ = Glibc.kill(pid, SIGKILL) }
         let (_, status) = try wait(pid)
         if timedOut { throw SysError(args[0], "killed after \(timeoutMs / 1000) s", errno: ETIMEDOUT) }

@@ -1,11 +1,11 @@
-import Glibc
 import CLinux
+import Glibc
 
 /// Writes to procfs (sysctls, oom_score_adj, LSM attributes, id maps, time offsets) through
 /// descriptors that are checked to be procfs, never by plain path (CVE-2025-52881 class): a mount
 /// or symlink over a /proc file must not redirect a root write to another file.
 public enum Procfs {
-    public static let superMagic = 0x9fa0   // PROC_SUPER_MAGIC
+    public static let superMagic = 0x9fa0  // PROC_SUPER_MAGIC
 
     /// Returns `fd` when it is on procfs; otherwise closes it and throws.
     static func verified(_ fd: Int32, _ path: String) throws(SysError) -> Int32 {
@@ -43,9 +43,12 @@ public enum Procfs {
 
     /// Without openat2 (kernels before 5.6, seccomp profiles without it): the last component not
     /// followed, and the file on the same procfs as /proc.
-    static func openWithoutOpenat2(_ root: Int32, _ rel: String, _ flags: Int32, _ path: String) throws(SysError) -> Int32 {
+    static func openWithoutOpenat2(_ root: Int32, _ rel: String, _ flags: Int32, _ path: String) throws(SysError)
+        -> Int32
+    {
         let fd = try sys("open", path) { openat(root, rel, flags | O_CLOEXEC | O_NOFOLLOW) }
-        var a = stat(), b = stat()
+        var a = stat()
+        var b = stat()
         if fstat(root, &a) != 0 || fstat(fd, &b) != 0 || a.st_dev != b.st_dev {
             close(fd)
             throw SysError("\(path) is not on the procfs mounted at /proc; refusing to use it", errno: EXDEV)

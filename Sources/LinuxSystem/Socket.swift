@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 
 /// One end of a SOCK_SEQPACKET socketpair: whole messages, optional fd attached.
 public struct SeqPacket: Sendable {
@@ -8,7 +8,9 @@ public struct SeqPacket: Sendable {
 
     public static func pair() throws(SysError) -> (SeqPacket, SeqPacket) {
         var fds: [Int32] = [-1, -1]
-        try sys("socketpair") { socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) }
+        try sys("socketpair") {
+            socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
+        }
         return (SeqPacket(fd: fds[0]), SeqPacket(fd: fds[1]))
     }
 
@@ -17,7 +19,9 @@ public struct SeqPacket: Sendable {
         if let attached {
             _ = try sys("sendmsg") { payload.withUnsafeBytes { sl_send_fd(fd, attached, $0.baseAddress, $0.count) } }
         } else {
-            _ = try sys("send") { payload.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+            _ = try sys("send") {
+                payload.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            }
         }
     }
 
@@ -46,13 +50,17 @@ public struct SeqPacket: Sendable {
 public func sendFdToUnixSocket(path: String, fd: Int32, name: String) throws(SysError) {
     let s = try sys("socket", path) { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
     defer { close(s) }
-    _ = try withUnixAddress(path, op: "connect") { (addr, len) throws(SysError) in try sys("connect", path) { connect(s, addr, len) } }
+    _ = try withUnixAddress(path, op: "connect") { (addr, len) throws(SysError) in
+        try sys("connect", path) { connect(s, addr, len) }
+    }
     _ = try sys("sendmsg", path) { Array(name.utf8).withUnsafeBytes { sl_send_fd(s, fd, $0.baseAddress, $0.count) } }
 }
 
 /// Calls `body` with a sockaddr_un for `path` (ENAMETOOLONG beyond the 108-byte sun_path).
-public func withUnixAddress<T>(_ path: String, op: String,
-                               _ body: (UnsafePointer<sockaddr>, socklen_t) throws(SysError) -> T) throws(SysError) -> T {
+public func withUnixAddress<T>(
+    _ path: String, op: String,
+    _ body: (UnsafePointer<sockaddr>, socklen_t) throws(SysError) -> T
+) throws(SysError) -> T {
     var addr = sockaddr_un()
     addr.sun_family = sa_family_t(AF_UNIX)
     let bytes = Array(path.utf8)

@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 
 /// What `Proc.spawn` starts: a program, its arguments and environment, and exactly which
 /// descriptors it gets.
@@ -73,7 +73,12 @@ extension Proc {
             if c.high[i] >= 0 { if dup2(c.high[i], Int32(i)) < 0 { fail(0) } } else { Glibc.close(Int32(i)) }
         }
         // Close-on-exec rather than closed: the report pipe must stay open until the exec.
-        if !r.inheritOtherFds { do { try FS.closeFrom(n, cloexec: true) } catch { errno = error.errno; fail(1) } }
+        if !r.inheritOtherFds {
+            do { try FS.closeFrom(n, cloexec: true) } catch {
+                errno = error.errno
+                fail(1)
+            }
+        }
         if r.ownProcessGroup { _ = setpgid(0, 0) }
         if r.dieWithParent { _ = sl_prctl(SL_PR_SET_PDEATHSIG, UInt(SIGKILL), 0, 0, 0) }
         if let cwd = c.cwd, chdir(cwd) != 0 { fail(2) }
@@ -82,9 +87,13 @@ extension Proc {
         }
         _ = sl_signal_default_all()
         _ = sl_sigmask_unblock_all()
-        if r.searchPath { execvp(c.program, c.argv) }
-        else if let envp = c.envp { execve(c.program, c.argv, envp) }
-        else { execv(c.program, c.argv) }
+        if r.searchPath {
+            execvp(c.program, c.argv)
+        } else if let envp = c.envp {
+            execve(c.program, c.argv, envp)
+        } else {
+            execv(c.program, c.argv)
+        }
         fail(3)
     }
 
@@ -97,7 +106,9 @@ extension Proc {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         let deadline = Clock.monotonicMs() + Int64(execTimeoutMs)
         var ready: Int32
-        repeat { ready = poll(&p, 1, Int32(clamping: max(0, deadline - Clock.monotonicMs()))) } while ready < 0 && errno == EINTR
+        repeat {
+            ready = poll(&p, 1, Int32(clamping: max(0, deadline - Clock.monotonicMs())))
+        } while ready < 0 && errno == EINTR
         if ready == 0 {
             _ = Glibc.kill(pid, SIGKILL)
             return ("exec (the child did not get there)", ETIMEDOUT)
@@ -114,8 +125,10 @@ extension Proc {
     /// What a child writes to `fd` (up to `limit` bytes) until it exits or `deadline` (monotonic ms)
     /// passes (timedOut; the caller kills it). Once it has exited, what is in the pipe is read without
     /// waiting for EOF: a grandchild that kept the write end must not hold us up.
-    public static func collectOutput(_ pid: pid_t, from fd: Int32, deadline: Int64?,
-                                     limit: Int = 65536) -> (output: [UInt8], timedOut: Bool) {
+    public static func collectOutput(
+        _ pid: pid_t, from fd: Int32, deadline: Int64?,
+        limit: Int = 65536
+    ) -> (output: [UInt8], timedOut: Bool) {
         let pidfd = OwnedFD(sl_pidfd_open(pid, 0))
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4096)
@@ -126,13 +139,20 @@ extension Proc {
             return n
         }
         while true {
-            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: pidfd.raw, events: Int16(POLLIN), revents: 0)]
+            var fds = [
+                pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: pidfd.raw, events: Int16(POLLIN), revents: 0),
+            ]
             let wait = deadline.map { Int32(clamping: max(0, $0 - Clock.monotonicMs())) } ?? -1
             let r = poll(&fds, 2, wait)
             if r == 0 { return (out, true) }
-            if r < 0 { if errno == EINTR { continue }; break }
-            if fds[0].revents != 0, case let n = take(), n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) { break }
+            if r < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            if fds[0].revents != 0, case let n = take(), n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) {
+                break
+            }
             if fds[1].revents != 0 {
                 // Exited: what is in the pipe now, without waiting for EOF.
                 _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
@@ -171,7 +191,10 @@ private struct SpawnStrings {
         for list in [argv, envp] {
             guard let list else { continue }
             var p = list
-            while let s = p.pointee { Glibc.free(s); p += 1 }
+            while let s = p.pointee {
+                Glibc.free(s)
+                p += 1
+            }
             list.deallocate()
         }
         Glibc.free(cwd)

@@ -33,7 +33,9 @@ public struct SysError: ChainedError, Sendable {
     public var errno: Int32
 
     public init(_ op: String, _ path: String? = nil, errno: Int32) {
-        self.op = op; self.path = path; self.errno = errno
+        self.op = op
+        self.path = path
+        self.errno = errno
     }
 
     public var ownErrno: Int32? { errno }

@@ -34,12 +34,19 @@ enum CheckpointArchive {
         }
     }
 
-    static func create(_ r: Request, monitor m: Monitor, done: @escaping (Result<JSONObject, MonitorFailure>) -> Void) throws(MonitorFailure) {
-        guard m.exitCode == nil, let bundle = m.bundle else { throw MonitorFailure("container \(m.cid) is not running") }
+    static func create(_ r: Request, monitor m: Monitor, done: @escaping (Result<JSONObject, MonitorFailure>) -> Void)
+        throws(MonitorFailure)
+    {
+        guard m.exitCode == nil, let bundle = m.bundle else {
+            throw MonitorFailure("container \(m.cid) is not running")
+        }
         // A new private directory (never one that exists already): the archive's content goes to
         // <work>/content, the tar to <work>/archive.tar (0600), renamed to the archive path at the end.
-        let work = r.archive + ".work", content = work + "/content"
-        guard Glibc.mkdir(work, 0o700) == 0 else { throw MonitorFailure("params.archive: mkdir \(work): \(errnoString(errno))") }
+        let work = r.archive + ".work"
+        let content = work + "/content"
+        guard Glibc.mkdir(work, 0o700) == 0 else {
+            throw MonitorFailure("params.archive: mkdir \(work): \(errnoString(errno))")
+        }
         guard Glibc.mkdir(content, 0o700) == 0 else {
             let e = errno
             rmdir(work)
@@ -58,30 +65,43 @@ enum CheckpointArchive {
         do throws(MonitorFailure) {
             try CapturedCommand.run(args, timeoutSeconds: r.timeoutSeconds, monitor: m) { res in
                 guard res.exitCode == 0 else {
-                    fail("checkpoint failed (exit \(res.exitCode)): " + trimmed(String(decoding: res.stderr.suffix(2048), as: UTF8.self)))
+                    fail(
+                        "checkpoint failed (exit \(res.exitCode)): "
+                            + trimmed(String(decoding: res.stderr.suffix(2048), as: UTF8.self)))
                     return
                 }
                 do {
-                    try FS.writeFileAtomic(content + "/spec.dump", try FS.readFile(bundle + "/config.json"), mode: 0o600)
+                    try FS.writeFileAtomic(
+                        content + "/spec.dump", try FS.readFile(bundle + "/config.json"), mode: 0o600)
                     let config: JSONObject = [
                         "id": .string(m.cid), "name": .string(m.o.name ?? m.cid),
                         "runtime": .string(String((m.o.runtime ?? "").split(separator: "/").last ?? "")),
                         "createdTime": .string(m.startedAt), "checkpointedTime": .string(Clock.rfc3339Nano()),
                     ]
-                    try FS.writeFileAtomic(content + "/config.dump", JSONValue.object(config).serializedBytes(pretty: true), mode: 0o600)
+                    try FS.writeFileAtomic(
+                        content + "/config.dump", JSONValue.object(config).serializedBytes(pretty: true), mode: 0o600)
                 } catch {
                     fail("write archive metadata: \(error)")
                     return
                 }
                 packRootfsDiff(upper: upper, work: content, monitor: m) { message in
-                    if let message { fail(message); return }
+                    if let message {
+                        fail(message)
+                        return
+                    }
                     packArchive(work: work, archive: r.archive, monitor: m) { message in
                         try? FS.removeAll(work)
-                        if let message { done(.failure(MonitorFailure(message))); return }
+                        if let message {
+                            done(.failure(MonitorFailure(message)))
+                            return
+                        }
                         var size = stat()
                         let bytes = stat(r.archive, &size) == 0 ? Int64(size.st_size) : 0
-                        done(.success(["archive": .string(r.archive), "size": .number(String(bytes)),
-                                       "rootfsDiff": .bool(upper != nil)]))
+                        done(
+                            .success([
+                                "archive": .string(r.archive), "size": .number(String(bytes)),
+                                "rootfsDiff": .bool(upper != nil),
+                            ]))
                     }
                 }
             }
@@ -96,28 +116,42 @@ enum CheckpointArchive {
     static func overlayUpperDir(pid: pid_t) -> String? {
         // The last mount on "/" is the root the process sees.
         guard let root = MountInfo.read(pid: String(pid)).last(where: { $0.mountPoint == "/" }),
-              root.fsType == "overlay", root.root == "/" else { return nil }
-        return root.superOptions.split(separator: ",").last { $0.hasPrefix("upperdir=") }.map { String($0.dropFirst("upperdir=".count)) }
+            root.fsType == "overlay", root.root == "/"
+        else { return nil }
+        return root.superOptions.split(separator: ",").last { $0.hasPrefix("upperdir=") }.map {
+            String($0.dropFirst("upperdir=".count))
+        }
     }
 
-    private static func packRootfsDiff(upper: String?, work: String, monitor m: Monitor, done: @escaping (String?) -> Void) {
-        guard let upper else { done(nil); return }
+    private static func packRootfsDiff(
+        upper: String?, work: String, monitor m: Monitor, done: @escaping (String?) -> Void
+    ) {
+        guard let upper else {
+            done(nil)
+            return
+        }
         let whiteouts = findWhiteouts(upper, relative: ".")
         let list = JSONValue.array(whiteouts.map { .string(String($0.dropFirst(2))) })
         do { try FS.writeFileAtomic(work + "/deleted.files", list.serializedBytes(), mode: 0o600) } catch {
             done("write deleted.files: \(error)")
             return
         }
-        let args = ["/bin/tar", "-cf", work + "/rootfs-diff.tar", "-C", upper] + whiteouts.map { "--exclude=" + $0 } + ["."]
+        let args =
+            ["/bin/tar", "-cf", work + "/rootfs-diff.tar", "-C", upper] + whiteouts.map { "--exclude=" + $0 } + ["."]
         runTar(args, monitor: m, what: "rootfs-diff.tar", done: done)
     }
 
     /// Packs <work>/content into <work>/archive.tar, made 0600 before it is renamed to `archive`
     /// (a rename replaces a symlink planted there instead of writing through it).
-    private static func packArchive(work: String, archive: String, monitor m: Monitor, done: @escaping (String?) -> Void) {
+    private static func packArchive(
+        work: String, archive: String, monitor m: Monitor, done: @escaping (String?) -> Void
+    ) {
         let tar = work + "/archive.tar"
         runTar(["/bin/tar", "-cf", tar, "-C", work + "/content", "."], monitor: m, what: archive) { message in
-            if let message { done(message); return }
+            if let message {
+                done(message)
+                return
+            }
             guard chmod(tar, 0o600) == 0, rename(tar, archive) == 0 else {
                 done("write \(archive): \(errnoString(errno))")
                 return
@@ -129,7 +163,9 @@ enum CheckpointArchive {
     private static func runTar(_ args: [String], monitor m: Monitor, what: String, done: @escaping (String?) -> Void) {
         do throws(MonitorFailure) {
             try CapturedCommand.run(args, timeoutSeconds: 600, monitor: m) { r in
-                done(r.exitCode == 0 ? nil : "tar \(what) failed: " + String(decoding: r.stderr.suffix(1024), as: UTF8.self))
+                done(
+                    r.exitCode == 0
+                        ? nil : "tar \(what) failed: " + String(decoding: r.stderr.suffix(1024), as: UTF8.self))
             }
         } catch {
             done("tar \(what): \(error.message)")
@@ -140,7 +176,8 @@ enum CheckpointArchive {
     static func findWhiteouts(_ dir: String, relative: String) -> [String] {
         var out: [String] = []
         for name in (try? FS.listDirectory(dir)) ?? [] {
-            let path = dir + "/" + name, rel = relative + "/" + name
+            let path = dir + "/" + name
+            let rel = relative + "/" + name
             guard let st = FS.lstatOf(path) else { continue }
             if st.st_mode & S_IFMT == S_IFCHR && st.st_rdev == 0 {
                 out.append(rel)
@@ -168,7 +205,9 @@ enum CheckpointArchive {
         }
     }
 
-    private static func unpack(_ archive: String, into dir: String, bundle: String, env: [String]) throws(MonitorFailure) -> String {
+    private static func unpack(_ archive: String, into dir: String, bundle: String, env: [String])
+        throws(MonitorFailure) -> String
+    {
         try runTarSync(["/bin/tar", "-xf", archive, "-C", dir], env: env, what: "unpack \(archive)")
         guard let st = FS.lstatOf(dir + "/checkpoint"), FS.isDirectory(st) else {
             throw MonitorFailure("restore: \(archive) is not a checkpoint archive (no checkpoint/ directory)")
@@ -182,7 +221,9 @@ enum CheckpointArchive {
         let config = bundle + "/config.json"
         do {
             if !FS.exists(config) {
-                guard FS.exists(dir + "/spec.dump") else { throw MonitorFailure("restore: \(archive) has no spec.dump and \(config) is missing") }
+                guard FS.exists(dir + "/spec.dump") else {
+                    throw MonitorFailure("restore: \(archive) has no spec.dump and \(config) is missing")
+                }
                 try FS.writeFileAtomic(config, try FS.readFile(dir + "/spec.dump"), mode: 0o600)
             }
         } catch let e as MonitorFailure { throw e } catch { throw MonitorFailure("restore: \(error)") }
@@ -194,15 +235,18 @@ enum CheckpointArchive {
                 deleted = try RootfsDiff.deletedFiles(dir + "/deleted.files")
                 try RootfsDiff.check(try RootfsDiff.members(dir + "/rootfs-diff.tar"), rootfs: rootfs)
             } catch { throw MonitorFailure("restore: \(archive): \(error.message)") }
-            try runTarSync(["/bin/tar", "-xf", dir + "/rootfs-diff.tar", "-C", rootfs], env: env, what: "apply rootfs-diff.tar")
+            try runTarSync(
+                ["/bin/tar", "-xf", dir + "/rootfs-diff.tar", "-C", rootfs], env: env, what: "apply rootfs-diff.tar")
             for rel in deleted { RootfsDiff.remove(rel, rootfs: rootfs) }
         }
         return dir + "/checkpoint"
     }
 
     private static func rootfsPath(bundle: String) throws(MonitorFailure) -> String {
-        guard let bytes = try? FS.readFile(bundle + "/config.json"), case .object(let spec)? = try? JSONValue.parse(bytes),
-              case .object(let root)? = spec["root"], case .string(let path)? = root["path"] else {
+        guard let bytes = try? FS.readFile(bundle + "/config.json"),
+            case .object(let spec)? = try? JSONValue.parse(bytes),
+            case .object(let root)? = spec["root"], case .string(let path)? = root["path"]
+        else {
             throw MonitorFailure("restore: \(bundle)/config.json has no root.path")
         }
         return path.hasPrefix("/") ? path : bundle + "/" + path

@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 import OCI
 
@@ -36,10 +36,12 @@ final class ControlServer {
     init(monitor: Monitor, bundle: String) throws(SysError) {
         self.monitor = monitor
         path = bundle + "/monitor.sock"
-        fd = try UnixSocket.listen(directory: bundle, name: "monitor.sock", type: Int32(SOCK_STREAM.rawValue), mode: 0o600)
+        fd = try UnixSocket.listen(
+            directory: bundle, name: "monitor.sock", type: Int32(SOCK_STREAM.rawValue), mode: 0o600)
         do {
-            try UnixSocket.serve(fd, loop: monitor.loop, accepted: { [unowned self] c in self.admit(c) },
-                                 onReadable: { [unowned self] c in self.receive(c) })
+            try UnixSocket.serve(
+                fd, loop: monitor.loop, accepted: { [unowned self] c in self.admit(c) },
+                onReadable: { [unowned self] c in self.receive(c) })
         } catch {
             Glibc.close(fd)
             throw error
@@ -53,7 +55,8 @@ final class ControlServer {
         var uid: UInt32 = 0
         guard sl_peer_uid(c, &uid) == 0, uid == 0 || uid == geteuid() else { return false }
         if connections.count >= Self.maxConnections {
-            guard let victim = order.first(where: { connections[$0].map { !$0.subscribed && $0.busy == 0 } ?? false }) else {
+            guard let victim = order.first(where: { connections[$0].map { !$0.subscribed && $0.busy == 0 } ?? false })
+            else {
                 reply(["error": .string("too many connections (\(Self.maxConnections))")], on: c)
                 return false
             }
@@ -88,7 +91,7 @@ final class ControlServer {
         }
         guard n > 0, let conn = connections[c] else { return }
         armIdleTimer(c)
-        let complete = buf[0..<n].contains(UInt8(ascii: "\n"))   // else only the new bytes to keep
+        let complete = buf[0..<n].contains(UInt8(ascii: "\n"))  // else only the new bytes to keep
         conn.buffer += buf[0..<n]
         while complete, connections[c] === conn, let nl = conn.buffer.firstIndex(of: UInt8(ascii: "\n")) {
             let line = Array(conn.buffer[0..<nl])
@@ -116,10 +119,12 @@ final class ControlServer {
     }
 
     func send(_ obj: JSONObject, to conn: Connection) {
-        guard connections[conn.fd] === conn else { return }   // the client left meanwhile
+        guard connections[conn.fd] === conn else { return }  // the client left meanwhile
         let bytes = JSONValue.object(obj).serializedBytes() + [UInt8(ascii: "\n")]
         // Replies are small; a client that stops reading is dropped rather than blocking the monitor.
-        let n = bytes.withUnsafeBytes { Glibc.send(conn.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        let n = bytes.withUnsafeBytes {
+            Glibc.send(conn.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+        }
         if n != bytes.count { drop(conn.fd) }
     }
 
@@ -168,7 +173,9 @@ final class ControlServer {
         }
     }
 
-    private func dispatch(_ method: String, _ params: JSONObject, id: JSONValue, client c: Connection) throws(MonitorFailure) {
+    private func dispatch(_ method: String, _ params: JSONObject, id: JSONValue, client c: Connection)
+        throws(MonitorFailure)
+    {
         switch method {
         case "state":
             send(["id": id, "result": .object(state())], to: c)
@@ -204,12 +211,17 @@ final class ControlServer {
             probe.schedule()
             send(["id": id, "result": .object(["name": .string(spec.name)])], to: c)
         case "removeProbe":
-            guard case .string(let name)? = params["name"] else { throw MonitorFailure("params.name: missing probe name") }
-            guard let p = probes.removeValue(forKey: name) else { throw MonitorFailure("params.name: no probe \"\(name)\"") }
+            guard case .string(let name)? = params["name"] else {
+                throw MonitorFailure("params.name: missing probe name")
+            }
+            guard let p = probes.removeValue(forKey: name) else {
+                throw MonitorFailure("params.name: no probe \"\(name)\"")
+            }
             p.stop()
             send(["id": id, "result": .object([:])], to: c)
         default:
-            throw MonitorFailure("method: unknown method \"\(method)\" (state, subscribe, execSync, checkpoint, addProbe, removeProbe)")
+            throw MonitorFailure(
+                "method: unknown method \"\(method)\" (state, subscribe, execSync, checkpoint, addProbe, removeProbe)")
         }
     }
 
@@ -221,7 +233,8 @@ final class ControlServer {
             "oomKilled": .bool(monitor.oomKilled),
         ]
         if let code = monitor.exitCode { s.members.append(("exitCode", .number(String(code)))) }
-        s.members.append(("probes", .array(probes.keys.sorted().compactMap { probes[$0].map { .object($0.status()) } })))
+        s.members.append(
+            ("probes", .array(probes.keys.sorted().compactMap { probes[$0].map { .object($0.status()) } })))
         return s
     }
 }
@@ -258,8 +271,10 @@ struct ExecResult {
     var timedOut: Bool
 
     var json: JSONObject {
-        ["exitCode": .number(String(exitCode)), "stdout": .string(String(decoding: stdout, as: UTF8.self)),
-         "stderr": .string(String(decoding: stderr, as: UTF8.self)), "timedOut": .bool(timedOut)]
+        [
+            "exitCode": .number(String(exitCode)), "stdout": .string(String(decoding: stdout, as: UTF8.self)),
+            "stderr": .string(String(decoding: stderr, as: UTF8.self)), "timedOut": .bool(timedOut),
+        ]
     }
 }
 
@@ -273,16 +288,20 @@ enum ExecRunner {
         if let cwd = r.cwd { args += ["--cwd", cwd] }
         if let user = r.user { args += ["--user", user] }
         args += [monitor.cid] + r.args
-        try CapturedCommand.run(args, timeoutSeconds: r.timeoutSeconds, outputLimit: r.outputLimit, monitor: monitor, done: done)
+        try CapturedCommand.run(
+            args, timeoutSeconds: r.timeoutSeconds, outputLimit: r.outputLimit, monitor: monitor, done: done)
     }
 }
 
 /// A child of the monitor with stdout and stderr captured, in its own process group (killed as a
 /// whole at the timeout or when the command exits), reported through the event loop.
 enum CapturedCommand {
-    static func run(_ args: [String], timeoutSeconds: Int, outputLimit: Int = 16 << 20, monitor: Monitor,
-                    done: @escaping (ExecResult) -> Void) throws(MonitorFailure) {
-        let out: Pipe, err: Pipe
+    static func run(
+        _ args: [String], timeoutSeconds: Int, outputLimit: Int = 16 << 20, monitor: Monitor,
+        done: @escaping (ExecResult) -> Void
+    ) throws(MonitorFailure) {
+        let out: Pipe
+        let err: Pipe
         do {
             out = try Pipe.make()
             err = try Pipe.make()
@@ -298,8 +317,11 @@ enum CapturedCommand {
             done(result)
         }
         func append(_ bytes: ArraySlice<UInt8>, toStdout: Bool) {
-            if toStdout { result.stdout += bytes.prefix(max(0, outputLimit - result.stdout.count)) }
-            else { result.stderr += bytes.prefix(max(0, outputLimit - result.stderr.count)) }
+            if toStdout {
+                result.stdout += bytes.prefix(max(0, outputLimit - result.stdout.count))
+            } else {
+                result.stderr += bytes.prefix(max(0, outputLimit - result.stderr.count))
+            }
         }
         for (fd, isOut) in [(out.read, true), (err.read, false)] {
             _ = sl_set_nonblock(fd)
@@ -321,8 +343,11 @@ enum CapturedCommand {
         var group: pid_t = 0
         let pid: pid_t
         do {
-            pid = try monitor.spawnChild(SpawnSpec(args: args, env: monitor.childEnv, stdout: out.write,
-                                                   stderr: err.write, ownProcessGroup: true)) { status in
+            pid = try monitor.spawnChild(
+                SpawnSpec(
+                    args: args, env: monitor.childEnv, stdout: out.write,
+                    stderr: err.write, ownProcessGroup: true)
+            ) { status in
                 exited = true
                 if !result.timedOut { result.exitCode = Proc.exitCode(status) }
                 // Processes left in the group would keep the pipes open: end them with the command.
@@ -330,7 +355,10 @@ enum CapturedCommand {
                 finishIfDone()
             }
         } catch {
-            for fd in [out.read, err.read] { loop.unwatch(fd); Glibc.close(fd) }
+            for fd in [out.read, err.read] {
+                loop.unwatch(fd)
+                Glibc.close(fd)
+            }
             Glibc.close(out.write)
             Glibc.close(err.write)
             throw MonitorFailure("start \(args[0]): \(error)")
@@ -371,7 +399,9 @@ func optionalString(_ p: JSONObject, _ key: String, prefix: String = "params.") 
     return s
 }
 
-func integer(_ p: JSONObject, _ key: String, default d: Int, range: ClosedRange<Int>, prefix: String = "params.") throws(MonitorFailure) -> Int {
+func integer(_ p: JSONObject, _ key: String, default d: Int, range: ClosedRange<Int>, prefix: String = "params.")
+    throws(MonitorFailure) -> Int
+{
     guard let v = p[key] else { return d }
     guard case .number(let text) = v, let n = Int(text), range.contains(n) else {
         throw MonitorFailure("\(prefix)\(key): must be an integer in \(range.lowerBound)...\(range.upperBound)")

@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 
 /// A single-threaded epoll loop: fd handlers plus one-shot timers. With no timers armed it sleeps in

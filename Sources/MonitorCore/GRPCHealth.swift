@@ -19,8 +19,10 @@ struct GRPCHealthClient {
 
     static func frame(type: UInt8, flags: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
         let n = payload.count
-        return [UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff), type, flags,
-                UInt8(stream >> 24 & 0x7f), UInt8(stream >> 16 & 0xff), UInt8(stream >> 8 & 0xff), UInt8(stream & 0xff)] + payload
+        return [
+            UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff), type, flags,
+            UInt8(stream >> 24 & 0x7f), UInt8(stream >> 16 & 0xff), UInt8(stream >> 8 & 0xff), UInt8(stream & 0xff),
+        ] + payload
     }
 
     /// HPACK string literal, no Huffman coding (7-bit prefix length integer).
@@ -43,19 +45,20 @@ struct GRPCHealthClient {
 
     /// Everything the client sends, in one write.
     func request(authority: String, service: String) -> [UInt8] {
-        var headers: [UInt8] = [0x83, 0x86]                                  // :method POST, :scheme http
-        headers += [0x04] + Self.hpackString("/grpc.health.v1.Health/Check")   // :path (static index 4)
-        headers += [0x01] + Self.hpackString(authority)                       // :authority (static index 1)
+        var headers: [UInt8] = [0x83, 0x86]  // :method POST, :scheme http
+        headers += [0x04] + Self.hpackString("/grpc.health.v1.Health/Check")  // :path (static index 4)
+        headers += [0x01] + Self.hpackString(authority)  // :authority (static index 1)
         for (name, value) in [("content-type", "application/grpc"), ("te", "trailers")] {
             headers += [0x00] + Self.hpackString(name) + Self.hpackString(value)
         }
         var message: [UInt8] = []
         if !service.isEmpty {
             let s = Array(service.utf8)
-            message = [0x0a] + varint(s.count) + s                          // HealthCheckRequest.service = 1
+            message = [0x0a] + varint(s.count) + s  // HealthCheckRequest.service = 1
         }
         let n = message.count
-        let grpcMessage = [0, UInt8(n >> 24 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)] + message
+        let grpcMessage =
+            [0, UInt8(n >> 24 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)] + message
         return Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
             + Self.frame(type: Self.frameSettings, flags: 0, stream: 0, [])
             + Self.frame(type: Self.frameHeaders, flags: Self.flagEndHeaders, stream: 1, headers)
@@ -74,8 +77,11 @@ struct GRPCHealthClient {
         var i = 0
         while bytes.count - i >= 9 {
             let length = Int(bytes[i]) << 16 | Int(bytes[i + 1]) << 8 | Int(bytes[i + 2])
-            let type = bytes[i + 3], flags = bytes[i + 4]
-            let stream = (UInt32(bytes[i + 5]) & 0x7f) << 24 | UInt32(bytes[i + 6]) << 16 | UInt32(bytes[i + 7]) << 8 | UInt32(bytes[i + 8])
+            let type = bytes[i + 3]
+            let flags = bytes[i + 4]
+            let stream =
+                (UInt32(bytes[i + 5]) & 0x7f) << 24 | UInt32(bytes[i + 6]) << 16 | UInt32(bytes[i + 7]) << 8
+                | UInt32(bytes[i + 8])
             guard bytes.count - i - 9 >= length else { break }
             let payload = Array(bytes[(i + 9)..<(i + 9 + length)])
             i += 9 + length
@@ -107,8 +113,9 @@ struct GRPCHealthClient {
         while i < message.count {
             let tag = message[i]
             i += 1
-            guard tag & 7 == 0 else { return nil }   // only varint fields are expected
-            var value = 0, shift = 0
+            guard tag & 7 == 0 else { return nil }  // only varint fields are expected
+            var value = 0
+            var shift = 0
             while i < message.count {
                 let b = message[i]
                 i += 1

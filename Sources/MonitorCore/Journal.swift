@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 
 /// The fields conmon attaches to every journal entry of a container.
@@ -34,7 +34,9 @@ public enum JournalFormat {
     }
 
     /// One entry, fields in conmon's order.
-    public static func entry(message: some Collection<UInt8>, stream: Stream, partial: Bool, identity id: JournalIdentity) -> [UInt8] {
+    public static func entry(
+        message: some Collection<UInt8>, stream: Stream, partial: Bool, identity id: JournalIdentity
+    ) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(message.count + 256)
         appendField(&out, "MESSAGE", message)
@@ -105,8 +107,15 @@ final class JournalLog {
 
     init(identity: JournalIdentity) throws(SysError) {
         self.identity = identity
-        if let p = getenv(Self.socketEnvironment), p.pointee != 0 { path = String(cString: p) } else { path = Self.defaultSocket }
-        fd = try sys("socket", path) { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0) }
+        if let p = getenv(Self.socketEnvironment), p.pointee != 0 {
+            path = String(cString: p)
+        } else {
+            path = Self.defaultSocket
+        }
+        fd = try sys("socket", path) {
+            socket(
+                AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        }
         // Room for a burst, as libsystemd asks for (the kernel caps it at wmem_max).
         var size: Int32 = 8 << 20
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
@@ -128,7 +137,9 @@ final class JournalLog {
         do {
             try withUnixAddress(path, op: "sendto") { (addr, len) throws(SysError) in
                 _ = try sys("sendto", path) {
-                    entry.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), addr, len) }
+                    entry.withUnsafeBytes {
+                        sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), addr, len)
+                    }
                 }
             }
         } catch {

@@ -36,12 +36,15 @@ public enum K8sFormat {
         var t = time_t(seconds)
         var tmv = tm()
         localtime_r(&t, &tmv)
-        func pad(_ v: Int, _ w: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, w - s.count)) + s }
+        func pad(_ v: Int, _ w: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, w - s.count)) + s
+        }
         let off = Int(tmv.tm_gmtoff)
         let sign = off < 0 ? "-" : "+"
-        return "\(pad(Int(tmv.tm_year) + 1900, 4))-\(pad(Int(tmv.tm_mon) + 1, 2))-\(pad(Int(tmv.tm_mday), 2))T" +
-            "\(pad(Int(tmv.tm_hour), 2)):\(pad(Int(tmv.tm_min), 2)):\(pad(Int(tmv.tm_sec), 2)).\(pad(nanoseconds, 9))" +
-            "\(sign)\(pad(abs(off) / 3600, 2)):\(pad(abs(off) % 3600 / 60, 2))"
+        return "\(pad(Int(tmv.tm_year) + 1900, 4))-\(pad(Int(tmv.tm_mon) + 1, 2))-\(pad(Int(tmv.tm_mday), 2))T"
+            + "\(pad(Int(tmv.tm_hour), 2)):\(pad(Int(tmv.tm_min), 2)):\(pad(Int(tmv.tm_sec), 2)).\(pad(nanoseconds, 9))"
+            + "\(sign)\(pad(abs(off) / 3600, 2)):\(pad(abs(off) % 3600 / 60, 2))"
     }
 
     public static func now() -> String {
@@ -80,7 +83,9 @@ final class K8sFileLog {
             fd = file.fd
             size = 0
         } else {
-            let nfd = try sys("open", path) { Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+            let nfd = try sys("open", path) {
+                Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            }
             if fd >= 0 { close(fd) }
             fd = nfd
             var st = stat()
@@ -97,7 +102,10 @@ final class K8sFileLog {
             if sizeMax > 0 && size + Int64(batch.count + record.count) > sizeMax {
                 flush(batch)
                 batch = []
-                do { try open(truncate: true) } catch { fail("\(error)"); return }
+                do { try open(truncate: true) } catch {
+                    fail("\(error)")
+                    return
+                }
             }
             batch += record
         }

@@ -1,7 +1,7 @@
-import Glibc
 import CLinux
-import LinuxSystem
 import Cgroups
+import Glibc
+import LinuxSystem
 
 public let monitorVersion = "0.1.0"
 
@@ -11,7 +11,8 @@ public func runMonitor(_ argv: [String]) -> Int32 {
     do { o = try parseMonitorOptions(Array(argv.dropFirst())) } catch {
         printErr("swiftlet-monitor: \(error.message)")
         // The agent waits on the sync pipe: tell it too (the key as the flags we could read ask for).
-        SyncPipe.fromEnvironment(apiVersion: argv.contains("--api-version"), exec: argv.contains("-e") || argv.contains("--exec"))?
+        SyncPipe.fromEnvironment(
+            apiVersion: argv.contains("--api-version"), exec: argv.contains("-e") || argv.contains("--exec"))?
             .fail(error.message)
         return 1
     }
@@ -32,7 +33,6 @@ public func runMonitor(_ argv: [String]) -> Int32 {
     }
     return Monitor(o, sync: sync).run()
 }
-
 
 /// A failure of the monitor: a bad command line, a control-API request, setting up or running the
 /// container. `message` is what the caller gets (stderr, the sync pipe, the control socket).
@@ -182,7 +182,8 @@ final class Monitor {
         var console: ConsoleSocket?
     }
 
-    private func makeContainerStdio(passthrough saved: (Int32, Int32, Int32)?) throws(MonitorFailure) -> ContainerStdio {
+    private func makeContainerStdio(passthrough saved: (Int32, Int32, Int32)?) throws(MonitorFailure) -> ContainerStdio
+    {
         var s = ContainerStdio()
         do {
             if let saved {
@@ -216,8 +217,9 @@ final class Monitor {
         let args = runtimeCommand(pidFile: pidFile, consoleSocket: stdio.console?.path)
         let runtimePid: pid_t
         do {
-            var spec = SpawnSpec(args: args, env: childEnv, stdin: stdio.child[0], stdout: stdio.child[1],
-                                 stderr: stdio.child[2], ownProcessGroup: o.exec)
+            var spec = SpawnSpec(
+                args: args, env: childEnv, stdin: stdio.child[0], stdout: stdio.child[1],
+                stderr: stdio.child[2], ownProcessGroup: o.exec)
             spec.replaceListenPid = o.replaceListenPid
             runtimePid = try Spawn.start(spec)
         } catch {
@@ -232,7 +234,8 @@ final class Monitor {
             var text = readAvailable(stdio.runtimeErr >= 0 ? stdio.runtimeErr : stderrRead)
             if text.isEmpty { text = readAvailable(stdoutRead) }
             let verb = o.exec ? "exec" : (o.restore != nil ? "restore" : "create")
-            throw MonitorFailure(text.isEmpty ? "runtime \(verb) failed with exit status \(Proc.exitCode(status))" : text)
+            throw MonitorFailure(
+                text.isEmpty ? "runtime \(verb) failed with exit status \(Proc.exitCode(status))" : text)
         }
         if stdio.runtimeErr >= 0 { close(stdio.runtimeErr) }
     }
@@ -282,14 +285,17 @@ final class Monitor {
             }
             if spec == "journald" || spec.hasPrefix("journald:") {
                 if journal != nil { continue }
-                do { journal = try JournalLog(identity: JournalIdentity(containerID: cid, name: o.name, tag: o.logTag)) } catch {
+                do {
+                    journal = try JournalLog(identity: JournalIdentity(containerID: cid, name: o.name, tag: o.logTag))
+                } catch {
                     throw MonitorFailure("journald log driver: \(error)")
                 }
                 continue
             }
             var path = spec
-            if spec.hasPrefix("k8s-file:") { path = String(spec.dropFirst("k8s-file:".count)) }
-            else if let colon = spec.firstIndex(of: ":"), !spec.hasPrefix("/") {
+            if spec.hasPrefix("k8s-file:") {
+                path = String(spec.dropFirst("k8s-file:".count))
+            } else if let colon = spec.firstIndex(of: ":"), !spec.hasPrefix("/") {
                 throw MonitorFailure("No such log driver \(spec[..<colon])")
             }
             guard !path.isEmpty else { throw MonitorFailure("log path is empty in -l \(spec)") }
@@ -423,7 +429,9 @@ final class Monitor {
     func reopenLogs() {
         for log in logs {
             do { try log.reopen() } catch {
-                control?.broadcast(["event": .string("log-error"), "path": .string(log.path), "message": .string("reopen: \(error)")])
+                control?.broadcast([
+                    "event": .string("log-error"), "path": .string(log.path), "message": .string("reopen: \(error)"),
+                ])
             }
         }
     }
@@ -509,7 +517,9 @@ final class Monitor {
         guard let oom, oom.wait(timeoutMs: 0) else { return }
         oomKilled = true
         // conmon writes an empty `oom` file in the persist dir and where CRI-O/podman look (the bundle).
-        for dir in [o.persistDir, bundle].compactMap({ $0 }) { try? FS.writeFileAtomic(dir + "/oom", [], mode: 0o644, durable: false) }
+        for dir in [o.persistDir, bundle].compactMap({ $0 }) {
+            try? FS.writeFileAtomic(dir + "/oom", [], mode: 0o644, durable: false)
+        }
         control?.broadcast(["event": .string("oom")])
     }
 
@@ -577,8 +587,10 @@ final class Monitor {
         if o.exec {
             if timedOut { sync?.send(-1, message: "command timed out") } else { sync?.send(code) }
         }
-        control?.broadcast(["event": .string("exit"), "exitCode": .number(String(code)),
-                            "oomKilled": .bool(oomKilled), "timedOut": .bool(timedOut)])
+        control?.broadcast([
+            "event": .string("exit"), "exitCode": .number(String(code)),
+            "oomKilled": .bool(oomKilled), "timedOut": .bool(timedOut),
+        ])
         control?.close()
         attach?.close()
         removeCleanupPaths()
@@ -629,4 +641,3 @@ func readAvailable(_ fd: Int32) -> String {
     }
     return String(decoding: out.prefix(8192), as: UTF8.self)
 }
-

@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 
 /// `--sdnotify-socket HOST`: conmon's sd_notify relay for `podman run --sdnotify=container`. The
@@ -16,9 +16,13 @@ final class NotifyRelay {
     init(bundle: String, host: String, loop: EventLoop) throws(SysError) {
         self.host = host
         path = bundle + "/notify/notify.sock"
-        out = try sys("socket", host) { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0) }
+        out = try sys("socket", host) {
+            socket(
+                AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        }
         do {
-            fd = try UnixSocket.listen(directory: bundle + "/notify", name: "notify.sock", type: Int32(SOCK_DGRAM.rawValue), mode: 0o777)
+            fd = try UnixSocket.listen(
+                directory: bundle + "/notify", name: "notify.sock", type: Int32(SOCK_DGRAM.rawValue), mode: 0o777)
         } catch {
             close(out)
             throw error
@@ -60,7 +64,9 @@ final class NotifyRelay {
             guard n >= 0 else { return }
             guard let message = Self.forwarded(buf[0..<n]) else { continue }
             _ = try? withUnixAddress(host, op: "sendto") { (addr, len) throws(SysError) in
-                Array(message.utf8).withUnsafeBytes { sendto(out, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), addr, len) }
+                Array(message.utf8).withUnsafeBytes {
+                    sendto(out, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), addr, len)
+                }
             }
         }
     }

@@ -97,14 +97,16 @@ public func parseMonitorOptions(_ args: [String]) throws(MonitorFailure) -> Moni
                 inline = String(rest)
             }
         } else {
-            continue   // stray positional word: ignored, as GLib leaves it
+            continue  // stray positional word: ignored, as GLib leaves it
         }
         guard let entry = table.first(where: { $0.0 == name }) else {
             throw MonitorFailure("Unknown option --\(name)")
         }
         var value = ""
         if entry.2 == .value {
-            if let inline { value = inline } else {
+            if let inline {
+                value = inline
+            } else {
                 guard i < args.count else { throw MonitorFailure("Missing argument for --\(name)") }
                 value = args[i]
                 i += 1
@@ -166,7 +168,7 @@ private func apply(_ o: inout MonitorOptions, _ name: String, _ v: String) throw
     case "sdnotify-socket": o.sdnotifySocket = v
     case "version": o.version = true
     case "help": o.help = true
-    default: break   // accepted for compatibility, no effect (no-sync-log, seccomp-notify-*)
+    default: break  // accepted for compatibility, no effect (no-sync-log, seccomp-notify-*)
     }
 }
 
@@ -181,7 +183,9 @@ public func validate(_ o: MonitorOptions) throws(MonitorFailure) {
         throw MonitorFailure("Exec process spec path not provided. Use --exec-process-spec")
     }
     if o.execAttach && !o.exec { throw MonitorFailure("Attach can only be specified with exec") }
-    if o.execAttach && !o.apiVersion { throw MonitorFailure("Attach can only be specified for a non-legacy exec session") }
+    if o.execAttach && !o.apiVersion {
+        throw MonitorFailure("Attach can only be specified for a non-legacy exec session")
+    }
     if o.timeout < 0 { throw MonitorFailure("--timeout must not be negative") }
     if !(1...86400).contains(o.controlIdleTimeout) {
         throw MonitorFailure("--control-idle-timeout must be 1 to 86400 seconds")
@@ -198,53 +202,53 @@ public func validate(_ o: MonitorOptions) throws(MonitorFailure) {
 }
 
 public let monitorUsage = """
-Usage:
-  swiftlet-monitor [OPTION...] - a per-container monitor with conmon's command line
+    Usage:
+      swiftlet-monitor [OPTION...] - a per-container monitor with conmon's command line
 
-Help Options:
-  -h, --help                  Show help options
+    Help Options:
+      -h, --help                  Show help options
 
-Application Options:
-  --api-version               Conmon API version to use
-  -b, --bundle                Location of the OCI Bundle path
-  -c, --cid                   Identification of Container
-  -P, --conmon-pidfile        PID file for the monitor process
-  --control-idle-timeout      Close control-socket connections idle this many seconds (default 30)
-  -p, --container-pidfile     PID file for the initial pid inside of container
-  -u, --cuuid                 Container UUID
-  -e, --exec                  Exec a command into a running container
-  --exec-attach               Attach to an exec session
-  --exec-process-spec         Path to the process spec for execution
-  --exit-command              Path to the program to execute when the container terminates
-  --exit-command-arg          Additional arg to pass to the exit command. Can be specified multiple times
-  --exit-delay                Delay before invoking the exit command (in seconds)
-  --exit-dir                  Path to the directory where exit files are written
-  --full-attach               Don't truncate the path to the attach socket
-  --leave-stdin-open          Leave stdin open when attached client disconnects
-  --log-level                 Print debug logs based on log level
-  -l, --log-path              Log file path (k8s-file:PATH, PATH, journald:, passthrough, none)
-  --log-size-max              Maximum size of log file
-  --log-global-size-max       Maximum size of all log files
-  --log-tag                   Additional tag to use for logging
-  -n, --name                  Container name
-  --no-new-keyring            Do not create a new session keyring for the container
-  --no-pivot                  Do not use pivot_root
-  --no-sync-log               Do not manually call sync on logs after container shutdown
-  -0, --persist-dir           Persistent directory for a container that can be used for storing container data
-  --replace-listen-pid        Replace listen pid if set for oci-runtime pid
-  --restore                   Restore a container from a checkpoint
-  -r, --runtime               Path to store runtime data for the container
-  --runtime-arg               Additional arg to pass to the runtime. Can be specified multiple times
-  --runtime-opt               Additional opts to pass to the restore or exec command. Can be specified multiple times
-  --sdnotify-socket           Path to the host's sd-notify socket to relay messages to
-  --socket-dir-path           Location of container attach sockets
-  -i, --stdin                 Open up a pipe to pass stdin to the container
-  --sync                      Keep the main process running as the container's parent (do not double-fork)
-  --syslog                    Log to syslog (use with cgroupfs cgroup manager)
-  -s, --systemd-cgroup        Enable systemd cgroup manager, rather then use the cgroupfs directly
-  -t, --terminal              Allocate a pseudo-TTY. The default is false
-  -T, --timeout               Kill container after specified timeout in seconds.
-  --version                   Print the version and exit
+    Application Options:
+      --api-version               Conmon API version to use
+      -b, --bundle                Location of the OCI Bundle path
+      -c, --cid                   Identification of Container
+      -P, --conmon-pidfile        PID file for the monitor process
+      --control-idle-timeout      Close control-socket connections idle this many seconds (default 30)
+      -p, --container-pidfile     PID file for the initial pid inside of container
+      -u, --cuuid                 Container UUID
+      -e, --exec                  Exec a command into a running container
+      --exec-attach               Attach to an exec session
+      --exec-process-spec         Path to the process spec for execution
+      --exit-command              Path to the program to execute when the container terminates
+      --exit-command-arg          Additional arg to pass to the exit command. Can be specified multiple times
+      --exit-delay                Delay before invoking the exit command (in seconds)
+      --exit-dir                  Path to the directory where exit files are written
+      --full-attach               Don't truncate the path to the attach socket
+      --leave-stdin-open          Leave stdin open when attached client disconnects
+      --log-level                 Print debug logs based on log level
+      -l, --log-path              Log file path (k8s-file:PATH, PATH, journald:, passthrough, none)
+      --log-size-max              Maximum size of log file
+      --log-global-size-max       Maximum size of all log files
+      --log-tag                   Additional tag to use for logging
+      -n, --name                  Container name
+      --no-new-keyring            Do not create a new session keyring for the container
+      --no-pivot                  Do not use pivot_root
+      --no-sync-log               Do not manually call sync on logs after container shutdown
+      -0, --persist-dir           Persistent directory for a container that can be used for storing container data
+      --replace-listen-pid        Replace listen pid if set for oci-runtime pid
+      --restore                   Restore a container from a checkpoint
+      -r, --runtime               Path to store runtime data for the container
+      --runtime-arg               Additional arg to pass to the runtime. Can be specified multiple times
+      --runtime-opt               Additional opts to pass to the restore or exec command. Can be specified multiple times
+      --sdnotify-socket           Path to the host's sd-notify socket to relay messages to
+      --socket-dir-path           Location of container attach sockets
+      -i, --stdin                 Open up a pipe to pass stdin to the container
+      --sync                      Keep the main process running as the container's parent (do not double-fork)
+      --syslog                    Log to syslog (use with cgroupfs cgroup manager)
+      -s, --systemd-cgroup        Enable systemd cgroup manager, rather then use the cgroupfs directly
+      -t, --terminal              Allocate a pseudo-TTY. The default is false
+      -T, --timeout               Kill container after specified timeout in seconds.
+      --version                   Print the version and exit
 
-swiftlet-monitor also serves a control socket (<bundle>/monitor.sock) for exec-sync and probes: Spec/monitor.md.
-"""
+    swiftlet-monitor also serves a control socket (<bundle>/monitor.sock) for exec-sync and probes: Spec/monitor.md.
+    """

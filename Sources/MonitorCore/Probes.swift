@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 import OCI
 
@@ -23,7 +23,9 @@ struct ProbeSpec {
     var needsNetwork: Bool { if case .exec = action { false } else { true } }
 
     init(_ p: JSONObject) throws(MonitorFailure) {
-        guard case .string(let name)? = p["name"], !name.isEmpty else { throw MonitorFailure("params.name: missing probe name") }
+        guard case .string(let name)? = p["name"], !name.isEmpty else {
+            throw MonitorFailure("params.name: missing probe name")
+        }
         self.name = name
         var actions: [ProbeAction] = []
         if case .object(let e)? = p["exec"] {
@@ -45,11 +47,16 @@ struct ProbeSpec {
             }
             var headers: [(String, String)] = []
             if let hv = h["httpHeaders"] {
-                guard case .array(let items) = hv else { throw MonitorFailure("params.httpGet.httpHeaders: must be an array") }
+                guard case .array(let items) = hv else {
+                    throw MonitorFailure("params.httpGet.httpHeaders: must be an array")
+                }
                 for item in items {
-                    guard case .object(let o) = item, case .string(let n)? = o["name"], case .string(let v)? = o["value"],
-                          !n.isEmpty, !hasLineBreak(n + v), !n.contains(":") else {
-                        throw MonitorFailure("params.httpGet.httpHeaders: each header needs a name and a value without line breaks")
+                    guard case .object(let o) = item, case .string(let n)? = o["name"],
+                        case .string(let v)? = o["value"],
+                        !n.isEmpty, !hasLineBreak(n + v), !n.contains(":")
+                    else {
+                        throw MonitorFailure(
+                            "params.httpGet.httpHeaders: each header needs a name and a value without line breaks")
                     }
                     headers.append((n, v))
                 }
@@ -58,12 +65,16 @@ struct ProbeSpec {
             if h["expectedStatus"] != nil {
                 expected = try integer(h, "expectedStatus", default: 200, range: 100...599, prefix: "params.httpGet.")
             }
-            actions.append(.http(host: try host(h, "httpGet"), port: try port(h, "httpGet"), path: path,
-                                 headers: headers, expectedStatus: expected, tls: scheme.uppercased() == "HTTPS"))
+            actions.append(
+                .http(
+                    host: try host(h, "httpGet"), port: try port(h, "httpGet"), path: path,
+                    headers: headers, expectedStatus: expected, tls: scheme.uppercased() == "HTTPS"))
         }
         if case .object(let g)? = p["grpc"] {
-            actions.append(.grpc(host: try host(g, "grpc"), port: try port(g, "grpc"),
-                                 service: try optionalString(g, "service", prefix: "params.grpc.") ?? ""))
+            actions.append(
+                .grpc(
+                    host: try host(g, "grpc"), port: try port(g, "grpc"),
+                    service: try optionalString(g, "service", prefix: "params.grpc.") ?? ""))
         }
         guard actions.count == 1, let action = actions.first else {
             throw MonitorFailure("params: exactly one of exec, tcpSocket, httpGet, grpc is required")
@@ -87,7 +98,9 @@ private func port(_ o: JSONObject, _ field: String) throws(MonitorFailure) -> In
 
 private func host(_ o: JSONObject, _ field: String) throws(MonitorFailure) -> String {
     let h = try optionalString(o, "host", prefix: "params.\(field).") ?? "127.0.0.1"
-    guard IPAddress(h) != nil else { throw MonitorFailure("params.\(field).host: \"\(h)\" is not an IPv4 or IPv6 address") }
+    guard IPAddress(h) != nil else {
+        throw MonitorFailure("params.\(field).host: \"\(h)\" is not an IPv4 or IPv6 address")
+    }
     return h
 }
 
@@ -113,7 +126,9 @@ final class Probe {
 
     func schedule(afterMs: Int64? = nil) {
         guard !stopped else { return }
-        timer = server.monitor.loop.after(ms: afterMs ?? Int64(spec.initialDelaySeconds) * 1000) { [weak self] in self?.run() }
+        timer = server.monitor.loop.after(ms: afterMs ?? Int64(spec.initialDelaySeconds) * 1000) { [weak self] in
+            self?.run()
+        }
     }
 
     func stop() {
@@ -129,17 +144,27 @@ final class Probe {
         switch spec.action {
         case .exec(let command):
             do {
-                try ExecRunner.run(ExecRequest(args: command, timeoutSeconds: spec.timeoutSeconds), monitor: server.monitor) { r in
-                    if r.timedOut { done(false, "timed out after \(self.spec.timeoutSeconds)s") }
-                    else { done(r.exitCode == 0, "exit code \(r.exitCode)" + tail(r.stdout + r.stderr)) }
+                try ExecRunner.run(
+                    ExecRequest(args: command, timeoutSeconds: spec.timeoutSeconds), monitor: server.monitor
+                ) { r in
+                    if r.timedOut {
+                        done(false, "timed out after \(self.spec.timeoutSeconds)s")
+                    } else {
+                        done(r.exitCode == 0, "exit code \(r.exitCode)" + tail(r.stdout + r.stderr))
+                    }
                 }
             } catch {
                 done(false, error.message)
             }
         case .tcp, .http, .grpc:
-            guard let netns = server.network else { done(false, "no network namespace"); return }
-            inFlight = NetCheck.start(spec.action, netns: netns, timeoutMs: Int64(spec.timeoutSeconds) * 1000,
-                                      loop: server.monitor.loop) { [weak self] ok, message in
+            guard let netns = server.network else {
+                done(false, "no network namespace")
+                return
+            }
+            inFlight = NetCheck.start(
+                spec.action, netns: netns, timeoutMs: Int64(spec.timeoutSeconds) * 1000,
+                loop: server.monitor.loop
+            ) { [weak self] ok, message in
                 self?.inFlight = nil
                 done(ok, message)
             }
@@ -167,10 +192,12 @@ final class Probe {
     }
 
     func status() -> JSONObject {
-        ["name": .string(spec.name), "result": lastResult.map { .string($0) } ?? .null,
-         "healthy": healthy.map { .bool($0) } ?? .null, "message": .string(lastMessage),
-         "consecutiveSuccesses": .number(String(successes)), "consecutiveFailures": .number(String(failures)),
-         "runs": .number(String(runs))]
+        [
+            "name": .string(spec.name), "result": lastResult.map { .string($0) } ?? .null,
+            "healthy": healthy.map { .bool($0) } ?? .null, "message": .string(lastMessage),
+            "consecutiveSuccesses": .number(String(successes)), "consecutiveFailures": .number(String(failures)),
+            "runs": .number(String(runs)),
+        ]
     }
 }
 
@@ -197,7 +224,8 @@ final class NetworkNamespace {
             Glibc.close(container)
             throw MonitorFailure("open /proc/self/ns/net: \(errnoString(e))")
         }
-        var a = stat(), b = stat()
+        var a = stat()
+        var b = stat()
         same = fstat(container, &a) == 0 && fstat(own, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev
     }
 
@@ -259,12 +287,17 @@ final class NetCheck {
         self.done = done
     }
 
-    static func start(_ action: ProbeAction, netns: NetworkNamespace, timeoutMs: Int64, loop: EventLoop,
-                      done: @escaping (Bool, String) -> Void) -> NetCheck {
+    static func start(
+        _ action: ProbeAction, netns: NetworkNamespace, timeoutMs: Int64, loop: EventLoop,
+        done: @escaping (Bool, String) -> Void
+    ) -> NetCheck {
         let c = NetCheck(action, loop: loop, done: done)
         c.timer = loop.after(ms: timeoutMs) { [weak c] in c?.finish(false, "timed out after \(timeoutMs / 1000)s") }
         let (host, port) = c.target
-        guard let addr = IPAddress(host) else { c.finish(false, "bad address \(host)"); return c }
+        guard let addr = IPAddress(host) else {
+            c.finish(false, "bad address \(host)")
+            return c
+        }
         do {
             c.fd = try netns.socket(family: addr.family)
             let r = addr.bytes.withUnsafeBytes { sl_connect_inet(c.fd, addr.family, $0.baseAddress, UInt16(port)) }
@@ -302,10 +335,15 @@ final class NetCheck {
             case .tcp:
                 finish(true, "connected")
             case .http(let h, let p, let path, let headers, _, let tls):
-                var req = "GET \(path) HTTP/1.1\r\nHost: \(h.contains(":") ? "[\(h)]" : h):\(p)\r\nUser-Agent: swiftlet-monitor/\(monitorVersion)\r\nAccept: */*\r\nConnection: close\r\n"
+                var req =
+                    "GET \(path) HTTP/1.1\r\nHost: \(h.contains(":") ? "[\(h)]" : h):\(p)\r\nUser-Agent: "
+                    + "swiftlet-monitor/\(monitorVersion)\r\nAccept: */*\r\nConnection: close\r\n"
                 for (n, v) in headers { req += "\(n): \(v)\r\n" }
                 if tls {
-                    guard let t = TLSClient(fd: fd) else { finish(false, "TLS: cannot set up a session"); return }
+                    guard let t = TLSClient(fd: fd) else {
+                        finish(false, "TLS: cannot set up a session")
+                        return
+                    }
                     self.tls = t
                     tlsPending = Array((req + "\r\n").utf8)
                     driveTLS()
@@ -347,10 +385,16 @@ final class NetCheck {
             let step: TLSClient.Step
             if !tlsHandshakeDone {
                 step = tls.handshake()
-                if case .done = step { tlsHandshakeDone = true; continue }
+                if case .done = step {
+                    tlsHandshakeDone = true
+                    continue
+                }
             } else if let pending = tlsPending {
                 step = tls.write(pending)
-                if case .done = step { tlsPending = nil; continue }
+                if case .done = step {
+                    tlsPending = nil
+                    continue
+                }
             } else {
                 var buf = [UInt8](repeating: 0, count: 4096)
                 step = tls.read(&buf)
@@ -361,10 +405,18 @@ final class NetCheck {
                 }
             }
             switch step {
-            case .wantRead: loop.change(fd, events: SL_EPOLLIN); return
-            case .wantWrite: loop.change(fd, events: SL_EPOLLOUT); return
-            case .eof: evaluate(eof: true); return
-            case .failed(let why): finish(false, why); return
+            case .wantRead:
+                loop.change(fd, events: SL_EPOLLIN)
+                return
+            case .wantWrite:
+                loop.change(fd, events: SL_EPOLLOUT)
+                return
+            case .eof:
+                evaluate(eof: true)
+                return
+            case .failed(let why):
+                finish(false, why)
+                return
             case .done: return
             }
         }
@@ -372,7 +424,10 @@ final class NetCheck {
 
     private func sendRequest(_ bytes: [UInt8]) {
         let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard n == bytes.count else { finish(false, "send request: \(errnoString(errno))"); return }
+        guard n == bytes.count else {
+            finish(false, "send request: \(errnoString(errno))")
+            return
+        }
         loop.change(fd, events: SL_EPOLLIN)
     }
 
@@ -396,7 +451,9 @@ final class NetCheck {
             case .serving: finish(true, "SERVING")
             case .notServing(let why): finish(false, why)
             case .needMore:
-                if let ack = grpc.pendingAck() { _ = ack.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+                if let ack = grpc.pendingAck() {
+                    _ = ack.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                }
                 if eof { finish(false, "connection closed before a health response") }
             }
         default:

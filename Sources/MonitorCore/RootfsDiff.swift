@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 import OCI
 
@@ -23,22 +23,31 @@ enum RootfsDiff {
         defer { close(fd) }
         var out: [TarMember] = []
         var offset: off_t = 0
-        var longName: String?, longLink: String?
+        var longName: String?
+        var longLink: String?
         var header = [UInt8](repeating: 0, count: 512)
         while true {
-            guard readFully(fd, &header, at: offset) else { throw MonitorFailure("\(path): truncated tar header at offset \(offset)") }
+            guard readFully(fd, &header, at: offset) else {
+                throw MonitorFailure("\(path): truncated tar header at offset \(offset)")
+            }
             if header.allSatisfy({ $0 == 0 }) { return out }
-            guard let size = tarSize(header[124..<136]) else { throw MonitorFailure("\(path): bad size in the tar header at offset \(offset)") }
+            guard let size = tarSize(header[124..<136]) else {
+                throw MonitorFailure("\(path): bad size in the tar header at offset \(offset)")
+            }
             let type = header[156]
             let dataOffset = offset + 512
             offset = dataOffset + off_t((size + 511) / 512 * 512)
             if type == UInt8(ascii: "L") || type == UInt8(ascii: "K") || type == UInt8(ascii: "x") {
                 guard size <= 1 << 20 else { throw MonitorFailure("\(path): tar extension header of \(size) bytes") }
                 var data = [UInt8](repeating: 0, count: size)
-                guard readFully(fd, &data, at: dataOffset) else { throw MonitorFailure("\(path): truncated tar extension header") }
-                if type == UInt8(ascii: "L") { longName = cField(data[...]) }
-                else if type == UInt8(ascii: "K") { longLink = cField(data[...]) }
-                else {
+                guard readFully(fd, &data, at: dataOffset) else {
+                    throw MonitorFailure("\(path): truncated tar extension header")
+                }
+                if type == UInt8(ascii: "L") {
+                    longName = cField(data[...])
+                } else if type == UInt8(ascii: "K") {
+                    longLink = cField(data[...])
+                } else {
                     let pax = paxRecords(data)
                     if let p = pax["path"] { longName = p }
                     if let l = pax["linkpath"] { longLink = l }
@@ -63,7 +72,9 @@ enum RootfsDiff {
         var checked: Set<String> = []
         func checkPath(_ raw: String, isDirectory: Bool, what: String) throws(MonitorFailure) {
             let rel: String
-            do { rel = try relative(raw) } catch { throw MonitorFailure("rootfs-diff.tar: \(what) \"\(raw)\": \(error.message)") }
+            do { rel = try relative(raw) } catch {
+                throw MonitorFailure("rootfs-diff.tar: \(what) \"\(raw)\": \(error.message)")
+            }
             let parts = rel.split(separator: "/").map(String.init)
             for i in parts.indices {
                 let prefix = parts[0...i].joined(separator: "/")
@@ -71,18 +82,22 @@ enum RootfsDiff {
                 if isLeaf && !isDirectory { break }
                 if checked.contains(prefix) { continue }
                 if symlinks.contains(prefix) {
-                    throw MonitorFailure("rootfs-diff.tar: \(what) \"\(raw)\" goes through the symlink member \"\(prefix)\"")
+                    throw MonitorFailure(
+                        "rootfs-diff.tar: \(what) \"\(raw)\" goes through the symlink member \"\(prefix)\"")
                 }
                 if let st = FS.lstatOf(rootfs + "/" + prefix), FS.isSymlink(st) {
-                    throw MonitorFailure("rootfs-diff.tar: \(what) \"\(raw)\" goes through the symlink /\(prefix) of the rootfs")
+                    throw MonitorFailure(
+                        "rootfs-diff.tar: \(what) \"\(raw)\" goes through the symlink /\(prefix) of the rootfs")
                 }
                 if !isLeaf { checked.insert(prefix) }
             }
         }
         for m in members {
-            if (try? relative(m.name))?.isEmpty == true { continue }   // "./": the rootfs itself
+            if (try? relative(m.name))?.isEmpty == true { continue }  // "./": the rootfs itself
             try checkPath(m.name, isDirectory: m.type == UInt8(ascii: "5"), what: "member")
-            if m.type == UInt8(ascii: "1") { try checkPath(m.link, isDirectory: false, what: "hard link target of \"\(m.name)\"") }
+            if m.type == UInt8(ascii: "1") {
+                try checkPath(m.link, isDirectory: false, what: "hard link target of \"\(m.name)\"")
+            }
         }
     }
 
@@ -104,7 +119,9 @@ enum RootfsDiff {
         for item in items {
             guard case .string(let raw) = item else { throw MonitorFailure("deleted.files: not a JSON array of paths") }
             let rel: String
-            do { rel = try relative(raw) } catch { throw MonitorFailure("deleted.files: entry \"\(raw)\": \(error.message)") }
+            do { rel = try relative(raw) } catch {
+                throw MonitorFailure("deleted.files: entry \"\(raw)\": \(error.message)")
+            }
             guard !rel.isEmpty else { throw MonitorFailure("deleted.files: entry \"\(raw)\" names the rootfs itself") }
             out.append(rel)
         }
@@ -117,8 +134,10 @@ enum RootfsDiff {
         let root = Glibc.open(rootfs, SL_O_PATH | O_DIRECTORY | O_CLOEXEC)
         guard root >= 0 else { return }
         defer { close(root) }
-        let parent = FS.dirname(rel), leaf = String(rel.split(separator: "/").last ?? "")
-        let dir = sl_openat2(root, parent, UInt64(SL_O_PATH | O_DIRECTORY | O_CLOEXEC), 0, SL_RESOLVE_IN_ROOT | SL_RESOLVE_NO_MAGICLINKS)
+        let parent = FS.dirname(rel)
+        let leaf = String(rel.split(separator: "/").last ?? "")
+        let dir = sl_openat2(
+            root, parent, UInt64(SL_O_PATH | O_DIRECTORY | O_CLOEXEC), 0, SL_RESOLVE_IN_ROOT | SL_RESOLVE_NO_MAGICLINKS)
         guard dir >= 0 else { return }
         defer { close(dir) }
         try? FS.removeAll("/proc/self/fd/\(dir)/\(leaf)")
@@ -127,7 +146,9 @@ enum RootfsDiff {
     private static func readFully(_ fd: Int32, _ buf: inout [UInt8], at offset: off_t) -> Bool {
         var done = 0
         while done < buf.count {
-            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, $0.count - done, offset + off_t(done)) }
+            let n = buf.withUnsafeMutableBytes {
+                pread(fd, $0.baseAddress! + done, $0.count - done, offset + off_t(done))
+            }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return false }
             done += n
@@ -161,10 +182,12 @@ enum RootfsDiff {
         var i = 0
         while i < data.count {
             guard let space = data[i...].firstIndex(of: UInt8(ascii: " ")),
-                  let len = Int(String(decoding: data[i..<space], as: UTF8.self)), len > 0, i + len <= data.count else { break }
+                let len = Int(String(decoding: data[i..<space], as: UTF8.self)), len > 0, i + len <= data.count
+            else { break }
             let record = data[(space + 1)..<(i + len - 1)]
             if let eq = record.firstIndex(of: UInt8(ascii: "=")) {
-                out[String(decoding: record[record.startIndex..<eq], as: UTF8.self)] = String(decoding: record[(eq + 1)...], as: UTF8.self)
+                out[String(decoding: record[record.startIndex..<eq], as: UTF8.self)] = String(
+                    decoding: record[(eq + 1)...], as: UTF8.self)
             }
             i += len
         }

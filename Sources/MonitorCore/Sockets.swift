@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 import OCI
 
@@ -25,14 +25,17 @@ struct SyncPipe {
 }
 
 enum UnixSocket {
-    /// socket + bind + listen (not for SOCK_DGRAM) at `directory/name`, bound through /proc/self/fd so long bundle paths
+    /// socket + bind + listen (not for SOCK_DGRAM) at `directory/name`, bound through /proc/self/fd so long bundle
+    /// paths
     /// do not hit the 108-byte sun_path limit. The socket is non-blocking and close-on-exec.
     static func listen(directory: String, name: String, type: Int32, mode: mode_t) throws(SysError) -> Int32 {
         let dir = try sys("open", directory) { Glibc.open(directory, SL_O_PATH | O_DIRECTORY | O_CLOEXEC) }
         defer { close(dir) }
         let path = directory + "/" + name
         unlink(path)
-        let fd = try sys("socket", path) { socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0) }
+        let fd = try sys("socket", path) {
+            socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        }
         do throws(SysError) {
             // The mode comes from the umask at bind: no chmod by path (a symlink swapped in after
             // bind would be followed). The monitor is single-threaded.
@@ -48,7 +51,9 @@ enum UnixSocket {
     }
 
     static func bind(_ fd: Int32, _ path: String, shown: String) throws(SysError) {
-        _ = try withUnixAddress(path, op: "bind") { (addr, len) throws(SysError) in try sys("bind", shown) { Glibc.bind(fd, addr, len) } }
+        _ = try withUnixAddress(path, op: "bind") { (addr, len) throws(SysError) in
+            try sys("bind", shown) { Glibc.bind(fd, addr, len) }
+        }
     }
 
     /// How long a listening socket is not polled after accept ran out of fds or memory.
@@ -59,8 +64,10 @@ enum UnixSocket {
     /// memory, the pending client stays queued and the socket readable: rather than spinning on it,
     /// the loop stops polling it for a while and keeps serving the clients it has. (The listening
     /// socket is closed only after the loop has stopped, so the timer never meets a reused fd.)
-    static func serve(_ fd: Int32, loop: EventLoop, accepted: @escaping (Int32) -> Bool,
-                      onReadable: @escaping (Int32) -> Void) throws(SysError) {
+    static func serve(
+        _ fd: Int32, loop: EventLoop, accepted: @escaping (Int32) -> Bool,
+        onReadable: @escaping (Int32) -> Void
+    ) throws(SysError) {
         try loop.watch(fd) { _ in
             let c = sl_accept(fd)
             guard c >= 0 else {
@@ -93,11 +100,14 @@ struct ConsoleSocket {
     static func make() throws(SysError) -> ConsoleSocket {
         var template = Array("/tmp/swiftlet-monitor-XXXXXX".utf8CString)
         let dir: String = try template.withUnsafeMutableBufferPointer { (buf) throws(SysError) -> String in
-            guard let base = buf.baseAddress, mkdtemp(base) != nil else { throw SysError("mkdtemp", "/tmp", errno: errno) }
+            guard let base = buf.baseAddress, mkdtemp(base) != nil else {
+                throw SysError("mkdtemp", "/tmp", errno: errno)
+            }
             return String(cString: base)
         }
         do {
-            let fd = try UnixSocket.listen(directory: dir, name: "console.sock", type: Int32(SOCK_STREAM.rawValue), mode: 0o700)
+            let fd = try UnixSocket.listen(
+                directory: dir, name: "console.sock", type: Int32(SOCK_STREAM.rawValue), mode: 0o700)
             return ConsoleSocket(dir: dir, path: dir + "/console.sock", fd: fd)
         } catch {
             rmdir(dir)
@@ -140,10 +150,16 @@ final class AttachServer {
     init(directory: String, monitor: Monitor) throws(SysError) {
         self.monitor = monitor
         path = directory + "/attach"
-        fd = try UnixSocket.listen(directory: directory, name: "attach", type: Int32(SOCK_SEQPACKET.rawValue), mode: 0o700)
+        fd = try UnixSocket.listen(
+            directory: directory, name: "attach", type: Int32(SOCK_SEQPACKET.rawValue), mode: 0o700)
         do {
-            try UnixSocket.serve(fd, loop: monitor.loop, accepted: { [unowned self] c in self.clients.insert(c); return true },
-                                 onReadable: { [unowned self] c in self.receive(c) })
+            try UnixSocket.serve(
+                fd, loop: monitor.loop,
+                accepted: { [unowned self] c in
+                    self.clients.insert(c)
+                    return true
+                },
+                onReadable: { [unowned self] c in self.receive(c) })
         } catch {
             Glibc.close(fd)
             throw error

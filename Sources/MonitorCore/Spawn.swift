@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 
 /// How to start a child of the monitor: the runtime (create, exec, restore), an exec probe, the exit

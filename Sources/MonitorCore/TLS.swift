@@ -53,7 +53,8 @@ final class TLSClient {
             if code == 0 { return r == 0 ? .eof : .failed("\(what): connection reset") }
             var text = [CChar](repeating: 0, count: 256)
             ERR_error_string_n(code, &text, text.count)
-            return .failed("\(what): " + String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            return .failed(
+                "\(what): " + String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
     }
 }

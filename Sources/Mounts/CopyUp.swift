@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 
 /// `tmpcopyup` (runc/crun extension): a tmpfs mounted over a directory starts with a copy of what
@@ -17,9 +17,13 @@ enum CopyUp {
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
                 try sys("tmpcopyup: mkdir", path) { mkdirat(dst, entry, 0o700) }
-                let from = try sys("tmpcopyup: open", path) { openat(src, entry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+                let from = try sys("tmpcopyup: open", path) {
+                    openat(src, entry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                }
                 defer { close(from) }
-                let to = try sys("tmpcopyup: open copy of", path) { openat(dst, entry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+                let to = try sys("tmpcopyup: open copy of", path) {
+                    openat(dst, entry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                }
                 defer { close(to) }
                 try copyContents(from: from, to: to, name: path)
             case S_IFREG:

@@ -1,36 +1,44 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 
 /// Id-mapped mounts (KEP-127): the runtime, privileged in the initial user namespace, clones the
 /// source tree of a bind (open_tree) or creates the filesystem (HostFilesystem), attaches a user
-/// namespace holding the mount's mappings (mount_setattr MOUNT_ATTR_IDMAP), and hands the detached tree to init, which attaches it with
+/// namespace holding the mount's mappings (mount_setattr MOUNT_ATTR_IDMAP), and hands the detached tree to init, which
+/// attaches it with
 /// move_mount. A mapping "containerID hostID size" makes on-disk id `containerID + n` appear as
 /// host id `hostID + n`, i.e. as `containerID + n` inside a container with the same mapping.
 public enum IDMappedMount {
     /// A user namespace with the given uid_map/gid_map text, as an fd (close-on-exec).
     /// A short-lived child unshares it; we write its maps, open /proc/<child>/ns/user, let it exit.
     public static func userNamespace(uidMap: String, gidMap: String) throws(SysError) -> Int32 {
-        var ready: [Int32] = [-1, -1], release: [Int32] = [-1, -1]
+        var ready: [Int32] = [-1, -1]
+        var release: [Int32] = [-1, -1]
         try sys("pipe") { sl_pipe2(&ready, O_CLOEXEC) }
         try sys("pipe") { sl_pipe2(&release, O_CLOEXEC) }
         defer { for fd in ready + release where fd >= 0 { close(fd) } }
         let pid = try Proc.fork()
         if pid == 0 {
-            close(release[1]); close(ready[0])
+            close(release[1])
+            close(ready[0])
             var byte: UInt8 = sl_unshare(SL_CLONE_NEWUSER) == 0 ? 1 : 0
             _ = write(ready[1], &byte, 1)
-            _ = read(release[0], &byte, 1)   // returns at EOF, when the runtime closes its end
+            _ = read(release[0], &byte, 1)  // returns at EOF, when the runtime closes its end
             _exit(0)
         }
         defer {
-            close(release[1]); release[1] = -1
+            close(release[1])
+            release[1] = -1
             _ = try? Proc.wait(pid)
         }
-        close(ready[1]); ready[1] = -1
-        close(release[0]); release[0] = -1
+        close(ready[1])
+        ready[1] = -1
+        close(release[0])
+        release[0] = -1
         var ok: UInt8 = 0
-        guard read(ready[0], &ok, 1) == 1, ok == 1 else { throw SysError("unshare", "user namespace for id-mapped mount", errno: EPERM) }
+        guard read(ready[0], &ok, 1) == 1, ok == 1 else {
+            throw SysError("unshare", "user namespace for id-mapped mount", errno: EPERM)
+        }
         try Procfs.write("\(pid)/uid_map", uidMap)
         try Procfs.write("\(pid)/gid_map", gidMap)
         return try FS.open("/proc/\(pid)/ns/user", O_RDONLY)
@@ -39,9 +47,12 @@ public enum IDMappedMount {
     /// A detached clone of `source` (`recursive`: with its submounts, for `rbind`), id-mapped with
     /// `usernsFd` when given: the top mount only, or every mount with `recursiveMap` (`ridmap`), as
     /// runc 1.3 does. Without a user namespace fd it is a plain clone of a source only the host reaches.
-    public static func clone(source: String, recursive: Bool, usernsFd: Int32? = nil, recursiveMap: Bool = false) throws(SysError) -> Int32 {
+    public static func clone(source: String, recursive: Bool, usernsFd: Int32? = nil, recursiveMap: Bool = false)
+        throws(SysError) -> Int32
+    {
         let tree = try sys("open_tree", source) {
-            sl_open_tree(AT_FDCWD, source, SL_OPEN_TREE_CLONE | SL_OPEN_TREE_CLOEXEC | (recursive ? SL_AT_RECURSIVE : 0))
+            sl_open_tree(
+                AT_FDCWD, source, SL_OPEN_TREE_CLONE | SL_OPEN_TREE_CLOEXEC | (recursive ? SL_AT_RECURSIVE : 0))
         }
         guard let usernsFd else { return tree }
         do { try map(tree, usernsFd: usernsFd, recursive: recursiveMap, name: source) } catch {

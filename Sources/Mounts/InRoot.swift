@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 
 /// Creating things inside the rootfs through directory descriptors instead of host paths (issue 13
@@ -24,7 +24,8 @@ enum InRoot {
             var next = openDirectory(fd, name)
             if next < 0 && errno == ENOENT && create {
                 if mkdirat(fd, name, 0o755) != 0 && errno != EEXIST {
-                    let e = errno; close(fd)
+                    let e = errno
+                    close(fd)
                     throw SysError("mkdir", rootfs + walked, errno: e)
                 }
                 next = openDirectory(fd, name)

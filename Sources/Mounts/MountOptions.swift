@@ -2,10 +2,10 @@ import CLinux
 
 /// A mount's options split into mount(2) flags, propagation flags and fs-specific data.
 public struct MountOptions: Sendable, Equatable {
-    public var flags: UInt = 0          // MS_* flags to set
-    public var clearFlags: UInt = 0     // MS_* flags an option explicitly cleared (e.g. "rw", "suid")
-    public var propagation: [UInt] = [] // MS_SHARED/SLAVE/PRIVATE/UNBINDABLE, each maybe | MS_REC
-    public var data: [String] = []      // unknown options go to the filesystem, as runc does
+    public var flags: UInt = 0  // MS_* flags to set
+    public var clearFlags: UInt = 0  // MS_* flags an option explicitly cleared (e.g. "rw", "suid")
+    public var propagation: [UInt] = []  // MS_SHARED/SLAVE/PRIVATE/UNBINDABLE, each maybe | MS_REC
+    public var data: [String] = []  // unknown options go to the filesystem, as runc does
     /// Recursive attributes (`rro`, `rnosuid`, ...) applied with mount_setattr(AT_RECURSIVE).
     public var recursiveSet: UInt64 = 0
     public var recursiveClear: UInt64 = 0
@@ -53,10 +53,12 @@ public struct MountOptions: Sendable, Equatable {
         "rnodev": (false, SL_MOUNT_ATTR_NODEV, false), "rdev": (true, SL_MOUNT_ATTR_NODEV, false),
         "rnoexec": (false, SL_MOUNT_ATTR_NOEXEC, false), "rexec": (true, SL_MOUNT_ATTR_NOEXEC, false),
         "rnodiratime": (false, SL_MOUNT_ATTR_NODIRATIME, false), "rdiratime": (true, SL_MOUNT_ATTR_NODIRATIME, false),
-        "rnosymfollow": (false, SL_MOUNT_ATTR_NOSYMFOLLOW, false), "rsymfollow": (true, SL_MOUNT_ATTR_NOSYMFOLLOW, false),
+        "rnosymfollow": (false, SL_MOUNT_ATTR_NOSYMFOLLOW, false),
+        "rsymfollow": (true, SL_MOUNT_ATTR_NOSYMFOLLOW, false),
         "rrelatime": (false, SL_MOUNT_ATTR_RELATIME, true), "rnorelatime": (true, SL_MOUNT_ATTR_RELATIME, true),
         "rnoatime": (false, SL_MOUNT_ATTR_NOATIME, true), "ratime": (true, SL_MOUNT_ATTR_NOATIME, true),
-        "rstrictatime": (false, SL_MOUNT_ATTR_STRICTATIME, true), "rnostrictatime": (true, SL_MOUNT_ATTR_STRICTATIME, true),
+        "rstrictatime": (false, SL_MOUNT_ATTR_STRICTATIME, true),
+        "rnostrictatime": (true, SL_MOUNT_ATTR_STRICTATIME, true),
     ]
 
     /// Id-mapped mount requests: taken out of the options before `parse` (the runtime's mount plan
@@ -77,7 +79,12 @@ public struct MountOptions: Sendable, Equatable {
         var o = MountOptions()
         for opt in options {
             if let (clear, flag) = table[opt] {
-                if clear { o.flags &= ~flag; o.clearFlags |= flag } else { o.flags |= flag }
+                if clear {
+                    o.flags &= ~flag
+                    o.clearFlags |= flag
+                } else {
+                    o.flags |= flag
+                }
             } else if let p = propagationTable[opt] {
                 o.propagation.append(p)
             } else if opt == "tmpcopyup" {
@@ -87,8 +94,14 @@ public struct MountOptions: Sendable, Equatable {
                     // The atime modes are one value, not bits: the whole field is cleared and the mode
                     // set (the clearing options fall back to relatime, as runc 1.3 does).
                     o.recursiveClear |= SL_MOUNT_ATTR__ATIME
-                    o.recursiveSet = (o.recursiveSet & ~SL_MOUNT_ATTR__ATIME) | (r.clear ? SL_MOUNT_ATTR_RELATIME : r.attr)
-                } else if r.clear { o.recursiveClear |= r.attr; o.recursiveSet &= ~r.attr } else { o.recursiveSet |= r.attr }
+                    o.recursiveSet =
+                        (o.recursiveSet & ~SL_MOUNT_ATTR__ATIME) | (r.clear ? SL_MOUNT_ATTR_RELATIME : r.attr)
+                } else if r.clear {
+                    o.recursiveClear |= r.attr
+                    o.recursiveSet &= ~r.attr
+                } else {
+                    o.recursiveSet |= r.attr
+                }
             } else {
                 o.data.append(opt)
             }

@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 
 /// A mount from config.json, resolved in the parent (source made absolute, options parsed).
@@ -17,7 +17,10 @@ public struct PlannedMount: Sendable {
     /// made in the container's mount namespace, so the remount keeps them as if it did (runc's result).
     public var hostClone = false
     public init(destination: String, type: String, source: String, options: MountOptions, detachedTree: Int32? = nil) {
-        self.destination = destination; self.type = type; self.source = source; self.options = options
+        self.destination = destination
+        self.type = type
+        self.source = source
+        self.options = options
         self.detachedTree = detachedTree
     }
 }
@@ -25,15 +28,20 @@ public struct PlannedMount: Sendable {
 /// A device node to create in the container's /dev.
 public struct DeviceNode: Sendable {
     public var path: String
-    public var type: String   // c, b, u, p
+    public var type: String  // c, b, u, p
     public var major: Int64
     public var minor: Int64
     public var fileMode: UInt32
     public var uid: UInt32
     public var gid: UInt32
     public init(path: String, type: String, major: Int64, minor: Int64, fileMode: UInt32, uid: UInt32, gid: UInt32) {
-        self.path = path; self.type = type; self.major = major; self.minor = minor
-        self.fileMode = fileMode; self.uid = uid; self.gid = gid
+        self.path = path
+        self.type = type
+        self.major = major
+        self.minor = minor
+        self.fileMode = fileMode
+        self.uid = uid
+        self.gid = gid
     }
 
     /// The devices every container gets (runtime-spec config-linux.md "Default Devices").
@@ -49,9 +57,12 @@ public struct DeviceNode: Sendable {
 
 /// A cgroup hierarchy of the host as the container should see it (bind of its own cgroup).
 public struct CgroupBind: Sendable {
-    public var name: String      // sub-directory under the mount point ("" for a pure v2 host)
+    public var name: String  // sub-directory under the mount point ("" for a pure v2 host)
     public var hostPath: String  // e.g. /sys/fs/cgroup/memory/some/path
-    public init(name: String, hostPath: String) { self.name = name; self.hostPath = hostPath }
+    public init(name: String, hostPath: String) {
+        self.name = name
+        self.hostPath = hostPath
+    }
 }
 
 /// Everything init needs to build the container's filesystem, resolved before fork.
@@ -64,8 +75,8 @@ public struct RootfsPlan: Sendable {
     public var explicitPropagation = false
     public var mounts: [PlannedMount]
     public var devices: [DeviceNode]
-    public var createDevices: Bool      // false when /dev is bind-mounted from the host
-    public var bindDevices: Bool        // user namespace: mknod is not allowed, bind from host
+    public var createDevices: Bool  // false when /dev is bind-mounted from the host
+    public var bindDevices: Bool  // user namespace: mknod is not allowed, bind from host
     public var inUserNamespace: Bool
     public var noPivot: Bool
     /// Without a new mount namespace (runc allows it) the mounts happen in the caller's namespace
@@ -74,13 +85,23 @@ public struct RootfsPlan: Sendable {
     public var maskedPaths: [String]
     public var readonlyPaths: [String]
     public var cgroupBinds: [CgroupBind]
-    public init(rootfs: String, readonly: Bool, rootPropagation: UInt, mounts: [PlannedMount], devices: [DeviceNode],
-                createDevices: Bool, bindDevices: Bool, inUserNamespace: Bool, noPivot: Bool,
-                maskedPaths: [String], readonlyPaths: [String], cgroupBinds: [CgroupBind]) {
-        self.rootfs = rootfs; self.readonly = readonly; self.rootPropagation = rootPropagation; self.mounts = mounts
-        self.devices = devices; self.createDevices = createDevices; self.bindDevices = bindDevices
-        self.inUserNamespace = inUserNamespace; self.noPivot = noPivot; self.maskedPaths = maskedPaths
-        self.readonlyPaths = readonlyPaths; self.cgroupBinds = cgroupBinds
+    public init(
+        rootfs: String, readonly: Bool, rootPropagation: UInt, mounts: [PlannedMount], devices: [DeviceNode],
+        createDevices: Bool, bindDevices: Bool, inUserNamespace: Bool, noPivot: Bool,
+        maskedPaths: [String], readonlyPaths: [String], cgroupBinds: [CgroupBind]
+    ) {
+        self.rootfs = rootfs
+        self.readonly = readonly
+        self.rootPropagation = rootPropagation
+        self.mounts = mounts
+        self.devices = devices
+        self.createDevices = createDevices
+        self.bindDevices = bindDevices
+        self.inUserNamespace = inUserNamespace
+        self.noPivot = noPivot
+        self.maskedPaths = maskedPaths
+        self.readonlyPaths = readonlyPaths
+        self.cgroupBinds = cgroupBinds
     }
 }
 
@@ -90,7 +111,8 @@ let atimeFlags = SL_MS_NOATIME | SL_MS_RELATIME | SL_MS_STRICTATIME | SL_MS_NODI
 /// The lockable flags of a mount (statvfs f_flag) as MS_* flags. Without noatime or relatime the
 /// mount is strictatime, which statvfs does not report.
 func lockedFlags(_ vfs: statvfs) -> UInt {
-    var locked = UInt(vfs.f_flag) & (SL_MS_RDONLY | SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC | SL_MS_NOATIME | SL_MS_NODIRATIME)
+    var locked =
+        UInt(vfs.f_flag) & (SL_MS_RDONLY | SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC | SL_MS_NOATIME | SL_MS_NODIRATIME)
     if UInt(vfs.f_flag) & SL_ST_RELATIME != 0 { locked |= SL_MS_RELATIME }
     if locked & (SL_MS_NOATIME | SL_MS_RELATIME) == 0 { locked |= SL_MS_STRICTATIME }
     return locked
@@ -103,7 +125,8 @@ func checkLockedFlags(_ locked: UInt, flags: UInt, cleared: UInt, name: String) 
         throw SysError("remount \(name): cannot clear locked flags \(flagNames(locked & cleared))", errno: EPERM)
     }
     if flags & atimeFlags != 0 && flags & atimeFlags != locked & atimeFlags {
-        throw SysError("remount \(name): cannot change locked atime flags \(flagNames(locked & atimeFlags))", errno: EPERM)
+        throw SysError(
+            "remount \(name): cannot change locked atime flags \(flagNames(locked & atimeFlags))", errno: EPERM)
     }
 }
 
@@ -112,7 +135,8 @@ extension PlannedMount {
     /// config must not clear a flag the kernel would have locked.
     public func checkHostCloneFlags() throws(SysError) {
         guard hostClone, let tree = detachedTree,
-              options.flags & ~(SL_MS_BIND | SL_MS_REC) != 0 || options.clearFlags != 0 else { return }
+            options.flags & ~(SL_MS_BIND | SL_MS_REC) != 0 || options.clearFlags != 0
+        else { return }
         var vfs = statvfs()
         try sys("fstatvfs", source) { fstatvfs(tree, &vfs) }
         try checkLockedFlags(lockedFlags(vfs), flags: options.flags, cleared: options.clearFlags, name: destination)
@@ -121,15 +145,19 @@ extension PlannedMount {
 
 /// Option names of MS_* flags, for messages.
 func flagNames(_ flags: UInt) -> String {
-    let names: [(UInt, String)] = [(SL_MS_RDONLY, "ro"), (SL_MS_NOSUID, "nosuid"), (SL_MS_NODEV, "nodev"),
-                                   (SL_MS_NOEXEC, "noexec"), (SL_MS_NOATIME, "noatime"), (SL_MS_RELATIME, "relatime"),
-                                   (SL_MS_STRICTATIME, "strictatime"), (SL_MS_NODIRATIME, "nodiratime")]
+    let names: [(UInt, String)] = [
+        (SL_MS_RDONLY, "ro"), (SL_MS_NOSUID, "nosuid"), (SL_MS_NODEV, "nodev"),
+        (SL_MS_NOEXEC, "noexec"), (SL_MS_NOATIME, "noatime"), (SL_MS_RELATIME, "relatime"),
+        (SL_MS_STRICTATIME, "strictatime"), (SL_MS_NODIRATIME, "nodiratime"),
+    ]
     return names.filter { flags & $0.0 != 0 }.map { $0.1 }.joined(separator: ",")
 }
 
 @inline(__always)
-func mountCall(_ source: String?, _ target: String, _ fstype: String?, _ flags: UInt, _ data: String?,
-               what: String) throws(SysError) {
+func mountCall(
+    _ source: String?, _ target: String, _ fstype: String?, _ flags: UInt, _ data: String?,
+    what: String
+) throws(SysError) {
     try sys("mount \(what) to", target) { sl_mount(source, target, fstype, flags, data) }
 }
 
@@ -137,8 +165,10 @@ func mountCall(_ source: String?, _ target: String, _ fstype: String?, _ flags: 
 /// `assumeLocked`, the flags the kernel locks (nosuid/nodev/noexec/ro/atime of a mount inherited from a more
 /// privileged mount namespace) are kept, as runc does; asking to clear one (`cleared`), or for other
 /// atime flags than the locked ones, is an error. `name` is the mount's destination, for messages.
-func remountBind(_ target: String, _ flags: UInt, cleared: UInt = 0, assumeLocked: Bool = false,
-                 name: String? = nil) throws(SysError) {
+func remountBind(
+    _ target: String, _ flags: UInt, cleared: UInt = 0, assumeLocked: Bool = false,
+    name: String? = nil
+) throws(SysError) {
     let base = SL_MS_BIND | SL_MS_REMOUNT | (flags & ~(SL_MS_BIND | SL_MS_REC | SL_MS_REMOUNT))
     if !assumeLocked && sl_mount(nil, target, nil, base, nil) == 0 { return }
     let first = assumeLocked ? EPERM : errno
@@ -180,7 +210,9 @@ public enum Rootfs {
         defer { close(root) }
         let rel = String(FS.cleanPath(destination).dropFirst())
         return try sys("openat2 in rootfs", destination) {
-            sl_openat2(root, rel.isEmpty ? "." : rel, UInt64(SL_O_PATH | O_CLOEXEC), 0, SL_RESOLVE_IN_ROOT | SL_RESOLVE_NO_MAGICLINKS)
+            sl_openat2(
+                root, rel.isEmpty ? "." : rel, UInt64(SL_O_PATH | O_CLOEXEC), 0,
+                SL_RESOLVE_IN_ROOT | SL_RESOLVE_NO_MAGICLINKS)
         }
     }
 
@@ -210,18 +242,22 @@ public enum Rootfs {
         let target = try openInRoot(plan.rootfs, m.destination)
         defer { close(target) }
         // tmpcopyup: the covered directory, still reachable through this fd after the mount.
-        let below = m.options.copyUp && m.type == "tmpfs"
-            ? try sys("open for tmpcopyup", m.destination) { openat(target, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) } : -1
+        let below =
+            m.options.copyUp && m.type == "tmpfs"
+            ? try sys("open for tmpcopyup", m.destination) { openat(target, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+            : -1
         defer { if below >= 0 { close(below) } }
         let at = "/proc/self/fd/\(target)"
         // A bind keeps the source's flags unless the config names any (set or cleared): then exactly those.
-        var remount = m.options.isBind && (m.options.flags & ~(SL_MS_BIND | SL_MS_REC) != 0 || m.options.clearFlags != 0)
+        var remount =
+            m.options.isBind && (m.options.flags & ~(SL_MS_BIND | SL_MS_REC) != 0 || m.options.clearFlags != 0)
         if let tree = m.detachedTree {
             try IDMappedMount.attach(tree, to: target, name: m.destination)
         } else if m.options.isBind {
-            try mountCall(m.source, at, "bind", m.options.flags & (SL_MS_BIND | SL_MS_REC), nil, what: "\"\(m.source)\"")
+            try mountCall(
+                m.source, at, "bind", m.options.flags & (SL_MS_BIND | SL_MS_REC), nil, what: "\"\(m.source)\"")
         } else if try !mountFilesystem(m, at, data: data, plan) {
-            remount = m.options.flags != 0   // the host's /sys, bound: its flags come by remount
+            remount = m.options.flags != 0  // the host's /sys, bound: its flags come by remount
         }
         let top = try openInRoot(plan.rootfs, m.destination)
         defer { close(top) }
@@ -235,12 +271,14 @@ public enum Rootfs {
         }
         if below >= 0 { try CopyUp.copyContents(from: below, to: top, name: m.destination) }
         if remount {
-            try remountBind(onTop, m.options.flags, cleared: m.options.clearFlags, assumeLocked: m.hostClone, name: m.destination)
+            try remountBind(
+                onTop, m.options.flags, cleared: m.options.clearFlags, assumeLocked: m.hostClone, name: m.destination)
         }
         if m.type == "proc" || m.type == "sysfs" { try checkFilesystem(onTop, m) }
         if m.options.hasRecursiveAttributes {
             try sys("mount_setattr (recursive options of \(m.destination))", m.destination) {
-                sl_mount_setattr(top, "", SL_AT_RECURSIVE | SL_AT_EMPTY_PATH, m.options.recursiveSet, m.options.recursiveClear, 0, 0)
+                sl_mount_setattr(
+                    top, "", SL_AT_RECURSIVE | SL_AT_EMPTY_PATH, m.options.recursiveSet, m.options.recursiveClear, 0, 0)
             }
         }
         for p in m.options.propagation { try mountCall(nil, onTop, nil, p, nil, what: "propagation of") }
@@ -251,18 +289,26 @@ public enum Rootfs {
     static func makeMountPoint(_ m: PlannedMount, _ dest: String, index: Int, _ plan: RootfsPlan) throws(SysError) {
         guard m.options.isBind else { return try InRoot.mkdirAll(dest, rootfs: plan.rootfs) }
         var st = stat()
-        if let tree = m.detachedTree { try sys("fstat bind source", m.source) { fstat(tree, &st) } } else {
+        if let tree = m.detachedTree {
+            try sys("fstat bind source", m.source) { fstat(tree, &st) }
+        } else {
             guard let s = FS.statOf(m.source) else {
                 throw SysError("config.json: mounts[\(index)].source: stat", m.source, errno: errno)
             }
             st = s
         }
-        if FS.isDirectory(st) { try InRoot.mkdirAll(dest, rootfs: plan.rootfs) } else { try InRoot.touch(dest, rootfs: plan.rootfs) }
+        if FS.isDirectory(st) {
+            try InRoot.mkdirAll(dest, rootfs: plan.rootfs)
+        } else {
+            try InRoot.touch(dest, rootfs: plan.rootfs)
+        }
     }
 
     /// A new filesystem of `m` on `at`; false when sysfs could not be mounted in a user namespace that
     /// does not own the network namespace and the host's /sys was bound instead.
-    static func mountFilesystem(_ m: PlannedMount, _ at: String, data: String, _ plan: RootfsPlan) throws(SysError) -> Bool {
+    static func mountFilesystem(_ m: PlannedMount, _ at: String, data: String, _ plan: RootfsPlan) throws(SysError)
+        -> Bool
+    {
         // A read-only tmpfs (/dev above all) is filled first and made read-only at the end (runc).
         let flags = m.type == "tmpfs" ? m.options.flags & ~SL_MS_RDONLY : m.options.flags
         if sl_mount(m.source, at, m.type, flags, data.isEmpty ? nil : data) == 0 { return true }
@@ -281,16 +327,19 @@ public enum Rootfs {
     ]
 
     /// runc's rule for destinations in /proc (`resolved`: the destination inside the root, symlinks
-    /// resolved; the plan checks the literal one first): /proc itself only takes procfs (a new one or a bind of one), and nothing below it
+    /// resolved; the plan checks the literal one first): /proc itself only takes procfs (a new one or a bind of one),
+    /// and nothing below it
     /// except `procMountFiles`, so no mount can redirect the runtime's procfs writes (issue 13).
     public static func checkProcDestination(_ resolved: String, _ m: PlannedMount) throws(SysError) {
         if resolved == "/proc" {
             let isProc = m.options.isBind ? sl_statfs_type(m.source) == Procfs.superMagic : m.type == "proc"
             if isProc { return }
-            throw SysError("mount destination \(m.destination) cannot be mounted because it is not of type proc", errno: EPERM)
+            throw SysError(
+                "mount destination \(m.destination) cannot be mounted because it is not of type proc", errno: EPERM)
         }
         if resolved.hasPrefix("/proc/") && !procMountFiles.contains(resolved) {
-            throw SysError("mount destination \(m.destination) cannot be mounted because it is inside /proc", errno: EPERM)
+            throw SysError(
+                "mount destination \(m.destination) cannot be mounted because it is inside /proc", errno: EPERM)
         }
     }
 
@@ -298,7 +347,7 @@ public enum Rootfs {
     static func checkFilesystem(_ dest: String, _ m: PlannedMount) throws(SysError) {
         let type = sl_statfs_type(dest)
         guard type >= 0 else { throw SysError("statfs", m.destination, errno: errno) }
-        let want: Int = m.type == "proc" ? 0x9fa0 : 0x62656572   // PROC_SUPER_MAGIC, SYSFS_MAGIC
+        let want: Int = m.type == "proc" ? 0x9fa0 : 0x6265_6572  // PROC_SUPER_MAGIC, SYSFS_MAGIC
         // sysfs may be a bind of the host's /sys in a user namespace: still sysfs.
         if type != want {
             throw SysError("\(m.destination) is not \(m.type) after mounting it", errno: EPERM)
@@ -316,13 +365,17 @@ public enum Rootfs {
         let target = try openInRoot(plan.rootfs, m.destination)
         defer { close(target) }
         if plan.cgroupBinds.count == 1 && plan.cgroupBinds[0].name.isEmpty {
-            try mountCall(plan.cgroupBinds[0].hostPath, "/proc/self/fd/\(target)", "bind", SL_MS_BIND | SL_MS_REC, nil, what: "cgroup")
+            try mountCall(
+                plan.cgroupBinds[0].hostPath, "/proc/self/fd/\(target)", "bind", SL_MS_BIND | SL_MS_REC, nil,
+                what: "cgroup")
             let top = try openInRoot(plan.rootfs, m.destination)
             defer { close(top) }
             try remountBind("/proc/self/fd/\(top)", perMount)
             return
         }
-        try mountCall("tmpfs", "/proc/self/fd/\(target)", "tmpfs", SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC, "mode=755", what: "cgroup tmpfs")
+        try mountCall(
+            "tmpfs", "/proc/self/fd/\(target)", "tmpfs", SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC, "mode=755",
+            what: "cgroup tmpfs")
         let top = try openInRoot(plan.rootfs, m.destination)
         defer { close(top) }
         let tmpfs = "/proc/self/fd/\(top)"
@@ -332,7 +385,11 @@ public enum Rootfs {
             try mountCall(b.hostPath, sub, "bind", SL_MS_BIND | SL_MS_REC, nil, what: "cgroup \"\(b.name)\"")
             try remountBind(sub, perMount)
         }
-        if ro { try mountCall(nil, tmpfs, nil, SL_MS_REMOUNT | SL_MS_RDONLY | SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC, nil, what: "cgroup tmpfs read-only") }
+        if ro {
+            try mountCall(
+                nil, tmpfs, nil, SL_MS_REMOUNT | SL_MS_RDONLY | SL_MS_NOSUID | SL_MS_NODEV | SL_MS_NOEXEC, nil,
+                what: "cgroup tmpfs read-only")
+        }
     }
 
     /// A device node in the container's /dev, made relative to its directory's fd (InRoot).
@@ -357,13 +414,17 @@ public enum Rootfs {
     }
 
     static func devSymlinks(_ plan: RootfsPlan) throws(SysError) {
-        var links = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
-                     ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")]
+        var links = [
+            ("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+            ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"),
+        ]
         if FS.exists("/proc/kcore") { links.append(("/proc/kcore", "/dev/core")) }
         if plan.mounts.contains(where: { $0.destination == "/dev/pts" }) { links.append(("pts/ptmx", "/dev/ptmx")) }
         for (target, link) in links {
             // The link itself is made, never what a planted one points at: only its directory is resolved.
-            let dest = try secureJoin(root: plan.rootfs, FS.dirname(link)) + "/" + String(link.dropFirst(FS.dirname(link).count + 1))
+            let dest =
+                try secureJoin(root: plan.rootfs, FS.dirname(link)) + "/"
+                + String(link.dropFirst(FS.dirname(link).count + 1))
             let (dir, name) = try InRoot.parent(dest, rootfs: plan.rootfs)
             defer { close(dir) }
             if link == "/dev/ptmx" { unlinkat(dir, name, 0) }
@@ -410,11 +471,13 @@ public enum Rootfs {
         }.map(\.mountPoint)
         for p in targets {
             if sl_mount(nil, p, nil, SL_MS_SLAVE | SL_MS_REC, nil) != 0 {
-                if errno == ENOENT { continue }   // gone with a parent detached before
+                if errno == ENOENT { continue }  // gone with a parent detached before
                 throw SysError("make slave (hiding host mounts for --no-pivot)", p, errno: errno)
             }
             if sl_umount2(p, SL_MNT_DETACH) != 0 {
-                guard errno == EINVAL || errno == EPERM else { throw SysError("umount (hiding host mounts for --no-pivot)", p, errno: errno) }
+                guard errno == EINVAL || errno == EPERM else {
+                    throw SysError("umount (hiding host mounts for --no-pivot)", p, errno: errno)
+                }
                 try mountCall("tmpfs", p, "tmpfs", 0, nil, what: "tmpfs over a host mount for --no-pivot")
             }
         }
@@ -425,7 +488,9 @@ public enum Rootfs {
     static func verifiedNullDevice() throws(SysError) -> Int32 {
         let fd = try FS.open("/dev/null", SL_O_PATH | O_NOFOLLOW)
         var st = stat()
-        if fstat(fd, &st) != 0 || st.st_mode & S_IFMT != S_IFCHR || sl_major(st.st_rdev) != 1 || sl_minor(st.st_rdev) != 3 {
+        if fstat(fd, &st) != 0 || st.st_mode & S_IFMT != S_IFCHR || sl_major(st.st_rdev) != 1
+            || sl_minor(st.st_rdev) != 3
+        {
             close(fd)
             throw SysError("masked paths: /dev/null in the container is not the null device (1:3)", errno: EPERM)
         }
@@ -442,11 +507,13 @@ public enum Rootfs {
         for fd: Int32 in 0...2 {
             var st = stat()
             guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFCHR,
-                  sl_major(st.st_rdev) == 1, sl_minor(st.st_rdev) == 3 else { continue }
+                sl_major(st.st_rdev) == 1, sl_minor(st.st_rdev) == 3
+            else { continue }
             if null < 0 {
                 null = Glibc.open("/dev/null", O_RDWR | O_NOFOLLOW | O_CLOEXEC)
                 guard null >= 0, fstat(null, &nullStat) == 0, nullStat.st_mode & S_IFMT == S_IFCHR,
-                      sl_major(nullStat.st_rdev) == 1, sl_minor(nullStat.st_rdev) == 3 else { return }
+                    sl_major(nullStat.st_rdev) == 1, sl_minor(nullStat.st_rdev) == 3
+                else { return }
             }
             if nullStat.st_dev == st.st_dev && nullStat.st_ino == st.st_ino { continue }
             _ = dup2(null, fd)

@@ -12,7 +12,10 @@ public func secureJoin(root: String, _ unsafePath: String) throws(SysError) -> S
     while !remaining.isEmpty {
         let part = remaining.removeFirst()
         if part == "." { continue }
-        if part == ".." { if !resolved.isEmpty { resolved.removeLast() }; continue }
+        if part == ".." {
+            if !resolved.isEmpty { resolved.removeLast() }
+            continue
+        }
         let candidate = root + "/" + (resolved + [part]).joined(separator: "/")
         guard let st = FS.lstatOf(candidate), FS.isSymlink(st) else {
             resolved.append(part)

@@ -4,8 +4,10 @@
 extension Spec {
     /// The default spec; `rootless` gives the `--rootless` variant, mapping container root to `uid`/`gid`.
     /// `cgroupNamespace` adds a cgroup namespace, as runc does on a cgroup v2 (unified) host.
-    public static func defaultSpec(rootless: Bool, uid: UInt32 = 0, gid: UInt32 = 0,
-                                   cgroupNamespace: Bool = true) -> Spec {
+    public static func defaultSpec(
+        rootless: Bool, uid: UInt32 = 0, gid: UInt32 = 0,
+        cgroupNamespace: Bool = true
+    ) -> Spec {
         let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
         let process = Process(
             terminal: true,
@@ -19,16 +21,21 @@ extension Spec {
 
         var mounts = [
             Mount(destination: "/proc", type: "proc", source: "proc"),
-            Mount(destination: "/dev", type: "tmpfs", source: "tmpfs",
-                  options: ["nosuid", "strictatime", "mode=755", "size=65536k"]),
-            Mount(destination: "/dev/pts", type: "devpts", source: "devpts",
-                  options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
-            Mount(destination: "/dev/shm", type: "tmpfs", source: "shm",
-                  options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
-            Mount(destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"]),
+            Mount(
+                destination: "/dev", type: "tmpfs", source: "tmpfs",
+                options: ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+            Mount(
+                destination: "/dev/pts", type: "devpts", source: "devpts",
+                options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
+            Mount(
+                destination: "/dev/shm", type: "tmpfs", source: "shm",
+                options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
+            Mount(
+                destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"]),
             Mount(destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"]),
-            Mount(destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup",
-                  options: ["nosuid", "noexec", "nodev", "relatime", "ro"]),
+            Mount(
+                destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup",
+                options: ["nosuid", "noexec", "nodev", "relatime", "ro"]),
         ]
 
         var linux = Linux()
@@ -50,8 +57,9 @@ extension Spec {
             linux.gidMappings = [IDMapping(containerID: 0, hostID: gid, size: 1)]
             mounts = mounts.map { mount in
                 if mount.destination == "/sys" {
-                    return Mount(destination: "/sys", type: "none", source: "/sys",
-                                 options: ["rbind", "nosuid", "noexec", "nodev", "ro"])
+                    return Mount(
+                        destination: "/sys", type: "none", source: "/sys",
+                        options: ["rbind", "nosuid", "noexec", "nodev", "ro"])
                 }
                 var m = mount
                 m.options = m.options?.filter { !$0.hasPrefix("uid=") && !$0.hasPrefix("gid=") }
@@ -64,7 +72,8 @@ extension Spec {
         }
         linux.namespaces = namespaces.map { Namespace(type: $0) }
 
-        return Spec(ociVersion: ociRuntimeSpecVersion, process: process, root: Root(path: "rootfs", readonly: true),
-                    hostname: "swiftlet", mounts: mounts, linux: linux)
+        return Spec(
+            ociVersion: ociRuntimeSpecVersion, process: process, root: Root(path: "rootfs", readonly: true),
+            hostname: "swiftlet", mounts: mounts, linux: linux)
     }
 }

@@ -72,7 +72,10 @@ public struct Features: Encodable, Sendable, Equatable {
     public struct MemoryPolicy: Encodable, Sendable, Equatable {
         public var modes: [String]?
         public var flags: [String]?
-        public init(modes: [String]?, flags: [String]?) { self.modes = modes; self.flags = flags }
+        public init(modes: [String]?, flags: [String]?) {
+            self.modes = modes
+            self.flags = flags
+        }
     }
 
     public struct Cgroup: Encodable, Sendable, Equatable {
@@ -90,10 +93,16 @@ public struct Features: Encodable, Sendable, Equatable {
         public var archs: [String]?
         public var knownFlags: [String]?
         public var supportedFlags: [String]?
-        public init(enabled: Bool?, actions: [String]? = nil, operators: [String]? = nil, archs: [String]? = nil,
-                    knownFlags: [String]? = nil, supportedFlags: [String]? = nil) {
-            self.enabled = enabled; self.actions = actions; self.operators = operators; self.archs = archs
-            self.knownFlags = knownFlags; self.supportedFlags = supportedFlags
+        public init(
+            enabled: Bool?, actions: [String]? = nil, operators: [String]? = nil, archs: [String]? = nil,
+            knownFlags: [String]? = nil, supportedFlags: [String]? = nil
+        ) {
+            self.enabled = enabled
+            self.actions = actions
+            self.operators = operators
+            self.archs = archs
+            self.knownFlags = knownFlags
+            self.supportedFlags = supportedFlags
         }
     }
 
@@ -108,11 +117,14 @@ public struct Features: Encodable, Sendable, Equatable {
     /// The features of this build on this host (each true only where it works here: Spec/cli.md).
     /// `mountOptions` and `memoryPolicy` depend on the host kernel, `seccomp` on libseccomp and the
     /// kernel, `intelRdt` on a mounted resctrl, `rdma` on the rdma controller, so the caller supplies them.
-    public static func current(mountOptions: [String], seccomp: Seccomp = Seccomp(enabled: false),
-                               appArmor: Bool = false, seLinux: Bool = false,
-                               cgroupV1: Bool = false, cgroupV2: Bool = false, rdma: Bool = false, intelRdt: Bool = false,
-                               memoryPolicy: MemoryPolicy = MemoryPolicy(modes: memoryPolicyModes.map(\.name),
-                                                                         flags: memoryPolicyFlags.map(\.name))) -> Features {
+    public static func current(
+        mountOptions: [String], seccomp: Seccomp = Seccomp(enabled: false),
+        appArmor: Bool = false, seLinux: Bool = false,
+        cgroupV1: Bool = false, cgroupV2: Bool = false, rdma: Bool = false, intelRdt: Bool = false,
+        memoryPolicy: MemoryPolicy = MemoryPolicy(
+            modes: memoryPolicyModes.map(\.name),
+            flags: memoryPolicyFlags.map(\.name))
+    ) -> Features {
         Features(
             ociVersionMin: "1.0.0",
             ociVersionMax: ociRuntimeSpecVersion,

@@ -81,7 +81,10 @@ private struct JSONParser {
     var index = 0
     var depth = 0
 
-    init(bytes: [UInt8], maxDepth: Int) { self.bytes = bytes; self.maxDepth = maxDepth }
+    init(bytes: [UInt8], maxDepth: Int) {
+        self.bytes = bytes
+        self.maxDepth = maxDepth
+    }
 
     mutating func parseDocument() throws(OCIError) -> JSONValue {
         skipWhitespace()
@@ -95,9 +98,15 @@ private struct JSONParser {
 
     /// 1-based line and column (in Unicode scalars) of a byte offset.
     func location(_ offset: Int) -> (line: Int, column: Int) {
-        var line = 1, column = 1
+        var line = 1
+        var column = 1
         for b in bytes[..<min(offset, bytes.count)] {
-            if b == ASCII.newline { line += 1; column = 1 } else if b & 0xC0 != 0x80 { column += 1 }
+            if b == ASCII.newline {
+                line += 1
+                column = 1
+            } else if b & 0xC0 != 0x80 {
+                column += 1
+            }
         }
         return (line, column)
     }
@@ -126,7 +135,8 @@ private struct JSONParser {
         case 0x80...:
             let length = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1
             if offset + length <= bytes.count,
-               let s = String(validating: bytes[offset..<offset + length], as: UTF8.self) {
+                let s = String(validating: bytes[offset..<offset + length], as: UTF8.self)
+            {
                 return "'" + s + "'"
             }
             fallthrough
@@ -153,9 +163,15 @@ private struct JSONParser {
         case ASCII.openBracket: return try parseArray()
         case ASCII.quote: return .string(try parseString())
         case ASCII.minus, ASCII.zero...ASCII.nine: return .number(try parseNumber())
-        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
-        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
-        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
+        case UInt8(ascii: "t"):
+            try expectLiteral("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try expectLiteral("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try expectLiteral("null")
+            return .null
         default: throw invalidCharacter("looking for beginning of value")
         }
     }
@@ -169,7 +185,8 @@ private struct JSONParser {
             if bytes[index] != expected {
                 throw invalidCharacter("in literal \(word) (expecting '\(Character(UnicodeScalar(expected)))')")
             }
-            index += 1; i += 1
+            index += 1
+            i += 1
         }
     }
 
@@ -180,11 +197,12 @@ private struct JSONParser {
 
     mutating func parseObject() throws(OCIError) -> JSONValue {
         try enter()
-        index += 1 // {
+        index += 1  // {
         var members: [(key: String, value: JSONValue)] = []
         skipWhitespace()
         if index < bytes.count, bytes[index] == ASCII.closeBrace {
-            index += 1; depth -= 1
+            index += 1
+            depth -= 1
             return .object(JSONObject(members))
         }
         while true {
@@ -206,7 +224,8 @@ private struct JSONParser {
             switch bytes[index] {
             case ASCII.comma: index += 1
             case ASCII.closeBrace:
-                index += 1; depth -= 1
+                index += 1
+                depth -= 1
                 return .object(JSONObject(members))
             default: throw invalidCharacter("after object key:value pair")
             }
@@ -215,11 +234,12 @@ private struct JSONParser {
 
     mutating func parseArray() throws(OCIError) -> JSONValue {
         try enter()
-        index += 1 // [
+        index += 1  // [
         var elements: [JSONValue] = []
         skipWhitespace()
         if index < bytes.count, bytes[index] == ASCII.closeBracket {
-            index += 1; depth -= 1
+            index += 1
+            depth -= 1
             return .array(elements)
         }
         while true {
@@ -230,7 +250,8 @@ private struct JSONParser {
             switch bytes[index] {
             case ASCII.comma: index += 1
             case ASCII.closeBracket:
-                index += 1; depth -= 1
+                index += 1
+                depth -= 1
                 return .array(elements)
             default: throw invalidCharacter("after array element")
             }
@@ -265,7 +286,7 @@ private struct JSONParser {
     /// Parses a string starting at its opening quote; leaves `index` after the closing quote.
     mutating func parseString() throws(OCIError) -> String {
         let start = index
-        index += 1 // opening quote
+        index += 1  // opening quote
         // Fast path: no escapes.
         var i = index
         while i < bytes.count {
@@ -351,7 +372,7 @@ private struct JSONParser {
         index += 2
         let second = try parseHex4()
         guard second >= 0xDC00 && second <= 0xDFFF else {
-            index = saved // not a pair: decode the next escape on its own
+            index = saved  // not a pair: decode the next escape on its own
             return replacement
         }
         let scalar = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
@@ -364,13 +385,17 @@ private struct JSONParser {
         case 0..<0x80:
             buffer.append(UInt8(v))
         case 0x80..<0x800:
-            buffer.append(UInt8(0xC0 | v >> 6)); buffer.append(UInt8(0x80 | v & 0x3F))
+            buffer.append(UInt8(0xC0 | v >> 6))
+            buffer.append(UInt8(0x80 | v & 0x3F))
         case 0x800..<0x10000:
-            buffer.append(UInt8(0xE0 | v >> 12)); buffer.append(UInt8(0x80 | v >> 6 & 0x3F))
+            buffer.append(UInt8(0xE0 | v >> 12))
+            buffer.append(UInt8(0x80 | v >> 6 & 0x3F))
             buffer.append(UInt8(0x80 | v & 0x3F))
         default:
-            buffer.append(UInt8(0xF0 | v >> 18)); buffer.append(UInt8(0x80 | v >> 12 & 0x3F))
-            buffer.append(UInt8(0x80 | v >> 6 & 0x3F)); buffer.append(UInt8(0x80 | v & 0x3F))
+            buffer.append(UInt8(0xF0 | v >> 18))
+            buffer.append(UInt8(0x80 | v >> 12 & 0x3F))
+            buffer.append(UInt8(0x80 | v >> 6 & 0x3F))
+            buffer.append(UInt8(0x80 | v & 0x3F))
         }
     }
 }
@@ -392,7 +417,10 @@ enum JSONWriter {
         case .number(let n): out.append(contentsOf: n.utf8)
         case .string(let s): writeString(s, into: &out)
         case .array(let elements):
-            if elements.isEmpty { out.append(contentsOf: "[]".utf8); return }
+            if elements.isEmpty {
+                out.append(contentsOf: "[]".utf8)
+                return
+            }
             out.append(ASCII.openBracket)
             for (i, element) in elements.enumerated() {
                 if i > 0 { out.append(ASCII.comma) }
@@ -402,7 +430,10 @@ enum JSONWriter {
             if pretty { newline(into: &out, indent: indent) }
             out.append(ASCII.closeBracket)
         case .object(let object):
-            if object.isEmpty { out.append(contentsOf: "{}".utf8); return }
+            if object.isEmpty {
+                out.append(contentsOf: "{}".utf8)
+                return
+            }
             out.append(ASCII.openBrace)
             for (i, member) in object.members.enumerated() {
                 if i > 0 { out.append(ASCII.comma) }
@@ -419,7 +450,10 @@ enum JSONWriter {
 
     private static func newline(into out: inout [UInt8], indent: Int) {
         out.append(ASCII.newline)
-        for _ in 0..<indent { out.append(ASCII.space); out.append(ASCII.space) }
+        for _ in 0..<indent {
+            out.append(ASCII.space)
+            out.append(ASCII.space)
+        }
     }
 
     /// A JSON string literal: `"` and `\` escaped, \n \r \t short, other control characters as \u00XX,
@@ -438,14 +472,23 @@ enum JSONWriter {
             let b = bytes[i]
             switch b {
             case ASCII.quote, ASCII.backslash:
-                out.append(ASCII.backslash); out.append(b)
-            case ASCII.newline: out.append(ASCII.backslash); out.append(UInt8(ascii: "n"))
-            case ASCII.carriageReturn: out.append(ASCII.backslash); out.append(UInt8(ascii: "r"))
-            case ASCII.tab: out.append(ASCII.backslash); out.append(UInt8(ascii: "t"))
+                out.append(ASCII.backslash)
+                out.append(b)
+            case ASCII.newline:
+                out.append(ASCII.backslash)
+                out.append(UInt8(ascii: "n"))
+            case ASCII.carriageReturn:
+                out.append(ASCII.backslash)
+                out.append(UInt8(ascii: "r"))
+            case ASCII.tab:
+                out.append(ASCII.backslash)
+                out.append(UInt8(ascii: "t"))
             case 0..<0x20:
                 out.append(contentsOf: "\\u00".utf8)
-                out.append(hexDigits[Int(b >> 4)]); out.append(hexDigits[Int(b & 0xF)])
-            case 0xE2 where i + 2 < bytes.count && bytes[i + 1] == 0x80 && (bytes[i + 2] == 0xA8 || bytes[i + 2] == 0xA9):
+                out.append(hexDigits[Int(b >> 4)])
+                out.append(hexDigits[Int(b & 0xF)])
+            case 0xE2
+            where i + 2 < bytes.count && bytes[i + 1] == 0x80 && (bytes[i + 2] == 0xA8 || bytes[i + 2] == 0xA9):
                 out.append(contentsOf: (bytes[i + 2] == 0xA8 ? "\\u2028" : "\\u2029").utf8)
                 i += 2
             default:

@@ -9,7 +9,10 @@
 public struct OCIError: Error, CustomStringConvertible, Equatable {
     public var path: String
     public var message: String
-    public init(path: String, message: String) { self.path = path; self.message = message }
+    public init(path: String, message: String) {
+        self.path = path
+        self.message = message
+    }
     public var description: String { path.isEmpty ? message : "\(path): \(message)" }
 }
 
@@ -103,7 +106,8 @@ extension JSONValue {
         case .bool(let b): return "boolean \(b)"
         case .number(let n): return "number \(n)"
         case .string(let s):
-            let shown = s.unicodeScalars.count > 64 ? String(String.UnicodeScalarView(s.unicodeScalars.prefix(64))) + "…" : s
+            let shown =
+                s.unicodeScalars.count > 64 ? String(String.UnicodeScalarView(s.unicodeScalars.prefix(64))) + "…" : s
             return "string " + quoteJSON(shown)
         case .array: return "array"
         case .object: return "object"
@@ -174,7 +178,9 @@ private func unboxString(_ value: JSONValue, _ path: () -> [any CodingKey]) thro
 }
 
 /// An integer literal (no fraction or exponent) checked against the range of `T`.
-private func unboxInteger<T: FixedWidthInteger>(_ value: JSONValue, _: T.Type, _ path: () -> [any CodingKey]) throws(OCIError) -> T {
+private func unboxInteger<T: FixedWidthInteger>(_ value: JSONValue, _: T.Type, _ path: () -> [any CodingKey])
+    throws(OCIError) -> T
+{
     let expected = T.isSigned ? "integer" : "unsigned integer"
     guard case .number(let text) = value else { throw .mismatch(expected, value, path()) }
     var digits = text.utf8[...]
@@ -328,7 +334,8 @@ private struct KeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T { try T(from: try child(key)) }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws
-        -> KeyedDecodingContainer<NestedKey> {
+        -> KeyedDecodingContainer<NestedKey>
+    {
         try child(key).container(keyedBy: type)
     }
 
@@ -350,7 +357,10 @@ private struct UnkeyedDecoder: UnkeyedDecodingContainer {
     let codingPath: [any CodingKey]
     var currentIndex = 0
 
-    init(elements: [JSONValue], codingPath: [any CodingKey]) { self.elements = elements; self.codingPath = codingPath }
+    init(elements: [JSONValue], codingPath: [any CodingKey]) {
+        self.elements = elements
+        self.codingPath = codingPath
+    }
 
     var count: Int? { elements.count }
     var isAtEnd: Bool { currentIndex >= elements.count }
@@ -433,7 +443,8 @@ private struct UnkeyedDecoder: UnkeyedDecodingContainer {
     mutating func decode<T: Decodable>(_ type: T.Type) throws -> T { try T(from: try next()) }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws
-        -> KeyedDecodingContainer<NestedKey> {
+        -> KeyedDecodingContainer<NestedKey>
+    {
         try next().container(keyedBy: type)
     }
 
@@ -473,14 +484,24 @@ private final class EncodingNode {
         try? value.encode(to: NodeEncoder(node: self, codingPath: codingPath))
     }
 
-    func set(_ v: JSONValue) { kind = .scalar; scalar = v }
+    func set(_ v: JSONValue) {
+        kind = .scalar
+        scalar = v
+    }
 
     func makeObject() {
-        if kind != .object { kind = .object; keys = []; children = [:] }
+        if kind != .object {
+            kind = .object
+            keys = []
+            children = [:]
+        }
     }
 
     func makeArray() {
-        if kind != .array { kind = .array; items = [] }
+        if kind != .array {
+            kind = .array
+            items = []
+        }
     }
 
     /// The member node for `key` (a key encoded twice keeps its first position and its last value).
@@ -584,7 +605,8 @@ private struct KeyedEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) { child(key).encode(value) }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key)
-        -> KeyedEncodingContainer<NestedKey> {
+        -> KeyedEncodingContainer<NestedKey>
+    {
         child(key).container(keyedBy: keyType)
     }
 
@@ -628,7 +650,8 @@ private struct UnkeyedEncoder: UnkeyedEncodingContainer {
     mutating func encode<T: Encodable>(_ value: T) { next().encode(value) }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type)
-        -> KeyedEncodingContainer<NestedKey> {
+        -> KeyedEncodingContainer<NestedKey>
+    {
         next().container(keyedBy: keyType)
     }
 

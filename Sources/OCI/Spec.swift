@@ -12,12 +12,20 @@ public struct Spec: Codable, Sendable, Equatable {
     public var annotations: [String: String]?
     public var linux: Linux?
 
-    public init(ociVersion: String = ociRuntimeSpecVersion, process: Process? = nil, root: Root? = nil,
-                hostname: String? = nil, domainname: String? = nil, mounts: [Mount]? = nil,
-                hooks: Hooks? = nil, annotations: [String: String]? = nil, linux: Linux? = nil) {
-        self.ociVersion = ociVersion; self.process = process; self.root = root; self.hostname = hostname
-        self.domainname = domainname; self.mounts = mounts; self.hooks = hooks
-        self.annotations = annotations; self.linux = linux
+    public init(
+        ociVersion: String = ociRuntimeSpecVersion, process: Process? = nil, root: Root? = nil,
+        hostname: String? = nil, domainname: String? = nil, mounts: [Mount]? = nil,
+        hooks: Hooks? = nil, annotations: [String: String]? = nil, linux: Linux? = nil
+    ) {
+        self.ociVersion = ociVersion
+        self.process = process
+        self.root = root
+        self.hostname = hostname
+        self.domainname = domainname
+        self.mounts = mounts
+        self.hooks = hooks
+        self.annotations = annotations
+        self.linux = linux
     }
 }
 
@@ -26,7 +34,10 @@ public let ociRuntimeSpecVersion = "1.3.0"
 public struct Root: Codable, Sendable, Equatable {
     public var path: String
     public var readonly: Bool?
-    public init(path: String, readonly: Bool? = nil) { self.path = path; self.readonly = readonly }
+    public init(path: String, readonly: Bool? = nil) {
+        self.path = path
+        self.readonly = readonly
+    }
 }
 
 public struct Process: Codable, Sendable, Equatable {
@@ -47,11 +58,19 @@ public struct Process: Codable, Sendable, Equatable {
     public var scheduler: Scheduler?
     public var execCPUAffinity: ExecCPUAffinity?
 
-    public init(terminal: Bool? = nil, user: User = User(uid: 0, gid: 0), args: [String]? = nil,
-                env: [String]? = nil, cwd: String = "/", capabilities: Capabilities? = nil,
-                rlimits: [Rlimit]? = nil, noNewPrivileges: Bool? = nil, oomScoreAdj: Int? = nil) {
-        self.terminal = terminal; self.user = user; self.args = args; self.env = env; self.cwd = cwd
-        self.capabilities = capabilities; self.rlimits = rlimits; self.noNewPrivileges = noNewPrivileges
+    public init(
+        terminal: Bool? = nil, user: User = User(uid: 0, gid: 0), args: [String]? = nil,
+        env: [String]? = nil, cwd: String = "/", capabilities: Capabilities? = nil,
+        rlimits: [Rlimit]? = nil, noNewPrivileges: Bool? = nil, oomScoreAdj: Int? = nil
+    ) {
+        self.terminal = terminal
+        self.user = user
+        self.args = args
+        self.env = env
+        self.cwd = cwd
+        self.capabilities = capabilities
+        self.rlimits = rlimits
+        self.noNewPrivileges = noNewPrivileges
         self.oomScoreAdj = oomScoreAdj
     }
 }
@@ -68,7 +87,10 @@ public struct User: Codable, Sendable, Equatable {
     public var additionalGids: [UInt32]?
     public var username: String?
     public init(uid: UInt32, gid: UInt32, umask: UInt32? = nil, additionalGids: [UInt32]? = nil) {
-        self.uid = uid; self.gid = gid; self.umask = umask; self.additionalGids = additionalGids
+        self.uid = uid
+        self.gid = gid
+        self.umask = umask
+        self.additionalGids = additionalGids
     }
 }
 
@@ -78,10 +100,15 @@ public struct Capabilities: Codable, Sendable, Equatable {
     public var inheritable: [String]?
     public var permitted: [String]?
     public var ambient: [String]?
-    public init(bounding: [String]? = nil, effective: [String]? = nil, inheritable: [String]? = nil,
-                permitted: [String]? = nil, ambient: [String]? = nil) {
-        self.bounding = bounding; self.effective = effective; self.inheritable = inheritable
-        self.permitted = permitted; self.ambient = ambient
+    public init(
+        bounding: [String]? = nil, effective: [String]? = nil, inheritable: [String]? = nil,
+        permitted: [String]? = nil, ambient: [String]? = nil
+    ) {
+        self.bounding = bounding
+        self.effective = effective
+        self.inheritable = inheritable
+        self.permitted = permitted
+        self.ambient = ambient
     }
 }
 
@@ -89,7 +116,11 @@ public struct Rlimit: Codable, Sendable, Equatable {
     public var type: String
     public var hard: UInt64
     public var soft: UInt64
-    public init(type: String, hard: UInt64, soft: UInt64) { self.type = type; self.hard = hard; self.soft = soft }
+    public init(type: String, hard: UInt64, soft: UInt64) {
+        self.type = type
+        self.hard = hard
+        self.soft = soft
+    }
 }
 
 public struct IOPriority: Codable, Sendable, Equatable {
@@ -105,10 +136,17 @@ public struct Scheduler: Codable, Sendable, Equatable {
     public var runtime: UInt64?
     public var deadline: UInt64?
     public var period: UInt64?
-    public init(policy: String, nice: Int32? = nil, priority: Int32? = nil, flags: [String]? = nil,
-                runtime: UInt64? = nil, deadline: UInt64? = nil, period: UInt64? = nil) {
-        self.policy = policy; self.nice = nice; self.priority = priority; self.flags = flags
-        self.runtime = runtime; self.deadline = deadline; self.period = period
+    public init(
+        policy: String, nice: Int32? = nil, priority: Int32? = nil, flags: [String]? = nil,
+        runtime: UInt64? = nil, deadline: UInt64? = nil, period: UInt64? = nil
+    ) {
+        self.policy = policy
+        self.nice = nice
+        self.priority = priority
+        self.flags = flags
+        self.runtime = runtime
+        self.deadline = deadline
+        self.period = period
     }
 }
 
@@ -125,7 +163,10 @@ public struct Mount: Codable, Sendable, Equatable {
     public var uidMappings: [IDMapping]?
     public var gidMappings: [IDMapping]?
     public init(destination: String, type: String? = nil, source: String? = nil, options: [String]? = nil) {
-        self.destination = destination; self.type = type; self.source = source; self.options = options
+        self.destination = destination
+        self.type = type
+        self.source = source
+        self.options = options
     }
 }
 
@@ -145,7 +186,10 @@ public struct Hook: Codable, Sendable, Equatable {
     public var env: [String]?
     public var timeout: Int?
     public init(path: String, args: [String]? = nil, env: [String]? = nil, timeout: Int? = nil) {
-        self.path = path; self.args = args; self.env = env; self.timeout = timeout
+        self.path = path
+        self.args = args
+        self.env = env
+        self.timeout = timeout
     }
 }
 
@@ -154,7 +198,9 @@ public struct IDMapping: Codable, Sendable, Equatable {
     public var hostID: UInt32
     public var size: UInt32
     public init(containerID: UInt32, hostID: UInt32, size: UInt32) {
-        self.containerID = containerID; self.hostID = hostID; self.size = size
+        self.containerID = containerID
+        self.hostID = hostID
+        self.size = size
     }
 }
 
@@ -186,7 +232,10 @@ public enum NamespaceType: String, Codable, Sendable, CaseIterable {
 public struct Namespace: Codable, Sendable, Equatable {
     public var type: NamespaceType
     public var path: String?
-    public init(type: NamespaceType, path: String? = nil) { self.type = type; self.path = path }
+    public init(type: NamespaceType, path: String? = nil) {
+        self.type = type
+        self.path = path
+    }
 }
 
 public struct TimeOffset: Codable, Sendable, Equatable {
@@ -202,10 +251,17 @@ public struct Device: Codable, Sendable, Equatable {
     public var fileMode: UInt32?
     public var uid: UInt32?
     public var gid: UInt32?
-    public init(type: String, path: String, major: Int64? = nil, minor: Int64? = nil,
-                fileMode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil) {
-        self.type = type; self.path = path; self.major = major; self.minor = minor
-        self.fileMode = fileMode; self.uid = uid; self.gid = gid
+    public init(
+        type: String, path: String, major: Int64? = nil, minor: Int64? = nil,
+        fileMode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil
+    ) {
+        self.type = type
+        self.path = path
+        self.major = major
+        self.minor = minor
+        self.fileMode = fileMode
+        self.uid = uid
+        self.gid = gid
     }
 }
 
@@ -216,7 +272,11 @@ public struct DeviceCgroup: Codable, Sendable, Equatable {
     public var minor: Int64?
     public var access: String?
     public init(allow: Bool, type: String? = nil, major: Int64? = nil, minor: Int64? = nil, access: String? = nil) {
-        self.allow = allow; self.type = type; self.major = major; self.minor = minor; self.access = access
+        self.allow = allow
+        self.type = type
+        self.major = major
+        self.minor = minor
+        self.access = access
     }
 }
 
@@ -332,10 +392,15 @@ public struct IntelRdt: Codable, Sendable, Equatable {
     /// runtime-spec 1.3: lines for the `schemata` file, and one MON group for the container.
     public var schemata: [String]?
     public var enableMonitoring: Bool?
-    public init(closID: String? = nil, l3CacheSchema: String? = nil, memBwSchema: String? = nil,
-                schemata: [String]? = nil, enableMonitoring: Bool? = nil) {
-        self.closID = closID; self.l3CacheSchema = l3CacheSchema; self.memBwSchema = memBwSchema
-        self.schemata = schemata; self.enableMonitoring = enableMonitoring
+    public init(
+        closID: String? = nil, l3CacheSchema: String? = nil, memBwSchema: String? = nil,
+        schemata: [String]? = nil, enableMonitoring: Bool? = nil
+    ) {
+        self.closID = closID
+        self.l3CacheSchema = l3CacheSchema
+        self.memBwSchema = memBwSchema
+        self.schemata = schemata
+        self.enableMonitoring = enableMonitoring
     }
 }
 
@@ -351,7 +416,9 @@ public struct MemoryPolicy: Codable, Sendable, Equatable {
     public var nodes: String?
     public var flags: [String]?
     public init(mode: String, nodes: String? = nil, flags: [String]? = nil) {
-        self.mode = mode; self.nodes = nodes; self.flags = flags
+        self.mode = mode
+        self.nodes = nodes
+        self.flags = flags
     }
 }
 
@@ -372,10 +439,19 @@ public struct State: Codable, Sendable, Equatable {
     public var created: String?
     public var annotations: [String: String]?
     public var owner: String?
-    public init(ociVersion: String = ociRuntimeSpecVersion, id: String, status: String, pid: Int32,
-                bundle: String, rootfs: String? = nil, created: String? = nil, owner: String? = nil,
-                annotations: [String: String]? = nil) {
-        self.ociVersion = ociVersion; self.id = id; self.status = status; self.pid = pid; self.bundle = bundle
-        self.rootfs = rootfs; self.created = created; self.owner = owner; self.annotations = annotations
+    public init(
+        ociVersion: String = ociRuntimeSpecVersion, id: String, status: String, pid: Int32,
+        bundle: String, rootfs: String? = nil, created: String? = nil, owner: String? = nil,
+        annotations: [String: String]? = nil
+    ) {
+        self.ociVersion = ociVersion
+        self.id = id
+        self.status = status
+        self.pid = pid
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.created = created
+        self.owner = owner
+        self.annotations = annotations
     }
 }

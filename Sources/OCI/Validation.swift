@@ -8,9 +8,9 @@ private func fail(_ path: String, _ message: String) -> OCIError { OCIError(path
 /// `base.key`, or `base["key"]` when the key is not an identifier.
 private func member(_ base: String, _ key: String) -> String { base + formatPath([NameKey(key)]).dotted }
 
-private extension String {
+extension String {
     /// Prefixes a `.` unless the string already starts with `[`.
-    var dotted: String { hasPrefix("[") ? self : "." + self }
+    fileprivate var dotted: String { hasPrefix("[") ? self : "." + self }
 }
 
 private let propagationModes: Set<String> = [
@@ -35,8 +35,10 @@ extension Spec {
     private func validateMounts() throws(OCIError) {
         for (i, mount) in (mounts ?? []).enumerated() {
             if mount.destination.isEmpty { throw fail("mounts[\(i)].destination", "must not be empty") }
-            let pairs = [("uidMappings", "gidMappings", mount.uidMappings, mount.gidMappings),
-                         ("gidMappings", "uidMappings", mount.gidMappings, mount.uidMappings)]
+            let pairs = [
+                ("uidMappings", "gidMappings", mount.uidMappings, mount.gidMappings),
+                ("gidMappings", "uidMappings", mount.gidMappings, mount.uidMappings),
+            ]
             for (field, other, list, counterpart) in pairs {
                 if list != nil && counterpart == nil {
                     throw fail("mounts[\(i)].\(field)", "must be specified along with \(other)")
@@ -76,8 +78,9 @@ extension Spec {
         // Time namespace offsets.
         if let offsets = linux.timeOffsets, !offsets.isEmpty {
             for clock in offsets.keys.sorted() where clock != "monotonic" && clock != "boottime" {
-                throw fail(member("linux.timeOffsets", clock),
-                           "unknown clock \(quoteJSON(clock)) (must be monotonic or boottime)")
+                throw fail(
+                    member("linux.timeOffsets", clock),
+                    "unknown clock \(quoteJSON(clock)) (must be monotonic or boottime)")
             }
             if namespace(.time) == nil {
                 throw fail("linux.timeOffsets", "time namespace offsets specified, but no time namespace is configured")
@@ -85,17 +88,19 @@ extension Spec {
         }
 
         if let propagation = linux.rootfsPropagation, !propagation.isEmpty, !propagationModes.contains(propagation) {
-            throw fail("linux.rootfsPropagation", "invalid value \(quoteJSON(propagation)) (must be one of "
-                + "shared, slave, private, unbindable, rshared, rslave, rprivate, runbindable)")
+            throw fail(
+                "linux.rootfsPropagation",
+                "invalid value \(quoteJSON(propagation)) (must be one of "
+                    + "shared, slave, private, unbindable, rshared, rslave, rprivate, runbindable)")
         }
         try linux.validateDevices()
         try linux.validateSysctlsAndPaths(hasNamespace: { namespace($0) != nil })
     }
 }
 
-private extension Linux {
+extension Linux {
     /// User namespace and id mappings.
-    func validateIDMappings(userNamespace: Namespace?) throws(OCIError) {
+    fileprivate func validateIDMappings(userNamespace: Namespace?) throws(OCIError) {
         let mappings = [("uidMappings", "uid", uidMappings ?? []), ("gidMappings", "gid", gidMappings ?? [])]
         for (field, kind, list) in mappings {
             if userNamespace == nil, !list.isEmpty {
@@ -110,7 +115,7 @@ private extension Linux {
         }
     }
 
-    func validateDevices() throws(OCIError) {
+    fileprivate func validateDevices() throws(OCIError) {
         for (i, device) in (devices ?? []).enumerated() {
             let path = "linux.devices[\(i)]"
             guard ["c", "b", "u", "p"].contains(device.type) else {
@@ -118,17 +123,23 @@ private extension Linux {
             }
             if !isAbsolute(device.path) { throw fail(path + ".path", "must be an absolute path") }
             if device.type != "p" {
-                if device.major == nil { throw fail(path + ".major", "required for device type \(quoteJSON(device.type))") }
-                if device.minor == nil { throw fail(path + ".minor", "required for device type \(quoteJSON(device.type))") }
+                if device.major == nil {
+                    throw fail(path + ".major", "required for device type \(quoteJSON(device.type))")
+                }
+                if device.minor == nil {
+                    throw fail(path + ".minor", "required for device type \(quoteJSON(device.type))")
+                }
             }
             // mknod takes 32-bit numbers; -1 ("any") is only meaningful in linux.resources.devices.
             for (name, n) in [("major", device.major), ("minor", device.minor)] {
-                if let n, !(0...Int64(UInt32.max)).contains(n) { throw fail("\(path).\(name)", "\(n) is out of range 0-4294967295") }
+                if let n, !(0...Int64(UInt32.max)).contains(n) {
+                    throw fail("\(path).\(name)", "\(n) is out of range 0-4294967295")
+                }
             }
         }
     }
 
-    func validateSysctlsAndPaths(hasNamespace: (NamespaceType) -> Bool) throws(OCIError) {
+    fileprivate func validateSysctlsAndPaths(hasNamespace: (NamespaceType) -> Bool) throws(OCIError) {
         if let sysctl, sysctl.keys.contains("") {
             throw fail("linux.sysctl", "key must not be empty")
         }
@@ -188,13 +199,17 @@ extension Process {
 
 extension Hooks {
     func validate() throws(OCIError) {
-        let lists = [("prestart", prestart), ("createRuntime", createRuntime), ("createContainer", createContainer),
-                     ("startContainer", startContainer), ("poststart", poststart), ("poststop", poststop)]
+        let lists = [
+            ("prestart", prestart), ("createRuntime", createRuntime), ("createContainer", createContainer),
+            ("startContainer", startContainer), ("poststart", poststart), ("poststop", poststop),
+        ]
         for (name, hooks) in lists {
             for (i, hook) in (hooks ?? []).enumerated() {
                 let base = "hooks.\(name)[\(i)]"
                 if !isAbsolute(hook.path) { throw fail(base + ".path", "must be an absolute path") }
-                if let timeout = hook.timeout, timeout <= 0 { throw fail(base + ".timeout", "must be greater than zero") }
+                if let timeout = hook.timeout, timeout <= 0 {
+                    throw fail(base + ".timeout", "must be greater than zero")
+                }
             }
         }
     }

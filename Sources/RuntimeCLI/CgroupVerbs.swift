@@ -1,9 +1,9 @@
-import Glibc
 import Argv
-import OCI
-import LinuxSystem
-import RuntimeCore
 import Cgroups
+import Glibc
+import LinuxSystem
+import OCI
+import RuntimeCore
 
 /// `ps`: with --format json the pids; else ps(1) (default -ef) filtered to the container's pids.
 func psVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
@@ -16,7 +16,9 @@ func psVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     case "table":
         let psArgs = o.positionals.count > 1 ? Array(o.positionals.dropFirst()) : ["-ef"]
         let (status, output) = try Proc.capture(["ps"] + psArgs)
-        guard status == 0 else { throw RuntimeError(.internal, "ps \(psArgs.joined(separator: " ")) exited with status \(status)") }
+        guard status == 0 else {
+            throw RuntimeError(.internal, "ps \(psArgs.joined(separator: " ")) exited with status \(status)")
+        }
         var lines = output.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
         guard !lines.isEmpty else { return 0 }
         let header = lines.removeFirst()
@@ -24,10 +26,12 @@ func psVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
             throw RuntimeError(.invalidArgument, "ps output has no PID column")
         }
         let wanted = Set(pids)
-        printOut(([header] + lines.filter { line in
-            let fields = line.split(separator: " ")
-            return fields.count > column && pid_t(fields[column]).map(wanted.contains) == true
-        }).joined(separator: "\n"))
+        printOut(
+            ([header]
+                + lines.filter { line in
+                    let fields = line.split(separator: " ")
+                    return fields.count > column && pid_t(fields[column]).map(wanted.contains) == true
+                }).joined(separator: "\n"))
         return 0
     case let other:
         throw RuntimeError(.invalidArgument, "invalid format option \(other)")
@@ -89,7 +93,9 @@ struct UpdateFlags {
     init(_ o: ParsedOptions) throws(RuntimeError) {
         func bytes(_ name: String) throws(RuntimeError) -> Int64? {
             guard let v = o.string(name), !v.isEmpty else { return nil }
-            guard let n = parseByteSize(v) else { throw RuntimeError(.invalidArgument, "invalid value for --\(name): \(v)") }
+            guard let n = parseByteSize(v) else {
+                throw RuntimeError(.invalidArgument, "invalid value for --\(name): \(v)")
+            }
             return n
         }
         func number<T: FixedWidthInteger>(_ name: String, _: T.Type) throws(RuntimeError) -> T? {
@@ -125,8 +131,10 @@ struct UpdateFlags {
             if memory == -1 && memorySwap == nil { m.swap = -1 }
             r.memory = m
         }
-        if cpuShares != nil || cpuPeriod != nil || cpuQuota != nil || cpuRtPeriod != nil || cpuRtRuntime != nil || cpus != nil
-            || mems != nil || cpuBurst != nil || cpuIdle != nil {
+        if cpuShares != nil || cpuPeriod != nil || cpuQuota != nil || cpuRtPeriod != nil || cpuRtRuntime != nil
+            || cpus != nil
+            || mems != nil || cpuBurst != nil || cpuIdle != nil
+        {
             var c = r.cpu ?? Resources.CPU()
             if let cpuShares { c.shares = cpuShares }
             if let cpuPeriod { c.period = cpuPeriod }
@@ -187,7 +195,7 @@ func eventsVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     while true {
         let stats: CgroupStats
         do { stats = try containerStats(root: g.root, id: id) } catch {
-            if error.kind == .invalidState { return 0 }   // stopped: the stream ends
+            if error.kind == .invalidState { return 0 }  // stopped: the stream ends
             throw error
         }
         printOut(encodeJSON(StatsEvent(id: id, data: stats)))

@@ -1,5 +1,5 @@
-import Glibc
 import Argv
+import Glibc
 import LinuxSystem
 import RuntimeCore
 
@@ -24,8 +24,9 @@ func criuFlags(_ o: ParsedOptions) -> CriuFlags {
 
 /// `checkpoint`: see Spec/checkpoint.md.
 func checkpointVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
-    var c = CheckpointOptions(root: g.root, id: o.positionals[0], criu: g.criu,
-                              imagePath: nonEmpty(o.string("image-path")) ?? defaultImagePath())
+    var c = CheckpointOptions(
+        root: g.root, id: o.positionals[0], criu: g.criu,
+        imagePath: nonEmpty(o.string("image-path")) ?? defaultImagePath())
     c.workPath = nonEmpty(o.string("work-path"))
     c.parentPath = nonEmpty(o.string("parent-path"))
     c.leaveRunning = o.bool("leave-running")
@@ -40,8 +41,9 @@ func checkpointVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
 /// with its status, then removes the container (as runc does).
 func restoreVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     let id = o.positionals[0]
-    var r = RestoreOptions(root: g.root, id: id, criu: g.criu, bundle: nonEmpty(o.string("bundle")) ?? ".",
-                           imagePath: nonEmpty(o.string("image-path")) ?? defaultImagePath())
+    var r = RestoreOptions(
+        root: g.root, id: id, criu: g.criu, bundle: nonEmpty(o.string("bundle")) ?? ".",
+        imagePath: nonEmpty(o.string("image-path")) ?? defaultImagePath())
     r.workPath = nonEmpty(o.string("work-path"))
     r.consoleSocket = nonEmpty(o.string("console-socket"))
     r.pidFile = nonEmpty(o.string("pid-file"))

@@ -100,8 +100,10 @@ private let createCommand = CommandSpec(
         Sets up the container described by the bundle's config.json and leaves its process
         waiting; "start" runs it. The container id must be unique under --root.
         """,
-    options: [bundleOption, consoleSocketOption, pidFileOption, pidfdSocketOption, noPivotOption, noNewKeyringOption,
-              preserveFDsOption],
+    options: [
+        bundleOption, consoleSocketOption, pidFileOption, pidfdSocketOption, noPivotOption, noNewKeyringOption,
+        preserveFDsOption,
+    ],
     argCount: .exactly(1))
 
 private let deleteCommand = CommandSpec(

@@ -1,11 +1,11 @@
-import Glibc
 import Argv
-import OCI
+import Cgroups
+import Glibc
 import LinuxSystem
+import Mounts
+import OCI
 import RuntimeCore
 import Seccomp
-import Mounts
-import Cgroups
 
 /// Global settings every verb sees.
 struct Globals {
@@ -44,7 +44,8 @@ struct Log {
 
     private func write(_ level: String, _ message: String) {
         guard let path, !path.isEmpty else { return }
-        let line = json
+        let line =
+            json
             ? "{\"level\":\"\(level)\",\"msg\":\(jsonString(message)),\"time\":\"\(Clock.rfc3339Nano())\"}\n"
             : Log.textLine(level, message)
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
@@ -56,13 +57,15 @@ struct Log {
     /// One line in logrus' text format: `time="..." level=debug msg="..."`; the message is quoted
     /// unless it is one word of the characters logrus leaves bare.
     static func textLine(_ level: String, _ message: String) -> String {
-        let bare = !message.isEmpty && message.unicodeScalars.allSatisfy {
-            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "-._/@^+".unicodeScalars.contains($0)
-        }
+        let bare =
+            !message.isEmpty
+            && message.unicodeScalars.allSatisfy {
+                ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0)
+                    || "-._/@^+".unicodeScalars.contains($0)
+            }
         return "time=\"\(Clock.rfc3339Nano())\" level=\(level) msg=\(bare ? message : jsonString(message))\n"
     }
 }
-
 
 /// A JSON string literal (quotes and escapes) for log lines.
 func jsonString(_ s: String) -> String { encodeJSON([s]).dropFirst().dropLast().description }
@@ -87,10 +90,12 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
         // As runc: the state root is made absolute once, so a later chdir (hooks, the bundle) cannot move it.
         let xdgRoot = g.has("root") ? nil : rootlessStateRoot()
         let root = FS.cleanPath(FS.absolute(xdgRoot ?? g.string("root") ?? "/run/swiftlet", base: FS.cwd()))
-        var globals = Globals(root: root,
-                              log: Log(path: g.string("log"), json: g.string("log-format") == "json",
-                                       debugEnabled: g.bool("debug")),
-                              criu: g.string("criu") ?? "criu", systemdCgroup: g.bool("systemd-cgroup"))
+        var globals = Globals(
+            root: root,
+            log: Log(
+                path: g.string("log"), json: g.string("log-format") == "json",
+                debugEnabled: g.bool("debug")),
+            criu: g.string("criu") ?? "criu", systemdCgroup: g.bool("systemd-cgroup"))
         if let format = g.string("log-format"), format != "text" && format != "json" {
             globals.log.error("invalid log-format: \(format)")
             return 1
@@ -115,7 +120,9 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
             return status
         } catch {
             globals.log.error((error as? ArgvError)?.message ?? "\(error)")
-            if let errno = errnoInChain(error) { globals.log.debug("\(command.name): errno \(errno) (\(errnoString(errno)))") }
+            if let errno = errnoInChain(error) {
+                globals.log.debug("\(command.name): errno \(errno) (\(errnoString(errno)))")
+            }
             return exitStatus(for: error, verb: command.name)
         }
     }
@@ -138,7 +145,6 @@ func exitStatus(of kind: RuntimeError.Kind) -> Int32 {
     }
 }
 
-
 func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     switch verb {
     case "create":
@@ -153,14 +159,16 @@ func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 
         printOut(encodeJSON(try containerState(root: g.root, id: o.positionals[0]), pretty: true))
         return 0
     case "kill":
-        try killContainer(root: g.root, id: o.positionals[0], signal: o.positionals.count > 1 ? o.positionals[1] : "SIGTERM",
-                          all: o.bool("all"))
+        try killContainer(
+            root: g.root, id: o.positionals[0], signal: o.positionals.count > 1 ? o.positionals[1] : "SIGTERM",
+            all: o.bool("all"))
         return 0
     case "delete":
         for w in try deleteContainer(root: g.root, id: o.positionals[0], force: o.bool("force")) { g.log.warning(w) }
         return 0
     case "list":
-        printOut(listOutput(listContainers(root: g.root), format: o.string("format") ?? "table", quiet: o.bool("quiet")))
+        printOut(
+            listOutput(listContainers(root: g.root), format: o.string("format") ?? "table", quiet: o.bool("quiet")))
         return 0
     case "exec":
         return try execVerb(o, g)
@@ -168,10 +176,11 @@ func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 
         try specVerb(o)
         return 0
     case "features":
-        var features = Features.current(mountOptions: supportedMountOptions(), seccomp: SeccompFilter.features(),
-                                        appArmor: LSM.appArmorEnabled, seLinux: LSM.seLinuxEnabled,
-                                        cgroupV1: true, cgroupV2: true, rdma: rdmaControllerAvailable(),
-                                        intelRdt: resctrlMounted(), memoryPolicy: MemoryPolicyPlan.supported())
+        var features = Features.current(
+            mountOptions: supportedMountOptions(), seccomp: SeccompFilter.features(),
+            appArmor: LSM.appArmorEnabled, seLinux: LSM.seLinuxEnabled,
+            cgroupV1: true, cgroupV2: true, rdma: rdmaControllerAvailable(),
+            intelRdt: resctrlMounted(), memoryPolicy: MemoryPolicyPlan.supported())
         // The systemd driver only where systemd is PID 1 and answers on D-Bus.
         features.linux?.cgroup?.systemd = systemdCgroupDriverAvailable()
         printOut(encodeJSON(features, pretty: true))
@@ -235,7 +244,9 @@ func execVerb(_ o: ParsedOptions, _ g: Globals) throws -> Int32 {
     var process: OCI.Process
     if let path = o.string("process"), !path.isEmpty {
         let bytes: [UInt8]
-        do { bytes = try FS.readFile(path) } catch { throw RuntimeError(.invalidArgument, "exec --process", cause: error) }
+        do { bytes = try FS.readFile(path) } catch {
+            throw RuntimeError(.invalidArgument, "exec --process", cause: error)
+        }
         do {
             // As runc: a process.json without "user" runs as 0:0.
             var json = try JSONValue.parse(bytes)
@@ -280,7 +291,9 @@ func specVerb(_ o: ParsedOptions) throws {
     // runc adds a cgroup namespace only when /sys/fs/cgroup itself is cgroup2 (unified mode).
     let unified = CgroupLayout.detect() == .v2(mountPoint: "/sys/fs/cgroup")
     let spec = Spec.defaultSpec(rootless: o.bool("rootless"), uid: getuid(), gid: getgid(), cgroupNamespace: unified)
-    do { try FS.writeFileAtomic(path, Array((encodeJSON(spec, pretty: true) + "\n").utf8), mode: 0o666, durable: false) } catch {
+    do {
+        try FS.writeFileAtomic(path, Array((encodeJSON(spec, pretty: true) + "\n").utf8), mode: 0o666, durable: false)
+    } catch {
         throw RuntimeError(.internal, "write \(path)", cause: error)
     }
 }
@@ -289,11 +302,13 @@ func listOutput(_ states: [State], format: String, quiet: Bool) -> String {
     if quiet { return states.map(\.id).joined(separator: "\n") }
     if format == "json" { return encodeJSON(states) }
     let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
-    let rows = [header] + states.map { [$0.id, String($0.pid), $0.status, $0.bundle, $0.created ?? "", $0.owner ?? ""] }
+    let rows =
+        [header] + states.map { [$0.id, String($0.pid), $0.status, $0.bundle, $0.created ?? "", $0.owner ?? ""] }
     var widths = [Int](repeating: 12, count: header.count)
     for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count + 3) } }
     return rows.map { r in
-        r.enumerated().map { i, c in i == r.count - 1 ? c : c + String(repeating: " ", count: widths[i] - c.count) }.joined()
+        r.enumerated().map { i, c in i == r.count - 1 ? c : c + String(repeating: " ", count: widths[i] - c.count) }
+            .joined()
     }.joined(separator: "\n")
 }
 

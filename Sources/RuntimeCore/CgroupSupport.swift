@@ -1,9 +1,9 @@
-import Glibc
 import CLinux
-import OCI
-import Mounts
-import LinuxSystem
 import Cgroups
+import Glibc
+import LinuxSystem
+import Mounts
+import OCI
 
 /// Devices every container may use whatever its rules say (runc's defaults): null, zero, full,
 /// tty, urandom, random, /dev/pts/*, /dev/ptmx. Appended after the config's own rules.
@@ -43,7 +43,8 @@ func effectiveResources(_ spec: Spec) -> Resources {
 func deviceAccessWarnings(_ spec: Spec) -> [String] {
     (spec.linux?.resources?.devices ?? []).enumerated().compactMap { i, rule in
         let unknown = (rule.access ?? "").filter { !"rwm".contains($0) }
-        return unknown.isEmpty ? nil
+        return unknown.isEmpty
+            ? nil
             : "linux.resources.devices[\(i)].access: ignoring unknown access \"\(unknown)\" (only r, w, m are known)"
     }
 }
@@ -60,7 +61,9 @@ extension StoredState {
 
     /// The container's cgroup for verbs that need one (pause, update, stats, events).
     func liveCgroup(purpose: String = "") throws(RuntimeError) -> CgroupManager {
-        guard let cgroup, cgroup.exists() else { throw RuntimeError(.invalidState, "container \(id) has no cgroup\(purpose)") }
+        guard let cgroup, cgroup.exists() else {
+            throw RuntimeError(.invalidState, "container \(id) has no cgroup\(purpose)")
+        }
         return cgroup
     }
 }
@@ -98,7 +101,7 @@ func setUpCgroup(_ manager: CgroupManager, spec: Spec, devices: Bool = true) thr
     do {
         try manager.create()
         var resources = effectiveResources(spec)
-        if !devices { resources.devices = nil }   // rootless: device rules need privileges (Rootless.swift)
+        if !devices { resources.devices = nil }  // rootless: device rules need privileges (Rootless.swift)
         try manager.set(resources, initial: true)
     } catch {
         try? manager.destroy()
@@ -171,30 +174,37 @@ struct CgroupPlacement: Equatable, Sendable {
     /// The decision for `create` (and `run`). `cgroup2Dir`: the container's cgroup2 directory, nil
     /// on pure v1; `hasV1`: the cgroup has v1 hierarchies (v1 or hybrid); `namespaceCloneFlags`:
     /// `NamespacePlan.cloneFlags`; `newUserNamespace`: a user namespace is made.
-    static func forCreate(cgroup2Dir: String?, hasV1: Bool, systemd: Bool, newUserNamespace: Bool,
-                          namespaceCloneFlags: Int32?) -> CgroupPlacement {
+    static func forCreate(
+        cgroup2Dir: String?, hasV1: Bool, systemd: Bool, newUserNamespace: Bool,
+        namespaceCloneFlags: Int32?
+    ) -> CgroupPlacement {
         let selfJoin = !systemd && hasV1
         let spawn: Spawn
         if let flags = namespaceCloneFlags {
-            spawn = newUserNamespace && selfJoin ? .middleProcess(.userNamespaceAfterV1Join) : .initByClone(namespaces: flags)
+            spawn =
+                newUserNamespace && selfJoin
+                ? .middleProcess(.userNamespaceAfterV1Join) : .initByClone(namespaces: flags)
         } else {
             spawn = .middleProcess(.namespaceOrder)
         }
         // systemd's unit (and so the cgroup) is made once init's pid is known.
-        return CgroupPlacement(spawn: spawn, cloneInto: systemd ? nil : cgroup2Dir, selfJoinV1: selfJoin,
-                               hasV1: hasV1, hasCgroup2: cgroup2Dir != nil, systemd: systemd)
+        return CgroupPlacement(
+            spawn: spawn, cloneInto: systemd ? nil : cgroup2Dir, selfJoinV1: selfJoin,
+            hasV1: hasV1, hasCgroup2: cgroup2Dir != nil, systemd: systemd)
     }
 
     /// The decision for `exec`, always a middle process; `cgroup2Dir`, `hasV1` are those of the
     /// container's cgroup or exec --cgroup's sub-cgroups (nil, false: no cgroup).
     static func forExec(cgroup2Dir: String?, hasV1: Bool) -> CgroupPlacement {
-        CgroupPlacement(spawn: .middleProcess(.exec), cloneInto: cgroup2Dir, selfJoinV1: hasV1,
-                        hasV1: hasV1, hasCgroup2: cgroup2Dir != nil, systemd: false)
+        CgroupPlacement(
+            spawn: .middleProcess(.exec), cloneInto: cgroup2Dir, selfJoinV1: hasV1,
+            hasV1: hasV1, hasCgroup2: cgroup2Dir != nil, systemd: false)
     }
 
     static func forCreate(_ manager: CgroupManager, systemd: Bool, namespaces ns: NamespacePlan) -> CgroupPlacement {
-        forCreate(cgroup2Dir: manager.cgroup2Dir, hasV1: !manager.v1TaskFiles.isEmpty, systemd: systemd,
-                  newUserNamespace: ns.newUser, namespaceCloneFlags: ns.cloneFlags)
+        forCreate(
+            cgroup2Dir: manager.cgroup2Dir, hasV1: !manager.v1TaskFiles.isEmpty, systemd: systemd,
+            newUserNamespace: ns.newUser, namespaceCloneFlags: ns.cloneFlags)
     }
 
     static func forExec(_ manager: CgroupManager?) -> CgroupPlacement {
@@ -231,7 +241,8 @@ extension CgroupManager {
 /// Returns like fork, and whether the child already is in the cgroup2 tree.
 func spawnChild(_ placement: CgroupPlacement) throws(RuntimeError) -> (pid: pid_t, inCgroup2: Bool) {
     let namespaces = placement.cloneNamespaces
-    if let dir = placement.cloneInto, let pid = try step("clone3", { try forkIntoCgroup(dir, namespaces: namespaces) }) {
+    if let dir = placement.cloneInto, let pid = try step("clone3", { try forkIntoCgroup(dir, namespaces: namespaces) })
+    {
         return (pid, true)
     }
     let pid = try step("fork") {

@@ -1,10 +1,10 @@
-import Glibc
 import CLinux
-import OCI
-import LinuxSystem
-import Mounts
 import Cgroups
 import Checkpoint
+import Glibc
+import LinuxSystem
+import Mounts
+import OCI
 
 /// What `checkpoint` was asked to do (runc's flags; see Spec/checkpoint.md).
 public struct CheckpointOptions: Sendable {
@@ -19,7 +19,10 @@ public struct CheckpointOptions: Sendable {
     public var pageServer: String?
     public var flags = CriuFlags()
     public init(root: String, id: String, criu: String, imagePath: String) {
-        self.root = root; self.id = id; self.criu = criu; self.imagePath = imagePath
+        self.root = root
+        self.id = id
+        self.criu = criu
+        self.imagePath = imagePath
     }
 }
 
@@ -45,7 +48,9 @@ struct CriuCommonChecks {
     init(_ flags: CriuFlags) throws(RuntimeError) {
         self.flags = flags
         guard let m = CriuCgroupMode.parse(flags.manageCgroupsMode) else {
-            throw RuntimeError(.invalidArgument, "--manage-cgroups-mode: invalid value \"\(flags.manageCgroupsMode)\" (soft, full, strict or ignore)")
+            throw RuntimeError(
+                .invalidArgument,
+                "--manage-cgroups-mode: invalid value \"\(flags.manageCgroupsMode)\" (soft, full, strict or ignore)")
         }
         self.mode = m
         var bits: UInt32 = 0
@@ -57,7 +62,11 @@ struct CriuCommonChecks {
         }
         emptyNs = bits
         if flags.lazyPages {
-            throw RuntimeError(.unsupported, "--lazy-pages: lazy migration is not supported by swiftlet (no page server or lazy-pages daemon handling)")
+            throw RuntimeError(
+                .unsupported,
+                "--lazy-pages: lazy migration is not supported by swiftlet (no page server or lazy-pages daemon "
+                    + "handling)"
+            )
         }
     }
 
@@ -142,14 +151,21 @@ private func checkCheckpointable(_ o: CheckpointOptions, _ status: Status) throw
     // pre-dump. Without it both are refused before anything is touched (runc: feature check).
     let iterative = o.preDump || !(o.parentPath ?? "").isEmpty
     if iterative, try !criuSupportsMemoryTracking(o.criu) {
-        throw RuntimeError(.unsupported, "\(o.preDump ? "--pre-dump" : "--parent-path"): criu cannot track memory changes on this kernel (no soft-dirty page bits: `criu check --feature mem_dirty_track` fails), so iterative checkpoints are not possible here")
+        throw RuntimeError(
+            .unsupported,
+            "\(o.preDump ? "--pre-dump" : "--parent-path"): criu cannot track memory changes on this kernel (no "
+                + "soft-dirty page bits: `criu check --feature mem_dirty_track` fails), so iterative checkpoints are "
+                + "not possible here"
+        )
     }
     return iterative
 }
 
 /// CRIU's dump options; a full dump also records init's stdio in descriptors.json for restore.
-private func dumpOptions(_ o: CheckpointOptions, _ state: StoredState, _ spec: Spec, _ checks: CriuCommonChecks,
-                         images: (path: String, fd: Int32), workFd: Int32?, iterative: Bool) throws(RuntimeError) -> CriuOptions {
+private func dumpOptions(
+    _ o: CheckpointOptions, _ state: StoredState, _ spec: Spec, _ checks: CriuCommonChecks,
+    images: (path: String, fd: Int32), workFd: Int32?, iterative: Bool
+) throws(RuntimeError) -> CriuOptions {
     var opts = CriuOptions()
     opts.imagesDirFd = images.fd
     opts.workDirFd = workFd
@@ -179,7 +195,7 @@ private func dumpOptions(_ o: CheckpointOptions, _ state: StoredState, _ spec: S
 func openCriuDir(_ path: String, what: String, mode: mode_t = 0o700) throws(RuntimeError) -> (path: String, fd: Int32) {
     let abs = FS.cleanPath(FS.absolute(path, base: FS.cwd()))
     if Glibc.mkdir(abs, mode) == 0 {
-        _ = chmod(abs, mode)   // whatever the umask
+        _ = chmod(abs, mode)  // whatever the umask
     } else if errno != EEXIST {
         throw RuntimeError(.invalidArgument, "\(what): mkdir \(abs): \(errnoString(errno))")
     }
@@ -253,7 +269,8 @@ func externalNamespaces(_ spec: Spec) throws(RuntimeError) -> [String] {
     for (i, n) in (spec.linux?.namespaces ?? []).enumerated() {
         guard let path = n.path, !path.isEmpty, let key = externalNamespaceKey(n.type) else { continue }
         guard let st = FS.statOf(path) else {
-            throw RuntimeError(.invalidArgument, "config.json: linux.namespaces[\(i)].path: stat \(path): \(errnoString(errno))")
+            throw RuntimeError(
+                .invalidArgument, "config.json: linux.namespaces[\(i)].path: stat \(path): \(errnoString(errno))")
         }
         out.append("\(n.type == .network ? "net" : "pid")[\(st.st_ino)]:\(key)")
     }
@@ -286,7 +303,9 @@ func externalMounts(spec: Spec, bundle: String, cgroupPaths: [String: String]) -
         }
     }
     let inUserNS = (spec.linux?.namespaces ?? []).contains { $0.type == .user }
-    let devBound = (spec.mounts ?? []).contains { $0.destination == "/dev" && ($0.type == "bind" || MountOptions.parse($0.options ?? []).isBind) }
+    let devBound = (spec.mounts ?? []).contains {
+        $0.destination == "/dev" && ($0.type == "bind" || MountOptions.parse($0.options ?? []).isBind)
+    }
     if inUserNS && !devBound {
         for d in DeviceNode.defaults.map(\.path) + (spec.linux?.devices ?? []).map(\.path) {
             out.append(ExternalMount(destination: FS.cleanPath(d), source: d))

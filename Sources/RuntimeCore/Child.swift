@@ -1,10 +1,10 @@
-import Glibc
 import CLinux
-import OCI
+import Cgroups
+import Glibc
 import LinuxSystem
 import Mounts
+import OCI
 import Seccomp
-import Cgroups
 
 /// Code that runs in forked children. It never prints: errors go to the parent as (errno, message)
 /// and the child exits. It never re-executes the runtime binary (CVE-2019-5736).
@@ -22,8 +22,10 @@ enum Child {
     /// children), reports its pid (`P`) and exits. `selfJoinV1`: first move into `cgroup`'s v1
     /// hierarchies (CgroupManager.addSelfToV1), before any namespace is entered (in a user namespace
     /// the host's cgroup files cannot be written); a process forked later inherits them.
-    static func enterNamespaces(_ ns: NamespacePlan, _ placement: CgroupPlacement, cgroup: CgroupManager?,
-                                _ sock: SeqPacket, then body: () -> Never) -> Never {
+    static func enterNamespaces(
+        _ ns: NamespacePlan, _ placement: CgroupPlacement, cgroup: CgroupManager?,
+        _ sock: SeqPacket, then body: () -> Never
+    ) -> Never {
         let cloned = placement.initByClone
         do {
             if placement.selfJoinV1, let cgroup {
@@ -36,13 +38,17 @@ enum Child {
             // Time offsets are written by a process capable in the user namespace that owns the new
             // time namespace: the host root we still are. Opened now (later, in a new user
             // namespace, the non-dumpable process's /proc files belong to an unmapped root).
-            let offsets = ns.timeOffsets.isEmpty ? -1
+            let offsets =
+                ns.timeOffsets.isEmpty
+                ? -1
                 : try Procfs.open("self/timens_offsets", O_WRONLY)
             // With a user namespace joined by path, the namespaces it does not own (e.g. the host's
             // network namespace) can only be joined before it: try each first, the rest after (runc).
             var joinedEarly = Set<Int32>()
             if ns.join.contains(where: { $0.type == .user }) {
-                for j in ns.join where j.type != .user && sl_setns(j.fd, NamespacePlan.flag(j.type)) == 0 { joinedEarly.insert(j.fd) }
+                for j in ns.join where j.type != .user && sl_setns(j.fd, NamespacePlan.flag(j.type)) == 0 {
+                    joinedEarly.insert(j.fd)
+                }
             }
             for j in ns.join where j.type == .user {
                 try sys("setns", "user namespace") { sl_setns(j.fd, SL_CLONE_NEWUSER) }
@@ -97,8 +103,9 @@ enum Child {
             // Before `go` (the runtime has finished putting us in our cgroup) init generates the
             // seccomp program and builds and enters the rootfs as far as RootfsOrder says.
             let createHooks = plan.spec.hooks?.createContainer ?? []
-            let order = RootfsOrder(newCgroupNamespace: plan.namespaces.newCgroup, runtimeHooks: hasRuntimeHooks,
-                                    createContainerHooks: !createHooks.isEmpty)
+            let order = RootfsOrder(
+                newCgroupNamespace: plan.namespaces.newCgroup, runtimeHooks: hasRuntimeHooks,
+                createContainerHooks: !createHooks.isEmpty)
             let early = order.mountsBeforeGo
             let enterEarly = order.entersBeforeGo
             if early { try Rootfs.prepare(plan.rootfs) }
@@ -114,8 +121,10 @@ enum Child {
                 if hasRuntimeHooks {
                     try sock.send(.runHooks)
                     let hooks = plan.spec.hooks
-                    _ = try sock.expect(.ack, timeoutMs: syncStepTimeoutMs + hookAllowanceMs(hooks?.prestart)
-                                        + hookAllowanceMs(hooks?.createRuntime))
+                    _ = try sock.expect(
+                        .ack,
+                        timeoutMs: syncStepTimeoutMs + hookAllowanceMs(hooks?.prestart)
+                            + hookAllowanceMs(hooks?.createRuntime))
                 }
                 // As runc: in the container's root (not yet pivoted into), with an empty environment
                 // unless the hook has its own.
@@ -146,7 +155,8 @@ enum Child {
                 _ = try sock.expect(.start)
             }
             for (i, h) in (plan.spec.hooks?.startContainer ?? []).enumerated() {
-                try Hooks.runOne(h, kind: "startContainer", index: i, state: stateJSON, inheritedEnv: environment(process))
+                try Hooks.runOne(
+                    h, kind: "startContainer", index: i, state: stateJSON, inheritedEnv: environment(process))
             }
             execProcess(path, process)
         } catch {
@@ -168,7 +178,8 @@ enum Child {
         for (k, v) in plan.sysctl {
             let path = "sys/" + sysctlFilePath(k)
             do { try Procfs.write(path, v) } catch {
-                throw SysError("linux.sysctl \"\(k)\": \(error.op) \(error.path ?? "/proc/" + path)", errno: error.errno)
+                throw SysError(
+                    "linux.sysctl \"\(k)\": \(error.op) \(error.path ?? "/proc/" + path)", errno: error.errno)
             }
         }
         try Rootfs.finish(plan.rootfs)
@@ -199,14 +210,20 @@ enum Child {
         if console {
             // CVE-2025-52565 class: never mount the console over whatever a planted symlink points at.
             if let st = FS.lstatOf("/dev/console"), FS.isSymlink(st) {
-                throw SysError("/dev/console in the container is a symlink; refusing to mount the console through it", errno: EPERM)
+                throw SysError(
+                    "/dev/console in the container is a symlink; refusing to mount the console through it", errno: EPERM
+                )
             }
             try FS.touch("/dev/console", 0o600)
             let target = try FS.open("/dev/console", SL_O_PATH | O_NOFOLLOW)
             defer { close(target) }
-            try sys("mount \(slavePath) to", "/dev/console") { sl_mount(slavePath, "/proc/self/fd/\(target)", nil, SL_MS_BIND, nil) }
+            try sys("mount \(slavePath) to", "/dev/console") {
+                sl_mount(slavePath, "/proc/self/fd/\(target)", nil, SL_MS_BIND, nil)
+            }
         }
-        if let size = p.consoleSize { _ = sl_set_winsize(master, UInt16(clamping: size.height), UInt16(clamping: size.width)) }
+        if let size = p.consoleSize {
+            _ = sl_set_winsize(master, UInt16(clamping: size.height), UInt16(clamping: size.width))
+        }
         try sock.send(.pty, "/dev/ptmx", fd: master)
         _ = try sock.expect(.ack)
         close(master)
@@ -219,8 +236,11 @@ enum Child {
     static func applyProcess(_ p: ProcessPlan, _ sock: SeqPacket) throws(SysError) -> String {
         // execCPUAffinity (exec): `final` once in the container's cgroup; with only `initial`, the
         // process keeps what the runtime set before the move (as runc and crun).
-        if let final = p.finalAffinity { try setCPUAffinity(final, field: "execCPUAffinity.final") }
-        else if p.initialAffinity == nil { try setCPUAffinity(allCPUs, field: "process (every CPU)") }
+        if let final = p.finalAffinity {
+            try setCPUAffinity(final, field: "execCPUAffinity.final")
+        } else if p.initialAffinity == nil {
+            try setCPUAffinity(allCPUs, field: "process (every CPU)")
+        }
         if let io = p.ioPriority { try sys("ioprio_set", "ioPriority") { sl_ioprio_set_self(io) } }
         // While the process still has CAP_SYS_NICE (a negative nice, real-time policies).
         try p.scheduler?.apply()
@@ -255,7 +275,9 @@ enum Child {
     static let allCPUs = [UInt64](repeating: ~0, count: 1024 / 64)
 
     static func setCPUAffinity(_ mask: [UInt64], field: String) throws(SysError) {
-        try sys("sched_setaffinity", field) { mask.withUnsafeBytes { sl_sched_setaffinity(0, UInt($0.count), $0.baseAddress) } }
+        try sys("sched_setaffinity", field) {
+            mask.withUnsafeBytes { sl_sched_setaffinity(0, UInt($0.count), $0.baseAddress) }
+        }
     }
 
     /// Marks every descriptor above stdio and the preserved ones (--preserve-fds, LISTEN_FDS)
@@ -294,7 +316,8 @@ enum Child {
             if executable(name) { return name }
             throw SysError("exec: \"\(name)\"", errno: errno)
         }
-        let path = env.last { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) }
+        let path =
+            env.last { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) }
             ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         for dir in path.split(separator: ":", omittingEmptySubsequences: false) {
             let candidate = (dir.isEmpty ? "." : String(dir)) + "/" + name
@@ -320,8 +343,11 @@ enum Child {
     /// container's /etc/passwd (runc 1.3).
     static func environment(_ p: ProcessPlan) -> [String] {
         var env = p.env
-        if let i = env.firstIndex(of: "HOME=") { env[i] = "HOME=" + homeDirectory(uid: p.uid) }
-        else if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=" + homeDirectory(uid: p.uid)) }
+        if let i = env.firstIndex(of: "HOME=") {
+            env[i] = "HOME=" + homeDirectory(uid: p.uid)
+        } else if !env.contains(where: { $0.hasPrefix("HOME=") }) {
+            env.append("HOME=" + homeDirectory(uid: p.uid))
+        }
         return env
     }
 

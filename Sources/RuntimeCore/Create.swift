@@ -1,8 +1,8 @@
-import Glibc
 import CLinux
-import OCI
-import LinuxSystem
 import Cgroups
+import Glibc
+import LinuxSystem
+import OCI
 
 public struct CreateOptions: Sendable {
     public var root: String
@@ -25,7 +25,11 @@ public struct CreateOptions: Sendable {
     public var systemdCgroup = false
     /// --rootless (or `auto` deciding so): cgroup hierarchies this user cannot use are skipped.
     public var rootlessCgroups = false
-    public init(root: String, id: String, bundle: String) { self.root = root; self.id = id; self.bundle = bundle }
+    public init(root: String, id: String, bundle: String) {
+        self.root = root
+        self.id = id
+        self.bundle = bundle
+    }
 }
 
 /// Reads and validates `<bundle>/config.json`: the spec, and the JSON it came from (what the
@@ -34,7 +38,9 @@ public func loadSpec(bundle: String) throws(RuntimeError) -> (spec: Spec, json: 
     let path = bundle + "/config.json"
     let bytes: [UInt8]
     do { bytes = try FS.readFile(path) } catch {
-        if error.errno == ENOENT { throw RuntimeError(.invalidArgument, "JSON specification file config.json not found in \(bundle)") }
+        if error.errno == ENOENT {
+            throw RuntimeError(.invalidArgument, "JSON specification file config.json not found in \(bundle)")
+        }
         throw RuntimeError.sys(error, "read config.json")
     }
     do {
@@ -62,12 +68,16 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     let bundle = FS.cleanPath(FS.absolute(o.bundle, base: FS.cwd()))
     let (spec, specJSON) = try loadSpec(bundle: bundle)
     try checkRootlessConfig(spec)
-    try checkConsoleSocket(terminal: spec.process?.terminal ?? false, consoleSocket: o.consoleSocket, detached: !o.foreground)
+    try checkConsoleSocket(
+        terminal: spec.process?.terminal ?? false, consoleSocket: o.consoleSocket, detached: !o.foreground)
     let listenFds = getenv("LISTEN_FDS").flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? 0
     try closeInheritedFds(keeping: o.preserveFds + listenFds)
     // The cgroup's directories are known now; it is made just before init (createProcesses).
-    let systemd = o.systemdCgroup ? try SystemdUnit(cgroupsPath: spec.linux?.cgroupsPath, id: o.id, annotations: spec.annotations) : nil
-    var cgroupManager = systemd?.manager(layout: hostCgroupLayout)
+    let systemd =
+        o.systemdCgroup
+        ? try SystemdUnit(cgroupsPath: spec.linux?.cgroupsPath, id: o.id, annotations: spec.annotations) : nil
+    var cgroupManager =
+        systemd?.manager(layout: hostCgroupLayout)
         ?? CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
     // Rootless, without a cgroupsPath: only the hierarchies this user may use (runc's rule).
     if o.rootlessCgroups && systemd == nil && (spec.linux?.cgroupsPath ?? "").isEmpty {
@@ -75,8 +85,10 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     }
     // A process cloned into a frozen cgroup never runs: fail now rather than at the sync deadline.
     if cgroupManager.isFrozen() { throw RuntimeError(.invalidState, "container's cgroup unexpectedly frozen") }
-    let plan = try ContainerPlan(spec: spec, specJSON: specJSON, id: o.id, bundle: bundle, noPivot: o.noPivot, noNewKeyring: o.noNewKeyring,
-                                 preserveFds: o.preserveFds, listenFds: listenFds, cgroupBinds: cgroupBinds(o.rootlessCgroups ? rootlessCgroupView(cgroupManager) : cgroupManager))
+    let plan = try ContainerPlan(
+        spec: spec, specJSON: specJSON, id: o.id, bundle: bundle, noPivot: o.noPivot, noNewKeyring: o.noNewKeyring,
+        preserveFds: o.preserveFds, listenFds: listenFds,
+        cgroupBinds: cgroupBinds(o.rootlessCgroups ? rootlessCgroupView(cgroupManager) : cgroupManager))
     defer { plan.closeFds() }
     let store = ContainerStore(root: o.root)
     // Held until create returns (or dies).
@@ -85,19 +97,25 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     let txn = Transaction(store: store, id: o.id)
     txn.intelRdt = plan.intelRdt
     do {
-        let c = CreateContext(o: o, plan: plan, store: store, manager: cgroupManager, lock: lock, systemd: systemd, txn: txn)
+        let c = CreateContext(
+            o: o, plan: plan, store: store, manager: cgroupManager, lock: lock, systemd: systemd, txn: txn)
         let state = try createProcesses(c)
         try store.save(state)
         testStop("after-state")
         try writePidFile(o.pidFile, pid: state.pid)
         if let socket = o.pidfdSocket {
-            try step("send pidfd to --pidfd-socket") { try Proc.sendPidfd(state.pid, startTime: state.pidStartTime, to: socket) }
+            try step("send pidfd to --pidfd-socket") {
+                try Proc.sendPidfd(state.pid, startTime: state.pidStartTime, to: socket)
+            }
         }
         let skipped = plan.process?.seccomp?.skippedSyscalls ?? []
-        return Created(state: state,
-                       warnings: plan.warnings + (skipped.isEmpty ? [] : ["linux.seccomp: unknown syscalls skipped: \(skipped.joined(separator: ", "))"])
-                           + deviceAccessWarnings(plan.spec),
-                       ptyMaster: txn.pty, startSocket: txn.socket)
+        return Created(
+            state: state,
+            warnings: plan.warnings
+                + (skipped.isEmpty
+                    ? [] : ["linux.seccomp: unknown syscalls skipped: \(skipped.joined(separator: ", "))"])
+                + deviceAccessWarnings(plan.spec),
+            ptyMaster: txn.pty, startSocket: txn.socket)
     } catch {
         txn.rollback()
         throw error
@@ -115,7 +133,9 @@ private struct CreateContext {
     var systemd: SystemdUnit?
     var txn: Transaction
 
-    func hookState(_ state: StoredState, _ status: Status) -> String { encodeJSON(store.ociState(state, status: status)) }
+    func hookState(_ state: StoredState, _ status: Status) -> String {
+        encodeJSON(store.ociState(state, status: status))
+    }
 }
 
 /// The exec fifo `start` opens (none for `run`), opened O_PATH for init; -1 without one.
@@ -138,9 +158,11 @@ private func prepareForeground(_ o: CreateOptions, _ placement: CgroupPlacement)
         try step("run") { try Proc.setChildSubreaper() }
     } else if !placement.initByClone {
         // Init is then the middle process's child: only a subreaper can wait for it.
-        throw RuntimeError(.invalidArgument, "run --no-subreaper: this container's init is not swiftlet's own child "
-                           + "(namespaces joined by path, time offsets, or a user namespace with cgroup v1): "
-                           + "run without --no-subreaper")
+        throw RuntimeError(
+            .invalidArgument,
+            "run --no-subreaper: this container's init is not swiftlet's own child "
+                + "(namespaces joined by path, time offsets, or a user namespace with cgroup v1): "
+                + "run without --no-subreaper")
     }
     _ = sl_sigmask_block_all()
 }
@@ -168,20 +190,22 @@ private func createProcesses(_ c: CreateContext) throws(RuntimeError) -> StoredS
     let (child, intoCgroup2) = try spawnChild(placement)
     if child == 0 {
         parentSock.close()
-        c.lock.release()   // else init would hold the container lock until exec, and `start` would wait forever
+        c.lock.release()  // else init would hold the container lock until exec, and `start` would wait forever
         Child.enterNamespaces(c.plan.namespaces, placement, cgroup: c.manager, childSock) {
             Child.initProcess(c.plan, sock: childSock, fifoFd: fifoFd, hasRuntimeHooks: hasRuntimeHooks)
         }
     }
-    c.txn.middle = child   // our child until it reports init's pid
+    c.txn.middle = child  // our child until it reports init's pid
     testStop("after-clone")
     childSock.close()
     return try followInit(c, parentSock, &state, join: placement.parentJoin(clonedIntoCgroup2: intoCgroup2))
 }
 
 /// The parent's side of the sync protocol with stage 1 and init, until `R`.
-private func followInit(_ c: CreateContext, _ sock: SeqPacket, _ state: inout StoredState,
-                        join: CgroupPlacement.ParentJoin) throws(RuntimeError) -> StoredState {
+private func followInit(
+    _ c: CreateContext, _ sock: SeqPacket, _ state: inout StoredState,
+    join: CgroupPlacement.ParentJoin
+) throws(RuntimeError) -> StoredState {
     let hooks = c.plan.spec.hooks
     // What the next read waits for, and how long it may take (Spec/sync-protocol.md, deadlines).
     var waitingFor = "the container's first process to report init's pid"
@@ -211,11 +235,14 @@ private func followInit(_ c: CreateContext, _ sock: SeqPacket, _ state: inout St
             try step("sync") { try sock.send(.ack) }
         case .pty:
             guard let fd = m.fd else { throw RuntimeError(.internal, "sync: pty message without a descriptor") }
-            c.txn.pty = try step("send pty master to console socket") { try handOverPty(fd, name: m.text, consoleSocket: c.o.consoleSocket) }
+            c.txn.pty = try step("send pty master to console socket") {
+                try handOverPty(fd, name: m.text, consoleSocket: c.o.consoleSocket)
+            }
             try step("sync") { try sock.send(.ack) }
         case .seccompFd:
-            try sendToSeccompListener(m.fd, seccomp: c.plan.spec.linux?.seccomp, pid: state.pid,
-                                      state: c.store.ociState(state, status: .creating))
+            try sendToSeccompListener(
+                m.fd, seccomp: c.plan.spec.linux?.seccomp, pid: state.pid,
+                state: c.store.ociState(state, status: .creating))
             try step("sync") { try sock.send(.ack) }
         case .ready:
             testStop("before-fifo-wait")
@@ -232,8 +259,10 @@ private func followInit(_ c: CreateContext, _ sock: SeqPacket, _ state: inout St
 /// Init's pid is known (`I`: the clone made it; `P`: the middle process forked it): recorded, put
 /// into the rest of its cgroup, its resctrl group and network devices, before it runs anything of
 /// the container's (it waits for `G`).
-private func initReported(_ c: CreateContext, _ m: SyncMessage, _ state: inout StoredState,
-                          join: CgroupPlacement.ParentJoin) throws(RuntimeError) {
+private func initReported(
+    _ c: CreateContext, _ m: SyncMessage, _ state: inout StoredState,
+    join: CgroupPlacement.ParentJoin
+) throws(RuntimeError) {
     let initPid: pid_t
     if m.kind == .cloned {
         initPid = c.txn.middle
@@ -252,9 +281,10 @@ private func initReported(_ c: CreateContext, _ m: SyncMessage, _ state: inout S
     case .systemdUnit:
         guard let systemd = c.systemd else { break }
         var started = false
-        defer { if started { c.txn.systemdUnit = systemd } }   // stopped on rollback only when we started it
-        c.txn.cgroup = try startSystemdCgroup(systemd, manager: c.manager, pid: initPid, id: c.o.id, spec: c.plan.spec,
-                                              started: &started)
+        defer { if started { c.txn.systemdUnit = systemd } }  // stopped on rollback only when we started it
+        c.txn.cgroup = try startSystemdCgroup(
+            systemd, manager: c.manager, pid: initPid, id: c.o.id, spec: c.plan.spec,
+            started: &started)
     case .write(let part):
         do { try c.manager.add(pid: initPid, to: part) } catch { throw RuntimeError.cgroup(error, "join cgroup") }
     case .nothing:
@@ -263,7 +293,9 @@ private func initReported(_ c: CreateContext, _ m: SyncMessage, _ state: inout S
     state.cgroupPaths = c.manager.paths
     testStop("after-cgroup")
     if let rdt = c.plan.intelRdt { try step("linux.intelRdt") { try rdt.apply(pid: initPid) } }
-    if !c.plan.netDevices.isEmpty { try step("linux.netDevices") { try moveNetDevices(c.plan.netDevices, pid: initPid) } }
+    if !c.plan.netDevices.isEmpty {
+        try step("linux.netDevices") { try moveNetDevices(c.plan.netDevices, pid: initPid) }
+    }
 }
 
 /// `G` to init, with the state hooks see (status "created": what crun passes and the validation
@@ -316,10 +348,12 @@ func sendToSeccompListener(_ fd: Int32?, seccomp: OCI.Seccomp?, pid: pid_t, stat
     guard let fd else { throw RuntimeError(.internal, "sync: seccomp message without a descriptor") }
     defer { close(fd) }
     guard let path = seccomp?.listenerPath, !path.isEmpty else {
-        throw RuntimeError(.invalidArgument, "config.json: linux.seccomp.listenerPath: required when an action is SCMP_ACT_NOTIFY")
+        throw RuntimeError(
+            .invalidArgument, "config.json: linux.seccomp.listenerPath: required when an action is SCMP_ACT_NOTIFY")
     }
-    let message = ContainerProcessState(ociVersion: ociRuntimeSpecVersion, fds: ["seccompFd"], pid: pid,
-                                        metadata: seccomp?.listenerMetadata ?? "", state: state)
+    let message = ContainerProcessState(
+        ociVersion: ociRuntimeSpecVersion, fds: ["seccompFd"], pid: pid,
+        metadata: seccomp?.listenerMetadata ?? "", state: state)
     do { try sendFdToUnixSocket(path: path, fd: fd, name: encodeJSON(message)) } catch {
         throw RuntimeError.sys(error, "send seccomp notify fd to linux.seccomp.listenerPath")
     }
@@ -332,9 +366,11 @@ func writeIDMaps(pid: pid_t, _ ns: NamespacePlan) throws(SysError) {
         if !ns.uidMap.isEmpty { try Procfs.write("\(pid)/uid_map", ns.uidMap) }
         if geteuid() != 0 && !ns.gidMap.isEmpty { try Procfs.write("\(pid)/setgroups", "deny") }
         if !ns.gidMap.isEmpty { try Procfs.write("\(pid)/gid_map", ns.gidMap) }
-    } catch where error.errno == EPERM && geteuid() != 0 {
-        throw SysError(error.op, (error.path ?? "") + " (unprivileged, only one's own uid and gid can be mapped: "
-                       + "swiftlet does not use newuidmap/newgidmap)", errno: EPERM)
+    } catch  where error.errno == EPERM && geteuid() != 0 {
+        throw SysError(
+            error.op,
+            (error.path ?? "") + " (unprivileged, only one's own uid and gid can be mapped: "
+                + "swiftlet does not use newuidmap/newgidmap)", errno: EPERM)
     }
 }
 

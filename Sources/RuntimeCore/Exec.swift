@@ -1,9 +1,9 @@
-import Glibc
 import CLinux
-import OCI
-import LinuxSystem
-import Seccomp
 import Cgroups
+import Glibc
+import LinuxSystem
+import OCI
+import Seccomp
 
 public struct ExecOptions: Sendable {
     public var root: String
@@ -18,7 +18,11 @@ public struct ExecOptions: Sendable {
     /// exec --cgroup: controller -> sub-cgroup of the container's cgroup to run in; key "" for every
     /// controller (and the cgroup2 tree). From `parseExecCgroups`.
     public var subCgroups: [String: String] = [:]
-    public init(root: String, id: String, process: OCI.Process) { self.root = root; self.id = id; self.process = process }
+    public init(root: String, id: String, process: OCI.Process) {
+        self.root = root
+        self.id = id
+        self.process = process
+    }
 }
 
 /// The container's process settings with exec's command-line overrides applied (runc semantics).
@@ -26,7 +30,7 @@ public struct ExecOverrides: Sendable {
     public var args: [String] = []
     public var env: [String] = []
     public var cwd: String?
-    public var user: String?          // "uid[:gid]"
+    public var user: String?  // "uid[:gid]"
     public var additionalGids: [String] = []
     public var caps: [String] = []
     public var tty = false
@@ -48,12 +52,16 @@ public struct ExecOverrides: Sendable {
             }
             p.user.uid = uid
             if parts.count == 2 {
-                guard let gid = UInt32(parts[1]) else { throw RuntimeError(.invalidArgument, "invalid --user \"\(user)\": want uid[:gid]") }
+                guard let gid = UInt32(parts[1]) else {
+                    throw RuntimeError(.invalidArgument, "invalid --user \"\(user)\": want uid[:gid]")
+                }
                 p.user.gid = gid
             }
         }
         for g in additionalGids {
-            guard let v = UInt32(g) else { throw RuntimeError(.invalidArgument, "invalid --additional-gids value \"\(g)\"") }
+            guard let v = UInt32(g) else {
+                throw RuntimeError(.invalidArgument, "invalid --additional-gids value \"\(g)\"")
+            }
             p.user.additionalGids = (p.user.additionalGids ?? []) + [v]
         }
         if !caps.isEmpty {
@@ -85,9 +93,13 @@ func joinPlan(_ state: StoredState) throws(RuntimeError) -> NamespacePlan {
     var ns = NamespacePlan()
     for t in [NamespaceType.user, .ipc, .uts, .network, .pid, .cgroup, .time, .mount] {
         let name = t == .network ? "net" : (t == .mount ? "mnt" : t.rawValue)
-        guard let theirs = Proc.namespaceInode(String(state.pid), name), theirs != Proc.namespaceInode("self", name) else { continue }
+        guard let theirs = Proc.namespaceInode(String(state.pid), name), theirs != Proc.namespaceInode("self", name)
+        else { continue }
         let fd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3)
-        if fd < 0 { ns.closeFds(); throw RuntimeError.sys(SysError("dup pidfd", "container init pid \(state.pid)", errno: errno)) }
+        if fd < 0 {
+            ns.closeFds()
+            throw RuntimeError.sys(SysError("dup pidfd", "container init pid \(state.pid)", errno: errno))
+        }
         ns.join.append((t, fd))
     }
     // Checked after the namespaces were read through /proc/<pid>: they were init's.
@@ -110,8 +122,9 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
     case .paused where !o.ignorePaused: throw RuntimeError(.invalidState, "cannot exec in a paused container")
     default: break
     }
-    try checkConsoleSocket(terminal: o.process.terminal ?? false, consoleSocket: o.consoleSocket, detached: o.detach,
-                           checkUnused: false)
+    try checkConsoleSocket(
+        terminal: o.process.terminal ?? false, consoleSocket: o.consoleSocket, detached: o.detach,
+        checkUnused: false)
     var process = try ProcessPlan(o.process)
     try checkRootlessGroups(process.additionalGids, field: "exec --additional-gids")
     for w in process.warnings { warn(w) }
@@ -134,7 +147,9 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
     let placement = CgroupPlacement.forExec(cgroup)
     // execCPUAffinity.initial: ours, so the child has it before it moves into the container's cgroup.
     if let initial = process.initialAffinity {
-        do { try Child.setCPUAffinity(initial, field: "process.execCPUAffinity.initial") } catch { throw RuntimeError.sys(error) }
+        do { try Child.setCPUAffinity(initial, field: "process.execCPUAffinity.initial") } catch {
+            throw RuntimeError.sys(error)
+        }
     }
     let (child, intoCgroup2) = try spawnChild(placement)
     if child == 0 {
@@ -150,8 +165,9 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
     txn.waitForPid = false
     do {
         let join = placement.parentJoin(clonedIntoCgroup2: intoCgroup2)
-        let pty = try followExec(o, parentSock, txn, cgroup: cgroup, join: join, seccomp: linux?.seccomp,
-                                 hookState: store.ociState(state, status: .running))
+        let pty = try followExec(
+            o, parentSock, txn, cgroup: cgroup, join: join, seccomp: linux?.seccomp,
+            hookState: store.ociState(state, status: .running))
         try writePidFile(o.pidFile, pid: txn.pid)
         if let socket = o.pidfdSocket {
             try step("send pidfd to --pidfd-socket") { try Proc.sendPidfd(txn.pid, startTime: nil, to: socket) }
@@ -169,7 +185,9 @@ extension ProcessPlan {
     mutating func addContainerSettings(_ linux: Linux?) throws(RuntimeError) {
         if let policy = linux?.memoryPolicy { memoryPolicy = try MemoryPolicyPlan(policy) }
         if let profile = linux?.seccomp {
-            do { seccomp = try SeccompFilter.build(profile) } catch { throw RuntimeError(.invalidArgument, "", cause: error) }
+            do { seccomp = try SeccompFilter.build(profile) } catch {
+                throw RuntimeError(.invalidArgument, "", cause: error)
+            }
         }
     }
 }
@@ -188,7 +206,10 @@ private func execCgroup(_ state: StoredState, _ o: ExecOptions) throws(RuntimeEr
 private func execChild(_ process: ProcessPlan, personality: UInt?, preserveFds: Int, _ sock: SeqPacket) -> Never {
     do {
         _ = try sock.expect(.joined)
-        if process.terminal { _ = setsid(); try Child.setupTerminal(process, sock) }
+        if process.terminal {
+            _ = setsid()
+            try Child.setupTerminal(process, sock)
+        }
         if let p = personality { try sys("personality", String(p)) { sl_personality(p) } }
         try Child.closeExtraFds(preserveFds: preserveFds)
         let path = try Child.applyProcess(process, sock)
@@ -200,13 +221,17 @@ private func execChild(_ process: ProcessPlan, personality: UInt?, preserveFds: 
 
 /// The parent's side of exec's sync protocol: messages until EOF (the socket is close-on-exec, so
 /// EOF without an error means exec happened). Returns the pty master for the foreground copy loop.
-private func followExec(_ o: ExecOptions, _ sock: SeqPacket, _ txn: Transaction, cgroup: CgroupManager?,
-                        join: CgroupPlacement.ParentJoin, seccomp: OCI.Seccomp?, hookState: State) throws(RuntimeError) -> Int32? {
+private func followExec(
+    _ o: ExecOptions, _ sock: SeqPacket, _ txn: Transaction, cgroup: CgroupManager?,
+    join: CgroupPlacement.ParentJoin, seccomp: OCI.Seccomp?, hookState: State
+) throws(RuntimeError) -> Int32? {
     var pty: Int32?
     while true {
         let msg: SyncMessage?
         let waitingFor = txn.pid > 0 ? "the exec process to exec" : "the exec process to report its pid"
-        do { msg = try sock.next(waitingFor: waitingFor) } catch { throw RuntimeError.sys(error, "sync with exec process") }
+        do { msg = try sock.next(waitingFor: waitingFor) } catch {
+            throw RuntimeError.sys(error, "sync with exec process")
+        }
         guard let m = msg else { break }
         switch m.kind {
         case .initPid:
@@ -214,7 +239,9 @@ private func followExec(_ o: ExecOptions, _ sock: SeqPacket, _ txn: Transaction,
             _ = try? Proc.wait(txn.middle)
             txn.middle = 0
             if let cgroup, txn.pid > 0, case .write(let part) = join {
-                do { try cgroup.add(pid: txn.pid, to: part) } catch { throw RuntimeError.cgroup(error, "join the container's cgroup") }
+                do { try cgroup.add(pid: txn.pid, to: part) } catch {
+                    throw RuntimeError.cgroup(error, "join the container's cgroup")
+                }
             }
             do { try sock.send(.joined) } catch { throw RuntimeError.sys(error, "sync with exec process") }
         case .pty:
@@ -233,7 +260,10 @@ private func followExec(_ o: ExecOptions, _ sock: SeqPacket, _ txn: Transaction,
             throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from exec process")
         }
     }
-    if txn.middle > 0 { _ = try? Proc.wait(txn.middle); txn.middle = 0 }
+    if txn.middle > 0 {
+        _ = try? Proc.wait(txn.middle)
+        txn.middle = 0
+    }
     if txn.pid <= 0 { throw RuntimeError(.internal, "exec failed: process exited before reporting its pid") }
     return pty
 }

@@ -1,7 +1,7 @@
-import Glibc
 import CLinux
-import OCI
+import Glibc
 import LinuxSystem
+import OCI
 
 /// OCI hooks: each runs with the container state JSON on stdin; a non-zero exit or a timeout fails it.
 /// A hook gets stdio and no other descriptor (as in runc; CVE-2024-21626 family). A hook without
@@ -27,11 +27,13 @@ enum Hooks {
     static func runOne(_ h: Hook, kind: String, index: Int, state: String, inheritedEnv: [String]? = nil) throws {
         let what = "hooks.\(kind)[\(index)] (\(h.path))"
         if access(h.path, X_OK) != 0 { throw SysError("\(what): cannot execute", errno: errno) }
-        var input = try OwnedPipe(), output = try OwnedPipe()
-        var r = SpawnRequest((h.args?.isEmpty ?? true) ? [h.path] : h.args ?? [], env: h.env ?? inheritedEnv,
-                             fds: [input.read.raw, output.write.raw, output.write.raw])
+        var input = try OwnedPipe()
+        var output = try OwnedPipe()
+        var r = SpawnRequest(
+            (h.args?.isEmpty ?? true) ? [h.path] : h.args ?? [], env: h.env ?? inheritedEnv,
+            fds: [input.read.raw, output.write.raw, output.write.raw])
         r.program = h.path
-        r.dieWithParent = true   // a hook dies with the runtime
+        r.dieWithParent = true  // a hook dies with the runtime
         let pid: pid_t
         do { pid = try Proc.spawn(r) } catch { throw SysError("\(what): \(error.op)", error.path, errno: error.errno) }
         output.write = OwnedFD(-1)

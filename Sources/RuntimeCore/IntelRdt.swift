@@ -1,6 +1,6 @@
 import Glibc
-import OCI
 import LinuxSystem
+import OCI
 
 /// Whether a resctrl filesystem is mounted (what `features` reports as intelRdt.enabled).
 public func resctrlMounted() -> Bool { IntelRdtPlan.hostMountPoint() != nil }
@@ -25,30 +25,44 @@ struct IntelRdtPlan: Sendable, Equatable {
     static func plan(_ rdt: IntelRdt?, id: String, resctrlRoot: String?) throws(RuntimeError) -> IntelRdtPlan? {
         guard let rdt else { return nil }
         guard let root = resctrlRoot else {
-            throw RuntimeError(.unsupported, "config.json: linux.intelRdt: no resctrl filesystem is mounted on this host")
+            throw RuntimeError(
+                .unsupported, "config.json: linux.intelRdt: no resctrl filesystem is mounted on this host")
         }
         if rdt.enableCMT != nil || rdt.enableMBM != nil {
-            throw RuntimeError(.invalidArgument, "config.json: linux.intelRdt: enableCMT and enableMBM were replaced by enableMonitoring in runtime-spec 1.3")
+            throw RuntimeError(
+                .invalidArgument,
+                "config.json: linux.intelRdt: enableCMT and enableMBM were replaced by enableMonitoring in "
+                    + "runtime-spec 1.3"
+            )
         }
         if let c = rdt.closID, c != "/" && (c.isEmpty || c.contains("/") || c == "." || c == ".." || c.contains("\n")) {
             throw RuntimeError(.invalidArgument, "config.json: linux.intelRdt.closID: \"\(c)\" is not a directory name")
         }
         var lines: [String] = []
         if let l3 = rdt.l3CacheSchema {
-            guard !l3.contains("\n") else { throw RuntimeError(.invalidArgument, "config.json: linux.intelRdt.l3CacheSchema: must not contain newlines") }
+            guard !l3.contains("\n") else {
+                throw RuntimeError(
+                    .invalidArgument, "config.json: linux.intelRdt.l3CacheSchema: must not contain newlines")
+            }
             lines.append(l3)
         }
         if let mb = rdt.memBwSchema {
             guard mb.hasPrefix("MB:"), !mb.contains("\n") else {
-                throw RuntimeError(.invalidArgument, "config.json: linux.intelRdt.memBwSchema: must start with \"MB:\" and have no newlines")
+                throw RuntimeError(
+                    .invalidArgument,
+                    "config.json: linux.intelRdt.memBwSchema: must start with \"MB:\" and have no newlines")
             }
             lines.append(mb)
         }
         for (i, s) in (rdt.schemata ?? []).enumerated() {
-            guard !s.contains("\n") else { throw RuntimeError(.invalidArgument, "config.json: linux.intelRdt.schemata[\(i)]: must not contain newlines") }
+            guard !s.contains("\n") else {
+                throw RuntimeError(
+                    .invalidArgument, "config.json: linux.intelRdt.schemata[\(i)]: must not contain newlines")
+            }
             lines.append(s)
         }
-        return IntelRdtPlan(root: root, id: id, closID: rdt.closID, schemata: lines, monitoring: rdt.enableMonitoring ?? false)
+        return IntelRdtPlan(
+            root: root, id: id, closID: rdt.closID, schemata: lines, monitoring: rdt.enableMonitoring ?? false)
     }
 
     static func hostMountPoint() -> String? { MountInfo.read().first { $0.fsType == "resctrl" }?.mountPoint }
@@ -98,10 +112,14 @@ struct IntelRdtPlan: Sendable, Equatable {
         let parts = line.split(separator: ":", maxSplits: 1)
         guard parts.count == 2 else { return false }
         let resource = trimmed(parts[0])
-        guard let current = schemata.split(separator: "\n").first(where: {
-            $0.split(separator: ":", maxSplits: 1).first.map(trimmed) == resource
-        }) else { return false }
-        let have = Set(current.split(separator: ":", maxSplits: 1).last?.split(separator: ";").map { trimmed($0).lowercased() } ?? [])
+        guard
+            let current = schemata.split(separator: "\n").first(where: {
+                $0.split(separator: ":", maxSplits: 1).first.map(trimmed) == resource
+            })
+        else { return false }
+        let have = Set(
+            current.split(separator: ":", maxSplits: 1).last?.split(separator: ";").map { trimmed($0).lowercased() }
+                ?? [])
         return parts[1].split(separator: ";").allSatisfy { have.contains(trimmed($0).lowercased()) }
     }
 }

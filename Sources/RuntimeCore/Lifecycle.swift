@@ -1,8 +1,8 @@
-import Glibc
 import CLinux
-import OCI
-import LinuxSystem
 import Cgroups
+import Glibc
+import LinuxSystem
+import OCI
 
 /// `start`: lets init exec the user process by reading the exec fifo, then runs poststart hooks.
 /// A failing poststart hook fails `start` and kills the container, as runc does (Spec/cli.md).
@@ -13,7 +13,9 @@ public func startContainer(root: String, id: String) throws(RuntimeError) {
     switch store.status(state) {
     case .created: break
     case .stopped: throw RuntimeError(.invalidState, "cannot start a container that has stopped")
-    case .creating: throw RuntimeError(.invalidState, "container \(id) is still being created (or its create was killed: delete --force it)")
+    case .creating:
+        throw RuntimeError(
+            .invalidState, "container \(id) is still being created (or its create was killed: delete --force it)")
     default: throw RuntimeError(.invalidState, "cannot start an already running container")
     }
     guard case .object(let config) = state.config, (config["process"] ?? .null) != .null else {
@@ -33,7 +35,10 @@ public func startContainer(root: String, id: String) throws(RuntimeError) {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         _ = poll(&p, 1, 100)
         let n = read(fd, &byte, 1)
-        if n == 1 { testStop("start-after-go"); break }
+        if n == 1 {
+            testStop("start-after-go")
+            break
+        }
         if !Proc.isAlive(state.pid, startTime: state.pidStartTime) {
             throw RuntimeError(.invalidState, "cannot start a container that has stopped")
         }
@@ -58,14 +63,16 @@ public func startCreated(_ created: Created, root: String) throws(RuntimeError) 
     let msg: SyncMessage?
     do {
         let hooks = try? created.state.hooks()
-        msg = try sock.next(waitingFor: "container init to exec the process",
-                            timeoutMs: syncStepTimeoutMs + hookAllowanceMs(hooks?.startContainer))
+        msg = try sock.next(
+            waitingFor: "container init to exec the process",
+            timeoutMs: syncStepTimeoutMs + hookAllowanceMs(hooks?.startContainer))
     } catch { throw RuntimeError.sys(error, "wait for container init to start") }
     if let m = msg {
         if m.kind == .error { throw m.childFailure("unable to start container process") }
         throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from container init")
     }
-    try runPoststart(created.state, ociState: encodeJSON(ContainerStore(root: root).ociState(created.state, status: .running)))
+    try runPoststart(
+        created.state, ociState: encodeJSON(ContainerStore(root: root).ociState(created.state, status: .running)))
 }
 
 /// Poststart hooks, in order; the first failure kills the container's processes (it is then
@@ -83,8 +90,10 @@ private func runPoststart(_ state: StoredState, ociState: String) throws(Runtime
 
 /// Runs one kind of the container's hooks after the fact (the container started or is gone), so
 /// failures, an unreadable hooks section included, are warnings.
-private func runStoredHooks(_ state: StoredState, _ kind: String, _ pick: KeyPath<OCI.Hooks, [Hook]?>,
-                            ociState: String) -> [String] {
+private func runStoredHooks(
+    _ state: StoredState, _ kind: String, _ pick: KeyPath<OCI.Hooks, [Hook]?>,
+    ociState: String
+) -> [String] {
     let hooks: OCI.Hooks?
     do { hooks = try state.hooks() } catch { return ["\(kind) hooks not run: \(error)"] }
     return Hooks.runWarning(hooks?[keyPath: pick], kind: kind, state: ociState)
@@ -142,7 +151,8 @@ public func killContainer(root: String, id: String, signal: String, all: Bool) t
 func containerPids(_ s: StoredState) -> [pid_t] {
     if let cgroup = s.cgroup, cgroup.exists(), let pids = try? cgroup.pids() { return pids }
     guard s.ownPidNamespace, Proc.isAlive(s.pid, startTime: s.pidStartTime),
-          let ns = Proc.namespaceInode(String(s.pid), "pid") else { return Proc.isAlive(s.pid) ? [s.pid] : [] }
+        let ns = Proc.namespaceInode(String(s.pid), "pid")
+    else { return Proc.isAlive(s.pid) ? [s.pid] : [] }
     let names = (try? FS.listDirectory("/proc")) ?? []
     return names.compactMap { pid_t($0) }.filter { Proc.namespaceInode(String($0), "pid") == ns }
 }
@@ -173,7 +183,9 @@ public func deleteContainer(root: String, id: String, force: Bool) throws(Runtim
     }
     let status = store.status(state)
     if status == .running || status == .paused || status == .creating {
-        guard force else { throw RuntimeError(.invalidState, "cannot delete container \(id) that is not stopped: \(status.rawValue)") }
+        guard force else {
+            throw RuntimeError(.invalidState, "cannot delete container \(id) that is not stopped: \(status.rawValue)")
+        }
     }
     if status != .stopped && status != .creating {
         if status == .paused { try? state.cgroup?.thaw() }
@@ -211,9 +223,11 @@ public func waitForeground(pid: pid_t, pty: Int32? = nil) -> Int32 {
         return true
     }
     while true {
-        var fds = [pollfd(fd: sfd, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: pty ?? -1, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: stdinOpen ? 0 : -1, events: Int16(POLLIN), revents: 0)]
+        var fds = [
+            pollfd(fd: sfd, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: pty ?? -1, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: stdinOpen ? 0 : -1, events: Int16(POLLIN), revents: 0),
+        ]
         if poll(&fds, 3, sfd >= 0 ? -1 : 100) < 0 && errno != EINTR { return 255 }
         if let pty, fds[1].revents != 0 { _ = drain(pty, to: 1) }
         if let pty, fds[2].revents != 0, !drain(0, to: pty) { stdinOpen = false }
@@ -226,7 +240,10 @@ public func waitForeground(pid: pid_t, pty: Int32? = nil) -> Int32 {
                     let r = waitpid(-1, &st, WNOHANG)
                     if r <= 0 { break }
                     if r == pid {
-                        if let pty { _ = fcntl(pty, F_SETFL, O_NONBLOCK); while drain(pty, to: 1) {} }
+                        if let pty {
+                            _ = fcntl(pty, F_SETFL, O_NONBLOCK)
+                            while drain(pty, to: 1) {}
+                        }
                         return Proc.exitCode(st)
                     }
                 }
@@ -240,7 +257,8 @@ public func waitForeground(pid: pid_t, pty: Int32? = nil) -> Int32 {
 }
 
 func copyWindowSize(to pty: Int32) {
-    var rows: UInt16 = 0, cols: UInt16 = 0
+    var rows: UInt16 = 0
+    var cols: UInt16 = 0
     if sl_get_winsize(0, &rows, &cols) == 0 { _ = sl_set_winsize(pty, rows, cols) }
 }
 
@@ -258,7 +276,9 @@ public func pauseContainer(root: String, id: String, pause: Bool) throws(Runtime
     let status = store.status(state)
     let cgroup = try state.liveCgroup(purpose: " to freeze")
     if pause {
-        guard status == .running || status == .created else { throw RuntimeError(.invalidState, "container not running") }
+        guard status == .running || status == .created else {
+            throw RuntimeError(.invalidState, "container not running")
+        }
         do { try cgroup.freeze() } catch { throw RuntimeError.cgroup(error, "pause") }
     } else {
         guard status == .paused else { throw RuntimeError(.invalidState, "container not paused") }
@@ -277,8 +297,10 @@ public func containerProcesses(root: String, id: String) throws(RuntimeError) ->
 /// `update`: applies new resources to a running container's cgroup and records them. `change`
 /// gets the current resources and returns the new ones (the CLI merges flags or a resources file).
 /// A failed update leaves the previous limits in force (the cgroup layer rolls back).
-public func updateContainer(root: String, id: String,
-                            change: (Resources) throws(RuntimeError) -> Resources) throws(RuntimeError) {
+public func updateContainer(
+    root: String, id: String,
+    change: (Resources) throws(RuntimeError) -> Resources
+) throws(RuntimeError) {
     let store = ContainerStore(root: root)
     let (lock, loaded) = try store.lockAndLoad(id)
     defer { lock.release() }
@@ -297,7 +319,10 @@ public func updateContainer(root: String, id: String,
     try state.unit?.update(effectiveResources(spec), layout: cgroup.layout)
     do throws(CgroupError) {
         try cgroup.update(effectiveResources(spec)) {
-            do throws(RuntimeError) { try store.save(state) } catch { saveError = error; return false }
+            do throws(RuntimeError) { try store.save(state) } catch {
+                saveError = error
+                return false
+            }
             return true
         }
     } catch { throw RuntimeError.cgroup(error, "update") }

@@ -1,6 +1,6 @@
 import Glibc
-import OCI
 import LinuxSystem
+import OCI
 
 /// linux.netDevices (runtime-spec 1.3): host network devices moved into the container's network
 /// namespace, renamed when asked, with their permanent global addresses and up. Never moved back: the
@@ -14,7 +14,11 @@ struct NetDevicePlan: Sendable, Equatable {
     static func plan(_ linux: Linux) throws(RuntimeError) -> [NetDevicePlan] {
         guard let devices = linux.netDevices, !devices.isEmpty else { return [] }
         guard (linux.namespaces ?? []).contains(where: { $0.type == .network }) else {
-            throw RuntimeError(.invalidArgument, "config.json: linux.netDevices: the container has no network namespace of its own; moving devices would take them from the host")
+            throw RuntimeError(
+                .invalidArgument,
+                "config.json: linux.netDevices: the container has no network namespace of its own; moving devices "
+                    + "would take them from the host"
+            )
         }
         var out: [NetDevicePlan] = []
         for hostName in devices.keys.sorted() {
@@ -24,7 +28,9 @@ struct NetDevicePlan: Sendable, Equatable {
             }
             let name = devices[hostName]?.name.flatMap { $0.isEmpty ? nil : $0 }
             if let name, !validInterfaceName(name) {
-                throw RuntimeError(.invalidArgument, "\(field).name: \"\(name)\" is not a valid interface name (1-15 bytes, no '/', ':' or white space)")
+                throw RuntimeError(
+                    .invalidArgument,
+                    "\(field).name: \"\(name)\" is not a valid interface name (1-15 bytes, no '/', ':' or white space)")
             }
             out.append(NetDevicePlan(hostName: hostName, name: name))
         }
@@ -33,7 +39,8 @@ struct NetDevicePlan: Sendable, Equatable {
 
     static func validInterfaceName(_ n: String) -> Bool {
         let b = Array(n.utf8)
-        return !b.isEmpty && b.count < 16 && n != "." && n != ".." && !b.contains { $0 == 0x2f || $0 == 0x3a || $0 <= 0x20 }
+        return !b.isEmpty && b.count < 16 && n != "." && n != ".."
+            && !b.contains { $0 == 0x2f || $0 == 0x3a || $0 <= 0x20 }
     }
 }
 
@@ -49,7 +56,9 @@ func moveNetDevices(_ devices: [NetDevicePlan], pid: pid_t) throws(SysError) {
     for d in devices {
         let want = d.name ?? d.hostName
         if !want.contains("%"), try inside.link(named: want) != nil {
-            throw SysError("linux.netDevices[\"\(d.hostName)\"]: the container's network namespace already has a device \(want)", errno: EEXIST)
+            throw SysError(
+                "linux.netDevices[\"\(d.hostName)\"]: the container's network namespace already has a device \(want)",
+                errno: EEXIST)
         }
     }
     var moved: [(index: Int32, addresses: [RouteNetlink.Address], device: NetDevicePlan)] = []
@@ -59,8 +68,9 @@ func moveNetDevices(_ devices: [NetDevicePlan], pid: pid_t) throws(SysError) {
         }
         let addresses = try host.addresses(ofLink: link.index).filter(\.isPermanentGlobal)
         do { try host.move(index: link.index, toNamespace: ns, name: d.name) } catch {
-            throw SysError("linux.netDevices: move \(d.hostName) into the container's network namespace" +
-                           (d.name.map { " as \($0)" } ?? ""), errno: error.errno)
+            throw SysError(
+                "linux.netDevices: move \(d.hostName) into the container's network namespace"
+                    + (d.name.map { " as \($0)" } ?? ""), errno: error.errno)
         }
         moved.append((link.index, addresses, d))
     }

@@ -1,8 +1,8 @@
-import Glibc
 import CLinux
-import OCI
+import Glibc
 import LinuxSystem
 import Mounts
+import OCI
 import Seccomp
 
 /// A process to start (container init or exec), fully resolved before fork.
@@ -100,8 +100,11 @@ extension ProcessPlan {
         func resolve(_ names: [String]?) -> [Int32] {
             var out: [Int32] = []
             for name in names ?? [] {
-                if let v = CapabilitySets.value(of: name), v <= lastCap { out.append(v) }
-                else if !unknown.contains(name) { unknown.append(name) }
+                if let v = CapabilitySets.value(of: name), v <= lastCap {
+                    out.append(v)
+                } else if !unknown.contains(name) {
+                    unknown.append(name)
+                }
             }
             return out
         }
@@ -115,13 +118,18 @@ extension ProcessPlan {
         }
         // The kernel raises an ambient capability only if it is permitted and inheritable.
         for (v, name) in zip(ambient, (c.ambient ?? []).filter { !unknown.contains($0) }) {
-            if sets.permitted.contains(v) && sets.inheritable.contains(v) { sets.ambient.append(v) }
-            else { warnings.append("can't raise ambient capability \(name): operation not permitted") }
+            if sets.permitted.contains(v) && sets.inheritable.contains(v) {
+                sets.ambient.append(v)
+            } else {
+                warnings.append("can't raise ambient capability \(name): operation not permitted")
+            }
         }
         return (sets, warnings)
     }
 
-    static func rlimits(_ list: [Rlimit]?, field: String) throws(RuntimeError) -> [(resource: Int32, soft: UInt64, hard: UInt64)] {
+    static func rlimits(_ list: [Rlimit]?, field: String) throws(RuntimeError) -> [(
+        resource: Int32, soft: UInt64, hard: UInt64
+    )] {
         var out: [(resource: Int32, soft: UInt64, hard: UInt64)] = []
         for (i, r) in (list ?? []).enumerated() {
             guard let res = rlimitTable[r.type] else {
@@ -164,7 +172,8 @@ func persona(_ p: Personality?) throws(RuntimeError) -> UInt? {
     switch p.domain {
     case "LINUX": value = 0x0000
     case "LINUX32": value = 0x0008
-    default: throw RuntimeError(.invalidArgument, "config.json: linux.personality.domain: unknown domain \"\(p.domain)\"")
+    default:
+        throw RuntimeError(.invalidArgument, "config.json: linux.personality.domain: unknown domain \"\(p.domain)\"")
     }
     if let flags = p.flags, !flags.isEmpty {
         throw RuntimeError(.unsupported, "config.json: linux.personality.flags: not supported yet by swiftlet")
@@ -177,7 +186,8 @@ func persona(_ p: Personality?) throws(RuntimeError) -> UInt? {
 func dedupEnv(_ env: [String]) -> [String] {
     var seen = Set<Substring>()
     var out: [String] = []
-    for kv in env.reversed() where seen.insert(kv.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]).inserted {
+    for kv in env.reversed()
+    where seen.insert(kv.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]).inserted {
         out.append(kv)
     }
     return out.reversed()
@@ -185,7 +195,7 @@ func dedupEnv(_ env: [String]) -> [String] {
 
 /// Which namespaces to create and which to join, with the join targets already opened.
 struct NamespacePlan: Sendable {
-    var newFlags: Int32 = 0                       // everything new except the user and cgroup namespaces
+    var newFlags: Int32 = 0  // everything new except the user and cgroup namespaces
     var newUser = false
     /// A new cgroup namespace is unshared by init after the runtime put it in its cgroup, so the
     /// namespace's root is the container's cgroup (runc does the same).
@@ -238,9 +248,13 @@ enum RootfsOrder: Equatable, Sendable {
     case allAfterGo
 
     init(newCgroupNamespace: Bool, runtimeHooks: Bool, createContainerHooks: Bool) {
-        if newCgroupNamespace { self = .allAfterGo }
-        else if runtimeHooks || createContainerHooks { self = .mountBeforeGo }
-        else { self = .allBeforeGo }
+        if newCgroupNamespace {
+            self = .allAfterGo
+        } else if runtimeHooks || createContainerHooks {
+            self = .mountBeforeGo
+        } else {
+            self = .allBeforeGo
+        }
     }
 
     var mountsBeforeGo: Bool { self != .allAfterGo }
@@ -271,16 +285,23 @@ struct ContainerPlan: Sendable {
 
     /// Validates and resolves everything first; opens descriptors (joined namespaces, id-mapped
     /// trees) last, so an invalid config never leaves one open. The caller closes them (`closeFds`).
-    init(spec: Spec, specJSON: JSONValue, id: String, bundle: String, noPivot: Bool, noNewKeyring: Bool, preserveFds: Int,
-         listenFds: Int, cgroupBinds: [CgroupBind]) throws(RuntimeError) {
+    init(
+        spec: Spec, specJSON: JSONValue, id: String, bundle: String, noPivot: Bool, noNewKeyring: Bool,
+        preserveFds: Int,
+        listenFds: Int, cgroupBinds: [CgroupBind]
+    ) throws(RuntimeError) {
         self.spec = spec
         self.specJSON = specJSON
         self.bundle = bundle
         self.preserveFds = preserveFds + listenFds
         sessionKeyring = noNewKeyring ? nil : "_ses.\(id)"
-        process = try spec.process.map { p throws(RuntimeError) in try ContainerPlan.initProcess(p, listenFds: listenFds) }
+        process = try spec.process.map { p throws(RuntimeError) in
+            try ContainerPlan.initProcess(p, listenFds: listenFds)
+        }
         warnings += process?.warnings ?? []
-        guard let root = spec.root else { throw RuntimeError(.invalidArgument, "config.json: root: required field missing") }
+        guard let root = spec.root else {
+            throw RuntimeError(.invalidArgument, "config.json: root: required field missing")
+        }
         let linux = spec.linux ?? Linux()
         try ContainerPlan.addLinuxSettings(&process, linux)
         personality = try persona(linux.personality)
@@ -300,15 +321,17 @@ struct ContainerPlan: Sendable {
 
         // Rootfs, mounts, devices.
         let (rootfsReal, propagation) = try ContainerPlan.rootfsPath(root, linux, bundle: bundle)
-        var (mounts, devIsBind, mountWarnings) = try ContainerPlan.planMounts(spec, linux, bundle: bundle, rootfsReal: rootfsReal,
-                                                                               joinedUserNS: joinedUserNS)
+        var (mounts, devIsBind, mountWarnings) = try ContainerPlan.planMounts(
+            spec, linux, bundle: bundle, rootfsReal: rootfsReal,
+            joinedUserNS: joinedUserNS)
         warnings += mountWarnings
         let devices = try ContainerPlan.devices(linux)
 
         // Descriptors, last: namespaces joined by path, then id-mapped trees.
         try ContainerPlan.openJoinedNamespaces(linux, &ns)
         do {
-            try ContainerPlan.openMountTrees(spec, linux, &mounts, joined: ns, inUserNS: inUserNS, rootfsReal: rootfsReal)
+            try ContainerPlan.openMountTrees(
+                spec, linux, &mounts, joined: ns, inUserNS: inUserNS, rootfsReal: rootfsReal)
             // tmpfs with noswap in a new user namespace: the kernel only takes it from the initial one.
             if ns.newUser { try ContainerPlan.makeHostTmpfs(linux, &mounts) }
         } catch {
@@ -317,11 +340,13 @@ struct ContainerPlan: Sendable {
             throw error
         }
         namespaces = ns
-        rootfs = RootfsPlan(rootfs: rootfsReal, readonly: root.readonly ?? false, rootPropagation: propagation,
-                            mounts: mounts, devices: devices, createDevices: !devIsBind,
-                            bindDevices: inUserNS || Kernel.runningInUserNamespace,   // rootless: no mknod
-                            inUserNamespace: inUserNS || Kernel.runningInUserNamespace, noPivot: noPivot, maskedPaths: linux.maskedPaths ?? [],
-                            readonlyPaths: linux.readonlyPaths ?? [], cgroupBinds: cgroupBinds)
+        rootfs = RootfsPlan(
+            rootfs: rootfsReal, readonly: root.readonly ?? false, rootPropagation: propagation,
+            mounts: mounts, devices: devices, createDevices: !devIsBind,
+            bindDevices: inUserNS || Kernel.runningInUserNamespace,  // rootless: no mknod
+            inUserNamespace: inUserNS || Kernel.runningInUserNamespace, noPivot: noPivot,
+            maskedPaths: linux.maskedPaths ?? [],
+            readonlyPaths: linux.readonlyPaths ?? [], cgroupBinds: cgroupBinds)
         rootfs.newMountNamespace = (linux.namespaces ?? []).contains { $0.type == .mount }
         rootfs.explicitPropagation = !(linux.rootfsPropagation ?? "").isEmpty
     }
@@ -351,8 +376,13 @@ struct ContainerPlan: Sendable {
     static func sysctls(_ linux: Linux) throws(RuntimeError) -> [(String, String)] {
         let sysctl = (linux.sysctl ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         if let key = sysctl.first(where: { sysctlDotted($0.0).hasPrefix("net.") })?.0,
-           let path = linux.namespaces?.first(where: { $0.type == .network })?.path, isOwnNetworkNamespace(path) {
-            throw RuntimeError(.invalidArgument, "config.json: linux.sysctl: sysctl \"\(sysctlDotted(key))\" is not allowed in the host's network namespace")
+            let path = linux.namespaces?.first(where: { $0.type == .network })?.path, isOwnNetworkNamespace(path)
+        {
+            throw RuntimeError(
+                .invalidArgument,
+                "config.json: linux.sysctl: sysctl \"\(sysctlDotted(key))\" is not allowed in the host's network "
+                    + "namespace"
+            )
         }
         return sysctl
     }
@@ -370,7 +400,8 @@ struct ContainerPlan: Sendable {
             ns.gidMap = mapText(linux.gidMappings)
         }
         if let offs = linux.timeOffsets {
-            ns.timeOffsets = offs.keys.sorted().map { "\($0) \(offs[$0]?.secs ?? 0) \(offs[$0]?.nanosecs ?? 0)\n" }.joined()
+            ns.timeOffsets = offs.keys.sorted().map { "\($0) \(offs[$0]?.secs ?? 0) \(offs[$0]?.nanosecs ?? 0)\n" }
+                .joined()
         }
         return ns
     }
@@ -379,7 +410,8 @@ struct ContainerPlan: Sendable {
     static func rootfsPath(_ root: Root, _ linux: Linux, bundle: String) throws(RuntimeError) -> (String, UInt) {
         let rootPath = FS.absolute(root.path, base: bundle)
         guard let st = FS.statOf(rootPath), FS.isDirectory(st) else {
-            throw RuntimeError(.invalidArgument, "config.json: root.path: \(rootPath): not a directory or does not exist")
+            throw RuntimeError(
+                .invalidArgument, "config.json: root.path: \(rootPath): not a directory or does not exist")
         }
         let rootfsReal: String
         do { rootfsReal = try FS.realpath(rootPath) } catch { throw RuntimeError.sys(error, "config.json: root.path") }
@@ -395,15 +427,21 @@ struct ContainerPlan: Sendable {
 
     /// The config's mounts, parsed and checked (no descriptors yet); whether /dev is a bind mount,
     /// and warnings for the log.
-    static func planMounts(_ spec: Spec, _ linux: Linux, bundle: String, rootfsReal: String,
-                           joinedUserNS: String?) throws(RuntimeError) -> ([PlannedMount], devIsBind: Bool, [String]) {
+    static func planMounts(
+        _ spec: Spec, _ linux: Linux, bundle: String, rootfsReal: String,
+        joinedUserNS: String?
+    ) throws(RuntimeError) -> ([PlannedMount], devIsBind: Bool, [String]) {
         var mounts: [PlannedMount] = []
         var devIsBind = false
         var warnings: [String] = []
         for (i, m) in (spec.mounts ?? []).enumerated() {
             let options = m.options ?? []
             if options.contains("noswap") && !Kernel.tmpfsNoswap() {
-                throw RuntimeError(.unsupported, "config.json: mounts[\(i)].options: \"noswap\" needs Linux 6.4 or later (this kernel is \(Kernel.release))")
+                throw RuntimeError(
+                    .unsupported,
+                    "config.json: mounts[\(i)].options: \"noswap\" needs Linux 6.4 or later (this kernel is "
+                        + "\(Kernel.release))"
+                )
             }
             var o = MountOptions.parse(options.filter { !MountOptions.idmapNames.contains($0) })
             let type = m.type ?? (o.isBind ? "bind" : "")
@@ -412,7 +450,10 @@ struct ContainerPlan: Sendable {
             var destination = m.destination
             if !destination.hasPrefix("/") {
                 destination = "/" + destination
-                warnings.append("mounts[\(i)].destination \"\(m.destination)\" is not absolute: taken as \"\(destination)\" (deprecated)")
+                warnings.append(
+                    "mounts[\(i)].destination \"\(m.destination)\" is not absolute: taken as \"\(destination)\" "
+                        + "(deprecated)"
+                )
             }
             if destination == "/dev" && o.isBind { devIsBind = true }
             // A bind source in the rootfs is resolved when init mounts it, in config order (an earlier
@@ -420,10 +461,13 @@ struct ContainerPlan: Sendable {
             if o.isBind && FS.statOf(source) == nil {
                 let e = errno
                 if !isInside(source, rootfs: rootfsReal) {
-                    throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].source: \(source): \(errnoString(e))")
+                    throw RuntimeError(
+                        .invalidArgument, "config.json: mounts[\(i)].source: \(source): \(errnoString(e))")
                 }
             }
-            if IDMapRequest(m) != nil { try ContainerPlan.checkIDMapped(m, o, linux, index: i, joinedUserNS: joinedUserNS) }
+            if IDMapRequest(m) != nil {
+                try ContainerPlan.checkIDMapped(m, o, linux, index: i, joinedUserNS: joinedUserNS)
+            }
             let planned = PlannedMount(destination: destination, type: type, source: source, options: o)
             do { try Rootfs.checkProcDestination(FS.cleanPath(destination), planned) } catch {
                 throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].destination: \(error.op)")
@@ -435,10 +479,15 @@ struct ContainerPlan: Sendable {
 
     /// An id-mapped mount needs mappings (its own, linux.*, or a joined user namespace's); one that is
     /// not a bind, a filesystem the runtime can create and map (checkIDMappedFilesystem).
-    static func checkIDMapped(_ m: Mount, _ o: MountOptions, _ linux: Linux, index i: Int, joinedUserNS: String?) throws(RuntimeError) {
-        let ownOrLinux = !(m.uidMappings ?? linux.uidMappings ?? []).isEmpty && !(m.gidMappings ?? linux.gidMappings ?? []).isEmpty
+    static func checkIDMapped(_ m: Mount, _ o: MountOptions, _ linux: Linux, index i: Int, joinedUserNS: String?)
+        throws(RuntimeError)
+    {
+        let ownOrLinux =
+            !(m.uidMappings ?? linux.uidMappings ?? []).isEmpty && !(m.gidMappings ?? linux.gidMappings ?? []).isEmpty
         if !ownOrLinux && (joinedUserNS == nil || m.uidMappings != nil || m.gidMappings != nil) {
-            throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)]: an id-mapped mount needs uidMappings and gidMappings (its own or linux.*)")
+            throw RuntimeError(
+                .invalidArgument,
+                "config.json: mounts[\(i)]: an id-mapped mount needs uidMappings and gidMappings (its own or linux.*)")
         }
         if !o.isBind { try checkIDMappedFilesystem(m.type ?? "", index: i) }
     }
@@ -447,10 +496,14 @@ struct ContainerPlan: Sendable {
         var devices: [DeviceNode] = []
         for (i, d) in (linux.devices ?? []).enumerated() {
             if d.type != "p" && (d.major == nil || d.minor == nil) {
-                throw RuntimeError(.invalidArgument, "config.json: linux.devices[\(i)]: major and minor are required for type \"\(d.type)\"")
+                throw RuntimeError(
+                    .invalidArgument,
+                    "config.json: linux.devices[\(i)]: major and minor are required for type \"\(d.type)\"")
             }
-            devices.append(DeviceNode(path: d.path, type: d.type, major: d.major ?? 0, minor: d.minor ?? 0,
-                                      fileMode: d.fileMode ?? 0o666, uid: d.uid ?? 0, gid: d.gid ?? 0))
+            devices.append(
+                DeviceNode(
+                    path: d.path, type: d.type, major: d.major ?? 0, minor: d.minor ?? 0,
+                    fileMode: d.fileMode ?? 0o666, uid: d.uid ?? 0, gid: d.gid ?? 0))
         }
         return devices
     }
@@ -463,7 +516,8 @@ struct ContainerPlan: Sendable {
             if fd < 0 {
                 let e = errno
                 ns.closeFds()
-                throw RuntimeError(.invalidArgument, "config.json: linux.namespaces[\(i)].path: open \(path): \(errnoString(e))")
+                throw RuntimeError(
+                    .invalidArgument, "config.json: linux.namespaces[\(i)].path: open \(path): \(errnoString(e))")
             }
             ns.join.append((n.type, fd))
         }
@@ -473,13 +527,15 @@ struct ContainerPlan: Sendable {
     /// Detached trees for id-mapped mounts (one user namespace per distinct mapping), and clones of
     /// bind sources only the host can reach for a container in a user namespace. The caller closes
     /// what was opened when this fails.
-    static func openMountTrees(_ spec: Spec, _ linux: Linux, _ mounts: inout [PlannedMount], joined ns: NamespacePlan,
-                               inUserNS: Bool, rootfsReal: String) throws(RuntimeError) {
-        var usernsFds: [String: Int32] = [:]   // one user namespace per distinct mapping
+    static func openMountTrees(
+        _ spec: Spec, _ linux: Linux, _ mounts: inout [PlannedMount], joined ns: NamespacePlan,
+        inUserNS: Bool, rootfsReal: String
+    ) throws(RuntimeError) {
+        var usernsFds: [String: Int32] = [:]  // one user namespace per distinct mapping
         defer { for fd in usernsFds.values { close(fd) } }
         for (i, m) in (spec.mounts ?? []).enumerated() {
             let planned = mounts[i]
-            let tree = planned.options.flags & SL_MS_REC != 0   // rbind: submounts come along
+            let tree = planned.options.flags & SL_MS_REC != 0  // rbind: submounts come along
             do {
                 guard let recursiveMap = IDMapRequest(m) else {
                     // In a user namespace init may not reach a source only the host can (in a 0700
@@ -489,26 +545,32 @@ struct ContainerPlan: Sendable {
                     // namespace), init mounts the source itself.
                     if inUserNS && planned.options.isBind && FS.statOf(planned.source) != nil
                         && !isInside(planned.source, rootfs: rootfsReal),
-                       let clone = try? IDMappedMount.clone(source: planned.source, recursive: tree) {
+                        let clone = try? IDMappedMount.clone(source: planned.source, recursive: tree)
+                    {
                         mounts[i].detachedTree = clone
                         mounts[i].hostClone = true
                         try mounts[i].checkHostCloneFlags()
                     }
                     continue
                 }
-                let uids = mapText(m.uidMappings ?? linux.uidMappings), gids = mapText(m.gidMappings ?? linux.gidMappings)
+                let uids = mapText(m.uidMappings ?? linux.uidMappings)
+                let gids = mapText(m.gidMappings ?? linux.gidMappings)
                 let userns: Int32
                 if uids.isEmpty || gids.isEmpty, let j = ns.join.first(where: { $0.type == .user }) {
-                    userns = j.fd   // the joined user namespace's own mappings, as runc does
-                } else if let fd = usernsFds[uids + "|" + gids] { userns = fd } else {
+                    userns = j.fd  // the joined user namespace's own mappings, as runc does
+                } else if let fd = usernsFds[uids + "|" + gids] {
+                    userns = fd
+                } else {
                     userns = try IDMappedMount.userNamespace(uidMap: uids, gidMap: gids)
                     usernsFds[uids + "|" + gids] = userns
                 }
                 // `ridmap` maps every mount of the tree, so it takes the submounts even with `bind`
                 // (runc 1.3 fails there); `rbind` with `idmap` keeps them, unmapped.
-                mounts[i].detachedTree = planned.options.isBind
-                    ? try IDMappedMount.clone(source: planned.source, recursive: tree || recursiveMap,
-                                              usernsFd: userns, recursiveMap: recursiveMap)
+                mounts[i].detachedTree =
+                    planned.options.isBind
+                    ? try IDMappedMount.clone(
+                        source: planned.source, recursive: tree || recursiveMap,
+                        usernsFd: userns, recursiveMap: recursiveMap)
                     : try IDMappedMount.newFilesystem(planned, usernsFd: userns)
             } catch {
                 throw RuntimeError(.internal, "config.json: mounts[\(i)]", cause: error)
@@ -519,11 +581,14 @@ struct ContainerPlan: Sendable {
     /// tmpfs mounts with noswap, made by the host for a new user namespace (read-only comes after
     /// /dev is populated: Rootfs.remountReadonlyTmpfs).
     static func makeHostTmpfs(_ linux: Linux, _ mounts: inout [PlannedMount]) throws(RuntimeError) {
-        let rootUid = hostID(of: 0, in: linux.uidMappings), rootGid = hostID(of: 0, in: linux.gidMappings)
-        for (i, m) in mounts.enumerated() where m.type == "tmpfs" && m.options.data.contains("noswap") && m.detachedTree == nil {
+        let rootUid = hostID(of: 0, in: linux.uidMappings)
+        let rootGid = hostID(of: 0, in: linux.gidMappings)
+        for (i, m) in mounts.enumerated()
+        where m.type == "tmpfs" && m.options.data.contains("noswap") && m.detachedTree == nil {
             do {
-                mounts[i].detachedTree = try HostFilesystem.create(type: "tmpfs", data: m.options.data,
-                                                                   flags: m.options.flags & ~SL_MS_RDONLY, uid: rootUid, gid: rootGid)
+                mounts[i].detachedTree = try HostFilesystem.create(
+                    type: "tmpfs", data: m.options.data,
+                    flags: m.options.flags & ~SL_MS_RDONLY, uid: rootUid, gid: rootGid)
             } catch {
                 throw RuntimeError(.internal, "config.json: mounts[\(i)]", cause: error)
             }
@@ -545,7 +610,9 @@ func isOwnNetworkNamespace(_ path: String) -> Bool {
 
 /// The host id that container id `id` maps to (the id itself when unmapped).
 func hostID(of id: UInt32, in mappings: [IDMapping]?) -> UInt32 {
-    for m in mappings ?? [] where id >= m.containerID && id - m.containerID < m.size { return m.hostID + (id - m.containerID) }
+    for m in mappings ?? [] where id >= m.containerID && id - m.containerID < m.size {
+        return m.hostID + (id - m.containerID)
+    }
     return id
 }
 
@@ -553,10 +620,18 @@ func hostID(of id: UInt32, in mappings: [IDMapping]?) -> UInt32 {
 /// bound to the runtime's namespaces, and tmpfs only where the kernel maps it (Linux 6.3).
 func checkIDMappedFilesystem(_ type: String, index i: Int) throws(RuntimeError) {
     if HostFilesystem.namespaceBound.contains(type) {
-        throw RuntimeError(.unsupported, "config.json: mounts[\(i)].options: id-mapped \(type) mounts are not supported (only bind mounts and filesystems the runtime can create, such as tmpfs)")
+        throw RuntimeError(
+            .unsupported,
+            "config.json: mounts[\(i)].options: id-mapped \(type) mounts are not supported (only bind mounts and "
+                + "filesystems the runtime can create, such as tmpfs)"
+        )
     }
     if type == "tmpfs" && !Kernel.atLeast(6, 3) {
-        throw RuntimeError(.unsupported, "config.json: mounts[\(i)].options: id-mapped tmpfs needs Linux 6.3 or later (this kernel is \(Kernel.release))")
+        throw RuntimeError(
+            .unsupported,
+            "config.json: mounts[\(i)].options: id-mapped tmpfs needs Linux 6.3 or later (this kernel is "
+                + "\(Kernel.release))"
+        )
     }
 }
 
@@ -571,7 +646,8 @@ func IDMapRequest(_ m: Mount) -> Bool? {
 /// True when `path` is the rootfs (a real path) or below it; a missing path is judged by its
 /// deepest existing ancestor, made real.
 func isInside(_ path: String, rootfs: String) -> Bool {
-    var head = FS.cleanPath(path), tail = ""
+    var head = FS.cleanPath(path)
+    var tail = ""
     while true {
         if let real = try? FS.realpath(head) {
             let full = tail.isEmpty ? real : (real == "/" ? "" : real) + tail

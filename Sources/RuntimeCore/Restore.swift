@@ -1,10 +1,10 @@
-import Glibc
 import CLinux
-import OCI
-import LinuxSystem
-import Mounts
 import Cgroups
 import Checkpoint
+import Glibc
+import LinuxSystem
+import Mounts
+import OCI
 
 /// What `restore` was asked to do (runc's flags; see Spec/checkpoint.md).
 public struct RestoreOptions: Sendable {
@@ -24,7 +24,11 @@ public struct RestoreOptions: Sendable {
     /// --systemd-cgroup: the cgroup is a transient systemd unit, started with criu's pid in it.
     public var systemdCgroup = false
     public init(root: String, id: String, criu: String, bundle: String, imagePath: String) {
-        self.root = root; self.id = id; self.criu = criu; self.bundle = bundle; self.imagePath = imagePath
+        self.root = root
+        self.id = id
+        self.criu = criu
+        self.bundle = bundle
+        self.imagePath = imagePath
     }
 }
 
@@ -51,13 +55,18 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
     let (spec, specJSON) = try loadSpec(bundle: bundle)
     // A terminal comes back as a new pty pair (CRIU's orphan-pts-master notification): its master
     // goes to --console-socket, or to the foreground copy loop; the same rules as create.
-    try checkConsoleSocket(terminal: spec.process?.terminal ?? false, consoleSocket: o.consoleSocket, detached: o.detach)
+    try checkConsoleSocket(
+        terminal: spec.process?.terminal ?? false, consoleSocket: o.consoleSocket, detached: o.detach)
     let imagesAbs = try checkImageDir(o.imagePath, spec)
-    let systemd = o.systemdCgroup ? try SystemdUnit(cgroupsPath: spec.linux?.cgroupsPath, id: o.id, annotations: spec.annotations) : nil
-    let manager = systemd?.manager(layout: hostCgroupLayout)
+    let systemd =
+        o.systemdCgroup
+        ? try SystemdUnit(cgroupsPath: spec.linux?.cgroupsPath, id: o.id, annotations: spec.annotations) : nil
+    let manager =
+        systemd?.manager(layout: hostCgroupLayout)
         ?? CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
-    let plan = try ContainerPlan(spec: spec, specJSON: specJSON, id: o.id, bundle: bundle, noPivot: false, noNewKeyring: false,
-                                 preserveFds: 0, listenFds: 0, cgroupBinds: cgroupBinds(manager))
+    let plan = try ContainerPlan(
+        spec: spec, specJSON: specJSON, id: o.id, bundle: bundle, noPivot: false, noNewKeyring: false,
+        preserveFds: 0, listenFds: 0, cgroupBinds: cgroupBinds(manager))
     defer { plan.closeFds() }
     let store = ContainerStore(root: o.root)
     let lock = try store.createLocked(o.id)
@@ -66,8 +75,9 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
     do throws(RuntimeError) {
         var state = try txn.saveProvisionalState(plan, cgroupPaths: manager.paths, systemdUnit: systemd?.name)
         if systemd == nil { txn.cgroup = try setUpCgroup(manager, spec: spec) }
-        let r = RestoreRun(o: o, plan: plan, store: store, manager: manager, systemd: systemd, txn: txn, checks: checks,
-                           images: imagesAbs)
+        let r = RestoreRun(
+            o: o, plan: plan, store: store, manager: manager, systemd: systemd, txn: txn, checks: checks,
+            images: imagesAbs)
         let restoredPid = try r.run(state)
         guard let pst = Proc.stat(restoredPid) else {
             throw criuFailure("restore", "criu reported no restored process", logPath: r.logPath)
@@ -77,7 +87,8 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
         try store.save(state)
         try writePidFile(o.pidFile, pid: restoredPid)
         if (spec.process?.terminal ?? false) && !r.gotPty {
-            throw RuntimeError(.internal, "restore: criu restored a terminal container without handing over its pty master")
+            throw RuntimeError(
+                .internal, "restore: criu restored a terminal container without handing over its pty master")
         }
         return Restored(state: state, ptyMaster: txn.pty)
     } catch {
@@ -99,7 +110,12 @@ private func checkImageDir(_ path: String, _ spec: Spec) throws(RuntimeError) ->
     if (spec.linux?.namespaces ?? []).contains(where: { $0.type == .user }) {
         let rootUid = hostID(of: 0, in: spec.linux?.uidMappings)
         if st.st_uid != rootUid && st.st_mode & 0o001 == 0 {
-            throw RuntimeError(.invalidArgument, "--image-path: \(imagesAbs): the container's root (host uid \(rootUid)) cannot reach the images (mode \(String(st.st_mode & 0o777, radix: 8))); criu restores a user-namespaced container as that user: allow it, e.g. chmod o+x")
+            throw RuntimeError(
+                .invalidArgument,
+                "--image-path: \(imagesAbs): the container's root (host uid \(rootUid)) cannot reach the images "
+                    + "(mode \(String(st.st_mode & 0o777, radix: 8))); criu restores a user-namespaced container as "
+                    + "that user: allow it, e.g. chmod o+x"
+            )
         }
     }
     return imagesAbs
@@ -118,14 +134,26 @@ private final class RestoreRun {
     /// criu handed over the restored terminal's pty master (sent on to --console-socket, or in `txn.pty`).
     var gotPty = false
 
-    init(o: RestoreOptions, plan: ContainerPlan, store: ContainerStore, manager: CgroupManager, systemd: SystemdUnit?, txn: Transaction,
-         checks: CriuCommonChecks, images: String) {
-        self.o = o; self.plan = plan; self.store = store; self.manager = manager; self.systemd = systemd; self.txn = txn
-        self.checks = checks; self.images = images
+    init(
+        o: RestoreOptions, plan: ContainerPlan, store: ContainerStore, manager: CgroupManager, systemd: SystemdUnit?,
+        txn: Transaction,
+        checks: CriuCommonChecks, images: String
+    ) {
+        self.o = o
+        self.plan = plan
+        self.store = store
+        self.manager = manager
+        self.systemd = systemd
+        self.txn = txn
+        self.checks = checks
+        self.images = images
     }
 
     var criuRoot: String { store.criuRootPath(o.id) }
-    var logPath: String { (o.workPath.flatMap { $0.isEmpty ? nil : FS.cleanPath(FS.absolute($0, base: FS.cwd())) } ?? images) + "/restore.log" }
+    var logPath: String {
+        (o.workPath.flatMap { $0.isEmpty ? nil : FS.cleanPath(FS.absolute($0, base: FS.cwd())) } ?? images)
+            + "/restore.log"
+    }
 
     /// Runs criu; returns the restored init's pid (checked to be > 0). The criu root is unmounted.
     func run(_ state: StoredState) throws(RuntimeError) -> pid_t {
@@ -133,7 +161,7 @@ private final class RestoreRun {
         let root = criuRoot
         try step("prepare criu root") {
             try FS.mkdir(root, 0o755)
-            txn.mounts.append(root)   // rmdir'd on rollback even when the mount fails
+            txn.mounts.append(root)  // rmdir'd on rollback even when the mount fails
             try sys("mount rootfs to", root) { sl_mount(plan.rootfs.rootfs, root, nil, SL_MS_BIND | SL_MS_REC, nil) }
         }
         try createRestoreMountpoints(plan.spec, bundle: plan.bundle, root: root)
@@ -168,12 +196,15 @@ private final class RestoreRun {
     /// Puts criu in the container's cgroup; with the systemd driver, starts the unit with criu in it.
     private func joinCgroup(criu pid: pid_t) throws(RuntimeError) {
         guard let systemd else {
-            do { try manager.add(pid: pid) } catch { throw RuntimeError.cgroup(error, "restore: put criu in the container's cgroup") }
+            do { try manager.add(pid: pid) } catch {
+                throw RuntimeError.cgroup(error, "restore: put criu in the container's cgroup")
+            }
             return
         }
         var started = false
-        defer { if started { txn.systemdUnit = systemd } }   // stopped on rollback only when we started it
-        txn.cgroup = try startSystemdCgroup(systemd, manager: manager, pid: pid, id: o.id, spec: plan.spec, started: &started)
+        defer { if started { txn.systemdUnit = systemd } }  // stopped on rollback only when we started it
+        txn.cgroup = try startSystemdCgroup(
+            systemd, manager: manager, pid: pid, id: o.id, spec: plan.spec, started: &started)
     }
 
     /// CRIU's restore options, and the descriptors it inherits (namespaces joined by path).
@@ -202,7 +233,9 @@ private final class RestoreRun {
         for (i, n) in (spec.linux?.namespaces ?? []).enumerated() {
             guard let path = n.path, !path.isEmpty, externalNamespaceKey(n.type) == nil else { continue }
             guard let name = criuNamespaceName(n.type) else {
-                throw RuntimeError(.unsupported, "config.json: linux.namespaces[\(i)]: restore cannot join a \(n.type.rawValue) namespace by path")
+                throw RuntimeError(
+                    .unsupported,
+                    "config.json: linux.namespaces[\(i)]: restore cannot join a \(n.type.rawValue) namespace by path")
             }
             opts.joinNamespaces.append((name, path))
         }
@@ -275,7 +308,8 @@ func criuNamespaceName(_ t: NamespaceType) -> String? {
 /// The stdio names checkpoint recorded (descriptors.json); empty when absent or unreadable.
 func readDescriptors(_ imageDir: String) -> [String] {
     guard let bytes = try? FS.readFile(imageDir + "/descriptors.json"),
-          let names = try? decodeJSON([String].self, from: bytes) else { return [] }
+        let names = try? decodeJSON([String].self, from: bytes)
+    else { return [] }
     return names
 }
 

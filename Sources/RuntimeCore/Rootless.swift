@@ -1,7 +1,7 @@
-import Glibc
-import OCI
-import LinuxSystem
 import Cgroups
+import Glibc
+import LinuxSystem
+import OCI
 
 // Rootless containers (Spec/cli.md, "Rootless"): swiftlet run by an unprivileged user, or by root
 // inside a user namespace (rootless podman). The rules follow runc's: `--rootless auto` means
@@ -34,7 +34,8 @@ public func prepareXDGStateRoot(_ root: String) throws(RuntimeError) {
         try FS.mkdirAll(root, 0o700)
         try sys("chmod", root) { chmod(root, 0o1700) }
     } catch {
-        throw RuntimeError(.invalidArgument, "the state root in $XDG_RUNTIME_DIR must be writable by the user", cause: error)
+        throw RuntimeError(
+            .invalidArgument, "the state root in $XDG_RUNTIME_DIR must be writable by the user", cause: error)
     }
 }
 
@@ -45,14 +46,19 @@ func checkRootlessConfig(_ spec: Spec) throws(RuntimeError) {
     guard geteuid() != 0 else { return }
     let linux = spec.linux ?? Linux()
     guard let userns = (linux.namespaces ?? []).first(where: { $0.type == .user }) else {
-        throw RuntimeError(.invalidArgument, "config.json: linux.namespaces: rootless container requires user namespaces")
+        throw RuntimeError(
+            .invalidArgument, "config.json: linux.namespaces: rootless container requires user namespaces")
     }
     if (userns.path ?? "").isEmpty {
         if (linux.uidMappings ?? []).isEmpty {
-            throw RuntimeError(.invalidArgument, "config.json: linux.uidMappings: rootless containers require at least one UID mapping")
+            throw RuntimeError(
+                .invalidArgument, "config.json: linux.uidMappings: rootless containers require at least one UID mapping"
+            )
         }
         if (linux.gidMappings ?? []).isEmpty {
-            throw RuntimeError(.invalidArgument, "config.json: linux.gidMappings: rootless containers require at least one GID mapping")
+            throw RuntimeError(
+                .invalidArgument, "config.json: linux.gidMappings: rootless containers require at least one GID mapping"
+            )
         }
         for (i, m) in (spec.mounts ?? []).enumerated() {
             for option in m.options ?? [] {
@@ -60,7 +66,11 @@ func checkRootlessConfig(_ spec: Spec) throws(RuntimeError) {
                 guard kv.count == 2, kv[0] == "uid" || kv[0] == "gid", let id = UInt32(kv[1]) else { continue }
                 let maps = (kv[0] == "uid" ? linux.uidMappings : linux.gidMappings) ?? []
                 if !maps.contains(where: { id >= $0.containerID && id - $0.containerID < $0.size }) {
-                    throw RuntimeError(.invalidArgument, "config.json: mounts[\(i)].options: cannot specify \(option) mount option for rootless container: \(kv[0]) \(id) is not mapped")
+                    throw RuntimeError(
+                        .invalidArgument,
+                        "config.json: mounts[\(i)].options: cannot specify \(option) mount option for rootless "
+                            + "container: \(kv[0]) \(id) is not mapped"
+                    )
                 }
             }
         }
@@ -83,8 +93,12 @@ func rootlessCgroup(_ manager: CgroupManager, spec: Spec) throws(RuntimeError) -
     let usable = manager.paths.filter { canCreateCgroup($0.value) }
     let v2: Bool = if case .v2 = manager.layout { true } else { false }
     for need in cgroupControllersNeeded(spec.linux?.resources, v2: v2) where usable[need.controller] == nil {
-        throw RuntimeError(.invalidArgument, "config.json: linux.resources.\(need.field): cannot set \(need.limit) limit: "
-                           + "container could not join or create cgroup (rootless: no permission to create \(manager.paths[need.controller] ?? "it"))")
+        throw RuntimeError(
+            .invalidArgument,
+            "config.json: linux.resources.\(need.field): cannot set \(need.limit) limit: "
+                + "container could not join or create cgroup (rootless: no permission to create "
+                + "\(manager.paths[need.controller] ?? "it"))"
+        )
     }
     return CgroupManager(layout: manager.layout, paths: usable)
 }
@@ -109,19 +123,25 @@ func cgroupControllersNeeded(_ r: Resources?, v2: Bool) -> [(field: String, limi
     }
     func nz<T: BinaryInteger>(_ v: T?) -> Bool { (v ?? 0) != 0 }
     if let m = r.memory {
-        need("memory", "memory", nz(m.limit) || nz(m.reservation) || nz(m.swap) || nz(m.kernel) || nz(m.kernelTCP)
-             || m.swappiness != nil || m.disableOOMKiller == true)
+        need(
+            "memory", "memory",
+            nz(m.limit) || nz(m.reservation) || nz(m.swap) || nz(m.kernel) || nz(m.kernelTCP)
+                || m.swappiness != nil || m.disableOOMKiller == true)
     }
     if let c = r.cpu {
-        need("cpu", "cpu", nz(c.shares) || nz(c.quota) || nz(c.burst) || nz(c.period) || nz(c.realtimeRuntime)
-             || nz(c.realtimePeriod) || c.idle != nil)
+        need(
+            "cpu", "cpu",
+            nz(c.shares) || nz(c.quota) || nz(c.burst) || nz(c.period) || nz(c.realtimeRuntime)
+                || nz(c.realtimePeriod) || c.idle != nil)
         need("cpu.cpus", "cpuset", !(c.cpus ?? "").isEmpty || !(c.mems ?? "").isEmpty)
     }
     need("pids", "pids", r.pids?.limit != nil)
     if let b = r.blockIO {
-        need("blockIO", "blkio", nz(b.weight) || nz(b.leafWeight) || !(b.weightDevice ?? []).isEmpty
-             || !(b.throttleReadBpsDevice ?? []).isEmpty || !(b.throttleWriteBpsDevice ?? []).isEmpty
-             || !(b.throttleReadIOPSDevice ?? []).isEmpty || !(b.throttleWriteIOPSDevice ?? []).isEmpty)
+        need(
+            "blockIO", "blkio",
+            nz(b.weight) || nz(b.leafWeight) || !(b.weightDevice ?? []).isEmpty
+                || !(b.throttleReadBpsDevice ?? []).isEmpty || !(b.throttleWriteBpsDevice ?? []).isEmpty
+                || !(b.throttleReadIOPSDevice ?? []).isEmpty || !(b.throttleWriteIOPSDevice ?? []).isEmpty)
     }
     need("hugepageLimits", "hugetlb", !(r.hugepageLimits ?? []).isEmpty)
     need("network.classID", "net_cls", r.network?.classID != nil)

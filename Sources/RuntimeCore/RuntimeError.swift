@@ -14,7 +14,9 @@ public struct RuntimeError: ChainedError, Sendable {
     public var cause: (any Error)?
 
     public init(_ kind: Kind, _ message: String, cause: (any Error)? = nil) {
-        self.kind = kind; self.message = message; self.cause = cause
+        self.kind = kind
+        self.message = message
+        self.cause = cause
     }
 
     public var description: String {

@@ -1,7 +1,7 @@
-import Glibc
 import CLinux
-import OCI
+import Glibc
 import LinuxSystem
+import OCI
 
 /// process.scheduler (runtime-spec 1.3), validated before fork and applied with sched_setattr(2) by
 /// the process itself (init and exec) before it drops its capabilities.
@@ -43,7 +43,8 @@ struct SchedulerPlan: Sendable, Equatable {
         let prio = s.priority ?? 0
         let realTime = s.policy == "SCHED_FIFO" || s.policy == "SCHED_RR"
         if realTime && !(1...99).contains(prio) {
-            throw RuntimeError(.invalidArgument, "\(field).priority: \(s.policy) needs a priority in [1, 99], not \(prio)")
+            throw RuntimeError(
+                .invalidArgument, "\(field).priority: \(s.policy) needs a priority in [1, 99], not \(prio)")
         }
         if !realTime && prio != 0 {
             throw RuntimeError(.invalidArgument, "\(field).priority: must be 0 for \(s.policy), not \(prio)")
@@ -55,7 +56,8 @@ struct SchedulerPlan: Sendable, Equatable {
         if s.policy == "SCHED_DEADLINE" {
             // The kernel's own rule (sched(7)): runtime <= deadline <= period, period 0 meaning deadline.
             guard runtime > 0, runtime <= deadline, period == 0 || deadline <= period else {
-                throw RuntimeError(.invalidArgument, "\(field): SCHED_DEADLINE needs 0 < runtime <= deadline <= period (or period 0)")
+                throw RuntimeError(
+                    .invalidArgument, "\(field): SCHED_DEADLINE needs 0 < runtime <= deadline <= period (or period 0)")
             }
         } else if runtime != 0 || deadline != 0 || period != 0 {
             throw RuntimeError(.invalidArgument, "\(field): runtime, deadline and period apply to SCHED_DEADLINE only")
@@ -71,8 +73,8 @@ struct SchedulerPlan: Sendable, Equatable {
 
 /// linux.memoryPolicy (runtime-spec 1.3): set_mempolicy(2) for init and exec'd processes.
 public struct MemoryPolicyPlan: Sendable, Equatable {
-    var mode: Int32        // the mode with its MPOL_F_* flags
-    var nodeMask: [UInt]   // bit n set for node n
+    var mode: Int32  // the mode with its MPOL_F_* flags
+    var nodeMask: [UInt]  // bit n set for node n
     var maxNode: UInt
 
     static let modes = Dictionary(uniqueKeysWithValues: memoryPolicyModes.map { ($0.name, $0.value) })
@@ -90,12 +92,14 @@ public struct MemoryPolicyPlan: Sendable, Equatable {
             flags |= f
         }
         if m.flags?.contains("MPOL_F_STATIC_NODES") == true && m.flags?.contains("MPOL_F_RELATIVE_NODES") == true {
-            throw RuntimeError(.invalidArgument, "\(field).flags: MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other")
+            throw RuntimeError(
+                .invalidArgument, "\(field).flags: MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other")
         }
         var nodes: [Int] = []
         if let text = m.nodes, !text.isEmpty {
             guard let list = parseNumberList(text), list.allSatisfy({ $0 < 4096 }) else {
-                throw RuntimeError(.invalidArgument, "\(field).nodes: \"\(text)\" is not a list of memory nodes like \"0-3,7\"")
+                throw RuntimeError(
+                    .invalidArgument, "\(field).nodes: \"\(text)\" is not a list of memory nodes like \"0-3,7\"")
             }
             nodes = list
         }
@@ -106,7 +110,9 @@ public struct MemoryPolicyPlan: Sendable, Equatable {
         case "MPOL_PREFERRED":
             break  // no nodes: local allocation
         default:
-            if nodes.isEmpty { throw RuntimeError(.invalidArgument, "\(field).nodes: \(m.mode) needs at least one node") }
+            if nodes.isEmpty {
+                throw RuntimeError(.invalidArgument, "\(field).nodes: \(m.mode) needs at least one node")
+            }
         }
         let bits = UInt(UInt.bitWidth)
         var mask = [UInt](repeating: 0, count: nodes.isEmpty ? 0 : (nodes.max() ?? 0) / Int(bits) + 1)
@@ -123,21 +129,26 @@ public struct MemoryPolicyPlan: Sendable, Equatable {
     public static func supported() -> Features.MemoryPolicy {
         var node0: UInt = 1
         func works(_ mode: Int32, nodes: Bool) -> Bool {
-            let ok = (nodes ? sl_set_mempolicy(mode, &node0, UInt(UInt.bitWidth) + 1) : sl_set_mempolicy(mode, nil, 0)) == 0
+            let ok =
+                (nodes ? sl_set_mempolicy(mode, &node0, UInt(UInt.bitWidth) + 1) : sl_set_mempolicy(mode, nil, 0)) == 0
             _ = sl_set_mempolicy(0, nil, 0)
             return ok
         }
         let bind = modes["MPOL_BIND"] ?? 2
         return Features.MemoryPolicy(
-            modes: memoryPolicyModes.filter { works($0.value, nodes: !["MPOL_DEFAULT", "MPOL_LOCAL"].contains($0.name)) }.map(\.name),
+            modes: memoryPolicyModes.filter {
+                works($0.value, nodes: !["MPOL_DEFAULT", "MPOL_LOCAL"].contains($0.name))
+            }.map(\.name),
             flags: memoryPolicyFlags.filter { works(bind | $0.value, nodes: true) }.map(\.name))
     }
 
     func apply() throws(SysError) {
         try sys("set_mempolicy", "linux.memoryPolicy") {
-            nodeMask.isEmpty ? sl_set_mempolicy(mode, nil, 0) : nodeMask.withUnsafeBufferPointer {
-                sl_set_mempolicy(mode, $0.baseAddress, maxNode)
-            }
+            nodeMask.isEmpty
+                ? sl_set_mempolicy(mode, nil, 0)
+                : nodeMask.withUnsafeBufferPointer {
+                    sl_set_mempolicy(mode, $0.baseAddress, maxNode)
+                }
         }
     }
 }

@@ -1,7 +1,7 @@
-import Glibc
 import CLinux
-import OCI
+import Glibc
 import LinuxSystem
+import OCI
 
 /// What Swiftlet keeps about a container in `<root>/<id>/state.json` (written atomically).
 public struct StoredState: Codable, Sendable {
@@ -55,9 +55,12 @@ public struct ContainerStore: Sendable {
 
     /// Container ids are what runc accepts: letters, digits, `_ + - .`, not "." or "..".
     public static func validate(id: String) throws(RuntimeError) {
-        let ok = !id.isEmpty && id != "." && id != ".." && id.utf8.count <= 1024 && id.unicodeScalars.allSatisfy {
-            ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "_+-.".unicodeScalars.contains($0)
-        }
+        let ok =
+            !id.isEmpty && id != "." && id != ".." && id.utf8.count <= 1024
+            && id.unicodeScalars.allSatisfy {
+                ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0)))
+                    || "_+-.".unicodeScalars.contains($0)
+            }
         if !ok { throw RuntimeError(.invalidArgument, "invalid container id format: \(id)") }
     }
 
@@ -161,7 +164,7 @@ public enum Status: String, Sendable { case creating, created, running, stopped,
 
 extension ContainerStore {
     public func status(_ s: StoredState) -> Status {
-        if s.pid == 0 { return .creating }   // create has not finished (or was killed half-way)
+        if s.pid == 0 { return .creating }  // create has not finished (or was killed half-way)
         if !Proc.isAlive(s.pid, startTime: s.pidStartTime) { return .stopped }
         if FS.exists(fifoPath(s.id)) { return .created }
         if s.cgroup?.isFrozen() == true { return .paused }
@@ -170,8 +173,9 @@ extension ContainerStore {
 
     /// The OCI state document (runtime.md) as `state` prints it.
     public func ociState(_ s: StoredState, status: Status) -> State {
-        State(id: s.id, status: status.rawValue, pid: status == .stopped ? 0 : s.pid, bundle: s.bundle,
-              rootfs: s.rootfs, created: s.created, owner: s.owner,
-              annotations: (try? s.configMember("annotations", as: [String: String].self)) ?? nil)
+        State(
+            id: s.id, status: status.rawValue, pid: status == .stopped ? 0 : s.pid, bundle: s.bundle,
+            rootfs: s.rootfs, created: s.created, owner: s.owner,
+            annotations: (try? s.configMember("annotations", as: [String: String].self)) ?? nil)
     }
 }

@@ -5,18 +5,18 @@ import OCI
 /// Messages between the runtime (parent) and its children over a SOCK_SEQPACKET pair.
 /// The table is in Spec/sync-protocol.md. One byte of kind, then the payload.
 enum SyncKind: UInt8 {
-    case mapIDs = 0x55       // "U" child -> parent: write uid_map/gid_map for me
-    case ack = 0x41          // "A" parent -> child: done, go on
-    case initPid = 0x50      // "P" middle -> parent: payload = the pid (host view) of the process it forked
-    case cloned = 0x49       // "I" stage 1 -> parent: I am init (the clone made me); no payload
-    case go = 0x47           // "G" parent -> init (create): in your cgroup, go on; payload = state JSON for hooks
-    case joined = 0x4A       // "J" parent -> exec's process: in the container's cgroup, go on; no payload
-    case runHooks = 0x48     // "H" init -> parent: run prestart + createRuntime hooks now
-    case pty = 0x54          // "T" init -> parent: pty master attached (SCM_RIGHTS)
-    case ready = 0x52        // "R" init -> parent: set up; about to block on the exec fifo
-    case seccompFd = 0x53    // "S" init/exec -> parent: seccomp notify fd attached (SCM_RIGHTS), for the listener
-    case error = 0x45        // "E" child -> parent: payload = "<errno>\0<message>"
-    case start = 0x58        // "X" parent -> init, `run` only: exec now (instead of the exec fifo)
+    case mapIDs = 0x55  // "U" child -> parent: write uid_map/gid_map for me
+    case ack = 0x41  // "A" parent -> child: done, go on
+    case initPid = 0x50  // "P" middle -> parent: payload = the pid (host view) of the process it forked
+    case cloned = 0x49  // "I" stage 1 -> parent: I am init (the clone made me); no payload
+    case go = 0x47  // "G" parent -> init (create): in your cgroup, go on; payload = state JSON for hooks
+    case joined = 0x4A  // "J" parent -> exec's process: in the container's cgroup, go on; no payload
+    case runHooks = 0x48  // "H" init -> parent: run prestart + createRuntime hooks now
+    case pty = 0x54  // "T" init -> parent: pty master attached (SCM_RIGHTS)
+    case ready = 0x52  // "R" init -> parent: set up; about to block on the exec fifo
+    case seccompFd = 0x53  // "S" init/exec -> parent: seccomp notify fd attached (SCM_RIGHTS), for the listener
+    case error = 0x45  // "E" child -> parent: payload = "<errno>\0<message>"
+    case start = 0x58  // "X" parent -> init, `run` only: exec now (instead of the exec fifo)
 }
 
 struct SyncMessage {

@@ -1,8 +1,8 @@
-import Glibc
-import OCI
-import LinuxSystem
 import Cgroups
 import DBus
+import Glibc
+import LinuxSystem
+import OCI
 
 /// The systemd cgroup driver (`--systemd-cgroup`, Spec/cgroups.md): the container's cgroup is a
 /// transient unit of systemd's, made over D-Bus once init's pid is known; every other verb works on
@@ -29,10 +29,15 @@ public final class SystemdUnit: Sendable {
     /// No cgroupsPath at all is `:swiftlet:ID`.
     public init(cgroupsPath: String?, id: String, annotations: [String: String]? = nil) throws(RuntimeError) {
         let text = cgroupsPath ?? ""
-        let parts = text.isEmpty ? ["", "swiftlet", id] : text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let parts =
+            text.isEmpty
+            ? ["", "swiftlet", id] : text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 3 else {
-            throw RuntimeError(.invalidArgument,
-                               "expected cgroupsPath to be of format \"slice:prefix:name\" for systemd cgroups, got \"\(text)\" instead")
+            throw RuntimeError(
+                .invalidArgument,
+                "expected cgroupsPath to be of format \"slice:prefix:name\" for systemd cgroups, got \"\(text)\" "
+                    + "instead"
+            )
         }
         slice = parts[0].isEmpty ? "system.slice" : parts[0]
         name = parts[2].hasSuffix(".slice") ? parts[2] : "\(parts[1])-\(parts[2]).scope"
@@ -50,22 +55,27 @@ public final class SystemdUnit: Sendable {
         var props: [(String, DBusValue)] = []
         for (key, text) in annotations.sorted(by: { $0.key < $1.key }) where key.hasPrefix(propertyAnnotation) {
             var name = String(key.dropFirst(propertyAnnotation.count))
-            guard name.count >= 3, name.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("A"..."Z").contains($0) }) else {
-                throw RuntimeError(.invalidArgument, "annotation \(key): invalid systemd property name \"\(name)\" (letters only, at least 3)")
+            guard name.count >= 3,
+                name.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("A"..."Z").contains($0) })
+            else {
+                throw RuntimeError(
+                    .invalidArgument,
+                    "annotation \(key): invalid systemd property name \"\(name)\" (letters only, at least 3)")
             }
             var value: DBusValue
             do { value = try VariantText.parse(text) } catch {
                 throw RuntimeError(.invalidArgument, "annotation \(key)=\(text): value parse error: \(error)")
             }
             if name.hasSuffix("Sec") && !name.hasSuffix("USec") {
-                let seconds: UInt64? = switch value {
-                case .byte(let v): UInt64(v)
-                case .int32(let v): v >= 0 ? UInt64(v) : nil
-                case .uint32(let v): UInt64(v)
-                case .int64(let v): v >= 0 ? UInt64(v) : nil
-                case .uint64(let v): v
-                default: nil
-                }
+                let seconds: UInt64? =
+                    switch value {
+                    case .byte(let v): UInt64(v)
+                    case .int32(let v): v >= 0 ? UInt64(v) : nil
+                    case .uint32(let v): UInt64(v)
+                    case .int64(let v): v >= 0 ? UInt64(v) : nil
+                    case .uint64(let v): v
+                    default: nil
+                    }
                 let (usec, overflow) = (seconds ?? 0).multipliedReportingOverflow(by: 1_000_000)
                 guard seconds != nil, !overflow else {
                     throw RuntimeError(.invalidArgument, "annotation \(key)=\(text): a number of seconds is expected")
@@ -93,7 +103,8 @@ public final class SystemdUnit: Sendable {
         guard slice.hasSuffix(".slice"), slice.count > ".slice".count, !slice.contains("/") else { throw invalid }
         let base = slice.dropLast(".slice".count)
         if base == "-" { return "/" }
-        var path = "", prefix = ""
+        var path = ""
+        var prefix = ""
         for component in base.split(separator: "-", omittingEmptySubsequences: false) {
             guard !component.isEmpty else { throw invalid }
             path += "/" + prefix + component + ".slice"
@@ -126,9 +137,11 @@ public final class SystemdUnit: Sendable {
             props += [("Slice", .string(slice)), ("Delegate", .bool(true)), ("PIDs", .uint32s([UInt32(pid)]))]
         }
         let v2: Bool = if case .v2 = layout { true } else { false }
-        props += [("MemoryAccounting", .bool(true)), ("CPUAccounting", .bool(true)),
-                  (v2 ? "IOAccounting" : "BlockIOAccounting", .bool(true)), ("TasksAccounting", .bool(true)),
-                  ("DefaultDependencies", .bool(false))]
+        props += [
+            ("MemoryAccounting", .bool(true)), ("CPUAccounting", .bool(true)),
+            (v2 ? "IOAccounting" : "BlockIOAccounting", .bool(true)), ("TasksAccounting", .bool(true)),
+            ("DefaultDependencies", .bool(false)),
+        ]
         props += try SystemdUnit.resourceProperties(resources, layout: layout)
         props += annotationProperties
         let deadline = Clock.monotonicMs() + SystemdUnit.jobTimeoutMs
@@ -153,7 +166,8 @@ public final class SystemdUnit: Sendable {
             }
             let state = try systemd.activeState(name, deadline: deadline)
             guard state == "active" else {
-                throw RuntimeError(.internal, "error creating systemd unit \"\(name)\": its state is \(state ?? "gone")")
+                throw RuntimeError(
+                    .internal, "error creating systemd unit \"\(name)\": its state is \(state ?? "gone")")
             }
         } catch let e as RuntimeError {
             stop()
@@ -194,7 +208,9 @@ public final class SystemdUnit: Sendable {
         let props = try SystemdUnit.resourceProperties(resources, layout: layout)
         guard !props.isEmpty else { return }
         let systemd = try SystemdUnit.manager()
-        do { try systemd.setUnitProperties(name, props, deadline: Clock.monotonicMs() + SystemdUnit.busTimeoutMs) } catch {
+        do {
+            try systemd.setUnitProperties(name, props, deadline: Clock.monotonicMs() + SystemdUnit.busTimeoutMs)
+        } catch {
             throw RuntimeError(.internal, "unable to set properties of unit \"\(name)\"", cause: error)
         }
     }
@@ -209,7 +225,8 @@ public final class SystemdUnit: Sendable {
         func bytes(_ v: Int64) -> DBusValue { .uint64(v < 0 ? .max : UInt64(v)) }
         var p: [(String, DBusValue)] = []
         if let m = r.memory {
-            let limit = m.limit ?? 0, swap = m.swap ?? 0
+            let limit = m.limit ?? 0
+            let swap = m.swap ?? 0
             if limit != 0 { p.append(("MemoryMax", bytes(limit))) }
             if let low = m.reservation, low != 0 { p.append(("MemoryLow", bytes(low))) }
             if let swapMax = try? CgroupManager.swapMax(swap: swap, limit: limit), swapMax != 0 {
@@ -217,10 +234,16 @@ public final class SystemdUnit: Sendable {
             }
         }
         if let c = r.cpu {
-            if let shares = c.shares, shares != 0 { p.append(("CPUWeight", .uint64(CgroupManager.cpuWeight(shares: shares)))) }
+            if let shares = c.shares, shares != 0 {
+                p.append(("CPUWeight", .uint64(CgroupManager.cpuWeight(shares: shares))))
+            }
             p += cpuQuotaProperties(quota: c.quota ?? 0, period: c.period ?? 0)
-            if let cpus = c.cpus, !cpus.isEmpty { p.append(("AllowedCPUs", .bytes(try bitmask(cpus, field: "cpu.cpus")))) }
-            if let mems = c.mems, !mems.isEmpty { p.append(("AllowedMemoryNodes", .bytes(try bitmask(mems, field: "cpu.mems")))) }
+            if let cpus = c.cpus, !cpus.isEmpty {
+                p.append(("AllowedCPUs", .bytes(try bitmask(cpus, field: "cpu.cpus"))))
+            }
+            if let mems = c.mems, !mems.isEmpty {
+                p.append(("AllowedMemoryNodes", .bytes(try bitmask(mems, field: "cpu.mems"))))
+            }
         }
         if let limit = r.pids?.limit, limit != 0 { p.append(("TasksMax", bytes(limit))) }
         if let w = r.blockIO?.weight, w != 0 { p.append(("IOWeight", .uint64(CgroupManager.ioWeight(blkioWeight: w)))) }
@@ -234,7 +257,9 @@ public final class SystemdUnit: Sendable {
     /// rule makes the list a deny list, which systemd cannot express: `auto` with no entries (the
     /// denials are enforced by our own eBPF program, attached beside systemd's). DeviceAllow is
     /// always sent, empty first, so that `update` replaces the unit's list instead of adding to it.
-    static func deviceProperties(_ rules: [DeviceCgroup], procDevices: String? = try? FS.readString("/proc/devices")) -> [(String, DBusValue)] {
+    static func deviceProperties(_ rules: [DeviceCgroup], procDevices: String? = try? FS.readString("/proc/devices"))
+        -> [(String, DBusValue)]
+    {
         func matchesAll(_ d: DeviceCgroup) -> Bool {
             (d.type ?? "a") == "a" && (d.major ?? -1) < 0 && (d.minor ?? -1) < 0 && Set(d.access ?? "rwm") == Set("rwm")
         }
@@ -257,8 +282,10 @@ public final class SystemdUnit: Sendable {
         let entries: [DBusValue] = allowed.filter { !$0.access.isEmpty }.map { entry in
             .structure([.string(entry.path), .string(String("rwm".filter { entry.access.contains($0) }))])
         }
-        return [("DevicePolicy", .string("strict")), ("DeviceAllow", .array(element: "(ss)", [])),
-                ("DeviceAllow", .array(element: "(ss)", entries))]
+        return [
+            ("DevicePolicy", .string("strict")), ("DeviceAllow", .array(element: "(ss)", [])),
+            ("DeviceAllow", .array(element: "(ss)", entries)),
+        ]
     }
 
     /// systemd's names for the devices a rule matches: `/dev/char/1:3`, `char-pts` (a major's
@@ -266,11 +293,12 @@ public final class SystemdUnit: Sendable {
     /// without a group in /proc/devices gets `char-*` (systemd's program must not deny what the
     /// rules allow; our eBPF program, which both must pass, keeps the rule exact).
     static func deviceAllowPaths(_ rule: DeviceCgroup, procDevices: String) -> [String] {
-        let kinds: [String] = switch rule.type ?? "a" {
-        case "c": ["char"]
-        case "b": ["block"]
-        default: ["char", "block"]
-        }
+        let kinds: [String] =
+            switch rule.type ?? "a" {
+            case "c": ["char"]
+            case "b": ["block"]
+            default: ["char", "block"]
+            }
         return kinds.map { kind in
             guard let major = rule.major, major >= 0 else { return "\(kind)-*" }
             if let minor = rule.minor, minor >= 0 { return "/dev/\(kind)/\(major):\(minor)" }
@@ -282,7 +310,10 @@ public final class SystemdUnit: Sendable {
     static func deviceGroup(kind: String, major: Int64, procDevices: String) -> String? {
         var inSection = false
         for line in procDevices.split(separator: "\n") {
-            if line.hasSuffix("devices:") { inSection = line.lowercased().hasPrefix(kind == "char" ? "character" : "block"); continue }
+            if line.hasSuffix("devices:") {
+                inSection = line.lowercased().hasPrefix(kind == "char" ? "character" : "block")
+                continue
+            }
             let fields = line.split(separator: " ")
             if inSection, fields.count == 2, Int64(fields[0]) == major { return String(fields[1]) }
         }
@@ -297,7 +328,8 @@ public final class SystemdUnit: Sendable {
         guard quota != 0 || period != 0 else { return p }
         var perSec = UInt64.max
         if quota > 0 {
-            let q = UInt64(quota), per = period == 0 ? 100_000 : period
+            let q = UInt64(quota)
+            let per = period == 0 ? 100_000 : period
             let (product, overflow) = q.multipliedReportingOverflow(by: 1_000_000)
             perSec = overflow ? .max : product / per
             if perSec != .max && perSec % 10_000 != 0 { perSec = (perSec / 10_000 + 1) * 10_000 }
@@ -311,8 +343,10 @@ public final class SystemdUnit: Sendable {
         var mask: [UInt8] = []
         for item in list.split(separator: ",") {
             let ends = item.trimmingSpaces.split(separator: "-", omittingEmptySubsequences: false)
-            guard (1...2).contains(ends.count), let lo = Int(ends[0]), let hi = Int(ends[ends.count - 1]), lo >= 0, lo <= hi,
-                  hi < 8192 else {
+            guard (1...2).contains(ends.count), let lo = Int(ends[0]), let hi = Int(ends[ends.count - 1]), lo >= 0,
+                lo <= hi,
+                hi < 8192
+            else {
                 throw RuntimeError(.invalidArgument, "linux.resources.\(field): invalid list \"\(list)\"")
             }
             for n in lo...hi {
@@ -324,8 +358,8 @@ public final class SystemdUnit: Sendable {
     }
 }
 
-private extension Substring {
-    var trimmingSpaces: Substring {
+extension Substring {
+    fileprivate var trimmingSpaces: Substring {
         var s = self
         while s.first == " " { s = s.dropFirst() }
         while s.last == " " { s = s.dropLast() }
@@ -337,8 +371,9 @@ private extension Substring {
 public func systemdCgroupDriverAvailable() -> Bool {
     guard SystemdManager.isBooted, let bus = try? DBusConnection.system(timeoutMs: 2000) else { return false }
     let systemd = SystemdManager(bus: bus)
-    let reply = try? systemd.property(path: "/org/freedesktop/systemd1", interface: "org.freedesktop.systemd1.Manager", "Version",
-                                      deadline: Clock.monotonicMs() + 2000)
+    let reply = try? systemd.property(
+        path: "/org/freedesktop/systemd1", interface: "org.freedesktop.systemd1.Manager", "Version",
+        deadline: Clock.monotonicMs() + 2000)
     return reply != nil
 }
 
@@ -350,8 +385,10 @@ extension StoredState {
 /// create, once init's pid is known (init waits): the unit with the pid in it, then what is left
 /// of linux.resources written to its cgroup files (and the v1 hierarchies of a hybrid layout
 /// joined) as with the cgroupfs driver.
-func startSystemdCgroup(_ unit: SystemdUnit, manager: CgroupManager, pid: pid_t, id: String, spec: Spec,
-                        started: inout Bool) throws(RuntimeError) -> CgroupManager {
+func startSystemdCgroup(
+    _ unit: SystemdUnit, manager: CgroupManager, pid: pid_t, id: String, spec: Spec,
+    started: inout Bool
+) throws(RuntimeError) -> CgroupManager {
     let resources = effectiveResources(spec)
     try unit.start(pid: pid, id: id, resources: resources, layout: manager.layout)
     started = true

@@ -1,7 +1,7 @@
-import Glibc
 import CLinux
-import LinuxSystem
 import Cgroups
+import Glibc
+import LinuxSystem
 
 /// What a create, exec or restore has made so far, recorded as it is made, and undone by one
 /// `rollback()` (in the reverse order) when the command fails: nothing is left behind (processes,
@@ -42,11 +42,14 @@ final class Transaction {
 
     /// Writes the provisional state (pid 0: "creating") with the cgroup's paths, so that `delete
     /// --force` can clean up after a create or restore killed half-way.
-    func saveProvisionalState(_ plan: ContainerPlan, cgroupPaths: [String: String],
-                              systemdUnit: String? = nil) throws(RuntimeError) -> StoredState {
-        let state = StoredState(id: id, pid: 0, pidStartTime: 0, bundle: plan.bundle, rootfs: plan.rootfs.rootfs,
-                                created: Clock.rfc3339Nano(), owner: ownerName(), ownPidNamespace: plan.namespaces.newPid,
-                                cgroupPaths: cgroupPaths, systemdUnit: systemdUnit, config: plan.specJSON)
+    func saveProvisionalState(
+        _ plan: ContainerPlan, cgroupPaths: [String: String],
+        systemdUnit: String? = nil
+    ) throws(RuntimeError) -> StoredState {
+        let state = StoredState(
+            id: id, pid: 0, pidStartTime: 0, bundle: plan.bundle, rootfs: plan.rootfs.rootfs,
+            created: Clock.rfc3339Nano(), owner: ownerName(), ownPidNamespace: plan.namespaces.newPid,
+            cgroupPaths: cgroupPaths, systemdUnit: systemdUnit, config: plan.specJSON)
         try store?.save(state)
         return state
     }
@@ -65,7 +68,10 @@ final class Transaction {
             kill(pid, SIGKILL)
             if waitForPid { _ = Proc.waitExit(pid, startTime: nil, timeoutMs: 5000) }
         }
-        if middle > 0 { kill(middle, SIGKILL); _ = try? Proc.wait(middle) }
+        if middle > 0 {
+            kill(middle, SIGKILL)
+            _ = try? Proc.wait(middle)
+        }
         for path in mounts.reversed() { unmount(path) }
         if let cgroup { _ = try? tearDownCgroup(cgroup) }
         systemdUnit?.stop()
@@ -77,10 +83,13 @@ final class Transaction {
 /// Refuses a terminal that nothing would receive, and a --console-socket that nothing would be
 /// sent to (runc's checks and wording). `detached`: the command returns before the process ends
 /// (create, run -d, exec -d, restore -d). exec does not check an unused socket (`checkUnused`).
-func checkConsoleSocket(terminal: Bool, consoleSocket: String?, detached: Bool,
-                        checkUnused: Bool = true) throws(RuntimeError) {
+func checkConsoleSocket(
+    terminal: Bool, consoleSocket: String?, detached: Bool,
+    checkUnused: Bool = true
+) throws(RuntimeError) {
     if terminal && consoleSocket == nil && detached {
-        throw RuntimeError(.invalidArgument, "cannot allocate tty if swiftlet will detach without setting console socket")
+        throw RuntimeError(
+            .invalidArgument, "cannot allocate tty if swiftlet will detach without setting console socket")
     }
     if checkUnused && !terminal && consoleSocket != nil {
         throw RuntimeError(.invalidArgument, "cannot use console socket if swiftlet will not detach or allocate tty")

@@ -1,5 +1,5 @@
-import Glibc
 import CSeccomp
+import Glibc
 import OCI
 
 /// A classic-BPF prefix that makes syscalls newer than every syscall a profile names fail with
@@ -14,7 +14,7 @@ enum EnosysStub {
     static let offsetNr: UInt32 = 0, offsetArch: UInt32 = 4
     static let ldAbs: UInt16 = 0x20, ja: UInt16 = 0x05, jeq: UInt16 = 0x15, jgt: UInt16 = 0x25, jset: UInt16 = 0x45
     static let ret: UInt16 = 0x06
-    static let retEnosys: UInt32 = 0x0005_0000 | UInt32(ENOSYS)   // SECCOMP_RET_ERRNO | ENOSYS
+    static let retEnosys: UInt32 = 0x0005_0000 | UInt32(ENOSYS)  // SECCOMP_RET_ERRNO | ENOSYS
     /// x32 syscalls are x86_64's arch value with this bit set in the number.
     static let x32Bit: UInt32 = 0x4000_0000
     static let auditArchX86_64: UInt32 = 0xC000_003E
@@ -30,7 +30,11 @@ enum EnosysStub {
     }
 
     /// The newest syscall the profile names, per libseccomp arch token, for its listed architectures.
-    struct ArchMax { var x86_64: UInt32?; var x32: UInt32?; var other: UInt32? }
+    struct ArchMax {
+        var x86_64: UInt32?
+        var x32: UInt32?
+        var other: UInt32?
+    }
 
     /// The stub for `profile`, or nil when none is needed: a permissive default (allow, log, trace:
     /// a tracer handles new syscalls itself), a default that already is ENOSYS, or no syscall known
@@ -50,7 +54,13 @@ enum EnosysStub {
             let isX32 = token == SCMP_ARCH_X32
             let native = isX32 ? auditArchX86_64 : token
             var entry = byArch[native] ?? ArchMax()
-            if isX32 { entry.x32 = newest } else if token == auditArchX86_64 { entry.x86_64 = newest } else { entry.other = newest }
+            if isX32 {
+                entry.x32 = newest
+            } else if token == auditArchX86_64 {
+                entry.x86_64 = newest
+            } else {
+                entry.other = newest
+            }
             byArch[native] = entry
         }
         if byArch.isEmpty { return nil }
@@ -68,11 +78,11 @@ enum EnosysStub {
         let above = { (max: UInt32) in Insn(code: jgt, k: max, jt: .enosys, jf: .filter) }
         if arch == auditArchX86_64 {
             switch (m.x86_64, m.x32) {
-            case let (x64?, x32?):
+            case (let x64?, let x32?):
                 s += [Insn(code: jset, k: x32Bit, jt: .skip(1)), above(x64), above(x32)]
-            case let (x64?, nil):
+            case (let x64?, nil):
                 s += [Insn(code: jset, k: x32Bit, jt: .filter), above(x64)]
-            case let (nil, x32?):
+            case (nil, let x32?):
                 s += [Insn(code: jset, k: x32Bit, jf: .filter), above(x32)]
             case (nil, nil):
                 s.append(Insn(code: ja, jt: .filter))
@@ -89,7 +99,10 @@ enum EnosysStub {
     static func assemble(head: [Insn], sections: [[Insn]]) -> [UInt8]? {
         var starts: [Int] = []
         var position = head.count
-        for s in sections { starts.append(position); position += s.count }
+        for s in sections {
+            starts.append(position)
+            position += s.count
+        }
         let enosysAt = position
         let filterAt = position + 1
         let all = head + sections.flatMap { $0 } + [Insn(code: ret, k: retEnosys)]
@@ -103,8 +116,15 @@ enum EnosysStub {
                 case .filter: return filterAt - index - 1
                 }
             }
-            var k = insn.k, jt = 0, jf = 0
-            if insn.code == ja { k = UInt32(offset(insn.jt)) } else { jt = offset(insn.jt); jf = offset(insn.jf) }
+            var k = insn.k
+            var jt = 0
+            var jf = 0
+            if insn.code == ja {
+                k = UInt32(offset(insn.jt))
+            } else {
+                jt = offset(insn.jt)
+                jf = offset(insn.jf)
+            }
             guard (0...255).contains(jt), (0...255).contains(jf) else { return nil }
             withUnsafeBytes(of: insn.code) { bytes += $0 }
             bytes += [UInt8(jt), UInt8(jf)]

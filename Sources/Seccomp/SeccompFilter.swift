@@ -1,8 +1,8 @@
-import Glibc
-import CSeccomp
-import OCI
-import LinuxSystem
 import CLinux
+import CSeccomp
+import Glibc
+import LinuxSystem
+import OCI
 
 /// An OCI seccomp profile compiled with libseccomp. Built in the runtime before fork (so every
 /// name, action and operator error names its config field), loaded in the child last-but-one.
@@ -39,22 +39,29 @@ public final class SeccompFilter: @unchecked Sendable {
         "SCMP_CMP_MASKED_EQ": SCMP_CMP_MASKED_EQ,
     ]
 
-    public static let actionNames = ["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
-                                     "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY"]
+    public static let actionNames = [
+        "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
+        "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY",
+    ]
     public static var operatorNames: [String] { operators.keys.sorted() }
-    public static let flagNames = ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-                                   "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+    public static let flagNames = [
+        "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+    ]
     public static let unsupportedFlagNames: [String] = []
 
     /// What `features` reports: actions, operators, the architectures this libseccomp knows, flags.
     public static func features() -> Features.Seccomp {
-        let candidates = ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM", "SCMP_ARCH_AARCH64",
-                          "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_MIPSEL",
-                          "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64",
-                          "SCMP_ARCH_PPC64LE", "SCMP_ARCH_RISCV64", "SCMP_ARCH_S390", "SCMP_ARCH_S390X"]
+        let candidates = [
+            "SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM", "SCMP_ARCH_AARCH64",
+            "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_MIPSEL",
+            "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64",
+            "SCMP_ARCH_PPC64LE", "SCMP_ARCH_RISCV64", "SCMP_ARCH_S390", "SCMP_ARCH_S390X",
+        ]
         let archs = candidates.filter { (try? arch($0, field: "")) != nil }
-        return Features.Seccomp(enabled: true, actions: actionNames, operators: operatorNames, archs: archs,
-                                knownFlags: flagNames + unsupportedFlagNames, supportedFlags: flagNames.filter(kernelTakes))
+        return Features.Seccomp(
+            enabled: true, actions: actionNames, operators: operatorNames, archs: archs,
+            knownFlags: flagNames + unsupportedFlagNames, supportedFlags: flagNames.filter(kernelTakes))
     }
 
     /// seccomp(2) flag bits (linux/seccomp.h); WAIT_KILLABLE_RECV only with NEW_LISTENER (8).
@@ -95,8 +102,11 @@ public final class SeccompFilter: @unchecked Sendable {
         return token
     }
 
-    public static func build(_ profile: OCI.Seccomp, field: String = "linux.seccomp") throws(BuildError) -> SeccompFilter {
-        let defaultAction = try action(profile.defaultAction, errnoRet: profile.defaultErrnoRet, field: "\(field).defaultAction")
+    public static func build(_ profile: OCI.Seccomp, field: String = "linux.seccomp") throws(BuildError)
+        -> SeccompFilter
+    {
+        let defaultAction = try action(
+            profile.defaultAction, errnoRet: profile.defaultErrnoRet, field: "\(field).defaultAction")
         guard let ctx = seccomp_init(defaultAction) else {
             throw BuildError(description: "\(field): seccomp_init failed")
         }
@@ -110,7 +120,8 @@ public final class SeccompFilter: @unchecked Sendable {
             archTokens.append(token)
             let rc = seccomp_arch_add(ctx, token)
             if rc < 0 && rc != -EEXIST {
-                throw BuildError(description: "\(field).architectures[\(i)]: seccomp_arch_add \(a): \(errnoString(-rc))", errno: -rc)
+                throw BuildError(
+                    description: "\(field).architectures[\(i)]: seccomp_arch_add \(a): \(errnoString(-rc))", errno: -rc)
             }
         }
         for (i, f) in (profile.flags ?? []).enumerated() {
@@ -145,20 +156,28 @@ public final class SeccompFilter: @unchecked Sendable {
             let groups: [[scmp_arg_cmp]] = distinct ? [conditions] : conditions.map { [$0] }
             for name in rule.names {
                 let nr = seccomp_syscall_resolve_name(name)
-                if nr == -1 { filter.skippedSyscalls.append(name); continue } // unknown here: skipped, as runc does
+                if nr == -1 {
+                    filter.skippedSyscalls.append(name)
+                    continue
+                }  // unknown here: skipped, as runc does
                 if act == defaultAction { continue }
                 for g in groups {
                     var cmp = g
                     let rc = seccomp_rule_add_array(ctx, act, nr, UInt32(cmp.count), &cmp)
                     if rc < 0 {
-                        throw BuildError(description: "\(where_): adding rule for \(name): \(errnoString(-rc))", errno: -rc)
+                        throw BuildError(
+                            description: "\(where_): adding rule for \(name): \(errnoString(-rc))", errno: -rc)
                     }
                 }
             }
         }
         filter.enosysStub = EnosysStub.build(profile, archTokens: archTokens) ?? []
         if filter.rawFlags != 0 && !filter.notifies {
-            throw BuildError(description: "\(field).flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule (the kernel takes it only with a listener)")
+            throw BuildError(
+                description:
+                    "\(field).flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule (the "
+                    + "kernel takes it only with a listener)"
+            )
         }
         if filter.notifies && (profile.listenerPath ?? "").isEmpty {
             throw BuildError(description: "\(field).listenerPath: required when an action is SCMP_ACT_NOTIFY")
@@ -204,7 +223,7 @@ public final class SeccompFilter: @unchecked Sendable {
     func loadProgram() throws(SysError) {
         let program: [UInt8]
         if let precompiled = self.program { program = precompiled } else { program = try exportProgram() }
-        var flags = rawFlags | (notifies ? 1 << 3 : 0)   // SECCOMP_FILTER_FLAG_NEW_LISTENER
+        var flags = rawFlags | (notifies ? 1 << 3 : 0)  // SECCOMP_FILTER_FLAG_NEW_LISTENER
         var value: UInt32 = 0
         if seccomp_attr_get(ctx, SCMP_FLTATR_CTL_TSYNC, &value) == 0, value != 0 { flags |= 1 << 0 }
         if seccomp_attr_get(ctx, SCMP_FLTATR_CTL_LOG, &value) == 0, value != 0 { flags |= 1 << 1 }

@@ -9,10 +9,18 @@ public enum HostileConfigs {
     public typealias Edit = (inout [String: Any]) -> Void
 
     static func process(_ f: @escaping (inout [String: Any]) -> Void) -> Edit {
-        { spec in var p = spec["process"] as? [String: Any] ?? [:]; f(&p); spec["process"] = p }
+        { spec in
+            var p = spec["process"] as? [String: Any] ?? [:]
+            f(&p)
+            spec["process"] = p
+        }
     }
     static func linux(_ f: @escaping (inout [String: Any]) -> Void) -> Edit {
-        { spec in var l = spec["linux"] as? [String: Any] ?? [:]; f(&l); spec["linux"] = l }
+        { spec in
+            var l = spec["linux"] as? [String: Any] ?? [:]
+            f(&l)
+            spec["linux"] = l
+        }
     }
     static func mount(_ m: [String: Any]) -> Edit {
         { spec in spec["mounts"] = (spec["mounts"] as? [[String: Any]] ?? []) + [m] }
@@ -37,27 +45,58 @@ public enum HostileConfigs {
         ("process.env[0]", process { $0["env"] = ["=value"] }),
         ("process.rlimits[0].type", process { $0["rlimits"] = [["type": "RLIMIT_BOGUS", "soft": 1, "hard": 1]] }),
         ("process.rlimits[0]", process { $0["rlimits"] = [["type": "RLIMIT_NOFILE", "soft": 10, "hard": 5]] }),
-        ("process.rlimits[1].type", process { $0["rlimits"] = [["type": "RLIMIT_CORE", "soft": 0, "hard": 0], ["type": "RLIMIT_CORE", "soft": 0, "hard": 0]] }),
+        (
+            "process.rlimits[1].type",
+            process {
+                $0["rlimits"] = [
+                    ["type": "RLIMIT_CORE", "soft": 0, "hard": 0], ["type": "RLIMIT_CORE", "soft": 0, "hard": 0],
+                ]
+            }
+        ),
         ("process.capabilities", process { $0["capabilities"] = ["bounding": "CAP_KILL"] }),
         ("process.oomScoreAdj", process { $0["oomScoreAdj"] = 5000 }),
         ("process.terminal", process { $0["terminal"] = "yes" }),
         ("process.consoleSize.height", process { $0["consoleSize"] = ["height": -1, "width": 80] }),
-        ("linux.namespaces[5].type", linux { $0["namespaces"] = ($0["namespaces"] as? [[String: Any]] ?? []) + [["type": "bogus"]] }),
-        ("linux.namespaces[5].type", linux { $0["namespaces"] = ($0["namespaces"] as? [[String: Any]] ?? []) + [["type": "pid"]] }),
-        ("linux.namespaces[5].path", linux { $0["namespaces"] = ($0["namespaces"] as? [[String: Any]] ?? []) + [["type": "cgroup", "path": "relative/ns"]] }),
+        (
+            "linux.namespaces[5].type",
+            linux { $0["namespaces"] = ($0["namespaces"] as? [[String: Any]] ?? []) + [["type": "bogus"]] }
+        ),
+        (
+            "linux.namespaces[5].type",
+            linux { $0["namespaces"] = ($0["namespaces"] as? [[String: Any]] ?? []) + [["type": "pid"]] }
+        ),
+        (
+            "linux.namespaces[5].path",
+            linux {
+                $0["namespaces"] =
+                    ($0["namespaces"] as? [[String: Any]] ?? []) + [["type": "cgroup", "path": "relative/ns"]]
+            }
+        ),
         ("linux.namespaces", linux { $0["namespaces"] = "pid" }),
         ("linux.uidMappings", linux { $0["uidMappings"] = [["containerID": 0, "hostID": 1000, "size": 1]] }),
-        ("linux.uidMappings[0].size", linux {
-            $0["namespaces"] = ($0["namespaces"] as? [[String: Any]] ?? []) + [["type": "user"]]
-            $0["uidMappings"] = [["containerID": 0, "hostID": 1000, "size": 0]]
-            $0["gidMappings"] = [["containerID": 0, "hostID": 1000, "size": 1]]
-        }),
+        (
+            "linux.uidMappings[0].size",
+            linux {
+                $0["namespaces"] = ($0["namespaces"] as? [[String: Any]] ?? []) + [["type": "user"]]
+                $0["uidMappings"] = [["containerID": 0, "hostID": 1000, "size": 0]]
+                $0["gidMappings"] = [["containerID": 0, "hostID": 1000, "size": 1]]
+            }
+        ),
         ("linux.devices[0]", linux { $0["devices"] = [["type": "c", "path": "/dev/x"]] }),
         ("linux.devices[0].type", linux { $0["devices"] = [["type": "z", "path": "/dev/x", "major": 1, "minor": 1]] }),
         ("linux.devices[0].path", linux { $0["devices"] = [["type": "c", "path": "dev/x", "major": 1, "minor": 1]] }),
-        ("linux.devices[0].major", linux { $0["devices"] = [["type": "c", "path": "/dev/x", "major": "one", "minor": 1]] }),
-        ("linux.devices[0].major", linux { $0["devices"] = [["type": "c", "path": "/dev/x", "major": -1, "minor": 4]] }),
-        ("linux.devices[0].minor", linux { $0["devices"] = [["type": "c", "path": "/dev/x", "major": 1, "minor": 4_294_967_296]] }),
+        (
+            "linux.devices[0].major",
+            linux { $0["devices"] = [["type": "c", "path": "/dev/x", "major": "one", "minor": 1]] }
+        ),
+        (
+            "linux.devices[0].major",
+            linux { $0["devices"] = [["type": "c", "path": "/dev/x", "major": -1, "minor": 4]] }
+        ),
+        (
+            "linux.devices[0].minor",
+            linux { $0["devices"] = [["type": "c", "path": "/dev/x", "major": 1, "minor": 4_294_967_296]] }
+        ),
         ("linux.rootfsPropagation", linux { $0["rootfsPropagation"] = "sideways" }),
         ("linux.sysctl", linux { $0["sysctl"] = ["": "1"] }),
         ("linux.sysctl", linux { $0["sysctl"] = ["kernel.nonexistent_knob_xyz": "1"] }),
@@ -65,24 +104,40 @@ public enum HostileConfigs {
         ("linux.readonlyPaths", linux { $0["readonlyPaths"] = "/proc/sys" }),
         ("linux.resources.memory.limit", linux { $0["resources"] = ["memory": ["limit": "lots"]] }),
         ("linux.resources.pids.limit", linux { $0["resources"] = ["pids": ["limit": 1.5]] }),
-        ("linux.resources.devices[0].type", linux { $0["resources"] = ["devices": [["allow": false, "type": "x", "access": "rwm"]]] }),
+        (
+            "linux.resources.devices[0].type",
+            linux { $0["resources"] = ["devices": [["allow": false, "type": "x", "access": "rwm"]]] }
+        ),
         ("linux.resources.unified", linux { $0["resources"] = ["unified": ["../escape": "1"]] }),
-        ("linux.seccomp.syscalls[0].action", linux { $0["seccomp"] = ["defaultAction": "SCMP_ACT_ALLOW", "syscalls": [["names": ["read"], "action": "SCMP_ACT_DANCE"]]] }),
+        (
+            "linux.seccomp.syscalls[0].action",
+            linux {
+                $0["seccomp"] = [
+                    "defaultAction": "SCMP_ACT_ALLOW", "syscalls": [["names": ["read"], "action": "SCMP_ACT_DANCE"]],
+                ]
+            }
+        ),
         ("linux.seccomp.defaultAction", linux { $0["seccomp"] = ["syscalls": [] as [Any]] }),
         ("mounts[", mount(["destination": "", "type": "tmpfs", "source": "tmpfs"])),
-        ("mounts[", mount(["destination": "/x", "type": "bind", "source": "/nonexistent/source", "options": ["bind"]])),
+        (
+            "mounts[",
+            mount(["destination": "/x", "type": "bind", "source": "/nonexistent/source", "options": ["bind"]])
+        ),
         ("mounts[", mount(["destination": "/proc", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]])),
         ("hooks.prestart[0].path", { $0["hooks"] = ["prestart": [["path": "relative-hook"]]] }),
         ("hooks.createRuntime[0]", { $0["hooks"] = ["createRuntime": [["path": "/nonexistent/hook"]]] }),
         ("hooks.prestart[0].timeout", { $0["hooks"] = ["prestart": [["path": "/bin/true", "timeout": -3]]] }),
-        ("hostname", { spec in
-            spec["hostname"] = "box"
-            spec[path: "linux.namespaces"] = (spec[path: "linux.namespaces"] as? [[String: Any]] ?? [])
-                .filter { ($0["type"] as? String) != "uts" }
-        }),
+        (
+            "hostname",
+            { spec in
+                spec["hostname"] = "box"
+                spec[path: "linux.namespaces"] = (spec[path: "linux.namespaces"] as? [[String: Any]] ?? [])
+                    .filter { ($0["type"] as? String) != "uts" }
+            }
+        ),
     ]
 
     /// Indexes into `corpus` of the configs a plan accepts and only creating the container refuses
     /// (the kernel, the rootfs or a hook has the last word).
-    public static let refusedLater: Set<Int> = [42, 43, 50]   // cgroup resources; a hook that does not exist
+    public static let refusedLater: Set<Int> = [42, 43, 50]  // cgroup resources; a hook that does not exist
 }

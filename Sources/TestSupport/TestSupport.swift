@@ -10,12 +10,13 @@
 // Environment: SWIFTLET_BINARY (default <repo>/.build/debug/swiftlet) and SWIFTLET_ROOTFS (default
 // <repo>/test-rootfs, built by Scripts/make-rootfs.sh); Scripts/test.sh exports both.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 // MARK: - Where things are
 
@@ -97,7 +98,8 @@ public func removeTreeIfUnmounted(_ path: String) -> Bool {
         return mp == path || mp.hasPrefix(path + "/")
     }
     if !leaked.isEmpty {
-        FileHandle.standardError.write(Data("TestSupport: not removing \(path): still mounted below it: \(leaked)\n".utf8))
+        FileHandle.standardError.write(
+            Data("TestSupport: not removing \(path): still mounted below it: \(leaked)\n".utf8))
         return false
     }
     return (try? FileManager.default.removeItem(atPath: path)) != nil
@@ -181,20 +183,28 @@ public func swiftlet(_ args: [String], root: String, stdin: String? = nil, timeo
 /// Runs any program the same way as `swiftlet(_:root:)` (no `--root` added). `environment` nil
 /// means: inherit the test process's environment. status: the exit status, 128+N when killed by
 /// signal N, -1 when it could not be started (the reason is in stderr).
-public func runProgram(_ executable: String, _ args: [String], stdin: String? = nil, timeout: Double = 30,
-                       environment: [String: String]? = nil) -> RunResult {
+public func runProgram(
+    _ executable: String, _ args: [String], stdin: String? = nil, timeout: Double = 30,
+    environment: [String: String]? = nil
+) -> RunResult {
     func failure(_ what: String) -> RunResult {
         RunResult(status: -1, stdout: "", stderr: "TestSupport: \(what): \(String(cString: strerror(errno)))")
     }
-    let outFD = anonymousFile(), errFD = anonymousFile()
-    defer { if outFD >= 0 { close(outFD) }; if errFD >= 0 { close(errFD) } }
+    let outFD = anonymousFile()
+    let errFD = anonymousFile()
+    defer {
+        if outFD >= 0 { close(outFD) }
+        if errFD >= 0 { close(errFD) }
+    }
     guard outFD >= 0, errFD >= 0 else { return failure("cannot create temp files") }
 
-    var inRead: Int32 = -1, inWrite: Int32 = -1
+    var inRead: Int32 = -1
+    var inWrite: Int32 = -1
     if stdin != nil {
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0 else { return failure("pipe") }
-        inRead = fds[0]; inWrite = fds[1]
+        inRead = fds[0]
+        inWrite = fds[1]
         _ = fcntl(inRead, F_SETFD, FD_CLOEXEC)
         _ = fcntl(inWrite, F_SETFD, FD_CLOEXEC)
     } else {
@@ -218,8 +228,10 @@ public func runProgram(_ executable: String, _ args: [String], stdin: String? = 
 
 /// posix_spawn (the test process has threads: no fork) with `stdio` as fds 0-2 and no other fd, a
 /// clean signal state, in a process group of its own. Returns posix_spawn's error number.
-private func spawnWithStdio(_ argvStrings: [String], environment: [String: String]?, stdio: [Int32],
-                            pid: inout pid_t) -> Int32 {
+private func spawnWithStdio(
+    _ argvStrings: [String], environment: [String: String]?, stdio: [Int32],
+    pid: inout pid_t
+) -> Int32 {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -233,7 +245,8 @@ private func spawnWithStdio(_ argvStrings: [String], environment: [String: Strin
     var attr = posix_spawnattr_t()
     posix_spawnattr_init(&attr)
     defer { posix_spawnattr_destroy(&attr) }
-    var noSignals = sigset_t(), allSignals = sigset_t()
+    var noSignals = sigset_t()
+    var allSignals = sigset_t()
     sigemptyset(&noSignals)
     sigfillset(&allSignals)
     posix_spawnattr_setsigmask(&attr, &noSignals)
@@ -264,7 +277,10 @@ private func feedInBackground(_ bytes: [UInt8], to fd: Int32) {
         var off = 0
         while off < bytes.count {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
-            if n < 0 { if errno == EINTR { continue }; break }
+            if n < 0 {
+                if errno == EINTR { continue }
+                break
+            }
             off += n
         }
         close(fd)
@@ -289,8 +305,8 @@ private func waitKillingAfter(_ timeout: Double, pid: pid_t) -> (status: Int32, 
         }
         usleep(1000)
     }
-    if status & 0x7f == 0 { return ((status >> 8) & 0xff, timedOut) }   // WIFEXITED: WEXITSTATUS
-    return (128 + (status & 0x7f), timedOut)                          // WIFSIGNALED: 128 + WTERMSIG
+    if status & 0x7f == 0 { return ((status >> 8) & 0xff, timedOut) }  // WIFEXITED: WEXITSTATUS
+    return (128 + (status & 0x7f), timedOut)  // WIFSIGNALED: 128 + WTERMSIG
 }
 
 /// A read/write close-on-exec file with no name (created in TMPDIR and unlinked at once); -1 on error.
@@ -309,7 +325,10 @@ private func readAll(_ fd: Int32) -> String {
     var off: off_t = 0
     while true {
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, off) }
-        if n < 0 { if errno == EINTR { continue }; break }
+        if n < 0 {
+            if errno == EINTR { continue }
+            break
+        }
         if n == 0 { break }
         result.append(contentsOf: buf[0..<n])
         off += off_t(n)
@@ -340,16 +359,26 @@ public func defaultConfig(rootfs: String = Runtime.rootfs) -> [String: Any] {
         "hostname": "swiftlet-test",
         "mounts": [
             ["destination": "/proc", "type": "proc", "source": "proc"],
-            ["destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]],
-            ["destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]],
-            ["destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]],
-            ["destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]],
-            ["destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]],
+            [
+                "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+            ],
+            [
+                "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            ],
+            [
+                "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            ],
+            [
+                "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+                "options": ["nosuid", "noexec", "nodev"],
+            ],
+            [
+                "destination": "/sys", "type": "sysfs", "source": "sysfs",
+                "options": ["nosuid", "noexec", "nodev", "ro"],
+            ],
         ] as [[String: Any]],
         "linux": [
             "namespaces": [["type": "pid"], ["type": "network"], ["type": "ipc"], ["type": "uts"], ["type": "mount"]],
@@ -362,7 +391,8 @@ public func defaultConfig(rootfs: String = Runtime.rootfs) -> [String: Any] {
     ]
 }
 
-/// Creates a temp bundle dir (swiftlet-bundle.XXXXXX in the session dir, see `makeTempDir`) holding config.json: the default config
+/// Creates a temp bundle dir (swiftlet-bundle.XXXXXX in the session dir, see `makeTempDir`) holding config.json: the
+/// default config
 /// after `spec` mutated it. The rootfs is not copied: root.path points at the shared read-only test
 /// rootfs. The caller may remove the directory when done.
 public func makeBundle(spec: (inout [String: Any]) throws -> Void = { _ in }) throws -> String {
@@ -384,8 +414,9 @@ public func writeConfigThrowing(_ dict: [String: Any], to bundle: String) throws
     guard JSONSerialization.isValidJSONObject(dict) else {
         throw TestSupportError("writeConfig: not a valid JSON object: \(dict)")
     }
-    let data = try JSONSerialization.data(withJSONObject: dict,
-                                          options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    let data = try JSONSerialization.data(
+        withJSONObject: dict,
+        options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     try data.write(to: URL(fileURLWithPath: bundle + "/config.json"), options: .atomic)
 }
 
@@ -444,7 +475,8 @@ public func mountsContaining(_ s: String) -> [String] {
 /// The state letter of /proc/PID/stat (R, S, D, Z, ...), nil when the process does not exist.
 public func processState(_ pid: Int32) -> Character? {
     guard pid > 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-          let close = stat.lastIndex(of: ")") else { return nil }
+        let close = stat.lastIndex(of: ")")
+    else { return nil }
     // "PID (comm) S ...": comm may hold spaces and parentheses, so look after the last ')'.
     return stat[stat.index(after: close)...].first { $0 != " " }
 }

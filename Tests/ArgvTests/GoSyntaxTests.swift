@@ -17,22 +17,32 @@ final class GoSyntaxTests: XCTestCase {
     func testParseIntErrors() {
         let syntax = ["", "-", "+", "x", "1x", "0x", "08", "1__0", "_1", "1_", "0b2", " 1"]
         for text in syntax {
-            XCTAssertEqual(parseGoInt(text, base: 0, bitSize: 64), .failure(GoNumError(function: "ParseInt", input: text, outOfRange: false)), text)
+            XCTAssertEqual(
+                parseGoInt(text, base: 0, bitSize: 64),
+                .failure(GoNumError(function: "ParseInt", input: text, outOfRange: false)), text)
         }
         for text in ["9223372036854775808", "-9223372036854775809", "99999999999999999999x"] {
-            XCTAssertEqual(parseGoInt(text, base: 0, bitSize: 64), .failure(GoNumError(function: "ParseInt", input: text, outOfRange: true)), text)
+            XCTAssertEqual(
+                parseGoInt(text, base: 0, bitSize: 64),
+                .failure(GoNumError(function: "ParseInt", input: text, outOfRange: true)), text)
         }
-        XCTAssertEqual(parseGoInt("0x1", base: 10, bitSize: 64), .failure(GoNumError(function: "ParseInt", input: "0x1", outOfRange: false)))
-        XCTAssertEqual(parseGoInt("1_0", base: 10, bitSize: 64), .failure(GoNumError(function: "ParseInt", input: "1_0", outOfRange: false)))
+        XCTAssertEqual(
+            parseGoInt("0x1", base: 10, bitSize: 64),
+            .failure(GoNumError(function: "ParseInt", input: "0x1", outOfRange: false)))
+        XCTAssertEqual(
+            parseGoInt("1_0", base: 10, bitSize: 64),
+            .failure(GoNumError(function: "ParseInt", input: "1_0", outOfRange: false)))
         XCTAssertEqual(try goParseInt("-128", base: 10, bitSize: 8), -128)
         XCTAssertThrowsError(try goParseInt("128", base: 10, bitSize: 8))
     }
 
     func testNumErrorWording() {
-        XCTAssertEqual(GoNumError(function: "ParseInt", input: "x", outOfRange: false).description,
-                       #"strconv.ParseInt: parsing "x": invalid syntax"#)
-        XCTAssertEqual(GoNumError(function: "ParseUint", input: "1", outOfRange: true).description,
-                       #"strconv.ParseUint: parsing "1": value out of range"#)
+        XCTAssertEqual(
+            GoNumError(function: "ParseInt", input: "x", outOfRange: false).description,
+            #"strconv.ParseInt: parsing "x": invalid syntax"#)
+        XCTAssertEqual(
+            GoNumError(function: "ParseUint", input: "1", outOfRange: true).description,
+            #"strconv.ParseUint: parsing "1": value out of range"#)
     }
 
     func testParseUint() throws {
@@ -64,7 +74,9 @@ final class GoSyntaxTests: XCTestCase {
         for (text, expected) in cases {
             XCTAssertEqual(goParseDuration(text), expected, text)
         }
-        for text in ["", "5", "s", "1x", ".s", "-", "1.5", "1s5", "2562047h47m16.854775808s", "9999999999999999999h", " 1s"] {
+        for text in [
+            "", "5", "s", "1x", ".s", "-", "1.5", "1s5", "2562047h47m16.854775808s", "9999999999999999999h", " 1s",
+        ] {
             XCTAssertNil(goParseDuration(text), text)
         }
     }

@@ -7,9 +7,10 @@ final class HelpTests: XCTestCase {
     private var createHelp: String { helpText(command: testApp.commands[0], app: testApp) }
 
     func testAppHelpPaths() throws {
-        for argv in [["--help"], ["-h"], ["-help"], ["--help=true"], [], ["help"], ["h"], ["--root", "/x"],
-                     ["--help", "create", "id"], ["--help", "--version"]]
-        {
+        for argv in [
+            ["--help"], ["-h"], ["-help"], ["--help=true"], [], ["help"], ["h"], ["--root", "/x"],
+            ["--help", "create", "id"], ["--help", "--version"],
+        ] {
             XCTAssertEqual(try output(argv), appHelp, "\(argv)")
         }
     }
@@ -28,9 +29,10 @@ final class HelpTests: XCTestCase {
     }
 
     func testCommandHelpPaths() throws {
-        for argv in [["create", "--help"], ["create", "-h"], ["create", "id", "--help"], ["help", "create"],
-                     ["h", "create"], ["help", "create", "more"], ["--debug", "create", "-h"]]
-        {
+        for argv in [
+            ["create", "--help"], ["create", "-h"], ["create", "id", "--help"], ["help", "create"],
+            ["h", "create"], ["help", "create", "more"], ["--debug", "create", "-h"],
+        ] {
             XCTAssertEqual(try output(argv), createHelp, "\(argv)")
         }
         // Help wins over the argument count, a parse error wins over help.
@@ -62,7 +64,12 @@ final class HelpTests: XCTestCase {
 
     func testAppHelpLayout() {
         let text = appHelp
-        XCTAssertTrue(text.hasPrefix("NAME:\n   tester - a test runtime\n\nUSAGE:\n   tester [global options] command [command options] [arguments...]\n\nVERSION:\n   1.0\n   spec: 9.9\n\nDESCRIPTION:\n   Longer words about\n   the test runtime.\n\nCOMMANDS:\n"), text)
+        XCTAssertTrue(
+            text.hasPrefix(
+                "NAME:\n   tester - a test runtime\n\nUSAGE:\n   tester [global options] command [command options] "
+                    + "[arguments...]\n\nVERSION:\n   1.0\n   spec: 9.9\n\nDESCRIPTION:\n   Longer words about\n   "
+                    + "the test runtime.\n\nCOMMANDS:\n"
+            ), text)
         for command in testApp.commands {
             XCTAssertTrue(text.contains("\n   \(command.name)  "), command.name)
         }
@@ -78,7 +85,11 @@ final class HelpTests: XCTestCase {
 
     func testCommandHelpLayout() {
         let text = createHelp
-        XCTAssertTrue(text.hasPrefix("NAME:\n   tester create - create a container\n\nUSAGE:\n   tester create [command options] <container-id>\n\nDESCRIPTION:\n   Creates one.\n   Second line.\n\nOPTIONS:\n"), text)
+        XCTAssertTrue(
+            text.hasPrefix(
+                "NAME:\n   tester create - create a container\n\nUSAGE:\n   tester create [command options] "
+                    + "<container-id>\n\nDESCRIPTION:\n   Creates one.\n   Second line.\n\nOPTIONS:\n"
+            ), text)
         XCTAssertTrue(text.contains("   --bundle value, -b value  bundle directory\n"), text)
         XCTAssertTrue(text.contains("   --no-pivot                skip pivot_root\n"), text)
         XCTAssertTrue(text.contains("   --detach, -d              detach\n"), text)
@@ -90,11 +101,12 @@ final class HelpTests: XCTestCase {
     func testOptionsAlignInOneColumn() {
         let lines = createHelp.split(separator: "\n").drop { $0 != "OPTIONS:" }.dropFirst()
         // Where the usage starts: after the first run of two or more spaces past the indent.
-        let columns = Set(lines.map { line -> Int? in
-            guard let gap = line.dropFirst(3).firstRange(of: "  ") else { return nil }
-            let usage = line[gap.lowerBound...].drop { $0 == " " }
-            return line.distance(from: line.startIndex, to: usage.startIndex)
-        })
+        let columns = Set(
+            lines.map { line -> Int? in
+                guard let gap = line.dropFirst(3).firstRange(of: "  ") else { return nil }
+                let usage = line[gap.lowerBound...].drop { $0 == " " }
+                return line.distance(from: line.startIndex, to: usage.startIndex)
+            })
         XCTAssertEqual(columns.count, 1, "\(lines)")
     }
 
@@ -106,18 +118,23 @@ final class HelpTests: XCTestCase {
     }
 
     func testSliceDurationAndMultilineUsage() {
-        let app = AppSpec(name: "a", usage: "u", version: "1", globalOptions: [], commands: [
-            CommandSpec(name: "c", usage: "u", options: [
-                .stringSlice("env", "e", usage: "variables"),
-                .duration("interval", usage: "period", default: "5s"),
-                .int("fd", usage: "descriptor", default: -1),
-                .string("r", usage: "first line\nsecond line"),
-            ]),
-        ])
+        let app = AppSpec(
+            name: "a", usage: "u", version: "1", globalOptions: [],
+            commands: [
+                CommandSpec(
+                    name: "c", usage: "u",
+                    options: [
+                        .stringSlice("env", "e", usage: "variables"),
+                        .duration("interval", usage: "period", default: "5s"),
+                        .int("fd", usage: "descriptor", default: -1),
+                        .string("r", usage: "first line\nsecond line"),
+                    ])
+            ])
         let text = helpText(command: app.commands[0], app: app)
         XCTAssertTrue(text.contains("   --env value, -e value  variables\n"), text)
         XCTAssertTrue(text.contains("   --interval value       period (default: 5s)\n"), text)
         XCTAssertTrue(text.contains("   --fd value             descriptor (default: -1)\n"), text)
-        XCTAssertTrue(text.contains("   -r value               first line\n                          second line\n"), text)
+        XCTAssertTrue(
+            text.contains("   -r value               first line\n                          second line\n"), text)
     }
 }

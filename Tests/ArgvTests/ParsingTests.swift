@@ -93,8 +93,9 @@ final class ParsingTests: XCTestCase {
         let error = failure(["create", "-b", "x", "--bundle", "y", "id"])
         XCTAssertEqual(error.message, "Cannot use two forms of the same flag: b bundle")
         XCTAssertEqual(error.commandName, "create")
-        XCTAssertEqual(failure(["exec", "--env", "A", "-e", "B", "id"]).message,
-                       "Cannot use two forms of the same flag: e env")
+        XCTAssertEqual(
+            failure(["exec", "--env", "A", "-e", "B", "id"]).message,
+            "Cannot use two forms of the same flag: e env")
         // At the app level urfave prints the bare message, then the help.
         let global = failure(["--help", "-h"])
         XCTAssertEqual(global.message, "Cannot use two forms of the same flag: h help")
@@ -121,7 +122,8 @@ final class ParsingTests: XCTestCase {
         XCTAssertEqual(error.exitCode, 1)
         XCTAssertEqual(error.globals?.string("root"), "/run/tester", "globals parsed before the verb are kept")
         XCTAssertEqual(
-            error.usageText?.hasPrefix("Incorrect Usage: flag provided but not defined: -foo\n\nNAME:\n   tester create"),
+            error.usageText?.hasPrefix(
+                "Incorrect Usage: flag provided but not defined: -foo\n\nNAME:\n   tester create"),
             true)
         XCTAssertEqual(failure(["create", "-foo=bar", "id"]).message, "flag provided but not defined: -foo")
         let global = failure(["--foo", "create", "id"])
@@ -140,14 +142,18 @@ final class ParsingTests: XCTestCase {
     }
 
     func testTypedValuesAreCheckedWhileParsing() {
-        XCTAssertEqual(failure(["create", "--preserve-fds", "x", "id"]).message,
-                       #"invalid value "x" for flag -preserve-fds: parse error"#)
-        XCTAssertEqual(failure(["create", "--preserve-fds=99999999999999999999", "id"]).message,
-                       #"invalid value "99999999999999999999" for flag -preserve-fds: value out of range"#)
-        XCTAssertEqual(failure(["events", "--interval", "5", "id"]).message,
-                       #"invalid value "5" for flag -interval: parse error"#)
-        XCTAssertEqual(failure(["exec", "-g", "x", "id"]).message,
-                       #"invalid value "x" for flag -g: strconv.ParseInt: parsing "x": invalid syntax"#)
+        XCTAssertEqual(
+            failure(["create", "--preserve-fds", "x", "id"]).message,
+            #"invalid value "x" for flag -preserve-fds: parse error"#)
+        XCTAssertEqual(
+            failure(["create", "--preserve-fds=99999999999999999999", "id"]).message,
+            #"invalid value "99999999999999999999" for flag -preserve-fds: value out of range"#)
+        XCTAssertEqual(
+            failure(["events", "--interval", "5", "id"]).message,
+            #"invalid value "5" for flag -interval: parse error"#)
+        XCTAssertEqual(
+            failure(["exec", "-g", "x", "id"]).message,
+            #"invalid value "x" for flag -g: strconv.ParseInt: parsing "x": invalid syntax"#)
     }
 
     // MARK: Reordering, stop at first positional, "--"
@@ -164,9 +170,11 @@ final class ParsingTests: XCTestCase {
         // urfave moves "id" along with "--no-pivot", so Go stops there and "--bundle /b" stays positional.
         let error = failure(["create", "--no-pivot", "id", "--bundle", "/b"], programName: "/usr/bin/tester")
         XCTAssertEqual(error.message, #"/usr/bin/tester: "create" requires exactly 1 argument(s)"#)
-        XCTAssertEqual(reorderArguments(["--no-pivot", "id", "--bundle", "/b"]), ["--no-pivot", "id", "--bundle", "/b"])
-        XCTAssertEqual(reorderArguments(["id", "-x", "v", "--y=1", "z", "-", "--", "-w"]),
-                       ["-x", "v", "--y=1", "id", "z", "-", "--", "-w"])
+        XCTAssertEqual(
+            reorderArguments(["--no-pivot", "id", "--bundle", "/b"]), ["--no-pivot", "id", "--bundle", "/b"])
+        XCTAssertEqual(
+            reorderArguments(["id", "-x", "v", "--y=1", "z", "-", "--", "-w"]),
+            ["-x", "v", "--y=1", "id", "z", "-", "--", "-w"])
     }
 
     func testStopAtFirstPositional() throws {
@@ -201,7 +209,8 @@ final class ParsingTests: XCTestCase {
             "create", "--bundle", "/b", "--preserve-fds", "2", "c1",
         ])
         XCTAssertEqual(run.command.name, "create")
-        XCTAssertEqual(run.globals.values, ["root": ["/run/x"], "log": ["/l.json"], "log-format": ["json"], "debug": ["true"]])
+        XCTAssertEqual(
+            run.globals.values, ["root": ["/run/x"], "log": ["/l.json"], "log-format": ["json"], "debug": ["true"]])
         XCTAssertEqual(run.options.string("bundle"), "/b")
         XCTAssertEqual(try run.options.int("preserve-fds"), 2)
         XCTAssertEqual(run.options.positionals, ["c1"])
@@ -216,7 +225,8 @@ final class ParsingTests: XCTestCase {
         XCTAssertEqual(none.usageText?.hasPrefix("Incorrect Usage.\n\nNAME:\n   tester create"), true)
         XCTAssertEqual(failure(["create", "a", "b"]).message, #"tester: "create" requires exactly 1 argument(s)"#)
         XCTAssertEqual(failure(["kill"]).message, #"tester: "kill" requires a minimum of 1 argument(s)"#)
-        XCTAssertEqual(failure(["kill", "a", "b", "c"]).message, #"tester: "kill" requires a maximum of 2 argument(s)"#)
+        XCTAssertEqual(
+            failure(["kill", "a", "b", "c"]).message, #"tester: "kill" requires a maximum of 2 argument(s)"#)
         XCTAssertEqual(try invoke(["kill", "a", "KILL"]).options.positionals, ["a", "KILL"])
         XCTAssertEqual(failure(["exec"]).message, #"tester: "exec" requires a minimum of 1 argument(s)"#)
         XCTAssertEqual(try invoke(["args"]).options.positionals, [])
@@ -248,7 +258,8 @@ final class ParsingTests: XCTestCase {
     func testDurationGetter() throws {
         XCTAssertEqual(try invoke(["events", "id"]).options.duration("interval"), .seconds(5))
         XCTAssertEqual(try invoke(["events", "--interval", "1m30s", "id"]).options.duration("interval"), .seconds(90))
-        XCTAssertEqual(try invoke(["events", "--interval=250ms", "id"]).options.duration("interval"), .milliseconds(250))
+        XCTAssertEqual(
+            try invoke(["events", "--interval=250ms", "id"]).options.duration("interval"), .milliseconds(250))
         let bad = ParsedOptions(values: ["interval": ["soon"]])
         XCTAssertThrowsError(try bad.duration("interval")) { error in
             XCTAssertEqual((error as? ArgvError)?.message, #"invalid value "soon" for flag -interval: parse error"#)

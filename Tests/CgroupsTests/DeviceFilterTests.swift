@@ -1,12 +1,15 @@
-import XCTest
 import OCI
+import XCTest
+
 @testable import Cgroups
 
 final class DeviceFilterTests: XCTestCase {
     func testProgramShapeAndJumpsStayInside() throws {
-        let rules = [DeviceCgroup(allow: false, access: "rwm"),
-                     DeviceCgroup(allow: true, type: "c", major: 1, minor: 3, access: "rwm"),
-                     DeviceCgroup(allow: true, type: "c", major: 10, minor: nil, access: "rm")]
+        let rules = [
+            DeviceCgroup(allow: false, access: "rwm"),
+            DeviceCgroup(allow: true, type: "c", major: 1, minor: 3, access: "rwm"),
+            DeviceCgroup(allow: true, type: "c", major: 10, minor: nil, access: "rm"),
+        ]
         let f = try DeviceFilter(rules: rules)
         // 6 header insns; rule 3 (type, major; access check 3) = 2+3+2; rule 2 (type, major, minor) = 3+2;
         // rule 1 matches everything = 2 and ends the program (no unreachable default).

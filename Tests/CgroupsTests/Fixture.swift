@@ -1,6 +1,7 @@
 import Foundation
-import XCTest
 import OCI
+import XCTest
+
 @testable import Cgroups
 
 /// A directory tree that looks like cgroupfs: control files pre-created with kernel-like defaults.
@@ -17,8 +18,9 @@ final class Fixture {
 
     func write(_ path: String, _ content: String) {
         let full = root + path
-        try? FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent,
-                                                 withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(
+            atPath: (full as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: full, contents: Data(content.utf8))
     }
 
@@ -89,7 +91,10 @@ final class Fixture {
                 ("blkio.throttle.read_bps_device", ""), ("blkio.throttle.write_bps_device", ""),
                 ("blkio.throttle.read_iops_device", ""), ("blkio.throttle.write_iops_device", ""),
                 ("blkio.throttle.io_serviced_recursive", "8:0 Read 3\n8:0 Write 4\n8:0 Total 7\nTotal 7\n"),
-                ("blkio.throttle.io_service_bytes_recursive", "8:0 Read 4096\n8:0 Write 8192\n8:0 Total 12288\nTotal 12288\n"),
+                (
+                    "blkio.throttle.io_service_bytes_recursive",
+                    "8:0 Read 4096\n8:0 Write 8192\n8:0 Total 12288\nTotal 12288\n"
+                ),
             ]
         case "devices":
             return [("devices.allow", ""), ("devices.deny", ""), ("devices.list", "a *:* rwm\n")]
@@ -105,7 +110,9 @@ final class Fixture {
         }
     }
 
-    static let v1Controllers = ["cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer", "hugetlb", "name=systemd"]
+    static let v1Controllers = [
+        "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer", "hugetlb", "name=systemd",
+    ]
 
     /// v1: cpu,cpuacct co-mounted; every other controller on its own; `/swiftlet/test` pre-populated.
     static func v1(hugetlb: Bool = true) -> (Fixture, CgroupLayout) {
@@ -148,15 +155,28 @@ final class Fixture {
             ("memory.current", "1048576\n"), ("memory.peak", "2097152\n"), ("memory.swap.current", "0\n"),
             ("memory.stat", "anon 524288\nfile 524288\n"),
             ("cpu.weight", "100\n"), ("cpu.max", "max 100000\n"), ("cpu.max.burst", "0\n"), ("cpu.idle", "0\n"),
-            ("cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 4\nnr_throttled 1\nthrottled_usec 20\n"),
+            (
+                "cpu.stat",
+                "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 4\nnr_throttled 1\nthrottled_usec 20\n"
+            ),
             ("pids.max", "max\n"), ("pids.current", "2\n"),
-            ("io.weight", "default 100\n"), ("io.max", ""), ("io.stat", "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n"),
+            ("io.weight", "default 100\n"), ("io.max", ""),
+            ("io.stat", "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n"),
             ("hugetlb.2MB.max", "max\n"), ("hugetlb.2MB.current", "0\n"), ("hugetlb.2MB.events", "max 3\n"),
             ("hugetlb.2MB.rsvd.max", "max\n"), ("hugetlb.2MB.rsvd.current", "0\n"),
             ("cpuset.cpus", "\n"), ("cpuset.mems", "\n"), ("rdma.max", ""),
-            ("cpu.pressure", "some avg10=0.50 avg60=0.25 avg300=0.00 total=1234\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"),
-            ("memory.pressure", "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"),
-            ("io.pressure", "some avg10=0.00 avg60=0.00 avg300=0.00 total=7\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=5\n"),
+            (
+                "cpu.pressure",
+                "some avg10=0.50 avg60=0.25 avg300=0.00 total=1234\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+            ),
+            (
+                "memory.pressure",
+                "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+            ),
+            (
+                "io.pressure",
+                "some avg10=0.00 avg60=0.00 avg300=0.00 total=7\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=5\n"
+            ),
         ]
         for (name, content) in files { write(d + "/" + name, content) }
     }
@@ -174,9 +194,18 @@ final class Fixture {
             ("cgroup.controllers", "\n"), ("cgroup.procs", ""), ("cgroup.kill", ""), ("cgroup.freeze", "0\n"),
             ("cgroup.events", "populated 0\nfrozen 0\n"), ("hugetlb.2MB.max", "max\n"), ("hugetlb.2MB.current", "0\n"),
             ("hugetlb.2MB.events", "max 0\n"),
-            ("cpu.pressure", "some avg10=1.00 avg60=0.00 avg300=0.00 total=10\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"),
-            ("memory.pressure", "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"),
-            ("io.pressure", "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"),
+            (
+                "cpu.pressure",
+                "some avg10=1.00 avg60=0.00 avg300=0.00 total=10\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+            ),
+            (
+                "memory.pressure",
+                "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+            ),
+            (
+                "io.pressure",
+                "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+            ),
         ] {
             f.write(u + "/swiftlet/test/" + name, content)
         }
@@ -190,21 +219,29 @@ final class WriteLog: @unchecked Sendable {
     private var entries: [(String, String)] = []
 
     func record(_ path: String, _ value: String) {
-        lock.lock(); entries.append((path, value)); lock.unlock()
+        lock.lock()
+        entries.append((path, value))
+        lock.unlock()
     }
 
     /// The file names (last path component) written, in order, optionally only those matching a prefix.
     func files(prefix: String = "") -> [String] {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         return entries.map { ($0.0 as NSString).lastPathComponent }.filter { $0.hasPrefix(prefix) }
     }
 
     func writes(to suffix: String) -> [String] {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         return entries.filter { $0.0.hasSuffix(suffix) }.map(\.1)
     }
 
-    func clear() { lock.lock(); entries = []; lock.unlock() }
+    func clear() {
+        lock.lock()
+        entries = []
+        lock.unlock()
+    }
 }
 
 extension CgroupManager {

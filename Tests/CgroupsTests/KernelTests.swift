@@ -1,6 +1,7 @@
 import Foundation
-import XCTest
 import OCI
+import XCTest
+
 @testable import Cgroups
 
 /// Against the real cgroupfs of this machine (root only). Every test works under
@@ -70,7 +71,8 @@ final class KernelTests: XCTestCase {
     }
 
     private func read(_ path: String) -> String {
-        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "<missing>").trimmingCharacters(in: .whitespacesAndNewlines)
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "<missing>").trimmingCharacters(
+            in: .whitespacesAndNewlines)
     }
 
     func testLifecycleLimitsFreezeKillDestroy() throws {
@@ -85,10 +87,12 @@ final class KernelTests: XCTestCase {
         }
 
         let mib: Int64 = 1 << 20
-        try m.set(resources("""
-            {"memory": {"limit": \(64 * mib), "swap": \(128 * mib), "reservation": \(32 * mib)},
-             "cpu": {"shares": 512, "quota": 50000, "period": 100000}, "pids": {"limit": 20}}
-            """), initial: true)
+        try m.set(
+            resources(
+                """
+                {"memory": {"limit": \(64 * mib), "swap": \(128 * mib), "reservation": \(32 * mib)},
+                 "cpu": {"shares": 512, "quota": 50000, "period": 100000}, "pids": {"limit": 20}}
+                """), initial: true)
         if m.isV2, let d = m.paths[""] {
             XCTAssertEqual(read(d + "/memory.max"), "\(64 * mib)")
             XCTAssertEqual(read(d + "/memory.low"), "\(32 * mib)")
@@ -99,7 +103,8 @@ final class KernelTests: XCTestCase {
             XCTAssertEqual(read(d + "/cpu.max"), "50000 100000")
             XCTAssertEqual(read(d + "/pids.max"), "20")
         } else {
-            let mem = try XCTUnwrap(m.paths["memory"]), cpu = try XCTUnwrap(m.paths["cpu"])
+            let mem = try XCTUnwrap(m.paths["memory"])
+            let cpu = try XCTUnwrap(m.paths["cpu"])
             XCTAssertEqual(read(mem + "/memory.limit_in_bytes"), "\(64 * mib)")
             if FileManager.default.fileExists(atPath: mem + "/memory.memsw.limit_in_bytes") {
                 XCTAssertEqual(read(mem + "/memory.memsw.limit_in_bytes"), "\(128 * mib)")
@@ -113,10 +118,13 @@ final class KernelTests: XCTestCase {
 
         // A failed update (a quota below the kernel's 1 ms minimum) leaves the previous memory limit.
         let e = cgroupError {
-            try m.set(resources(#"{"memory": {"limit": \#(48 * mib), "swap": \#(96 * mib)}, "cpu": {"quota": 500}}"#), initial: false)
+            try m.set(
+                resources(#"{"memory": {"limit": \#(48 * mib), "swap": \#(96 * mib)}, "cpu": {"quota": 500}}"#),
+                initial: false)
         }
         XCTAssertEqual(e?.errno, EINVAL, e?.message ?? "")
-        let memoryFile = m.isV2 ? (m.paths[""] ?? "") + "/memory.max" : (m.paths["memory"] ?? "") + "/memory.limit_in_bytes"
+        let memoryFile =
+            m.isV2 ? (m.paths[""] ?? "") + "/memory.max" : (m.paths["memory"] ?? "") + "/memory.limit_in_bytes"
         XCTAssertEqual(read(memoryFile), "\(64 * mib)")
 
         let sleeper = try spawn(["/bin/sleep", "60"])
@@ -154,7 +162,8 @@ final class KernelTests: XCTestCase {
         XCTAssertFalse(m.exists())
         for dir in m.paths.values {
             XCTAssertFalse(FileManager.default.fileExists(atPath: dir), dir)
-            XCTAssertTrue(FileManager.default.fileExists(atPath: (dir as NSString).deletingLastPathComponent), "parent stays")
+            XCTAssertTrue(
+                FileManager.default.fileExists(atPath: (dir as NSString).deletingLastPathComponent), "parent stays")
         }
         XCTAssertEqual(cgroupError { try m.killAll(signal: SIGKILL) }?.errno, ENOENT)
     }
@@ -223,18 +232,25 @@ final class KernelTests: XCTestCase {
         try m.set(resources(#"{"unified": {"memory.oom.group": "1", "memory.high": "50000000"}}"#), initial: true)
         XCTAssertEqual(read(d + "/memory.oom.group"), "1")
         XCTAssertEqual(read(d + "/memory.high"), "49999872", "the kernel rounds to pages")
-        if let size = hugePageSizes(fsRoot: "").first, FileManager.default.fileExists(atPath: d + "/hugetlb.\(size).max") {
+        if let size = hugePageSizes(fsRoot: "").first,
+            FileManager.default.fileExists(atPath: d + "/hugetlb.\(size).max")
+        {
             try m.set(resources(#"{"hugepageLimits": [{"pageSize": "\#(size)", "limit": 0}]}"#), initial: true)
             XCTAssertEqual(read(d + "/hugetlb.\(size).max"), "0")
         }
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"unified": {"nosuch.knob": "1"}}"#), initial: true) }?.message,
-                       "linux.resources.unified[\"nosuch.knob\"]: controller \"nosuch\" is not available in \(d)")
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"unified": {"nosuch.knob": "1"}}"#), initial: true) }?.message,
+            "linux.resources.unified[\"nosuch.knob\"]: controller \"nosuch\" is not available in \(d)")
 
         let hog = try spawn(["/bin/sh", "-c", "sleep 0.3; v=$(head -c 4000000 /dev/zero | tr '\\0' x); sleep 60"])
         try m.add(pid: hog.processIdentifier)
         waitUntil { (UInt64(read(d + "/memory.current")) ?? 0) >= 4_000_000 }
-        let e = cgroupError { try m.set(resources(#"{"memory": {"limit": 1048576, "checkBeforeUpdate": true}}"#), initial: false) }
-        XCTAssertTrue(e?.message.hasPrefix("linux.resources.memory.limit: rejecting memory limit 1048576 <= usage ") ?? false, e?.message ?? "")
+        let e = cgroupError {
+            try m.set(resources(#"{"memory": {"limit": 1048576, "checkBeforeUpdate": true}}"#), initial: false)
+        }
+        XCTAssertTrue(
+            e?.message.hasPrefix("linux.resources.memory.limit: rejecting memory limit 1048576 <= usage ") ?? false,
+            e?.message ?? "")
         XCTAssertEqual(read(d + "/memory.max"), "max")
         try m.killAll(signal: SIGKILL)
         hog.waitUntilExit()
@@ -249,8 +265,9 @@ final class KernelTests: XCTestCase {
         let m = CgroupManager(layout: layout, path: "/\(testRoot)/refuse")
         try m.create()
         // The kernel clamps cpu.shares to [2, 262144]; the read-back catches it.
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"cpu": {"shares": 1}}"#), initial: true) }?.message,
-                       "linux.resources.cpu.shares: 1 is below the minimum allowed cpu-shares 2")
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"cpu": {"shares": 1}}"#), initial: true) }?.message,
+            "linux.resources.cpu.shares: 1 is below the minimum allowed cpu-shares 2")
 
         // A limit below what a member uses (anonymous memory, no swap here) is refused with EBUSY.
         let hog = try spawn(["/bin/sh", "-c", "sleep 0.3; v=$(head -c 4000000 /dev/zero | tr '\\0' x); sleep 60"])
@@ -259,8 +276,10 @@ final class KernelTests: XCTestCase {
         waitUntil { (UInt64(read(usageFile)) ?? 0) >= 4_000_000 }
         let e = cgroupError { try m.set(resources(#"{"memory": {"limit": 1048576}}"#), initial: false) }
         XCTAssertEqual(e?.errno, EBUSY)
-        XCTAssertTrue(e?.message.contains("memory.limit_in_bytes: \"1048576\": Device or resource busy (current usage: ") ?? false,
-                      e?.message ?? "")
+        XCTAssertTrue(
+            e?.message.contains("memory.limit_in_bytes: \"1048576\": Device or resource busy (current usage: ")
+                ?? false,
+            e?.message ?? "")
         try m.killAll(signal: SIGKILL)
         hog.waitUntilExit()
         try m.destroy()

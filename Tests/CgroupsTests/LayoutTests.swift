@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Cgroups
 
 final class LayoutTests: XCTestCase {
@@ -25,7 +26,8 @@ final class LayoutTests: XCTestCase {
         XCTAssertEqual(unified, "/sys/fs/cgroup/unified")
         XCTAssertEqual(h["memory"], "/sys/fs/cgroup/memory")
         XCTAssertEqual(h["name=systemd"], "/sys/fs/cgroup/systemd")
-        XCTAssertEqual(Set(h.keys), ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "name=systemd"])
+        XCTAssertEqual(
+            Set(h.keys), ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "name=systemd"])
     }
 
     func testDetectV1CoMountedAndOptions() {
@@ -37,12 +39,14 @@ final class LayoutTests: XCTestCase {
             31 25 0:28 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset,clone_children
             90 22 0:26 / /tmp/elsewhere rw - cgroup cgroup rw,cpu,cpuacct
             """
-        XCTAssertEqual(CgroupLayout.detect(mountinfo: text), .v1(hierarchies: [
-            "name=systemd": "/sys/fs/cgroup/systemd",
-            "cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
-            "net_cls": "/sys/fs/cgroup/net_cls,net_prio", "net_prio": "/sys/fs/cgroup/net_cls,net_prio",
-            "cpuset": "/sys/fs/cgroup/cpuset",
-        ]))
+        XCTAssertEqual(
+            CgroupLayout.detect(mountinfo: text),
+            .v1(hierarchies: [
+                "name=systemd": "/sys/fs/cgroup/systemd",
+                "cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
+                "net_cls": "/sys/fs/cgroup/net_cls,net_prio", "net_prio": "/sys/fs/cgroup/net_cls,net_prio",
+                "cpuset": "/sys/fs/cgroup/cpuset",
+            ]))
     }
 
     func testDetectV2() {
@@ -68,27 +72,34 @@ final class LayoutTests: XCTestCase {
     }
 
     func testResolvePath() {
-        XCTAssertEqual(CgroupManager.resolvePath(cgroupsPath: nil, id: "abc", ownCgroup: "/user.slice"), "/swiftlet/abc")
+        XCTAssertEqual(
+            CgroupManager.resolvePath(cgroupsPath: nil, id: "abc", ownCgroup: "/user.slice"), "/swiftlet/abc")
         XCTAssertEqual(CgroupManager.resolvePath(cgroupsPath: "", id: "abc", ownCgroup: "/"), "/swiftlet/abc")
         XCTAssertEqual(CgroupManager.resolvePath(cgroupsPath: "/a//b/../c/", id: "x", ownCgroup: "/u"), "/a/c")
-        XCTAssertEqual(CgroupManager.resolvePath(cgroupsPath: "rel/x", id: "x", ownCgroup: "/user.slice"), "/user.slice/rel/x")
+        XCTAssertEqual(
+            CgroupManager.resolvePath(cgroupsPath: "rel/x", id: "x", ownCgroup: "/user.slice"), "/user.slice/rel/x")
         XCTAssertEqual(CgroupManager.resolvePath(cgroupsPath: "../../esc", id: "x", ownCgroup: "/u"), "/u/esc")
     }
 
     func testOwnCgroupsAndRelativePaths() {
         let text = "9:name=systemd:/\n4:memory:/process_api/abc\n2:cpu,cpuacct:/\n0::/init.scope\n"
-        XCTAssertEqual(CgroupManager.ownCgroups(procSelfCgroup: text),
-                       ["name=systemd": "/", "memory": "/process_api/abc", "cpu": "/", "cpuacct": "/", "": "/init.scope"])
-        let layout = CgroupLayout.hybrid(hierarchies: ["memory": "/sys/fs/cgroup/memory", "cpu": "/sys/fs/cgroup/cpu"],
-                                         unified: "/sys/fs/cgroup/unified")
+        XCTAssertEqual(
+            CgroupManager.ownCgroups(procSelfCgroup: text),
+            ["name=systemd": "/", "memory": "/process_api/abc", "cpu": "/", "cpuacct": "/", "": "/init.scope"])
+        let layout = CgroupLayout.hybrid(
+            hierarchies: ["memory": "/sys/fs/cgroup/memory", "cpu": "/sys/fs/cgroup/cpu"],
+            unified: "/sys/fs/cgroup/unified")
         let m = CgroupManager(layout: layout, cgroupsPath: "ctr", id: "x", procSelfCgroup: text)
-        XCTAssertEqual(m.paths, [
-            "memory": "/sys/fs/cgroup/memory/process_api/abc/ctr",
-            "cpu": "/sys/fs/cgroup/cpu/ctr",
-            "": "/sys/fs/cgroup/unified/init.scope/ctr",
-        ])
+        XCTAssertEqual(
+            m.paths,
+            [
+                "memory": "/sys/fs/cgroup/memory/process_api/abc/ctr",
+                "cpu": "/sys/fs/cgroup/cpu/ctr",
+                "": "/sys/fs/cgroup/unified/init.scope/ctr",
+            ])
         // Pure v2: relative to the parent of the own cgroup (which holds this process).
-        let v2 = CgroupManager(layout: .v2(mountPoint: "/sys/fs/cgroup"), cgroupsPath: "ctr", id: "x", procSelfCgroup: text)
+        let v2 = CgroupManager(
+            layout: .v2(mountPoint: "/sys/fs/cgroup"), cgroupsPath: "ctr", id: "x", procSelfCgroup: text)
         XCTAssertEqual(v2.paths, ["": "/sys/fs/cgroup/ctr"])
         let abs = CgroupManager(layout: .v2(mountPoint: "/sys/fs/cgroup"), cgroupsPath: nil, id: "x", fsRoot: "/fx")
         XCTAssertEqual(abs.paths, ["": "/fx/sys/fs/cgroup/swiftlet/x"])
@@ -125,19 +136,24 @@ final class LayoutTests: XCTestCase {
         XCTAssertEqual(try CgroupManager.swapMax(swap: -1, limit: 100), -1)
         XCTAssertEqual(try CgroupManager.swapMax(swap: 300, limit: 100), 200)
         XCTAssertEqual(try CgroupManager.swapMax(swap: 300, limit: -1), 300)
-        XCTAssertEqual(cgroupError { _ = try CgroupManager.swapMax(swap: 300, limit: 0) }?.message,
-                       "linux.resources.memory.swap: cannot be set without memory.limit on cgroup v2")
-        XCTAssertEqual(cgroupError { _ = try CgroupManager.swapMax(swap: 50, limit: 100) }?.message,
-                       "linux.resources.memory.swap: must be at least memory.limit (swap 50, limit 100)")
+        XCTAssertEqual(
+            cgroupError { _ = try CgroupManager.swapMax(swap: 300, limit: 0) }?.message,
+            "linux.resources.memory.swap: cannot be set without memory.limit on cgroup v2")
+        XCTAssertEqual(
+            cgroupError { _ = try CgroupManager.swapMax(swap: 50, limit: 100) }?.message,
+            "linux.resources.memory.swap: must be at least memory.limit (swap 50, limit 100)")
     }
 
     func testParseCPUListAndPageSizes() throws {
         XCTAssertEqual(try parseCPUList("0-3,8,10-11", file: "f"), [0, 1, 2, 3, 8, 10, 11])
         XCTAssertEqual(try parseCPUList("", file: "f"), [])
-        XCTAssertEqual(cgroupError { _ = try parseCPUList("3-1", file: "f") }?.message, "parse f: unexpected content \"3-1\"")
+        XCTAssertEqual(
+            cgroupError { _ = try parseCPUList("3-1", file: "f") }?.message, "parse f: unexpected content \"3-1\"")
         let f = Fixture()
         defer { f.remove() }
-        for name in ["hugepages-1048576kB", "hugepages-2048kB", "hugepages-64kB"] { f.mkdir("/sys/kernel/mm/hugepages/" + name) }
+        for name in ["hugepages-1048576kB", "hugepages-2048kB", "hugepages-64kB"] {
+            f.mkdir("/sys/kernel/mm/hugepages/" + name)
+        }
         XCTAssertEqual(hugePageSizes(fsRoot: f.root), ["64KB", "2MB", "1GB"])
     }
 }

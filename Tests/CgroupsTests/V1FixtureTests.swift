@@ -1,6 +1,7 @@
 import Foundation
-import XCTest
 import OCI
+import XCTest
+
 @testable import Cgroups
 
 final class V1FixtureTests: XCTestCase {
@@ -38,15 +39,17 @@ final class V1FixtureTests: XCTestCase {
     func testCreateRefusesHierarchyRoot() {
         let root = CgroupManager(layout: m.layout, path: "/", fsRoot: f.root)
         XCTAssertTrue(cgroupError { try root.create() }?.message.hasSuffix("is the root of its hierarchy") ?? false)
-        XCTAssertEqual(cgroupError { try CgroupManager(layout: .v1(hierarchies: [:]), path: "/x").create() }?.message,
-                       "no cgroup hierarchy is mounted")
+        XCTAssertEqual(
+            cgroupError { try CgroupManager(layout: .v1(hierarchies: [:]), path: "/x").create() }?.message,
+            "no cgroup hierarchy is mounted")
     }
 
     func testAddWritesEveryHierarchyOnce() throws {
         try m.add(pid: 4242)
         XCTAssertEqual(f.read(mem + "cgroup.procs"), "4242")
         XCTAssertEqual(f.read("/sys/fs/cgroup/systemd/swiftlet/test/cgroup.procs"), "4242")
-        XCTAssertEqual(log.writes(to: "cgroup.procs").count, Fixture.v1Controllers.count - 1, "cpu,cpuacct written once")
+        XCTAssertEqual(
+            log.writes(to: "cgroup.procs").count, Fixture.v1Controllers.count - 1, "cpu,cpuacct written once")
     }
 
     func testAddSelfWritesZeroToEveryV1TasksFileOnce() throws {
@@ -58,7 +61,8 @@ final class V1FixtureTests: XCTestCase {
     }
 
     func testSetAllV1() throws {
-        let r = resources("""
+        let r = resources(
+            """
             {"memory": {"limit": 67108864, "reservation": 33554432, "swap": 134217728, "kernel": 1, "kernelTCP": 65536,
                         "swappiness": 10, "disableOOMKiller": true},
              "cpu": {"shares": 512, "quota": 50000, "period": 200000, "burst": 1000, "realtimeRuntime": 950,
@@ -129,7 +133,11 @@ final class V1FixtureTests: XCTestCase {
         try m.set(resources(#"{"memory": {"limit": 1000000, "swap": -1}}"#), initial: true)
         XCTAssertEqual(f.read(mem + "memory.limit_in_bytes"), "1000000")
         let e = cgroupError { try m.set(resources(#"{"memory": {"limit": 1000000, "swap": 2000000}}"#), initial: true) }
-        XCTAssertEqual(e?.message, "linux.resources.memory.swap: swap accounting is disabled in this kernel (\(f.root + mem)memory.memsw.limit_in_bytes is missing)")
+        XCTAssertEqual(
+            e?.message,
+            "linux.resources.memory.swap: swap accounting is disabled in this kernel "
+                + "(\(f.root + mem)memory.memsw.limit_in_bytes is missing)"
+        )
     }
 
     func testPidsLimitSemantics() throws {
@@ -144,51 +152,81 @@ final class V1FixtureTests: XCTestCase {
     }
 
     func testErrors() {
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"unified": {"memory.high": "1"}}"#), initial: true) }?.message,
-                       "linux.resources.unified: requires cgroup v2")
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"memory": {"limit": 200, "swap": 100}}"#), initial: true) }?.message,
-                       "linux.resources.memory.swap: must be at least memory.limit (swap 100, limit 200)")
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"memory": {"swappiness": 101}}"#), initial: true) }?.message,
-                       "linux.resources.memory.swappiness: 101 is out of range 0-100")
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"network": {"classID": 1}}"#), initial: true) }?.message,
-                       "linux.resources.network.classID: the \"net_cls\" cgroup controller is not mounted")
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"devices": [{"allow": true, "type": "x", "access": "r"}]}"#), initial: true) }?.message,
-                       "linux.resources.devices[0].type: invalid device type \"x\" (a, b or c)")
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"devices": [{"allow": true, "access": ""}]}"#), initial: true) }?.message,
-                       "linux.resources.devices[0].access: invalid access \"\" (a combination of r, w, m)")
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"hugepageLimits": [{"pageSize": "../x", "limit": 1}]}"#), initial: true) }?.message,
-                       "linux.resources.hugepageLimits[0].pageSize: invalid page size \"../x\"")
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"rdma": {"mlx5_0": {}}}"#), initial: true) }?.message,
-                       "linux.resources.rdma[\"mlx5_0\"]: needs hcaHandles or hcaObjects")
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"unified": {"memory.high": "1"}}"#), initial: true) }?.message,
+            "linux.resources.unified: requires cgroup v2")
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"memory": {"limit": 200, "swap": 100}}"#), initial: true) }?.message,
+            "linux.resources.memory.swap: must be at least memory.limit (swap 100, limit 200)")
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"memory": {"swappiness": 101}}"#), initial: true) }?.message,
+            "linux.resources.memory.swappiness: 101 is out of range 0-100")
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"network": {"classID": 1}}"#), initial: true) }?.message,
+            "linux.resources.network.classID: the \"net_cls\" cgroup controller is not mounted")
+        XCTAssertEqual(
+            cgroupError {
+                try m.set(resources(#"{"devices": [{"allow": true, "type": "x", "access": "r"}]}"#), initial: true)
+            }?.message,
+            "linux.resources.devices[0].type: invalid device type \"x\" (a, b or c)")
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"devices": [{"allow": true, "access": ""}]}"#), initial: true) }?
+                .message,
+            "linux.resources.devices[0].access: invalid access \"\" (a combination of r, w, m)")
+        XCTAssertEqual(
+            cgroupError {
+                try m.set(resources(#"{"hugepageLimits": [{"pageSize": "../x", "limit": 1}]}"#), initial: true)
+            }?.message,
+            "linux.resources.hugepageLimits[0].pageSize: invalid page size \"../x\"")
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"rdma": {"mlx5_0": {}}}"#), initial: true) }?.message,
+            "linux.resources.rdma[\"mlx5_0\"]: needs hcaHandles or hcaObjects")
         // A missing file names the file, the value and errno.
         f.delete("/sys/fs/cgroup/pids/swiftlet/test/pids.max")
         let e = cgroupError { try m.set(resources(#"{"pids": {"limit": 5}}"#), initial: true) }
-        XCTAssertEqual(e?.message, "write \(f.root)/sys/fs/cgroup/pids/swiftlet/test/pids.max: \"5\": No such file or directory")
+        XCTAssertEqual(
+            e?.message, "write \(f.root)/sys/fs/cgroup/pids/swiftlet/test/pids.max: \"5\": No such file or directory")
         XCTAssertEqual(e?.errno, ENOENT)
         // Unknown huge page size.
-        let h = cgroupError { try m.set(resources(#"{"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]}"#), initial: true) }
-        XCTAssertEqual(h?.message, "linux.resources.hugepageLimits: page size \"3MB\" is not available (\(f.root)/sys/fs/cgroup/hugetlb/swiftlet/test/hugetlb.3MB.limit_in_bytes is missing; sizes: 2MB)")
+        let h = cgroupError {
+            try m.set(resources(#"{"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]}"#), initial: true)
+        }
+        XCTAssertEqual(
+            h?.message,
+            "linux.resources.hugepageLimits: page size \"3MB\" is not available "
+                + "(\(f.root)/sys/fs/cgroup/hugetlb/swiftlet/test/hugetlb.3MB.limit_in_bytes is missing; sizes: 2MB)"
+        )
     }
 
     func testUpdateRollsBackOnFailure() throws {
-        try m.set(resources(#"{"memory": {"limit": 100000000, "swap": 200000000}, "cpu": {"shares": 256}, "pids": {"limit": 10}}"#), initial: true)
+        try m.set(
+            resources(
+                #"{"memory": {"limit": 100000000, "swap": 200000000}, "cpu": {"shares": 256}, "pids": {"limit": 10}}"#),
+            initial: true)
         f.delete("/sys/fs/cgroup/pids/swiftlet/test/pids.max")
         let e = cgroupError {
-            try m.set(resources(#"{"memory": {"limit": 300000000, "swap": 400000000}, "cpu": {"shares": 1024, "quota": 20000}, "pids": {"limit": 20}}"#),
-                      initial: false)
+            try m.set(
+                resources(
+                    #"{"memory": {"limit": 300000000, "swap": 400000000}, "cpu": {"shares": 1024, "quota": 20000}, "pids": {"limit": 20}}"#
+                ),
+                initial: false)
         }
         XCTAssertEqual(e?.errno, ENOENT)
-        XCTAssertEqual(e?.message, "write \(f.root)/sys/fs/cgroup/pids/swiftlet/test/pids.max: \"20\": No such file or directory")
+        XCTAssertEqual(
+            e?.message, "write \(f.root)/sys/fs/cgroup/pids/swiftlet/test/pids.max: \"20\": No such file or directory")
         XCTAssertEqual(f.read(mem + "memory.limit_in_bytes"), "100000000")
         XCTAssertEqual(f.read(mem + "memory.memsw.limit_in_bytes"), "200000000")
         XCTAssertEqual(f.read(cpu + "cpu.shares"), "256")
         XCTAssertEqual(f.read(cpu + "cpu.cfs_quota_us"), "-1")
         // Restored newest first: cpu before memory, and memory before swap (swap was raised first).
         let restore = log.files().suffix(4)
-        XCTAssertEqual(Array(restore), ["cpu.cfs_quota_us", "cpu.shares", "memory.limit_in_bytes", "memory.memsw.limit_in_bytes"])
+        XCTAssertEqual(
+            Array(restore), ["cpu.cfs_quota_us", "cpu.shares", "memory.limit_in_bytes", "memory.memsw.limit_in_bytes"])
         // memory.oom_control reads as "oom_kill_disable 0 ..." but takes a number.
         log.clear()
-        _ = cgroupError { try m.set(resources(#"{"memory": {"disableOOMKiller": true}, "pids": {"limit": 3}}"#), initial: false) }
+        _ = cgroupError {
+            try m.set(resources(#"{"memory": {"disableOOMKiller": true}, "pids": {"limit": 3}}"#), initial: false)
+        }
         XCTAssertEqual(log.writes(to: "memory.oom_control"), ["1", "0"])
         // No rollback for the initial set.
         log.clear()
@@ -220,7 +258,8 @@ final class V1FixtureTests: XCTestCase {
         XCTAssertEqual(stats.memory.raw["rss"], 4096)
         XCTAssertEqual(stats.pids.current, 1)
         XCTAssertEqual(stats.pids.limit, 0, "max reads as 0")
-        XCTAssertEqual(stats.blkio.ioServiceBytesRecursive.count, 3, "BFQ files only have Total lines: throttle files used")
+        XCTAssertEqual(
+            stats.blkio.ioServiceBytesRecursive.count, 3, "BFQ files only have Total lines: throttle files used")
         XCTAssertEqual(stats.blkio.ioServicedRecursive.first, BlkioEntry(major: 8, minor: 0, op: "Read", value: 3))
         XCTAssertEqual(stats.hugetlb["2MB"], HugetlbStats())
         XCTAssertEqual(stats.cpuset.cpus, [])
@@ -228,9 +267,16 @@ final class V1FixtureTests: XCTestCase {
         XCTAssertEqual(stats.cpuset.schedRelaxDomainLevel, -1)
         XCTAssertNil(stats.cpu.psi, "no unified tree in pure v1")
         let json = encodeJSON(stats)
-        XCTAssertTrue(json.hasPrefix(#"{"cpu":{"usage":{"total":90000000,"percpu":[40000000,50000000],"percpu_kernel":[30000000,30000000],"percpu_user":[10000000,20000000],"kernel":60000000,"user":30000000},"throttling":{"periods":7,"throttledPeriods":2,"throttledTime":5000}},"cpuset":{"cpu_exclusive":0,"mem_hardwall":0,"#), json)
-        XCTAssertTrue(json.contains(#""pids":{"current":1},"blkio":{"ioServiceBytesRecursive":[{"major":8,"op":"Read","value":4096},"#), json)
-        XCTAssertTrue(json.hasSuffix(#""hugetlb":{"2MB":{"failcnt":0}},"intel_rdt":{},"network_interfaces":null}"#), json)
+        XCTAssertTrue(
+            json.hasPrefix(
+                #"{"cpu":{"usage":{"total":90000000,"percpu":[40000000,50000000],"percpu_kernel":[30000000,30000000],"percpu_user":[10000000,20000000],"kernel":60000000,"user":30000000},"throttling":{"periods":7,"throttledPeriods":2,"throttledTime":5000}},"cpuset":{"cpu_exclusive":0,"mem_hardwall":0,"#
+            ), json)
+        XCTAssertTrue(
+            json.contains(
+                #""pids":{"current":1},"blkio":{"ioServiceBytesRecursive":[{"major":8,"op":"Read","value":4096},"#),
+            json)
+        XCTAssertTrue(
+            json.hasSuffix(#""hugetlb":{"2MB":{"failcnt":0}},"intel_rdt":{},"network_interfaces":null}"#), json)
     }
 
     func testFreezeThawV1() throws {
@@ -256,13 +302,15 @@ final class V1FixtureTests: XCTestCase {
         // leave bare directories.
         for dir in Set(m.paths.values) {
             try? FileManager.default.removeItem(atPath: dir)
-            try FileManager.default.createDirectory(atPath: dir + "/child/grandchild", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: dir + "/child/grandchild", withIntermediateDirectories: true)
         }
         try m.destroy()
         XCTAssertFalse(m.exists())
         for dir in Set(m.paths.values) {
             XCTAssertFalse(FileManager.default.fileExists(atPath: dir))
-            XCTAssertTrue(FileManager.default.fileExists(atPath: (dir as NSString).deletingLastPathComponent), "parent stays")
+            XCTAssertTrue(
+                FileManager.default.fileExists(atPath: (dir as NSString).deletingLastPathComponent), "parent stays")
         }
         try m.destroy()  // idempotent
         // A directory that cannot be removed is reported.

@@ -1,6 +1,7 @@
 import Foundation
-import XCTest
 import OCI
+import XCTest
+
 @testable import Cgroups
 
 final class V2FixtureTests: XCTestCase {
@@ -22,21 +23,26 @@ final class V2FixtureTests: XCTestCase {
         f.delete("/sys/fs/cgroup/swiftlet/test")
         try m.create()
         XCTAssertTrue(f.exists("/sys/fs/cgroup/swiftlet/test"))
-        XCTAssertEqual(f.read("/sys/fs/cgroup/cgroup.subtree_control"), "+cpuset +io +hugetlb +pids +rdma +misc",
-                       "only the controllers not enabled yet")
-        XCTAssertEqual(f.read("/sys/fs/cgroup/swiftlet/cgroup.subtree_control"), "+cpuset +cpu +io +memory +hugetlb +pids +rdma +misc")
+        XCTAssertEqual(
+            f.read("/sys/fs/cgroup/cgroup.subtree_control"), "+cpuset +io +hugetlb +pids +rdma +misc",
+            "only the controllers not enabled yet")
+        XCTAssertEqual(
+            f.read("/sys/fs/cgroup/swiftlet/cgroup.subtree_control"),
+            "+cpuset +cpu +io +memory +hugetlb +pids +rdma +misc")
         XCTAssertEqual(log.writes(to: "cgroup.subtree_control").count, 2, "the leaf's subtree_control is not touched")
     }
 
     func testCreateRemovesWhatItMadeOnFailure() {
         f.delete("/sys/fs/cgroup/swiftlet")
-        let long = CgroupManager(layout: m.layout, path: "/swiftlet/" + String(repeating: "x", count: 300), fsRoot: f.root)
+        let long = CgroupManager(
+            layout: m.layout, path: "/swiftlet/" + String(repeating: "x", count: 300), fsRoot: f.root)
         XCTAssertEqual(cgroupError { try long.create() }?.errno, ENAMETOOLONG)
         XCTAssertFalse(f.exists("/sys/fs/cgroup/swiftlet"), "the level created before the failure is removed")
     }
 
     func testSetAllV2() throws {
-        let r = resources("""
+        let r = resources(
+            """
             {"memory": {"limit": 67108864, "reservation": 33554432, "swap": 134217728, "swappiness": 10, "disableOOMKiller": true},
              "cpu": {"shares": 1024, "quota": 50000, "period": 200000, "burst": 1000, "realtimeRuntime": 5, "cpus": "0-1", "mems": "0", "idle": 0},
              "pids": {"limit": 32},
@@ -67,11 +73,13 @@ final class V2FixtureTests: XCTestCase {
         XCTAssertEqual(f.read(dir + "memory.oom.group"), "1")
         XCTAssertEqual(f.read(dir + "memory.high"), "60000000")
         // runc's order: pids, memory (swap first), io, cpu, cpuset, hugetlb, rdma, unified (sorted keys).
-        XCTAssertEqual(log.files(), [
-            "pids.max", "memory.swap.max", "memory.max", "memory.low", "io.weight", "io.max", "io.max",
-            "cpu.idle", "cpu.weight", "cpu.max.burst", "cpu.max", "cpuset.cpus", "cpuset.mems",
-            "hugetlb.2MB.max", "hugetlb.2MB.rsvd.max", "rdma.max", "memory.high", "memory.oom.group",
-        ])
+        XCTAssertEqual(
+            log.files(),
+            [
+                "pids.max", "memory.swap.max", "memory.max", "memory.low", "io.weight", "io.max", "io.max",
+                "cpu.idle", "cpu.weight", "cpu.max.burst", "cpu.max", "cpuset.cpus", "cpuset.mems",
+                "hugetlb.2MB.max", "hugetlb.2MB.rsvd.max", "rdma.max", "memory.high", "memory.oom.group",
+            ])
     }
 
     func testCPUMaxForms() throws {
@@ -95,43 +103,64 @@ final class V2FixtureTests: XCTestCase {
         f.delete(dir + "memory.swap.max")
         try m.set(resources(#"{"memory": {"limit": 2000, "swap": 2000}}"#), initial: true)
         XCTAssertEqual(f.read(dir + "memory.max"), "2000")
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"memory": {"limit": 2000, "swap": 3000}}"#), initial: true) }?.errno, ENOENT)
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"memory": {"swap": 3000}}"#), initial: true) }?.message,
-                       "linux.resources.memory.swap: cannot be set without memory.limit on cgroup v2")
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"memory": {"limit": 2000, "swap": 3000}}"#), initial: true) }?.errno,
+            ENOENT)
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"memory": {"swap": 3000}}"#), initial: true) }?.message,
+            "linux.resources.memory.swap: cannot be set without memory.limit on cgroup v2")
     }
 
     func testCheckBeforeUpdate() {
-        let e = cgroupError { try m.set(resources(#"{"memory": {"limit": 1048576, "checkBeforeUpdate": true}}"#), initial: false) }
-        XCTAssertEqual(e?.message, "linux.resources.memory.limit: rejecting memory limit 1048576 <= usage 1048576 (checkBeforeUpdate)")
+        let e = cgroupError {
+            try m.set(resources(#"{"memory": {"limit": 1048576, "checkBeforeUpdate": true}}"#), initial: false)
+        }
+        XCTAssertEqual(
+            e?.message,
+            "linux.resources.memory.limit: rejecting memory limit 1048576 <= usage 1048576 (checkBeforeUpdate)")
         XCTAssertEqual(f.read(dir + "memory.max"), "max")
     }
 
     func testUnifiedErrors() {
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"unified": {"../memory.max": "1"}}"#), initial: true) }?.message,
-                       "linux.resources.unified[\"../memory.max\"]: must be a cgroup file name like \"memory.high\"")
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"unified": {"nodot": "1"}}"#), initial: true) }?.message,
-                       "linux.resources.unified[\"nodot\"]: must be a cgroup file name like \"memory.high\"")
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"unified": {"../memory.max": "1"}}"#), initial: true) }?.message,
+            "linux.resources.unified[\"../memory.max\"]: must be a cgroup file name like \"memory.high\"")
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"unified": {"nodot": "1"}}"#), initial: true) }?.message,
+            "linux.resources.unified[\"nodot\"]: must be a cgroup file name like \"memory.high\"")
         f.write(dir + "cgroup.controllers", "cpu memory\n")
         f.delete(dir + "pids.max")
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"unified": {"pids.max": "1"}}"#), initial: false) }?.message,
-                       "linux.resources.unified[\"pids.max\"]: controller \"pids\" is not available in \(f.root)/sys/fs/cgroup/swiftlet/test")
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"unified": {"pids.max": "1"}}"#), initial: false) }?.message,
+            "linux.resources.unified[\"pids.max\"]: controller \"pids\" is not available in "
+                + "\(f.root)/sys/fs/cgroup/swiftlet/test"
+        )
     }
 
     func testControllerErrors() {
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"network": {"classID": 7}}"#), initial: true) }?.message,
-                       "linux.resources.network: net_cls/net_prio do not exist on cgroup v2")
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"network": {"classID": 7}}"#), initial: true) }?.message,
+            "linux.resources.network: net_cls/net_prio do not exist on cgroup v2")
         f.write(dir + "cgroup.controllers", "cpu memory\n")
         f.delete(dir + "hugetlb.2MB.max")
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}"#), initial: true) }?.message,
-                       "linux.resources.hugepageLimits: the \"hugetlb\" controller is not available in \(f.root)/sys/fs/cgroup/swiftlet/test")
+        XCTAssertEqual(
+            cgroupError {
+                try m.set(resources(#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}"#), initial: true)
+            }?.message,
+            "linux.resources.hugepageLimits: the \"hugetlb\" controller is not available in "
+                + "\(f.root)/sys/fs/cgroup/swiftlet/test"
+        )
     }
 
     func testUpdateRollsBack() throws {
         try m.set(resources(#"{"memory": {"limit": 100000000}, "cpu": {"shares": 512}}"#), initial: true)
         f.delete(dir + "cpu.max")
         let e = cgroupError {
-            try m.set(resources(#"{"pids": {"limit": 9}, "memory": {"limit": 200000000, "swap": 300000000}, "cpu": {"shares": 2048, "quota": 1000}}"#),
-                      initial: false)
+            try m.set(
+                resources(
+                    #"{"pids": {"limit": 9}, "memory": {"limit": 200000000, "swap": 300000000}, "cpu": {"shares": 2048, "quota": 1000}}"#
+                ),
+                initial: false)
         }
         XCTAssertEqual(e?.errno, ENOENT)
         XCTAssertEqual(f.read(dir + "pids.max"), "max")
@@ -155,14 +184,24 @@ final class V2FixtureTests: XCTestCase {
         XCTAssertEqual(s.memory.swap.usage, 1_048_576, "memory + swap")
         XCTAssertEqual(s.memory.swap.limit, UInt64.max)
         XCTAssertEqual(s.pids.current, 2)
-        XCTAssertEqual(s.blkio.ioServiceBytesRecursive, [BlkioEntry(major: 8, minor: 0, op: "Read", value: 4096),
-                                                         BlkioEntry(major: 8, minor: 0, op: "Write", value: 8192)])
+        XCTAssertEqual(
+            s.blkio.ioServiceBytesRecursive,
+            [
+                BlkioEntry(major: 8, minor: 0, op: "Read", value: 4096),
+                BlkioEntry(major: 8, minor: 0, op: "Write", value: 8192),
+            ])
         XCTAssertEqual(s.blkio.ioServicedRecursive.count, 2)
         XCTAssertEqual(s.blkio.psi?.full.total, 5)
         XCTAssertEqual(s.hugetlb["2MB"]?.failcnt, 3)
         let json = encodeJSON(s)
-        XCTAssertTrue(json.hasPrefix(#"{"cpu":{"usage":{"total":1500000,"kernel":500000,"user":1000000},"throttling":{"periods":4,"throttledPeriods":1,"throttledTime":20000},"psi":{"some":{"avg10":0.5,"avg60":0.25,"avg300":0,"total":1234}}},"cpuset":{"cpu_exclusive":0,"#), json)
-        XCTAssertTrue(json.contains(#""memory":{"cache":524288,"usage":{"limit":18446744073709551615,"usage":1048576,"max":2097152,"failcnt":0},"swap":{"limit":18446744073709551615,"usage":1048576,"failcnt":0},"raw":{"anon":524288,"file":524288},"psi":{}}"#), json)
+        XCTAssertTrue(
+            json.hasPrefix(
+                #"{"cpu":{"usage":{"total":1500000,"kernel":500000,"user":1000000},"throttling":{"periods":4,"throttledPeriods":1,"throttledTime":20000},"psi":{"some":{"avg10":0.5,"avg60":0.25,"avg300":0,"total":1234}}},"cpuset":{"cpu_exclusive":0,"#
+            ), json)
+        XCTAssertTrue(
+            json.contains(
+                #""memory":{"cache":524288,"usage":{"limit":18446744073709551615,"usage":1048576,"max":2097152,"failcnt":0},"swap":{"limit":18446744073709551615,"usage":1048576,"failcnt":0},"raw":{"anon":524288,"file":524288},"psi":{}}"#
+            ), json)
         XCTAssertTrue(json.contains(#""pids":{"current":2}"#), json)
     }
 
@@ -183,7 +222,13 @@ final class V2FixtureTests: XCTestCase {
     func testPidsStatsWithoutPidsController() throws {
         f.delete(dir + "pids.current")
         f.write(dir + "cgroup.procs", "1\n2\n3\n")
-        XCTAssertEqual(try m.stats().pids, { var p = PidsStats(); p.current = 3; return p }())
+        XCTAssertEqual(
+            try m.stats().pids,
+            {
+                var p = PidsStats()
+                p.current = 3
+                return p
+            }())
     }
 }
 
@@ -204,12 +249,15 @@ final class HybridFixtureTests: XCTestCase {
         XCTAssertEqual(f.read(u + "/swiftlet/test/cgroup.procs"), "77")
 
         f.write(u + "/swiftlet/test/hugetlb.2MB.max", "max\n")
-        try m.set(resources(#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}], "memory": {"limit": 1000000}}"#), initial: true)
+        try m.set(
+            resources(#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}], "memory": {"limit": 1000000}}"#),
+            initial: true)
         XCTAssertEqual(f.read(u + "/swiftlet/test/hugetlb.2MB.max"), "2097152")
         XCTAssertEqual(f.read(u + "/cgroup.subtree_control"), "+hugetlb")
         XCTAssertEqual(f.read("/sys/fs/cgroup/memory/swiftlet/test/memory.limit_in_bytes"), "1000000")
-        XCTAssertEqual(cgroupError { try m.set(resources(#"{"unified": {"hugetlb.2MB.max": "1"}}"#), initial: true) }?.message,
-                       "linux.resources.unified: requires cgroup v2")
+        XCTAssertEqual(
+            cgroupError { try m.set(resources(#"{"unified": {"hugetlb.2MB.max": "1"}}"#), initial: true) }?.message,
+            "linux.resources.unified: requires cgroup v2")
     }
 
     /// The parts of a hybrid cgroup: init cloned into the unified tree joins the v1 hierarchies
@@ -220,7 +268,8 @@ final class HybridFixtureTests: XCTestCase {
         let log = WriteLog()
         let m = CgroupManager(layout: layout, path: "/swiftlet/test", fsRoot: f.root).logging(log)
         let u = "/sys/fs/cgroup/unified/swiftlet/test/"
-        XCTAssertEqual(m.v1TaskFiles.count, Fixture.v1Controllers.count - 2, "no hugetlb here; cpu,cpuacct once; no unified")
+        XCTAssertEqual(
+            m.v1TaskFiles.count, Fixture.v1Controllers.count - 2, "no hugetlb here; cpu,cpuacct once; no unified")
         XCTAssertFalse(m.v1TaskFiles.contains { $0.hasPrefix(f.root + "/sys/fs/cgroup/unified") })
         try m.addSelfToV1()
         XCTAssertEqual(log.writes(to: "tasks"), Array(repeating: "0", count: m.v1TaskFiles.count))
@@ -254,7 +303,8 @@ final class HybridFixtureTests: XCTestCase {
         defer { f.remove() }
         var h = layout.hierarchies
         h["freezer"] = nil
-        let m = CgroupManager(layout: .hybrid(hierarchies: h, unified: "/sys/fs/cgroup/unified"), path: "/swiftlet/test", fsRoot: f.root)
+        let m = CgroupManager(
+            layout: .hybrid(hierarchies: h, unified: "/sys/fs/cgroup/unified"), path: "/swiftlet/test", fsRoot: f.root)
         f.write("/sys/fs/cgroup/unified/swiftlet/test/cgroup.events", "populated 1\nfrozen 1\n")
         try m.freeze()
         XCTAssertEqual(f.read("/sys/fs/cgroup/unified/swiftlet/test/cgroup.freeze"), "1")

@@ -1,25 +1,33 @@
-import XCTest
-import Glibc
 import Foundation
+import Glibc
+import XCTest
+
 @testable import DBus
 
 /// DBusConnection against a fake peer on a unix socket (a thread of the test): the SASL EXTERNAL
 /// exchange, replies matched by serial, signals skipped, error replies and the deadline.
 final class ConnectionTests: XCTestCase {
     private var dir = ""
-    override func setUp() { dir = NSTemporaryDirectory() + "dbus-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))" }
+    override func setUp() {
+        dir = NSTemporaryDirectory() + "dbus-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    }
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
     /// A listening socket at `dir/bus` whose one client is served by `serve` on a thread.
-    private func fakePeer(_ serve: @escaping @Sendable (Peer) throws -> Void) throws -> (path: String, done: XCTestExpectation) {
+    private func fakePeer(_ serve: @escaping @Sendable (Peer) throws -> Void) throws -> (
+        path: String, done: XCTestExpectation
+    ) {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let path = dir + "/bus"
         let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
-        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
         XCTAssertEqual(bound, 0)
         XCTAssertEqual(listen(listener, 1), 0)
         let done = expectation(description: "peer finished")
@@ -85,7 +93,9 @@ final class ConnectionTests: XCTestCase {
             XCTAssertEqual(call.body, [.string("a.scope")])
             // A signal and a reply to another serial first: both skipped.
             var signal = DBusMessage(kind: .signal, serial: 1)
-            signal.path = "/org/freedesktop/DBus"; signal.interface = "org.freedesktop.DBus"; signal.member = "NameAcquired"
+            signal.path = "/org/freedesktop/DBus"
+            signal.interface = "org.freedesktop.DBus"
+            signal.member = "NameAcquired"
             signal.body = [.string(":1.9")]
             peer.send(signal.encode())
             var other = DBusMessage(kind: .methodReturn, serial: 2)
@@ -111,7 +121,11 @@ final class ConnectionTests: XCTestCase {
         XCTAssertThrowsError(try systemd.getUnit("b.scope", deadline: deadline)) { error in
             let e = error as? DBusError
             XCTAssertEqual(e?.name, "org.freedesktop.systemd1.NoSuchUnit")
-            XCTAssertEqual(e?.message, "org.freedesktop.systemd1.Manager.GetUnit: org.freedesktop.systemd1.NoSuchUnit: Unit b.scope not loaded.")
+            XCTAssertEqual(
+                e?.message,
+                "org.freedesktop.systemd1.Manager.GetUnit: org.freedesktop.systemd1.NoSuchUnit: Unit b.scope not "
+                    + "loaded."
+            )
         }
         wait(for: [done], timeout: 10)
     }
@@ -131,11 +145,13 @@ final class ConnectionTests: XCTestCase {
     func testEveryReadHasADeadline() throws {
         let (path, done) = try fakePeer { peer in
             _ = try peer.handshake()
-            _ = try peer.message() // and never answers
+            _ = try peer.message()  // and never answers
             Thread.sleep(forTimeInterval: 0.5)
         }
         let bus = try DBusConnection.open(path: path, deadline: nowMs() + 10_000)
-        XCTAssertThrowsError(try bus.call(destination: nil, path: "/", interface: "a.b", member: "Slow", deadline: nowMs() + 100)) { error in
+        XCTAssertThrowsError(
+            try bus.call(destination: nil, path: "/", interface: "a.b", member: "Slow", deadline: nowMs() + 100)
+        ) { error in
             XCTAssertTrue("\(error)".contains("a.b.Slow: timed out"), "\(error)")
         }
         wait(for: [done], timeout: 10)

@@ -7,12 +7,13 @@
 //           a trailers-only HEADERS. Every read is bounded by the call's deadline (poll).
 
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct GRPCError: Error, CustomStringConvertible {
-    var status: Int // the grpc-status, or -1 for a transport failure
+    var status: Int  // the grpc-status, or -1 for a transport failure
     var message: String
     var description: String { status < 0 ? "gRPC transport: \(message)" : "gRPC status \(status): \(message)" }
 }
@@ -24,7 +25,7 @@ final class GRPCClient {
     private var buffer: [UInt8] = []
     private let path: String
 
-    static let maxFrame = 16384 // SETTINGS_MAX_FRAME_SIZE default, both ways
+    static let maxFrame = 16384  // SETTINGS_MAX_FRAME_SIZE default, both ways
 
     init(socketPath: String) throws {
         path = socketPath
@@ -41,7 +42,9 @@ final class GRPCClient {
             for (i, b) in bytes.enumerated() { p[i] = b }
         }
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard rc == 0 else {
             let e = errno
@@ -73,14 +76,14 @@ final class GRPCClient {
             ("content-type", "application/grpc"), ("te", "trailers"), ("grpc-timeout", "\(Int(timeout))S"),
         ])
         precondition(headers.count <= GRPCClient.maxFrame, "request headers larger than one frame")
-        var out = frame(type: 1, flags: 0x4, stream: stream, headers) // END_HEADERS
-        let message = [0] + be32(UInt32(request.count)) + request // uncompressed
+        var out = frame(type: 1, flags: 0x4, stream: stream, headers)  // END_HEADERS
+        let message = [0] + be32(UInt32(request.count)) + request  // uncompressed
         precondition(message.count < 65535, "request larger than the initial flow-control window")
         var rest = message[...]
         repeat {
             let chunk = rest.prefix(GRPCClient.maxFrame)
             rest = rest.dropFirst(chunk.count)
-            out += frame(type: 0, flags: rest.isEmpty ? 0x1 : 0, stream: stream, Array(chunk)) // END_STREAM
+            out += frame(type: 0, flags: rest.isEmpty ? 0x1 : 0, stream: stream, Array(chunk))  // END_STREAM
         } while !rest.isEmpty
         try send(out)
         return try receive(stream: stream, method: method, deadline: deadline)
@@ -91,48 +94,51 @@ final class GRPCClient {
     private func receive(stream: UInt32, method: String, deadline: Date) throws -> [UInt8] {
         var data: [UInt8] = []
         var fields: [(String, String)] = []
-        var block: [UInt8] = [] // a header block spread over HEADERS + CONTINUATION
+        var block: [UInt8] = []  // a header block spread over HEADERS + CONTINUATION
         var blockEndsStream = false
         while true {
             let (type, flags, sid, payload) = try readFrame(deadline: deadline)
             switch type {
-            case 0 where sid == stream: // DATA
+            case 0 where sid == stream:  // DATA
                 data += try unpad(payload, flags: flags)
-                if !payload.isEmpty { // give the window back, connection and stream
-                    try send(frame(type: 8, flags: 0, stream: 0, be32(UInt32(payload.count)))
-                             + frame(type: 8, flags: 0, stream: stream, be32(UInt32(payload.count))))
+                if !payload.isEmpty {  // give the window back, connection and stream
+                    try send(
+                        frame(type: 8, flags: 0, stream: 0, be32(UInt32(payload.count)))
+                            + frame(type: 8, flags: 0, stream: stream, be32(UInt32(payload.count))))
                 }
                 if flags & 0x1 != 0 { throw GRPCError(status: -1, message: "\(method): stream ended without trailers") }
-            case 1 where sid == stream, 9 where sid == stream: // HEADERS, CONTINUATION
+            case 1 where sid == stream, 9 where sid == stream:  // HEADERS, CONTINUATION
                 var p = type == 1 ? try unpad(payload, flags: flags) : payload
                 if type == 1 {
-                    if flags & 0x20 != 0 { p = Array(p.dropFirst(5)) } // PRIORITY fields
+                    if flags & 0x20 != 0 { p = Array(p.dropFirst(5)) }  // PRIORITY fields
                     blockEndsStream = flags & 0x1 != 0
                 }
                 block += p
-                if flags & 0x4 != 0 { // END_HEADERS
+                if flags & 0x4 != 0 {  // END_HEADERS
                     fields += try decoder.decode(block)
                     block = []
                     if blockEndsStream { return try finish(method: method, fields: fields, data: data) }
                 }
-            case 3 where sid == stream: // RST_STREAM
+            case 3 where sid == stream:  // RST_STREAM
                 throw GRPCError(status: -1, message: "\(method): stream reset, HTTP/2 error \(u32(payload, 0))")
-            case 4 where flags & 0x1 == 0: // SETTINGS (not an ACK): acknowledge
+            case 4 where flags & 0x1 == 0:  // SETTINGS (not an ACK): acknowledge
                 try send(frame(type: 4, flags: 0x1, stream: 0, []))
-            case 6 where flags & 0x1 == 0: // PING: answer with the same payload
+            case 6 where flags & 0x1 == 0:  // PING: answer with the same payload
                 try send(frame(type: 6, flags: 0x1, stream: 0, payload))
-            case 7: // GOAWAY
+            case 7:  // GOAWAY
                 let text = String(decoding: payload.dropFirst(8), as: UTF8.self)
                 throw GRPCError(status: -1, message: "\(method): GOAWAY, error \(u32(payload, 4)) \(text)")
             default:
-                break // WINDOW_UPDATE, acks, PRIORITY, frames of other streams
+                break  // WINDOW_UPDATE, acks, PRIORITY, frames of other streams
             }
         }
     }
 
     private func finish(method: String, fields: [(String, String)], data: [UInt8]) throws -> [UInt8] {
         let status = fields.first { $0.0 == ":status" }?.1
-        guard status == "200" else { throw GRPCError(status: -1, message: "\(method): HTTP status \(status ?? "none")") }
+        guard status == "200" else {
+            throw GRPCError(status: -1, message: "\(method): HTTP status \(status ?? "none")")
+        }
         guard let grpcStatus = fields.last(where: { $0.0 == "grpc-status" }).flatMap({ Int($0.1) }) else {
             throw GRPCError(status: -1, message: "\(method): no grpc-status in the trailers")
         }
@@ -148,7 +154,7 @@ final class GRPCClient {
     }
 
     private func unpad(_ p: [UInt8], flags: UInt8) throws -> [UInt8] {
-        guard flags & 0x8 != 0 else { return p } // PADDED
+        guard flags & 0x8 != 0 else { return p }  // PADDED
         guard let padLength = p.first, Int(padLength) < p.count else {
             throw GRPCError(status: -1, message: "bad padding")
         }
@@ -176,7 +182,8 @@ final class GRPCClient {
             let got = Glibc.read(fd, &chunk, chunk.count)
             if got < 0 && errno == EINTR { continue }
             guard got > 0 else {
-                throw GRPCError(status: -1, message: got == 0 ? "connection closed" : "read: \(String(cString: strerror(errno)))")
+                throw GRPCError(
+                    status: -1, message: got == 0 ? "connection closed" : "read: \(String(cString: strerror(errno)))")
             }
             buffer += chunk[0..<got]
         }
@@ -200,7 +207,9 @@ final class GRPCClient {
         return [UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff), type, flags] + be32(stream) + payload
     }
 
-    private func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)] }
+    private func be32(_ v: UInt32) -> [UInt8] {
+        [UInt8(v >> 24), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)]
+    }
     private func u32(_ b: [UInt8], _ at: Int) -> UInt32 {
         guard b.count >= at + 4 else { return 0 }
         return UInt32(b[at]) << 24 | UInt32(b[at + 1]) << 16 | UInt32(b[at + 2]) << 8 | UInt32(b[at + 3])

@@ -5,7 +5,10 @@
 
 enum HPACKError: Error, CustomStringConvertible {
     case malformed(String)
-    var description: String { if case .malformed(let m) = self { return "HPACK: \(m)" }; return "HPACK" }
+    var description: String {
+        if case .malformed(let m) = self { return "HPACK: \(m)" }
+        return "HPACK"
+    }
 }
 
 enum HPACK {
@@ -61,23 +64,23 @@ enum HPACK {
     /// (last code of the previous length + 1) shifted left, so the lengths alone rebuild the table
     /// (HPACKTests checks the result against the RFC's hex codes and its Appendix C examples).
     static let huffmanLengths: [UInt8] = [
-        13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28, // 0-15
-        28, 28, 28, 28, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 28, // 16-31
-        6, 10, 10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6, //           ' ' - '/'
-        5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6, 12, 10, //               '0' - '?'
-        13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, //                 '@' - 'O'
-        7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6, //              'P' - '_'
-        15, 5, 6, 5, 6, 5, 6, 6, 6, 5, 7, 7, 6, 6, 6, 5, //                 '`' - 'o'
-        6, 7, 6, 5, 5, 6, 7, 7, 7, 7, 7, 15, 11, 14, 13, 28, //             'p' - 127
-        20, 22, 20, 20, 22, 22, 22, 23, 22, 23, 23, 23, 23, 23, 24, 23, // 128-143
-        24, 24, 22, 23, 24, 23, 23, 23, 23, 21, 22, 23, 22, 23, 23, 24, // 144-159
-        22, 21, 20, 22, 22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23, // 160-175
-        21, 21, 22, 21, 23, 22, 23, 23, 20, 22, 22, 22, 23, 22, 22, 23, // 176-191
-        26, 26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25, // 192-207
-        19, 21, 26, 27, 27, 26, 27, 24, 21, 21, 26, 26, 28, 27, 27, 27, // 208-223
-        20, 24, 20, 21, 22, 21, 21, 23, 22, 22, 25, 25, 24, 24, 26, 23, // 224-239
-        26, 27, 26, 26, 27, 27, 27, 27, 27, 28, 27, 27, 27, 27, 27, 26, // 240-255
-        30, //                                                              EOS
+        13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28,  // 0-15
+        28, 28, 28, 28, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 28,  // 16-31
+        6, 10, 10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6,  //           ' ' - '/'
+        5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6, 12, 10,  //               '0' - '?'
+        13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,  //                 '@' - 'O'
+        7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6,  //              'P' - '_'
+        15, 5, 6, 5, 6, 5, 6, 6, 6, 5, 7, 7, 6, 6, 6, 5,  //                 '`' - 'o'
+        6, 7, 6, 5, 5, 6, 7, 7, 7, 7, 7, 15, 11, 14, 13, 28,  //             'p' - 127
+        20, 22, 20, 20, 22, 22, 22, 23, 22, 23, 23, 23, 23, 23, 24, 23,  // 128-143
+        24, 24, 22, 23, 24, 23, 23, 23, 23, 21, 22, 23, 22, 23, 23, 24,  // 144-159
+        22, 21, 20, 22, 22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23,  // 160-175
+        21, 21, 22, 21, 23, 22, 23, 23, 20, 22, 22, 22, 23, 22, 22, 23,  // 176-191
+        26, 26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25,  // 192-207
+        19, 21, 26, 27, 27, 26, 27, 24, 21, 21, 26, 26, 28, 27, 27, 27,  // 208-223
+        20, 24, 20, 21, 22, 21, 21, 23, 22, 22, 25, 25, 24, 24, 26, 23,  // 224-239
+        26, 27, 26, 26, 27, 27, 27, 27, 27, 28, 27, 27, 27, 27, 27, 26,  // 240-255
+        30,  //                                                              EOS
     ]
 
     /// (code, length) for each symbol, rebuilt canonically from `huffmanLengths`.
@@ -150,8 +153,8 @@ enum HPACK {
 
 /// Decodes header blocks of one connection (the dynamic table lives across blocks, section 2.3.2).
 struct HPACKDecoder {
-    private(set) var dynamicTable: [(String, String)] = [] // newest first
-    private(set) var maxSize = 4096 // SETTINGS_HEADER_TABLE_SIZE default; we never announce another
+    private(set) var dynamicTable: [(String, String)] = []  // newest first
+    private(set) var maxSize = 4096  // SETTINGS_HEADER_TABLE_SIZE default; we never announce another
     private var size: Int { dynamicTable.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 32 } }
 
     mutating func decode(_ block: [UInt8]) throws(HPACKError) -> [(String, String)] {
@@ -159,18 +162,18 @@ struct HPACKDecoder {
         var i = 0
         while i < block.count {
             let b = block[i]
-            if b & 0x80 != 0 { // 6.1 indexed
+            if b & 0x80 != 0 {  // 6.1 indexed
                 headers.append(try entry(try integer(block, &i, prefixBits: 7)))
-            } else if b & 0x40 != 0 { // 6.2.1 literal with incremental indexing
+            } else if b & 0x40 != 0 {  // 6.2.1 literal with incremental indexing
                 let field = try literal(block, &i, prefixBits: 6)
                 headers.append(field)
                 insert(field)
-            } else if b & 0x20 != 0 { // 6.3 dynamic table size update
+            } else if b & 0x20 != 0 {  // 6.3 dynamic table size update
                 let newSize = try integer(block, &i, prefixBits: 5)
                 guard newSize <= 4096 else { throw .malformed("table size update \(newSize) above 4096") }
                 maxSize = newSize
                 evict()
-            } else { // 6.2.2 without indexing, 6.2.3 never indexed
+            } else {  // 6.2.2 without indexing, 6.2.3 never indexed
                 headers.append(try literal(block, &i, prefixBits: 4))
             }
         }

@@ -13,15 +13,16 @@
 // UTS) namespace, as there is no CNI here; their PID and IPC namespaces are their own.
 
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 final class PrivateContainerd {
     static let image = "localhost/swiftlet-cri-busybox:latest"
-    static let pauseCommand = "999999" // the image's `sleep` argument: marks sandbox processes
+    static let pauseCommand = "999999"  // the image's `sleep` argument: marks sandbox processes
 
     let dir: String
     var socket: String { dir + "/c.sock" }
@@ -35,7 +36,9 @@ final class PrivateContainerd {
     /// name; nil when there is none (a runtime binary without a monitor beside it, e.g. /usr/sbin/runc).
     static var shimBinary: String? {
         let env = ProcessInfo.processInfo.environment["SWIFTLET_SHIM"] ?? ""
-        let beside = URL(fileURLWithPath: Runtime.binary).deletingLastPathComponent().appendingPathComponent("containerd-shim-swiftlet-v2").path
+        let beside = URL(fileURLWithPath: Runtime.binary).deletingLastPathComponent().appendingPathComponent(
+            "containerd-shim-swiftlet-v2"
+        ).path
         let candidates = env.isEmpty ? [beside, Runtime.monitor] : [env]
         return candidates.first { access($0, X_OK) == 0 }.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
     }
@@ -121,17 +124,20 @@ final class PrivateContainerd {
         // own binary, else on PATH. A copy of the shim (not a link, which /proc/self/exe resolves) with
         // a `swiftlet` link beside it makes that SWIFTLET_BINARY either way.
         if let shim {
-            try FileManager.default.copyItem(atPath: URL(fileURLWithPath: shim).resolvingSymlinksInPath().path,
-                                             toPath: bin + "/containerd-shim-swiftlet-v2")
+            try FileManager.default.copyItem(
+                atPath: URL(fileURLWithPath: shim).resolvingSymlinksInPath().path,
+                toPath: bin + "/containerd-shim-swiftlet-v2")
             try FileManager.default.createSymbolicLink(atPath: bin + "/swiftlet", withDestinationPath: Runtime.binary)
         }
         try config(shim: shim).write(toFile: dir + "/config.toml", atomically: true, encoding: .utf8)
         let log = dir + "/containerd.log"
         let env = ["PATH=\(bin):/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
-        pid = try spawnDaemon(findExecutable("containerd") ?? "containerd", ["--config", dir + "/config.toml"],
-                              log: log, environment: env)
+        pid = try spawnDaemon(
+            findExecutable("containerd") ?? "containerd", ["--config", dir + "/config.toml"],
+            log: log, environment: env)
         let up = waitUntil(timeout: 60) {
-            runProgram(findExecutable("ctr") ?? "ctr", ["--address", socket, "version"], timeout: 10).status == 0 || !processAlive(pid)
+            runProgram(findExecutable("ctr") ?? "ctr", ["--address", socket, "version"], timeout: 10).status == 0
+                || !processAlive(pid)
         }
         guard up, processAlive(pid) else {
             throw TestSupportError("containerd did not come up:\n\(tail(log))")
@@ -141,9 +147,12 @@ final class PrivateContainerd {
     /// The test rootfs as an OCI image (built once per test process), imported into namespace k8s.io.
     private func importImage() throws {
         let tarball = try PrivateContainerd.imageTarball()
-        let r = runProgram(findExecutable("ctr") ?? "ctr",
-                           ["--address", socket, "--namespace", "k8s.io", "image", "import",
-                            "--base-name", "localhost/swiftlet-cri-busybox", tarball], timeout: 120)
+        let r = runProgram(
+            findExecutable("ctr") ?? "ctr",
+            [
+                "--address", socket, "--namespace", "k8s.io", "image", "import",
+                "--base-name", "localhost/swiftlet-cri-busybox", tarball,
+            ], timeout: 120)
         guard r.status == 0 else { throw TestSupportError("ctr image import: \(r)") }
     }
 
@@ -160,8 +169,11 @@ final class PrivateContainerd {
             ["rm", "-rf", work + "/unpack/rootfs"],
             ["cp", "-a", Runtime.rootfs, work + "/unpack/rootfs"],
             ["umoci", "repack", "--image", oci + ":latest", work + "/unpack"],
-            ["umoci", "config", "--image", oci + ":latest", "--config.cmd", "/bin/sleep", "--config.cmd", pauseCommand,
-             "--config.env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+            [
+                "umoci", "config", "--image", oci + ":latest", "--config.cmd", "/bin/sleep", "--config.cmd",
+                pauseCommand,
+                "--config.env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            ],
             ["tar", "-C", oci, "-cf", work + "/image.tar", "."],
             ["rm", "-rf", work + "/unpack"],
         ]
@@ -222,7 +234,9 @@ func mountsBelow(_ path: String) -> [String] {
 func processesWithCommandLine(containing s: String) -> [Int32] {
     let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
     return pids.filter { pid in
-        guard pid != getpid(), let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        guard pid != getpid(), let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else {
+            return false
+        }
         return String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(s) && processAlive(pid)
     }
 }
@@ -238,7 +252,8 @@ func processesInCgroup(containing s: String) -> [Int32] {
 
 /// `PATH` lookup of a tool.
 func findExecutable(_ name: String) -> String? {
-    for d in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] where access(d + "/" + name, X_OK) == 0 {
+    for d in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+    where access(d + "/" + name, X_OK) == 0 {
         return d + "/" + name
     }
     return nil
@@ -261,7 +276,7 @@ func spawnDaemon(_ path: String, _ args: [String], log: String, environment: [St
     var all = sigset_t()
     sigfillset(&all)
     posix_spawnattr_setsigdefault(&attr, &all)
-    let setsid: Int32 = 0x80 // POSIX_SPAWN_SETSID (glibc >= 2.26), which Swift's Glibc module lacks
+    let setsid: Int32 = 0x80  // POSIX_SPAWN_SETSID (glibc >= 2.26), which Swift's Glibc module lacks
     posix_spawnattr_setflags(&attr, Int16(setsid | Int32(POSIX_SPAWN_SETSIGMASK) | Int32(POSIX_SPAWN_SETSIGDEF)))
     let argv = ([path] + args).map { strdup($0) } + [nil]
     let envp = environment.map { strdup($0) } + [nil]

@@ -16,18 +16,23 @@ struct CRIPod {
     /// PodSandboxConfig. Network is the node's (NamespaceMode NODE = 2: no CNI on the test machine),
     /// PID and IPC are the pod's own (POD = 0).
     func config(_ w: inout ProtoWriter) {
-        w.message(1) { m in // metadata
+        w.message(1) { m in  // metadata
             m.string(1, name)
             m.string(2, uid)
             m.string(3, namespace)
         }
         w.string(3, logDirectory)
-        w.message(8) { linux in // LinuxPodSandboxConfig
+        w.message(8) { linux in  // LinuxPodSandboxConfig
             linux.string(1, cgroupParent)
-            linux.message(2) { sc in // LinuxSandboxSecurityContext
-                sc.message(1) { ns in ns.int32(1, 2) } // namespace_options: network NODE
+            linux.message(2) { sc in  // LinuxSandboxSecurityContext
+                sc.message(1) { ns in ns.int32(1, 2) }  // namespace_options: network NODE
             }
-            for (k, v) in sysctls.sorted(by: { $0.key < $1.key }) { linux.message(3) { e in e.string(1, k); e.string(2, v) } }
+            for (k, v) in sysctls.sorted(by: { $0.key < $1.key }) {
+                linux.message(3) { e in
+                    e.string(1, k)
+                    e.string(2, v)
+                }
+            }
         }
     }
 }
@@ -39,12 +44,12 @@ struct CRIContainer {
     var logPath: String
 
     func config(_ w: inout ProtoWriter) {
-        w.message(1) { m in m.string(1, name) } // metadata
+        w.message(1) { m in m.string(1, name) }  // metadata
         w.message(2) { i in i.string(1, image) }
         for c in command { w.string(3, c) }
         w.string(11, logPath)
-        w.message(15) { linux in // LinuxContainerConfig
-            linux.message(2) { sc in // LinuxContainerSecurityContext.namespace_options: NODE, POD, POD
+        w.message(15) { linux in  // LinuxContainerConfig
+            linux.message(2) { sc in  // LinuxContainerSecurityContext.namespace_options: NODE, POD, POD
                 sc.message(3) { ns in ns.int32(1, 2) }
             }
         }
@@ -52,7 +57,8 @@ struct CRIContainer {
 }
 
 enum CRIState: Int {
-    case created = 0, running, exited, unknown
+    case created = 0
+    case running, exited, unknown
 }
 
 struct CRIContainerStatus {
@@ -68,8 +74,10 @@ struct CRI {
 
     static let image = "/runtime.v1.ImageService/"
 
-    private func call(_ method: String, service: String = CRI.runtime, timeout: Double = 60,
-                      _ build: (inout ProtoWriter) -> Void) throws -> [(field: Int, value: ProtoValue)] {
+    private func call(
+        _ method: String, service: String = CRI.runtime, timeout: Double = 60,
+        _ build: (inout ProtoWriter) -> Void
+    ) throws -> [(field: Int, value: ProtoValue)] {
         var w = ProtoWriter()
         build(&w)
         return try ProtoReader.fields(try client.call(service + method, w.bytes, timeout: timeout))
@@ -128,13 +136,16 @@ struct CRI {
     func containerStatus(_ id: String) throws -> CRIContainerStatus {
         let f = try call("ContainerStatus") { $0.string(1, id) }
         let s = try message(f, 1)
-        return CRIContainerStatus(state: CRIState(rawValue: Int(uint(s, 3))) ?? .unknown,
-                                  exitCode: Int32(truncatingIfNeeded: Int64(bitPattern: uint(s, 7))),
-                                  logPath: string(s, 15))
+        return CRIContainerStatus(
+            state: CRIState(rawValue: Int(uint(s, 3))) ?? .unknown,
+            exitCode: Int32(truncatingIfNeeded: Int64(bitPattern: uint(s, 7))),
+            logPath: string(s, 15))
     }
 
     /// ExecSync: (stdout, stderr, exit code).
-    func execSync(_ id: String, _ cmd: [String], timeout seconds: Int32 = 30) throws -> (stdout: String, stderr: String, exitCode: Int32) {
+    func execSync(_ id: String, _ cmd: [String], timeout seconds: Int32 = 30) throws -> (
+        stdout: String, stderr: String, exitCode: Int32
+    ) {
         let f = try call("ExecSync", timeout: Double(seconds) + 60) { w in
             w.string(1, id)
             for c in cmd { w.string(2, c) }
@@ -147,7 +158,9 @@ struct CRI {
     func listContainers(pod podID: String) throws -> [String] {
         let f = try call("ListContainers") { w in w.message(1) { $0.string(3, podID) } }
         return try f.filter { $0.field == 1 }.map { entry in
-            guard let bytes = entry.value.data else { throw GRPCError(status: -1, message: "Container is not a message") }
+            guard let bytes = entry.value.data else {
+                throw GRPCError(status: -1, message: "Container is not a message")
+            }
             return string(try ProtoReader.fields(bytes), 1)
         }
     }

@@ -13,10 +13,11 @@
 // with SWIFTLET_BINARY=/usr/sbin/runc and no SWIFTLET_MONITOR).
 
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 final class CRISmokeTests: XCTestCase {
@@ -41,7 +42,9 @@ final class CRISmokeTests: XCTestCase {
         cri = nil
         if let c = containerd {
             c.stopDaemon()
-            let left = cgroupParents.flatMap { processesInCgroup(containing: $0) } + processesWithCommandLine(containing: c.socket)
+            let left =
+                cgroupParents.flatMap { processesInCgroup(containing: $0) }
+                + processesWithCommandLine(containing: c.socket)
             for pid in Set(left) { kill(pid, SIGKILL) }
             waitUntil(timeout: 10) { cgroupParents.allSatisfy { processesInCgroup(containing: $0).isEmpty } }
             for id in podIDs { if let s = runcShimSocket(c, id) { unlink(s) } }
@@ -62,7 +65,8 @@ final class CRISmokeTests: XCTestCase {
 
     func testSwiftletShim() throws {
         guard PrivateContainerd.shimBinary != nil else {
-            throw XCTSkip("no containerd-shim-swiftlet-v2: set SWIFTLET_SHIM or SWIFTLET_MONITOR (the monitor is the shim)")
+            throw XCTSkip(
+                "no containerd-shim-swiftlet-v2: set SWIFTLET_SHIM or SWIFTLET_MONITOR (the monitor is the shim)")
         }
         let c = try startContainerd()
         let cri = try connect(c)
@@ -70,7 +74,7 @@ final class CRISmokeTests: XCTestCase {
         let pod = try startPod(cri, c, handler: "swiftlet")
         try checkPod(cri, pod)
         try finishPod(cri, c, pod)
-        try checkPod(cri, neighbour) // untouched by the other shim's pod going away
+        try checkPod(cri, neighbour)  // untouched by the other shim's pod going away
         try finishPod(cri, c, neighbour)
         XCTAssertEqual(mountsBelow(c.dir), [], "mounts left below containerd's dirs")
     }
@@ -113,15 +117,16 @@ final class CRISmokeTests: XCTestCase {
 
     private func startPod(_ cri: CRI, _ c: PrivateContainerd, handler: String) throws -> Pod {
         let token = String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        var msgmax = Int.random(in: 9000...60000) // also names the container's `sleep`: one per pod
+        var msgmax = Int.random(in: 9000...60000)  // also names the container's `sleep`: one per pod
         while usedMsgmax.contains(msgmax) { msgmax = Int.random(in: 9000...60000) }
         usedMsgmax.insert(msgmax)
         let parent = "/swiftlet-cri-\(token)"
         cgroupParents.append(parent)
         let logs = c.dir + "/logs/" + token
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
-        let config = CRIPod(name: "pod-\(token)", uid: UUID().uuidString.lowercased(), logDirectory: logs,
-                            cgroupParent: parent, sysctls: ["kernel.msgmax": "\(msgmax)"])
+        let config = CRIPod(
+            name: "pod-\(token)", uid: UUID().uuidString.lowercased(), logDirectory: logs,
+            cgroupParent: parent, sysctls: ["kernel.msgmax": "\(msgmax)"])
         let id: String
         do {
             id = try cri.runPodSandbox(config, handler: handler)
@@ -134,13 +139,16 @@ final class CRISmokeTests: XCTestCase {
         XCTAssertTrue(status.ready, "pod \(id) not ready")
         XCTAssertEqual(status.handler, handler)
 
-        let spec = CRIContainer(name: "main", image: PrivateContainerd.image,
-                                command: ["sh", "-c", "echo out-\(token); echo err-\(token) >&2; exec sleep 7\(msgmax)"],
-                                logPath: "main/0.log")
+        let spec = CRIContainer(
+            name: "main", image: PrivateContainerd.image,
+            command: ["sh", "-c", "echo out-\(token); echo err-\(token) >&2; exec sleep 7\(msgmax)"],
+            logPath: "main/0.log")
         let container = try cri.createContainer(pod: id, spec, sandbox: config)
         XCTAssertEqual(try cri.containerStatus(container).state, .created)
         try cri.startContainer(container)
-        return Pod(config: config, handler: handler, id: id, container: container, token: token, msgmax: msgmax, logFile: logs + "/main/0.log")
+        return Pod(
+            config: config, handler: handler, id: id, container: container, token: token, msgmax: msgmax,
+            logFile: logs + "/main/0.log")
     }
 
     private func checkPod(_ cri: CRI, _ pod: Pod) throws {
@@ -157,7 +165,8 @@ final class CRISmokeTests: XCTestCase {
         // PID 1 of the container's PID namespace is the sandbox's process: one PID namespace.
         let pid1 = try cri.execSync(pod.container, ["cat", "/proc/1/cmdline"])
         XCTAssertEqual(pid1.stdout, "/bin/sleep\0\(PrivateContainerd.pauseCommand)\0")
-        let exec = try cri.execSync(pod.container, ["sh", "-c", "echo x-\(pod.token); echo y-\(pod.token) >&2; exit 3"])
+        let exec = try cri.execSync(
+            pod.container, ["sh", "-c", "echo x-\(pod.token); echo y-\(pod.token) >&2; exit 3"])
         XCTAssertEqual(exec.stdout, "x-\(pod.token)\n")
         XCTAssertEqual(exec.stderr, "y-\(pod.token)\n")
         XCTAssertEqual(exec.exitCode, 3)
@@ -165,7 +174,8 @@ final class CRISmokeTests: XCTestCase {
         // CRI log format: "<RFC 3339 nano time> <stream> <P|F> <text>", one line each.
         var lines: [String] = []
         waitUntil(timeout: 30) {
-            lines = ((try? String(contentsOfFile: pod.logFile, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+            lines = ((try? String(contentsOfFile: pod.logFile, encoding: .utf8)) ?? "").split(separator: "\n").map(
+                String.init)
             return lines.count >= 2
         }
         let pattern = #"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9:]+) (stdout|stderr) F (.*)$"#
@@ -173,7 +183,8 @@ final class CRISmokeTests: XCTestCase {
         var seen: [String] = []
         for line in lines {
             guard let m = regex.firstMatch(in: line, range: NSRange(line.startIndex..., in: line)),
-                  let stream = Range(m.range(at: 2), in: line), let text = Range(m.range(at: 3), in: line) else {
+                let stream = Range(m.range(at: 2), in: line), let text = Range(m.range(at: 3), in: line)
+            else {
                 XCTFail("not a CRI log line: \(line.debugDescription)")
                 continue
             }
@@ -189,7 +200,7 @@ final class CRISmokeTests: XCTestCase {
         XCTAssertEqual(stopped.exitCode, 143, "sleep killed by SIGTERM")
         try cri.removeContainer(pod.container)
         XCTAssertEqual(try cri.listContainers(pod: pod.id), [])
-        XCTAssertThrowsError(try cri.containerStatus(pod.container)) { error in // gRPC NOT_FOUND
+        XCTAssertThrowsError(try cri.containerStatus(pod.container)) { error in  // gRPC NOT_FOUND
             XCTAssertEqual((error as? GRPCError)?.status, 5, "\(error)")
         }
         try cri.stopPodSandbox(pod.id)
@@ -203,16 +214,22 @@ final class CRISmokeTests: XCTestCase {
     /// While the pod runs, each leftover check finds what it looks for (so that finding nothing later
     /// means something): the shim, the pod's processes, its mounts, its cgroups.
     private func assertLeftoverChecksSee(_ pod: Pod, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertFalse((processesWithCommandLine(containing: pod.id) + processesWithCommandLine(containing: pod.container)).isEmpty,
-                       "no shim found for \(pod.id)", file: file, line: line)
-        XCTAssertGreaterThanOrEqual(processesInCgroup(containing: pod.config.cgroupParent).count, 2, "pause and container", file: file, line: line)
+        XCTAssertFalse(
+            (processesWithCommandLine(containing: pod.id) + processesWithCommandLine(containing: pod.container))
+                .isEmpty,
+            "no shim found for \(pod.id)", file: file, line: line)
+        XCTAssertGreaterThanOrEqual(
+            processesInCgroup(containing: pod.config.cgroupParent).count, 2, "pause and container", file: file,
+            line: line)
         XCTAssertEqual(processesWithCommandLine(containing: "sleep 7\(pod.msgmax)").count, 1, file: file, line: line)
         XCTAssertFalse(mountsContaining(pod.id).isEmpty, "no mount of the sandbox", file: file, line: line)
-        XCTAssertFalse(cgroupChildren(pod.config.cgroupParent).isEmpty, "no cgroup below the pod's parent", file: file, line: line)
-        if pod.handler == "swiftlet-runc" { // where containerd-shim-runc-v2 mounts and keeps state
+        XCTAssertFalse(
+            cgroupChildren(pod.config.cgroupParent).isEmpty, "no cgroup below the pod's parent", file: file, line: line)
+        if pod.handler == "swiftlet-runc" {  // where containerd-shim-runc-v2 mounts and keeps state
             XCTAssertFalse(mountsContaining(pod.container).isEmpty, "no mount of the container", file: file, line: line)
             if let c = containerd, let socket = runcShimSocket(c, pod.id) {
-                XCTAssertTrue(FileManager.default.fileExists(atPath: socket), "no shim socket \(socket)", file: file, line: line)
+                XCTAssertTrue(
+                    FileManager.default.fileExists(atPath: socket), "no shim socket \(socket)", file: file, line: line)
             }
             XCTAssertEqual(runtimeStates(pod).sorted(), [pod.id, pod.container].sorted(), file: file, line: line)
         }
@@ -234,20 +251,31 @@ final class CRISmokeTests: XCTestCase {
         }
     }
 
-    private func assertNothingLeft(_ pod: Pod, _ c: PrivateContainerd, file: StaticString = #filePath, line: UInt = #line) {
+    private func assertNothingLeft(
+        _ pod: Pod, _ c: PrivateContainerd, file: StaticString = #filePath, line: UInt = #line
+    ) {
         let parent = pod.config.cgroupParent
         // A shim runs with -id <sandbox id> (one per pod, as runc's) or <container id>; the pod's
         // processes were in cgroups below the parent.
-        let shims = { processesWithCommandLine(containing: pod.id) + processesWithCommandLine(containing: pod.container) }
-        XCTAssertTrue(waitUntil(timeout: 60) { shims().isEmpty }, "shim left: \(shims().map(commandLine))", file: file, line: line)
-        XCTAssertTrue(waitUntil(timeout: 60) { processesInCgroup(containing: parent).isEmpty },
-                      "processes left in \(parent): \(processesInCgroup(containing: parent))", file: file, line: line)
-        XCTAssertEqual(processesWithCommandLine(containing: "sleep 7\(pod.msgmax)"), [], "container process left", file: file, line: line)
-        XCTAssertEqual(mountsContaining(pod.id) + mountsContaining(pod.container), [], "mounts left", file: file, line: line)
+        let shims = {
+            processesWithCommandLine(containing: pod.id) + processesWithCommandLine(containing: pod.container)
+        }
+        XCTAssertTrue(
+            waitUntil(timeout: 60) { shims().isEmpty }, "shim left: \(shims().map(commandLine))", file: file, line: line
+        )
+        XCTAssertTrue(
+            waitUntil(timeout: 60) { processesInCgroup(containing: parent).isEmpty },
+            "processes left in \(parent): \(processesInCgroup(containing: parent))", file: file, line: line)
+        XCTAssertEqual(
+            processesWithCommandLine(containing: "sleep 7\(pod.msgmax)"), [], "container process left", file: file,
+            line: line)
+        XCTAssertEqual(
+            mountsContaining(pod.id) + mountsContaining(pod.container), [], "mounts left", file: file, line: line)
         XCTAssertEqual(cgroupChildren(parent), [], "cgroups left below \(parent)", file: file, line: line)
         XCTAssertEqual(runtimeStates(pod), [], "runtime state left", file: file, line: line)
         if pod.handler == "swiftlet-runc", let socket = runcShimSocket(c, pod.id) {
-            XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "shim socket left: \(socket)", file: file, line: line)
+            XCTAssertFalse(
+                FileManager.default.fileExists(atPath: socket), "shim socket left: \(socket)", file: file, line: line)
         }
     }
 
@@ -260,14 +288,17 @@ final class CRISmokeTests: XCTestCase {
     private func cgroupDirs(_ parent: String) -> [String] {
         let base = "/sys/fs/cgroup"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
-        return (names.map { "\(base)/\($0)\(parent)" } + ["\(base)\(parent)"]).filter { FileManager.default.fileExists(atPath: $0) }
+        return (names.map { "\(base)/\($0)\(parent)" } + ["\(base)\(parent)"]).filter {
+            FileManager.default.fileExists(atPath: $0)
+        }
     }
 
     private func cgroupChildren(_ parent: String) -> [String] {
         cgroupDirs(parent).flatMap { dir in
             ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).compactMap { name in
                 var isDir: ObjCBool = false
-                return FileManager.default.fileExists(atPath: dir + "/" + name, isDirectory: &isDir) && isDir.boolValue ? dir + "/" + name : nil
+                return FileManager.default.fileExists(atPath: dir + "/" + name, isDirectory: &isDir) && isDir.boolValue
+                    ? dir + "/" + name : nil
             }
         }
     }

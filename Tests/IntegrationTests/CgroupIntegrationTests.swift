@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// Cgroups on the host's real hierarchies (hybrid v1 here; the qemu VM runs the same tests on v2).
 final class CgroupIntegrationTests: ContainerTestCase {
@@ -10,8 +10,9 @@ final class CgroupIntegrationTests: ContainerTestCase {
         guard r.status == 0 else { return nil }
         let statePath = root.path + "/" + id + "/state.json"
         guard let data = FileManager.default.contents(atPath: statePath),
-              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let paths = obj["cgroupPaths"] as? [String: String] else { return nil }
+            let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let paths = obj["cgroupPaths"] as? [String: String]
+        else { return nil }
         return paths[controller] ?? paths[""]
     }
 
@@ -28,9 +29,14 @@ final class CgroupIntegrationTests: ContainerTestCase {
     func testLimitsVisibleInsideAndCgroupRemovedOnDelete() throws {
         let b = try bundle { spec in
             ContainerTestCase.args(["sleep", "100"])(&spec)
-            self.limits(["memory": ["limit": 64 << 20], "pids": ["limit": 40], "cpu": ["quota": 50000, "period": 100000]])(&spec)
+            self.limits([
+                "memory": ["limit": 64 << 20], "pids": ["limit": 40], "cpu": ["quota": 50000, "period": 100000],
+            ])(&spec)
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
-            mounts.append(["destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "ro"]])
+            mounts.append([
+                "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "ro"],
+            ])
             spec["mounts"] = mounts
             var linux = spec[dict: "linux"]
             var ns = linux["namespaces"] as? [[String: Any]] ?? []
@@ -41,7 +47,10 @@ final class CgroupIntegrationTests: ContainerTestCase {
         XCTAssertEqual(sl(["run", "-d", "--bundle", b, "lim"]).status, 0)
         let memFile = isV2 ? "memory.max" : "memory.limit_in_bytes"
         let pidsFile = "pids.max"
-        let r = sl(["exec", "lim", "sh", "-c", "cat /sys/fs/cgroup/\(isV2 ? "" : "memory/")\(memFile) /sys/fs/cgroup/\(isV2 ? "" : "pids/")\(pidsFile)"])
+        let r = sl([
+            "exec", "lim", "sh", "-c",
+            "cat /sys/fs/cgroup/\(isV2 ? "" : "memory/")\(memFile) /sys/fs/cgroup/\(isV2 ? "" : "pids/")\(pidsFile)",
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "\(64 << 20)\n40\n")
         guard let memDir = cgroupDir("lim", "memory") else { return XCTFail("no cgroup recorded") }
@@ -75,7 +84,8 @@ final class CgroupIntegrationTests: ContainerTestCase {
             let r = sl(["run", "-d", "--bundle", b, id])
             XCTAssertEqual(r.status, 0, r.stderr)
             let st = sl(["state", id])
-            let pid = (try JSONSerialization.jsonObject(with: Data(st.stdout.utf8)) as? [String: Any])?["pid"] as? Int ?? 0
+            let pid =
+                (try JSONSerialization.jsonObject(with: Data(st.stdout.utf8)) as? [String: Any])?["pid"] as? Int ?? 0
             let lines = (try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)).split(separator: "\n")
             XCTAssertFalse(lines.isEmpty)
             for line in lines {
@@ -96,17 +106,24 @@ final class CgroupIntegrationTests: ContainerTestCase {
 
     func testMemoryLimitEnforcedByOOMKill() throws {
         // A shell that grows a string past the limit is OOM-killed (SIGKILL: 137).
-        let r = try run(["sh", "-c", "x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done"], limits(["memory": ["limit": 16 << 20, "swap": 16 << 20]]))
+        let r = try run(
+            ["sh", "-c", "x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done"],
+            limits(["memory": ["limit": 16 << 20, "swap": 16 << 20]]))
         XCTAssertEqual(r.status, 137, r.stderr)
     }
 
     func testPidsLimitRefusesFork() throws {
-        let r = try run(["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done 2>&1; echo forked"], limits(["pids": ["limit": 4]]))
-        XCTAssertTrue(r.stdout.contains("can't fork") || r.stdout.contains("Resource temporarily unavailable"), r.stdout + r.stderr)
+        let r = try run(
+            ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done 2>&1; echo forked"],
+            limits(["pids": ["limit": 4]]))
+        XCTAssertTrue(
+            r.stdout.contains("can't fork") || r.stdout.contains("Resource temporarily unavailable"),
+            r.stdout + r.stderr)
     }
 
     func testPauseStopsProcessesAndResume() throws {
-        let b = try bundle(ContainerTestCase.args(["sh", "-c", "while :; do echo x >> /dev/shm/ticks; sleep 0.05; done"]))
+        let b = try bundle(
+            ContainerTestCase.args(["sh", "-c", "while :; do echo x >> /dev/shm/ticks; sleep 0.05; done"]))
         XCTAssertEqual(sl(["run", "-d", "--bundle", b, "frz"]).status, 0)
         Thread.sleep(forTimeInterval: 0.3)
         XCTAssertEqual(sl(["pause", "frz"]).status, 0)
@@ -114,9 +131,12 @@ final class CgroupIntegrationTests: ContainerTestCase {
         XCTAssertTrue(sl(["list"]).stdout.contains("paused"))
         let ticks = { () -> Int in
             // read the counter through the init's root (exec would be refused while paused)
-            let st = try? JSONSerialization.jsonObject(with: Data(self.sl(["state", "frz"]).stdout.utf8)) as? [String: Any]
+            let st =
+                try? JSONSerialization.jsonObject(with: Data(self.sl(["state", "frz"]).stdout.utf8)) as? [String: Any]
             let pid = st?["pid"] as? Int ?? 0
-            return (try? String(contentsOfFile: "/proc/\(pid)/root/dev/shm/ticks", encoding: .utf8))?.split(separator: "\n").count ?? -1
+            return (try? String(contentsOfFile: "/proc/\(pid)/root/dev/shm/ticks", encoding: .utf8))?.split(
+                separator: "\n"
+            ).count ?? -1
         }
         let before = ticks()
         Thread.sleep(forTimeInterval: 0.5)
@@ -185,9 +205,11 @@ final class CgroupIntegrationTests: ContainerTestCase {
     func testPsAndKillAll() throws {
         let b = try bundle(ContainerTestCase.args(["sh", "-c", "sleep 100 & sleep 100 & wait"]))
         XCTAssertEqual(sl(["run", "-d", "--bundle", b, "psk"]).status, 0)
-        XCTAssertTrue(waitUntil(timeout: 5) {
-            ((try? JSONSerialization.jsonObject(with: Data(self.sl(["ps", "--format", "json", "psk"]).stdout.utf8))) as? [Int])?.count == 3
-        })
+        XCTAssertTrue(
+            waitUntil(timeout: 5) {
+                ((try? JSONSerialization.jsonObject(with: Data(self.sl(["ps", "--format", "json", "psk"]).stdout.utf8)))
+                    as? [Int])?.count == 3
+            })
         // Three processes can be there before both children have exec'd sleep (still "sh -c ..."): wait for it.
         var table = sl(["ps", "psk"])
         _ = waitUntil(timeout: 5) {
@@ -205,14 +227,24 @@ final class CgroupIntegrationTests: ContainerTestCase {
     /// With CAP_MKNOD, a device node outside the rules cannot be created; an allowed one can, and
     /// the runtime's default devices keep working under a deny-all rule.
     func testDeviceRulesEnforced() throws {
-        let r = try run(["sh", "-c", "mknod /dev/blk b 7 0 2>&1 || true; mknod /dev/tun c 10 200 && echo tun-ok; echo x > /dev/null && echo null-ok"]) { spec in
+        let r = try run([
+            "sh", "-c",
+            "mknod /dev/blk b 7 0 2>&1 || true; mknod /dev/tun c 10 200 && echo tun-ok; echo x > /dev/null && echo "
+                + "null-ok",
+        ]) { spec in
             var p = spec[dict: "process"]
             var caps = p[dict: "capabilities"]
-            for set in ["bounding", "effective", "permitted"] { caps[set] = (caps[set] as? [String] ?? []) + ["CAP_MKNOD"] }
+            for set in ["bounding", "effective", "permitted"] {
+                caps[set] = (caps[set] as? [String] ?? []) + ["CAP_MKNOD"]
+            }
             p["capabilities"] = caps
             spec["process"] = p
-            self.limits(["devices": [["allow": false, "access": "rwm"],
-                                     ["allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"]]])(&spec)
+            self.limits([
+                "devices": [
+                    ["allow": false, "access": "rwm"],
+                    ["allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"],
+                ]
+            ])(&spec)
         }
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("Operation not permitted"), r.stdout)

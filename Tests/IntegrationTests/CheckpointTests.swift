@@ -1,8 +1,8 @@
-import Foundation
-import XCTest
-import Glibc
 import CLinux
+import Foundation
+import Glibc
 import TestSupport
+import XCTest
 
 /// checkpoint / restore with a real criu ($SWIFTLET_CRIU, passed with the global --criu flag;
 /// Scripts/test.sh installs one). Containers are busybox shells that count into a file on a
@@ -26,11 +26,14 @@ final class CheckpointTests: ContainerTestCase {
     /// /dev/null (the container's own, so criu sees no outside files).
     /// `sharedData`: /data is a world-writable directory outside the (0700) test session dir, for
     /// containers whose root is an unprivileged host user.
-    func counterBundle(_ script: String = CheckpointTests.counter, extraCaps: [String] = [],
-                       sharedData: Bool = false) throws -> (bundle: String, data: String) {
+    func counterBundle(
+        _ script: String = CheckpointTests.counter, extraCaps: [String] = [],
+        sharedData: Bool = false
+    ) throws -> (bundle: String, data: String) {
         var data = try makeTempDir(prefix: "swiftlet-criu-data.")
         if sharedData {
-            data = FileManager.default.temporaryDirectory.appendingPathComponent("swiftlet-criu-\(UUID().uuidString)").path
+            data =
+                FileManager.default.temporaryDirectory.appendingPathComponent("swiftlet-criu-\(UUID().uuidString)").path
             try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: false)
             XCTAssertEqual(chmod(data, 0o777), 0)
             addTeardownBlock { try? FileManager.default.removeItem(atPath: data) }
@@ -59,8 +62,9 @@ final class CheckpointTests: ContainerTestCase {
     /// Waits until the counter passes `value`; returns the count then.
     @discardableResult
     func waitCount(_ data: String, above value: Int, file: StaticString = #filePath, line: UInt = #line) -> Int {
-        XCTAssertTrue(waitUntil(timeout: 10) { self.count(data) > value }, "counter stuck at \(count(data)) (wanted > \(value))",
-                      file: file, line: line)
+        XCTAssertTrue(
+            waitUntil(timeout: 10) { self.count(data) > value }, "counter stuck at \(count(data)) (wanted > \(value))",
+            file: file, line: line)
         return count(data)
     }
 
@@ -84,7 +88,8 @@ final class CheckpointTests: ContainerTestCase {
         let (b, data) = try counterBundle()
         XCTAssertEqual(sl(["run", "-d", "--bundle", b, "cr1"]).status, 0)
         waitCount(data, above: 3)
-        let img = try imageDir(), work = try makeTempDir(prefix: "swiftlet-criu-work.")
+        let img = try imageDir()
+        let work = try makeTempDir(prefix: "swiftlet-criu-work.")
         let oldPid = pid("cr1")
         let c = cr(["checkpoint", "--image-path", img, "--work-path", work, "cr1"])
         XCTAssertEqual(c.status, 0, c.stderr)
@@ -98,7 +103,9 @@ final class CheckpointTests: ContainerTestCase {
         XCTAssertEqual(count(data), frozen, "nothing counts after the checkpoint")
 
         let pidFile = work + "/restored.pid"
-        let r = cr(["restore", "-d", "--image-path", img, "--work-path", work, "--pid-file", pidFile, "--bundle", b, "cr1"])
+        let r = cr([
+            "restore", "-d", "--image-path", img, "--work-path", work, "--pid-file", pidFile, "--bundle", b, "cr1",
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: work + "/restore.log"))
         assertRunning("cr1")
@@ -162,7 +169,9 @@ final class CheckpointTests: ContainerTestCase {
         let check = runProgram(criu, ["check", "--feature", "mem_dirty_track"])
         let tracking = check.status == 0
         if ProcessInfo.processInfo.environment["VM_TEST"] == "1" {
-            XCTAssertTrue(tracking, "the VM's kernel has soft-dirty bits, but criu cannot track memory: \(check.stdout)\(check.stderr)")
+            XCTAssertTrue(
+                tracking,
+                "the VM's kernel has soft-dirty bits, but criu cannot track memory: \(check.stdout)\(check.stderr)")
         }
         let pre = cr(["checkpoint", "--pre-dump", "--image-path", base + "/1", "pd1"])
         if !tracking {
@@ -171,7 +180,9 @@ final class CheckpointTests: ContainerTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: base + "/1"), "refused before the image dir is made")
             let withParent = cr(["checkpoint", "--parent-path", "../1", "--image-path", base + "/2", "pd1"])
             XCTAssertNotEqual(withParent.status, 0)
-            XCTAssertTrue(withParent.stderr.contains("--parent-path") && withParent.stderr.contains("track memory"), withParent.stderr)
+            XCTAssertTrue(
+                withParent.stderr.contains("--parent-path") && withParent.stderr.contains("track memory"),
+                withParent.stderr)
             XCTAssertFalse(FileManager.default.fileExists(atPath: base + "/2"))
             assertRunning("pd1")
             XCTAssertEqual(pid("pd1"), pid0)
@@ -221,7 +232,8 @@ final class CheckpointTests: ContainerTestCase {
     /// Without --detach, restore waits for the restored init and exits with its status, then
     /// removes the container (like run).
     func testForegroundRestoreReturnsExitStatus() throws {
-        let (b, data) = try counterBundle("i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo $i > /data/count; sleep 0.05; done; exit 7")
+        let (b, data) = try counterBundle(
+            "i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo $i > /data/count; sleep 0.05; done; exit 7")
         XCTAssertEqual(sl(["run", "-d", "--bundle", b, "fg1"]).status, 0)
         waitCount(data, above: 3)
         let img = try imageDir()
@@ -238,7 +250,8 @@ final class CheckpointTests: ContainerTestCase {
     /// client keeps sending over it after restore. Without --tcp-established the dump is refused
     /// and the container runs on.
     func testTCPEstablishedConnectionSurvives() throws {
-        let script = "ip link set lo up; sleep 1000000 | nc -l -p 5000 > /data/received & sleep 0.3; "
+        let script =
+            "ip link set lo up; sleep 1000000 | nc -l -p 5000 > /data/received & sleep 0.3; "
             + "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done | nc 127.0.0.1 5000"
         let (b, data) = try counterBundle(script, extraCaps: ["CAP_NET_ADMIN"])
         func received() -> Int {
@@ -265,9 +278,11 @@ final class CheckpointTests: ContainerTestCase {
         config[path: "annotations"] = ["org.criu.config": conf]
         try writeConfigThrowing(config, to: b2)
         XCTAssertEqual(sl(["run", "-d", "--bundle", b2, "tcp2"]).status, 0)
-        XCTAssertTrue(waitUntil(timeout: 10) {
-            ((try? String(contentsOfFile: data2 + "/received", encoding: .utf8)) ?? "").split(separator: "\n").count > 3
-        }, "no data over tcp2's connection")
+        XCTAssertTrue(
+            waitUntil(timeout: 10) {
+                ((try? String(contentsOfFile: data2 + "/received", encoding: .utf8)) ?? "").split(separator: "\n").count
+                    > 3
+            }, "no data over tcp2's connection")
         let viaConfig = cr(["checkpoint", "--leave-running", "--image-path", try imageDir(), "tcp2"])
         XCTAssertEqual(viaConfig.status, 0, viaConfig.stderr)
         XCTAssertEqual(sl(["delete", "-f", "tcp2"]).status, 0)
@@ -285,7 +300,8 @@ final class CheckpointTests: ContainerTestCase {
 
         let r = cr(["restore", "-d", "--tcp-established", "--image-path", img, "--bundle", b, "tcp1"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(waitUntil(timeout: 10) { received() > frozen + 3 }, "the connection did not carry on after restore")
+        XCTAssertTrue(
+            waitUntil(timeout: 10) { received() > frozen + 3 }, "the connection did not carry on after restore")
         XCTAssertEqual(sl(["delete", "-f", "tcp1"]).status, 0)
         assertNothingLeft("tcp1")
     }
@@ -300,19 +316,25 @@ final class CheckpointTests: ContainerTestCase {
         let nsPath = "/run/netns/" + netns
         let (b, data) = try counterBundle()
         var config = try readConfig(bundle: b)
-        var namespaces = (config[path: "linux.namespaces"] as? [[String: Any]] ?? []).filter { $0["type"] as? String != "network" }
+        var namespaces = (config[path: "linux.namespaces"] as? [[String: Any]] ?? []).filter {
+            $0["type"] as? String != "network"
+        }
         namespaces.append(["type": "network", "path": nsPath])
         config[path: "linux.namespaces"] = namespaces
         var mounts = config["mounts"] as? [[String: Any]] ?? []
-        mounts.append(["destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-                       "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]])
+        mounts.append([
+            "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+        ])
         config["mounts"] = mounts
         try writeConfigThrowing(config, to: b)
 
         XCTAssertEqual(sl(["run", "-d", "--bundle", b, "ns1"]).status, 0)
         waitCount(data, above: 3)
         let nsInode = try FileManager.default.attributesOfItem(atPath: nsPath)[.systemFileNumber] as? UInt64
-        func netnsOf(_ pid: Int32) -> String { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net")) ?? "" }
+        func netnsOf(_ pid: Int32) -> String {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net")) ?? ""
+        }
         XCTAssertEqual(netnsOf(pid("ns1")), "net:[\(nsInode ?? 0)]")
         let img = try imageDir()
         let c = cr(["checkpoint", "--image-path", img, "ns1"])
@@ -329,7 +351,7 @@ final class CheckpointTests: ContainerTestCase {
         XCTAssertTrue(cg.contains("/ns2"), cg)
         let mountinfo = try String(contentsOfFile: "/proc/\(restored)/mountinfo", encoding: .utf8)
         let cgroupMounts = mountinfo.split(separator: "\n").filter { line in
-            let fields = line.split(separator: " ")   // ... mount-point ... - fstype source options
+            let fields = line.split(separator: " ")  // ... mount-point ... - fstype source options
             guard fields.count > 4, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count else { return false }
             let under = fields[4] == "/sys/fs/cgroup" || fields[4].hasPrefix("/sys/fs/cgroup/")
             return under && fields[dash + 1].hasPrefix("cgroup")
@@ -351,10 +373,15 @@ final class CheckpointTests: ContainerTestCase {
             p.arguments = ["--pid", "--fork", "--mount-proc", "sleep", "1000"]
             try p.run()
             let unsharePid = p.processIdentifier
-            addTeardownBlock { kill(unsharePid, SIGKILL); p.waitUntilExit() }
+            addTeardownBlock {
+                kill(unsharePid, SIGKILL)
+                p.waitUntilExit()
+            }
             var holder: Int32 = 0
             _ = waitUntil(timeout: 5) {
-                let children = (try? String(contentsOfFile: "/proc/\(unsharePid)/task/\(unsharePid)/children", encoding: .utf8)) ?? ""
+                let children =
+                    (try? String(contentsOfFile: "/proc/\(unsharePid)/task/\(unsharePid)/children", encoding: .utf8))
+                    ?? ""
                 holder = Int32(children.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
                 return holder > 0
             }
@@ -364,16 +391,21 @@ final class CheckpointTests: ContainerTestCase {
         }
         func joinPIDNamespace(of holder: Int32, _ bundle: String) throws {
             var config = try readConfig(bundle: bundle)
-            var namespaces = (config[path: "linux.namespaces"] as? [[String: Any]] ?? []).filter { $0["type"] as? String != "pid" }
+            var namespaces = (config[path: "linux.namespaces"] as? [[String: Any]] ?? []).filter {
+                $0["type"] as? String != "pid"
+            }
             namespaces.append(["type": "pid", "path": "/proc/\(holder)/ns/pid"])
             config[path: "linux.namespaces"] = namespaces
             try writeConfigThrowing(config, to: bundle)
         }
         func nsPid(_ pid: Int32) -> [String] {
             let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-            return status.split(separator: "\n").first { $0.hasPrefix("NSpid:") }?.split(separator: "\t").dropFirst().map(String.init) ?? []
+            return status.split(separator: "\n").first { $0.hasPrefix("NSpid:") }?.split(separator: "\t").dropFirst()
+                .map(String.init) ?? []
         }
-        func pidNamespace(_ pid: Int32) -> String { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/pid")) ?? "" }
+        func pidNamespace(_ pid: Int32) -> String {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/pid")) ?? ""
+        }
 
         let (b, data) = try counterBundle()
         let first = try pidNamespaceHolder()
@@ -439,13 +471,16 @@ final class CheckpointTests: ContainerTestCase {
     /// descriptors.json and restore hands its own stdio to the restored process in their place,
     /// so the output carries on in restore's stdout pipe.
     func testPipeStdioIsHandedToRestoredProcess() throws {
-        let b = try bundle(ContainerTestCase.args(["sh", "-c", "i=0; while true; do i=$((i+1)); echo out$i; sleep 0.05; done"]))
+        let b = try bundle(
+            ContainerTestCase.args(["sh", "-c", "i=0; while true; do i=$((i+1)); echo out$i; sleep 0.05; done"]))
         /// Runs swiftlet with fresh pipes as stdio; returns its status and the read end of its stdout.
         func withPipes(_ args: [String]) throws -> (status: Int32, stdout: FileHandle, keep: [Pipe]) {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: Runtime.binary)
             p.arguments = ["--root", root.path, "--criu", criu] + args
-            let input = Pipe(), output = Pipe(), errors = Pipe()
+            let input = Pipe()
+            let output = Pipe()
+            let errors = Pipe()
             p.standardInput = input
             p.standardOutput = output
             p.standardError = errors
@@ -476,7 +511,9 @@ final class CheckpointTests: ContainerTestCase {
         let img = try imageDir()
         let c = cr(["checkpoint", "--image-path", img, "pipe1"])
         XCTAssertEqual(c.status, 0, c.stderr)
-        let names = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: img + "/descriptors.json"))) as? [String]
+        let names =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: img + "/descriptors.json")))
+            as? [String]
         XCTAssertEqual(names?.count, 3)
         XCTAssertTrue(names?.allSatisfy { $0.hasPrefix("pipe:[") } ?? false, "\(names ?? [])")
 
@@ -520,7 +557,8 @@ final class CheckpointTests: ContainerTestCase {
         let r = cr(["restore", "-d", "--image-path", img, "--bundle", moved, "nest2"])
         XCTAssertEqual(r.status, 0, r.stderr)
         waitCount(inner, above: frozen)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: freshOuter + "/inner"), "mount point made in the new source")
+        XCTAssertTrue(
+            FileManager.default.fileExists(atPath: freshOuter + "/inner"), "mount point made in the new source")
         XCTAssertEqual(mountsContaining(freshOuter), [], "no temporary bind left on the host")
         XCTAssertEqual(sl(["delete", "-f", "nest2"]).status, 0)
         assertNothingLeft("nest2", bundle: moved)
@@ -558,7 +596,10 @@ final class CheckpointTests: ContainerTestCase {
         let text = try String(contentsOfFile: log, encoding: .utf8)
         let lines = text.split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.last, "createRuntime", text)
-        let state = try XCTUnwrap(lines.first { $0.hasPrefix("{") }.flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
+        let state = try XCTUnwrap(
+            lines.first { $0.hasPrefix("{") }.flatMap {
+                try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            })
         XCTAssertEqual(state["id"] as? String, "hk1")
         XCTAssertEqual(Int32(state["pid"] as? Int ?? 0), pid("hk1"), text)
         XCTAssertEqual(sl(["delete", "-f", "hk1"]).status, 0)
@@ -635,7 +676,8 @@ final class CheckpointTests: ContainerTestCase {
 
         let missing = sl(["--criu", "/nonexistent/criu", "checkpoint", "--image-path", img, "ce1"])
         XCTAssertNotEqual(missing.status, 0)
-        XCTAssertTrue(missing.stderr.contains("/nonexistent/criu") && missing.stderr.contains("No such file"), missing.stderr)
+        XCTAssertTrue(
+            missing.stderr.contains("/nonexistent/criu") && missing.stderr.contains("No such file"), missing.stderr)
 
         let file = img + "/a-file"
         FileManager.default.createFile(atPath: file, contents: Data())
@@ -719,12 +761,14 @@ final class CheckpointTests: ContainerTestCase {
         XCTAssertTrue(lazy.stderr.contains("--lazy-pages"), lazy.stderr)
         assertNothingLeft("re2")
 
-        for (flags, words) in [(["--manage-cgroups-mode", "sometimes"], ["--manage-cgroups-mode", "sometimes"]),
-                               (["--empty-ns", "bogus"], ["--empty-ns", "bogus"]),
-                               (["--lsm-profile", "apparmor:x"], ["--lsm-profile"]),
-                               (["--lsm-mount-context", "system_u:object_r:x:s0"], ["--lsm-mount-context"]),
-                               (["--console-socket", empty + "/sock"], ["console socket"]),
-                               (["--work-path", empty + "/a-file/sub"], ["--work-path", empty + "/a-file/sub"])] {
+        for (flags, words) in [
+            (["--manage-cgroups-mode", "sometimes"], ["--manage-cgroups-mode", "sometimes"]),
+            (["--empty-ns", "bogus"], ["--empty-ns", "bogus"]),
+            (["--lsm-profile", "apparmor:x"], ["--lsm-profile"]),
+            (["--lsm-mount-context", "system_u:object_r:x:s0"], ["--lsm-mount-context"]),
+            (["--console-socket", empty + "/sock"], ["console socket"]),
+            (["--work-path", empty + "/a-file/sub"], ["--work-path", empty + "/a-file/sub"]),
+        ] {
             FileManager.default.createFile(atPath: empty + "/a-file", contents: Data())
             let bad = cr(["restore", "-d", "--image-path", img, "--bundle", b] + flags + ["re2"])
             XCTAssertNotEqual(bad.status, 0, "\(flags)")
@@ -770,9 +814,13 @@ final class ConsoleSocket {
             for (i, b) in path.utf8.enumerated() { raw[i] = b }
         }
         let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
-        guard fd >= 0, bound == 0, listen(fd, 4) == 0 else { throw TestSupportError("console socket \(path): errno \(errno)") }
+        guard fd >= 0, bound == 0, listen(fd, 4) == 0 else {
+            throw TestSupportError("console socket \(path): errno \(errno)")
+        }
     }
 
     deinit { close(fd) }

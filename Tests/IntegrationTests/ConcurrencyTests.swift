@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// Many runtime processes at once (issue 7): parallel lifecycles, concurrent commands on one
 /// container, racing creates of one id. No lost or corrupted state, nothing leaked.
@@ -14,7 +14,9 @@ final class ConcurrencyTests: ContainerTestCase {
         }
         func status(_ id: String) -> String? {
             let r = sl(["state", id])
-            guard r.status == 0, let obj = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else { return nil }
+            guard r.status == 0,
+                let obj = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            else { return nil }
             return obj["status"] as? String
         }
     }
@@ -29,7 +31,9 @@ final class ConcurrencyTests: ContainerTestCase {
         for w in 0..<workers {
             let t = Thread {
                 let p = body(w)
-                lock.lock(); problems += p; lock.unlock()
+                lock.lock()
+                problems += p
+                lock.unlock()
                 done.signal()
             }
             t.start()
@@ -52,14 +56,15 @@ final class ConcurrencyTests: ContainerTestCase {
     func testHundredContainersInParallel() throws {
         let b = try bundle(ContainerTestCase.args(["sleep", "1000"]))
         let fdsBefore = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
-        let workers = 10, perWorker = 10
+        let workers = 10
+        let perWorker = 10
         // The cgroup /swiftlet/<id> is shared by every checkout on the machine: a run tag keeps this
         // run's containers out of another run's cgroups.
         let run = UInt32.random(in: 0...UInt32.max)
         let cli = self.cli
         let problems = parallel(workers + 1) { w in
             var p: [String] = []
-            if w == workers {   // the observer: list while the others work
+            if w == workers {  // the observer: list while the others work
                 for _ in 0..<30 {
                     let r = cli.sl(["list", "--format", "json"])
                     if r.status != 0 || (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) == nil {
@@ -79,7 +84,9 @@ final class ConcurrencyTests: ContainerTestCase {
                 if cli.status(id) != "running" { p.append("\(id): not running after start") }
                 if i % 2 == 0 {
                     expect(["kill", id, "KILL"], "kill")
-                    if !waitUntil(timeout: 10, { cli.status(id) == "stopped" }) { p.append("\(id): not stopped after kill") }
+                    if !waitUntil(timeout: 10, { cli.status(id) == "stopped" }) {
+                        p.append("\(id): not stopped after kill")
+                    }
                     expect(["delete", id], "delete")
                 } else {
                     expect(["delete", "--force", id], "delete --force")
@@ -93,7 +100,9 @@ final class ConcurrencyTests: ContainerTestCase {
         XCTAssertEqual(root.containerIDs, [])
         XCTAssertTrue(waitUntil(timeout: 5) { self.taggedProcesses().isEmpty }, "processes left: \(taggedProcesses())")
         XCTAssertEqual(mountsContaining(b), [])
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count, fdsBefore, "fds of the test process")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count, fdsBefore,
+            "fds of the test process")
     }
 
     /// 12 commands at once on one running container: `delete --force` (all must succeed: forced
@@ -117,7 +126,8 @@ final class ConcurrencyTests: ContainerTestCase {
                 default:
                     let r = cli.sl(["state", id])
                     if r.status == 0 {
-                        return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) == nil ? ["state: \(r)"] : []
+                        return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) == nil
+                            ? ["state: \(r)"] : []
                     }
                     return r.stderr.contains("does not exist") ? [] : ["state: \(r)"]
                 }
@@ -138,7 +148,9 @@ final class ConcurrencyTests: ContainerTestCase {
             let cli = self.cli
             _ = parallel(2) { _ in
                 let r = cli.sl(["create", "--bundle", b, id])
-                lock.lock(); results.append(r); lock.unlock()
+                lock.lock()
+                results.append(r)
+                lock.unlock()
                 return []
             }
             let winners = results.filter { $0.status == 0 }

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// Randomised configs (issue 7): the parser, decoder and validator never trap (run in a child process,
 /// `oci-fuzz`, so a trap is a test failure that names the case instead of killing the test run), and
@@ -12,8 +12,10 @@ final class ConfigFuzzTests: ContainerTestCase {
 
     /// oci-fuzz, built next to the test bundle (IntegrationTests depends on it).
     var fuzzer: String {
-        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("oci-fuzz").path
-        return FileManager.default.isExecutableFile(atPath: besideTests) ? besideTests : Runtime.repoRoot + "/.build/debug/oci-fuzz"
+        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("oci-fuzz").path
+        return FileManager.default.isExecutableFile(atPath: besideTests)
+            ? besideTests : Runtime.repoRoot + "/.build/debug/oci-fuzz"
     }
 
     /// The default config and every hostile one, as files.
@@ -21,12 +23,19 @@ final class ConfigFuzzTests: ContainerTestCase {
         let dir = try makeTempDir(prefix: "swiftlet-fuzz-corpus.")
         // A valid config that uses more of the spec, so that mutations reach deeper.
         var rich = defaultConfig()
-        rich[path: "linux.devices"] = [["type": "c", "path": "/dev/fuzz0", "major": 1, "minor": 3, "fileMode": 438, "uid": 0, "gid": 0]]
-        rich[path: "linux.resources"] = ["memory": ["limit": 67_108_864], "pids": ["limit": 100], "cpu": ["shares": 512]]
+        rich[path: "linux.devices"] = [
+            ["type": "c", "path": "/dev/fuzz0", "major": 1, "minor": 3, "fileMode": 438, "uid": 0, "gid": 0]
+        ]
+        rich[path: "linux.resources"] = [
+            "memory": ["limit": 67_108_864], "pids": ["limit": 100], "cpu": ["shares": 512],
+        ]
         rich[path: "process.oomScoreAdj"] = 0
         rich[path: "process.ioPriority"] = ["class": "IOPRIO_CLASS_BE", "priority": 4]
         rich[path: "process.user"] = ["uid": 1000, "gid": 1000, "additionalGids": [5, 6]]
-        rich["mounts"] = (rich["mounts"] as? [[String: Any]] ?? []) + [["destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "nosuid"]]]
+        rich["mounts"] =
+            (rich["mounts"] as? [[String: Any]] ?? []) + [
+                ["destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "nosuid"]]
+            ]
         var configs = [defaultConfig(), rich]
         for (_, edit) in HostileConfigs.corpus {
             var c = defaultConfig()
@@ -49,9 +58,14 @@ final class ConfigFuzzTests: ContainerTestCase {
         if r.status != 0 {
             let last = lines.last { $0.hasPrefix("case ") }.map { String($0.dropFirst(5)) } ?? "?"
             let input = runProgram(fuzzer, ["--seed", seed, "--dump", last] + files)
-            let saved = FileManager.default.temporaryDirectory.appendingPathComponent("oci-fuzz-crash-seed\(seed)-case\(last).json").path
+            let saved = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "oci-fuzz-crash-seed\(seed)-case\(last).json"
+            ).path
             try? input.stdout.write(toFile: saved, atomically: true, encoding: .utf8)
-            XCTFail("oci-fuzz died (status \(r.status)) on case \(last) (seed \(seed)), input saved to \(saved): \(r.stderr.prefix(2000))")
+            XCTFail(
+                "oci-fuzz died (status \(r.status)) on case \(last) (seed \(seed)), input saved to \(saved): "
+                    + "\(r.stderr.prefix(2000))"
+            )
             return
         }
         let done = lines.last.map { $0.split(separator: " ") } ?? []
@@ -66,7 +80,8 @@ final class ConfigFuzzTests: ContainerTestCase {
     func keepMountNamespace(_ bundle: String) throws -> Bool {
         let url = URL(fileURLWithPath: bundle + "/config.json")
         guard let data = try? Data(contentsOf: url),
-              var config = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return false }
+            var config = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        else { return false }
         var linux = config["linux"] as? [String: Any] ?? [:]
         var namespaces = linux["namespaces"] as? [[String: Any]] ?? []
         if namespaces.contains(where: { ($0["type"] as? String) == "mount" && $0["path"] == nil }) { return true }
@@ -83,9 +98,13 @@ final class ConfigFuzzTests: ContainerTestCase {
         let count = 150
         let dir = try makeTempDir(prefix: "swiftlet-fuzz-bundles.")
         let files = try corpusFiles()
-        let emit = runProgram(fuzzer, ["--seed", seed, "--emit", dir, "--count", String(count)] + Array(files.prefix(2)) + Array(files.prefix(2)) + files)
+        let emit = runProgram(
+            fuzzer,
+            ["--seed", seed, "--emit", dir, "--count", String(count)] + Array(files.prefix(2)) + Array(files.prefix(2))
+                + files)
         XCTAssertEqual(emit.status, 0, emit.description)
-        var worked = 0, refused = 0
+        var worked = 0
+        var refused = 0
         for i in 0..<count {
             let bundle = "\(dir)/\(i)"
             guard FileManager.default.fileExists(atPath: bundle + "/config.json") else { break }

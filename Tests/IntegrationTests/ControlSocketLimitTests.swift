@@ -1,7 +1,7 @@
-import Foundation
-import XCTest
-import TestSupport
 import CLinux
+import Foundation
+import TestSupport
+import XCTest
 
 /// Issue 13.7: the monitor's control socket takes only root and its own user, caps its connections,
 /// closes idle ones and does not spin when accept runs out of fds.
@@ -12,7 +12,9 @@ final class ControlSocketLimitTests: MonitorTestCase {
         return (c, try XCTUnwrap(c.monitorPid))
     }
 
-    func fdCount(_ pid: Int32) -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count }
+    func fdCount(_ pid: Int32) -> Int {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count
+    }
 
     /// utime + stime in clock ticks.
     func cpuTicks(_ pid: Int32) -> Int {
@@ -76,14 +78,18 @@ final class ControlSocketLimitTests: MonitorTestCase {
         }
         XCTAssertEqual(chmod(c.bundle + "/monitor.sock", 0o666), 0)
         let client = """
-        use IO::Socket::UNIX; $SIG{PIPE} = 'IGNORE';
-        my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Peer => 'monitor.sock') or die "connect: $!\\n";
-        print $s "{\\"id\\":1,\\"method\\":\\"state\\"}\\n";
-        $SIG{ALRM} = sub { print "TIMEOUT\\n"; exit 0 }; alarm 10;
-        my $l = <$s>; print defined $l ? "REPLY $l" : "CLOSED\\n";
-        """
-        let r = runProgram("/bin/sh", ["-c", "cd \"$0\" && exec setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/perl -e \"$1\"",
-                                       c.bundle, client])
+            use IO::Socket::UNIX; $SIG{PIPE} = 'IGNORE';
+            my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Peer => 'monitor.sock') or die "connect: $!\\n";
+            print $s "{\\"id\\":1,\\"method\\":\\"state\\"}\\n";
+            $SIG{ALRM} = sub { print "TIMEOUT\\n"; exit 0 }; alarm 10;
+            my $l = <$s>; print defined $l ? "REPLY $l" : "CLOSED\\n";
+            """
+        let r = runProgram(
+            "/bin/sh",
+            [
+                "-c", "cd \"$0\" && exec setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/perl -e \"$1\"",
+                c.bundle, client,
+            ])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "CLOSED\n", "uid 65534 got an answer: \(r.stdout) \(r.stderr)")
         XCTAssertTrue(stateWorks(c), "root is still served")
@@ -94,13 +100,15 @@ final class ControlSocketLimitTests: MonitorTestCase {
     /// flat while they sit idle and its memory does not grow with them.
     func testConnectionFloodIsCappedAndTheMonitorKeepsServing() throws {
         let (c, pid) = try running()
-        let fds0 = fdCount(pid), rss0 = rssKiB(pid)
+        let fds0 = fdCount(pid)
+        let rss0 = rssKiB(pid)
         let clients = connectMany(c.bundle + "/monitor.sock", 300)
         defer { for fd in clients { close(fd) } }
         XCTAssertGreaterThan(clients.count, 200, "most connects went through")
         let partial = [UInt8](repeating: UInt8(ascii: "x"), count: 60_000)
         for fd in clients { _ = send(fd, partial, partial.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-        XCTAssertTrue(waitUntil(timeout: 10) { self.fdCount(pid) <= fds0 + 33 }, "fds: \(fdCount(pid)), before: \(fds0)")
+        XCTAssertTrue(
+            waitUntil(timeout: 10) { self.fdCount(pid) <= fds0 + 33 }, "fds: \(fdCount(pid)), before: \(fds0)")
         settle(pid)
         let t0 = cpuTicks(pid)
         sleep(2)

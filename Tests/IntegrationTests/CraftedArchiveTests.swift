@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// Issue 13.6: `swiftlet-monitor --restore ARCHIVE.tar` with a crafted archive. rootfs-diff.tar and
 /// deleted.files are applied before the runtime restores anything, so the archives here hold an
@@ -27,8 +27,11 @@ final class CraftedArchiveTests: MonitorTestCase {
     /// An archive whose rootfs-diff.tar is made by `diffScript` (run by sh in an empty dir, writing
     /// ../rootfs-diff.tar) plus the given deleted.files.
     func craft(_ s: Setup, diffScript: String, deleted: String = "[]") throws -> String {
-        let stage = s.base + "/stage", work = s.base + "/diff"
-        for d in [stage + "/checkpoint", work] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+        let stage = s.base + "/stage"
+        let work = s.base + "/diff"
+        for d in [stage + "/checkpoint", work] {
+            try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        }
         let r = runProgram("/bin/sh", ["-c", "cd \(work) && " + diffScript + " && mv ../rootfs-diff.tar \(stage)/"])
         XCTAssertEqual(r.status, 0, r.stderr)
         try deleted.write(toFile: stage + "/deleted.files", atomically: true, encoding: .utf8)
@@ -44,25 +47,32 @@ final class CraftedArchiveTests: MonitorTestCase {
         try FileManager.default.createDirectory(atPath: dir + "/bundle", withIntermediateDirectories: true)
         try writeConfigThrowing(defaultConfig(rootfs: s.rootfs), to: dir + "/bundle")
         let id = "crafted\(UInt32.random(in: 0...UInt32.max))"
-        let (_, line) = runMonitor(["--api-version", "1", "-c", id, "-u", id, "-r", Runtime.binary, "-b", dir + "/bundle",
-                                    "-p", dir + "/ctr.pid", "--runtime-arg", "--root=" + root.path, "--restore", archive], dir: dir)
+        let (_, line) = runMonitor(
+            [
+                "--api-version", "1", "-c", id, "-u", id, "-r", Runtime.binary, "-b", dir + "/bundle",
+                "-p", dir + "/ctr.pid", "--runtime-arg", "--root=" + root.path, "--restore", archive,
+            ], dir: dir)
         XCTAssertFalse(FileManager.default.fileExists(atPath: root.path + "/" + id), "no state left")
         return line
     }
 
     func testMemberThroughASymlinkOfTheRootfsIsRefused() throws {
         let s = try setup()
-        let archive = try craft(s, diffScript: "mkdir evil && echo pwned > evil/victim && tar -cf ../rootfs-diff.tar evil/victim")
+        let archive = try craft(
+            s, diffScript: "mkdir evil && echo pwned > evil/victim && tar -cf ../rootfs-diff.tar evil/victim")
         let line = try restore(s, archive)
         XCTAssertTrue(s.victim.intact, "the host file was written through the rootfs symlink")
-        XCTAssertTrue(line.contains("\"data\":-1") && line.contains("goes through the symlink /evil of the rootfs"), line)
+        XCTAssertTrue(
+            line.contains("\"data\":-1") && line.contains("goes through the symlink /evil of the rootfs"), line)
     }
 
     func testSymlinkMemberThenAFileThroughItIsRefused() throws {
         let s = try setup()
         // a -> evil (relative, so host tar creates it at once), then a/victim through it.
-        let archive = try craft(s, diffScript: "ln -s evil a && tar -cf ../rootfs-diff.tar a && rm a && mkdir a && " +
-                                "echo pwned > a/victim && tar -rf ../rootfs-diff.tar a/victim")
+        let archive = try craft(
+            s,
+            diffScript: "ln -s evil a && tar -cf ../rootfs-diff.tar a && rm a && mkdir a && "
+                + "echo pwned > a/victim && tar -rf ../rootfs-diff.tar a/victim")
         let line = try restore(s, archive)
         XCTAssertTrue(s.victim.intact, "the host file was written through a symlink member")
         XCTAssertTrue(line.contains("\"data\":-1") && line.contains("goes through the symlink member \\\"a\\\""), line)
@@ -80,19 +90,22 @@ final class CraftedArchiveTests: MonitorTestCase {
     func testDeletedFilesWithDotDotAreRefused() throws {
         let s = try setup()
         let rel = String(repeating: "../", count: 12) + s.victim.path.dropFirst()
-        let archive = try craft(s, diffScript: "echo new > new-file && tar -cf ../rootfs-diff.tar new-file", deleted: "[\"\(rel)\"]")
+        let archive = try craft(
+            s, diffScript: "echo new > new-file && tar -cf ../rootfs-diff.tar new-file", deleted: "[\"\(rel)\"]")
         let line = try restore(s, archive)
         XCTAssertTrue(s.victim.intact)
         XCTAssertTrue(line.contains("\"data\":-1") && line.contains("deleted.files: entry"), line)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: s.rootfs + "/new-file"), "nothing applied before the check")
+        XCTAssertFalse(
+            FileManager.default.fileExists(atPath: s.rootfs + "/new-file"), "nothing applied before the check")
     }
 
     /// A deletion through `evil -> <host dir>` resolves inside the rootfs (where there is no such
     /// file): the host file stays; a plain entry is still deleted.
     func testDeletedFilesResolveSymlinksInsideTheRootfs() throws {
         let s = try setup()
-        let archive = try craft(s, diffScript: "echo new > new-file && tar -cf ../rootfs-diff.tar new-file",
-                                deleted: "[\"evil/victim\", \"bin/cat\"]")
+        let archive = try craft(
+            s, diffScript: "echo new > new-file && tar -cf ../rootfs-diff.tar new-file",
+            deleted: "[\"evil/victim\", \"bin/cat\"]")
         _ = try restore(s, archive)
         XCTAssertTrue(s.victim.intact, "a host file was deleted through the rootfs symlink")
         XCTAssertFalse(FileManager.default.fileExists(atPath: s.rootfs + "/bin/cat"), "deleted.files was applied")

@@ -1,17 +1,22 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// Every failure of create names the field or path, exits 1 and leaves nothing behind.
 final class ErrorPathTests: ContainerTestCase {
     /// The id is random: the cgroup /swiftlet/<id> is shared by every --root on the machine, so a fixed
     /// id made another checkout's concurrent run look like a cgroup this test left behind.
-    func expectCreateFailure(_ want: String, id: String = "bad\(UInt32.random(in: 0...UInt32.max))", file: StaticString = #filePath, line: UInt = #line,
-                             _ edit: @escaping (inout [String: Any]) -> Void) throws {
+    func expectCreateFailure(
+        _ want: String, id: String = "bad\(UInt32.random(in: 0...UInt32.max))", file: StaticString = #filePath,
+        line: UInt = #line,
+        _ edit: @escaping (inout [String: Any]) -> Void
+    ) throws {
         let b = try bundle(edit)
         let r = sl(["create", "--bundle", b, id])
         XCTAssertEqual(r.status, 1, "should fail: \(r.stdout)", file: file, line: line)
-        XCTAssertTrue(r.stderr.contains(want), "stderr \(r.stderr.debugDescription) lacks \(want.debugDescription)", file: file, line: line)
+        XCTAssertTrue(
+            r.stderr.contains(want), "stderr \(r.stderr.debugDescription) lacks \(want.debugDescription)", file: file,
+            line: line)
         assertNothingLeft(id, bundle: b, file: file, line: line)
     }
 
@@ -36,7 +41,8 @@ final class ErrorPathTests: ContainerTestCase {
 
     func testMalformedJSON() throws {
         let b = try bundle()
-        try "{\"ociVersion\": \"1.2.0\", \"process\": ".write(toFile: b + "/config.json", atomically: true, encoding: .utf8)
+        try "{\"ociVersion\": \"1.2.0\", \"process\": ".write(
+            toFile: b + "/config.json", atomically: true, encoding: .utf8)
         let id = "badjson\(UInt32.random(in: 0...UInt32.max))"
         let r = sl(["create", "--bundle", b, id])
         XCTAssertEqual(r.status, 1)
@@ -67,14 +73,17 @@ final class ErrorPathTests: ContainerTestCase {
     func testBadNamespacePath() throws {
         try expectCreateFailure("/proc/999999/ns/net") { spec in
             var linux = spec[dict: "linux"]
-            linux["namespaces"] = [["type": "mount"], ["type": "pid"], ["type": "network", "path": "/proc/999999/ns/net"]]
+            linux["namespaces"] = [
+                ["type": "mount"], ["type": "pid"], ["type": "network", "path": "/proc/999999/ns/net"],
+            ]
             spec["linux"] = linux
             spec.removeValue(forKey: "hostname")
         }
     }
 
     func testExecutableNotFound() throws {
-        try expectCreateFailure("exec: \"does-not-exist\": executable file not found in $PATH", ContainerTestCase.args(["does-not-exist"]))
+        try expectCreateFailure(
+            "exec: \"does-not-exist\": executable file not found in $PATH", ContainerTestCase.args(["does-not-exist"]))
     }
 
     func testCwdThatIsAFile() throws {
@@ -116,8 +125,10 @@ final class ErrorPathTests: ContainerTestCase {
         XCTAssertEqual(r.status, 1, "should fail: \(r.stdout)")
         XCTAssertTrue(r.stderr.lowercased().contains("no such device"), r.stderr)
         if !Runtime.binary.hasSuffix("/runc") && !Runtime.binary.hasSuffix("/crun") {
-            XCTAssertTrue(r.stderr.contains("unable to start container process: mount \"none\" (nosuchfs) to /weird: No such device"),
-                          r.stderr)
+            XCTAssertTrue(
+                r.stderr.contains(
+                    "unable to start container process: mount \"none\" (nosuchfs) to /weird: No such device"),
+                r.stderr)
             XCTAssertTrue(r.stderr.contains("create: errno \(ENODEV) (No such device)"), r.stderr)
         }
         assertNothingLeft(id, bundle: b)
@@ -161,4 +172,3 @@ final class ErrorPathTests: ContainerTestCase {
         XCTAssertNotEqual(sl(["frobnicate"]).status, 0)
     }
 }
-

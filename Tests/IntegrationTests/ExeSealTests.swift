@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// CVE-2019-5736 through `#!/proc/self/exe`: whenever swiftlet execve()s a path inside the container
 /// and that path is a script starting `#!/proc/self/exe`, the kernel starts swiftlet's own binary in
@@ -32,20 +32,29 @@ final class ExeSealTests: MonitorTestCase {
             try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
         }
         try writeConfigThrowing(a.config(args: a.attackerArgs), to: dir + "/bundle")
-        let (launch, line) = runMonitor(["--api-version", "1", "-c", id, "-u", id + "-uuid", "-n", id, "-r", a.binary,
-                                         "-b", dir + "/bundle", "-p", dir + "/ctr.pid", "-P", dir + "/mon.pid",
-                                         "--exit-dir", dir + "/exits", "--persist-dir", dir + "/persist",
-                                         "-l", "k8s-file:" + dir + "/ctr.log", "--runtime-arg", "--root=" + root.path],
-                                        dir: dir)
-        launched.append(MonitoredContainer(id: id, dir: dir, runtime: .swiftlet, runtimeRoot: root.path, sync: launch, syncLine: line))
+        let (launch, line) = runMonitor(
+            [
+                "--api-version", "1", "-c", id, "-u", id + "-uuid", "-n", id, "-r", a.binary,
+                "-b", dir + "/bundle", "-p", dir + "/ctr.pid", "-P", dir + "/mon.pid",
+                "--exit-dir", dir + "/exits", "--persist-dir", dir + "/persist",
+                "-l", "k8s-file:" + dir + "/ctr.log", "--runtime-arg", "--root=" + root.path,
+            ],
+            dir: dir)
+        launched.append(
+            MonitoredContainer(
+                id: id, dir: dir, runtime: .swiftlet, runtimeRoot: root.path, sync: launch, syncLine: line))
         XCTAssertEqual(launch.status, 0, "monitor: \(launch), sync: \(line)")
         XCTAssertEqual(a.swiftlet(["start", id]).status, 0)
         a.waitScanning()
         let api = try ControlClient(dir + "/bundle/monitor.sock")
-        let added = api.call("addProbe", ["name": "evil", "exec": ["command": ["/evil", "create", "--bundle", "/b", "x"]],
-                                          "periodSeconds": 1, "timeoutSeconds": 120])
+        let added = api.call(
+            "addProbe",
+            [
+                "name": "evil", "exec": ["command": ["/evil", "create", "--bundle", "/b", "x"]],
+                "periodSeconds": 1, "timeoutSeconds": 120,
+            ])
         XCTAssertNotNil(added["result"], "\(added)")
-        a.assertBinaryUnchanged()   // the attacker is the container's init: its exit ends the container
+        a.assertBinaryUnchanged()  // the attacker is the container's init: its exit ends the container
     }
 
     /// Through a startContainer hook (run by init inside the container). The attacker runs in another
@@ -55,10 +64,12 @@ final class ExeSealTests: MonitorTestCase {
         let pid = try a.initPid(a.startAttacker())
         let b = try bundle { spec in
             spec = a.config(args: ["true"], joiningPidNamespaceOf: pid)
-            spec["hooks"] = ["startContainer": [["path": "/evil", "args": ["/evil", "create", "--bundle", "/b", "x"]]]]
+            spec["hooks"] = [
+                "startContainer": [["path": "/evil", "args": ["/evil", "create", "--bundle", "/b", "x"]]]
+            ]
         }
         XCTAssertEqual(a.swiftlet(["create", "--bundle", b, "hooked"]).status, 0)
-        _ = a.swiftlet(["start", "hooked"], timeout: 120)   // the hook, fed garbage, fails; init then exits
+        _ = a.swiftlet(["start", "hooked"], timeout: 120)  // the hook, fed garbage, fails; init then exits
         a.assertBinaryUnchanged()
     }
 
@@ -66,9 +77,11 @@ final class ExeSealTests: MonitorTestCase {
     func testEntrypointOfProcSelfExeScriptInSharedPidNamespaceCannotOverwriteBinary() throws {
         let a = try Attack(self)
         let pid = try a.initPid(a.startAttacker())
-        let b = try bundle { $0 = a.config(args: ["/evil", "create", "--bundle", "/b", "x"], joiningPidNamespaceOf: pid) }
+        let b = try bundle {
+            $0 = a.config(args: ["/evil", "create", "--bundle", "/b", "x"], joiningPidNamespaceOf: pid)
+        }
         XCTAssertEqual(a.swiftlet(["create", "--bundle", b, "victim"]).status, 0)
-        _ = a.swiftlet(["start", "victim"])   // runc refuses to execute the script (no attack possible)
+        _ = a.swiftlet(["start", "victim"])  // runc refuses to execute the script (no attack possible)
         a.assertBinaryUnchanged()
     }
 }
@@ -83,12 +96,17 @@ extension ExeSealTests {
         let id = try a.startAttacker()
         var env = ProcessInfo.processInfo.environment
         env[String(tag.split(separator: "=")[0])] = String(tag.split(separator: "=")[1])
-        let r = runProgram("/usr/bin/strace", ["-qq", "-o", "/dev/null", "-e", "trace=open_tree", "-e", "inject=open_tree:error=EPERM",
-                                               a.binary, "--root", root.path, "exec", id, "/evil", "create", "--bundle", "/b", "x"],
-                           timeout: 120, environment: env)
+        let r = runProgram(
+            "/usr/bin/strace",
+            [
+                "-qq", "-o", "/dev/null", "-e", "trace=open_tree", "-e", "inject=open_tree:error=EPERM",
+                a.binary, "--root", root.path, "exec", id, "/evil", "create", "--bundle", "/b", "x",
+            ],
+            timeout: 120, environment: env)
         XCTAssertNotEqual(r.status, 0, "\(r)")
         a.assertBinaryUnchanged()
-        XCTAssertTrue(a.reportText().contains("denied: write: Operation not permitted"), "the memfd is sealed: \(a.reportText())")
+        XCTAssertTrue(
+            a.reportText().contains("denied: write: Operation not permitted"), "the memfd is sealed: \(a.reportText())")
     }
 
     /// Only the verbs that run container code pay the re-exec: a foreground `run` (behind global
@@ -97,14 +115,20 @@ extension ExeSealTests {
         try XCTSkipUnless(Attack.isSwiftlet, "swiftlet's verb selection (\(Runtime.binary) is another runtime)")
         let b = try bundle(ContainerTestCase.args(["sleep", "100"]))
         let dir = try makeTempDir(prefix: "swiftlet-exeseal-verbs.")
-        let run = try background(["--log", dir + "/log", "--root", root.path, "run", "--bundle", b, "sealed"], output: dir + "/run.out")
+        let run = try background(
+            ["--log", dir + "/log", "--root", root.path, "run", "--bundle", b, "sealed"], output: dir + "/run.out")
         defer { kill(run, SIGKILL) }
-        XCTAssertTrue(waitUntil(timeout: 30) { self.sl(["state", "sealed"]).stdout.contains("\"running\"") }, "run did not start")
+        XCTAssertTrue(
+            waitUntil(timeout: 30) { self.sl(["state", "sealed"]).stdout.contains("\"running\"") }, "run did not start")
         XCTAssertEqual(readOnlyExe(run), true, "run's /proc/PID/exe is on a read-only mount")
-        let events = try background(["-root=" + root.path, "events", "--interval", "1s", "sealed"], output: dir + "/events.out")
+        let events = try background(
+            ["-root=" + root.path, "events", "--interval", "1s", "sealed"], output: dir + "/events.out")
         defer { kill(events, SIGKILL) }
-        XCTAssertTrue(waitUntil(timeout: 30) { ((try? String(contentsOfFile: dir + "/events.out", encoding: .utf8)) ?? "").contains("stats") },
-                      "events printed nothing")
+        XCTAssertTrue(
+            waitUntil(timeout: 30) {
+                ((try? String(contentsOfFile: dir + "/events.out", encoding: .utf8)) ?? "").contains("stats")
+            },
+            "events printed nothing")
         XCTAssertEqual(readOnlyExe(events), false, "events runs the binary as installed")
         XCTAssertEqual(sl(["delete", "--force", "sealed"]).status, 0)
     }
@@ -204,7 +228,9 @@ struct Attack {
     }
 
     func waitScanning() {
-        XCTAssertTrue(waitUntil(timeout: 30) { self.reportText().contains("scanning") }, "attacker did not start: \(reportText())")
+        XCTAssertTrue(
+            waitUntil(timeout: 30) { self.reportText().contains("scanning") }, "attacker did not start: \(reportText())"
+        )
     }
 
     func initPid(_ id: String) throws -> Int32 {
@@ -226,7 +252,9 @@ struct Attack {
         XCTAssertFalse(text.contains("wrote"), "the attacker wrote the runtime binary: \(text)", file: file, line: line)
         if Attack.isSwiftlet {
             XCTAssertTrue(finished, "attacker did not finish: \(text)", file: file, line: line)
-            XCTAssertTrue(text.contains("target "), "the attacker never caught swiftlet in the container: \(text)", file: file, line: line)
+            XCTAssertTrue(
+                text.contains("target "), "the attacker never caught swiftlet in the container: \(text)", file: file,
+                line: line)
             XCTAssertTrue(text.contains("denied"), text, file: file, line: line)
         }
         XCTAssertEqual(Attack.sha256(binary), hashBefore, "the runtime binary changed: \(text)", file: file, line: line)
@@ -238,70 +266,70 @@ struct Attack {
 /// file so later runs do not block), and reopens the exe for writing until it is no longer busy
 /// (ETXTBSY); it appends (the ELF stays runnable for clean-up) and reports to REPORT.
 private let attackerSource = #"""
-#define _GNU_SOURCE
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
+    #define _GNU_SOURCE
+    #include <dirent.h>
+    #include <errno.h>
+    #include <fcntl.h>
+    #include <stdarg.h>
+    #include <stdio.h>
+    #include <stdlib.h>
+    #include <string.h>
+    #include <sys/stat.h>
+    #include <time.h>
+    #include <unistd.h>
 
-static FILE *report;
-static void say(const char *fmt, ...) {
-    va_list ap; va_start(ap, fmt); vfprintf(report, fmt, ap); va_end(ap); fflush(report);
-}
-static time_t deadline;
-static int target(void) {
-    DIR *d = opendir("/proc");
-    struct dirent *e; int found = 0;
-    while (d && !found && (e = readdir(d))) {
-        int pid = atoi(e->d_name);
-        if (pid <= 0 || pid == getpid()) continue;
-        char path[64], buf[32] = {0};
-        snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
-        int fd = open(path, O_RDONLY);
-        if (fd < 0) continue;
-        if (read(fd, buf, sizeof buf - 1) > 0 && strcmp(buf, "/proc/self/exe") == 0) found = pid;
-        close(fd);
+    static FILE *report;
+    static void say(const char *fmt, ...) {
+        va_list ap; va_start(ap, fmt); vfprintf(report, fmt, ap); va_end(ap); fflush(report);
     }
-    if (d) closedir(d);
-    return found;
-}
-int main(int argc, char **argv) {
-    if (argc < 3 || !(report = fopen(argv[1], "w"))) return 2;
-    say("scanning\n");
-    deadline = time(NULL) + 120;
-    int exe = -1, pid = 0;
-    while (exe < 0) {
-        if (time(NULL) > deadline) { say("no target\n"); return 1; }
-        pid = target();
-        if (!pid) { usleep(2000); continue; }
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%d/exe", pid);
-        exe = open(path, O_PATH);
-    }
-    say("target %d\n", pid);
-    int fifo = open(argv[2], O_WRONLY);
-    if (fifo >= 0) { (void)write(fifo, "x", 1); close(fifo); }
-    unlink(argv[2]);
-    close(open(argv[2], O_WRONLY | O_CREAT, 0644));
-    char self[64];
-    snprintf(self, sizeof self, "/proc/self/fd/%d", exe);
-    for (;;) {
-        int w = open(self, O_WRONLY);
-        if (w >= 0) {
-            struct stat st;
-            if (fstat(w, &st) == 0 && pwrite(w, "PWNED", 5, st.st_size) == 5) { say("wrote\n"); return 0; }
-            say("denied: write: %s\n", strerror(errno));
-            return 0;
+    static time_t deadline;
+    static int target(void) {
+        DIR *d = opendir("/proc");
+        struct dirent *e; int found = 0;
+        while (d && !found && (e = readdir(d))) {
+            int pid = atoi(e->d_name);
+            if (pid <= 0 || pid == getpid()) continue;
+            char path[64], buf[32] = {0};
+            snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+            int fd = open(path, O_RDONLY);
+            if (fd < 0) continue;
+            if (read(fd, buf, sizeof buf - 1) > 0 && strcmp(buf, "/proc/self/exe") == 0) found = pid;
+            close(fd);
         }
-        if (errno != ETXTBSY) { say("denied: open: %s\n", strerror(errno)); return 0; }
-        if (time(NULL) > deadline) { say("failed: still busy\n"); return 1; }
-        usleep(10000);
+        if (d) closedir(d);
+        return found;
     }
-}
-"""#
+    int main(int argc, char **argv) {
+        if (argc < 3 || !(report = fopen(argv[1], "w"))) return 2;
+        say("scanning\n");
+        deadline = time(NULL) + 120;
+        int exe = -1, pid = 0;
+        while (exe < 0) {
+            if (time(NULL) > deadline) { say("no target\n"); return 1; }
+            pid = target();
+            if (!pid) { usleep(2000); continue; }
+            char path[64];
+            snprintf(path, sizeof path, "/proc/%d/exe", pid);
+            exe = open(path, O_PATH);
+        }
+        say("target %d\n", pid);
+        int fifo = open(argv[2], O_WRONLY);
+        if (fifo >= 0) { (void)write(fifo, "x", 1); close(fifo); }
+        unlink(argv[2]);
+        close(open(argv[2], O_WRONLY | O_CREAT, 0644));
+        char self[64];
+        snprintf(self, sizeof self, "/proc/self/fd/%d", exe);
+        for (;;) {
+            int w = open(self, O_WRONLY);
+            if (w >= 0) {
+                struct stat st;
+                if (fstat(w, &st) == 0 && pwrite(w, "PWNED", 5, st.st_size) == 5) { say("wrote\n"); return 0; }
+                say("denied: write: %s\n", strerror(errno));
+                return 0;
+            }
+            if (errno != ETXTBSY) { say("denied: open: %s\n", strerror(errno)); return 0; }
+            if (time(NULL) > deadline) { say("failed: still busy\n"); return 1; }
+            usleep(10000);
+        }
+    }
+    """#

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 final class ExecTests: ContainerTestCase {
     /// Random: the cgroup /swiftlet/<id> is shared by every --root on the machine (a fixed id let two
@@ -14,8 +14,10 @@ final class ExecTests: ContainerTestCase {
     }
 
     func testExecArgsEnvCwdUserAndExitCode() throws {
-        let r = sl(["exec", "--env", "A=1", "--env", "B=2", "--cwd", "/tmp", "--user", "1000:1000", ex,
-                    "sh", "-c", "echo $A$B; pwd; id -u; id -g; echo $$; exit 5"])
+        let r = sl([
+            "exec", "--env", "A=1", "--env", "B=2", "--cwd", "/tmp", "--user", "1000:1000", ex,
+            "sh", "-c", "echo $A$B; pwd; id -u; id -g; echo $$; exit 5",
+        ])
         XCTAssertEqual(r.status, 5, r.stderr)
         let lines = r.stdout.split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.count, 5, r.stdout)
@@ -24,15 +26,20 @@ final class ExecTests: ContainerTestCase {
     }
 
     func testExecSeesContainerNamespacesAndRoot() throws {
-        let r = sl(["exec", ex, "sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; test -e /bin/busybox && echo rootfs"])
+        let r = sl([
+            "exec", ex, "sh", "-c",
+            "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; test -e /bin/busybox && echo rootfs",
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "swiftlet-test\nsleep 100 \nrootfs\n")
     }
 
     func testExecProcessJSONDetachAndPidFile() throws {
         let dir = root.path
-        let process: [String: Any] = ["args": ["sh", "-c", "echo detached > /dev/shm/marker; sleep 100"], "cwd": "/",
-                                      "user": ["uid": 0, "gid": 0], "env": ["PATH=/bin"]]
+        let process: [String: Any] = [
+            "args": ["sh", "-c", "echo detached > /dev/shm/marker; sleep 100"], "cwd": "/",
+            "user": ["uid": 0, "gid": 0], "env": ["PATH=/bin"],
+        ]
         try JSONSerialization.data(withJSONObject: process).write(to: URL(fileURLWithPath: dir + "/p.json"))
         let r = sl(["exec", "-d", "--pid-file", dir + "/exec.pid", "-p", dir + "/p.json", ex])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -43,7 +50,13 @@ final class ExecTests: ContainerTestCase {
 
     func testExecPreserveFds() throws {
         try "kept\n".write(toFile: root.path + "/fd3", atomically: true, encoding: .utf8)
-        let r = runProgram("/bin/sh", ["-c", "exec 3<\(root.path)/fd3 4<\(root.path)/fd3; \(Runtime.binary) --root \(root.path) exec --preserve-fds 1 \(ex) sh -c 'cat <&3; test -e /proc/self/fd/4 || echo no-fd4'"])
+        let r = runProgram(
+            "/bin/sh",
+            [
+                "-c",
+                "exec 3<\(root.path)/fd3 4<\(root.path)/fd3; \(Runtime.binary) --root \(root.path) exec "
+                    + "--preserve-fds 1 \(ex) sh -c 'cat <&3; test -e /proc/self/fd/4 || echo no-fd4'",
+            ])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "kept\nno-fd4\n")
     }
@@ -92,8 +105,11 @@ extension ExecTests {
         }
         XCTAssertEqual(sl(["run", "-d", "--bundle", b, "exns"]).status, 0)
         defer { sl(["delete", "-f", "exns"]) }
-        let r = sl(["exec", "exns", "sh", "-c",
-                    "for n in cgroup ipc mnt net pid user uts; do echo $n $(readlink /proc/self/ns/$n) $(readlink /proc/1/ns/$n); done"])
+        let r = sl([
+            "exec", "exns", "sh", "-c",
+            "for n in cgroup ipc mnt net pid user uts; do echo $n $(readlink /proc/self/ns/$n) $(readlink "
+                + "/proc/1/ns/$n); done",
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let lines = r.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
         XCTAssertEqual(lines.count, 7, r.stdout)
@@ -102,6 +118,8 @@ extension ExecTests {
             if l.count == 3 { XCTAssertEqual(l[1], l[2], "\(l[0]) namespace differs from init's: \(r.stdout)") }
         }
         let host = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/user")
-        XCTAssertFalse(lines.contains { $0.first == "user" && $0.count == 3 && $0[1] == host }, "exec stayed in the host's user namespace")
+        XCTAssertFalse(
+            lines.contains { $0.first == "user" && $0.count == 3 && $0[1] == host },
+            "exec stayed in the host's user namespace")
     }
 }

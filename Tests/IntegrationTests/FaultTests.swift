@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// `swiftlet create` killed (SIGKILL) at each stage (issue 7): the test hook SWIFTLET_TEST_STOP_AT
 /// makes create SIGSTOP itself at a named stage (Spec/reliability.md); the test then SIGKILLs it.
@@ -9,10 +9,15 @@ import TestSupport
 final class FaultTests: ContainerTestCase {
     /// Runs `create` until it stops at `stage`, SIGKILLs it, checks state/list, returns the status
     /// `state` reported.
-    func killCreate(at stage: String, id: String, bundle b: String,
-                    file: StaticString = #filePath, line: UInt = #line) -> String? {
-        guard let pid = spawnSwiftlet(["create", "--bundle", b, id],
-                                      environment: taggedEnvironment(["SWIFTLET_TEST_STOP_AT": stage])) else {
+    func killCreate(
+        at stage: String, id: String, bundle b: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) -> String? {
+        guard
+            let pid = spawnSwiftlet(
+                ["create", "--bundle", b, id],
+                environment: taggedEnvironment(["SWIFTLET_TEST_STOP_AT": stage]))
+        else {
             XCTFail("cannot spawn swiftlet", file: file, line: line)
             return nil
         }
@@ -23,7 +28,8 @@ final class FaultTests: ContainerTestCase {
         var status: Int32 = 0
         _ = waitpid(pid, &status, 0)
         let shown = stateStatus(id)
-        XCTAssertEqual(listedStatus(id, file: file, line: line), shown, "\(stage): list and state agree", file: file, line: line)
+        XCTAssertEqual(
+            listedStatus(id, file: file, line: line), shown, "\(stage): list and state agree", file: file, line: line)
         return shown
     }
 
@@ -55,13 +61,19 @@ final class FaultTests: ContainerTestCase {
 
     func testKilledBeforeClone() throws { try check(stage: "before-clone", userns: false, expect: "creating") }
     func testKilledAfterClone() throws { try check(stage: "after-clone", userns: false, expect: "creating") }
-    func testKilledAfterCloneWithUserNamespace() throws { try check(stage: "after-clone", userns: true, expect: "creating") }
+    func testKilledAfterCloneWithUserNamespace() throws {
+        try check(stage: "after-clone", userns: true, expect: "creating")
+    }
     func testKilledBeforeIDMaps() throws { try check(stage: "before-idmap", userns: true, expect: "creating") }
     func testKilledAfterIDMaps() throws { try check(stage: "after-idmap", userns: true, expect: "creating") }
     func testKilledAfterCgroup() throws { try check(stage: "after-cgroup", userns: false, expect: "creating") }
-    func testKilledAfterCgroupWithUserNamespace() throws { try check(stage: "after-cgroup", userns: true, expect: "creating") }
+    func testKilledAfterCgroupWithUserNamespace() throws {
+        try check(stage: "after-cgroup", userns: true, expect: "creating")
+    }
     func testKilledBeforeFifoWait() throws { try check(stage: "before-fifo-wait", userns: false, expect: "creating") }
-    func testKilledBeforeFifoWaitWithUserNamespace() throws { try check(stage: "before-fifo-wait", userns: true, expect: "creating") }
+    func testKilledBeforeFifoWaitWithUserNamespace() throws {
+        try check(stage: "before-fifo-wait", userns: true, expect: "creating")
+    }
     func testKilledAfterState() throws { try check(stage: "after-state", userns: false, expect: "created") }
 
     /// A create killed while it was making its cgroup: delete --force still removes every directory
@@ -72,8 +84,10 @@ final class FaultTests: ContainerTestCase {
         XCTAssertEqual(killCreate(at: "before-clone", id: id, bundle: b), "creating")
         // v1/hybrid: some hierarchies but not the primary (pids); pure v2 has one directory, made
         // before the first child (clone3 into it), so there a cgroup without any process.
-        var made = ["blkio", "memory", "unified"].filter { FileManager.default.fileExists(atPath: "/sys/fs/cgroup/\($0)") }
-            .map { "/sys/fs/cgroup/\($0)/swiftlet/\(id)" }
+        var made = ["blkio", "memory", "unified"].filter {
+            FileManager.default.fileExists(atPath: "/sys/fs/cgroup/\($0)")
+        }
+        .map { "/sys/fs/cgroup/\($0)/swiftlet/\(id)" }
         if made.isEmpty { made = ["/sys/fs/cgroup/swiftlet/\(id)"] }
         for dir in made {
             XCTAssertNoThrow(try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true))
@@ -92,7 +106,8 @@ extension FaultTests {
         guard let pid = spawnSwiftlet(args, environment: taggedEnvironment(["SWIFTLET_TEST_STOP_AT": stage])) else {
             return XCTFail("cannot spawn swiftlet", file: file, line: line)
         }
-        XCTAssertTrue(waitUntil(timeout: 20) { processState(pid) == "T" || processState(pid) == "Z" }, file: file, line: line)
+        XCTAssertTrue(
+            waitUntil(timeout: 20) { processState(pid) == "T" || processState(pid) == "Z" }, file: file, line: line)
         XCTAssertEqual(processState(pid), "T", "\(stage): never stopped there", file: file, line: line)
         Glibc.kill(pid, SIGKILL)
         var status: Int32 = 0
@@ -105,7 +120,9 @@ extension FaultTests {
         let b = try bundle(ContainerTestCase.args(["sleep", "1000"]))
         XCTAssertEqual(sl(["create", "--bundle", b, "start-killed"]).status, 0)
         killCommand(["start", "start-killed"], at: "start-after-go")
-        XCTAssertTrue(waitUntil(timeout: 5) { self.stateStatus("start-killed") == "running" }, "state: \(String(describing: stateStatus("start-killed")))")
+        XCTAssertTrue(
+            waitUntil(timeout: 5) { self.stateStatus("start-killed") == "running" },
+            "state: \(String(describing: stateStatus("start-killed")))")
         XCTAssertEqual(listedStatus("start-killed"), "running")
         let again = sl(["start", "start-killed"], timeout: 10)
         XCTAssertFalse(again.timedOut, "a second start hangs")
@@ -143,16 +160,20 @@ extension FaultTests {
         try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: images + "/inventory.img", contents: Data())
         func criuRootMounted() -> Bool {
-            ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").contains("/restore-killed/criu-root ")
+            ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").contains(
+                "/restore-killed/criu-root ")
         }
-        killCommand(["--criu", "/bin/false", "restore", "-d", "--image-path", images, "--bundle", b, "restore-killed"],
-                    at: "restore-criu-root")
+        killCommand(
+            ["--criu", "/bin/false", "restore", "-d", "--image-path", images, "--bundle", b, "restore-killed"],
+            at: "restore-criu-root")
         XCTAssertTrue(criuRootMounted(), "the killed restore left its criu root mounted")
         XCTAssertEqual(stateStatus("restore-killed"), "creating")
         let d = sl(["delete", "--force", "restore-killed"])
         XCTAssertEqual(d.status, 0, d.stderr)
         XCTAssertFalse(criuRootMounted())
-        XCTAssertTrue(FileManager.default.fileExists(atPath: rootfs + "/bin/sh"), "delete removed the rootfs through the criu root")
+        XCTAssertTrue(
+            FileManager.default.fileExists(atPath: rootfs + "/bin/sh"),
+            "delete removed the rootfs through the criu root")
         assertNothingLeft("restore-killed", bundle: b)
     }
 
@@ -171,7 +192,8 @@ extension FaultTests {
         let m = runProgram("/bin/mount", ["--bind", outside, target])
         XCTAssertEqual(m.status, 0, m.stderr)
         let d = sl(["delete", "--force", "planted-mount"])
-        XCTAssertTrue(FileManager.default.fileExists(atPath: outside + "/sentinel"), "delete removed files through a mount")
+        XCTAssertTrue(
+            FileManager.default.fileExists(atPath: outside + "/sentinel"), "delete removed files through a mount")
         XCTAssertNotEqual(d.status, 0)
         XCTAssertTrue(d.stderr.contains("planted") && d.stderr.contains("busy"), d.stderr)
         _ = runProgram("/bin/umount", [target])

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// CVE-2024-21626 family: descriptors the runtime inherited from its caller reach neither the
 /// container (its init while `created`, its process, an exec'd process) nor any hook, also when the
@@ -31,16 +31,20 @@ final class FdHygieneTests: ContainerTestCase {
         var env = ProcessInfo.processInfo.environment
         let kv = tag.split(separator: "=", maxSplits: 1)
         env[String(kv[0])] = String(kv[1])
-        return runProgram("/bin/sh", ["-c", "exec 3<\(preserved) 7<\(secret); exec \"$0\" \"$@\"", Runtime.binary, "--root", root.path] + args,
-                          environment: env)
+        return runProgram(
+            "/bin/sh",
+            ["-c", "exec 3<\(preserved) 7<\(secret); exec \"$0\" \"$@\"", Runtime.binary, "--root", root.path] + args,
+            environment: env)
     }
 
     /// A seccomp profile that allows everything but close_range (EPERM).
     static func denyCloseRange(_ spec: inout [String: Any]) {
         var linux = spec[dict: "linux"]
-        linux["seccomp"] = ["defaultAction": "SCMP_ACT_ALLOW",
-                            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-                            "syscalls": [["names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1]]]
+        linux["seccomp"] = [
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [["names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1]],
+        ]
         spec["linux"] = linux
     }
 
@@ -77,7 +81,9 @@ final class FdHygieneTests: ContainerTestCase {
         XCTAssertGreaterThan(pid, 0, state)
         let initFds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
         XCTAssertFalse(initFds.isEmpty)
-        let targets = initFds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }
+        let targets = initFds.compactMap {
+            try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")
+        }
         XCTAssertFalse(targets.contains(secret), "created init holds the runtime's inherited fd: \(targets)")
         XCTAssertEqual(sl(["start", id]).status, 0)
         XCTAssertTrue(waitUntil(timeout: 10) { self.sl(["state", id]).stdout.contains("stopped") })

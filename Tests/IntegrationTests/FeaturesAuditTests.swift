@@ -1,8 +1,8 @@
 import Foundation
-import XCTest
 import Glibc
-import TestSupport
 import LinuxSystem
+import TestSupport
+import XCTest
 
 /// `features` against runtime-spec 1.3 features.md / features-linux.md and against what works on
 /// this host: each listed value is tried in a real container (or on the kernel), and what swiftlet
@@ -22,9 +22,12 @@ final class FeaturesAuditTests: ContainerTestCase {
     /// config-linux.md that swiftlet leaves out (a kernel too old for it) is refused.
     func testListedMemoryPoliciesWork() throws {
         let mpol = linux(try features())["memoryPolicy"] as? [String: Any] ?? [:]
-        let modes = mpol["modes"] as? [String] ?? [], flags = mpol["flags"] as? [String] ?? []
-        let all = ["MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_LOCAL",
-                   "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE"]
+        let modes = mpol["modes"] as? [String] ?? []
+        let flags = mpol["flags"] as? [String] ?? []
+        let all = [
+            "MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_LOCAL",
+            "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE",
+        ]
         XCTAssertTrue(Set(modes).isSubset(of: all), "\(modes)")
         func run(_ policy: [String: Any]) throws -> RunResult {
             try self.run(["true"]) { spec in spec[path: "linux.memoryPolicy"] = policy }
@@ -32,8 +35,11 @@ final class FeaturesAuditTests: ContainerTestCase {
         for mode in all where isSwiftlet || modes.contains(mode) {
             let noNodes = mode == "MPOL_DEFAULT" || mode == "MPOL_LOCAL"
             let r = try run(noNodes ? ["mode": mode] : ["mode": mode, "nodes": "0"])
-            if modes.contains(mode) { XCTAssertEqual(r.status, 0, "\(mode) is listed: \(r.stderr)") }
-            else { XCTAssertNotEqual(r.status, 0, "\(mode) is not listed but works") }
+            if modes.contains(mode) {
+                XCTAssertEqual(r.status, 0, "\(mode) is listed: \(r.stderr)")
+            } else {
+                XCTAssertNotEqual(r.status, 0, "\(mode) is not listed but works")
+            }
         }
         for flag in flags {
             let r = try run(["mode": "MPOL_BIND", "nodes": "0", "flags": [flag]])
@@ -45,14 +51,19 @@ final class FeaturesAuditTests: ContainerTestCase {
     /// checked by SeccompIntegrationTests), and each is also a known flag.
     func testSupportedSeccompFlagsLoad() throws {
         let seccomp = linux(try features())["seccomp"] as? [String: Any] ?? [:]
-        let supported = seccomp["supportedFlags"] as? [String] ?? [], known = seccomp["knownFlags"] as? [String] ?? []
+        let supported = seccomp["supportedFlags"] as? [String] ?? []
+        let known = seccomp["knownFlags"] as? [String] ?? []
         XCTAssertTrue(Set(supported).isSubset(of: known), "\(supported) vs \(known)")
         // crun 1.28 and runc 1.1 do not report supportedFlags.
-        if seccomp["supportedFlags"] != nil { XCTAssertFalse(supported.isEmpty, "this kernel has TSYNC, LOG and SPEC_ALLOW") }
+        if seccomp["supportedFlags"] != nil {
+            XCTAssertFalse(supported.isEmpty, "this kernel has TSYNC, LOG and SPEC_ALLOW")
+        }
         for flag in supported where flag != "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" {
             let r = try run(["true"]) { spec in
-                spec[path: "linux.seccomp"] = ["defaultAction": "SCMP_ACT_ALLOW", "flags": [flag],
-                                               "syscalls": [["names": ["kexec_load"], "action": "SCMP_ACT_ERRNO"]]]
+                spec[path: "linux.seccomp"] = [
+                    "defaultAction": "SCMP_ACT_ALLOW", "flags": [flag],
+                    "syscalls": [["names": ["kexec_load"], "action": "SCMP_ACT_ERRNO"]],
+                ]
             }
             XCTAssertEqual(r.status, 0, "\(flag): \(r.stderr)")
         }
@@ -62,7 +73,7 @@ final class FeaturesAuditTests: ContainerTestCase {
     /// config with rdma limits is refused naming the field.
     func testRdmaOnlyWithTheController() throws {
         let cgroup = linux(try features())["cgroup"] as? [String: Any] ?? [:]
-        guard isSwiftlet else { return }   // runc 1.3.6 reports rdma regardless of the host; crun omits it
+        guard isSwiftlet else { return }  // runc 1.3.6 reports rdma regardless of the host; crun omits it
         let r = try run(["true"]) { spec in
             spec[path: "linux.resources.rdma"] = ["mlx4_0": ["hcaHandles": 3, "hcaObjects": 100]]
         }
@@ -93,8 +104,11 @@ final class FeaturesAuditTests: ContainerTestCase {
     /// when the runc anchor is installed (Scripts/install-anchors.sh).
     func testMountOptionsCoverRunc13() throws {
         let runc = "/opt/swiftlet-anchors/bin/runc"
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: runc) && isSwiftlet, "needs the runc 1.3.6 anchor; compares swiftlet with it")
-        let theirs = try JSONSerialization.jsonObject(with: Data(runProgram(runc, ["features"]).stdout.utf8)) as? [String: Any]
+        try XCTSkipUnless(
+            FileManager.default.isExecutableFile(atPath: runc) && isSwiftlet,
+            "needs the runc 1.3.6 anchor; compares swiftlet with it")
+        let theirs =
+            try JSONSerialization.jsonObject(with: Data(runProgram(runc, ["features"]).stdout.utf8)) as? [String: Any]
         let ours = Set(try features()["mountOptions"] as? [String] ?? [])
         XCTAssertEqual(Set(theirs?["mountOptions"] as? [String] ?? ["runc"]).subtracting(ours), [])
         XCTAssertTrue(ours.isSuperset(of: ["idmap", "ridmap", "tmpcopyup"]), "\(ours)")
@@ -103,11 +117,15 @@ final class FeaturesAuditTests: ContainerTestCase {
     /// AppArmor and SELinux: true exactly when the LSM is enabled here (this host has neither), and
     /// then a profile is refused naming the field.
     func testLSMsOnlyWhereEnabled() throws {
-        guard isSwiftlet else { return }   // runc and crun report both as built in
+        guard isSwiftlet else { return }  // runc and crun report both as built in
         let l = linux(try features())
-        let appArmor = (try? String(contentsOfFile: "/sys/module/apparmor/parameters/enabled", encoding: .utf8))?.hasPrefix("Y") ?? false
+        let appArmor =
+            (try? String(contentsOfFile: "/sys/module/apparmor/parameters/enabled", encoding: .utf8))?.hasPrefix("Y")
+            ?? false
         XCTAssertEqual((l["apparmor"] as? [String: Any])?["enabled"] as? Bool, appArmor)
-        XCTAssertEqual((l["selinux"] as? [String: Any])?["enabled"] as? Bool, FileManager.default.fileExists(atPath: "/sys/fs/selinux/enforce"))
+        XCTAssertEqual(
+            (l["selinux"] as? [String: Any])?["enabled"] as? Bool,
+            FileManager.default.fileExists(atPath: "/sys/fs/selinux/enforce"))
         if !appArmor {
             let r = try run(["true"]) { spec in spec[path: "process.apparmorProfile"] = "unconfined" }
             XCTAssertEqual(r.status, 1)

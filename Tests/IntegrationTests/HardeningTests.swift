@@ -1,7 +1,7 @@
-import Foundation
-import XCTest
-import TestSupport
 import CLinux
+import Foundation
+import TestSupport
+import XCTest
 
 /// Attack tests: each would succeed against a naive runtime.
 final class HardeningTests: ContainerTestCase {
@@ -10,7 +10,10 @@ final class HardeningTests: ContainerTestCase {
     func testRuntimeBinaryUnreachableThroughProcExe() throws {
         let b = try bundle(ContainerTestCase.args(["sleep", "100"]))
         XCTAssertEqual(sl(["create", "--bundle", b, "cve5736"]).status, 0)
-        let r = sl(["exec", "cve5736", "sh", "-c", "head -c 4 /proc/1/exe > /dev/null 2>&1 && echo READ-HOST-BINARY; readlink /proc/1/exe || echo no-exe-link"])
+        let r = sl([
+            "exec", "cve5736", "sh", "-c",
+            "head -c 4 /proc/1/exe > /dev/null 2>&1 && echo READ-HOST-BINARY; readlink /proc/1/exe || echo no-exe-link",
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertFalse(r.stdout.contains("READ-HOST-BINARY"), r.stdout)
         XCTAssertEqual(r.stdout, "no-exe-link\n")
@@ -134,7 +137,9 @@ extension HardeningTests {
         XCTAssertEqual(symlink(outside, dir + "/evil"), 0)
         let b = try bundle { spec in
             spec["root"] = ["path": dir, "readonly": false]
-            ContainerTestCase.args(["sh", "-c", "echo inside > /evil/x/file && awk '$5 ~ /cve-30465/ {print $5}' /proc/self/mountinfo"])(&spec)
+            ContainerTestCase.args([
+                "sh", "-c", "echo inside > /evil/x/file && awk '$5 ~ /cve-30465/ {print $5}' /proc/self/mountinfo",
+            ])(&spec)
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
             mounts.append(["destination": "/evil/x", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]])
             spec["mounts"] = mounts
@@ -143,7 +148,8 @@ extension HardeningTests {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "\(outside)/x\n", "the tmpfs is mounted where /evil/x leads inside the container")
         XCTAssertFalse(FileManager.default.fileExists(atPath: outside + "/x"), "nothing created on the host path")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + outside + "/x"), "mount point made inside the rootfs")
+        XCTAssertTrue(
+            FileManager.default.fileExists(atPath: dir + outside + "/x"), "mount point made inside the rootfs")
     }
 }
 
@@ -175,7 +181,8 @@ extension HardeningTests {
             }
             XCTAssertEqual(r.status, 0, r.stderr)
             if control {
-                XCTAssertTrue(r.stdout.contains("UNMOUNTED-FILE") && r.stdout.contains("NEW-PROCFS"), "control: \(r.stdout)")
+                XCTAssertTrue(
+                    r.stdout.contains("UNMOUNTED-FILE") && r.stdout.contains("NEW-PROCFS"), "control: \(r.stdout)")
             } else {
                 XCTAssertEqual(r.stdout, "timer_list=0\nentries=0\ntmpfs ro\n")
             }
@@ -186,8 +193,10 @@ extension HardeningTests {
     func rootfsWithSetuidProbe() throws -> String {
         let dir = try privateRootfs()
         let src = dir + "/suid-probe.c"
-        try "#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf(\"euid=%d\\n\", (int)geteuid()); return 0; }\n"
-            .write(toFile: src, atomically: true, encoding: .utf8)
+        let source =
+            "#include <stdio.h>\n#include <unistd.h>\n"
+            + "int main(void) { printf(\"euid=%d\\n\", (int)geteuid()); return 0; }\n"
+        try source.write(toFile: src, atomically: true, encoding: .utf8)
         let cc = runProgram("/usr/bin/cc", ["-static", "-O1", "-o", dir + "/bin/suid-probe", src])
         XCTAssertEqual(cc.status, 0, "building the setuid probe: \(cc)")
         XCTAssertEqual(chmod(dir + "/bin/suid-probe", 0o4755), 0)
@@ -230,7 +239,8 @@ extension HardeningTests {
         defer { try? FileManager.default.removeItem(atPath: hostDir) }
         try "HOST-SECRET\n".write(toFile: hostDir + "/secret", atomically: true, encoding: .utf8)
         func withHostDir(_ args: [String]) -> RunResult {
-            runProgram("/bin/sh", ["-c", "exec 3<\(hostDir); exec \"$0\" \"$@\"", Runtime.binary, "--root", root.path] + args)
+            runProgram(
+                "/bin/sh", ["-c", "exec 3<\(hostDir); exec \"$0\" \"$@\"", Runtime.binary, "--root", root.path] + args)
         }
         let b = try bundle { spec in
             ContainerTestCase.args(["sh", "-c", "cat secret; pwd"])(&spec)
@@ -244,7 +254,9 @@ extension HardeningTests {
         let d = try bundle(ContainerTestCase.args(["sleep", "100"]))
         XCTAssertEqual(sl(["run", "-d", "--bundle", d, "cwdfd-exec"]).status, 0)
         defer { sl(["delete", "-f", "cwdfd-exec"]) }
-        let e = withHostDir(["exec", "--preserve-fds", "1", "--cwd", "/proc/self/fd/3", "cwdfd-exec", "sh", "-c", "cat secret; pwd"])
+        let e = withHostDir([
+            "exec", "--preserve-fds", "1", "--cwd", "/proc/self/fd/3", "cwdfd-exec", "sh", "-c", "cat secret; pwd",
+        ])
         XCTAssertNotEqual(e.status, 0, "must refuse: \(e.stdout)")
         XCTAssertFalse(e.stdout.contains("HOST-SECRET"), e.stdout)
     }
@@ -256,13 +268,17 @@ extension HardeningTests {
         XCTAssertEqual(sl(["run", "-d", "--bundle", b, "execcap"]).status, 0)
         defer { sl(["delete", "-f", "execcap"]) }
         for user in ["0:0", "1000:1000"] {
-            let r = sl(["exec", "--cap", "CAP_NET_ADMIN", "--user", user, "execcap", "grep", "^Cap", "/proc/self/status"])
+            let r = sl([
+                "exec", "--cap", "CAP_NET_ADMIN", "--user", user, "execcap", "grep", "^Cap", "/proc/self/status",
+            ])
             XCTAssertEqual(r.status, 0, r.stderr)
-            let caps = Dictionary(r.stdout.split(separator: "\n").compactMap { line -> (String, UInt64)? in
-                let f = line.split(separator: "\t")
-                guard f.count == 2, let v = UInt64(f[1], radix: 16) else { return nil }
-                return (String(f[0]), v)
-            }) { a, _ in a }
+            let caps = Dictionary(
+                r.stdout.split(separator: "\n").compactMap { line -> (String, UInt64)? in
+                    let f = line.split(separator: "\t")
+                    guard f.count == 2, let v = UInt64(f[1], radix: 16) else { return nil }
+                    return (String(f[0]), v)
+                }
+            ) { a, _ in a }
             let netAdmin: UInt64 = 1 << 12
             XCTAssertEqual(caps["CapInh:"], 0, "user \(user): \(r.stdout)")
             XCTAssertEqual(caps["CapAmb:"], 0, "user \(user): \(r.stdout)")
@@ -279,10 +295,15 @@ extension HardeningTests {
     func testExecProcessUnreachableBeforeExecve() throws {
         let rootfs = try privateRootfs()
         XCTAssertEqual(mkfifo(rootfs + "/probe-in", 0o600), 0)
-        let probeScript = "readlink /proc/$pid/exe && echo EXE; readlink /proc/$pid/fd/0 && echo FD; cat /proc/$pid/environ > /dev/null 2>&1 && echo ENV; echo probed"
+        let probeScript =
+            "readlink /proc/$pid/exe && echo EXE; readlink /proc/$pid/fd/0 && echo FD; cat /proc/$pid/environ > "
+            + "/dev/null 2>&1 && echo ENV; echo probed"
         let b = try bundle { spec in
             spec["root"] = ["path": rootfs, "readonly": false]
-            ContainerTestCase.args(["sh", "-c", "read pid < /probe-in; { \(probeScript); } > /probe-out.tmp; mv /probe-out.tmp /probe-out; sleep 100"])(&spec)
+            ContainerTestCase.args([
+                "sh", "-c",
+                "read pid < /probe-in; { \(probeScript); } > /probe-out.tmp; mv /probe-out.tmp /probe-out; sleep 100",
+            ])(&spec)
         }
         let id = "execwin"
         XCTAssertEqual(sl(["run", "-d", "--bundle", b, id]).status, 0)
@@ -291,7 +312,8 @@ extension HardeningTests {
         let hostInit = Int32(state?["pid"] as? Int ?? 0)
         XCTAssertGreaterThan(hostInit, 0)
         let control = sl(["exec", "--env", "HOME=/root", id, "sh", "-c", "pid=1; \(probeScript)"])
-        XCTAssertEqual(control.stdout, "/bin/busybox\nEXE\n/dev/null\nFD\nENV\nprobed\n", "control: the user process is reachable")
+        XCTAssertEqual(
+            control.stdout, "/bin/busybox\nEXE\n/dev/null\nFD\nENV\nprobed\n", "control: the user process is reachable")
 
         let passwd = rootfs + "/etc/passwd"
         let saved = try String(contentsOfFile: passwd, encoding: .utf8)
@@ -300,9 +322,11 @@ extension HardeningTests {
         // The same capabilities as the probe's (the default ones): only dumpability keeps it out.
         let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
         let capSets = ["bounding": caps, "effective": caps, "permitted": caps]
-        try JSONSerialization.data(withJSONObject: ["args": ["true"], "cwd": "/", "user": ["uid": 0, "gid": 0], "env": ["PATH=/bin"],
-                                                    "capabilities": capSets])
-            .write(to: URL(fileURLWithPath: root.path + "/p.json"))
+        try JSONSerialization.data(withJSONObject: [
+            "args": ["true"], "cwd": "/", "user": ["uid": 0, "gid": 0], "env": ["PATH=/bin"],
+            "capabilities": capSets,
+        ])
+        .write(to: URL(fileURLWithPath: root.path + "/p.json"))
         let blocked = Process()
         blocked.executableURL = URL(fileURLWithPath: Runtime.binary)
         blocked.arguments = ["--root", root.path, "exec", "-p", root.path + "/p.json", id]
@@ -314,28 +338,46 @@ extension HardeningTests {
         // The exec'd process, in the container's pid namespace, waiting on the fifo.
         let pidNS = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(hostInit)/ns/pid")
         var hostPid: Int32 = 0
-        XCTAssertTrue(waitUntil(timeout: 30) {
-            let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
-            hostPid = pids.first { p in
-                p != hostInit && (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/ns/pid")) == pidNS
-                    && (try? String(contentsOfFile: "/proc/\(p)/wchan", encoding: .utf8)) == "wait_for_partner"
-            } ?? 0
-            return hostPid > 0
-        }, "no exec'd process waiting on the fifo")
-        let nsPid = ((try? String(contentsOfFile: "/proc/\(hostPid)/status", encoding: .utf8)) ?? "")
-            .split(separator: "\n").first { $0.hasPrefix("NSpid:") }?.split(separator: "\t").last.map(String.init) ?? "?"
+        XCTAssertTrue(
+            waitUntil(timeout: 30) {
+                let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap {
+                    Int32($0)
+                }
+                hostPid =
+                    pids.first { p in
+                        p != hostInit
+                            && (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/ns/pid"))
+                                == pidNS
+                            && (try? String(contentsOfFile: "/proc/\(p)/wchan", encoding: .utf8)) == "wait_for_partner"
+                    } ?? 0
+                return hostPid > 0
+            }, "no exec'd process waiting on the fifo")
+        let nsPid =
+            ((try? String(contentsOfFile: "/proc/\(hostPid)/status", encoding: .utf8)) ?? "")
+            .split(separator: "\n").first { $0.hasPrefix("NSpid:") }?.split(separator: "\t").last.map(String.init)
+            ?? "?"
         let toInit = open(rootfs + "/probe-in", O_WRONLY)
         XCTAssertGreaterThanOrEqual(toInit, 0)
-        if toInit >= 0 { _ = "\(nsPid)\n".withCString { write(toInit, $0, strlen($0)) }; close(toInit) }
-        XCTAssertTrue(waitUntil(timeout: 30) { FileManager.default.fileExists(atPath: rootfs + "/probe-out") }, "init did not probe")
+        if toInit >= 0 {
+            _ = "\(nsPid)\n".withCString { write(toInit, $0, strlen($0)) }
+            close(toInit)
+        }
+        XCTAssertTrue(
+            waitUntil(timeout: 30) { FileManager.default.fileExists(atPath: rootfs + "/probe-out") },
+            "init did not probe")
         let probed = (try? String(contentsOfFile: rootfs + "/probe-out", encoding: .utf8)) ?? ""
         // Release the exec (a writer opens the fifo), then put /etc/passwd back.
         let w = open(passwd, O_WRONLY)
-        if w >= 0 { _ = saved.withCString { write(w, $0, strlen($0)) }; close(w) }
-        XCTAssertTrue(waitUntil(timeout: 60) { !blocked.isRunning }, "the exec did not finish after the fifo was opened")
+        if w >= 0 {
+            _ = saved.withCString { write(w, $0, strlen($0)) }
+            close(w)
+        }
+        XCTAssertTrue(
+            waitUntil(timeout: 60) { !blocked.isRunning }, "the exec did not finish after the fifo was opened")
         try? FileManager.default.removeItem(atPath: passwd)
         try saved.write(toFile: passwd, atomically: true, encoding: .utf8)
-        XCTAssertEqual(probed, "probed\n", "the exec'd process (pid \(nsPid) in the container) is reachable before execve")
+        XCTAssertEqual(
+            probed, "probed\n", "the exec'd process (pid \(nsPid) in the container) is reachable before execve")
         XCTAssertEqual(blocked.isRunning ? -1 : blocked.terminationStatus, 0)
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// Shared set-up for integration tests: a fresh --root per test, a tag in the runtime's
 /// environment to find leftover processes, and leak checks for failure paths.
@@ -23,7 +23,8 @@ class ContainerTestCase: XCTestCase {
         var env = ProcessInfo.processInfo.environment
         let kv = tag.split(separator: "=", maxSplits: 1)
         env[String(kv[0])] = String(kv[1])
-        return runProgram(Runtime.binary, ["--root", root.path] + args, stdin: stdin, timeout: timeout, environment: env)
+        return runProgram(
+            Runtime.binary, ["--root", root.path] + args, stdin: stdin, timeout: timeout, environment: env)
     }
 
     func bundle(_ edit: (inout [String: Any]) -> Void = { _ in }) throws -> String {
@@ -65,7 +66,9 @@ class ContainerTestCase: XCTestCase {
     func taggedProcesses() -> [Int32] {
         let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
         return pids.filter { pid in
-            guard pid != getpid(), let env = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+            guard pid != getpid(), let env = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else {
+                return false
+            }
             return String(decoding: env, as: UTF8.self).contains(tag) && processAlive(pid)
         }
     }
@@ -73,15 +76,21 @@ class ContainerTestCase: XCTestCase {
     /// A failure path left nothing behind: no state dir, no process, no host mount of the bundle, no
     /// cgroup directory (default cgroupsPath) in any hierarchy.
     func assertNothingLeft(_ id: String, bundle: String? = nil, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertFalse(FileManager.default.fileExists(atPath: root.path + "/" + id), "state dir left for \(id)", file: file, line: line)
-        XCTAssertTrue(waitUntil(timeout: 5) { self.taggedProcesses().isEmpty }, "processes left: \(taggedProcesses())", file: file, line: line)
+        XCTAssertFalse(
+            FileManager.default.fileExists(atPath: root.path + "/" + id), "state dir left for \(id)", file: file,
+            line: line)
+        XCTAssertTrue(
+            waitUntil(timeout: 5) { self.taggedProcesses().isEmpty }, "processes left: \(taggedProcesses())",
+            file: file, line: line)
         if let bundle { XCTAssertEqual(mountsContaining(bundle), [], "host mounts left", file: file, line: line) }
         XCTAssertEqual(cgroupsLeft(id), [], "cgroups left", file: file, line: line)
     }
 
     /// Runs a container in the foreground and returns (status, stdout, stderr).
-    func run(_ args: [String], id: String = "c\(UInt32.random(in: 0...UInt32.max))",
-             _ edit: (inout [String: Any]) -> Void = { _ in }) throws -> RunResult {
+    func run(
+        _ args: [String], id: String = "c\(UInt32.random(in: 0...UInt32.max))",
+        _ edit: (inout [String: Any]) -> Void = { _ in }
+    ) throws -> RunResult {
         let b = try bundle { spec in
             ContainerTestCase.args(args)(&spec)
             edit(&spec)

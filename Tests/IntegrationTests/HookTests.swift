@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 final class HookTests: ContainerTestCase {
     var logDir = ""
@@ -28,7 +28,9 @@ final class HookTests: ContainerTestCase {
         try bundle { spec in
             ContainerTestCase.args(["sh", "-c", "echo main >> /hooklog/log"])(&spec)
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
-            mounts.append(["destination": "/hooklog", "type": "bind", "source": self.logDir, "options": ["rbind", "rw"]])
+            mounts.append([
+                "destination": "/hooklog", "type": "bind", "source": self.logDir, "options": ["rbind", "rw"],
+            ])
             spec["mounts"] = mounts
             spec["hooks"] = [
                 "prestart": [self.hook("prestart", dir: self.logDir)],
@@ -45,14 +47,18 @@ final class HookTests: ContainerTestCase {
         let b = try allHooksBundle()
         XCTAssertEqual(sl(["create", "--bundle", b, "h1"]).status, 0)
         XCTAssertEqual(sl(["start", "h1"]).status, 0)
-        XCTAssertTrue(waitUntil(timeout: 5) { (try? String(contentsOfFile: self.logDir + "/log", encoding: .utf8))?.contains("main") ?? false })
+        XCTAssertTrue(
+            waitUntil(timeout: 5) {
+                (try? String(contentsOfFile: self.logDir + "/log", encoding: .utf8))?.contains("main") ?? false
+            })
         XCTAssertTrue(waitUntil(timeout: 5) { self.sl(["state", "h1"]).stdout.contains("stopped") })
         XCTAssertEqual(sl(["delete", "h1"]).status, 0)
         let log = try String(contentsOfFile: logDir + "/log", encoding: .utf8)
         let names = log.split(separator: "\n").map { String($0.split(separator: " ").first ?? "") }
         // poststart runs after start returns from the fifo; the process may log "main" before or after it.
-        XCTAssertEqual(names.filter { $0 != "main" && $0 != "poststart" },
-                       ["prestart", "createRuntime", "createContainer", "startContainer", "poststop"], log)
+        XCTAssertEqual(
+            names.filter { $0 != "main" && $0 != "poststart" },
+            ["prestart", "createRuntime", "createContainer", "startContainer", "poststop"], log)
         XCTAssertTrue(names.contains("poststart") && names.contains("main"), log)
         for line in log.split(separator: "\n") where !line.hasPrefix("main") {
             XCTAssertTrue(line.contains("\"id\":\"h1\""), "state on stdin: \(line)")
@@ -66,22 +72,27 @@ final class HookTests: ContainerTestCase {
     func testRunStartsWithoutExecFifoAndRunsHooksInOrder() throws {
         let stateDir = root.path
         func lister(_ name: String) -> [String: Any] {
-            ["path": "/bin/sh", "args": ["sh", "-c", "echo \(name) $(ls \(stateDir)/$0) >> \(self.logDir)/dirs", "r1"]]
+            [
+                "path": "/bin/sh",
+                "args": ["sh", "-c", "echo \(name) $(ls \(stateDir)/$0) >> \(self.logDir)/dirs", "r1"],
+            ]
         }
         let b = try allHooksBundle(extraCreateRuntime: [lister("run")])
         let r = sl(["run", "--bundle", b, "r1"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let log = try String(contentsOfFile: logDir + "/log", encoding: .utf8)
         let names = log.split(separator: "\n").map { String($0.split(separator: " ").first ?? "") }
-        XCTAssertEqual(names.filter { $0 != "main" && $0 != "poststart" },
-                       ["prestart", "createRuntime", "createContainer", "startContainer", "poststop"], log)
+        XCTAssertEqual(
+            names.filter { $0 != "main" && $0 != "poststart" },
+            ["prestart", "createRuntime", "createContainer", "startContainer", "poststop"], log)
         XCTAssertTrue(names.contains("poststart") && names.contains("main"), log)
         XCTAssertLessThan(names.firstIndex(of: "startContainer") ?? 99, names.firstIndex(of: "main") ?? -1, log)
         XCTAssertEqual(try String(contentsOfFile: logDir + "/dirs", encoding: .utf8), "run state.json\n")
         assertNothingLeft("r1", bundle: b)
         // The same hook under create + start sees the fifo that start opens.
         XCTAssertEqual(sl(["create", "--bundle", b, "r1"]).status, 0)
-        XCTAssertTrue(try String(contentsOfFile: logDir + "/dirs", encoding: .utf8).hasSuffix("run exec.fifo state.json\n"))
+        XCTAssertTrue(
+            try String(contentsOfFile: logDir + "/dirs", encoding: .utf8).hasSuffix("run exec.fifo state.json\n"))
         XCTAssertEqual(sl(["delete", "-f", "r1"]).status, 0)
     }
 
@@ -102,8 +113,18 @@ final class HookTests: ContainerTestCase {
         let log = logDir + "/poststart"
         let b = try bundle { spec in
             ContainerTestCase.args(["sleep", "100"])(&spec)
-            spec["hooks"] = ["poststart": [["path": "/bin/sh", "args": ["sh", "-c",
-                "pid=$(sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p'); tr '\\0' ' ' < /proc/$pid/cmdline > \(log)"]]]]
+            spec["hooks"] = [
+                "poststart": [
+                    [
+                        "path": "/bin/sh",
+                        "args": [
+                            "sh", "-c",
+                            "pid=$(sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p'); tr '\\0' ' ' < /proc/$pid/cmdline > "
+                                + "\(log)",
+                        ],
+                    ]
+                ]
+            ]
         }
         XCTAssertEqual(sl(["run", "-d", "--bundle", b, "ps1"]).status, 0)
         XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "sleep 100 ")
@@ -140,8 +161,18 @@ extension HookTests {
     func testCreateContainerHookRunsInContainerRoot() throws {
         let b = try bundle { spec in
             ContainerTestCase.args(["true"])(&spec)
-            spec["hooks"] = ["createContainer": [["path": "/bin/sh", "args": ["sh", "-c",
-                "pwd -P > \(self.logDir)/cwd; test -x bin/busybox && echo busybox-here >> \(self.logDir)/cwd"]]]]
+            spec["hooks"] = [
+                "createContainer": [
+                    [
+                        "path": "/bin/sh",
+                        "args": [
+                            "sh", "-c",
+                            "pwd -P > \(self.logDir)/cwd; test -x bin/busybox && echo busybox-here >> "
+                                + "\(self.logDir)/cwd",
+                        ],
+                    ]
+                ]
+            ]
         }
         let r = sl(["run", "--bundle", b, "hcwd"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -157,17 +188,25 @@ extension HookTests {
             ContainerTestCase.args(["true"])(&spec)
             spec[path: "process.env"] = ["PATH=/bin:/usr/bin", "FOO=from-process"]
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
-            mounts.append(["destination": "/hooklog", "type": "bind", "source": self.logDir, "options": ["rbind", "rw"]])
+            mounts.append([
+                "destination": "/hooklog", "type": "bind", "source": self.logDir, "options": ["rbind", "rw"],
+            ])
             spec["mounts"] = mounts
             spec["hooks"] = [
                 "prestart": [["path": "/bin/sh", "args": ["sh", "-c", "env > \(self.logDir)/prestart"]]],
-                "startContainer": [["path": "/bin/sh", "args": ["sh", "-c", "env > /hooklog/start"]],
-                                   ["path": "/bin/sh", "args": ["sh", "-c", "env > /hooklog/start-own"], "env": ["OWN=1"]]],
+                "startContainer": [
+                    ["path": "/bin/sh", "args": ["sh", "-c", "env > /hooklog/start"]],
+                    ["path": "/bin/sh", "args": ["sh", "-c", "env > /hooklog/start-own"], "env": ["OWN=1"]],
+                ],
             ]
         }
         let r = sl(["run", "--bundle", b, "henv"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let lines = { (name: String) in Set(((try? String(contentsOfFile: self.logDir + "/" + name, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)) }
+        let lines = { (name: String) in
+            Set(
+                ((try? String(contentsOfFile: self.logDir + "/" + name, encoding: .utf8)) ?? "").split(separator: "\n")
+                    .map(String.init))
+        }
         XCTAssertTrue(lines("prestart").contains(tag), "prestart: \(lines("prestart"))")
         let start = lines("start")
         XCTAssertTrue(start.contains("FOO=from-process") && start.contains("HOME=/root"), "startContainer: \(start)")
@@ -181,7 +220,9 @@ extension HookTests {
     func testFailingPoststartHookFailsRun() throws {
         let b = try bundle { spec in
             ContainerTestCase.args(["sleep", "100"])(&spec)
-            spec["hooks"] = ["poststart": [["path": "/bin/sh", "args": ["sh", "-c", "echo poststart-broke >&2; exit 3"]]]]
+            spec["hooks"] = [
+                "poststart": [["path": "/bin/sh", "args": ["sh", "-c", "echo poststart-broke >&2; exit 3"]]]
+            ]
         }
         for detach in [false, true] {
             let id = detach ? "psd" : "psf"

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// The hostile-config corpus (TestSupport's `HostileConfigs`, issue 7) end to end: refused with a clear
 /// error naming the field, exit status 1 (no crash), and nothing left behind.

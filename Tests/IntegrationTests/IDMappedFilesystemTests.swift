@@ -1,8 +1,8 @@
 import Foundation
-import XCTest
 import Glibc
-import TestSupport
 import LinuxSystem
+import TestSupport
+import XCTest
 
 /// Id-mapped mounts of filesystems other than binds (runtime-spec 1.2 `idmap`/`ridmap`, as crun 1.9+
 /// does): the runtime creates the filesystem in the initial user namespace, id-maps it and hands it
@@ -25,7 +25,9 @@ final class IDMappedFilesystemTests: ContainerTestCase {
     /// Starts `sleep` with `edit`, runs `probe` in it with exec, and returns exec's output and the
     /// host's view (uid:gid) of `outside` under the container's root; nil when the runtime refused
     /// the config, which must then be a clear error that left nothing behind.
-    func idmappedTmpfs(_ edit: @escaping (inout [String: Any]) -> Void, probe: String, outside: String) throws -> (String, String)? {
+    func idmappedTmpfs(_ edit: @escaping (inout [String: Any]) -> Void, probe: String, outside: String) throws -> (
+        String, String
+    )? {
         let id = "idt\(UInt32.random(in: 0...UInt32.max))"
         let b = try bundle { spec in
             ContainerTestCase.args(["sleep", "100"])(&spec)
@@ -33,8 +35,13 @@ final class IDMappedFilesystemTests: ContainerTestCase {
         }
         let created = sl(["run", "-d", "--bundle", b, id])
         if !Kernel.atLeast(6, 3) || isRunc {
-            XCTAssertNotEqual(created.status, 0, "an id-mapped tmpfs is refused (kernel \(Kernel.release), \(Runtime.binary))")
-            if isSwiftlet { XCTAssertTrue(created.stderr.contains("mounts[") && created.stderr.contains("id-mapped tmpfs needs Linux 6.3"), created.stderr) }
+            XCTAssertNotEqual(
+                created.status, 0, "an id-mapped tmpfs is refused (kernel \(Kernel.release), \(Runtime.binary))")
+            if isSwiftlet {
+                XCTAssertTrue(
+                    created.stderr.contains("mounts[") && created.stderr.contains("id-mapped tmpfs needs Linux 6.3"),
+                    created.stderr)
+            }
             if isRunc { XCTAssertTrue(created.stderr.contains("only supported for bind-mounts"), created.stderr) }
             assertNothingLeft(id, bundle: b)
             return nil
@@ -58,9 +65,12 @@ final class IDMappedFilesystemTests: ContainerTestCase {
     /// Per-mount mappings in a container without a user namespace: the tmpfs root (0:0 on the
     /// filesystem) shows as 1000:1000 inside and from the host, and the kernel marks it id-mapped.
     func testIdmappedTmpfsWithOwnMappings() throws {
-        guard let (inside, outside) = try idmappedTmpfs(tmpfsMount(["idmap", "size=1m"], mappings: 1000),
-                                                         probe: "stat -c '%u:%g' /tmp; \(mountOptions); grep ' /tmp ' /proc/mounts",
-                                                         outside: "/tmp") else { return }
+        guard
+            let (inside, outside) = try idmappedTmpfs(
+                tmpfsMount(["idmap", "size=1m"], mappings: 1000),
+                probe: "stat -c '%u:%g' /tmp; \(mountOptions); grep ' /tmp ' /proc/mounts",
+                outside: "/tmp")
+        else { return }
         let lines = inside.split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.count, 3, inside)
         XCTAssertEqual(lines.first, "1000:1000")
@@ -77,8 +87,11 @@ final class IDMappedFilesystemTests: ContainerTestCase {
             ContainerTestCase.userNamespace()(&spec)
             self.tmpfsMount(["idmap"])(&spec)
         }
-        guard let (inside, outside) = try idmappedTmpfs(edit, probe: "touch /tmp/f && stat -c '%u:%g' /tmp /tmp/f; \(mountOptions)",
-                                                         outside: "/tmp/f") else { return }
+        guard
+            let (inside, outside) = try idmappedTmpfs(
+                edit, probe: "touch /tmp/f && stat -c '%u:%g' /tmp /tmp/f; \(mountOptions)",
+                outside: "/tmp/f")
+        else { return }
         let lines = inside.split(separator: "\n").map(String.init)
         XCTAssertEqual(Array(lines.prefix(2)), ["0:0", "0:0"], inside)
         XCTAssertTrue(lines.last?.split(separator: ",").contains("idmapped") ?? false, inside)
@@ -87,8 +100,11 @@ final class IDMappedFilesystemTests: ContainerTestCase {
 
     /// `ridmap` on a new filesystem: there are no submounts, so it maps like `idmap`.
     func testRidmapTmpfs() throws {
-        guard let (inside, outside) = try idmappedTmpfs(tmpfsMount(["ridmap"], mappings: 2000),
-                                                         probe: "stat -c '%u:%g' /tmp; \(mountOptions)", outside: "/tmp") else { return }
+        guard
+            let (inside, outside) = try idmappedTmpfs(
+                tmpfsMount(["ridmap"], mappings: 2000),
+                probe: "stat -c '%u:%g' /tmp; \(mountOptions)", outside: "/tmp")
+        else { return }
         XCTAssertTrue(inside.hasPrefix("2000:2000\n") && inside.contains("idmapped"), inside)
         XCTAssertEqual(outside, "2000:2000")
     }
@@ -108,16 +124,37 @@ final class IDMappedFilesystemTests: ContainerTestCase {
         let map = [["containerID": 0, "hostID": 1000, "size": 65536]]
         let cases: [(String, (inout [String: Any]) -> Void)] = [
             // No user namespace and no mappings of its own (config.md: an error MUST be returned).
-            ("needs uidMappings and gidMappings", add(["destination": "/home", "type": "bind", "source": dir, "options": ["bind", "idmap"]])),
-            ("needs uidMappings and gidMappings", add(["destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]])),
+            (
+                "needs uidMappings and gidMappings",
+                add(["destination": "/home", "type": "bind", "source": dir, "options": ["bind", "idmap"]])
+            ),
+            (
+                "needs uidMappings and gidMappings",
+                add(["destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]])
+            ),
             // uidMappings without gidMappings (config.md: MUST be specified together).
-            (".uidMappings: must be specified along with gidMappings",
-             add(["destination": "/home", "type": "bind", "source": dir, "options": ["bind", "idmap"], "uidMappings": map])),
+            (
+                ".uidMappings: must be specified along with gidMappings",
+                add([
+                    "destination": "/home", "type": "bind", "source": dir, "options": ["bind", "idmap"],
+                    "uidMappings": map,
+                ])
+            ),
             // A filesystem bound to the runtime's namespaces, and one the kernel cannot id-map.
-            ("id-mapped proc mounts are not supported",
-             add(["destination": "/root", "type": "proc", "source": "proc", "options": ["idmap"], "uidMappings": map, "gidMappings": map])),
-            ("does not support id-mapped mounts",
-             add(["destination": "/var", "type": "ramfs", "source": "ramfs", "options": ["idmap"], "uidMappings": map, "gidMappings": map])),
+            (
+                "id-mapped proc mounts are not supported",
+                add([
+                    "destination": "/root", "type": "proc", "source": "proc", "options": ["idmap"], "uidMappings": map,
+                    "gidMappings": map,
+                ])
+            ),
+            (
+                "does not support id-mapped mounts",
+                add([
+                    "destination": "/var", "type": "ramfs", "source": "ramfs", "options": ["idmap"], "uidMappings": map,
+                    "gidMappings": map,
+                ])
+            ),
         ]
         for (want, edit) in cases {
             let id = "idbad\(UInt32.random(in: 0...UInt32.max))"

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 final class LifecycleTests: ContainerTestCase {
     func testRunPrintsOutputAndCleansUp() throws {
@@ -32,7 +32,10 @@ final class LifecycleTests: ContainerTestCase {
 
         XCTAssertEqual(sl(["start", "c1"]).status, 0)
         XCTAssertEqual(try state("c1")["status"] as? String, "running")
-        XCTAssertTrue(waitUntil(timeout: 5) { ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "").contains("sleep") })
+        XCTAssertTrue(
+            waitUntil(timeout: 5) {
+                ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "").contains("sleep")
+            })
         let again = sl(["start", "c1"])
         XCTAssertNotEqual(again.status, 0)
         XCTAssertTrue(again.stderr.contains("cannot start an already running container"), again.stderr)
@@ -115,7 +118,9 @@ final class LifecycleTests: ContainerTestCase {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         XCTAssertEqual(sl(["spec", "--bundle", dir]).status, 0)
-        let spec = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) as? [String: Any]
+        let spec =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json")))
+            as? [String: Any]
         XCTAssertEqual((spec?["root"] as? [String: Any])?["path"] as? String, "rootfs")
         let again = sl(["spec", "--bundle", dir])
         XCTAssertEqual(again.status, 1)
@@ -133,8 +138,11 @@ final class LifecycleTests: ContainerTestCase {
         XCTAssertEqual(cgroup?["v1"] as? Bool, true)
         XCTAssertEqual(cgroup?["v2"] as? Bool, true)
         XCTAssertEqual((linux?["seccomp"] as? [String: Any])?["enabled"] as? Bool, true)
-        XCTAssertEqual(((linux?["mountExtensions"] as? [String: Any])?["idmap"] as? [String: Any])?["enabled"] as? Bool, true)
-        XCTAssertEqual((linux?["namespaces"] as? [String])?.sorted(), ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"])
+        XCTAssertEqual(
+            ((linux?["mountExtensions"] as? [String: Any])?["idmap"] as? [String: Any])?["enabled"] as? Bool, true)
+        XCTAssertEqual(
+            (linux?["namespaces"] as? [String])?.sorted(),
+            ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"])
         XCTAssertTrue(sl(["--version"]).stdout.contains("spec: 1.3.0"))
     }
 
@@ -168,7 +176,9 @@ final class LifecycleTests: ContainerTestCase {
 
     func state(_ id: String) throws -> [String: Any] {
         let r = sl(["state", id])
-        guard r.status == 0 else { throw NSError(domain: "state", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: r.stderr]) }
+        guard r.status == 0 else {
+            throw NSError(domain: "state", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: r.stderr])
+        }
         return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] ?? [:]
     }
 }
@@ -195,10 +205,13 @@ extension LifecycleTests {
     func testCreateKilledHalfWayIsCleanedByDeleteForce() throws {
         let hookPid = root.path + "/hook.pid"
         let b = try bundle { spec in
-            spec["hooks"] = ["prestart": [["path": "/bin/sh", "args": ["sh", "-c", "echo $$ > \(hookPid); exec sleep 30"]]]]
+            spec["hooks"] = [
+                "prestart": [["path": "/bin/sh", "args": ["sh", "-c", "echo $$ > \(hookPid); exec sleep 30"]]]
+            ]
         }
-        let script = "\(Runtime.binary) --root \(root.path) create --bundle \(b) half & p=$!; " +
-            "for i in $(seq 50); do [ -s \(hookPid) ] && break; sleep 0.1; done; kill -9 $p; wait $p; echo killed"
+        let script =
+            "\(Runtime.binary) --root \(root.path) create --bundle \(b) half & p=$!; "
+            + "for i in $(seq 50); do [ -s \(hookPid) ] && break; sleep 0.1; done; kill -9 $p; wait $p; echo killed"
         let r = runProgram("/bin/sh", ["-c", script], timeout: 20)
         XCTAssertTrue(r.stdout.contains("killed"), r.stdout + r.stderr)
         XCTAssertTrue(try state("half")["status"] as? String == "creating")
@@ -207,7 +220,10 @@ extension LifecycleTests {
         XCTAssertEqual(sl(["delete", "--force", "half"]).status, 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: root.path + "/half"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/fs/cgroup/pids/swiftlet/half"))
-        let pid = Int32((try? String(contentsOfFile: hookPid, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        let pid =
+            Int32(
+                (try? String(contentsOfFile: hookPid, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+                    ?? "") ?? 0
         XCTAssertGreaterThan(pid, 0)
         XCTAssertTrue(waitUntil(timeout: 5) { !processAlive(pid) }, "the prestart hook died with the runtime")
         assertNothingLeft("half")

@@ -1,27 +1,36 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// conmon's exec mode (-e): podman's exec sessions (api-version 1) and CRI-O's ExecSync (legacy, --sync, -T).
 final class MonitorExecModeTests: MonitorTestCase {
-    func execMonitor(_ c: MonitoredContainer, _ args: [String], apiVersion: Bool, extra: [String] = []) throws -> (RunResult, [String], String) {
+    func execMonitor(_ c: MonitoredContainer, _ args: [String], apiVersion: Bool, extra: [String] = []) throws -> (
+        RunResult, [String], String
+    ) {
         let dir = try makeTempDir(prefix: "swiftlet-monitor-exec.")
         addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
-        let process: [String: Any] = ["args": args, "cwd": "/", "env": ["PATH=/bin:/usr/bin"], "user": ["uid": 0, "gid": 0],
-                                      "terminal": false]
+        let process: [String: Any] = [
+            "args": args, "cwd": "/", "env": ["PATH=/bin:/usr/bin"], "user": ["uid": 0, "gid": 0],
+            "terminal": false,
+        ]
         try JSONSerialization.data(withJSONObject: process).write(to: URL(fileURLWithPath: dir + "/process.json"))
         try FileManager.default.createDirectory(atPath: dir + "/exits", withIntermediateDirectories: true)
         var margs = apiVersion ? ["--api-version", "1"] : []
-        margs += ["-c", c.id, "-n", c.id, "-r", c.runtime.path, "--runtime-arg", "--root=" + c.runtimeRoot,
-                  "-p", dir + "/exec.pid", "-e", "--exec-process-spec", dir + "/process.json",
-                  "-l", "k8s-file:" + dir + "/exec.log", "--exit-dir", dir + "/exits"] + extra
+        margs +=
+            [
+                "-c", c.id, "-n", c.id, "-r", c.runtime.path, "--runtime-arg", "--root=" + c.runtimeRoot,
+                "-p", dir + "/exec.pid", "-e", "--exec-process-spec", dir + "/process.json",
+                "-l", "k8s-file:" + dir + "/exec.log", "--exit-dir", dir + "/exits",
+            ] + extra
         let fifo = dir + "/sync"
         mkfifo(fifo, 0o600)
         let fd = open(fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC)
         defer { close(fd) }
         var env = ProcessInfo.processInfo.environment
         env["_OCI_SYNCPIPE"] = "3"
-        let r = runProgram("/bin/sh", ["-c", "exec 3<>\"$0\"; exec \"$@\"", fifo, Runtime.monitor] + margs, timeout: 60, environment: env)
+        let r = runProgram(
+            "/bin/sh", ["-c", "exec 3<>\"$0\"; exec \"$@\"", fifo, Runtime.monitor] + margs, timeout: 60,
+            environment: env)
         let lines = readLines(fd, count: apiVersion ? 2 : 1, timeout: 30)
         let log = (try? String(contentsOfFile: dir + "/exec.log", encoding: .utf8)) ?? ""
         return (r, lines, log)
@@ -30,7 +39,8 @@ final class MonitorExecModeTests: MonitorTestCase {
     func testLegacyExecSyncReportsExitCodeAndLogsOutput() throws {
         let c = try launch(["sleep", "100"])
         start(c)
-        let (r, lines, log) = try execMonitor(c, ["sh", "-c", "echo from-exec; exit 5"], apiVersion: false, extra: ["--sync", "-T", "10"])
+        let (r, lines, log) = try execMonitor(
+            c, ["sh", "-c", "echo from-exec; exit 5"], apiVersion: false, extra: ["--sync", "-T", "10"])
         XCTAssertEqual(r.status, 5, "with --sync the monitor itself exits with the status: \(r)")
         XCTAssertEqual(lines.first, "{\"exit_code\":5}")
         XCTAssertTrue(log.contains("stdout F from-exec"), log)
@@ -40,11 +50,15 @@ final class MonitorExecModeTests: MonitorTestCase {
         let c = try launch(["sleep", "100"])
         start(c)
         let t0 = Date()
-        let (_, lines, _) = try execMonitor(c, ["sh", "-c", "sleep 31.5 & sleep 32.5"], apiVersion: false, extra: ["--sync", "-T", "1"])
+        let (_, lines, _) = try execMonitor(
+            c, ["sh", "-c", "sleep 31.5 & sleep 32.5"], apiVersion: false, extra: ["--sync", "-T", "1"])
         XCTAssertLessThan(Date().timeIntervalSince(t0), 10)
         XCTAssertEqual(lines.first, "{\"exit_code\":-1,\"message\":\"command timed out\"}")
-        XCTAssertTrue(waitUntil(timeout: 5) { self.processes(matching: "sleep\u{0}31.5").isEmpty && self.processes(matching: "sleep\u{0}32.5").isEmpty },
-                      "the exec'd command and its background child were killed")
+        XCTAssertTrue(
+            waitUntil(timeout: 5) {
+                self.processes(matching: "sleep\u{0}31.5").isEmpty && self.processes(matching: "sleep\u{0}32.5").isEmpty
+            },
+            "the exec'd command and its background child were killed")
     }
 
     func testPodmanExecSessionReportsPidThenStatus() throws {
@@ -61,13 +75,15 @@ final class MonitorExecModeTests: MonitorTestCase {
     func testExecIntoMissingContainerFails() throws {
         let c = try launch(["sleep", "100"])
         start(c)
-        let ghost = MonitoredContainer(id: "ghost-\(UUID().uuidString.prefix(8))", dir: c.dir, runtime: .swiftlet,
-                                       runtimeRoot: c.runtimeRoot, sync: c.sync, syncLine: "")
+        let ghost = MonitoredContainer(
+            id: "ghost-\(UUID().uuidString.prefix(8))", dir: c.dir, runtime: .swiftlet,
+            runtimeRoot: c.runtimeRoot, sync: c.sync, syncLine: "")
         let (r, lines, _) = try execMonitor(ghost, ["true"], apiVersion: false, extra: ["--sync"])
         XCTAssertEqual(r.status, 1)
         let msg = (try? JSONSerialization.jsonObject(with: Data((lines.first ?? "").utf8))) as? [String: Any]
         XCTAssertEqual(msg?["exit_code"] as? Int, -1, lines.first ?? "")
-        XCTAssertEqual(msg?["message"] as? String, "container does not exist\n", "the runtime's own error (runc's wording)")
+        XCTAssertEqual(
+            msg?["message"] as? String, "container does not exist\n", "the runtime's own error (runc's wording)")
     }
 
     func processes(matching cmdline: String) -> [Int32] {
@@ -84,8 +100,9 @@ final class MonitorControlTests: MonitorTestCase {
     /// A container with a writable /tmp and its loopback up, serving HTTP on 127.0.0.1:8080 in its own
     /// network namespace (busybox httpd; its pid in /tmp/httpd.pid).
     func serverContainer() throws -> MonitoredContainer {
-        let script = "ip link set lo up && mkdir -p /tmp/www && echo ok > /tmp/www/index.html && " +
-            "(httpd -f -p 127.0.0.1:8080 -h /tmp/www & echo $! > /tmp/httpd.pid; wait); sleep 1000"
+        let script =
+            "ip link set lo up && mkdir -p /tmp/www && echo ok > /tmp/www/index.html && "
+            + "(httpd -f -p 127.0.0.1:8080 -h /tmp/www & echo $! > /tmp/httpd.pid; wait); sleep 1000"
         let c = try launch(["sh", "-c", script]) { spec in
             var p = spec[dict: "process"]
             var caps = p["capabilities"] as? [String: Any] ?? [:]
@@ -94,7 +111,10 @@ final class MonitorControlTests: MonitorTestCase {
             }
             p["capabilities"] = caps
             spec["process"] = p
-            spec["mounts"] = (spec["mounts"] as? [[String: Any]] ?? []) + [["destination": "/tmp", "type": "tmpfs", "source": "tmpfs"]]
+            spec["mounts"] =
+                (spec["mounts"] as? [[String: Any]] ?? []) + [
+                    ["destination": "/tmp", "type": "tmpfs", "source": "tmpfs"]
+                ]
         }
         start(c)
         return c
@@ -131,14 +151,20 @@ final class MonitorControlTests: MonitorTestCase {
         let c = try launch(["sleep", "100"])
         start(c)
         let api = try ControlClient(c.bundle + "/monitor.sock")
-        func error(_ method: String, _ params: [String: Any]) -> String { api.call(method, params)["error"] as? String ?? "(no error)" }
+        func error(_ method: String, _ params: [String: Any]) -> String {
+            api.call(method, params)["error"] as? String ?? "(no error)"
+        }
         XCTAssertTrue(error("nope", [:]).contains("unknown method"))
         XCTAssertTrue(error("execSync", [:]).contains("params.args"))
         XCTAssertTrue(error("execSync", ["args": ["true"], "timeout": -1]).contains("params.timeout"))
         XCTAssertTrue(error("addProbe", ["name": "p"]).contains("exactly one of"))
         XCTAssertTrue(error("addProbe", ["name": "p", "tcpSocket": ["port": 70000]]).contains("params.tcpSocket.port"))
-        XCTAssertTrue(error("addProbe", ["name": "p", "httpGet": ["port": 80, "scheme": "FTP"]]).contains("params.httpGet.scheme"))
-        XCTAssertTrue(error("addProbe", ["name": "p", "tcpSocket": ["port": 80, "host": "example.com"]]).contains("params.tcpSocket.host"))
+        XCTAssertTrue(
+            error("addProbe", ["name": "p", "httpGet": ["port": 80, "scheme": "FTP"]]).contains("params.httpGet.scheme")
+        )
+        XCTAssertTrue(
+            error("addProbe", ["name": "p", "tcpSocket": ["port": 80, "host": "example.com"]]).contains(
+                "params.tcpSocket.host"))
         XCTAssertTrue(error("removeProbe", ["name": "missing"]).contains("params.name"))
         api.send("{not json")
         XCTAssertTrue((api.next(timeout: 5)?["error"] as? String ?? "").contains("invalid JSON"))
@@ -150,10 +176,18 @@ final class MonitorControlTests: MonitorTestCase {
         let c = try serverContainer()
         let api = try ControlClient(c.bundle + "/monitor.sock")
         _ = api.call("subscribe")
-        XCTAssertNotNil(api.call("addProbe", ["name": "live", "exec": ["command": ["test", "!", "-e", "/tmp/fail"]],
-                                              "periodSeconds": 1, "failureThreshold": 2])["result"])
-        XCTAssertNotNil(api.waitEvent(timeout: 15) { $0["name"] as? String == "live" && $0["healthy"] as? Bool == true })
-        XCTAssertEqual((api.call("execSync", ["args": ["touch", "/tmp/fail"]])["result"] as? [String: Any])?["exitCode"] as? Int, 0)
+        XCTAssertNotNil(
+            api.call(
+                "addProbe",
+                [
+                    "name": "live", "exec": ["command": ["test", "!", "-e", "/tmp/fail"]],
+                    "periodSeconds": 1, "failureThreshold": 2,
+                ])["result"])
+        XCTAssertNotNil(
+            api.waitEvent(timeout: 15) { $0["name"] as? String == "live" && $0["healthy"] as? Bool == true })
+        XCTAssertEqual(
+            (api.call("execSync", ["args": ["touch", "/tmp/fail"]])["result"] as? [String: Any])?["exitCode"] as? Int, 0
+        )
         let down = api.waitEvent(timeout: 15) { $0["name"] as? String == "live" && $0["healthy"] as? Bool == false }
         XCTAssertNotNil(down)
         XCTAssertEqual(down?["consecutiveFailures"] as? Int, 2)
@@ -163,12 +197,17 @@ final class MonitorControlTests: MonitorTestCase {
         let c = try serverContainer()
         let api = try ControlClient(c.bundle + "/monitor.sock")
         _ = api.call("subscribe")
-        XCTAssertTrue(waitUntil(timeout: 10) {
-            (api.call("execSync", ["args": ["test", "-s", "/tmp/httpd.pid"]])["result"] as? [String: Any])?["exitCode"] as? Int == 0
-        })
+        XCTAssertTrue(
+            waitUntil(timeout: 10) {
+                (api.call("execSync", ["args": ["test", "-s", "/tmp/httpd.pid"]])["result"] as? [String: Any])?[
+                    "exitCode"] as? Int == 0
+            })
         let probes: [[String: Any]] = [
             ["name": "tcp", "tcpSocket": ["port": 8080]],
-            ["name": "http", "httpGet": ["port": 8080, "path": "/index.html", "httpHeaders": [["name": "X-Probe", "value": "1"]]]],
+            [
+                "name": "http",
+                "httpGet": ["port": 8080, "path": "/index.html", "httpHeaders": [["name": "X-Probe", "value": "1"]]],
+            ],
             ["name": "http404", "httpGet": ["port": 8080, "path": "/missing"]],
             ["name": "expect404", "httpGet": ["port": 8080, "path": "/missing", "expectedStatus": 404]],
         ]
@@ -181,7 +220,9 @@ final class MonitorControlTests: MonitorTestCase {
         var health: [String: Bool] = [:]
         let deadline = Date().addingTimeInterval(20)
         while health.count < 4, Date() < deadline, let e = api.next(timeout: 5) {
-            if e["event"] as? String == "probe", let n = e["name"] as? String, let h = e["healthy"] as? Bool { health[n] = h }
+            if e["event"] as? String == "probe", let n = e["name"] as? String, let h = e["healthy"] as? Bool {
+                health[n] = h
+            }
         }
         XCTAssertEqual(health, ["tcp": true, "http": true, "http404": false, "expect404": true])
         // The server goes away: the tcp probe fails.
@@ -200,31 +241,45 @@ final class MonitorControlTests: MonitorTestCase {
     }
 
     func testHTTPSProbeWithoutCertificateVerification() throws {
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"), "openssl not installed (Scripts/install-deps.sh)")
+        try XCTSkipUnless(
+            FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"),
+            "openssl not installed (Scripts/install-deps.sh)")
         let c = try serverContainer()
         let pid = try XCTUnwrap(c.syncJSON["data"] as? Int)
         let dir = try makeTempDir(prefix: "swiftlet-tls.")
         addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
-        let gen = runProgram("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/k.pem",
-                                                   "-out", dir + "/c.pem", "-subj", "/CN=probe", "-days", "1"])
+        let gen = runProgram(
+            "/usr/bin/openssl",
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/k.pem",
+                "-out", dir + "/c.pem", "-subj", "/CN=probe", "-days", "1",
+            ])
         XCTAssertEqual(gen.status, 0, gen.stderr)
         // A self-signed TLS server inside the container's network namespace (started from the host).
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        server.arguments = ["-t", String(pid), "-n", "/usr/bin/openssl", "s_server", "-accept", "127.0.0.1:8443", "-www",
-                            "-cert", dir + "/c.pem", "-key", dir + "/k.pem", "-quiet"]
+        server.arguments = [
+            "-t", String(pid), "-n", "/usr/bin/openssl", "s_server", "-accept", "127.0.0.1:8443", "-www",
+            "-cert", dir + "/c.pem", "-key", dir + "/k.pem", "-quiet",
+        ]
         server.standardOutput = FileHandle.nullDevice
         server.standardError = FileHandle.nullDevice
         try server.run()
         addTeardownBlock { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
         let api = try ControlClient(c.bundle + "/monitor.sock")
         _ = api.call("subscribe")
-        XCTAssertNotNil(api.call("addProbe", ["name": "tls", "httpGet": ["port": 8443, "scheme": "HTTPS", "path": "/"],
-                                              "periodSeconds": 1, "failureThreshold": 1])["result"])
+        XCTAssertNotNil(
+            api.call(
+                "addProbe",
+                [
+                    "name": "tls", "httpGet": ["port": 8443, "scheme": "HTTPS", "path": "/"],
+                    "periodSeconds": 1, "failureThreshold": 1,
+                ])["result"])
         let up = api.waitEvent(timeout: 15) { $0["name"] as? String == "tls" && $0["healthy"] as? Bool == true }
         XCTAssertEqual(up?["message"] as? String, "HTTP 200", "\(String(describing: up))")
         kill(server.processIdentifier, SIGKILL)
-        XCTAssertNotNil(api.waitEvent(timeout: 15) { $0["name"] as? String == "tls" && $0["healthy"] as? Bool == false })
+        XCTAssertNotNil(
+            api.waitEvent(timeout: 15) { $0["name"] as? String == "tls" && $0["healthy"] as? Bool == false })
     }
 
     func testGRPCHealthProbe() throws {
@@ -233,15 +288,23 @@ final class MonitorControlTests: MonitorTestCase {
         // The container shares the host's network namespace, so it reaches the test's server.
         let c = try launch(["sleep", "100"]) { spec in
             var linux = spec[dict: "linux"]
-            linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []).filter { $0["type"] as? String != "network" }
+            linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []).filter {
+                $0["type"] as? String != "network"
+            }
             spec["linux"] = linux
         }
         start(c)
         let api = try ControlClient(c.bundle + "/monitor.sock")
         _ = api.call("subscribe")
-        XCTAssertNotNil(api.call("addProbe", ["name": "grpc", "grpc": ["port": server.port, "service": "shop"],
-                                              "periodSeconds": 1, "failureThreshold": 1])["result"])
-        XCTAssertNotNil(api.waitEvent(timeout: 15) { $0["name"] as? String == "grpc" && $0["healthy"] as? Bool == true })
+        XCTAssertNotNil(
+            api.call(
+                "addProbe",
+                [
+                    "name": "grpc", "grpc": ["port": server.port, "service": "shop"],
+                    "periodSeconds": 1, "failureThreshold": 1,
+                ])["result"])
+        XCTAssertNotNil(
+            api.waitEvent(timeout: 15) { $0["name"] as? String == "grpc" && $0["healthy"] as? Bool == true })
         XCTAssertTrue(server.lastRequest.contains("/grpc.health.v1.Health/Check"))
         XCTAssertTrue(server.lastRequest.contains("shop"))
         server.status = 2
@@ -258,7 +321,10 @@ final class FakeGRPCHealthServer: @unchecked Sendable {
     private var _status = 1
     private var _last = ""
     private var running = true
-    var status: Int { get { lock.withLock { _status } } set { lock.withLock { _status = newValue } } }
+    var status: Int {
+        get { lock.withLock { _status } }
+        set { lock.withLock { _status = newValue } }
+    }
     var lastRequest: String { lock.withLock { _last } }
 
     init() throws {
@@ -268,10 +334,16 @@ final class FakeGRPCHealthServer: @unchecked Sendable {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         addr.sin_port = 0
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
         listen(fd, 16)
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
         port = Int(UInt16(bigEndian: addr.sin_port))
         Thread { [self] in serve() }.start()
     }
@@ -303,12 +375,15 @@ final class FakeGRPCHealthServer: @unchecked Sendable {
             }
             usleep(50_000)
             var p = pollfd(fd: c, events: Int16(POLLIN), revents: 0)
-            if poll(&p, 1, 0) > 0 { let n = read(c, &buf, buf.count); if n > 0 { got += buf[0..<n] } }
+            if poll(&p, 1, 0) > 0 {
+                let n = read(c, &buf, buf.count)
+                if n > 0 { got += buf[0..<n] }
+            }
             let st = status
             lock.withLock { _last = String(decoding: got, as: UTF8.self) }
             var out = frame(4, 0, [])
-            out += frame(1, 4, [0x88])                                       // :status 200
-            out += frame(0, 0, [0, 0, 0, 0, 2, 0x08, UInt8(st)])             // HealthCheckResponse{status}
+            out += frame(1, 4, [0x88])  // :status 200
+            out += frame(0, 0, [0, 0, 0, 0, 2, 0x08, UInt8(st)])  // HealthCheckResponse{status}
             out += frame(1, 5, [0x00, 11] + Array("grpc-status".utf8) + [1, UInt8(ascii: "0")])
             _ = out.withUnsafeBytes { write(c, $0.baseAddress, $0.count) }
             usleep(100_000)

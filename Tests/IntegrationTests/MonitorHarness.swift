@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// An OCI runtime the monitor drives in the tests.
 enum MonitorRuntime: String {
@@ -57,8 +57,9 @@ class MonitorTestCase: ContainerTestCase {
 
     override func setUpWithError() throws {
         try super.setUpWithError()
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: Runtime.monitor),
-                          "swiftlet-monitor not built at \(Runtime.monitor) (Scripts/test.sh builds it)")
+        try XCTSkipUnless(
+            FileManager.default.isExecutableFile(atPath: Runtime.monitor),
+            "swiftlet-monitor not built at \(Runtime.monitor) (Scripts/test.sh builds it)")
     }
 
     override func tearDown() {
@@ -71,7 +72,9 @@ class MonitorTestCase: ContainerTestCase {
     }
 
     func requireRuntime(_ r: MonitorRuntime) throws {
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: r.path), "\(r.rawValue) not installed (Scripts/install-deps.sh installs it)")
+        try XCTSkipUnless(
+            FileManager.default.isExecutableFile(atPath: r.path),
+            "\(r.rawValue) not installed (Scripts/install-deps.sh installs it)")
     }
 
     /// Runs an OCI runtime command (crun in its private cgroup view).
@@ -81,35 +84,46 @@ class MonitorTestCase: ContainerTestCase {
         let kv = tag.split(separator: "=", maxSplits: 1)
         env[String(kv[0])] = String(kv[1])
         if r.needsPrivateCgroupView {
-            return runProgram("/usr/bin/unshare", ["-m", "--propagation", "private", "/bin/sh", "-c",
-                                                   "umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$@\"", "sh",
-                                                   r.path, "--root", root] + args, timeout: timeout, environment: env)
+            return runProgram(
+                "/usr/bin/unshare",
+                [
+                    "-m", "--propagation", "private", "/bin/sh", "-c",
+                    "umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$@\"", "sh",
+                    r.path, "--root", root,
+                ] + args, timeout: timeout, environment: env)
         }
         return runProgram(r.path, ["--root", root] + args, timeout: timeout, environment: env)
     }
 
     /// Launches the monitor for a new container and returns once the sync pipe answered. `logs`: the
     /// `-l` values (`{dir}` is the container's directory), default `k8s-file:{dir}/ctr.log`.
-    func launch(_ args: [String], runtime r: MonitorRuntime = .swiftlet, id: String = "m\(UInt32.random(in: 0...UInt32.max))",
-                monitorArgs: [String] = [], apiVersion: Bool = true, logs: [String]? = nil, journalDir: String? = nil,
-                _ edit: (inout [String: Any]) -> Void = { _ in }) throws -> MonitoredContainer {
+    func launch(
+        _ args: [String], runtime r: MonitorRuntime = .swiftlet, id: String = "m\(UInt32.random(in: 0...UInt32.max))",
+        monitorArgs: [String] = [], apiVersion: Bool = true, logs: [String]? = nil, journalDir: String? = nil,
+        _ edit: (inout [String: Any]) -> Void = { _ in }
+    ) throws -> MonitoredContainer {
         let dir = try makeTempDir(prefix: "swiftlet-monitor-test.")
         for sub in ["bundle", "exits", "persist", "rt-root"] {
             try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
         }
         try prepareDir?(dir)
         var spec = defaultConfig()
-        if r == .crun { spec["ociVersion"] = "1.0.2" }   // crun 1.8 refuses newer versions
+        if r == .crun { spec["ociVersion"] = "1.0.2" }  // crun 1.8 refuses newer versions
         ContainerTestCase.args(args)(&spec)
         edit(&spec)
         try writeConfigThrowing(spec, to: dir + "/bundle")
         let rtRoot = r == .swiftlet ? root.path : dir + "/rt-root"
         var margs = apiVersion ? ["--api-version", "1"] : []
-        margs += ["-c", id, "-u", id + "-uuid", "-n", id, "-r", r.path, "-b", dir + "/bundle",
-                  "-p", dir + "/ctr.pid", "-P", dir + "/mon.pid", "--exit-dir", dir + "/exits",
-                  "--persist-dir", dir + "/persist"] + (logs ?? ["k8s-file:{dir}/ctr.log"]).flatMap { ["-l", $0.replacingOccurrences(of: "{dir}", with: dir)] } +
-                 ["--full-attach", "--runtime-arg", "--root=" + rtRoot] + monitorArgs
-        let (result, line) = runMonitor(margs, dir: dir, privateCgroupView: r.needsPrivateCgroupView, journalDir: journalDir)
+        margs +=
+            [
+                "-c", id, "-u", id + "-uuid", "-n", id, "-r", r.path, "-b", dir + "/bundle",
+                "-p", dir + "/ctr.pid", "-P", dir + "/mon.pid", "--exit-dir", dir + "/exits",
+                "--persist-dir", dir + "/persist",
+            ]
+            + (logs ?? ["k8s-file:{dir}/ctr.log"]).flatMap { ["-l", $0.replacingOccurrences(of: "{dir}", with: dir)] }
+            + ["--full-attach", "--runtime-arg", "--root=" + rtRoot] + monitorArgs
+        let (result, line) = runMonitor(
+            margs, dir: dir, privateCgroupView: r.needsPrivateCgroupView, journalDir: journalDir)
         let c = MonitoredContainer(id: id, dir: dir, runtime: r, runtimeRoot: rtRoot, sync: result, syncLine: line)
         launched.append(c)
         return c
@@ -129,8 +143,10 @@ class MonitorTestCase: ContainerTestCase {
     /// first line on the sync pipe ("" if none within 30 s). `journalDir`: the directory whose `socket`
     /// is the journal's (swiftlet-monitor: SWIFTLET_JOURNAL_SOCKET; conmon, whose libsystemd has the
     /// path built in: bound over /run/systemd/journal in a private mount namespace).
-    func runMonitor(_ args: [String], dir: String, privateCgroupView: Bool = false,
-                    extraEnv: [String: String] = [:], journalDir: String? = nil) -> (RunResult, String) {
+    func runMonitor(
+        _ args: [String], dir: String, privateCgroupView: Bool = false,
+        extraEnv: [String: String] = [:], journalDir: String? = nil
+    ) -> (RunResult, String) {
         let fifo = dir + "/sync"
         unlink(fifo)
         mkfifo(fifo, 0o600)
@@ -145,14 +161,17 @@ class MonitorTestCase: ContainerTestCase {
         var privateMounts = privateCgroupView
         if let journalDir {
             if Runtime.monitorIsConmon {
-                prefix += "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/journal && mount --bind '\(journalDir)' /run/systemd/journal || exit 1; "
+                prefix +=
+                    "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/journal && mount --bind '\(journalDir)' "
+                    + "/run/systemd/journal || exit 1; "
                 privateMounts = true
             } else {
                 env["SWIFTLET_JOURNAL_SOCKET"] = journalDir + "/socket"
             }
         }
         let shell = ["/bin/sh", "-c", prefix + "exec 3<>\"$0\"; exec \"$@\"", fifo, Runtime.monitor] + args
-        let result = privateMounts
+        let result =
+            privateMounts
             ? runProgram("/usr/bin/unshare", ["-m", "--propagation", "private"] + shell, environment: env)
             : runProgram(shell[0], Array(shell.dropFirst()), environment: env)
         return (result, readLines(fd, count: 1, timeout: 30).first ?? "")
@@ -201,12 +220,19 @@ final class ControlClient {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw NSError(domain: "path too long", code: 1) }
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            throw NSError(domain: "path too long", code: 1)
+        }
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
-        guard rc == 0 else { close(fd); throw NSError(domain: "connect \(path): \(String(cString: strerror(errno)))", code: 2) }
+        guard rc == 0 else {
+            close(fd)
+            throw NSError(domain: "connect \(path): \(String(cString: strerror(errno)))", code: 2)
+        }
     }
 
     deinit { close(fd) }
@@ -217,7 +243,9 @@ final class ControlClient {
     }
 
     /// Sends a request and returns the reply with the same id (events in between are skipped).
-    func call(_ method: String, _ params: [String: Any] = [:], id: Int = Int.random(in: 1...1_000_000), timeout: Double = 30) -> [String: Any] {
+    func call(
+        _ method: String, _ params: [String: Any] = [:], id: Int = Int.random(in: 1...1_000_000), timeout: Double = 30
+    ) -> [String: Any] {
         let req: [String: Any] = ["id": id, "method": method, "params": params]
         let data = (try? JSONSerialization.data(withJSONObject: req)) ?? Data()
         send(String(decoding: data, as: UTF8.self))
@@ -236,7 +264,9 @@ final class ControlClient {
             if let nl = pending.firstIndex(of: 10) {
                 let line = Data(pending[0..<nl])
                 pending.removeSubrange(0...nl)
-                return (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] ?? ["unparsed": String(decoding: line, as: UTF8.self)]
+                return (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] ?? [
+                    "unparsed": String(decoding: line, as: UTF8.self)
+                ]
             }
             let left = deadline.timeIntervalSinceNow
             if left <= 0 { return nil }

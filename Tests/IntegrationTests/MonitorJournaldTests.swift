@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// A SOCK_DGRAM socket standing in for journald's (`<dir>/socket`): the test reads the exact datagrams.
 final class FakeJournal {
@@ -15,9 +15,14 @@ final class FakeJournal {
         let bytes = Array((dir + "/socket").utf8)
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
-        guard rc == 0 else { close(fd); throw NSError(domain: "bind \(dir)/socket: \(String(cString: strerror(errno)))", code: 1) }
+        guard rc == 0 else {
+            close(fd)
+            throw NSError(domain: "bind \(dir)/socket: \(String(cString: strerror(errno)))", code: 1)
+        }
         chmod(dir + "/socket", 0o666)
     }
 
@@ -44,7 +49,9 @@ final class FakeJournal {
         var out: [(String, [UInt8])] = []
         var i = 0
         while i < d.count {
-            guard let end = d[i...].firstIndex(where: { $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "\n") }) else { break }
+            guard let end = d[i...].firstIndex(where: { $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "\n") }) else {
+                break
+            }
             let key = String(decoding: d[i..<end], as: UTF8.self)
             if d[end] == UInt8(ascii: "=") {
                 let nl = d[(end + 1)...].firstIndex(of: UInt8(ascii: "\n")) ?? d.count
@@ -94,8 +101,11 @@ final class MonitorJournaldTests: MonitorTestCase {
     /// (CODE_FILE, CODE_LINE, CODE_FUNC), which swiftlet-monitor does not send.
     func assertEntry(_ got: [UInt8], _ expected: [UInt8], line: UInt = #line) {
         let rest = got.starts(with: expected) ? Array(got[expected.count...]) : got
-        XCTAssertTrue(got.starts(with: expected) && FakeJournal.fields(rest).allSatisfy { ["CODE_FILE", "CODE_LINE", "CODE_FUNC"].contains($0.0) },
-                      "got:\n\(String(decoding: got, as: UTF8.self))\nexpected:\n\(String(decoding: expected, as: UTF8.self))", line: line)
+        XCTAssertTrue(
+            got.starts(with: expected)
+                && FakeJournal.fields(rest).allSatisfy { ["CODE_FILE", "CODE_LINE", "CODE_FUNC"].contains($0.0) },
+            "got:\n\(String(decoding: got, as: UTF8.self))\nexpected:\n\(String(decoding: expected, as: UTF8.self))",
+            line: line)
     }
 
     func runToExit(_ c: MonitoredContainer, code: String = "0") {
@@ -111,12 +121,14 @@ final class MonitorJournaldTests: MonitorTestCase {
     func testStdoutAndStderrLinesCarryConmonsFields() throws {
         let j = try journal()
         let id = newID()
-        let c = try launch(["sh", "-c", "echo hello; sleep 0.2; echo oops >&2"], id: id, logs: ["journald:"], journalDir: j.dir)
+        let c = try launch(
+            ["sh", "-c", "echo hello; sleep 0.2; echo oops >&2"], id: id, logs: ["journald:"], journalDir: j.dir)
         runToExit(c)
         let got = j.receive { $0.count >= 2 }
         XCTAssertEqual(got.count, 2, got.map(FakeJournal.message).description)
         let common = field("CONTAINER_ID_FULL", id)
-        let tail = field("CONTAINER_ID", String(id.prefix(12))) + field("CONTAINER_NAME", id) + field("SYSLOG_IDENTIFIER", id)
+        let tail =
+            field("CONTAINER_ID", String(id.prefix(12))) + field("CONTAINER_NAME", id) + field("SYSLOG_IDENTIFIER", id)
         let out = got.first { FakeJournal.message($0) == "hello\n" } ?? []
         let err = got.first { FakeJournal.message($0) == "oops\n" } ?? []
         assertEntry(out, binaryField("MESSAGE", "hello\n") + common + field("PRIORITY", "6") + tail)
@@ -128,14 +140,16 @@ final class MonitorJournaldTests: MonitorTestCase {
     func testPiecesJoinAndAPartialLineIsMarked() throws {
         let j = try journal()
         let id = newID()
-        let c = try launch(["sh", "-c", "printf abc; sleep 0.3; echo def; printf tail"], id: id,
-                           monitorArgs: ["--log-tag", "web"], logs: ["journald:"], journalDir: j.dir)
+        let c = try launch(
+            ["sh", "-c", "printf abc; sleep 0.3; echo def; printf tail"], id: id,
+            monitorArgs: ["--log-tag", "web"], logs: ["journald:"], journalDir: j.dir)
         runToExit(c)
         let got = j.receive { $0.count >= 2 }
         XCTAssertEqual(got.map(FakeJournal.message), ["abcdef\n", "tail"])
         guard got.count == 2 else { return }
-        let ids = field("CONTAINER_ID_FULL", id) + field("PRIORITY", "6") + field("CONTAINER_ID", String(id.prefix(12))) +
-            field("CONTAINER_TAG", "web") + field("CONTAINER_NAME", id) + field("SYSLOG_IDENTIFIER", "web")
+        let ids =
+            field("CONTAINER_ID_FULL", id) + field("PRIORITY", "6") + field("CONTAINER_ID", String(id.prefix(12)))
+            + field("CONTAINER_TAG", "web") + field("CONTAINER_NAME", id) + field("SYSLOG_IDENTIFIER", "web")
         assertEntry(got[0], binaryField("MESSAGE", "abcdef\n") + ids)
         assertEntry(got[1], field("MESSAGE", "tail") + ids + field("CONTAINER_PARTIAL_MESSAGE", "true"))
     }
@@ -143,14 +157,18 @@ final class MonitorJournaldTests: MonitorTestCase {
     /// A line longer than the 8 KiB buffer: partial entries, then the end of the line; nothing lost.
     func testLineLongerThanTheBufferIsSplitIntoPartialEntries() throws {
         let j = try journal()
-        let c = try launch(["sh", "-c", "head -c 30000 /dev/zero | tr '\\0' x; echo"], id: newID(), logs: ["journald:"], journalDir: j.dir)
+        let c = try launch(
+            ["sh", "-c", "head -c 30000 /dev/zero | tr '\\0' x; echo"], id: newID(), logs: ["journald:"],
+            journalDir: j.dir)
         runToExit(c)
         let got = j.receive { $0.map(FakeJournal.message).joined().hasSuffix("\n") }
         let messages = got.map(FakeJournal.message)
         XCTAssertEqual(messages.joined(), String(repeating: "x", count: 30000) + "\n")
         XCTAssertGreaterThan(got.count, 1)
         for (i, d) in got.enumerated() {
-            let partial = FakeJournal.fields(d).contains { $0.0 == "CONTAINER_PARTIAL_MESSAGE" && $0.1 == Array("true".utf8) }
+            let partial = FakeJournal.fields(d).contains {
+                $0.0 == "CONTAINER_PARTIAL_MESSAGE" && $0.1 == Array("true".utf8)
+            }
             XCTAssertEqual(partial, i < got.count - 1, "entry \(i) of \(got.count)")
             XCTAssertLessThanOrEqual(messages[i].utf8.count, 16384, "an entry holds at most two 8 KiB reads")
         }
@@ -159,8 +177,9 @@ final class MonitorJournaldTests: MonitorTestCase {
     /// podman's `--log-path k8s-file:X --log-path journald:` with a --log-tag: both get every line.
     func testK8sFileAndJournaldTogether() throws {
         let j = try journal()
-        let c = try launch(["sh", "-c", "echo one; echo two >&2"], id: newID(), monitorArgs: ["--log-tag", "t"],
-                           logs: ["k8s-file:{dir}/ctr.log", "journald:"], journalDir: j.dir)
+        let c = try launch(
+            ["sh", "-c", "echo one; echo two >&2"], id: newID(), monitorArgs: ["--log-tag", "t"],
+            logs: ["k8s-file:{dir}/ctr.log", "journald:"], journalDir: j.dir)
         runToExit(c)
         let got = j.receive { $0.count >= 2 }.map(FakeJournal.message)
         XCTAssertEqual(Set(got), ["one\n", "two\n"])
@@ -173,15 +192,19 @@ final class MonitorJournaldTests: MonitorTestCase {
     func testMissingJournalSocketDoesNotStopTheContainer() throws {
         let d = try makeTempDir(prefix: "swiftlet-journal.")
         addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
-        let c = try launch(["sh", "-c", "echo still-here; exit 4"], id: newID(),
-                           logs: ["k8s-file:{dir}/ctr.log", "journald:"], journalDir: d)
+        let c = try launch(
+            ["sh", "-c", "echo still-here; exit 4"], id: newID(),
+            logs: ["k8s-file:{dir}/ctr.log", "journald:"], journalDir: d)
         // swiftlet-monitor (not conmon) reports the first dropped entry on its control socket.
         let client = Runtime.monitorIsConmon ? nil : try ControlClient(c.bundle + "/monitor.sock")
         _ = client?.call("subscribe")
         runToExit(c, code: "4")
         XCTAssertTrue(c.logText().contains(" stdout F still-here\n"), c.logText())
         if let client {
-            XCTAssertNotNil(client.waitEvent(timeout: 10) { $0["event"] as? String == "log-error" && $0["path"] as? String == d + "/socket" })
+            XCTAssertNotNil(
+                client.waitEvent(timeout: 10) {
+                    $0["event"] as? String == "log-error" && $0["path"] as? String == d + "/socket"
+                })
         }
     }
 
@@ -199,19 +222,19 @@ final class MonitorJournaldTests: MonitorTestCase {
 final class MonitorSdNotifyTests: MonitorTestCase {
     /// A static sd_notify client: sends each argument as one datagram to $NOTIFY_SOCKET.
     static let helperSource = """
-    #include <stdlib.h>
-    #include <string.h>
-    #include <sys/socket.h>
-    #include <sys/un.h>
-    int main(int argc, char **argv) {
-        struct sockaddr_un a = { .sun_family = AF_UNIX };
-        strncpy(a.sun_path, getenv("NOTIFY_SOCKET"), sizeof a.sun_path - 1);
-        int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
-        for (int i = 1; i < argc; i++)
-            if (sendto(fd, argv[i], strlen(argv[i]), 0, (struct sockaddr *)&a, sizeof a) < 0) return 1;
-        return 0;
-    }
-    """
+        #include <stdlib.h>
+        #include <string.h>
+        #include <sys/socket.h>
+        #include <sys/un.h>
+        int main(int argc, char **argv) {
+            struct sockaddr_un a = { .sun_family = AF_UNIX };
+            strncpy(a.sun_path, getenv("NOTIFY_SOCKET"), sizeof a.sun_path - 1);
+            int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+            for (int i = 1; i < argc; i++)
+                if (sendto(fd, argv[i], strlen(argv[i]), 0, (struct sockaddr *)&a, sizeof a) < 0) return 1;
+            return 0;
+        }
+        """
 
     func testReadyAndWatchdogAreRelayedToTheHostSocket() throws {
         let host = try FakeJournal(dir: try makeTempDir(prefix: "swiftlet-notify-host."))
@@ -224,8 +247,10 @@ final class MonitorSdNotifyTests: MonitorTestCase {
             let cc = runProgram("/usr/bin/gcc", ["-static", "-O", "-o", notifyDir + "/notify", dir + "/notify.c"])
             XCTAssertEqual(cc.status, 0, "gcc: \(cc)")
         }
-        let script = "/dev/notify/notify STATUS=starting 'MAINPID=1\nREADY=1\nSTATUS=up' WATCHDOG=1 EXTEND_TIMEOUT_USEC=5 || exit 9; " +
-            "while [ ! -e /dev/notify/done ]; do sleep 0.1; done"
+        let script =
+            "/dev/notify/notify STATUS=starting 'MAINPID=1\nREADY=1\nSTATUS=up' WATCHDOG=1 EXTEND_TIMEOUT_USEC=5 || "
+            + "exit 9; "
+            + "while [ ! -e /dev/notify/done ]; do sleep 0.1; done"
         let c = try launch(["sh", "-c", script], monitorArgs: ["--sdnotify-socket", host.dir + "/socket"]) { spec in
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
             mounts.append(["destination": "/dev/notify", "type": "bind", "source": notifyDir, "options": ["bind"]])
@@ -257,6 +282,7 @@ final class MonitorSdNotifyTests: MonitorTestCase {
         if !Runtime.monitorIsConmon {
             XCTAssertTrue((c.syncJSON["message"] as? String ?? "").contains(c.bundle + "/notify"), c.syncLine)
         }
-        XCTAssertNotEqual(runtime(c.runtime, root: c.runtimeRoot, ["state", c.id]).status, 0, "no container was created")
+        XCTAssertNotEqual(
+            runtime(c.runtime, root: c.runtimeRoot, ["state", c.id]).status, 0, "no container was created")
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// swiftlet-monitor driven exactly as podman drives conmon (sync pipe, start by the caller, exit dir),
 /// with swiftlet, runc and crun as the runtime.
@@ -8,19 +8,26 @@ final class MonitorLifecycleTests: MonitorTestCase {
     func lifecycle(_ r: MonitorRuntime) throws {
         try requireRuntime(r)
         let marker = dir(for: "exit-command")
-        let c = try launch(["sh", "-c", "echo hello; echo oops >&2; printf partial; exit 3"], runtime: r,
-                           monitorArgs: ["--exit-command", "/bin/sh", "--exit-command-arg", "-c",
-                                         "--exit-command-arg", "echo \"$0 $1\" > \(marker)",
-                                         "--exit-command-arg", "cleanup", "--exit-command-arg", "done"])
+        let c = try launch(
+            ["sh", "-c", "echo hello; echo oops >&2; printf partial; exit 3"], runtime: r,
+            monitorArgs: [
+                "--exit-command", "/bin/sh", "--exit-command-arg", "-c",
+                "--exit-command-arg", "echo \"$0 $1\" > \(marker)",
+                "--exit-command-arg", "cleanup", "--exit-command-arg", "done",
+            ])
         XCTAssertEqual(c.sync.status, 0, "launch: \(c.sync)")
         let pid = c.syncJSON["data"] as? Int ?? -1
         XCTAssertGreaterThan(pid, 0, "sync pipe: \(c.syncLine)")
-        XCTAssertEqual(String(pid), try String(contentsOfFile: c.dir + "/ctr.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+        XCTAssertEqual(
+            String(pid),
+            try String(contentsOfFile: c.dir + "/ctr.pid", encoding: .utf8).trimmingCharacters(
+                in: .whitespacesAndNewlines))
         // The launched process exited; the daemon it forked is the one in the conmon pidfile.
         let monitor = try XCTUnwrap(c.monitorPid)
         XCTAssertTrue(processAlive(monitor))
-        XCTAssertEqual(try String(contentsOfFile: "/proc/\(monitor)/stat", encoding: .utf8).split(separator: " ")[5],
-                       Substring(String(monitor)), "the monitor leads its own session")
+        XCTAssertEqual(
+            try String(contentsOfFile: "/proc/\(monitor)/stat", encoding: .utf8).split(separator: " ")[5],
+            Substring(String(monitor)), "the monitor leads its own session")
         for name in ["attach", "ctl", "winsz", "monitor.sock"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: c.bundle + "/" + name), name)
         }
@@ -30,12 +37,15 @@ final class MonitorLifecycleTests: MonitorTestCase {
         XCTAssertTrue(monitorGone(c))
         let log = c.logText().split(separator: "\n").map(String.init)
         let pattern = #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}[+-]\d\d:\d\d (stdout|stderr) [FP] "#
-        for line in log { XCTAssertNotNil(line.range(of: pattern, options: .regularExpression), "k8s-file line: \(line)") }
+        for line in log {
+            XCTAssertNotNil(line.range(of: pattern, options: .regularExpression), "k8s-file line: \(line)")
+        }
         XCTAssertTrue(log.contains { $0.hasSuffix(" stdout F hello") }, c.logText())
         XCTAssertTrue(log.contains { $0.hasSuffix(" stderr F oops") }, c.logText())
         XCTAssertTrue(log.contains { $0.hasSuffix(" stdout P partial") }, c.logText())
-        XCTAssertTrue(waitUntil(timeout: 10) { (try? String(contentsOfFile: marker, encoding: .utf8)) == "cleanup done\n" },
-                      "exit command ran with its arguments")
+        XCTAssertTrue(
+            waitUntil(timeout: 10) { (try? String(contentsOfFile: marker, encoding: .utf8)) == "cleanup done\n" },
+            "exit command ran with its arguments")
         XCTAssertEqual(runtime(r, root: c.runtimeRoot, ["delete", c.id]).status, 0)
     }
 
@@ -55,7 +65,8 @@ final class MonitorLifecycleTests: MonitorTestCase {
         let message = c.syncJSON["message"] as? String ?? ""
         XCTAssertTrue(message.contains("nonexistent-rootfs"), "the runtime's error names the path: \(message)")
         XCTAssertTrue(monitorGone(c), "the monitor exits after a failed create")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: c.exitFile), "no exit file for a container that never existed")
+        XCTAssertFalse(
+            FileManager.default.fileExists(atPath: c.exitFile), "no exit file for a container that never existed")
         assertNothingLeft(c.id)
     }
 
@@ -186,9 +197,14 @@ final class MonitorStdioTests: MonitorTestCase {
 
     func testTerminalWithoutRuntimePtyIsAnError() throws {
         // A runtime that "creates" (writes a pid file) but never sends a pty master to the console socket.
-        let (dir, fake) = try fakeRuntime { _ in "while [ $# -gt 0 ]; do [ \"$1\" = --pid-file ] && echo $$ > \"$2\"; shift; done\nexit 0" }
-        let (_, line) = runMonitor(["--api-version", "1", "-c", "t1", "-u", "t1", "-r", fake, "-b", dir, "-p", dir + "/pid",
-                                    "-P", dir + "/mon.pid", "-t"], dir: dir)
+        let (dir, fake) = try fakeRuntime { _ in
+            "while [ $# -gt 0 ]; do [ \"$1\" = --pid-file ] && echo $$ > \"$2\"; shift; done\nexit 0"
+        }
+        let (_, line) = runMonitor(
+            [
+                "--api-version", "1", "-c", "t1", "-u", "t1", "-r", fake, "-b", dir, "-p", dir + "/pid",
+                "-P", dir + "/mon.pid", "-t",
+            ], dir: dir)
         XCTAssertEqual(line, "{\"data\":-1,\"message\":\"Runtime did not set up terminal\"}")
         // And a real runtime that refuses --console-socket for a non-terminal config: its error is relayed.
         let c = try launch(["true"], monitorArgs: ["-t"])
@@ -203,8 +219,11 @@ final class MonitorStdioTests: MonitorTestCase {
         let (dir, fake) = try fakeRuntime { _ in "exit 0" }
         try "#!/nonexistent/interpreter\n".write(toFile: fake, atomically: true, encoding: .utf8)
         chmod(fake, 0o755)
-        let (r, line) = runMonitor(["--api-version", "1", "-c", "x1", "-u", "x1", "-r", fake, "-b", dir, "-p", dir + "/pid",
-                                    "-P", dir + "/mon.pid", "--sync"], dir: dir)
+        let (r, line) = runMonitor(
+            [
+                "--api-version", "1", "-c", "x1", "-u", "x1", "-r", fake, "-b", dir, "-p", dir + "/pid",
+                "-P", dir + "/mon.pid", "--sync",
+            ], dir: dir)
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(line.hasPrefix("{\"data\":-1"), line)
         if !Runtime.monitorIsConmon {
@@ -214,20 +233,31 @@ final class MonitorStdioTests: MonitorTestCase {
 
     func testReplaceListenPidNamesTheRuntimeProcess() throws {
         let (dir, fake) = try fakeRuntime { dir in
-            "echo \"$$ $LISTEN_PID\" > \(dir)/seen\nsleep 0.2 & while [ $# -gt 0 ]; do [ \"$1\" = --pid-file ] && echo $! > \"$2\"; shift; done"
+            "echo \"$$ $LISTEN_PID\" > \(dir)/seen\nsleep 0.2 & while [ $# -gt 0 ]; do [ \"$1\" = --pid-file ] && "
+                + "echo $! > \"$2\"; shift; done"
         }
         for (flag, same) in [([String](), false), (["--replace-listen-pid"], true)] {
-            let (_, line) = runMonitor(["--api-version", "1", "-c", "l1", "-u", "l1", "-r", fake, "-b", dir, "-p", dir + "/pid",
-                                        "-P", dir + "/mon.pid", "--sync"] + flag, dir: dir, extraEnv: ["LISTEN_PID": "4242"])
+            let (_, line) = runMonitor(
+                [
+                    "--api-version", "1", "-c", "l1", "-u", "l1", "-r", fake, "-b", dir, "-p", dir + "/pid",
+                    "-P", dir + "/mon.pid", "--sync",
+                ] + flag, dir: dir, extraEnv: ["LISTEN_PID": "4242"])
             XCTAssertTrue(line.hasPrefix("{\"data\":") && !line.contains("-1"), line)
-            let seen = try String(contentsOfFile: dir + "/seen", encoding: .utf8).split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            let seen = try String(contentsOfFile: dir + "/seen", encoding: .utf8).split(separator: " ").map {
+                $0.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
             XCTAssertEqual(seen.count, 2)
-            if same { XCTAssertEqual(seen[0], seen[1], "LISTEN_PID is the runtime's own pid") } else { XCTAssertEqual(seen[1], "4242") }
+            if same {
+                XCTAssertEqual(seen[0], seen[1], "LISTEN_PID is the runtime's own pid")
+            } else {
+                XCTAssertEqual(seen[1], "4242")
+            }
         }
     }
 
     func testLogSizeMaxStartsTheFileAgain() throws {
-        let c = try launch(["sh", "-c", "for i in $(seq 1 200); do echo line-$i; done"], monitorArgs: ["--log-size-max", "2000"])
+        let c = try launch(
+            ["sh", "-c", "for i in $(seq 1 200); do echo line-$i; done"], monitorArgs: ["--log-size-max", "2000"])
         start(c)
         XCTAssertEqual(c.exitCode(), "0")
         let size = (try? FileManager.default.attributesOfItem(atPath: c.log)[.size] as? Int) ?? -1
@@ -255,14 +285,23 @@ final class MonitorStdioTests: MonitorTestCase {
         // A 64 KiB tmpfs for the log: the container writes far more and must neither block nor die.
         let mnt = try makeTempDir(prefix: "swiftlet-logfs.")
         XCTAssertEqual(runProgram("/bin/mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt]).status, 0)
-        defer { _ = runProgram("/bin/umount", [mnt]); try? FileManager.default.removeItem(atPath: mnt) }
-        let c = try launch(["sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; echo finished >&2"],
-                           monitorArgs: ["-l", "k8s-file:" + mnt + "/full.log"])
+        defer {
+            _ = runProgram("/bin/umount", [mnt])
+            try? FileManager.default.removeItem(atPath: mnt)
+        }
+        let c = try launch(
+            [
+                "sh", "-c",
+                "i=0; while [ $i -lt 3000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); "
+                    + "done; echo finished >&2",
+            ],
+            monitorArgs: ["-l", "k8s-file:" + mnt + "/full.log"])
         let control = try ControlClient(c.bundle + "/monitor.sock")
         _ = control.call("subscribe")
         start(c)
         XCTAssertEqual(c.exitCode(timeout: 30), "0", "the container ran to the end")
-        XCTAssertNotNil(control.waitEvent(timeout: 5) { $0["event"] as? String == "log-error" }, "the full disk was reported")
+        XCTAssertNotNil(
+            control.waitEvent(timeout: 5) { $0["event"] as? String == "log-error" }, "the full disk was reported")
         XCTAssertTrue(c.logText().contains("stderr F finished"), "the other log kept every record")
     }
 }
@@ -271,9 +310,14 @@ func connectUnix(_ fd: Int32, _ path: String) -> Int32 {
     var addr = sockaddr_un()
     addr.sun_family = sa_family_t(AF_UNIX)
     let bytes = Array(path.utf8)
-    guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { errno = ENAMETOOLONG; return -1 }
+    guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+        errno = ENAMETOOLONG
+        return -1
+    }
     withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
     return withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
     }
 }

@@ -1,8 +1,8 @@
 import Foundation
-import XCTest
 import Glibc
-import TestSupport
 import LinuxSystem
+import TestSupport
+import XCTest
 
 /// SIG Node mount features: recursive read-only, recursive attributes, tmpfs noswap, procMount.
 final class MountFeatureTests: ContainerTestCase {
@@ -20,7 +20,8 @@ final class MountFeatureTests: ContainerTestCase {
 
     /// In a user namespace the container's root cannot create mount points in the (host-root-owned)
     /// test rootfs, as with runc: those tests mount on directories the rootfs already has (/home).
-    func bindEdit(_ source: String, _ options: [String], at destination: String = "/v") -> (inout [String: Any]) -> Void {
+    func bindEdit(_ source: String, _ options: [String], at destination: String = "/v") -> (inout [String: Any]) -> Void
+    {
         { spec in
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
             mounts.append(["destination": destination, "type": "bind", "source": source, "options": options])
@@ -28,7 +29,9 @@ final class MountFeatureTests: ContainerTestCase {
         }
     }
 
-    let probe = "touch /v/top 2>/dev/null && echo top-rw || echo top-ro; touch /v/sub/s 2>/dev/null && echo sub-rw || echo sub-ro"
+    let probe =
+        "touch /v/top 2>/dev/null && echo top-rw || echo top-ro; touch /v/sub/s 2>/dev/null && echo sub-rw || echo "
+        + "sub-ro"
 
     func testRecursiveReadOnly() throws {
         let dir = try hostTreeWithSubmount()
@@ -46,7 +49,9 @@ final class MountFeatureTests: ContainerTestCase {
 
     func testRecursiveNoexecAndNosuid() throws {
         let dir = try hostTreeWithSubmount()
-        let r = try run(["sh", "-c", "grep ' /v' /proc/self/mountinfo | cut -d' ' -f5,6"], bindEdit(dir, ["rbind", "rnoexec", "rnosuid"]))
+        let r = try run(
+            ["sh", "-c", "grep ' /v' /proc/self/mountinfo | cut -d' ' -f5,6"],
+            bindEdit(dir, ["rbind", "rnoexec", "rnosuid"]))
         XCTAssertEqual(r.status, 0, r.stderr)
         let lines = r.stdout.split(separator: "\n")
         XCTAssertEqual(lines.count, 2, r.stdout)
@@ -83,7 +88,8 @@ final class MountFeatureTests: ContainerTestCase {
 
     func userns(_ spec: inout [String: Any]) { ContainerTestCase.userNamespace()(&spec) }
 
-    let idmapProbe = "stat -c '%n=%u:%g' /home/root-file /home/one-file; touch /home/created && stat -c '%n=%u:%g' /home/created"
+    let idmapProbe =
+        "stat -c '%n=%u:%g' /home/root-file /home/one-file; touch /home/created && stat -c '%n=%u:%g' /home/created"
 
     /// Per-mount mappings: host-owned files show their on-disk owners inside, and files created
     /// inside land on disk with the mapped ids (root of the container -> 0 on disk).
@@ -92,9 +98,11 @@ final class MountFeatureTests: ContainerTestCase {
         let r = try run(["sh", "-c", idmapProbe]) { spec in
             self.userns(&spec)
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
-            mounts.append(["destination": "/home", "type": "bind", "source": dir, "options": ["bind"],
-                           "uidMappings": [["containerID": 0, "hostID": 100000, "size": 65536]],
-                           "gidMappings": [["containerID": 0, "hostID": 100000, "size": 65536]]])
+            mounts.append([
+                "destination": "/home", "type": "bind", "source": dir, "options": ["bind"],
+                "uidMappings": [["containerID": 0, "hostID": 100000, "size": 65536]],
+                "gidMappings": [["containerID": 0, "hostID": 100000, "size": 65536]],
+            ])
             spec["mounts"] = mounts
         }
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -123,7 +131,11 @@ final class MountFeatureTests: ContainerTestCase {
     /// namespace with a new PID namespace, where a fresh proc mount needs an unmasked proc visible.
     func testProcMountModesInUserNamespace() throws {
         for unmasked in [false, true] {
-            let r = try run(["sh", "-c", "[ $(wc -c < /proc/version) -gt 0 ] && echo version-visible || echo version-masked; awk '$5 == \"/proc/sys\" { print \"sys-\" substr($6, 1, 2) }' /proc/self/mountinfo; echo end"]) { spec in
+            let r = try run([
+                "sh", "-c",
+                "[ $(wc -c < /proc/version) -gt 0 ] && echo version-visible || echo version-masked; awk '$5 == "
+                    + "\"/proc/sys\" { print \"sys-\" substr($6, 1, 2) }' /proc/self/mountinfo; echo end",
+            ]) { spec in
                 ContainerTestCase.userNamespace(hostID: 200000)(&spec)
                 var linux = spec[dict: "linux"]
                 if unmasked {
@@ -150,11 +162,16 @@ extension MountFeatureTests {
     /// owned by the container's root and writable by it.
     func testNoswapTmpfsInUserNamespace() throws {
         try XCTSkipUnless(Kernel.atLeast(6, 4), "tmpfs noswap needs Linux 6.4")
-        let r = try run(["sh", "-c", "grep ' /root ' /proc/mounts | cut -d' ' -f3,4; stat -c '%u:%g %a' /root; touch /root/f && echo writable"]) { spec in
+        let r = try run([
+            "sh", "-c",
+            "grep ' /root ' /proc/mounts | cut -d' ' -f3,4; stat -c '%u:%g %a' /root; touch /root/f && echo writable",
+        ]) { spec in
             self.userns(&spec)
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
-            mounts.append(["destination": "/root", "type": "tmpfs", "source": "tmpfs",
-                           "options": ["noswap", "size=1m", "mode=750", "nosuid", "nodev"]])
+            mounts.append([
+                "destination": "/root", "type": "tmpfs", "source": "tmpfs",
+                "options": ["noswap", "size=1m", "mode=750", "nosuid", "nodev"],
+            ])
             spec["mounts"] = mounts
         }
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -180,7 +197,8 @@ extension MountFeatureTests {
         }
         let r = sl(["create", "--bundle", b, "oldk"])
         XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.stderr.contains("\"noswap\" needs Linux 6.4 or later (this kernel is \(Kernel.release))"), r.stderr)
+        XCTAssertTrue(
+            r.stderr.contains("\"noswap\" needs Linux 6.4 or later (this kernel is \(Kernel.release))"), r.stderr)
         assertNothingLeft("oldk", bundle: b)
         let f = try JSONSerialization.jsonObject(with: Data(sl(["features"]).stdout.utf8)) as? [String: Any]
         XCTAssertFalse((f?["mountOptions"] as? [String] ?? []).contains("noswap"))

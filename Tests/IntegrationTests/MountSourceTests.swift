@@ -1,8 +1,8 @@
 import Foundation
-import XCTest
 import Glibc
-import TestSupport
 import LinuxSystem
+import TestSupport
+import XCTest
 
 /// Bind-mount sources and flags as runc resolves them (issue 14 items 7 and 9, issue 19 items 1, 2,
 /// 3 and 8): host-only sources in a user namespace, sources made by an earlier mount, a read-only
@@ -13,7 +13,9 @@ final class MountSourceTests: ContainerTestCase {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         addTeardownBlock {
             // Submounts first (deepest first), then the tree.
-            let points = mountsContaining(dir).compactMap { $0.split(separator: " ").dropFirst(4).first.map(String.init) }
+            let points = mountsContaining(dir).compactMap {
+                $0.split(separator: " ").dropFirst(4).first.map(String.init)
+            }
             for m in points.sorted(by: { $0.count > $1.count }) { umount2(m, Int32(MNT_DETACH)) }
             try? FileManager.default.removeItem(atPath: dir)
         }
@@ -26,11 +28,16 @@ final class MountSourceTests: ContainerTestCase {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         XCTAssertEqual(mount("tmpfs", path, "tmpfs", 0, "size=1m,mode=777"), 0, "mount test tmpfs")
         XCTAssertTrue(FileManager.default.createFile(atPath: path + "/f", contents: Data()))
-        if flags != 0 { XCTAssertEqual(mount(nil, path, nil, UInt(MS_REMOUNT) | UInt(MS_BIND) | flags, nil), 0, "remount test tmpfs") }
+        if flags != 0 {
+            XCTAssertEqual(
+                mount(nil, path, nil, UInt(MS_REMOUNT) | UInt(MS_BIND) | flags, nil), 0, "remount test tmpfs")
+        }
         return path
     }
 
-    func addMount(_ destination: String, _ source: String, _ options: [String], type: String = "bind") -> (inout [String: Any]) -> Void {
+    func addMount(_ destination: String, _ source: String, _ options: [String], type: String = "bind") -> (
+        inout [String: Any]
+    ) -> Void {
         { spec in
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
             mounts.append(["destination": destination, "type": type, "source": source, "options": options])
@@ -53,7 +60,8 @@ final class MountSourceTests: ContainerTestCase {
         try FileManager.default.createDirectory(atPath: dir + "/data", withIntermediateDirectories: true)
         try "secret\n".write(toFile: dir + "/data/f", atomically: false, encoding: .utf8)
         try "file-source\n".write(toFile: dir + "/hosts", atomically: false, encoding: .utf8)
-        chmod(dir + "/data/f", 0o644); chmod(dir + "/hosts", 0o644)
+        chmod(dir + "/data/f", 0o644)
+        chmod(dir + "/hosts", 0o644)
         let b = try bundle { spec in
             ContainerTestCase.args(["sleep", "30"])(&spec)
             self.userns(&spec)
@@ -91,7 +99,12 @@ final class MountSourceTests: ContainerTestCase {
 
     /// /dev mounted read-only: populated first, read-only at the end (runc's order).
     func testReadOnlyDevTmpfs() throws {
-        let r = try run(["sh", "-c", "\(optionsOf("/dev")) | cut -d, -f1; [ -c /dev/null ] && echo null; \(optionsOf("/dev/pts")) | cut -d, -f1; [ -L /dev/fd ] && echo fd-link; touch /dev/new 2>/dev/null || echo dev-ro; echo x > /dev/shm/x && echo shm-rw"]) { spec in
+        let r = try run([
+            "sh", "-c",
+            "\(optionsOf("/dev")) | cut -d, -f1; [ -c /dev/null ] && echo null; \(optionsOf("/dev/pts")) | cut -d, "
+                + "-f1; [ -L /dev/fd ] && echo fd-link; touch /dev/new 2>/dev/null || echo dev-ro; echo x > "
+                + "/dev/shm/x && echo shm-rw",
+        ]) { spec in
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
             for i in mounts.indices where mounts[i]["destination"] as? String == "/dev" {
                 mounts[i]["options"] = (mounts[i]["options"] as? [String] ?? []) + ["ro"]
@@ -111,8 +124,10 @@ final class MountSourceTests: ContainerTestCase {
         chmod(dir, 0o777)
         XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/root-file", contents: Data()))
         _ = try hostTmpfs(0, in: dir, name: "sub")
-        var cases: [([String], String)] = [(["rbind", "idmap"], "/home/root-file=0\n/home/sub/f=65534\n"),
-                                           (["rbind", "ridmap"], "/home/root-file=0\n/home/sub/f=0\n")]
+        var cases: [([String], String)] = [
+            (["rbind", "idmap"], "/home/root-file=0\n/home/sub/f=65534\n"),
+            (["rbind", "ridmap"], "/home/root-file=0\n/home/sub/f=0\n"),
+        ]
         // runc 1.3 refuses a non-recursive clone of a tree with submounts; swiftlet maps them all.
         if isSwiftlet { cases.append((["bind", "ridmap"], "/home/root-file=0\n/home/sub/f=0\n")) }
         for (options, want) in cases {
@@ -180,12 +195,16 @@ final class MountSourceTests: ContainerTestCase {
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
         holder.arguments = ["--user", "sleep", "60"]
         try holder.run()
-        addTeardownBlock { holder.terminate(); holder.waitUntilExit() }
+        addTeardownBlock {
+            holder.terminate()
+            holder.waitUntilExit()
+        }
         let pid = holder.processIdentifier
         // unshare execs sleep once it is in the new namespace.
-        XCTAssertTrue(waitUntil(timeout: 10) {
-            (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) == "sleep\n"
-        })
+        XCTAssertTrue(
+            waitUntil(timeout: 10) {
+                (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) == "sleep\n"
+            })
         for file in ["uid_map", "gid_map"] {
             try "0 100000 65536\n".write(toFile: "/proc/\(pid)/\(file)", atomically: false, encoding: .utf8)
         }
@@ -195,7 +214,10 @@ final class MountSourceTests: ContainerTestCase {
         for (options, want) in [(["rbind", "idmap"], "0\n"), (["rbind"], "65534\n")] {
             let r = try run(["stat", "-c", "%u", "/home/root-file"]) { spec in
                 var linux = spec[dict: "linux"]
-                linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []) + [["type": "user", "path": "/proc/\(pid)/ns/user"]]
+                linux["namespaces"] =
+                    (linux["namespaces"] as? [[String: Any]] ?? []) + [
+                        ["type": "user", "path": "/proc/\(pid)/ns/user"]
+                    ]
                 spec["linux"] = linux
                 self.addMount("/home", dir, options)(&spec)
             }

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// A root-owned 0600 file that a planted symlink points to: its content must survive.
 struct Victim {
@@ -88,7 +88,9 @@ final class MonitorPlantedPathTests: MonitorTestCase {
         start(c)
         XCTAssertEqual(c.exitCode(), "0")
         XCTAssertEqual(try String(contentsOfFile: c.persistDir + "/exit", encoding: .utf8), "0")
-        for (i, v) in victims.enumerated() { XCTAssertTrue(v.intact, "victim\(i) was overwritten through a planted symlink") }
+        for (i, v) in victims.enumerated() {
+            XCTAssertTrue(v.intact, "victim\(i) was overwritten through a planted symlink")
+        }
         XCTAssertFalse(isSymlink(c.exitFile))
         XCTAssertFalse(isSymlink(c.dir + "/mon.pid"), "the monitor pid file replaced the symlink")
         XCTAssertNotNil(c.monitorPid, "the monitor wrote its pid")
@@ -100,7 +102,8 @@ final class MonitorPlantedPathTests: MonitorTestCase {
         addTeardownBlock { try? FileManager.default.removeItem(atPath: host) }
         let victim = try Victim(in: host)
         prepareDir = { dir in plantSymlink(dir + "/ctr.log.tmp", to: victim.path) }
-        let c = try launch(["sh", "-c", "for i in $(seq 1 200); do echo line-$i; done"], monitorArgs: ["--log-size-max", "2000"])
+        let c = try launch(
+            ["sh", "-c", "for i in $(seq 1 200); do echo line-$i; done"], monitorArgs: ["--log-size-max", "2000"])
         start(c)
         XCTAssertEqual(c.exitCode(), "0")
         XCTAssertTrue(victim.intact, "the victim was truncated through <log>.tmp")
@@ -114,9 +117,12 @@ final class MonitorPlantedPathTests: MonitorTestCase {
         let host = try makeTempDir(prefix: "swiftlet-planted.")
         addTeardownBlock { try? FileManager.default.removeItem(atPath: host) }
         let victim = try Victim(in: host)
-        let c = try launch(["sh", "-c", "echo before; while [ ! -e /shared/go ]; do sleep 0.1; done; echo after"]) { spec in
-            spec["mounts"] = (spec["mounts"] as? [[String: Any]] ?? []) +
-                [["destination": "/shared", "type": "bind", "source": host, "options": ["rbind"]]]
+        let c = try launch(["sh", "-c", "echo before; while [ ! -e /shared/go ]; do sleep 0.1; done; echo after"]) {
+            spec in
+            spec["mounts"] =
+                (spec["mounts"] as? [[String: Any]] ?? []) + [
+                    ["destination": "/shared", "type": "bind", "source": host, "options": ["rbind"]]
+                ]
         }
         let api = try ControlClient(c.bundle + "/monitor.sock")
         _ = api.call("subscribe")
@@ -129,7 +135,8 @@ final class MonitorPlantedPathTests: MonitorTestCase {
         close(ctl)
         let event = api.waitEvent(timeout: 10) { $0["event"] as? String == "log-error" }
         XCTAssertNotNil(event, "the failed reopen is reported")
-        XCTAssertTrue((event?["message"] as? String ?? "").contains("Too many levels of symbolic links"), "\(event ?? [:])")
+        XCTAssertTrue(
+            (event?["message"] as? String ?? "").contains("Too many levels of symbolic links"), "\(event ?? [:])")
         FileManager.default.createFile(atPath: host + "/go", contents: nil)
         XCTAssertEqual(c.exitCode(), "0")
         XCTAssertTrue(victim.intact, "the victim was written through the symlink at the log path")

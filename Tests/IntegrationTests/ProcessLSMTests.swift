@@ -1,19 +1,37 @@
 import Foundation
-import XCTest
-import TestSupport
 import LinuxSystem
+import TestSupport
+import XCTest
 
 /// AppArmor / SELinux labels: applied where the module is enabled, a clear error where it is not.
 final class ProcessLSMTests: ContainerTestCase {
     func testLabelsWithoutTheModuleAreClearErrors() throws {
         try XCTSkipIf(LSM.appArmorEnabled || LSM.seLinuxEnabled, "this test covers hosts without AppArmor and SELinux")
         let cases: [(String, (inout [String: Any]) -> Void)] = [
-            ("process.apparmorProfile: AppArmor is not enabled", { spec in
-                var p = spec[dict: "process"]; p["apparmorProfile"] = "docker-default"; spec["process"] = p }),
-            ("process.selinuxLabel: SELinux is not enabled", { spec in
-                var p = spec[dict: "process"]; p["selinuxLabel"] = "system_u:system_r:container_t:s0"; spec["process"] = p }),
-            ("linux.mountLabel: SELinux is not enabled", { spec in
-                var l = spec[dict: "linux"]; l["mountLabel"] = "system_u:object_r:container_file_t:s0"; spec["linux"] = l }),
+            (
+                "process.apparmorProfile: AppArmor is not enabled",
+                { spec in
+                    var p = spec[dict: "process"]
+                    p["apparmorProfile"] = "docker-default"
+                    spec["process"] = p
+                }
+            ),
+            (
+                "process.selinuxLabel: SELinux is not enabled",
+                { spec in
+                    var p = spec[dict: "process"]
+                    p["selinuxLabel"] = "system_u:system_r:container_t:s0"
+                    spec["process"] = p
+                }
+            ),
+            (
+                "linux.mountLabel: SELinux is not enabled",
+                { spec in
+                    var l = spec[dict: "linux"]
+                    l["mountLabel"] = "system_u:object_r:container_file_t:s0"
+                    spec["linux"] = l
+                }
+            ),
         ]
         for (want, edit) in cases {
             let b = try bundle(edit)

@@ -1,7 +1,7 @@
-import Foundation
-import XCTest
-import TestSupport
 import CLinux
+import Foundation
+import TestSupport
+import XCTest
 
 /// Issue 13 items 2, 3, 4, 11, 12: sysctls, procfs writes, mounts in /proc, device rules,
 /// --no-pivot; and a pod sandbox shaped like containerd 1.6's CRI writes it (issue 14).
@@ -29,15 +29,19 @@ final class ProcfsHardeningTests: ContainerTestCase {
     }
 
     /// A create that must fail, naming `want` (nil: any wording), leaving nothing behind.
-    func expectRefused(_ want: String?, id: String, _ edit: @escaping (inout [String: Any]) -> Void,
-                       file: StaticString = #filePath, line: UInt = #line) throws {
+    func expectRefused(
+        _ want: String?, id: String, _ edit: @escaping (inout [String: Any]) -> Void,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let b = try bundle(edit)
         defer { try? FileManager.default.removeItem(atPath: b) }
         let r = sl(["create", "--bundle", b, id])
         if r.status == 0 { _ = sl(["delete", "-f", id]) }
         XCTAssertNotEqual(r.status, 0, "accepted: \(r.stdout)", file: file, line: line)
         if let want {
-            XCTAssertTrue(r.stderr.contains(want), "stderr \(r.stderr.debugDescription) lacks \(want.debugDescription)", file: file, line: line)
+            XCTAssertTrue(
+                r.stderr.contains(want), "stderr \(r.stderr.debugDescription) lacks \(want.debugDescription)",
+                file: file, line: line)
         }
         assertNothingLeft(id, bundle: b, file: file, line: line)
     }
@@ -51,7 +55,7 @@ final class ProcfsHardeningTests: ContainerTestCase {
         try expectRefused("kernel.printk_ratelimit_burst", id: "sysctlhost") { spec in
             self.setSysctls(&spec, ["kernel.printk_ratelimit_burst": other])
             var linux = spec[dict: "linux"]
-            linux["readonlyPaths"] = [] as [String]   // nothing else in the way of the write
+            linux["readonlyPaths"] = [] as [String]  // nothing else in the way of the write
             spec["linux"] = linux
         }
         XCTAssertEqual(try hostSysctl(knob), before, "the host's sysctl changed")
@@ -82,17 +86,29 @@ final class ProcfsHardeningTests: ContainerTestCase {
     /// read-only paths, /proc/sys among them, the pause container's sysctls, its own net, ipc, uts
     /// and pid namespaces) starts, and the sysctls are visible inside; /proc/sys stays read-only.
     func testCRIPauseSandboxWithSysctlsAndReadonlyProcSys() throws {
-        let r = try run(["sh", "-c", "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shm_rmid_forced; "
-                         + "echo 0 2>/dev/null > /proc/sys/kernel/shm_rmid_forced && echo proc-sys-writable || echo proc-sys-ro"]) { spec in
+        let r = try run([
+            "sh", "-c",
+            "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shm_rmid_forced; "
+                + "echo 0 2>/dev/null > /proc/sys/kernel/shm_rmid_forced && echo proc-sys-writable || echo proc-sys-ro",
+        ]) { spec in
             spec["hostname"] = "pod-sandbox"
-            self.addMount(["destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-                           "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]], &spec)
+            self.addMount(
+                [
+                    "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                    "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+                ], &spec)
             var linux = spec[dict: "linux"]
-            linux["namespaces"] = [["type": "pid"], ["type": "ipc"], ["type": "uts"], ["type": "mount"], ["type": "network"]]
-            linux["maskedPaths"] = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                                    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-                                    "/sys/firmware", "/sys/devices/virtual/powercap"]
-            linux["readonlyPaths"] = ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+            linux["namespaces"] = [
+                ["type": "pid"], ["type": "ipc"], ["type": "uts"], ["type": "mount"], ["type": "network"],
+            ]
+            linux["maskedPaths"] = [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware", "/sys/devices/virtual/powercap",
+            ]
+            linux["readonlyPaths"] = [
+                "/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+            ]
             linux["sysctl"] = ["net.ipv4.ip_unprivileged_port_start": "0", "kernel.shm_rmid_forced": "1"]
             linux["resources"] = ["devices": [["allow": false, "access": "rwm"]], "cpu": ["shares": 2]]
             spec["linux"] = linux
@@ -107,22 +123,31 @@ final class ProcfsHardeningTests: ContainerTestCase {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("victim-\(UUID().uuidString)").path
         try "host-data\n".write(toFile: file, atomically: false, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
-        try expectRefused(isSwiftlet ? "cannot be mounted because it is inside /proc" : "inside /proc", id: "procredirect") { spec in
-            self.addMount(["destination": "/proc/sys/net/ipv4/ip_forward", "type": "bind", "source": file, "options": ["bind"]], &spec)
+        try expectRefused(
+            isSwiftlet ? "cannot be mounted because it is inside /proc" : "inside /proc", id: "procredirect"
+        ) { spec in
+            self.addMount(
+                ["destination": "/proc/sys/net/ipv4/ip_forward", "type": "bind", "source": file, "options": ["bind"]],
+                &spec)
             var linux = spec[dict: "linux"]
             linux["sysctl"] = ["net.ipv4.ip_forward": "1"]
             linux["readonlyPaths"] = [] as [String]
             spec["linux"] = linux
         }
-        XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "host-data\n", "the sysctl was written into the host file")
+        XCTAssertEqual(
+            try String(contentsOfFile: file, encoding: .utf8), "host-data\n",
+            "the sysctl was written into the host file")
         // The same through a symlink in the rootfs: only init sees where the destination resolves.
         // (Only the refusal is asserted: its wording may be lost to issue 14 item 3.)
         let rootfs = try privateRootfs()
-        try FileManager.default.createDirectory(atPath: rootfs + "/data", withIntermediateDirectories: true)   // not in make-rootfs.sh's tree
-        try FileManager.default.createSymbolicLink(atPath: rootfs + "/data/ipv4", withDestinationPath: "/proc/sys/net/ipv4")
+        // not in make-rootfs.sh's tree
+        try FileManager.default.createDirectory(atPath: rootfs + "/data", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(
+            atPath: rootfs + "/data/ipv4", withDestinationPath: "/proc/sys/net/ipv4")
         let b = try bundle { spec in
             spec["root"] = ["path": rootfs, "readonly": true]
-            self.addMount(["destination": "/data/ipv4/ip_forward", "type": "bind", "source": file, "options": ["bind"]], &spec)
+            self.addMount(
+                ["destination": "/data/ipv4/ip_forward", "type": "bind", "source": file, "options": ["bind"]], &spec)
             var linux = spec[dict: "linux"]
             linux["sysctl"] = ["net.ipv4.ip_forward": "1"]
             linux["readonlyPaths"] = [] as [String]
@@ -130,17 +155,21 @@ final class ProcfsHardeningTests: ContainerTestCase {
         }
         let r = sl(["run", "--bundle", b, "procredirect2"])
         XCTAssertNotEqual(r.status, 0, r.stdout)
-        XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "host-data\n", "the sysctl was written into the host file")
+        XCTAssertEqual(
+            try String(contentsOfFile: file, encoding: .utf8), "host-data\n",
+            "the sysctl was written into the host file")
         assertNothingLeft("procredirect2", bundle: b)
         // Other places in /proc are refused too (as runc 1.2+ does; 1.1.5 refused only binds there);
         // /proc itself takes only procfs.
-        if isSwiftlet {   // runc 1.1.5 accepts non-bind mounts there (Spec/cli.md); 1.3 refuses them too
+        if isSwiftlet {  // runc 1.1.5 accepts non-bind mounts there (Spec/cli.md); 1.3 refuses them too
             try expectRefused("inside /proc", id: "procsub") { spec in
                 self.addMount(["destination": "/proc/self/attr", "type": "tmpfs", "source": "tmpfs"], &spec)
             }
         }
         try expectRefused(isSwiftlet ? "not of type proc" : nil, id: "procroot") { spec in
-            spec["mounts"] = (spec["mounts"] as? [[String: Any]] ?? []).filter { ($0["destination"] as? String) != "/proc" }
+            spec["mounts"] = (spec["mounts"] as? [[String: Any]] ?? []).filter {
+                ($0["destination"] as? String) != "/proc"
+            }
             self.addMount(["destination": "/proc", "type": "tmpfs", "source": "tmpfs"], &spec)
             var linux = spec[dict: "linux"]
             linux["maskedPaths"] = [] as [String]
@@ -155,7 +184,8 @@ final class ProcfsHardeningTests: ContainerTestCase {
         try "12345.00 54321.00\n".write(toFile: file, atomically: false, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
         let r = try run(["cat", "/proc/uptime"]) { spec in
-            self.addMount(["destination": "/proc/uptime", "type": "bind", "source": file, "options": ["bind", "ro"]], &spec)
+            self.addMount(
+                ["destination": "/proc/uptime", "type": "bind", "source": file, "options": ["bind", "ro"]], &spec)
         }
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "12345.00 54321.00\n")
@@ -172,7 +202,9 @@ final class ProcfsHardeningTests: ContainerTestCase {
         try "0\n".write(toFile: file, atomically: false, encoding: .utf8)
         try expectRefused("not on procfs", id: "sysctlnotproc") { spec in
             spec["root"] = ["path": rootfs, "readonly": false]
-            spec["mounts"] = (spec["mounts"] as? [[String: Any]] ?? []).filter { ($0["destination"] as? String) != "/proc" }
+            spec["mounts"] = (spec["mounts"] as? [[String: Any]] ?? []).filter {
+                ($0["destination"] as? String) != "/proc"
+            }
             var linux = spec[dict: "linux"]
             linux["sysctl"] = ["kernel.shm_rmid_forced": "1"]
             linux["maskedPaths"] = [] as [String]
@@ -186,12 +218,15 @@ final class ProcfsHardeningTests: ContainerTestCase {
     /// The default devices stay usable under a deny-all rule, and without any rule, where (as in
     /// runc) only the default allow-list applies.
     func testDeviceDenyStaysDeniedAlthoughListedInLinuxDevices() throws {
-        let script = "test -c /dev/kmsg && echo node; (exec 3>/dev/kmsg) 2>&1 | grep -q 'not permitted' && echo denied; "
+        let script =
+            "test -c /dev/kmsg && echo node; (exec 3>/dev/kmsg) 2>&1 | grep -q 'not permitted' && echo denied; "
             + "echo x > /dev/null && echo null-ok"
         let r = try run(["sh", "-c", script]) { spec in
             var linux = spec[dict: "linux"]
             linux["resources"] = ["devices": [["allow": false, "access": "rwm"]]]
-            linux["devices"] = [["type": "c", "path": "/dev/kmsg", "major": 1, "minor": 11, "fileMode": 0o666, "uid": 0, "gid": 0]]
+            linux["devices"] = [
+                ["type": "c", "path": "/dev/kmsg", "major": 1, "minor": 11, "fileMode": 0o666, "uid": 0, "gid": 0]
+            ]
             spec["linux"] = linux
         }
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -199,7 +234,9 @@ final class ProcfsHardeningTests: ContainerTestCase {
         // Without any rule: runc's default allow-list only (the node exists, its access is denied).
         let open = try run(["sh", "-c", script]) { spec in
             var linux = spec[dict: "linux"]
-            linux["devices"] = [["type": "c", "path": "/dev/kmsg", "major": 1, "minor": 11, "fileMode": 0o666, "uid": 0, "gid": 0]]
+            linux["devices"] = [
+                ["type": "c", "path": "/dev/kmsg", "major": 1, "minor": 11, "fileMode": 0o666, "uid": 0, "gid": 0]
+            ]
             spec["linux"] = linux
         }
         XCTAssertEqual(open.status, 0, open.stderr)
@@ -209,7 +246,8 @@ final class ProcfsHardeningTests: ContainerTestCase {
     /// Item 12: with --no-pivot the host's /proc must not stay in the container's mount namespace,
     /// or a process there mounts a fresh procfs from a user namespace of its own.
     func testNoPivotNestedProcMountFails() throws {
-        let script = "unshare -mrpf sh -c 'mount -t proc proc /tmp && echo nested-proc-mounted || echo nested-proc-refused'"
+        let script =
+            "unshare -mrpf sh -c 'mount -t proc proc /tmp && echo nested-proc-mounted || echo nested-proc-refused'"
         // Not root: mapping uid 0 into a new user namespace would need CAP_SETFCAP (Linux 5.12+).
         let b = try bundle { spec in
             ContainerTestCase.args(["sh", "-c", script])(&spec)
@@ -241,18 +279,22 @@ final class ProcfsHardeningTests: ContainerTestCase {
             while !stop.isSet { _ = sl_rename_exchange(rootfs + "/data/race", rootfs + "/data/race.link") }
         }
         swapper.start()
-        defer { stop.set(); while !swapper.isFinished { usleep(1000) } }
+        defer {
+            stop.set()
+            while !swapper.isFinished { usleep(1000) }
+        }
         for i in 0..<80 {
             let b = try bundle { spec in
                 ContainerTestCase.args(["true"])(&spec)
                 spec["root"] = ["path": rootfs, "readonly": true]
                 self.addMount(["destination": "/data/race/sub\(i)/mnt", "type": "tmpfs", "source": "tmpfs"], &spec)
             }
-            _ = sl(["run", "--bundle", b, "race\(i)"])   // may fail (a symlink met on the way): only the host matters
+            _ = sl(["run", "--bundle", b, "race\(i)"])  // may fail (a symlink met on the way): only the host matters
             _ = sl(["delete", "-f", "race\(i)"])
             try? FileManager.default.removeItem(atPath: b)
         }
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: host), [], "mount points were created on the host")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: host), [], "mount points were created on the host")
     }
 
     /// A seccomp profile that denies openat2 (older profiles do not list it and answer EPERM): without
@@ -263,8 +305,10 @@ final class ProcfsHardeningTests: ContainerTestCase {
         let b = try bundle { spec in
             ContainerTestCase.args(["true"])(&spec)
             spec[path: "process.noNewPrivileges"] = false
-            spec[path: "linux.seccomp"] = ["defaultAction": "SCMP_ACT_ALLOW",
-                                           "syscalls": [["names": ["openat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1]]]
+            spec[path: "linux.seccomp"] = [
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [["names": ["openat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1]],
+            ]
         }
         let created = sl(["create", "--bundle", b, id])
         XCTAssertEqual(created.status, 0, created.stderr)
@@ -278,6 +322,14 @@ final class ProcfsHardeningTests: ContainerTestCase {
 final class ManagedAtomicFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
-    func set() { lock.lock(); value = true; lock.unlock() }
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+    func set() {
+        lock.lock()
+        value = true
+        lock.unlock()
+    }
 }

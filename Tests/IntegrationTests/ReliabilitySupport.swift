@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// Helpers for the fault, resource-exhaustion and concurrency tests (Spec/reliability.md).
 extension ContainerTestCase {
@@ -23,16 +23,21 @@ extension ContainerTestCase {
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
-        var none = sigset_t(), all = sigset_t()
+        var none = sigset_t()
+        var all = sigset_t()
         sigemptyset(&none)
         sigfillset(&all)
         posix_spawnattr_setsigmask(&attr, &none)
         posix_spawnattr_setsigdefault(&attr, &all)
         posix_spawnattr_setpgroup(&attr, 0)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        let argv: [UnsafeMutablePointer<CChar>?] = ([Runtime.binary, "--root", root.path] + args).map { strdup($0) } + [nil]
+        let argv: [UnsafeMutablePointer<CChar>?] =
+            ([Runtime.binary, "--root", root.path] + args).map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
         var pid: pid_t = 0
         guard posix_spawn(&pid, Runtime.binary, &actions, &attr, argv, envp) == 0 else { return nil }
         return pid
@@ -52,7 +57,8 @@ extension ContainerTestCase {
         let r = sl(["list", "--format", "json"])
         XCTAssertEqual(r.status, 0, "list: \(r.stderr)", file: file, line: line)
         guard let data = r.stdout.data(using: .utf8),
-              let any = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
+            let any = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        else {
             XCTFail("list printed no JSON: \(r.stdout.debugDescription)", file: file, line: line)
             return nil
         }
@@ -64,7 +70,8 @@ extension ContainerTestCase {
     func stateStatus(_ id: String) -> String? {
         let r = sl(["state", id])
         guard r.status == 0, let data = r.stdout.data(using: .utf8),
-              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+            let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return nil }
         return obj["status"] as? String
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// The runtime out of disk, file descriptors and memory (issue 7): a clear error or success, never a
 /// corrupted state file or a half-made container that `delete --force` cannot remove.
@@ -35,8 +35,12 @@ final class ResourceExhaustionTests: ContainerTestCase {
     func stateFileIntact(_ dir: String, _ id: String, file: StaticString = #filePath, line: UInt = #line) {
         let data = FileManager.default.contents(atPath: "\(dir)/\(id)/state.json") ?? Data()
         let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        XCTAssertEqual(obj?["id"] as? String, id, "state.json corrupted: \(String(decoding: data, as: UTF8.self))", file: file, line: line)
-        let temps = ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/\(id)")) ?? []).filter { $0.hasSuffix(".tmp") }
+        XCTAssertEqual(
+            obj?["id"] as? String, id, "state.json corrupted: \(String(decoding: data, as: UTF8.self))", file: file,
+            line: line)
+        let temps = ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/\(id)")) ?? []).filter {
+            $0.hasSuffix(".tmp")
+        }
         XCTAssertEqual(temps, [], "temp state file left", file: file, line: line)
     }
 
@@ -61,8 +65,9 @@ final class ResourceExhaustionTests: ContainerTestCase {
         XCTAssertEqual(u.status, 1, u.description)
         XCTAssertTrue(u.stderr.contains("No space left on device"), u.stderr)
         stateFileIntact(full, "first")
-        XCTAssertEqual(pidsMax.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }, before,
-                       "a failed update leaves the old limit")
+        XCTAssertEqual(
+            pidsMax.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }, before,
+            "a failed update leaves the old limit")
         let st = sl(root: full, ["state", "first"])
         XCTAssertEqual(st.status, 0, st.stderr)
         XCTAssertTrue(st.stdout.contains("\"created\""), st.stdout)
@@ -80,15 +85,20 @@ final class ResourceExhaustionTests: ContainerTestCase {
         let b = try bundle { spec in
             ContainerTestCase.args(["sleep", "1000"])(&spec)
             var p = spec[dict: "process"]
-            p.removeValue(forKey: "rlimits")   // raising NOFILE above our hard limit needs CAP_SYS_RESOURCE
+            p.removeValue(forKey: "rlimits")  // raising NOFILE above our hard limit needs CAP_SYS_RESOURCE
             spec["process"] = p
         }
-        var failed = 0, worked = 0
+        var failed = 0
+        var worked = 0
         for n in 4...12 {
             let id = "nofile\(n)"
-            let r = runProgram("/bin/sh", ["-c", "ulimit -n \(n) && exec \"$0\" \"$@\"", Runtime.binary,
-                                           "--root", root.path, "create", "--bundle", b, id],
-                               environment: taggedEnvironment())
+            let r = runProgram(
+                "/bin/sh",
+                [
+                    "-c", "ulimit -n \(n) && exec \"$0\" \"$@\"", Runtime.binary,
+                    "--root", root.path, "create", "--bundle", b, id,
+                ],
+                environment: taggedEnvironment())
             if r.status == 0 {
                 worked += 1
                 XCTAssertEqual(stateStatus(id), "created", "limit \(n)")
@@ -110,8 +120,9 @@ final class ResourceExhaustionTests: ContainerTestCase {
     /// it. Never a half state that cannot be cleaned.
     func testLowMemoryCgroup() throws {
         let memory = "/sys/fs/cgroup/memory"
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: memory + "/memory.limit_in_bytes"),
-                          "needs the cgroup v1 memory controller (the VM run is pure v2)")
+        try XCTSkipUnless(
+            FileManager.default.fileExists(atPath: memory + "/memory.limit_in_bytes"),
+            "needs the cgroup v1 memory controller (the VM run is pure v2)")
         let cg = memory + "/swiftlet-test-lowmem-\(getpid())"
         try FileManager.default.createDirectory(atPath: cg, withIntermediateDirectories: false)
         addTeardownBlock { _ = waitUntil(timeout: 5) { rmdir(cg) == 0 } }
@@ -121,9 +132,13 @@ final class ResourceExhaustionTests: ContainerTestCase {
         for limit in [512 << 10, 1 << 20, 3 << 19, 2 << 20, 4 << 20, 16 << 20, 512 << 20] {
             let id = "lowmem\(limit >> 10)k"
             try "\(limit)".write(toFile: cg + "/memory.limit_in_bytes", atomically: false, encoding: .utf8)
-            let r = runProgram("/bin/sh", ["-c", "echo $$ > \(cg)/cgroup.procs && exec \"$0\" \"$@\"", Runtime.binary,
-                                           "--root", root.path, "create", "--bundle", b, id],
-                               environment: taggedEnvironment())
+            let r = runProgram(
+                "/bin/sh",
+                [
+                    "-c", "echo $$ > \(cg)/cgroup.procs && exec \"$0\" \"$@\"", Runtime.binary,
+                    "--root", root.path, "create", "--bundle", b, id,
+                ],
+                environment: taggedEnvironment())
             outcomes.append(r.status)
             switch r.status {
             case 0: XCTAssertEqual(stateStatus(id), "created", "limit \(limit)")

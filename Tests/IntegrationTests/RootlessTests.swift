@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// Rootless containers (issue 15 item 2, Spec/cli.md "Rootless"): the runtime run by a normal user
 /// (made with useradd when missing), with `spec --rootless`'s config, a private rootfs owned by that
@@ -39,7 +39,9 @@ final class RootlessTests: ContainerTestCase {
     static func ensureUser() throws -> (UInt32, UInt32) {
         if getpwnam(userName) == nil {
             let r = runProgram("/usr/sbin/useradd", ["--create-home", "--shell", "/bin/sh", userName])
-            guard r.status == 0 || getpwnam(userName) != nil else { throw TestSupportError("useradd \(userName): \(r)") }
+            guard r.status == 0 || getpwnam(userName) != nil else {
+                throw TestSupportError("useradd \(userName): \(r)")
+            }
         }
         guard let pw = getpwnam(userName) else { throw TestSupportError("no user \(userName)") }
         return (pw.pointee.pw_uid, pw.pointee.pw_gid)
@@ -61,8 +63,9 @@ final class RootlessTests: ContainerTestCase {
         let kv = tag.split(separator: "=", maxSplits: 1)
         environment[String(kv[0])] = String(kv[1])
         environment.merge(env) { $1 }
-        return runProgram("/usr/bin/setpriv", ["--reuid=\(uid)", "--regid=\(gid)", "--clear-groups", "--"] + argv,
-                          timeout: timeout, environment: environment)
+        return runProgram(
+            "/usr/bin/setpriv", ["--reuid=\(uid)", "--regid=\(gid)", "--clear-groups", "--"] + argv,
+            timeout: timeout, environment: environment)
     }
 
     /// The runtime as the test user with the user's own state root.
@@ -87,8 +90,12 @@ final class RootlessTests: ContainerTestCase {
     }
 
     func assertNothingLeftRootless(_ id: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertFalse(FileManager.default.fileExists(atPath: stateRoot + "/" + id), "state dir left for \(id)", file: file, line: line)
-        XCTAssertTrue(waitUntil(timeout: 5) { self.taggedProcesses().isEmpty }, "processes left: \(taggedProcesses())", file: file, line: line)
+        XCTAssertFalse(
+            FileManager.default.fileExists(atPath: stateRoot + "/" + id), "state dir left for \(id)", file: file,
+            line: line)
+        XCTAssertTrue(
+            waitUntil(timeout: 5) { self.taggedProcesses().isEmpty }, "processes left: \(taggedProcesses())",
+            file: file, line: line)
         XCTAssertEqual(cgroupsLeft(id), [], "cgroups left", file: file, line: line)
         XCTAssertEqual(mountsContaining(dir), [], "host mounts left", file: file, line: line)
     }
@@ -117,7 +124,8 @@ final class RootlessTests: ContainerTestCase {
         XCTAssertEqual(cgroupsLeft(id), [])
 
         XCTAssertEqual(rl(["kill", id, "KILL"]).status, 0)
-        XCTAssertTrue(waitUntil(timeout: 10) { self.rl(["state", id]).stdout.contains("\"stopped\"") }, "not stopped after kill")
+        XCTAssertTrue(
+            waitUntil(timeout: 10) { self.rl(["state", id]).stdout.contains("\"stopped\"") }, "not stopped after kill")
         let delete = rl(["delete", id])
         XCTAssertEqual(delete.status, 0, "delete: \(delete)")
         XCTAssertEqual(rl(["list", "-q"]).stdout.split(separator: "\n"), [])
@@ -128,7 +136,8 @@ final class RootlessTests: ContainerTestCase {
     /// nodes bind-mounted from the host (no mknod), the host's /sys bound read-only, the cgroup
     /// mount showing the (v1) hierarchies the container's processes are in.
     func testRootlessContainerGetsBoundDevicesAndSys() throws {
-        let script = "test -c /dev/null && echo null-ok; echo x > /dev/null && echo write-ok; "
+        let script =
+            "test -c /dev/null && echo null-ok; echo x > /dev/null && echo write-ok; "
             + "grep -q ' /sys ro,' /proc/self/mountinfo && echo sys-ro; test -d /sys/kernel && echo sys-ok; "
             + "cat /proc/self/setgroups; test -r /sys/fs/cgroup/pids/cgroup.procs -o -r /sys/fs/cgroup/cgroup.procs "
             + "-o ! -e /sys/fs/cgroup/pids && echo cgroup-ok"
@@ -136,8 +145,9 @@ final class RootlessTests: ContainerTestCase {
         let id = "rl\(UInt32.random(in: 0...UInt32.max))"
         let run = rl(["run", "--bundle", bundleDir, id])
         XCTAssertEqual(run.status, 0, "run: \(run)")
-        XCTAssertEqual(run.stdout.split(separator: "\n").map(String.init),
-                       ["null-ok", "write-ok", "sys-ro", "sys-ok", "deny", "cgroup-ok"], run.description)
+        XCTAssertEqual(
+            run.stdout.split(separator: "\n").map(String.init),
+            ["null-ok", "write-ok", "sys-ro", "sys-ok", "deny", "cgroup-ok"], run.description)
         assertNothingLeftRootless(id)
     }
 
@@ -147,20 +157,28 @@ final class RootlessTests: ContainerTestCase {
     /// runc fails.
     func testSysfsMountWithAndWithoutNetworkNamespace() throws {
         for withNetns in [true, false] {
-            try rootlessBundle(["sh", "-c", "grep ' /sys ' /proc/self/mountinfo; echo $(ls /sys/class/net)"]) { config in
+            try rootlessBundle(["sh", "-c", "grep ' /sys ' /proc/self/mountinfo; echo $(ls /sys/class/net)"]) {
+                config in
                 config["mounts"] = (config["mounts"] as? [[String: Any]] ?? []).map { m in
-                    m["destination"] as? String != "/sys" ? m
-                        : ["destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]]
+                    m["destination"] as? String != "/sys"
+                        ? m
+                        : [
+                            "destination": "/sys", "type": "sysfs", "source": "sysfs",
+                            "options": ["nosuid", "noexec", "nodev", "ro"],
+                        ]
                 }
                 var linux = config[dict: "linux"]
-                if withNetns { linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []) + [["type": "network"]] }
+                if withNetns {
+                    linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []) + [["type": "network"]]
+                }
                 config["linux"] = linux
             }
             let id = "rl\(UInt32.random(in: 0...UInt32.max))"
             let run = rl(["run", "--bundle", bundleDir, id])
             defer { assertNothingLeftRootless(id) }
             if !withNetns && !RootlessTests.isSwiftlet {
-                XCTAssertNotEqual(run.status, 0, "runc mounts no sysfs in a user namespace without its network namespace")
+                XCTAssertNotEqual(
+                    run.status, 0, "runc mounts no sysfs in a user namespace without its network namespace")
                 continue
             }
             XCTAssertEqual(run.status, 0, "run (network namespace: \(withNetns)): \(run)")
@@ -177,7 +195,9 @@ final class RootlessTests: ContainerTestCase {
 
     /// A limit needs a cgroup the user cannot make here: a clear error naming the limit, nothing left.
     func testLimitWithoutDelegatedCgroupFailsNamingIt() throws {
-        for (name, resources) in [("memory", ["memory": ["limit": 64 << 20]]), ("pids", ["pids": ["limit": 64]])] as [(String, [String: Any])] {
+        for (name, resources) in [("memory", ["memory": ["limit": 64 << 20]]), ("pids", ["pids": ["limit": 64]])]
+            as [(String, [String: Any])]
+        {
             try rootlessBundle(["true"]) { config in
                 var linux = config[dict: "linux"]
                 linux["resources"] = resources
@@ -196,11 +216,15 @@ final class RootlessTests: ContainerTestCase {
     func testRootlessFlagDecidesWhetherCgroupsAreSkipped() throws {
         try rootlessBundle(["true"])
         let id = "rl\(UInt32.random(in: 0...UInt32.max))"
-        let strict = asUser([Runtime.binary, "--rootless", "false", "--root", stateRoot, "run", "--bundle", bundleDir, id])
+        let strict = asUser([
+            Runtime.binary, "--rootless", "false", "--root", stateRoot, "run", "--bundle", bundleDir, id,
+        ])
         XCTAssertNotEqual(strict.status, 0, "--rootless false ran without a cgroup: \(strict)")
         XCTAssertTrue(strict.stderr.lowercased().contains("permission denied"), strict.stderr)
         assertNothingLeftRootless(id)
-        let lenient = asUser([Runtime.binary, "--rootless", "true", "--root", stateRoot, "run", "--bundle", bundleDir, id])
+        let lenient = asUser([
+            Runtime.binary, "--rootless", "true", "--root", stateRoot, "run", "--bundle", bundleDir, id,
+        ])
         XCTAssertEqual(lenient.status, 0, "--rootless true: \(lenient)")
         assertNothingLeftRootless(id)
     }
@@ -231,15 +255,20 @@ final class RootlessTests: ContainerTestCase {
     /// mapped) with a config that has no user namespace of its own: the runtime notices the user
     /// namespace, binds /dev nodes instead of mknod and skips the cgroups it cannot make.
     func testRootInUserNamespaceWithoutOwnUserNamespace() throws {
-        try rootlessBundle(["sh", "-c", "test -c /dev/null && echo x > /dev/null && cat /proc/self/uid_map"]) { config in
+        try rootlessBundle(["sh", "-c", "test -c /dev/null && echo x > /dev/null && cat /proc/self/uid_map"]) {
+            config in
             var linux = config[dict: "linux"]
-            linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []).filter { $0["type"] as? String != "user" }
+            linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []).filter {
+                $0["type"] as? String != "user"
+            }
             linux["uidMappings"] = nil
             linux["gidMappings"] = nil
             config["linux"] = linux
         }
         let id = "rl\(UInt32.random(in: 0...UInt32.max))"
-        let run = asUser(["/usr/bin/unshare", "-Ur", Runtime.binary, "--root", stateRoot, "run", "--bundle", bundleDir, id])
+        let run = asUser([
+            "/usr/bin/unshare", "-Ur", Runtime.binary, "--root", stateRoot, "run", "--bundle", bundleDir, id,
+        ])
         XCTAssertEqual(run.status, 0, "run in a user namespace: \(run)")
         XCTAssertEqual(run.stdout.split(separator: " ").filter { !$0.isEmpty }.joined(separator: " "), "0 \(uid) 1\n")
         assertNothingLeftRootless(id)

@@ -1,12 +1,14 @@
 import Foundation
 import Glibc
-import XCTest
 import TestSupport
+import XCTest
 
 /// runc 1.2/1.3 semantics (issue 19 items 4-7, 9-12, the exec parts of 13, and 14): each test runs
 /// a real container and holds for runc 1.3.6 as well.
 final class Runc13SemanticsTests: ContainerTestCase {
-    func addMount(_ destination: String, _ source: String, _ options: [String], type: String) -> (inout [String: Any]) -> Void {
+    func addMount(_ destination: String, _ source: String, _ options: [String], type: String) -> (inout [String: Any])
+        -> Void
+    {
         { spec in
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
             mounts.append(["destination": destination, "type": type, "source": source, "options": options])
@@ -65,17 +67,22 @@ final class Runc13SemanticsTests: ContainerTestCase {
         try "hello\n".write(toFile: dir + "/f", atomically: false, encoding: .utf8)
         try "inner\n".write(toFile: dir + "/sub/deeper/g", atomically: false, encoding: .utf8)
         try fm.createSymbolicLink(atPath: dir + "/l", withDestinationPath: "f")
-        chown(dir + "/f", 12, 34); chmod(dir + "/f", 0o604)
-        chmod(dir + "/sub", 0o751); chown(dir + "/sub/deeper", 5, 6)
+        chown(dir + "/f", 12, 34)
+        chmod(dir + "/f", 0o604)
+        chmod(dir + "/sub", 0o751)
+        chown(dir + "/sub/deeper", 5, 6)
         chmod(dir, 0o710)
-        let script = "stat -c '%n %a %u %g' /cu /cu/f /cu/sub /cu/sub/deeper; readlink /cu/l; cat /cu/l /cu/sub/deeper/g; "
+        let script =
+            "stat -c '%n %a %u %g' /cu /cu/f /cu/sub /cu/sub/deeper; readlink /cu/l; cat /cu/l /cu/sub/deeper/g; "
             + "awk '$5 == \"/cu\" { print $9 }' /proc/self/mountinfo; echo new > /cu/new && echo written"
         let r = try run(["sh", "-c", script]) { spec in
             spec[path: "root.path"] = rootfs
             self.addMount("/cu", "tmpfs", ["tmpcopyup"], type: "tmpfs")(&spec)
         }
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(r.stdout, "/cu 710 0 0\n/cu/f 604 12 34\n/cu/sub 751 0 0\n/cu/sub/deeper 755 5 6\nf\nhello\ninner\ntmpfs\nwritten\n")
+        XCTAssertEqual(
+            r.stdout,
+            "/cu 710 0 0\n/cu/f 604 12 34\n/cu/sub 751 0 0\n/cu/sub/deeper 755 5 6\nf\nhello\ninner\ntmpfs\nwritten\n")
         XCTAssertFalse(fm.fileExists(atPath: dir + "/new"), "the write went to the image, not the tmpfs")
         let features = try JSONSerialization.jsonObject(with: Data(sl(["features"]).stdout.utf8)) as? [String: Any]
         XCTAssertEqual((features?["mountOptions"] as? [String])?.contains("tmpcopyup"), true)
@@ -100,9 +107,14 @@ final class Runc13SemanticsTests: ContainerTestCase {
         let src = FileManager.default.temporaryDirectory.appendingPathComponent("atime-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
         XCTAssertEqual(mount("tmpfs", src, "tmpfs", UInt(MS_NOATIME), "size=1m"), 0)
-        addTeardownBlock { umount2(src, Int32(MNT_DETACH)); rmdir(src) }
-        let cases = [("ratime", "relatime"), ("rnostrictatime", "relatime"), ("rnorelatime", "relatime"),
-                     ("rnoatime", "noatime"), ("rstrictatime", "strictatime"), ("rrelatime", "relatime")]
+        addTeardownBlock {
+            umount2(src, Int32(MNT_DETACH))
+            rmdir(src)
+        }
+        let cases = [
+            ("ratime", "relatime"), ("rnostrictatime", "relatime"), ("rnorelatime", "relatime"),
+            ("rnoatime", "noatime"), ("rstrictatime", "strictatime"), ("rrelatime", "relatime"),
+        ]
         let script = cases.indices.map { i in
             "awk '$5 == \"/a\(i)\" { n = split($6, o, \",\"); m = \"strictatime\"; "
                 + "for (k = 1; k <= n; k++) if (o[k] ~ /atime$/) m = o[k]; print m }' /proc/self/mountinfo"
@@ -142,7 +154,9 @@ final class Runc13SemanticsTests: ContainerTestCase {
             ContainerTestCase.userNamespace()(&spec)
             var linux = spec[dict: "linux"]
             linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []) + [["type": "time"]]
-            linux["timeOffsets"] = ["monotonic": ["secs": 3600, "nanosecs": 0], "boottime": ["secs": 86400, "nanosecs": 0]]
+            linux["timeOffsets"] = [
+                "monotonic": ["secs": 3600, "nanosecs": 0], "boottime": ["secs": 86400, "nanosecs": 0],
+            ]
             spec["linux"] = linux
             // sysfs needs a network namespace owned by the user namespace; not needed here.
             spec["mounts"] = (spec["mounts"] as? [[String: Any]] ?? []).filter { $0["type"] as? String != "sysfs" }
@@ -159,8 +173,12 @@ final class Runc13SemanticsTests: ContainerTestCase {
     func testUnknownAndUngrantableCapabilitiesWarn() throws {
         let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
         let edit = { (spec: inout [String: Any]) in
-            self.setProcess("capabilities", ["bounding": caps + ["CAP_FUTURE_THING"], "effective": caps,
-                                             "permitted": caps, "ambient": ["CAP_KILL"]])(&spec)
+            self.setProcess(
+                "capabilities",
+                [
+                    "bounding": caps + ["CAP_FUTURE_THING"], "effective": caps,
+                    "permitted": caps, "ambient": ["CAP_KILL"],
+                ])(&spec)
         }
         let r = try run(["sh", "-c", "grep -E 'Cap(Bnd|Amb)' /proc/self/status | cut -f2"], edit)
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -205,8 +223,13 @@ final class Runc13SemanticsTests: ContainerTestCase {
     /// `exec --cap X` with an inheritable set in the config raises X in the ambient set (runc 1.3).
     func testExecCapRaisesAmbientWithInheritableSet() throws {
         let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-        let id = try startSleeper(setProcess("capabilities", ["bounding": caps, "effective": caps, "permitted": caps,
-                                                              "inheritable": ["CAP_NET_BIND_SERVICE"]]))
+        let id = try startSleeper(
+            setProcess(
+                "capabilities",
+                [
+                    "bounding": caps, "effective": caps, "permitted": caps,
+                    "inheritable": ["CAP_NET_BIND_SERVICE"],
+                ]))
         let e = sl(["exec", "--cap", "CAP_NET_BIND_SERVICE", id, "sh", "-c", "grep CapAmb /proc/self/status | cut -f2"])
         XCTAssertEqual(e.status, 0, e.stderr)
         XCTAssertEqual(e.stdout, "0000000000000400\n")
@@ -239,15 +262,22 @@ final class Runc13SemanticsTests: ContainerTestCase {
             try p.run()
             return p
         }
-        addTeardownBlock { for p in holders { p.terminate(); p.waitUntilExit() } }
-        let userPid = holders[0].processIdentifier, netPid = holders[1].processIdentifier
-        XCTAssertTrue(waitUntil(timeout: 10) {
-            let own = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/user")
-            let theirs = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(userPid)/ns/user")
-            let ownNet = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")
-            let theirNet = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(netPid)/ns/net")
-            return theirs != nil && theirs != own && theirNet != nil && theirNet != ownNet
-        }, "namespace holders did not start")
+        addTeardownBlock {
+            for p in holders {
+                p.terminate()
+                p.waitUntilExit()
+            }
+        }
+        let userPid = holders[0].processIdentifier
+        let netPid = holders[1].processIdentifier
+        XCTAssertTrue(
+            waitUntil(timeout: 10) {
+                let own = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/user")
+                let theirs = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(userPid)/ns/user")
+                let ownNet = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")
+                let theirNet = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(netPid)/ns/net")
+                return theirs != nil && theirs != own && theirNet != nil && theirNet != ownNet
+            }, "namespace holders did not start")
         let netInode = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(netPid)/ns/net")
         let r = try run(["readlink", "/proc/self/ns/net"]) { spec in
             var linux = spec[dict: "linux"]
@@ -280,7 +310,8 @@ final class Runc13SemanticsTests: ContainerTestCase {
         sleeper.arguments = ["60"]
         try sleeper.run()
         addTeardownBlock {
-            sleeper.terminate(); sleeper.waitUntilExit()
+            sleeper.terminate()
+            sleeper.waitUntilExit()
             for d in dirs { _ = waitUntil(timeout: 5) { rmdir(d) == 0 || errno == ENOENT } }
         }
         for d in dirs {

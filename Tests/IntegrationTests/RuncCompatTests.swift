@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// runc behaviours as its clients (containerd's shim, CRI-O, kubelet probes) rely on them (issue 14).
 /// Each test also passes with SWIFTLET_BINARY=/usr/sbin/runc (1.1.5) unless it says otherwise;
@@ -16,7 +16,8 @@ final class RuncCompatTests: ContainerTestCase {
             let hierarchies = (try? FileManager.default.contentsOfDirectory(atPath: cgroupRoot)) ?? []
             for h in hierarchies {
                 let dir = "\(cgroupRoot)/\(h)\(path)"
-                for sub in ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []) where !sub.contains(".") {
+                for sub in ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []) where !sub.contains(".")
+                {
                     rmdir(dir + "/" + sub)
                 }
                 rmdir(dir)
@@ -26,14 +27,16 @@ final class RuncCompatTests: ContainerTestCase {
     }
 
     private func procs(_ hierarchy: String, _ path: String) -> [Int32] {
-        let text = (try? String(contentsOfFile: "\(cgroupRoot)/\(hierarchy)\(path)/cgroup.procs", encoding: .utf8)) ?? ""
+        let text =
+            (try? String(contentsOfFile: "\(cgroupRoot)/\(hierarchy)\(path)/cgroup.procs", encoding: .utf8)) ?? ""
         return text.split(separator: "\n").compactMap { Int32($0) }
     }
 
     private func status(_ id: String) -> String? {
         let r = sl(["state", id])
         guard let data = r.stdout.data(using: .utf8),
-              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+            let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return nil }
         return obj["status"] as? String
     }
 
@@ -43,8 +46,10 @@ final class RuncCompatTests: ContainerTestCase {
         return (obj?["pid"] as? NSNumber)?.int32Value ?? 0
     }
 
-    private func runDetached(_ id: String, args: [String], cgroupsPath: String? = nil,
-                             _ edit: @escaping (inout [String: Any]) -> Void = { _ in }) throws {
+    private func runDetached(
+        _ id: String, args: [String], cgroupsPath: String? = nil,
+        _ edit: @escaping (inout [String: Any]) -> Void = { _ in }
+    ) throws {
         let b = try bundle { spec in
             ContainerTestCase.args(args)(&spec)
             if let cgroupsPath {
@@ -81,15 +86,18 @@ final class RuncCompatTests: ContainerTestCase {
         let pausePid = pid(pause)
         XCTAssertGreaterThan(pausePid, 0)
         let appCgroup = cgroupPath(app)
-        try runDetached(app, args: ["sh", "-c", "sleep 1000 & exit 0"], cgroupsPath: appCgroup,
-                        Self.pidNamespace(path: "/proc/\(pausePid)/ns/pid"))
+        try runDetached(
+            app, args: ["sh", "-c", "sleep 1000 & exit 0"], cgroupsPath: appCgroup,
+            Self.pidNamespace(path: "/proc/\(pausePid)/ns/pid"))
         XCTAssertTrue(waitUntil(timeout: 10) { self.status(app) == "stopped" }, "app's main process did not exit")
         let left = procs("pids", appCgroup)
         XCTAssertEqual(left.count, 1, "the background child should still run in the app's cgroup")
 
         let kill = sl(["kill", "--all", app, "KILL"])
         XCTAssertEqual(kill.status, 0, kill.stderr)
-        XCTAssertTrue(waitUntil(timeout: 5) { self.procs("pids", appCgroup).isEmpty }, "left running: \(procs("pids", appCgroup))")
+        XCTAssertTrue(
+            waitUntil(timeout: 5) { self.procs("pids", appCgroup).isEmpty }, "left running: \(procs("pids", appCgroup))"
+        )
         XCTAssertTrue(waitUntil(timeout: 5) { left.allSatisfy { processState($0) == nil || processState($0) == "Z" } })
         let again = sl(["kill", "--all", app, "KILL"])
         XCTAssertEqual(again.status, 0, "nothing left to signal is a success: \(again.stderr)")
@@ -119,14 +127,16 @@ final class RuncCompatTests: ContainerTestCase {
     func testDeleteForceOfContainerWithoutPidNamespaceKillsAllItsProcesses() throws {
         let id = "nopid\(UInt32.random(in: 0...UInt32.max))"
         let path = cgroupPath(id)
-        try runDetached(id, args: ["sh", "-c", "sleep 1000 & sleep 1000 & exec sleep 1000"], cgroupsPath: path,
-                        Self.pidNamespace(path: nil))
+        try runDetached(
+            id, args: ["sh", "-c", "sleep 1000 & sleep 1000 & exec sleep 1000"], cgroupsPath: path,
+            Self.pidNamespace(path: nil))
         XCTAssertTrue(waitUntil(timeout: 10) { self.procs("pids", path).count == 3 }, "\(procs("pids", path))")
         let pids = procs("pids", path)
         let r = sl(["delete", "--force", id])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(waitUntil(timeout: 5) { pids.allSatisfy { processState($0) == nil || processState($0) == "Z" } },
-                      "left running: \(pids.filter { processState($0) != nil && processState($0) != "Z" })")
+        XCTAssertTrue(
+            waitUntil(timeout: 5) { pids.allSatisfy { processState($0) == nil || processState($0) == "Z" } },
+            "left running: \(pids.filter { processState($0) != nil && processState($0) != "Z" })")
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(cgroupRoot)/pids\(path)"))
     }
 
@@ -136,12 +146,14 @@ final class RuncCompatTests: ContainerTestCase {
         try XCTSkipIf(Runtime.binary == "/usr/sbin/runc", "runc 1.1.5 kills only init here; runc 1.2+ behaviour")
         let id = "nopid\(UInt32.random(in: 0...UInt32.max))"
         let path = cgroupPath(id)
-        try runDetached(id, args: ["sh", "-c", "sleep 1000 & sleep 1000 & exec sleep 1000"], cgroupsPath: path,
-                        Self.pidNamespace(path: nil))
+        try runDetached(
+            id, args: ["sh", "-c", "sleep 1000 & sleep 1000 & exec sleep 1000"], cgroupsPath: path,
+            Self.pidNamespace(path: nil))
         XCTAssertTrue(waitUntil(timeout: 10) { self.procs("pids", path).count == 3 }, "\(procs("pids", path))")
         let r = sl(["kill", id, "KILL"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(waitUntil(timeout: 5) { self.procs("pids", path).isEmpty }, "left running: \(procs("pids", path))")
+        XCTAssertTrue(
+            waitUntil(timeout: 5) { self.procs("pids", path).isEmpty }, "left running: \(procs("pids", path))")
     }
 
     // MARK: - item 2: a frozen cgroup fails create at once
@@ -153,9 +165,10 @@ final class RuncCompatTests: ContainerTestCase {
         try FileManager.default.createDirectory(atPath: freezer, withIntermediateDirectories: false)
         addTeardownBlock { try? "THAWED".write(toFile: freezer + "/freezer.state", atomically: false, encoding: .utf8) }
         try "FROZEN".write(toFile: freezer + "/freezer.state", atomically: false, encoding: .utf8)
-        XCTAssertTrue(waitUntil(timeout: 5) {
-            (try? String(contentsOfFile: freezer + "/freezer.state", encoding: .utf8)) == "FROZEN\n"
-        })
+        XCTAssertTrue(
+            waitUntil(timeout: 5) {
+                (try? String(contentsOfFile: freezer + "/freezer.state", encoding: .utf8)) == "FROZEN\n"
+            })
         let b = try bundle { spec in
             ContainerTestCase.args(["true"])(&spec)
             var linux = spec[dict: "linux"]
@@ -211,13 +224,15 @@ final class RuncCompatTests: ContainerTestCase {
         let path = cgroupPath(id)
         try runDetached(id, args: ["sleep", "1000"], cgroupsPath: path)
         for (h, sub) in [("memory", "sub1"), ("cpu", "sub2"), ("cpuacct", "sub2")] {
-            try FileManager.default.createDirectory(atPath: "\(cgroupRoot)/\(h)\(path)/\(sub)", withIntermediateDirectories: false)
+            try FileManager.default.createDirectory(
+                atPath: "\(cgroupRoot)/\(h)\(path)/\(sub)", withIntermediateDirectories: false)
         }
         let r = sl(["exec", "--cgroup", "memory:sub1", "--cgroup", "cpu,cpuacct:sub2", id, "cat", "/proc/self/cgroup"])
         XCTAssertEqual(r.status, 0, r.stderr)
         func line(_ controller: String) -> String {
             r.stdout.split(separator: "\n").map(String.init).first {
-                $0.split(separator: ":").dropFirst().first?.split(separator: ",").contains(Substring(controller)) ?? false
+                $0.split(separator: ":").dropFirst().first?.split(separator: ",").contains(Substring(controller))
+                    ?? false
             } ?? ""
         }
         XCTAssertTrue(line("memory").hasSuffix("\(path)/sub1"), r.stdout)
@@ -225,14 +240,17 @@ final class RuncCompatTests: ContainerTestCase {
         XCTAssertTrue(line("cpuacct").hasSuffix("\(path)/sub2"), r.stdout)
         XCTAssertTrue(line("pids").hasSuffix(path), r.stdout)
 
-        for bad in [["--cgroup", "memory:missing"], ["--cgroup", "../x"], ["--cgroup", "memory:../../x"],
-                    ["--cgroup", "bogus:sub1"], ["--cgroup", "a:b:c"], ["--cgroup", "x", "--cgroup", "y"],
-                    ["--cgroup", ":sub1"]] {
+        for bad in [
+            ["--cgroup", "memory:missing"], ["--cgroup", "../x"], ["--cgroup", "memory:../../x"],
+            ["--cgroup", "bogus:sub1"], ["--cgroup", "a:b:c"], ["--cgroup", "x", "--cgroup", "y"],
+            ["--cgroup", ":sub1"],
+        ] {
             let f = sl(["exec"] + bad + [id, "true"])
             XCTAssertEqual(f.status, 255, "exec \(bad) must fail: \(f.stderr)")
         }
         if isSwiftlet {
-            XCTAssertTrue(sl(["exec", "--cgroup", "memory:../../x", id, "true"]).stderr.contains("not a sub cgroup path"))
+            XCTAssertTrue(
+                sl(["exec", "--cgroup", "memory:../../x", id, "true"]).stderr.contains("not a sub cgroup path"))
             XCTAssertTrue(sl(["exec", "--cgroup", "bogus:sub1", id, "true"]).stderr.contains("unknown controller"))
         }
     }
@@ -248,13 +266,15 @@ final class RuncCompatTests: ContainerTestCase {
         for h in hierarchies {
             let dir = "\(cgroupRoot)/\(h)\(path)"
             try FileManager.default.createDirectory(atPath: dir + "/all", withIntermediateDirectories: false)
-            for knob in ["cpuset.cpus", "cpuset.mems"] where h == "cpuset" {   // an empty cpuset takes no tasks
-                try String(contentsOfFile: dir + "/" + knob, encoding: .utf8).write(toFile: dir + "/all/" + knob, atomically: false, encoding: .utf8)
+            for knob in ["cpuset.cpus", "cpuset.mems"] where h == "cpuset" {  // an empty cpuset takes no tasks
+                try String(contentsOfFile: dir + "/" + knob, encoding: .utf8).write(
+                    toFile: dir + "/all/" + knob, atomically: false, encoding: .utf8)
             }
         }
         let r = sl(["exec", "--cgroup", "all", id, "cat", "/proc/self/cgroup"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        for l in r.stdout.split(separator: "\n") where l.contains("memory") || l.contains("pids") || l.contains("freezer") {
+        for l in r.stdout.split(separator: "\n")
+        where l.contains("memory") || l.contains("pids") || l.contains("freezer") {
             XCTAssertTrue(l.hasSuffix("\(path)/all"), "\(l) in \(r.stdout)")
         }
     }
@@ -278,7 +298,8 @@ final class RuncCompatTests: ContainerTestCase {
                 ContainerTestCase.args(["true"])(&spec)
                 ContainerTestCase.userNamespace()(&spec)
             }
-            let refused = sl(["run", "--no-subreaper", "--bundle", userns, "ns\(UInt32.random(in: 0...UInt32.max))"], stdin: "")
+            let refused = sl(
+                ["run", "--no-subreaper", "--bundle", userns, "ns\(UInt32.random(in: 0...UInt32.max))"], stdin: "")
             XCTAssertNotEqual(refused.status, 0)
             XCTAssertTrue(refused.stderr.contains("--no-subreaper"), refused.stderr)
         }
@@ -295,10 +316,13 @@ final class RuncCompatTests: ContainerTestCase {
             linux["resources"] = ["memory": ["limit": 64 << 20, "swap": 128 << 20]]
             spec["linux"] = linux
         }
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: memory + "/memory.memsw.limit_in_bytes"),
-                          "no swap accounting on this kernel")
+        try XCTSkipUnless(
+            FileManager.default.fileExists(atPath: memory + "/memory.memsw.limit_in_bytes"),
+            "no swap accounting on this kernel")
         func read(_ f: String) -> UInt64 {
-            UInt64(((try? String(contentsOfFile: memory + "/" + f, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            UInt64(
+                ((try? String(contentsOfFile: memory + "/" + f, encoding: .utf8)) ?? "").trimmingCharacters(
+                    in: .whitespacesAndNewlines)) ?? 0
         }
         XCTAssertEqual(read("memory.memsw.limit_in_bytes"), 128 << 20)
         let r = sl(["update", "--memory", "-1", id])

@@ -1,8 +1,8 @@
-import Foundation
-import XCTest
-import Glibc
 import CLinux
+import Foundation
+import Glibc
 import TestSupport
+import XCTest
 
 /// What runc's clients read from its output: the default spec, key order of `state` and
 /// `list --format json`, `--debug` lines, device access strings, `features`.
@@ -15,8 +15,10 @@ final class RuncOutputTests: ContainerTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         XCTAssertEqual(sl(["spec", "--bundle", dir]).status, 0)
         let spec = try readConfig(bundle: dir)
-        let types = ((spec["linux"] as? [String: Any])?["namespaces"] as? [[String: Any]] ?? []).compactMap { $0["type"] as? String }
-        let unified = sl_statfs_type("/sys/fs/cgroup") == 0x6367_7270   // CGROUP2_SUPER_MAGIC
+        let types = ((spec["linux"] as? [String: Any])?["namespaces"] as? [[String: Any]] ?? []).compactMap {
+            $0["type"] as? String
+        }
+        let unified = sl_statfs_type("/sys/fs/cgroup") == 0x6367_7270  // CGROUP2_SUPER_MAGIC
         XCTAssertEqual(types.contains("cgroup"), unified, "\(types)")
         XCTAssertEqual(Set(types).count, types.count, "no duplicate namespace: \(types)")
     }
@@ -24,17 +26,32 @@ final class RuncOutputTests: ContainerTestCase {
     /// The keys of the JSON object(s) at `depth` (1: a top-level object, 2: objects in an array), in
     /// the order the text has them.
     func keys(_ json: String, depth target: Int) -> [String] {
-        var keys: [String] = [], depth = 0, inString = false, escaped = false, current = "", lastString = ""
+        var keys: [String] = []
+        var depth = 0
+        var inString = false
+        var escaped = false
+        var current = ""
+        var lastString = ""
         var firstObjectDone = false
         for ch in json {
             if inString {
-                if escaped { escaped = false; current.append(ch) } else if ch == "\\" { escaped = true } else if ch == "\"" {
-                    inString = false; lastString = current
-                } else { current.append(ch) }
+                if escaped {
+                    escaped = false
+                    current.append(ch)
+                } else if ch == "\\" {
+                    escaped = true
+                } else if ch == "\"" {
+                    inString = false
+                    lastString = current
+                } else {
+                    current.append(ch)
+                }
                 continue
             }
             switch ch {
-            case "\"": inString = true; current = ""
+            case "\"":
+                inString = true
+                current = ""
             case "{", "[": depth += 1
             case "}", "]":
                 if depth == target && ch == "}" { firstObjectDone = true }
@@ -86,7 +103,8 @@ final class RuncOutputTests: ContainerTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let lines = r.stderr.split(separator: "\n").map(String.init).filter { $0.contains("debug") }
         XCTAssertFalse(lines.isEmpty, r.stderr)
-        let pattern = try NSRegularExpression(pattern: #"^time="\d{4}-\d\d-\d\dT[0-9:.]+Z" level=debug msg=("([^"\\]|\\.)*"|[A-Za-z0-9._/@^+-]+)( |$)"#)
+        let pattern = try NSRegularExpression(
+            pattern: #"^time="\d{4}-\d\d-\d\dT[0-9:.]+Z" level=debug msg=("([^"\\]|\\.)*"|[A-Za-z0-9._/@^+-]+)( |$)"#)
         for line in lines {
             XCTAssertNotNil(pattern.firstMatch(in: line, range: NSRange(line.startIndex..., in: line)), line)
         }
@@ -98,17 +116,21 @@ final class RuncOutputTests: ContainerTestCase {
         let r = try run(["sh", "-c", "head -c 3 /dev/zero | od -An -c"]) { spec in
             var linux = spec[dict: "linux"]
             var resources = linux[dict: "resources"]
-            resources["devices"] = [["allow": false, "access": "rwm"],
-                                    ["allow": true, "type": "c", "major": 1, "minor": 5, "access": "rx"],
-                                    ["allow": false, "type": "c", "major": 1, "minor": 7, "access": "wq"]]
+            resources["devices"] = [
+                ["allow": false, "access": "rwm"],
+                ["allow": true, "type": "c", "major": 1, "minor": 5, "access": "rx"],
+                ["allow": false, "type": "c", "major": 1, "minor": 7, "access": "wq"],
+            ]
             linux["resources"] = resources
             spec["linux"] = linux
         }
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("\\0  \\0  \\0"), r.stdout + r.stderr)
         if isSwiftlet {
-            XCTAssertTrue(r.stderr.contains("linux.resources.devices[1].access: ignoring unknown access \"x\""), r.stderr)
-            XCTAssertTrue(r.stderr.contains("linux.resources.devices[2].access: ignoring unknown access \"q\""), r.stderr)
+            XCTAssertTrue(
+                r.stderr.contains("linux.resources.devices[1].access: ignoring unknown access \"x\""), r.stderr)
+            XCTAssertTrue(
+                r.stderr.contains("linux.resources.devices[2].access: ignoring unknown access \"q\""), r.stderr)
         }
     }
 

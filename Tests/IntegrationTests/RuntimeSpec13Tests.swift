@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
-import TestSupport
 import LinuxSystem
+import TestSupport
+import XCTest
 
 /// Fields of runtime-spec 1.3 checked from the kernel's side: process.scheduler (sched_setattr) and
 /// linux.memoryPolicy (set_mempolicy), for init and exec, plus every invalid value.
@@ -36,15 +36,19 @@ final class RuntimeSpec13Tests: ContainerTestCase {
         let id = "sched\(UInt32.random(in: 0...UInt32.max))"
         XCTAssertEqual(sl(["run", "-d", "--bundle", b, id]).status, 0)
         defer { sl(["delete", "-f", id]) }
-        let process: [String: Any] = ["args": ["sh", "-c", Self.statScript], "cwd": "/", "user": ["uid": 0, "gid": 0],
-                                      "env": ["PATH=/bin"], "scheduler": ["policy": "SCHED_BATCH", "nice": 7]]
+        let process: [String: Any] = [
+            "args": ["sh", "-c", Self.statScript], "cwd": "/", "user": ["uid": 0, "gid": 0],
+            "env": ["PATH=/bin"], "scheduler": ["policy": "SCHED_BATCH", "nice": 7],
+        ]
         let p = root.path + "/process.json"
         try JSONSerialization.data(withJSONObject: process).write(to: URL(fileURLWithPath: p))
         let r = sl(["exec", "-p", p, id])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "3 7\n")
         // The container's init keeps the default policy.
-        let initStat = sl(["exec", id, "sh", "-c", "read -r l < /proc/1/stat; set -- ${l##*) }; shift 16; n=$1; shift 22; echo $1 $n"])
+        let initStat = sl([
+            "exec", id, "sh", "-c", "read -r l < /proc/1/stat; set -- ${l##*) }; shift 16; n=$1; shift 22; echo $1 $n",
+        ])
         XCTAssertEqual(initStat.stdout, "0 0\n", initStat.stderr)
     }
 
@@ -66,7 +70,11 @@ final class RuntimeSpec13Tests: ContainerTestCase {
             }
             let r = sl(["run", "--bundle", b, id])
             // crun 1.28 clamps nice and ignores runtime/deadline/period of other policies; runc refuses both.
-            if (Runtime.binary as NSString).lastPathComponent.hasPrefix("crun") && (s["nice"] != nil || s["runtime"] != nil) { continue }
+            if (Runtime.binary as NSString).lastPathComponent.hasPrefix("crun")
+                && (s["nice"] != nil || s["runtime"] != nil)
+            {
+                continue
+            }
             XCTAssertNotEqual(r.status, 0, "\(s) must be refused")
             if isSwiftlet { XCTAssertTrue(r.stderr.contains(field), "\(s): error names \(field): \(r.stderr)") }
             sl(["delete", "-f", id])
@@ -87,12 +95,15 @@ final class RuntimeSpec13Tests: ContainerTestCase {
         XCTAssertTrue(initMaps.stdout.contains(" bind:0 "), "init: \(initMaps.stdout) \(initMaps.stderr)")
         // exec'd processes are the container's too (crun 1.28 sets the policy for init only: Spec/cli.md).
         let execMaps = sl(["exec", id, "sh", "-c", "head -n 1 /proc/self/numa_maps"])
-        if isSwiftlet { XCTAssertTrue(execMaps.stdout.contains(" bind:0 "), "exec: \(execMaps.stdout) \(execMaps.stderr)") }
+        if isSwiftlet {
+            XCTAssertTrue(execMaps.stdout.contains(" bind:0 "), "exec: \(execMaps.stdout) \(execMaps.stderr)")
+        }
     }
 
     func testMemoryPolicyInterleaveWithStaticNodes() throws {
-        let r = try run(["sh", "-c", "head -n 1 /proc/self/numa_maps"],
-                        memoryPolicy(["mode": "MPOL_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]]))
+        let r = try run(
+            ["sh", "-c", "head -n 1 /proc/self/numa_maps"],
+            memoryPolicy(["mode": "MPOL_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]]))
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains(" interleave=static:0 "), r.stdout)
     }
@@ -110,8 +121,10 @@ final class RuntimeSpec13Tests: ContainerTestCase {
             (["mode": "MPOL_BIND"], "linux.memoryPolicy.nodes"),
             (["mode": "MPOL_BIND", "nodes": "3-1"], "linux.memoryPolicy.nodes"),
             (["mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_BOGUS"]], "linux.memoryPolicy.flags[0]"),
-            (["mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]],
-             "linux.memoryPolicy.flags"),
+            (
+                ["mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]],
+                "linux.memoryPolicy.flags"
+            ),
         ]
         for (m, field) in cases {
             let id = "badmpol\(UInt32.random(in: 0...UInt32.max))"
@@ -135,9 +148,12 @@ final class NetDeviceTests: ContainerTestCase {
     /// A veth pair on the host; the first name carries the addresses. Both ends are removed afterwards.
     func vethPair() throws -> (String, String) {
         let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        let a = "sla" + tag, b = "slb" + tag
-        for cmd in [["link", "add", a, "type", "veth", "peer", "name", b], ["addr", "add", "192.0.2.7/24", "dev", a],
-                    ["addr", "add", "2001:db8::7/64", "dev", a, "nodad"], ["addr", "add", "fe80::7/64", "dev", a, "nodad"]] {
+        let a = "sla" + tag
+        let b = "slb" + tag
+        for cmd in [
+            ["link", "add", a, "type", "veth", "peer", "name", b], ["addr", "add", "192.0.2.7/24", "dev", a],
+            ["addr", "add", "2001:db8::7/64", "dev", a, "nodad"], ["addr", "add", "fe80::7/64", "dev", a, "nodad"],
+        ] {
             let r = runProgram("/usr/sbin/ip", cmd)
             XCTAssertEqual(r.status, 0, "ip \(cmd): \(r.stderr)")
         }
@@ -171,7 +187,8 @@ final class NetDeviceTests: ContainerTestCase {
 
     func testDeviceKeepsItsNameWithoutOne() throws {
         let (a, _) = try vethPair()
-        let r = try run(["ip", "-o", "link", "show", a]) { spec in spec[path: "linux.netDevices"] = [a: [String: Any]()] }
+        let r = try run(["ip", "-o", "link", "show", a]) { spec in spec[path: "linux.netDevices"] = [a: [String: Any]()]
+        }
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains(a + "@"), r.stdout)
     }
@@ -179,13 +196,21 @@ final class NetDeviceTests: ContainerTestCase {
     func testRefusalsLeaveTheDeviceOnTheHostAndNothingElse() throws {
         let (a, _) = try vethPair()
         let cases: [(String, (inout [String: Any]) -> Void)] = [
-            ("linux.netDevices", { spec in
-                spec[path: "linux.netDevices"] = [a: [String: Any]()]
-                var linux = spec[dict: "linux"]
-                linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []).filter { $0["type"] as? String != "network" }
-                spec["linux"] = linux
-            }),
-            ("linux.netDevices[\"nosuchdev0\"]", { spec in spec[path: "linux.netDevices"] = ["nosuchdev0": [String: Any]()] }),
+            (
+                "linux.netDevices",
+                { spec in
+                    spec[path: "linux.netDevices"] = [a: [String: Any]()]
+                    var linux = spec[dict: "linux"]
+                    linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []).filter {
+                        $0["type"] as? String != "network"
+                    }
+                    spec["linux"] = linux
+                }
+            ),
+            (
+                "linux.netDevices[\"nosuchdev0\"]",
+                { spec in spec[path: "linux.netDevices"] = ["nosuchdev0": [String: Any]()] }
+            ),
             ("linux.netDevices[\"\(a)\"].name", { spec in spec[path: "linux.netDevices"] = [a: ["name": "bad/name"]] }),
             // A name the container's namespace already has: the kernel refuses the move.
             ("linux.netDevices[\"\(a)\"]", { spec in spec[path: "linux.netDevices"] = [a: ["name": "lo"]] }),
@@ -253,8 +278,9 @@ final class PidsLimitTests: ContainerTestCase {
 /// "If no mounted resctrl pseudo-filesystem is available ... the runtime MUST generate an error").
 final class IntelRdtRefusalTests: ContainerTestCase {
     func testIntelRdtWithoutResctrlIsRefused() throws {
-        try XCTSkipIf((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8))?.contains(" - resctrl ") ?? false,
-                      "this host has resctrl mounted; IntelRdtTests cover the fixture")
+        try XCTSkipIf(
+            (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8))?.contains(" - resctrl ") ?? false,
+            "this host has resctrl mounted; IntelRdtTests cover the fixture")
         for rdt: [String: Any] in [["closID": "gold", "schemata": ["L3:0=7ff"]], ["enableMonitoring": true]] {
             let id = "rdt\(UInt32.random(in: 0...UInt32.max))"
             let b = try bundle { spec in
@@ -359,11 +385,17 @@ final class FeaturesSpec13Tests: ContainerTestCase {
         // What this kernel takes (FeaturesAuditTests.testListedMemoryPoliciesWork tries each): the
         // modes of Linux 5.15 (6.9 added MPOL_WEIGHTED_INTERLEAVE) and the three flags.
         let modes = Set(mpol["modes"] as? [String] ?? [])
-        XCTAssertTrue(modes.isSuperset(of: ["MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_LOCAL",
-                                            "MPOL_PREFERRED_MANY"]), "\(modes)")
+        XCTAssertTrue(
+            modes.isSuperset(of: [
+                "MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_LOCAL",
+                "MPOL_PREFERRED_MANY",
+            ]), "\(modes)")
         XCTAssertEqual(modes.contains("MPOL_WEIGHTED_INTERLEAVE"), Kernel.atLeast(6, 9))
-        XCTAssertEqual(Set(mpol["flags"] as? [String] ?? []), ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"])
-        let resctrl = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8))?.contains(" - resctrl ") ?? false
+        XCTAssertEqual(
+            Set(mpol["flags"] as? [String] ?? []),
+            ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"])
+        let resctrl =
+            (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8))?.contains(" - resctrl ") ?? false
         let rdt = try XCTUnwrap(linux["intelRdt"] as? [String: Any])
         XCTAssertEqual(rdt["enabled"] as? Bool, resctrl)
         XCTAssertEqual(rdt["schemata"] as? Bool, resctrl)
@@ -381,13 +413,17 @@ final class ExecCPUAffinityTests: ContainerTestCase {
         let b = try bundle(ContainerTestCase.args(["sleep", "100"]))
         XCTAssertEqual(sl(["run", "-d", "--bundle", b, id]).status, 0)
         addTeardownBlock { self.sl(["delete", "-f", id]) }
-        var process: [String: Any] = ["args": ["grep", "Cpus_allowed_list", "/proc/self/status"], "cwd": "/",
-                                      "user": ["uid": 0, "gid": 0], "env": ["PATH=/bin"]]
+        var process: [String: Any] = [
+            "args": ["grep", "Cpus_allowed_list", "/proc/self/status"], "cwd": "/",
+            "user": ["uid": 0, "gid": 0], "env": ["PATH=/bin"],
+        ]
         if let affinity { process["execCPUAffinity"] = affinity }
         let p = root.path + "/p-\(UInt32.random(in: 0...UInt32.max)).json"
         try JSONSerialization.data(withJSONObject: process).write(to: URL(fileURLWithPath: p))
         let r = runProgram("/usr/bin/taskset", ["-c", "1", Runtime.binary, "--root", root.path, "exec", "-p", p, id])
-        return (r, r.stdout.split(separator: "\t").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "")
+        return (
+            r, r.stdout.split(separator: "\t").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        )
     }
 
     override func setUpWithError() throws {

@@ -1,9 +1,9 @@
-import Foundation
-import XCTest
-import TestSupport
-import Glibc
 import CLinux
 import CSeccomp
+import Foundation
+import Glibc
+import TestSupport
+import XCTest
 
 /// Seccomp profiles enforced by the kernel, in init and in exec'd processes.
 final class SeccompIntegrationTests: ContainerTestCase {
@@ -15,8 +15,14 @@ final class SeccompIntegrationTests: ContainerTestCase {
             "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
             "syscalls": [
                 ["names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38],
-                ["names": ["chmod"], "action": "SCMP_ACT_ERRNO", "args": [["index": 1, "value": 0o777, "op": "SCMP_CMP_EQ"]]],
-                ["names": ["fchmodat"], "action": "SCMP_ACT_ERRNO", "args": [["index": 2, "value": 0o777, "op": "SCMP_CMP_EQ"]]],
+                [
+                    "names": ["chmod"], "action": "SCMP_ACT_ERRNO",
+                    "args": [["index": 1, "value": 0o777, "op": "SCMP_CMP_EQ"]],
+                ],
+                [
+                    "names": ["fchmodat"], "action": "SCMP_ACT_ERRNO",
+                    "args": [["index": 2, "value": 0o777, "op": "SCMP_CMP_EQ"]],
+                ],
                 ["names": ["no_such_syscall_anywhere"], "action": "SCMP_ACT_ERRNO"],
             ],
         ]
@@ -26,12 +32,14 @@ final class SeccompIntegrationTests: ContainerTestCase {
         spec["process"] = p
     }
 
-    let script = "mkdir /dev/shm/d 2>&1; touch /dev/shm/f; chmod 777 /dev/shm/f 2>&1; chmod 755 /dev/shm/f && echo chmod-755-ok"
+    let script =
+        "mkdir /dev/shm/d 2>&1; touch /dev/shm/f; chmod 777 /dev/shm/f 2>&1; chmod 755 /dev/shm/f && echo chmod-755-ok"
 
     func testFilterAppliesToInit() throws {
         let r = try run(["sh", "-c", script]) { self.profile(&$0) }
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stderr.contains("warning: linux.seccomp: unknown syscalls skipped: no_such_syscall_anywhere"), r.stderr)
+        XCTAssertTrue(
+            r.stderr.contains("warning: linux.seccomp: unknown syscalls skipped: no_such_syscall_anywhere"), r.stderr)
         XCTAssertTrue(r.stdout.contains("Function not implemented"), r.stdout)
         XCTAssertTrue(r.stdout.contains("Operation not permitted"), r.stdout)
         XCTAssertTrue(r.stdout.contains("chmod-755-ok"), r.stdout)
@@ -62,17 +70,38 @@ final class SeccompIntegrationTests: ContainerTestCase {
 
     func testBadProfilesNameTheField() throws {
         let cases: [(String, [String: Any])] = [
-            ("linux.seccomp.defaultAction: unknown seccomp action \"SCMP_ACT_BOGUS\"", ["defaultAction": "SCMP_ACT_BOGUS"]),
-            ("linux.seccomp.syscalls[0].args[0].op: unknown operator \"SCMP_CMP_ALMOST\"",
-             ["defaultAction": "SCMP_ACT_ALLOW", "syscalls": [["names": ["read"], "action": "SCMP_ACT_ERRNO",
-                                                                "args": [["index": 0, "value": 1, "op": "SCMP_CMP_ALMOST"]]]]]),
-            ("linux.seccomp.architectures[0]: unknown architecture \"SCMP_ARCH_VAX\"",
-             ["defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]]),
-            ("linux.seccomp.flags[0]: unknown seccomp flag", ["defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]]),
-            ("linux.seccomp.listenerPath: required when an action is SCMP_ACT_NOTIFY",
-             ["defaultAction": "SCMP_ACT_ALLOW", "syscalls": [["names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"]]]),
-            ("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule",
-             ["defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]]),
+            (
+                "linux.seccomp.defaultAction: unknown seccomp action \"SCMP_ACT_BOGUS\"",
+                ["defaultAction": "SCMP_ACT_BOGUS"]
+            ),
+            (
+                "linux.seccomp.syscalls[0].args[0].op: unknown operator \"SCMP_CMP_ALMOST\"",
+                [
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [
+                        [
+                            "names": ["read"], "action": "SCMP_ACT_ERRNO",
+                            "args": [["index": 0, "value": 1, "op": "SCMP_CMP_ALMOST"]],
+                        ]
+                    ],
+                ]
+            ),
+            (
+                "linux.seccomp.architectures[0]: unknown architecture \"SCMP_ARCH_VAX\"",
+                ["defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]]
+            ),
+            (
+                "linux.seccomp.flags[0]: unknown seccomp flag",
+                ["defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]]
+            ),
+            (
+                "linux.seccomp.listenerPath: required when an action is SCMP_ACT_NOTIFY",
+                ["defaultAction": "SCMP_ACT_ALLOW", "syscalls": [["names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"]]]
+            ),
+            (
+                "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule",
+                ["defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]]
+            ),
         ]
         for (i, (want, seccomp)) in cases.enumerated() {
             let b = try bundle { spec in
@@ -108,12 +137,17 @@ extension SeccompIntegrationTests {
         addr.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in sockPath.utf8.enumerated() { raw[i] = b } }
         let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         XCTAssertEqual(bound, 0)
         XCTAssertEqual(listen(listener, 1), 0)
 
-        final class Seen: @unchecked Sendable { var json = ""; var answered = false }
+        final class Seen: @unchecked Sendable {
+            var json = ""
+            var answered = false
+        }
         let seen = Seen()
         let done = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
@@ -140,8 +174,10 @@ extension SeccompIntegrationTests {
         }
         let r = try run(["sh", "-c", "mkdir /dev/shm/notified 2>&1; echo done"]) { spec in
             var linux = spec[dict: "linux"]
-            linux["seccomp"] = ["defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sockPath, "listenerMetadata": "meta-42",
-                                "flags": flags, "syscalls": [["names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"]]]
+            linux["seccomp"] = [
+                "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sockPath, "listenerMetadata": "meta-42",
+                "flags": flags, "syscalls": [["names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"]],
+            ]
             spec["linux"] = linux
         }
         XCTAssertEqual(done.wait(timeout: .now() + 20), .success)

@@ -1,13 +1,15 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// What the container sees: user, capabilities, rlimits, namespaces, mounts, /dev, sysctls.
 final class SetupTests: ContainerTestCase {
     func testStdioOnTheHostNullDeviceMovesToTheContainersNullDevice() throws {
         // runProgram gives the runtime the host's /dev/null as stdin; init must hold the container's
         // own /dev/null instead (as runc does), or CRIU cannot checkpoint it.
-        let r = try run(["sh", "-c", "[ \"$(stat -L -c %d:%i /proc/self/fd/0)\" = \"$(stat -c %d:%i /dev/null)\" ] && echo same"])
+        let r = try run([
+            "sh", "-c", "[ \"$(stat -L -c %d:%i /proc/self/fd/0)\" = \"$(stat -c %d:%i /dev/null)\" ] && echo same",
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "same\n")
     }
@@ -78,7 +80,9 @@ final class SetupTests: ContainerTestCase {
     func testRlimits() throws {
         let r = try run(["sh", "-c", "ulimit -n; ulimit -Hn; ulimit -c"]) { spec in
             var p = spec[dict: "process"]
-            p["rlimits"] = [["type": "RLIMIT_NOFILE", "soft": 512, "hard": 768], ["type": "RLIMIT_CORE", "soft": 0, "hard": 0]]
+            p["rlimits"] = [
+                ["type": "RLIMIT_NOFILE", "soft": 512, "hard": 768], ["type": "RLIMIT_CORE", "soft": 0, "hard": 0],
+            ]
             spec["process"] = p
         }
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -97,7 +101,7 @@ final class SetupTests: ContainerTestCase {
             p["rlimits"] = [["type": "RLIMIT_NOFILE", "soft": want, "hard": want]]
             spec["process"] = p
         }
-        if r.status == 0 { return } // a host with CAP_SYS_RESOURCE may allow it
+        if r.status == 0 { return }  // a host with CAP_SYS_RESOURCE may allow it
         XCTAssertTrue(r.stderr.contains("setrlimit RLIMIT_NOFILE"), r.stderr)
         assertNothingLeft(id)
     }
@@ -122,9 +126,11 @@ final class SetupTests: ContainerTestCase {
         let utsA = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/uts")
         let r = try run(["sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/uts"]) { spec in
             var linux = spec[dict: "linux"]
-            linux["namespaces"] = [["type": "pid"], ["type": "mount"], ["type": "ipc"],
-                                   ["type": "network", "path": "/proc/\(pid)/ns/net"],
-                                   ["type": "uts", "path": "/proc/\(pid)/ns/uts"]]
+            linux["namespaces"] = [
+                ["type": "pid"], ["type": "mount"], ["type": "ipc"],
+                ["type": "network", "path": "/proc/\(pid)/ns/net"],
+                ["type": "uts", "path": "/proc/\(pid)/ns/uts"],
+            ]
             spec["linux"] = linux
             spec.removeValue(forKey: "hostname")
         }
@@ -143,10 +149,13 @@ final class SetupTests: ContainerTestCase {
         let st = sl(["state", "pidns-a"])
         let pid = (try JSONSerialization.jsonObject(with: Data(st.stdout.utf8)) as? [String: Any])?["pid"] as? Int ?? 0
         let pidnsA = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/pid")
-        let r = try run(["sh", "-c", "readlink /proc/self/ns/pid; echo $$; cat /proc/1/cmdline | tr '\\0' ' '"]) { spec in
+        let r = try run(["sh", "-c", "readlink /proc/self/ns/pid; echo $$; cat /proc/1/cmdline | tr '\\0' ' '"]) {
+            spec in
             var linux = spec[dict: "linux"]
-            linux["namespaces"] = [["type": "pid", "path": "/proc/\(pid)/ns/pid"], ["type": "mount"], ["type": "ipc"],
-                                   ["type": "network"], ["type": "uts"]]
+            linux["namespaces"] = [
+                ["type": "pid", "path": "/proc/\(pid)/ns/pid"], ["type": "mount"], ["type": "ipc"],
+                ["type": "network"], ["type": "uts"],
+            ]
             spec["linux"] = linux
         }
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -158,10 +167,17 @@ final class SetupTests: ContainerTestCase {
     }
 
     func testUserNamespaceWithMappings() throws {
-        let r = try run(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; ls -ln /dev/null; cat /proc/self/status | grep CapEff"],
-                        ContainerTestCase.userNamespace())
+        let r = try run(
+            [
+                "sh", "-c",
+                "cat /proc/self/uid_map /proc/self/gid_map; id -u; ls -ln /dev/null; cat /proc/self/status | grep "
+                    + "CapEff",
+            ],
+            ContainerTestCase.userNamespace())
         XCTAssertEqual(r.status, 0, r.stderr)
-        let lines = r.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }
+        let lines = r.stdout.split(separator: "\n").map {
+            $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+        }
         guard lines.count >= 4 else { return XCTFail("unexpected output: \(r.stdout)") }
         XCTAssertEqual(lines[0], "0 100000 65536")
         XCTAssertEqual(lines[1], "0 100000 65536")
@@ -188,7 +204,9 @@ final class SetupTests: ContainerTestCase {
             spec["linux"] = linux
         }
         XCTAssertEqual(r.status, 0, r.stderr)
-        let lines = r.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }
+        let lines = r.stdout.split(separator: "\n").map {
+            $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+        }
         XCTAssertEqual(lines, [userA, "0 300000 65536", "0"])
         XCTAssertEqual(sl(["delete", "-f", "pod-a"]).status, 0)
     }
@@ -198,11 +216,19 @@ final class SetupTests: ContainerTestCase {
         try FileManager.default.createDirectory(atPath: host, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: host) }
         try "from host\n".write(toFile: host + "/file", atomically: true, encoding: .utf8)
-        let r = try run(["sh", "-c", "cat /vol/file; echo x > /vol/new && echo wrote; touch /rootfile 2>/dev/null || echo root-ro; touch /scratch/t && echo tmpfs-rw; grep -E ' /(vol|scratch) ' /proc/mounts | cut -d' ' -f2-4; touch /ro/x 2>/dev/null || echo vol-ro"]) { spec in
+        let r = try run([
+            "sh", "-c",
+            "cat /vol/file; echo x > /vol/new && echo wrote; touch /rootfile 2>/dev/null || echo root-ro; touch "
+                + "/scratch/t && echo tmpfs-rw; grep -E ' /(vol|scratch) ' /proc/mounts | cut -d' ' -f2-4; touch "
+                + "/ro/x 2>/dev/null || echo vol-ro",
+        ]) { spec in
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
             mounts.append(["destination": "/vol", "type": "bind", "source": host, "options": ["rbind", "rw"]])
             mounts.append(["destination": "/ro", "type": "bind", "source": host, "options": ["bind", "ro"]])
-            mounts.append(["destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m", "mode=1777"]])
+            mounts.append([
+                "destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+                "options": ["nosuid", "size=1m", "mode=1777"],
+            ])
             spec["mounts"] = mounts
         }
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -214,26 +240,33 @@ final class SetupTests: ContainerTestCase {
     }
 
     func testDevAndMaskedReadonlyPaths() throws {
-        let r = try run(["sh", "-c", """
+        let r = try run([
+            "sh", "-c",
+            """
             ls -l /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty | cut -c1 | tr -d '\\n'; echo
             readlink /dev/fd; readlink /dev/ptmx; readlink /dev/stdin
             wc -c < /etc/group; ls /home | wc -l
             echo x > /proc/sys/kernel/domainname 2>/dev/null || echo proc-sys-ro
-            """]) { spec in
+            """,
+        ]) { spec in
             var linux = spec[dict: "linux"]
             linux["maskedPaths"] = ["/etc/group", "/home", "/does/not/exist"]
             linux["readonlyPaths"] = ["/proc/sys"]
             spec["linux"] = linux
         }
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(r.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) },
-                       ["cccccc", "/proc/self/fd", "pts/ptmx", "/proc/self/fd/0", "0", "0", "proc-sys-ro"])
+        XCTAssertEqual(
+            r.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) },
+            ["cccccc", "/proc/self/fd", "pts/ptmx", "/proc/self/fd/0", "0", "0", "proc-sys-ro"])
     }
 
     func testSpecDevicesAreCreated() throws {
-        let r = try run(["sh", "-c", "stat -c '%A %u %g %t %T' /dev/mynull; echo hi > /dev/mynull && echo ok"]) { spec in
+        let r = try run(["sh", "-c", "stat -c '%A %u %g %t %T' /dev/mynull; echo hi > /dev/mynull && echo ok"]) {
+            spec in
             var linux = spec[dict: "linux"]
-            linux["devices"] = [["type": "c", "path": "/dev/mynull", "major": 1, "minor": 3, "fileMode": 0o666, "uid": 1000, "gid": 5]]
+            linux["devices"] = [
+                ["type": "c", "path": "/dev/mynull", "major": 1, "minor": 3, "fileMode": 0o666, "uid": 1000, "gid": 5]
+            ]
             spec["linux"] = linux
         }
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -241,7 +274,8 @@ final class SetupTests: ContainerTestCase {
     }
 
     func testHostnameDomainnameSysctl() throws {
-        let r = try run(["sh", "-c", "hostname; cat /proc/sys/kernel/domainname; cat /proc/sys/net/ipv4/ip_forward"]) { spec in
+        let r = try run(["sh", "-c", "hostname; cat /proc/sys/kernel/domainname; cat /proc/sys/net/ipv4/ip_forward"]) {
+            spec in
             spec["hostname"] = "box1"
             spec["domainname"] = "example.org"
             var linux = spec[dict: "linux"]
@@ -263,7 +297,10 @@ final class SetupTests: ContainerTestCase {
     func testCgroupMountShowsHierarchies() throws {
         let r = try run(["sh", "-c", "ls /sys/fs/cgroup; touch /sys/fs/cgroup/x 2>/dev/null || echo ro"]) { spec in
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
-            mounts.append(["destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]])
+            mounts.append([
+                "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+            ])
             spec["mounts"] = mounts
         }
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -281,12 +318,17 @@ final class CreateOptionTests: ContainerTestCase {
     }
 
     func testPreserveFdsAndListenFds() throws {
-        let b = try bundle(ContainerTestCase.args(["sh", "-c", "echo $LISTEN_FDS:$LISTEN_PID; cat <&3; cat <&4; ls /proc/self/fd | wc -l"]))
-        let bin = Runtime.binary, r = root.path
+        let b = try bundle(
+            ContainerTestCase.args([
+                "sh", "-c", "echo $LISTEN_FDS:$LISTEN_PID; cat <&3; cat <&4; ls /proc/self/fd | wc -l",
+            ]))
+        let bin = Runtime.binary
+        let r = root.path
         try "three\n".write(toFile: r + "/f3", atomically: true, encoding: .utf8)
         try "four\n".write(toFile: r + "/f4", atomically: true, encoding: .utf8)
         // fd 3 via LISTEN_FDS=1, fd 4 via --preserve-fds 1: both reach the container; fd 5 does not.
-        let res = shellRun("exec 3<\(r)/f3 4<\(r)/f4 5<\(r)/f4; LISTEN_FDS=1 \(bin) --root \(r) run --preserve-fds 1 --bundle \(b) pf")
+        let res = shellRun(
+            "exec 3<\(r)/f3 4<\(r)/f4 5<\(r)/f4; LISTEN_FDS=1 \(bin) --root \(r) run --preserve-fds 1 --bundle \(b) pf")
         XCTAssertEqual(res.status, 0, res.stderr)
         // fds 0,1,2,3,4 and the one ls opens for /proc/self/fd.
         XCTAssertEqual(res.stdout, "1:1\nthree\nfour\n6\n")
@@ -343,8 +385,12 @@ final class CreateOptionTests: ContainerTestCase {
     }
 
     func testRunForwardsSignals() throws {
-        let b = try bundle(ContainerTestCase.args(["sh", "-c", "trap 'echo got-term; exit 5' TERM; while :; do sleep 0.05; done"]))
-        let res = shellRun("\(Runtime.binary) --root \(root.path) run --bundle \(b) sig & p=$!; sleep 0.5; kill -TERM $p; wait $p; echo status=$?")
+        let b = try bundle(
+            ContainerTestCase.args(["sh", "-c", "trap 'echo got-term; exit 5' TERM; while :; do sleep 0.05; done"]))
+        let res = shellRun(
+            "\(Runtime.binary) --root \(root.path) run --bundle \(b) sig & p=$!; sleep 0.5; kill -TERM $p; wait $p; "
+                + "echo status=$?"
+        )
         XCTAssertTrue(res.stdout.contains("got-term"), res.stdout + res.stderr)
         XCTAssertTrue(res.stdout.contains("status=5"), res.stdout + res.stderr)
     }
@@ -353,7 +399,9 @@ final class CreateOptionTests: ContainerTestCase {
 final class PropagationTests: ContainerTestCase {
     /// rootfsPropagation shared/unbindable/private: the container's "/" gets it (pivot_root still works).
     func testRootfsPropagationModes() throws {
-        for (mode, want) in [("shared", "shared:"), ("rshared", "shared:"), ("unbindable", "unbindable"), ("private", "")] {
+        for (mode, want) in [
+            ("shared", "shared:"), ("rshared", "shared:"), ("unbindable", "unbindable"), ("private", ""),
+        ] {
             let r = try run(["sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo"]) { spec in
                 var linux = spec[dict: "linux"]
                 linux["rootfsPropagation"] = mode
@@ -361,7 +409,9 @@ final class PropagationTests: ContainerTestCase {
             }
             XCTAssertEqual(r.status, 0, "\(mode): \(r.stderr)")
             if want.isEmpty {
-                XCTAssertFalse(r.stdout.contains("shared:") || r.stdout.contains("master:") || r.stdout.contains("unbindable"), "\(mode): \(r.stdout)")
+                XCTAssertFalse(
+                    r.stdout.contains("shared:") || r.stdout.contains("master:") || r.stdout.contains("unbindable"),
+                    "\(mode): \(r.stdout)")
             } else {
                 XCTAssertTrue(r.stdout.contains(want), "\(mode): \(r.stdout)")
             }
@@ -398,10 +448,24 @@ final class ProcessExtrasTests: ContainerTestCase {
     }
 
     func testUnsupportedFieldsAreRefused() throws {
-        for (field, edit) in [("linux.intelRdt", { (spec: inout [String: Any]) in
-                                  var l = spec[dict: "linux"]; l["intelRdt"] = ["closID": "x"]; spec["linux"] = l }),
-                              ("linux.personality.domain", { (spec: inout [String: Any]) in
-                                  var l = spec[dict: "linux"]; l["personality"] = ["domain": "BSD"]; spec["linux"] = l })] {
+        for (field, edit) in [
+            (
+                "linux.intelRdt",
+                { (spec: inout [String: Any]) in
+                    var l = spec[dict: "linux"]
+                    l["intelRdt"] = ["closID": "x"]
+                    spec["linux"] = l
+                }
+            ),
+            (
+                "linux.personality.domain",
+                { (spec: inout [String: Any]) in
+                    var l = spec[dict: "linux"]
+                    l["personality"] = ["domain": "BSD"]
+                    spec["linux"] = l
+                }
+            ),
+        ] {
             let b = try bundle(edit)
             let r = sl(["create", "--bundle", b, "unsup"])
             XCTAssertEqual(r.status, 1)

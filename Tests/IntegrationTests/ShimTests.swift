@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// containerd-shim-swiftlet-v2 under a private containerd 1.6 (its own root, state, sockets and
 /// namespace), driven with `ctr --runtime io.containerd.swiftlet.v2`. The shim is a copy of
@@ -17,9 +17,13 @@ final class ShimTests: XCTestCase {
 
     override class func setUp() {
         super.setUp()
-        guard getuid() == 0 else { return setupError = "needs root" }
+        guard getuid() == 0 else {
+            setupError = "needs root"
+            return
+        }
         for tool in ["containerd", "ctr", "umoci", "script"] where which(tool) == nil {
-            return setupError = "\(tool) not found (Scripts/install-deps.sh)"
+            setupError = "\(tool) not found (Scripts/install-deps.sh)"
+            return
         }
         do { try startContainerd() } catch { setupError = "\(error)" }
     }
@@ -30,12 +34,15 @@ final class ShimTests: XCTestCase {
                 _ = ctr(["task", "kill", "-s", "KILL", String(c)])
                 _ = ctr(["task", "rm", "-f", String(c)])
             }
-            for c in ctr(["container", "ls", "-q"]).stdout.split(separator: "\n") { _ = ctr(["container", "rm", String(c)]) }
+            for c in ctr(["container", "ls", "-q"]).stdout.split(separator: "\n") {
+                _ = ctr(["container", "rm", String(c)])
+            }
             kill(daemon, SIGTERM)
             if !waitUntil(timeout: 10, { !processAlive(daemon) }) { kill(daemon, SIGKILL) }
         }
         if !dir.isEmpty {
-            for m in mountsContaining(dir + "/").compactMap({ $0.split(separator: " ").dropFirst(4).first }).reversed() {
+            for m in mountsContaining(dir + "/").compactMap({ $0.split(separator: " ").dropFirst(4).first }).reversed()
+            {
                 _ = umount2(String(m), Int32(MNT_DETACH))
             }
             try? FileManager.default.removeItem(atPath: dir)
@@ -45,7 +52,7 @@ final class ShimTests: XCTestCase {
             rmdir("/sys/fs/cgroup/\(c)/\(namespace)")
         }
         rmdir("/sys/fs/cgroup/\(namespace)")
-        rmdir("/run/containerd/swiftlet/\(namespace)")   // the shim's default --root for this namespace
+        rmdir("/run/containerd/swiftlet/\(namespace)")  // the shim's default --root for this namespace
         super.tearDown()
     }
 
@@ -99,14 +106,21 @@ final class ShimTests: XCTestCase {
             """
         let img = runProgram("/bin/sh", ["-c", steps], timeout: 120)
         guard img.status == 0 else { throw SetupError(description: "building the image: \(img)") }
-        let imp = ctr(["image", "import", "--base-name", "localhost/swiftlet-shim-busybox", dir + "/image.tar"], timeout: 120)
+        let imp = ctr(
+            ["image", "import", "--base-name", "localhost/swiftlet-shim-busybox", dir + "/image.tar"], timeout: 120)
         guard imp.status == 0 else { throw SetupError(description: "ctr image import: \(imp)") }
     }
 
     /// containerd in the background (its own session), with our bin dir first on its PATH.
     static func launchContainerd() throws {
         let bin = dir + "/bin"
-        let start = runProgram("/bin/sh", ["-c", "PATH=\(bin):$PATH setsid containerd --config \(dir)/config.toml >>\(dir)/containerd.log 2>&1 </dev/null & echo $!"])
+        let start = runProgram(
+            "/bin/sh",
+            [
+                "-c",
+                "PATH=\(bin):$PATH setsid containerd --config \(dir)/config.toml >>\(dir)/containerd.log 2>&1 "
+                    + "</dev/null & echo $!",
+            ])
         guard let pid = Int32(start.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw SetupError(description: "starting containerd: \(start)")
         }
@@ -117,12 +131,16 @@ final class ShimTests: XCTestCase {
     }
 
     static func log() -> String {
-        ((try? String(contentsOfFile: dir + "/containerd.log", encoding: .utf8)) ?? "").split(separator: "\n").suffix(15).joined(separator: "\n")
+        ((try? String(contentsOfFile: dir + "/containerd.log", encoding: .utf8)) ?? "").split(separator: "\n").suffix(
+            15
+        ).joined(separator: "\n")
     }
 
     @discardableResult
     static func ctr(_ args: [String], stdin: String? = nil, timeout: Double = 60) -> RunResult {
-        runProgram("/usr/bin/env", ["ctr", "--address", dir + "/c.sock", "--namespace", namespace] + args, stdin: stdin, timeout: timeout)
+        runProgram(
+            "/usr/bin/env", ["ctr", "--address", dir + "/c.sock", "--namespace", namespace] + args, stdin: stdin,
+            timeout: timeout)
     }
 
     func ctr(_ args: [String], stdin: String? = nil) -> RunResult { Self.ctr(args, stdin: stdin) }
@@ -159,20 +177,26 @@ final class ShimTests: XCTestCase {
     func shimPids() -> [Int32] {
         let exe = Self.dir + "/bin/containerd-shim-swiftlet-v2"
         let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
-        return pids.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\($0)/exe")) == exe && processAlive($0) }
+        return pids.filter {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\($0)/exe")) == exe && processAlive($0)
+        }
     }
 
     func cgroupDirs(_ id: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []
-        let candidates = names.map { "/sys/fs/cgroup/\($0)/\(Self.namespace)/\(id)" } + ["/sys/fs/cgroup/\(Self.namespace)/\(id)"]
+        let candidates =
+            names.map { "/sys/fs/cgroup/\($0)/\(Self.namespace)/\(id)" } + ["/sys/fs/cgroup/\(Self.namespace)/\(id)"]
         return candidates.filter { FileManager.default.fileExists(atPath: $0) }
     }
 
     func assertGone(_ id: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertTrue(waitUntil(timeout: 20) { self.shimPids().isEmpty }, "shim processes left: \(shimPids())", file: file, line: line)
+        XCTAssertTrue(
+            waitUntil(timeout: 20) { self.shimPids().isEmpty }, "shim processes left: \(shimPids())", file: file,
+            line: line)
         XCTAssertEqual(mountsContaining(Self.dir + "/state"), [], "mounts left", file: file, line: line)
         XCTAssertEqual(cgroupDirs(id), [], "cgroups left", file: file, line: line)
-        XCTAssertFalse(ctr(["container", "ls", "-q"]).stdout.contains(id), "container \(id) still listed", file: file, line: line)
+        XCTAssertFalse(
+            ctr(["container", "ls", "-q"]).stdout.contains(id), "container \(id) still listed", file: file, line: line)
     }
 
     func id(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())" }
@@ -248,15 +272,18 @@ final class ShimTests: XCTestCase {
         XCTAssertEqual(run(c, ["sleep", "300"], flags: ["-d"]).status, 0)
         XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == "RUNNING" })
         let pid = taskPid(c) ?? -1
-        let address = (try? String(contentsOfFile: "\(Self.dir)/state/io.containerd.runtime.v2.task/\(Self.namespace)/\(c)/address",
-                                   encoding: .utf8)) ?? ""
+        let address =
+            (try? String(
+                contentsOfFile: "\(Self.dir)/state/io.containerd.runtime.v2.task/\(Self.namespace)/\(c)/address",
+                encoding: .utf8)) ?? ""
         XCTAssertTrue(address.hasPrefix("unix:///run/containerd/s/"), address)
         guard let shim = shimPids().first else { return XCTFail("no shim running") }
         kill(shim, SIGKILL)
         XCTAssertTrue(waitUntil(timeout: 20) { !processAlive(pid) }, "container process \(pid) survived its shim")
         XCTAssertTrue(waitUntil(timeout: 20) { self.taskStatus(c) == nil || self.taskStatus(c) == "STOPPED" })
-        XCTAssertTrue(waitUntil(timeout: 20) { !FileManager.default.fileExists(atPath: String(address.dropFirst(7))) },
-                      "the dead shim's socket is removed by `delete`")
+        XCTAssertTrue(
+            waitUntil(timeout: 20) { !FileManager.default.fileExists(atPath: String(address.dropFirst(7))) },
+            "the dead shim's socket is removed by `delete`")
         _ = ctr(["task", "rm", "-f", c])
         XCTAssertEqual(ctr(["container", "rm", c]).status, 0)
         assertGone(c)
@@ -271,18 +298,23 @@ final class ShimTests: XCTestCase {
         events.arguments = ["ctr", "--address", Self.dir + "/c.sock", "--namespace", Self.namespace, "events"]
         events.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         try events.run()
-        defer { if events.isRunning { events.terminate() }; events.waitUntilExit() }
+        defer {
+            if events.isRunning { events.terminate() }
+            events.waitUntilExit()
+        }
         // ctr events subscribes asynchronously: a marker container's events show it is listening.
         let marker = id("marker")
-        XCTAssertTrue(waitUntil(timeout: 30) {
-            _ = self.run(marker, ["true"])
-            return ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("\"\(marker)\"")
-        }, "ctr events never showed the marker container")
+        XCTAssertTrue(
+            waitUntil(timeout: 30) {
+                _ = self.run(marker, ["true"])
+                return ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("\"\(marker)\"")
+            }, "ctr events never showed the marker container")
         body()
         var result: [String: [String]] = [:]
         let last = "/tasks/delete {\"container_id\":\"\(ids.last ?? "")\""
-        XCTAssertTrue(waitUntil(timeout: 30) { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains(last) },
-                      "no TaskDelete for \(ids.last ?? "")")
+        XCTAssertTrue(
+            waitUntil(timeout: 30) { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains(last) },
+            "no TaskDelete for \(ids.last ?? "")")
         let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         for line in text.split(separator: "\n") {
             let f = line.split(separator: " ", maxSplits: 6, omittingEmptySubsequences: true)
@@ -300,7 +332,8 @@ final class ShimTests: XCTestCase {
     /// Events reach containerd in order and none is lost, also for a container that exits while
     /// Start is answered; the exec's, pause's and resume's events come too.
     func testEventsInOrder() throws {
-        let quick = id("quick"), long = id("long")
+        let quick = id("quick")
+        let long = id("long")
         let got = try taskEvents(for: [quick, long]) {
             XCTAssertEqual(run(quick, ["true"]).status, 0)
             XCTAssertEqual(run(long, ["sleep", "300"], flags: ["-d"]).status, 0)
@@ -313,8 +346,12 @@ final class ShimTests: XCTestCase {
             XCTAssertEqual(ctr(["container", "rm", long]).status, 0)
         }
         XCTAssertEqual(got[quick], ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"])
-        XCTAssertEqual(got[long], ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started",
-                                   "/tasks/exit(e1)", "/tasks/paused", "/tasks/resumed", "/tasks/exit(137)", "/tasks/delete"])
+        XCTAssertEqual(
+            got[long],
+            [
+                "/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started",
+                "/tasks/exit(e1)", "/tasks/paused", "/tasks/resumed", "/tasks/exit(137)", "/tasks/delete",
+            ])
         assertGone(long)
     }
 
@@ -377,8 +414,12 @@ final class ShimTests: XCTestCase {
 
     static func pbKey(_ field: Int, _ type: UInt8) -> [UInt8] { pbVarint(UInt64(field) << 3 | UInt64(type)) }
     static func pbVarint(_ v: UInt64) -> [UInt8] {
-        var out: [UInt8] = [], v = v
-        while v >= 0x80 { out.append(UInt8(v & 0x7f) | 0x80); v >>= 7 }
+        var out: [UInt8] = []
+        var v = v
+        while v >= 0x80 {
+            out.append(UInt8(v & 0x7f) | 0x80)
+            v >>= 7
+        }
         return out + [UInt8(v)]
     }
     static func pbBytes(_ field: Int, _ b: [UInt8]) -> [UInt8] { pbKey(field, 2) + pbVarint(UInt64(b.count)) + b }
@@ -386,7 +427,9 @@ final class ShimTests: XCTestCase {
 
     static func frame(_ stream: UInt32, _ method: String, _ payload: [UInt8]) -> [UInt8] {
         let req = pbString(1, "containerd.task.v2.Task") + pbString(2, method) + pbBytes(3, payload)
-        func be(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)] }
+        func be(_ v: UInt32) -> [UInt8] {
+            [UInt8(v >> 24), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)]
+        }
         return be(UInt32(req.count)) + be(stream) + [1, 0] + req
     }
 
@@ -402,7 +445,9 @@ final class ShimTests: XCTestCase {
             for (i, b) in path.utf8.prefix(p.count - 1).enumerated() { p[i] = b }
         }
         let r = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         XCTAssertEqual(r, 0, "connect \(path)")
         var tv = timeval(tv_sec: 30, tv_usec: 0)
@@ -413,7 +458,8 @@ final class ShimTests: XCTestCase {
     /// One response: (gRPC status code, payload); nil when the shim closed the connection.
     func readResponse(_ fd: Int32) -> (code: Int, payload: [UInt8])? {
         func readN(_ n: Int) -> [UInt8]? {
-            var out = [UInt8](repeating: 0, count: n), got = 0
+            var out = [UInt8](repeating: 0, count: n)
+            var got = 0
             while got < n {
                 let r = out.withUnsafeMutableBytes { b in b.baseAddress.map { read(fd, $0 + got, n - got) } ?? -1 }
                 if r <= 0 { return nil }
@@ -425,10 +471,24 @@ final class ShimTests: XCTestCase {
         let len = Int(h[0]) << 24 | Int(h[1]) << 16 | Int(h[2]) << 8 | Int(h[3])
         guard let body = readN(len) else { return nil }
         // Response{status=1 {code=1}, payload=2}: small enough to walk by hand.
-        var code = 0, payload: [UInt8] = [], i = 0
-        func varint() -> Int { var v = 0, s = 0; while i < body.count { let b = body[i]; i += 1; v |= Int(b & 0x7f) << s; s += 7; if b < 0x80 { break } }; return v }
+        var code = 0
+        var payload: [UInt8] = []
+        var i = 0
+        func varint() -> Int {
+            var v = 0
+            var s = 0
+            while i < body.count {
+                let b = body[i]
+                i += 1
+                v |= Int(b & 0x7f) << s
+                s += 7
+                if b < 0x80 { break }
+            }
+            return v
+        }
         while i < body.count {
-            let key = varint(), n = varint()
+            let key = varint()
+            let n = varint()
             let value = Array(body[i..<min(body.count, i + n)])
             i += n
             if key >> 3 == 2 { payload = value }
@@ -452,12 +512,18 @@ final class ShimTests: XCTestCase {
             return readResponse(fd)
         }
         let json = Array(#"{"memory":{"limit":67108864}}"#.utf8)
-        let any = Self.pbString(1, "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources") + Self.pbBytes(2, json)
+        let any =
+            Self.pbString(1, "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources") + Self.pbBytes(2, json)
         let update = call(1, "Update", Self.pbString(1, c) + Self.pbBytes(2, any))
         XCTAssertEqual(update?.code, 0, "\(String(describing: update))")
-        let limits = ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []).compactMap {
-            try? String(contentsOfFile: "/sys/fs/cgroup/\($0)/\(Self.namespace)/\(c)/memory.limit_in_bytes", encoding: .utf8)
-        } + [try? String(contentsOfFile: "/sys/fs/cgroup/\(Self.namespace)/\(c)/memory.max", encoding: .utf8)].compactMap { $0 }
+        let limits =
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []).compactMap {
+                try? String(
+                    contentsOfFile: "/sys/fs/cgroup/\($0)/\(Self.namespace)/\(c)/memory.limit_in_bytes", encoding: .utf8
+                )
+            }
+            + [try? String(contentsOfFile: "/sys/fs/cgroup/\(Self.namespace)/\(c)/memory.max", encoding: .utf8)]
+            .compactMap { $0 }
         XCTAssertEqual(limits.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }, ["67108864"])
 
         let state = call(3, "State", Self.pbString(1, c))
@@ -488,7 +554,8 @@ final class ShimTests: XCTestCase {
     /// Containers carrying one pod's sandbox id annotation (as CRI sets it) share one shim, which stays
     /// until the last of them is removed.
     func testOneShimPerPod() {
-        let pod = id("pod"), app = id("app")
+        let pod = id("pod")
+        let app = id("app")
         let ann = ["--annotation", "io.kubernetes.cri.sandbox-id=\(pod)"]
         XCTAssertEqual(run(pod, ["sleep", "300"], flags: ["-d"] + ann).status, 0)
         XCTAssertEqual(run(app, ["sleep", "300"], flags: ["-d"] + ann).status, 0)
@@ -519,8 +586,10 @@ final class ShimTests: XCTestCase {
         guard let criu = ProcessInfo.processInfo.environment["SWIFTLET_CRIU"], !criu.isEmpty else {
             throw XCTSkip("SWIFTLET_CRIU is not set: Scripts/install-criu.sh prints the criu to use")
         }
-        let c = id("restore"), ref = "localhost/ckpt-\(c):latest"
-        let script = "s=$((0x$(head -c 6 /proc/sys/kernel/random/uuid))); i=0; "
+        let c = id("restore")
+        let ref = "localhost/ckpt-\(c):latest"
+        let script =
+            "s=$((0x$(head -c 6 /proc/sys/kernel/random/uuid))); i=0; "
             + "while true; do i=$((i+1)); echo \"$s $i\" > /tmp/n; sleep 0.05; done"
         XCTAssertEqual(run(c, ["sh", "-c", script], flags: ["-d"]).status, 0)
         func read() -> (tag: String, count: Int) {

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// Both shipped binaries are static-PIE (issue 13, item 8): ELF type ET_DYN, so the kernel loads them
 /// at a random address (ASLR for their own text and data), and no PT_INTERP, so no ld.so runs at
@@ -17,7 +17,9 @@ final class StaticPIETests: XCTestCase {
             // exist (the relocations a static-PIE applies to itself).
             func u64(_ at: Int) -> Int { (0..<8).reduce(0) { $0 | Int(elf[at + $1]) << (8 * $1) } }
             func u16(_ at: Int) -> Int { Int(elf[at]) | Int(elf[at + 1]) << 8 }
-            let phoff = u64(32), phentsize = u16(54), phnum = u16(56)
+            let phoff = u64(32)
+            let phentsize = u16(54)
+            let phnum = u16(56)
             let types = (0..<phnum).map { i in
                 (0..<4).reduce(0) { $0 | Int(elf[phoff + i * phentsize + $1]) << (8 * $1) }
             }

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// What the systemd driver's tests share: systemd's view (`systemctl show`) and the cgroup files.
 class SystemdTestCase: ContainerTestCase {
@@ -25,7 +25,8 @@ class SystemdTestCase: ContainerTestCase {
     }
 
     func read(_ path: String) -> String {
-        (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "<missing \(path)>"
+        (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            ?? "<missing \(path)>"
     }
 
     func unitGone(_ unit: String) -> Bool {
@@ -33,8 +34,10 @@ class SystemdTestCase: ContainerTestCase {
     }
 
     /// A bundle running `args` (`sleep 1000`) with cgroupsPath and resources; `edit` changes the rest.
-    func sleeper(_ cgroupsPath: String, resources: [String: Any] = [:], args: [String] = ["sleep", "1000"],
-                 edit: (inout [String: Any]) -> Void = { _ in }) throws -> String {
+    func sleeper(
+        _ cgroupsPath: String, resources: [String: Any] = [:], args: [String] = ["sleep", "1000"],
+        edit: (inout [String: Any]) -> Void = { _ in }
+    ) throws -> String {
         try bundle { spec in
             ContainerTestCase.args(args)(&spec)
             var linux = spec[dict: "linux"]
@@ -47,7 +50,9 @@ class SystemdTestCase: ContainerTestCase {
 
     func initPid(_ id: String) -> Int32? {
         let r = sl(["state", id])
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else { return nil }
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else {
+            return nil
+        }
         return (obj["pid"] as? NSNumber)?.int32Value
     }
 
@@ -58,8 +63,11 @@ class SystemdTestCase: ContainerTestCase {
     }
 
     func assertNoUnitOrCgroupLeft(_ unit: String, cgroup: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertTrue(unitGone(unit), "\(unit) left: \(show(unit, ["LoadState", "ActiveState"]))", file: file, line: line)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/fs/cgroup" + cgroup), "cgroup \(cgroup) left", file: file, line: line)
+        XCTAssertTrue(
+            unitGone(unit), "\(unit) left: \(show(unit, ["LoadState", "ActiveState"]))", file: file, line: line)
+        XCTAssertFalse(
+            FileManager.default.fileExists(atPath: "/sys/fs/cgroup" + cgroup), "cgroup \(cgroup) left", file: file,
+            line: line)
     }
 }
 
@@ -72,19 +80,29 @@ final class SystemdCgroupTests: SystemdTestCase {
         // These two run everywhere; the others need systemd.
         if name.contains("testFeatures") || name.contains("testUnreachableBus") { return }
         try XCTSkipUnless(Self.systemdIsInit, "systemd is not PID 1 here (run them with Scripts/vm-test.sh --systemd)")
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers"),
-                          "the systemd driver's resources are tested on pure cgroup v2")
+        try XCTSkipUnless(
+            FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers"),
+            "the systemd driver's resources are tested on pure cgroup v2")
     }
 
     func testScopeWithResourcesAndEveryVerbThenDelete() throws {
-        let id = newID(), unit = "swiftlet-\(id).scope"
-        let b = try sleeper("system.slice:swiftlet:\(id)", resources: [
-            "memory": ["limit": 64 << 20], "pids": ["limit": 40], "cpu": ["shares": 512, "quota": 50_000, "period": 100_000],
-        ])
+        let id = newID()
+        let unit = "swiftlet-\(id).scope"
+        let b = try sleeper(
+            "system.slice:swiftlet:\(id)",
+            resources: [
+                "memory": ["limit": 64 << 20], "pids": ["limit": 40],
+                "cpu": ["shares": 512, "quota": 50_000, "period": 100_000],
+            ])
         let run = sd(["run", "-d", "--bundle", b, id])
         XCTAssertEqual(run.status, 0, run.stderr)
         defer { sd(["delete", "-f", id]) }
-        let props = show(unit, ["ActiveState", "Delegate", "MemoryMax", "TasksMax", "CPUWeight", "CPUQuotaPerSecUSec", "ControlGroup", "Slice"])
+        let props = show(
+            unit,
+            [
+                "ActiveState", "Delegate", "MemoryMax", "TasksMax", "CPUWeight", "CPUQuotaPerSecUSec", "ControlGroup",
+                "Slice",
+            ])
         XCTAssertEqual(props["ActiveState"], "active")
         XCTAssertEqual(props["Delegate"], "yes")
         XCTAssertEqual(props["Slice"], "system.slice")
@@ -136,7 +154,9 @@ final class SystemdCgroupTests: SystemdTestCase {
 
     /// kubelet's layout: the pod slice's parents are made by systemd from its name.
     func testKubeletNestedSlice() throws {
-        let id = newID(), pod = "kubepods-burstable-pod\(id).slice", unit = "cri-containerd-\(id).scope"
+        let id = newID()
+        let pod = "kubepods-burstable-pod\(id).slice"
+        let unit = "cri-containerd-\(id).scope"
         defer { _ = runProgram("/usr/bin/systemctl", ["stop", pod]) }
         let b = try sleeper("\(pod):cri-containerd:\(id)", resources: ["memory": ["limit": 32 << 20]])
         let run = sd(["run", "-d", "--bundle", b, id])
@@ -148,7 +168,11 @@ final class SystemdCgroupTests: SystemdTestCase {
         XCTAssertEqual(props["Slice"], pod)
         XCTAssertEqual(props["MemoryMax"], "\(32 << 20)")
         XCTAssertEqual(read("/sys/fs/cgroup\(cgroup)/memory.max"), "\(32 << 20)")
-        if let pid = initPid(id) { XCTAssertEqual(read("/proc/\(pid)/cgroup"), "0::\(cgroup)") } else { XCTFail("no init pid") }
+        if let pid = initPid(id) {
+            XCTAssertEqual(read("/proc/\(pid)/cgroup"), "0::\(cgroup)")
+        } else {
+            XCTFail("no init pid")
+        }
         XCTAssertEqual(sd(["delete", "-f", id]).status, 0)
         XCTAssertTrue(unitGone(unit))
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/fs/cgroup\(cgroup)"))
@@ -156,7 +180,8 @@ final class SystemdCgroupTests: SystemdTestCase {
 
     /// A systemd re-exec keeps the unit; the container is still managed and deleted normally.
     func testDaemonReexecLosesNothing() throws {
-        let id = newID(), unit = "swiftlet-\(id).scope"
+        let id = newID()
+        let unit = "swiftlet-\(id).scope"
         let b = try sleeper("system.slice:swiftlet:\(id)", resources: ["pids": ["limit": 30]])
         XCTAssertEqual(sd(["run", "-d", "--bundle", b, id]).status, 0)
         let reexec = runProgram("/usr/bin/systemctl", ["daemon-reexec"], timeout: 120)
@@ -173,8 +198,11 @@ final class SystemdCgroupTests: SystemdTestCase {
     /// linux.resources.devices as DevicePolicy=strict + DeviceAllow (runc's conversion), the
     /// default devices included; systemd's eBPF program and ours both enforce them in the scope.
     func testDeviceRulesBecomeDevicePolicyAndDeviceAllow() throws {
-        let id = newID(), unit = "swiftlet-\(id).scope"
-        let devices: [[String: Any]] = [["allow": false, "access": "rwm"], ["allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"]]
+        let id = newID()
+        let unit = "swiftlet-\(id).scope"
+        let devices: [[String: Any]] = [
+            ["allow": false, "access": "rwm"], ["allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"],
+        ]
         let b = try sleeper("system.slice:swiftlet:\(id)", resources: ["devices": devices]) { spec in
             // A device the rules do not allow (c 1:11), bound in from the host: not readable.
             var mounts = spec["mounts"] as? [[String: Any]] ?? []
@@ -212,11 +240,14 @@ final class SystemdCgroupTests: SystemdTestCase {
     /// `org.systemd.property.NAME` annotations become unit properties (as runc); a resource one
     /// (MemoryHigh) shows in the cgroup file too. A bad one is refused naming it, nothing left.
     func testSystemdPropertyAnnotations() throws {
-        let id = newID(), unit = "swiftlet-\(id).scope"
+        let id = newID()
+        let unit = "swiftlet-\(id).scope"
         let b = try sleeper("system.slice:swiftlet:\(id)") { spec in
-            spec["annotations"] = ["org.systemd.property.TimeoutStopUSec": "uint64 123456789",
-                                   "org.systemd.property.CollectMode": "'inactive-or-failed'",
-                                   "org.systemd.property.MemoryHigh": "uint64 50331648"]
+            spec["annotations"] = [
+                "org.systemd.property.TimeoutStopUSec": "uint64 123456789",
+                "org.systemd.property.CollectMode": "'inactive-or-failed'",
+                "org.systemd.property.MemoryHigh": "uint64 50331648",
+            ]
         }
         let run = sd(["run", "-d", "--bundle", b, id])
         XCTAssertEqual(run.status, 0, run.stderr)
@@ -229,8 +260,11 @@ final class SystemdCgroupTests: SystemdTestCase {
         XCTAssertEqual(sd(["delete", "-f", id]).status, 0)
         XCTAssertTrue(unitGone(unit))
 
-        for (key, value) in [("org.systemd.property.Bad-Name", "1"), ("org.systemd.property.CollectMode", "'unterminated")] {
-            let bad = newID(), badUnit = "swiftlet-\(bad).scope"
+        for (key, value) in [
+            ("org.systemd.property.Bad-Name", "1"), ("org.systemd.property.CollectMode", "'unterminated"),
+        ] {
+            let bad = newID()
+            let badUnit = "swiftlet-\(bad).scope"
             let bb = try sleeper("system.slice:swiftlet:\(bad)") { $0["annotations"] = [key: value] }
             let r = sd(["run", "-d", "--bundle", bb, bad])
             XCTAssertNotEqual(r.status, 0, "\(key)=\(value) accepted")
@@ -246,16 +280,20 @@ final class SystemdCgroupTests: SystemdTestCase {
         guard let criu = ProcessInfo.processInfo.environment["SWIFTLET_CRIU"], !criu.isEmpty else {
             throw XCTSkip("SWIFTLET_CRIU is not set: Scripts/install-criu.sh prints the criu to use")
         }
-        let id = newID(), unit = "swiftlet-\(id).scope", cgroup = "/system.slice/\(unit)"
-        let b = try sleeper("system.slice:swiftlet:\(id)", resources: ["pids": ["limit": 42]],
-                            args: ["sh", "-c", "exec </dev/null >/dev/null 2>&1; exec sleep 1000"])
+        let id = newID()
+        let unit = "swiftlet-\(id).scope"
+        let cgroup = "/system.slice/\(unit)"
+        let b = try sleeper(
+            "system.slice:swiftlet:\(id)", resources: ["pids": ["limit": 42]],
+            args: ["sh", "-c", "exec </dev/null >/dev/null 2>&1; exec sleep 1000"])
         XCTAssertEqual(sd(["run", "-d", "--bundle", b, id]).status, 0)
         let img = try makeTempDir(prefix: "swiftlet-criu-img.")
         let c = sl(["--criu", criu, "--systemd-cgroup", "checkpoint", "--image-path", img, id], timeout: 120)
         XCTAssertEqual(c.status, 0, c.stderr)
         XCTAssertTrue(unitGone(unit), "\(unit) left after checkpoint")
 
-        let r = sl(["--criu", criu, "--systemd-cgroup", "restore", "-d", "--image-path", img, "--bundle", b, id], timeout: 120)
+        let r = sl(
+            ["--criu", criu, "--systemd-cgroup", "restore", "-d", "--image-path", img, "--bundle", b, id], timeout: 120)
         XCTAssertEqual(r.status, 0, r.stderr)
         defer { sd(["delete", "-f", id]) }
         let props = show(unit, ["ActiveState", "ControlGroup", "TasksMax"])
@@ -286,12 +324,15 @@ final class SystemdCgroupTests: SystemdTestCase {
     func testSliceNamesRejected() throws {
         // Ours (as runc's ExpandSlice) and systemd's own (a character unit names cannot have).
         for slice in ["bad--name.slice", "nodot", "bad%name.slice"] {
-            let id = newID(), unit = "swiftlet-\(id).scope"
+            let id = newID()
+            let unit = "swiftlet-\(id).scope"
             let b = try sleeper("\(slice):swiftlet:\(id)")
             let r = sd(["run", "-d", "--bundle", b, id])
             XCTAssertNotEqual(r.status, 0, "\(slice) accepted")
             if isSwiftlet {
-                XCTAssertTrue(r.stderr.contains(slice) || r.stderr.contains(unit), "the error names the slice or unit: \(r.stderr)")
+                XCTAssertTrue(
+                    r.stderr.contains(slice) || r.stderr.contains(unit),
+                    "the error names the slice or unit: \(r.stderr)")
             }
             assertNothingLeft(id)
             XCTAssertTrue(unitGone(unit), "\(unit) left")
@@ -301,7 +342,9 @@ final class SystemdCgroupTests: SystemdTestCase {
     /// A unit of that name exists already (another container's): a clear error, the other unit
     /// and container untouched. (runc 1.1 joins the existing unit instead; runc 1.3 refuses.)
     func testUnitThatExistsAlreadyIsAnError() throws {
-        let first = newID(), second = newID(), unit = "swiftlet-shared\(first).scope"
+        let first = newID()
+        let second = newID()
+        let unit = "swiftlet-shared\(first).scope"
         let path = "system.slice:swiftlet:shared\(first)"
         XCTAssertEqual(sd(["run", "-d", "--bundle", try sleeper(path), first]).status, 0)
         defer { sd(["delete", "-f", first]) }
@@ -326,7 +369,8 @@ final class SystemdCgroupTests: SystemdTestCase {
 
     /// init dies before the unit is made (a hook fails after it): the unit is stopped again.
     func testFailureAfterTheUnitStartedLeavesNoUnit() throws {
-        let id = newID(), unit = "swiftlet-\(id).scope"
+        let id = newID()
+        let unit = "swiftlet-\(id).scope"
         let b = try sleeper("system.slice:swiftlet:\(id)") { $0["hooks"] = ["createRuntime": [["path": "/bin/false"]]] }
         let r = sd(["run", "-d", "--bundle", b, id])
         XCTAssertNotEqual(r.status, 0)
@@ -337,15 +381,24 @@ final class SystemdCgroupTests: SystemdTestCase {
     /// Without systemd or its bus (this build host; in the systemd VM, /run/systemd and /run/dbus
     /// hidden in a mount namespace): a clear error naming the unit and the socket, nothing left.
     func testUnreachableBusIsAClearErrorAndLeavesNothing() throws {
-        let id = newID(), unit = "swiftlet-\(id).scope"
-        let args = ["--root", root.path, "--systemd-cgroup", "run", "-d", "--bundle", try sleeper("system.slice:swiftlet:\(id)"), id]
+        let id = newID()
+        let unit = "swiftlet-\(id).scope"
+        let args = [
+            "--root", root.path, "--systemd-cgroup", "run", "-d", "--bundle",
+            try sleeper("system.slice:swiftlet:\(id)"), id,
+        ]
         var env = ProcessInfo.processInfo.environment
         let kv = tag.split(separator: "=", maxSplits: 1)
         env[String(kv[0])] = String(kv[1])
-        let r = Self.systemdIsInit
-            ? runProgram("/usr/bin/unshare", ["-m", "--propagation", "private", "/bin/sh", "-c",
-                                              "mount -t tmpfs none /run/systemd && mount -t tmpfs none /run/dbus && exec \"$@\"",
-                                              "sh", Runtime.binary] + args, environment: env)
+        let r =
+            Self.systemdIsInit
+            ? runProgram(
+                "/usr/bin/unshare",
+                [
+                    "-m", "--propagation", "private", "/bin/sh", "-c",
+                    "mount -t tmpfs none /run/systemd && mount -t tmpfs none /run/dbus && exec \"$@\"",
+                    "sh", Runtime.binary,
+                ] + args, environment: env)
             : runProgram(Runtime.binary, args, environment: env)
         XCTAssertNotEqual(r.status, 0)
         if isSwiftlet {
@@ -364,7 +417,8 @@ final class SystemdCgroupTests: SystemdTestCase {
         var cases: [[String: Any]] = [["cpu": ["cpus": "0-200"]]]
         if isSwiftlet { cases.append(["blockIO": ["weight": 5]]) }
         for resources in cases {
-            let id = newID(), unit = "swiftlet-\(id).scope"
+            let id = newID()
+            let unit = "swiftlet-\(id).scope"
             let r = sd(["run", "-d", "--bundle", try sleeper("system.slice:swiftlet:\(id)", resources: resources), id])
             XCTAssertNotEqual(r.status, 0, "\(resources) accepted")
             if isSwiftlet {
@@ -394,17 +448,23 @@ final class SystemdCgroupTests: SystemdTestCase {
 final class SystemdHybridTests: SystemdTestCase {
     override func setUpWithError() throws {
         try super.setUpWithError()
-        try XCTSkipUnless(Self.systemdIsInit, "systemd is not PID 1 here (run them with Scripts/vm-test.sh --systemd --hybrid)")
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: "/sys/fs/cgroup/unified/cgroup.procs")
-                          && FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory/cgroup.procs"),
-                          "not a hybrid cgroup layout (run them with Scripts/vm-test.sh --systemd --hybrid)")
+        try XCTSkipUnless(
+            Self.systemdIsInit, "systemd is not PID 1 here (run them with Scripts/vm-test.sh --systemd --hybrid)")
+        try XCTSkipUnless(
+            FileManager.default.fileExists(atPath: "/sys/fs/cgroup/unified/cgroup.procs")
+                && FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory/cgroup.procs"),
+            "not a hybrid cgroup layout (run them with Scripts/vm-test.sh --systemd --hybrid)")
     }
 
     func testScopeOnHybridWithResourcesVerbsAndDelete() throws {
-        let id = newID(), unit = "swiftlet-\(id).scope", cg = "/system.slice/\(unit)"
-        let b = try sleeper("system.slice:swiftlet:\(id)", resources: [
-            "memory": ["limit": 64 << 20], "pids": ["limit": 40], "cpu": ["shares": 512],
-        ])
+        let id = newID()
+        let unit = "swiftlet-\(id).scope"
+        let cg = "/system.slice/\(unit)"
+        let b = try sleeper(
+            "system.slice:swiftlet:\(id)",
+            resources: [
+                "memory": ["limit": 64 << 20], "pids": ["limit": 40], "cpu": ["shares": 512],
+            ])
         let run = sd(["run", "-d", "--bundle", b, id])
         XCTAssertEqual(run.status, 0, run.stderr)
         defer { sd(["delete", "-f", id]) }
@@ -443,12 +503,18 @@ final class SystemdHybridTests: SystemdTestCase {
     /// A unit that exists already, on hybrid: refused, and none of the v1 directories are left
     /// (nor taken from the other container).
     func testUnitThatExistsAlreadyOnHybridLeavesNothing() throws {
-        let first = newID(), second = newID(), unit = "swiftlet-shared\(first).scope", cg = "/system.slice/\(unit)"
+        let first = newID()
+        let second = newID()
+        let unit = "swiftlet-shared\(first).scope"
+        let cg = "/system.slice/\(unit)"
         let path = "system.slice:swiftlet:shared\(first)"
         XCTAssertEqual(sd(["run", "-d", "--bundle", try sleeper(path), first]).status, 0)
         defer { sd(["delete", "-f", first]) }
         let r = sd(["run", "-d", "--bundle", try sleeper(path, resources: ["pids": ["limit": 20]]), second])
-        guard isSwiftlet || r.status != 0 else { sd(["delete", "-f", second]); return } // runc 1.1 joins it (Spec/cli.md)
+        guard isSwiftlet || r.status != 0 else {
+            sd(["delete", "-f", second])
+            return
+        }  // runc 1.1 joins it (Spec/cli.md)
         XCTAssertNotEqual(r.status, 0)
         assertNothingLeft(second)
         XCTAssertEqual(show(unit, ["ActiveState"])["ActiveState"], "active")
@@ -467,11 +533,13 @@ final class SystemdHybridTests: SystemdTestCase {
 final class SystemdMonitorTests: MonitorTestCase {
     override func setUpWithError() throws {
         try super.setUpWithError()
-        try XCTSkipUnless(SystemdCgroupTests.systemdIsInit, "systemd is not PID 1 here (run them with Scripts/vm-test.sh --systemd)")
+        try XCTSkipUnless(
+            SystemdCgroupTests.systemdIsInit, "systemd is not PID 1 here (run them with Scripts/vm-test.sh --systemd)")
     }
 
     func testMonitorPassesSystemdCgroupToTheRuntime() throws {
-        let id = "sdm\(UInt32.random(in: 0...UInt32.max))", unit = "libpod-\(id).scope"
+        let id = "sdm\(UInt32.random(in: 0...UInt32.max))"
+        let unit = "libpod-\(id).scope"
         let c = try launch(["sleep", "1000"], id: id, monitorArgs: ["-s"]) { spec in
             var linux = spec[dict: "linux"]
             linux["cgroupsPath"] = "machine.slice:libpod:\(id)"
@@ -481,7 +549,9 @@ final class SystemdMonitorTests: MonitorTestCase {
         let show = runProgram("/usr/bin/systemctl", ["show", unit, "-p", "ActiveState", "-p", "ControlGroup"])
         XCTAssertTrue(show.stdout.contains("ActiveState=active"), show.stdout)
         XCTAssertTrue(show.stdout.contains("ControlGroup=/machine.slice/\(unit)"), show.stdout)
-        let pid = (try? String(contentsOfFile: c.dir + "/ctr.pid", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        let pid = (try? String(contentsOfFile: c.dir + "/ctr.pid", encoding: .utf8)).flatMap {
+            Int32($0.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
         if let pid {
             let cgroup = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)
             XCTAssertEqual(cgroup, "0::/machine.slice/\(unit)\n")
@@ -489,8 +559,10 @@ final class SystemdMonitorTests: MonitorTestCase {
             XCTFail("no container pid from the monitor")
         }
         XCTAssertEqual(runtime(.swiftlet, root: c.runtimeRoot, ["delete", "--force", id]).status, 0)
-        XCTAssertTrue(waitUntil(timeout: 10) {
-            runProgram("/usr/bin/systemctl", ["show", unit, "-p", "LoadState"]).stdout.contains("LoadState=not-found")
-        }, "\(unit) left after delete")
+        XCTAssertTrue(
+            waitUntil(timeout: 10) {
+                runProgram("/usr/bin/systemctl", ["show", unit, "-p", "LoadState"]).stdout.contains(
+                    "LoadState=not-found")
+            }, "\(unit) left after delete")
     }
 }

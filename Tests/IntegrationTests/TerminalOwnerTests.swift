@@ -1,49 +1,50 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 /// The terminal belongs to the process's user; the runtime's own relay of a pty is byte-exact.
 extension TerminalTests {
     /// Runs the runtime with a pty as its stdin, stderr and controlling terminal (runc insists on
     /// one for a terminal it relays itself) and a pipe as its stdout, as in `runtime run x | cmp`.
     static let ptyRunner = """
-    import fcntl, os, pty, select, sys, termios
-    m, s = pty.openpty()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.setsid()
-        fcntl.ioctl(s, termios.TIOCSCTTY, 0)
-        os.dup2(s, 0); os.dup2(w, 1); os.dup2(s, 2)
-        os.execv(sys.argv[1], sys.argv[1:])
-    os.close(s); os.close(w)
-    out, err = b"", b""
-    while True:
-        ready, _, _ = select.select([r] + ([m] if m >= 0 else []), [], [], 30)
-        if not ready:
-            break
-        if m >= 0 and m in ready:
-            try:
-                err += os.read(m, 4096)
-            except OSError:
-                m = -1
-        if r in ready:
-            data = os.read(r, 4096)
-            if not data:
+        import fcntl, os, pty, select, sys, termios
+        m, s = pty.openpty()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.setsid()
+            fcntl.ioctl(s, termios.TIOCSCTTY, 0)
+            os.dup2(s, 0); os.dup2(w, 1); os.dup2(s, 2)
+            os.execv(sys.argv[1], sys.argv[1:])
+        os.close(s); os.close(w)
+        out, err = b"", b""
+        while True:
+            ready, _, _ = select.select([r] + ([m] if m >= 0 else []), [], [], 30)
+            if not ready:
                 break
-            out += data
-    _, status = os.waitpid(pid, 0)
-    sys.stdout.buffer.write(out)
-    sys.stderr.buffer.write(err)
-    sys.exit(os.waitstatus_to_exitcode(status))
-    """
+            if m >= 0 and m in ready:
+                try:
+                    err += os.read(m, 4096)
+                except OSError:
+                    m = -1
+            if r in ready:
+                data = os.read(r, 4096)
+                if not data:
+                    break
+                out += data
+        _, status = os.waitpid(pid, 0)
+        sys.stdout.buffer.write(out)
+        sys.stderr.buffer.write(err)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
 
     /// `sl` with a controlling terminal (stdin, stderr) and stdout to a pipe.
     func slOnTerminal(_ args: [String]) -> RunResult {
         var env = ProcessInfo.processInfo.environment
         let kv = tag.split(separator: "=", maxSplits: 1)
         env[String(kv[0])] = String(kv[1])
-        return runProgram("/usr/bin/python3", ["-c", Self.ptyRunner, Runtime.binary, "--root", root.path] + args, environment: env)
+        return runProgram(
+            "/usr/bin/python3", ["-c", Self.ptyRunner, Runtime.binary, "--root", root.path] + args, environment: env)
     }
 
     /// The pty slave's owner as the process sees it: "uid:gid".

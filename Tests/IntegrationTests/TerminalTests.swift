@@ -1,8 +1,8 @@
-import Foundation
-import XCTest
-import Glibc
 import CLinux
+import Foundation
+import Glibc
 import TestSupport
+import XCTest
 
 final class TerminalTests: ContainerTestCase {
     func terminal(_ spec: inout [String: Any]) {
@@ -25,7 +25,9 @@ final class TerminalTests: ContainerTestCase {
             for (i, b) in sockPath.utf8.enumerated() { raw[i] = b }
         }
         let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         XCTAssertEqual(bound, 0)
         XCTAssertEqual(listen(listener, 1), 0)
@@ -74,7 +76,9 @@ final class TerminalTests: ContainerTestCase {
         XCTAssertEqual(r.status, 4, r.stderr)
         XCTAssertTrue(r.stdout.contains("/dev/pts/0"), r.stdout)
         // /dev/console is the container's pty (same device numbers as /dev/pts/0).
-        let devs = r.stdout.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.contains(":") }
+        let devs = r.stdout.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+            $0.contains(":")
+        }
         XCTAssertEqual(devs.count, 2, r.stdout)
         XCTAssertEqual(devs.first, devs.last, r.stdout)
     }

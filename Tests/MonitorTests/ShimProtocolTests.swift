@@ -1,8 +1,9 @@
+import Checkpoint
 import Foundation
 import Glibc
-import XCTest
-import Checkpoint
 import TestSupport
+import XCTest
+
 @testable import MonitorCore
 
 /// The shim's ttrpc framing and protobuf messages, against bytes built by hand from the protocol
@@ -37,7 +38,9 @@ final class ShimProtocolTests: XCTestCase {
 
     func testRequestDecodesHandEncodedBytes() throws {
         // Request{service="s", method="m", payload=[1], timeout_nano=5, metadata=[{k, v}]}
-        let bytes: [UInt8] = [0x0a, 1, 0x73, 0x12, 1, 0x6d, 0x1a, 1, 0x01, 0x20, 5, 0x2a, 6, 0x0a, 1, 0x6b, 0x12, 1, 0x76]
+        let bytes: [UInt8] = [
+            0x0a, 1, 0x73, 0x12, 1, 0x6d, 0x1a, 1, 0x01, 0x20, 5, 0x2a, 6, 0x0a, 1, 0x6b, 0x12, 1, 0x76,
+        ]
         let r = try TTRPCRequest.decode(bytes)
         XCTAssertEqual(r.service, "s")
         XCTAssertEqual(r.method, "m")
@@ -60,11 +63,20 @@ final class ShimProtocolTests: XCTestCase {
         var w = ProtoWriter()
         w.string(1, "c1")
         w.string(2, "/b")
-        w.message(3) { m in m.string(1, "overlay"); m.string(2, "overlay"); m.string(4, "lowerdir=/l"); m.string(4, "ro") }
+        w.message(3) { m in
+            m.string(1, "overlay")
+            m.string(2, "overlay")
+            m.string(4, "lowerdir=/l")
+            m.string(4, "ro")
+        }
         w.bool(4, true)
-        w.string(5, "/in"); w.string(6, "/out"); w.string(7, "/err")
+        w.string(5, "/in")
+        w.string(6, "/out")
+        w.string(7, "/err")
         var o = ProtoWriter()
-        o.string(6, "/opt/bin/swiftlet"); o.string(7, "/run/x"); o.bool(9, true)
+        o.string(6, "/opt/bin/swiftlet")
+        o.string(7, "/run/x")
+        o.bool(9, true)
         w.message(10) { AnyMessage(typeURL: "containerd.runc.v1.Options", value: o.bytes).encode(&$0) }
         let r = try CreateTaskRequest.decode(w.bytes)
         XCTAssertEqual(r.id, "c1")
@@ -73,7 +85,8 @@ final class ShimProtocolTests: XCTestCase {
         XCTAssertTrue(r.terminal)
         XCTAssertEqual([r.stdin, r.stdout, r.stderr], ["/in", "/out", "/err"])
         let opts = try RuntimeOptions.decode(try XCTUnwrap(r.options).value)
-        XCTAssertEqual(opts, RuntimeOptions(binaryName: "/opt/bin/swiftlet", root: "/run/x", criuPath: "", systemdCgroup: true))
+        XCTAssertEqual(
+            opts, RuntimeOptions(binaryName: "/opt/bin/swiftlet", root: "/run/x", criuPath: "", systemdCgroup: true))
     }
 
     func testWrongWireTypeIsAnError() {
@@ -103,8 +116,14 @@ final class ShimProtocolTests: XCTestCase {
     }
 
     func testFlagsInGoSyntax() throws {
-        let f = try ShimFlags.parse(["-namespace", "n", "--address=/a", "-publish-binary", "/p", "-id", "x", "-debug", "start"])
-        XCTAssertEqual(f, ShimFlags(namespace: "n", address: "/a", publishBinary: "/p", id: "x", bundle: "", socket: "", debug: true, action: "start"))
+        let f = try ShimFlags.parse([
+            "-namespace", "n", "--address=/a", "-publish-binary", "/p", "-id", "x", "-debug", "start",
+        ])
+        XCTAssertEqual(
+            f,
+            ShimFlags(
+                namespace: "n", address: "/a", publishBinary: "/p", id: "x", bundle: "", socket: "", debug: true,
+                action: "start"))
         XCTAssertThrowsError(try ShimFlags.parse(["-bogus", "1"]))
         XCTAssertThrowsError(try ShimFlags.parse(["-id"]))
     }
@@ -113,13 +132,22 @@ final class ShimProtocolTests: XCTestCase {
     func testDecodersSurviveFuzzedInput() {
         var rng = SeededRandom(seed: 0x5eed_0018)
         var seedW = ProtoWriter()
-        seedW.string(1, "id"); seedW.string(2, "/bundle"); seedW.message(3) { $0.string(1, "bind"); $0.string(4, "rbind") }
-        let seeds = [seedW.bytes, TTRPCRequest(service: "containerd.task.v2.Task", method: "Create", payload: seedW.bytes).encode()]
+        seedW.string(1, "id")
+        seedW.string(2, "/bundle")
+        seedW.message(3) {
+            $0.string(1, "bind")
+            $0.string(4, "rbind")
+        }
+        let seeds = [
+            seedW.bytes,
+            TTRPCRequest(service: "containerd.task.v2.Task", method: "Create", payload: seedW.bytes).encode(),
+        ]
         for i in 0..<20_000 {
             var b = seeds[i % seeds.count]
             switch i % 4 {
             case 0: b = (0..<Int.random(in: 0..<40, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            case 1: if !b.isEmpty { b[Int.random(in: 0..<b.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+            case 1:
+                if !b.isEmpty { b[Int.random(in: 0..<b.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
             case 2: b = Array(b.prefix(Int.random(in: 0...b.count, using: &rng)))
             default: b.insert(UInt8.random(in: 0...255, using: &rng), at: Int.random(in: 0...b.count, using: &rng))
             }
@@ -131,7 +159,10 @@ final class ShimProtocolTests: XCTestCase {
             var r = FrameReader()
             r.append(b[...])
             var n = 0
-            while case .frame = r.next() { n += 1; if n > b.count { return XCTFail("frame reader does not advance") } }
+            while case .frame = r.next() {
+                n += 1
+                if n > b.count { return XCTFail("frame reader does not advance") }
+            }
         }
     }
 
@@ -193,7 +224,10 @@ final class ShimProtocolTests: XCTestCase {
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n > 0 { r.append(buf[0..<n]); continue }
+            if n > 0 {
+                r.append(buf[0..<n])
+                continue
+            }
             closed = n == 0
             break
         }
@@ -203,8 +237,10 @@ final class ShimProtocolTests: XCTestCase {
     }
 
     func request(_ stream: UInt32, _ service: String, _ method: String, _ payload: [UInt8] = []) -> [UInt8] {
-        TTRPCFrame(stream: stream, type: TTRPCFrame.request,
-                   payload: TTRPCRequest(service: service, method: method, payload: payload).encode()).encode()
+        TTRPCFrame(
+            stream: stream, type: TTRPCFrame.request,
+            payload: TTRPCRequest(service: service, method: method, payload: payload).encode()
+        ).encode()
     }
 
     /// Frames waiting in the client socket (peeked, not consumed), and whether the server hung up.
@@ -228,13 +264,15 @@ final class ShimProtocolTests: XCTestCase {
         defer { close(c) }
         var connect = ProtoWriter()
         connect.string(1, "none")
-        send(c, request(1, "grpc.health.v1.Health", "Check")
-            + request(3, TaskService.serviceName, "Frobnicate")
-            + request(5, TaskService.serviceName, "State", [0x0a, 0x7f])        // truncated string
-            + TTRPCFrame(stream: 7, type: TTRPCFrame.request, payload: [0x0a, 0xff]).encode()  // bad Request
-            + TTRPCFrame(stream: 9, type: 7, payload: []).encode()              // unknown frame type
-            + request(11, TaskService.serviceName, "State", connect.bytes)      // no such container
-            + request(13, TaskService.serviceName, "Connect", connect.bytes))
+        send(
+            c,
+            request(1, "grpc.health.v1.Health", "Check")
+                + request(3, TaskService.serviceName, "Frobnicate")
+                + request(5, TaskService.serviceName, "State", [0x0a, 0x7f])  // truncated string
+                + TTRPCFrame(stream: 7, type: TTRPCFrame.request, payload: [0x0a, 0xff]).encode()  // bad Request
+                + TTRPCFrame(stream: 9, type: 7, payload: []).encode()  // unknown frame type
+                + request(11, TaskService.serviceName, "State", connect.bytes)  // no such container
+                + request(13, TaskService.serviceName, "Connect", connect.bytes))
         h.spin { self.pending(c).frames >= 7 }
         let got = receive(c)
         XCTAssertFalse(got.closed)
@@ -247,8 +285,12 @@ final class ShimProtocolTests: XCTestCase {
 
     func testOversizedFrameClosesOnlyThatConnection() throws {
         let h = Harness()
-        let bad = try h.client(), good = try h.client()
-        defer { close(bad); close(good) }
+        let bad = try h.client()
+        let good = try h.client()
+        defer {
+            close(bad)
+            close(good)
+        }
         send(bad, [0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 1, 1, 0, 1, 2, 3])
         send(good, request(1, TaskService.serviceName, "Connect"))
         h.spin { h.clients[0].closed && self.pending(good).frames >= 1 }
@@ -278,7 +320,9 @@ final class ShimProtocolTests: XCTestCase {
     func testLiveServerSurvivesFuzzedStreams() throws {
         let h = Harness()
         var rng = SeededRandom(seed: 0x7a7a_0018)
-        let valid = request(1, TaskService.serviceName, "Connect") + request(3, TaskService.serviceName, "Pids", [0x0a, 1, 0x78])
+        let valid =
+            request(1, TaskService.serviceName, "Connect")
+            + request(3, TaskService.serviceName, "Pids", [0x0a, 1, 0x78])
         for _ in 0..<300 {
             let c = try h.client()
             let conn = h.clients[h.clients.count - 1]
@@ -311,9 +355,11 @@ final class ShimProtocolTests: XCTestCase {
             .write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
         let h = Harness()
-        let p = EventPublisher(binary: script, address: "/run/c.sock", namespace: "ns", loop: h.loop, log: h.log,
-                               ttrpcAddress: dir + "/no-such.sock")
-        let start = ShimEvent.start(id: "c", pid: 7), exit = ShimEvent.exit(id: "c", execID: "", pid: 7, status: 1, at: Timestamp(seconds: 3, nanos: 0))
+        let p = EventPublisher(
+            binary: script, address: "/run/c.sock", namespace: "ns", loop: h.loop, log: h.log,
+            ttrpcAddress: dir + "/no-such.sock")
+        let start = ShimEvent.start(id: "c", pid: 7)
+        let exit = ShimEvent.exit(id: "c", execID: "", pid: 7, status: 1, at: Timestamp(seconds: 3, nanos: 0))
         p.publish(start)
         p.publish(exit)
         for _ in 0..<2 {
@@ -323,8 +369,10 @@ final class ShimProtocolTests: XCTestCase {
         }
         XCTAssertTrue(p.idle)
         let calls = try String(contentsOfFile: dir + "/calls", encoding: .utf8)
-        XCTAssertEqual(calls, "--address /run/c.sock publish --topic /tasks/start --namespace ns\n"
-                       + "--address /run/c.sock publish --topic /tasks/exit --namespace ns\n")
+        XCTAssertEqual(
+            calls,
+            "--address /run/c.sock publish --topic /tasks/start --namespace ns\n"
+                + "--address /run/c.sock publish --topic /tasks/exit --namespace ns\n")
         XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/event-1"))), start.any.bytes)
         XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/event-2"))), exit.any.bytes)
     }
@@ -334,13 +382,16 @@ final class ShimProtocolTests: XCTestCase {
     func testPublisherForwardsOverTTRPCOneAtATime() throws {
         let dir = try makeTempDir(prefix: "sl-fwd.")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let listener = try UnixSocket.listen(directory: dir, name: "ttrpc", type: Int32(SOCK_STREAM.rawValue), mode: 0o600)
+        let listener = try UnixSocket.listen(
+            directory: dir, name: "ttrpc", type: Int32(SOCK_STREAM.rawValue), mode: 0o600)
         defer { close(listener) }
         let h = Harness()
-        let p = EventPublisher(binary: "", address: "", namespace: "ns", loop: h.loop, log: h.log, ttrpcAddress: "unix://" + dir + "/ttrpc")
+        let p = EventPublisher(
+            binary: "", address: "", namespace: "ns", loop: h.loop, log: h.log, ttrpcAddress: "unix://" + dir + "/ttrpc"
+        )
         p.publish(.paused(id: "c"))
         p.publish(.resumed(id: "c"))
-        let conn = accept(listener, nil, nil)   // queued: publish() connected synchronously
+        let conn = accept(listener, nil, nil)  // queued: publish() connected synchronously
         XCTAssertGreaterThanOrEqual(conn, 0)
         defer { close(conn) }
         var seen: [String] = []
@@ -358,7 +409,10 @@ final class ShimProtocolTests: XCTestCase {
             seen.append(try envelope.string(3))
             let any = try AnyMessage.decode(try XCTUnwrap(try envelope.data(4)))
             XCTAssertTrue(any.typeURL.hasPrefix("containerd.events.Task"))
-            send(conn, TTRPCFrame(stream: f.stream, type: TTRPCFrame.response, payload: TTRPCResponse.encode(.success([]))).encode())
+            send(
+                conn,
+                TTRPCFrame(stream: f.stream, type: TTRPCFrame.response, payload: TTRPCResponse.encode(.success([])))
+                    .encode())
         }
         h.spin { p.idle }
         XCTAssertTrue(p.idle)

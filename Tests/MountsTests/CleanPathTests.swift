@@ -1,5 +1,5 @@
-import XCTest
 import LinuxSystem
+import XCTest
 
 /// FS.cleanPath: lexical clean-up as Go's filepath.Clean on an absolute path (what runc uses).
 final class CleanPathTests: XCTestCase {

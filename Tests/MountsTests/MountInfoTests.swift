@@ -1,5 +1,5 @@
-import XCTest
 import LinuxSystem
+import XCTest
 
 /// The one mountinfo parser (LinuxSystem.MountInfo), used by the cgroup layout, the rootfs and resctrl.
 final class MountInfoTests: XCTestCase {
@@ -35,9 +35,14 @@ final class MountInfoTests: XCTestCase {
 /// The one /etc/passwd reader (LinuxSystem.PasswdEntry): HOME for the container's user, the owner name.
 final class PasswdTests: XCTestCase {
     func testEntriesAndMalformedLines() {
-        let entries = PasswdEntry.parse("root:x:0:0:root:/root:/bin/sh\nbroken\ntester:x:1000:100::/home/tester:/bin/sh\nbad:x:u:0::/:/bin/sh\n")
-        XCTAssertEqual(entries, [PasswdEntry(name: "root", uid: 0, gid: 0, home: "/root"),
-                                 PasswdEntry(name: "tester", uid: 1000, gid: 100, home: "/home/tester")])
+        let entries = PasswdEntry.parse(
+            "root:x:0:0:root:/root:/bin/sh\nbroken\ntester:x:1000:100::/home/tester:/bin/sh\nbad:x:u:0::/:/bin/sh\n")
+        XCTAssertEqual(
+            entries,
+            [
+                PasswdEntry(name: "root", uid: 0, gid: 0, home: "/root"),
+                PasswdEntry(name: "tester", uid: 1000, gid: 100, home: "/home/tester"),
+            ])
     }
 
     func testLookupInAFile() throws {
@@ -54,9 +59,13 @@ final class PasswdTests: XCTestCase {
 final class ProcCgroupTests: XCTestCase {
     func testV1HierarchiesAndTheCgroup2Line() {
         let lines = ProcCgroup.parse("12:cpu,cpuacct:/a/b\n1:name=systemd:/user.slice\n0::/unified/x\nbroken\n")
-        XCTAssertEqual(lines, [ProcCgroup(hierarchyID: "12", controllers: ["cpu", "cpuacct"], path: "/a/b"),
-                               ProcCgroup(hierarchyID: "1", controllers: ["name=systemd"], path: "/user.slice"),
-                               ProcCgroup(hierarchyID: "0", controllers: [], path: "/unified/x")])
+        XCTAssertEqual(
+            lines,
+            [
+                ProcCgroup(hierarchyID: "12", controllers: ["cpu", "cpuacct"], path: "/a/b"),
+                ProcCgroup(hierarchyID: "1", controllers: ["name=systemd"], path: "/user.slice"),
+                ProcCgroup(hierarchyID: "0", controllers: [], path: "/unified/x"),
+            ])
         XCTAssertEqual(ProcCgroup.parse("0::/path:with:colons").first?.path, "/path:with:colons")
     }
 }

@@ -1,8 +1,9 @@
-import Foundation
-import XCTest
-import Glibc
 import CLinux
+import Foundation
+import Glibc
 import LinuxSystem
+import XCTest
+
 @testable import Mounts
 
 final class MountOptionsTests: XCTestCase {
@@ -20,9 +21,12 @@ final class MountOptionsTests: XCTestCase {
     /// The atime modes are one value: the whole MOUNT_ATTR__ATIME field is cleared and one mode set,
     /// the last option winning; the clearing options mean relatime (as runc 1.3).
     func testRecursiveAtimeModesAreOneValue() {
-        for (opts, mode) in [(["ratime"], SL_MOUNT_ATTR_RELATIME), (["rnostrictatime"], SL_MOUNT_ATTR_RELATIME),
-                             (["rnoatime", "rstrictatime"], SL_MOUNT_ATTR_STRICTATIME), (["rstrictatime", "rnoatime"], SL_MOUNT_ATTR_NOATIME),
-                             (["rnoatime", "rnorelatime", "rro"], SL_MOUNT_ATTR_RELATIME)] {
+        for (opts, mode) in [
+            (["ratime"], SL_MOUNT_ATTR_RELATIME), (["rnostrictatime"], SL_MOUNT_ATTR_RELATIME),
+            (["rnoatime", "rstrictatime"], SL_MOUNT_ATTR_STRICTATIME),
+            (["rstrictatime", "rnoatime"], SL_MOUNT_ATTR_NOATIME),
+            (["rnoatime", "rnorelatime", "rro"], SL_MOUNT_ATTR_RELATIME),
+        ] {
             let o = MountOptions.parse(opts)
             XCTAssertEqual(o.recursiveClear & SL_MOUNT_ATTR__ATIME, SL_MOUNT_ATTR__ATIME, "\(opts)")
             XCTAssertEqual(o.recursiveSet & SL_MOUNT_ATTR__ATIME, mode, "\(opts)")
@@ -61,10 +65,11 @@ final class SecureJoinTests: XCTestCase {
     override func setUpWithError() throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("sj-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: root + "/etc/sub", withIntermediateDirectories: true)
-        symlink("/etc", root + "/abs")                // absolute link: stays inside root
-        symlink("../../../../..", root + "/etc/up")   // climbs: clamped at root
-        symlink("sub", root + "/etc/rel")             // relative link
-        symlink("loop2", root + "/loop1"); symlink("loop1", root + "/loop2")
+        symlink("/etc", root + "/abs")  // absolute link: stays inside root
+        symlink("../../../../..", root + "/etc/up")  // climbs: clamped at root
+        symlink("sub", root + "/etc/rel")  // relative link
+        symlink("loop2", root + "/loop1")
+        symlink("loop1", root + "/loop2")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: root) }
@@ -100,7 +105,8 @@ final class LockedFlagsTests: XCTestCase {
 
     func testClearingOrChangingLockedFlagsIsRefused() {
         let locked = SL_MS_NODEV | SL_MS_RELATIME
-        XCTAssertNoThrow(try checkLockedFlags(locked, flags: SL_MS_BIND | SL_MS_RDONLY, cleared: SL_MS_NOSUID, name: "/v"))
+        XCTAssertNoThrow(
+            try checkLockedFlags(locked, flags: SL_MS_BIND | SL_MS_RDONLY, cleared: SL_MS_NOSUID, name: "/v"))
         XCTAssertThrowsError(try checkLockedFlags(locked, flags: SL_MS_BIND, cleared: SL_MS_NODEV, name: "/v")) {
             XCTAssertTrue("\($0)".contains("cannot clear locked flags nodev"), "\($0)")
         }

@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import OCI
 
 /// A minimal valid config, as JSON text, with `patch` applied to its object form.
@@ -15,8 +16,10 @@ func configJSON(_ patch: (inout [String: Any]) -> Void = { _ in }) -> [UInt8] {
 }
 
 final class DecodingTests: XCTestCase {
-    private func decodeError<T: Decodable>(_ type: T.Type, _ text: String,
-                                           file: StaticString = #filePath, line: UInt = #line) -> String {
+    private func decodeError<T: Decodable>(
+        _ type: T.Type, _ text: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) -> String {
         do {
             let value = try decodeJSON(type, from: Array(text.utf8))
             XCTFail("decoded \(value)", file: file, line: line)
@@ -50,9 +53,10 @@ final class DecodingTests: XCTestCase {
         XCTAssertEqual(linux.resources?.memory?.swap, -1)
         XCTAssertEqual(linux.resources?.cpu?.quota, -1)
         XCTAssertEqual(linux.resources?.pids?.limit, 4096)
-        XCTAssertEqual(linux.resources?.devices?[1], DeviceCgroup(allow: true, type: "c", major: 10, minor: 229, access: "rw"))
+        XCTAssertEqual(
+            linux.resources?.devices?[1], DeviceCgroup(allow: true, type: "c", major: 10, minor: 229, access: "rw"))
         XCTAssertEqual(linux.resources?.unified?["io.weight"], "default 100")
-        XCTAssertEqual(linux.seccomp?.syscalls?[1].args?[0].value, 4294967295)
+        XCTAssertEqual(linux.seccomp?.syscalls?[1].args?[0].value, 4_294_967_295)
         XCTAssertEqual(linux.devices?[0].fileMode, 438)
         XCTAssertEqual(linux.intelRdt?.closID, "guaranteed_group")
         XCTAssertNoThrow(try spec.validate())
@@ -63,11 +67,13 @@ final class DecodingTests: XCTestCase {
     }
 
     func testUnknownFieldsIgnoredAndNullIsNil() throws {
-        let spec = try decodeJSON(Spec.self, from: configJSON {
-            $0["futureField"] = ["a": [1, 2, 3]]
-            $0["hostname"] = NSNull()
-            $0["root"] = ["path": "r", "extra": true]
-        })
+        let spec = try decodeJSON(
+            Spec.self,
+            from: configJSON {
+                $0["futureField"] = ["a": [1, 2, 3]]
+                $0["hostname"] = NSNull()
+                $0["root"] = ["path": "r", "extra": true]
+            })
         XCTAssertNil(spec.hostname)
         XCTAssertEqual(spec.root, Root(path: "r"))
     }
@@ -76,38 +82,56 @@ final class DecodingTests: XCTestCase {
         XCTAssertEqual(decodeError(Spec.self, #"{"ociVersion":"1","root":[]}"#), "root: expected object, got array")
         XCTAssertEqual(decodeError(Spec.self, "[]"), "expected object, got array")
         XCTAssertEqual(decodeError(Spec.self, #"{"ociVersion":1}"#), "ociVersion: expected string, got number 1")
-        XCTAssertEqual(decodeError(Process.self, #"{"user":{"uid":"x","gid":0},"cwd":"/"}"#),
-                       #"user.uid: expected unsigned integer, got string "x""#)
-        XCTAssertEqual(decodeError(Spec.self, #"{"ociVersion":"1","process":{"user":{"uid":"x","gid":0},"cwd":"/"}}"#),
-                       #"process.user.uid: expected unsigned integer, got string "x""#)
-        XCTAssertEqual(decodeError(Spec.self, #"{"ociVersion":"1","process":{"user":{"uid":0,"gid":0},"cwd":"/","terminal":"yes"}}"#),
-                       #"process.terminal: expected boolean, got string "yes""#)
-        XCTAssertEqual(decodeError(Spec.self, #"{"ociVersion":"1","process":{"user":{"uid":0,"gid":0},"cwd":"/","args":"sh"}}"#),
-                       #"process.args: expected array, got string "sh""#)
-        XCTAssertEqual(decodeError(Spec.self, #"{"ociVersion":"1","process":{"user":{"uid":0,"gid":0},"cwd":"/","args":["sh",null]}}"#),
-                       "process.args[1]: expected string, got null")
-        XCTAssertEqual(decodeError(Spec.self, #"{"ociVersion":"1","annotations":{"io.x/y":1}}"#),
-                       #"annotations["io.x/y"]: expected string, got number 1"#)
-        XCTAssertEqual(decodeError(Spec.self, #"{"ociVersion":"1","linux":{"sysctl":{"a":true}}}"#),
-                       "linux.sysctl.a: expected string, got boolean true")
-        XCTAssertEqual(decodeError(Spec.self, #"{"ociVersion":"1","linux":{"namespaces":{}}}"#),
-                       "linux.namespaces: expected array, got object")
+        XCTAssertEqual(
+            decodeError(Process.self, #"{"user":{"uid":"x","gid":0},"cwd":"/"}"#),
+            #"user.uid: expected unsigned integer, got string "x""#)
+        XCTAssertEqual(
+            decodeError(Spec.self, #"{"ociVersion":"1","process":{"user":{"uid":"x","gid":0},"cwd":"/"}}"#),
+            #"process.user.uid: expected unsigned integer, got string "x""#)
+        XCTAssertEqual(
+            decodeError(
+                Spec.self, #"{"ociVersion":"1","process":{"user":{"uid":0,"gid":0},"cwd":"/","terminal":"yes"}}"#),
+            #"process.terminal: expected boolean, got string "yes""#)
+        XCTAssertEqual(
+            decodeError(Spec.self, #"{"ociVersion":"1","process":{"user":{"uid":0,"gid":0},"cwd":"/","args":"sh"}}"#),
+            #"process.args: expected array, got string "sh""#)
+        XCTAssertEqual(
+            decodeError(
+                Spec.self, #"{"ociVersion":"1","process":{"user":{"uid":0,"gid":0},"cwd":"/","args":["sh",null]}}"#),
+            "process.args[1]: expected string, got null")
+        XCTAssertEqual(
+            decodeError(Spec.self, #"{"ociVersion":"1","annotations":{"io.x/y":1}}"#),
+            #"annotations["io.x/y"]: expected string, got number 1"#)
+        XCTAssertEqual(
+            decodeError(Spec.self, #"{"ociVersion":"1","linux":{"sysctl":{"a":true}}}"#),
+            "linux.sysctl.a: expected string, got boolean true")
+        XCTAssertEqual(
+            decodeError(Spec.self, #"{"ociVersion":"1","linux":{"namespaces":{}}}"#),
+            "linux.namespaces: expected array, got object")
         let long = String(repeating: "y", count: 100)
-        XCTAssertEqual(decodeError(UInt32.self, "\"\(long)\""),
-                       "expected unsigned integer, got string \"\(String(repeating: "y", count: 64))…\"")
+        XCTAssertEqual(
+            decodeError(UInt32.self, "\"\(long)\""),
+            "expected unsigned integer, got string \"\(String(repeating: "y", count: 64))…\"")
     }
 
     func testMissingRequiredFields() {
-        XCTAssertEqual(decodeError(Spec.self, #"{"ociVersion":"1","process":{"user":{"uid":0,"gid":0}}}"#),
-                       "process.cwd: required field missing")
+        XCTAssertEqual(
+            decodeError(Spec.self, #"{"ociVersion":"1","process":{"user":{"uid":0,"gid":0}}}"#),
+            "process.cwd: required field missing")
         XCTAssertEqual(decodeError(Spec.self, "{}"), "ociVersion: required field missing")
-        XCTAssertEqual(decodeError(Spec.self, #"{"ociVersion":"1","process":{"rlimits":[{"type":"RLIMIT_CPU","hard":1}],"user":{"uid":0,"gid":0},"cwd":"/"}}"#),
-                       "process.rlimits[0].soft: required field missing")
+        XCTAssertEqual(
+            decodeError(
+                Spec.self,
+                #"{"ociVersion":"1","process":{"rlimits":[{"type":"RLIMIT_CPU","hard":1}],"user":{"uid":0,"gid":0},"cwd":"/"}}"#
+            ),
+            "process.rlimits[0].soft: required field missing")
     }
 
     func testIntegerRanges() {
-        func ok<T: Decodable & Equatable>(_ type: T.Type, _ text: String, _ expected: T,
-                                          file: StaticString = #filePath, line: UInt = #line) {
+        func ok<T: Decodable & Equatable>(
+            _ type: T.Type, _ text: String, _ expected: T,
+            file: StaticString = #filePath, line: UInt = #line
+        ) {
             XCTAssertEqual(try decodeJSON(type, from: Array(text.utf8)), expected, file: file, line: line)
         }
         ok(UInt64.self, "18446744073709551615", .max)
@@ -122,16 +146,21 @@ final class DecodingTests: XCTestCase {
         ok(Double.self, "-0.25", -0.25)
         ok(Float.self, "2", 2)
 
-        XCTAssertEqual(decodeError(Spec.self, #"{"ociVersion":"1","process":{"user":{"uid":99999999999,"gid":0},"cwd":"/"}}"#),
-                       "process.user.uid: value 99999999999 out of range for UInt32")
-        XCTAssertEqual(decodeError(UInt64.self, "18446744073709551616"), "value 18446744073709551616 out of range for UInt64")
+        XCTAssertEqual(
+            decodeError(Spec.self, #"{"ociVersion":"1","process":{"user":{"uid":99999999999,"gid":0},"cwd":"/"}}"#),
+            "process.user.uid: value 99999999999 out of range for UInt32")
+        XCTAssertEqual(
+            decodeError(UInt64.self, "18446744073709551616"), "value 18446744073709551616 out of range for UInt64")
         XCTAssertEqual(decodeError(UInt64.self, "-1"), "value -1 out of range for UInt64")
-        XCTAssertEqual(decodeError(Int64.self, "-9223372036854775809"), "value -9223372036854775809 out of range for Int64")
-        XCTAssertEqual(decodeError(Int64.self, "9223372036854775808"), "value 9223372036854775808 out of range for Int64")
+        XCTAssertEqual(
+            decodeError(Int64.self, "-9223372036854775809"), "value -9223372036854775809 out of range for Int64")
+        XCTAssertEqual(
+            decodeError(Int64.self, "9223372036854775808"), "value 9223372036854775808 out of range for Int64")
         XCTAssertEqual(decodeError(Int32.self, "2147483648"), "value 2147483648 out of range for Int32")
         XCTAssertEqual(decodeError(UInt16.self, "65536"), "value 65536 out of range for UInt16")
-        XCTAssertEqual(decodeError(Int.self, "123456789012345678901234567890"),
-                       "value 123456789012345678901234567890 out of range for Int")
+        XCTAssertEqual(
+            decodeError(Int.self, "123456789012345678901234567890"),
+            "value 123456789012345678901234567890 out of range for Int")
         XCTAssertEqual(decodeError(Int.self, "1.5"), "expected integer, got number 1.5")
         XCTAssertEqual(decodeError(UInt32.self, "1e3"), "expected unsigned integer, got number 1e3")
         XCTAssertEqual(decodeError(Int.self, "true"), "expected integer, got boolean true")
@@ -142,10 +171,12 @@ final class DecodingTests: XCTestCase {
     func testEnumErrors() {
         let spec = #"{"ociVersion":"1","linux":{"namespaces":[{"type":"pid"},{"type":"uts"},{"type":"foo"}]}}"#
         XCTAssertEqual(decodeError(Spec.self, spec), #"linux.namespaces[2].type: unknown namespace "foo""#)
-        XCTAssertEqual(decodeError(Spec.self, #"{"ociVersion":"1","linux":{"namespaces":[{"type":3}]}}"#),
-                       "linux.namespaces[0].type: expected string, got number 3")
-        XCTAssertEqual(decodeError(Spec.self, #"{"ociVersion":"1","linux":{"namespaces":[{"path":"/x"}]}}"#),
-                       "linux.namespaces[0].type: required field missing")
+        XCTAssertEqual(
+            decodeError(Spec.self, #"{"ociVersion":"1","linux":{"namespaces":[{"type":3}]}}"#),
+            "linux.namespaces[0].type: expected string, got number 3")
+        XCTAssertEqual(
+            decodeError(Spec.self, #"{"ociVersion":"1","linux":{"namespaces":[{"path":"/x"}]}}"#),
+            "linux.namespaces[0].type: required field missing")
 
         enum Color: String, Codable { case red }
         struct Paint: Codable { var colors: [Color] }
@@ -153,8 +184,9 @@ final class DecodingTests: XCTestCase {
     }
 
     func testSyntaxErrorsPassThrough() {
-        XCTAssertEqual(decodeError(Spec.self, "{\n\"ociVersion\": \"1\",\n}"),
-                       "invalid character '}' looking for beginning of object key string at line 3, column 1")
+        XCTAssertEqual(
+            decodeError(Spec.self, "{\n\"ociVersion\": \"1\",\n}"),
+            "invalid character '}' looking for beginning of object key string at line 3, column 1")
     }
 
     func testOCIErrorDescription() {
@@ -163,13 +195,19 @@ final class DecodingTests: XCTestCase {
     }
 
     func testDictionariesAndState() throws {
-        let state = State(id: "c1", status: "running", pid: 42, bundle: "/b",
-                          annotations: ["z": "1", "a": "2", "m.n": "3"])
+        let state = State(
+            id: "c1", status: "running", pid: 42, bundle: "/b",
+            annotations: ["z": "1", "a": "2", "m.n": "3"])
         let text = encodeJSON(state)
-        XCTAssertEqual(text, #"{"ociVersion":"1.3.0","id":"c1","pid":42,"status":"running","bundle":"/b","annotations":{"a":"2","m.n":"3","z":"1"}}"#)
+        XCTAssertEqual(
+            text,
+            #"{"ociVersion":"1.3.0","id":"c1","pid":42,"status":"running","bundle":"/b","annotations":{"a":"2","m.n":"3","z":"1"}}"#
+        )
         XCTAssertEqual(try decodeJSON(State.self, from: Array(text.utf8)), state)
         XCTAssertEqual(encodeJSON([String: Int]()), "{}")
-        XCTAssertEqual(encodeJSON(["b": [1], "a": [2, 3]], pretty: true), "{\n  \"a\": [\n    2,\n    3\n  ],\n  \"b\": [\n    1\n  ]\n}")
+        XCTAssertEqual(
+            encodeJSON(["b": [1], "a": [2, 3]], pretty: true),
+            "{\n  \"a\": [\n    2,\n    3\n  ],\n  \"b\": [\n    1\n  ]\n}")
     }
 }
 
@@ -177,10 +215,12 @@ final class EncodingTests: XCTestCase {
     func testOmitsNilAndKeepsDeclarationOrder() {
         var process = Process(args: ["sh", "-c", "echo \"hi\""], cwd: "/work")
         process.noNewPrivileges = false
-        XCTAssertEqual(encodeJSON(process),
-                       #"{"user":{"uid":0,"gid":0},"args":["sh","-c","echo \"hi\""],"cwd":"/work","noNewPrivileges":false}"#)
-        XCTAssertEqual(encodeJSON(Root(path: "rootfs", readonly: true), pretty: true),
-                       "{\n  \"path\": \"rootfs\",\n  \"readonly\": true\n}")
+        XCTAssertEqual(
+            encodeJSON(process),
+            #"{"user":{"uid":0,"gid":0},"args":["sh","-c","echo \"hi\""],"cwd":"/work","noNewPrivileges":false}"#)
+        XCTAssertEqual(
+            encodeJSON(Root(path: "rootfs", readonly: true), pretty: true),
+            "{\n  \"path\": \"rootfs\",\n  \"readonly\": true\n}")
     }
 
     func testScalarsAndCollections() {

@@ -1,15 +1,18 @@
-import XCTest
-@testable import OCI
 import TestSupport
+import XCTest
+
+@testable import OCI
 
 /// Random mutations of a valid config must never crash the parser, decoder or validator: each either
 /// succeeds or throws an OCIError. Deterministic (seeded), bounded.
 final class FuzzTests: XCTestCase {
     func testMutatedConfigsNeverCrash() {
         let original = Array(containerdConfig.utf8)
-        let interesting: [UInt8] = Array("{}[]\",:\\-0123456789eE.tfnu \n".utf8) + [0x00, 0x1F, 0x7F, 0x80, 0xC3, 0xE2, 0xF0, 0xFF]
+        let interesting: [UInt8] =
+            Array("{}[]\",:\\-0123456789eE.tfnu \n".utf8) + [0x00, 0x1F, 0x7F, 0x80, 0xC3, 0xE2, 0xF0, 0xFF]
         var rng = SeededRandom(seed: 0x5EED)
-        var parsed = 0, decoded = 0
+        var parsed = 0
+        var decoded = 0
         for _ in 0..<2000 {
             var bytes = original
             for _ in 0..<Int.random(in: 1...8, using: &rng) {

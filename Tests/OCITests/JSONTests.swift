@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import OCI
 
 final class JSONParserTests: XCTestCase {
@@ -28,8 +29,12 @@ final class JSONParserTests: XCTestCase {
     func testNumbersKeepTheirText() throws {
         let text = #"[18446744073709551615,-9223372036854775808,0.10,1e400]"#
         let v = try parse(text)
-        XCTAssertEqual(v, .array([.number("18446744073709551615"), .number("-9223372036854775808"),
-                                  .number("0.10"), .number("1e400")]))
+        XCTAssertEqual(
+            v,
+            .array([
+                .number("18446744073709551615"), .number("-9223372036854775808"),
+                .number("0.10"), .number("1e400"),
+            ]))
         XCTAssertEqual(v.serialized(), text)
     }
 
@@ -79,32 +84,37 @@ final class JSONParserTests: XCTestCase {
             "d": .array([]),
             "e": .object(["f": .string("g")]),
         ])
-        XCTAssertEqual(v.serialized(pretty: true), """
-        {
-          "a": 1,
-          "b": [
-            true,
-            null
-          ],
-          "c": {},
-          "d": [],
-          "e": {
-            "f": "g"
-          }
-        }
-        """)
+        XCTAssertEqual(
+            v.serialized(pretty: true),
+            """
+            {
+              "a": 1,
+              "b": [
+                true,
+                null
+              ],
+              "c": {},
+              "d": [],
+              "e": {
+                "f": "g"
+              }
+            }
+            """)
         XCTAssertEqual(v.serialized(), #"{"a":1,"b":[true,null],"c":{},"d":[],"e":{"f":"g"}}"#)
     }
 
     func testSyntaxErrorsNameLineAndColumn() {
-        XCTAssertEqual(parseError("{\n  \"a\": 1,\n  \"b\": x\n}"),
-                       "invalid character 'x' looking for beginning of value at line 3, column 8")
+        XCTAssertEqual(
+            parseError("{\n  \"a\": 1,\n  \"b\": x\n}"),
+            "invalid character 'x' looking for beginning of value at line 3, column 8")
         XCTAssertEqual(parseError("{\"a\" 1}"), "invalid character '1' after object key at line 1, column 6")
         XCTAssertEqual(parseError("[1 2]"), "invalid character '2' after array element at line 1, column 4")
-        XCTAssertEqual(parseError("{\"a\":1 \"b\":2}"),
-                       "invalid character '\"' after object key:value pair at line 1, column 8")
-        XCTAssertEqual(parseError("{1:2}"),
-                       "invalid character '1' looking for beginning of object key string at line 1, column 2")
+        XCTAssertEqual(
+            parseError("{\"a\":1 \"b\":2}"),
+            "invalid character '\"' after object key:value pair at line 1, column 8")
+        XCTAssertEqual(
+            parseError("{1:2}"),
+            "invalid character '1' looking for beginning of object key string at line 1, column 2")
         XCTAssertEqual(parseError("{} x"), "invalid character 'x' after top-level value at line 1, column 4")
         XCTAssertEqual(parseError("é"), "invalid character 'é' looking for beginning of value at line 1, column 1")
         XCTAssertEqual(parseError("\"é\u{1}\""), "invalid character '\\x01' in string literal at line 1, column 3")
@@ -112,9 +122,11 @@ final class JSONParserTests: XCTestCase {
     }
 
     func testRejectsWhatRFC8259Rejects() {
-        let bad = ["", " ", "[", "{", "[1,]", "{\"a\":1,}", "01", "-", "1.", ".5", "1e", "+1", "0x10", "NaN",
-                   "Infinity", "tru", "nul", "True", "'a'", "\"abc", "\"\\x\"", "\"\\u12G4\"", "\"\\u12\"",
-                   "[1]]", "{\"a\"}", "\u{FEFF}{}", "/* c */ {}", "[,1]", "{,}"]
+        let bad = [
+            "", " ", "[", "{", "[1,]", "{\"a\":1,}", "01", "-", "1.", ".5", "1e", "+1", "0x10", "NaN",
+            "Infinity", "tru", "nul", "True", "'a'", "\"abc", "\"\\x\"", "\"\\u12G4\"", "\"\\u12\"",
+            "[1]]", "{\"a\"}", "\u{FEFF}{}", "/* c */ {}", "[,1]", "{,}",
+        ]
         for text in bad {
             XCTAssertThrowsError(try JSONValue.parse(text), "accepted \(text.debugDescription)")
         }
@@ -145,7 +157,8 @@ final class JSONParserTests: XCTestCase {
     func testLiteralHelpers() {
         let o: JSONObject = ["x": .null]
         XCTAssertEqual(o.members.count, 1)
-        let ab: JSONObject = ["a": .null, "b": .null], ba: JSONObject = ["b": .null, "a": .null]
+        let ab: JSONObject = ["a": .null, "b": .null]
+        let ba: JSONObject = ["b": .null, "a": .null]
         XCTAssertNotEqual(ab, ba)
         XCTAssertEqual(ab, JSONObject([(key: "a", value: .null), (key: "b", value: .null)]))
     }

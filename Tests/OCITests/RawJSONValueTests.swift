@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import OCI
 
 /// A JSONValue inside a Codable type is copied as it is by OCI's codec (the state file keeps the
@@ -11,7 +12,8 @@ final class RawJSONValueTests: XCTestCase {
     }
 
     func testRoundTripKeepsUnknownFieldsOrderAndNumbers() throws {
-        let text = #"{"id":"c1","config":{"zeta":1,"alpha":[true,null,"x"],"big":18446744073709551615,"unknownField":{"b":2,"a":1.50}}}"#
+        let text =
+            #"{"id":"c1","config":{"zeta":1,"alpha":[true,null,"x"],"big":18446744073709551615,"unknownField":{"b":2,"a":1.50}}}"#
         let h = try decodeJSON(Holder.self, from: Array(text.utf8))
         XCTAssertEqual(h.id, "c1")
         guard case .object(let config) = h.config else { return XCTFail("config is not an object") }
@@ -21,7 +23,9 @@ final class RawJSONValueTests: XCTestCase {
     }
 
     func testPartOfTheRawValueDecodesOnDemand() throws {
-        let h = try decodeJSON(Holder.self, from: Array(#"{"id":"c","config":{"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}}}}"#.utf8))
+        let h = try decodeJSON(
+            Holder.self,
+            from: Array(#"{"id":"c","config":{"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}}}}"#.utf8))
         guard case .object(let config) = h.config, let process = config["process"] else { return XCTFail("no process") }
         let p = try decodeJSON(Process.self, from: process)
         XCTAssertEqual(p.args, ["sh"])

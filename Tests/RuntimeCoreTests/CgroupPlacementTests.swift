@@ -1,6 +1,7 @@
-import XCTest
 import CLinux
 import Cgroups
+import XCTest
+
 @testable import RuntimeCore
 
 /// The cgroup placement table of Spec/sync-protocol.md, row by row: layout x user namespace x
@@ -17,15 +18,16 @@ final class CgroupPlacementTests: XCTestCase {
         switch user {
         case .none: break
         case .new: ns.newUser = true
-        case .joined: ns.join.append((.user, -1))   // never opened: the plan is only looked at
+        case .joined: ns.join.append((.user, -1))  // never opened: the plan is only looked at
         }
         return ns
     }
 
     func create(_ layout: Layout, _ user: UserNS, systemd: Bool = false) -> CgroupPlacement {
         let ns = namespaces(user)
-        return .forCreate(cgroup2Dir: layout == .v1 ? nil : "/sys/fs/cgroup/unified/c1", hasV1: layout != .v2,
-                          systemd: systemd, newUserNamespace: ns.newUser, namespaceCloneFlags: ns.cloneFlags)
+        return .forCreate(
+            cgroup2Dir: layout == .v1 ? nil : "/sys/fs/cgroup/unified/c1", hasV1: layout != .v2,
+            systemd: systemd, newUserNamespace: ns.newUser, namespaceCloneFlags: ns.cloneFlags)
     }
 
     struct Row {
@@ -51,21 +53,54 @@ final class CgroupPlacementTests: XCTestCase {
         let order = CgroupPlacement.Spawn.middleProcess(.namespaceOrder)
         let afterV1 = CgroupPlacement.Spawn.middleProcess(.userNamespaceAfterV1Join)
         let table: [(Layout, UserNS, Row)] = [
-            (.v1, .none, Row(spawn: byClone, clone3: false, selfJoin: true, parentIfClone3: .nothing, parentIfNoClone3: .nothing)),
-            (.v1, .new, Row(spawn: afterV1, clone3: false, selfJoin: true, parentIfClone3: .nothing, parentIfNoClone3: .nothing)),
-            (.v1, .joined, Row(spawn: order, clone3: false, selfJoin: true, parentIfClone3: .nothing, parentIfNoClone3: .nothing)),
-            (.hybrid, .none, Row(spawn: byClone, clone3: true, selfJoin: true, parentIfClone3: .nothing,
-                                 parentIfNoClone3: .write(.unifiedOnly))),
-            (.hybrid, .new, Row(spawn: afterV1, clone3: true, selfJoin: true, parentIfClone3: .nothing,
-                                parentIfNoClone3: .write(.unifiedOnly))),
-            (.hybrid, .joined, Row(spawn: order, clone3: true, selfJoin: true, parentIfClone3: .nothing,
-                                   parentIfNoClone3: .write(.unifiedOnly))),
-            (.v2, .none, Row(spawn: byClone, clone3: true, selfJoin: false, parentIfClone3: .nothing,
-                             parentIfNoClone3: .write(.unifiedOnly))),
-            (.v2, .new, Row(spawn: byCloneWithUser, clone3: true, selfJoin: false, parentIfClone3: .nothing,
-                            parentIfNoClone3: .write(.unifiedOnly))),
-            (.v2, .joined, Row(spawn: order, clone3: true, selfJoin: false, parentIfClone3: .nothing,
-                               parentIfNoClone3: .write(.unifiedOnly))),
+            (
+                .v1, .none,
+                Row(spawn: byClone, clone3: false, selfJoin: true, parentIfClone3: .nothing, parentIfNoClone3: .nothing)
+            ),
+            (
+                .v1, .new,
+                Row(spawn: afterV1, clone3: false, selfJoin: true, parentIfClone3: .nothing, parentIfNoClone3: .nothing)
+            ),
+            (
+                .v1, .joined,
+                Row(spawn: order, clone3: false, selfJoin: true, parentIfClone3: .nothing, parentIfNoClone3: .nothing)
+            ),
+            (
+                .hybrid, .none,
+                Row(
+                    spawn: byClone, clone3: true, selfJoin: true, parentIfClone3: .nothing,
+                    parentIfNoClone3: .write(.unifiedOnly))
+            ),
+            (
+                .hybrid, .new,
+                Row(
+                    spawn: afterV1, clone3: true, selfJoin: true, parentIfClone3: .nothing,
+                    parentIfNoClone3: .write(.unifiedOnly))
+            ),
+            (
+                .hybrid, .joined,
+                Row(
+                    spawn: order, clone3: true, selfJoin: true, parentIfClone3: .nothing,
+                    parentIfNoClone3: .write(.unifiedOnly))
+            ),
+            (
+                .v2, .none,
+                Row(
+                    spawn: byClone, clone3: true, selfJoin: false, parentIfClone3: .nothing,
+                    parentIfNoClone3: .write(.unifiedOnly))
+            ),
+            (
+                .v2, .new,
+                Row(
+                    spawn: byCloneWithUser, clone3: true, selfJoin: false, parentIfClone3: .nothing,
+                    parentIfNoClone3: .write(.unifiedOnly))
+            ),
+            (
+                .v2, .joined,
+                Row(
+                    spawn: order, clone3: true, selfJoin: false, parentIfClone3: .nothing,
+                    parentIfNoClone3: .write(.unifiedOnly))
+            ),
         ]
         XCTAssertEqual(table.count, Layout.allCases.count * UserNS.allCases.count)
         for (layout, user, row) in table { check(create(layout, user), row, "create \(layout) userns \(user)") }
@@ -76,11 +111,16 @@ final class CgroupPlacementTests: XCTestCase {
     func testCreateWithSystemd() {
         for layout in Layout.allCases {
             for user in UserNS.allCases {
-                let spawn: CgroupPlacement.Spawn = user == .joined ? .middleProcess(.namespaceOrder)
+                let spawn: CgroupPlacement.Spawn =
+                    user == .joined
+                    ? .middleProcess(.namespaceOrder)
                     : .initByClone(namespaces: newNamespaces | (user == .new ? SL_CLONE_NEWUSER : 0))
-                check(create(layout, user, systemd: true),
-                      Row(spawn: spawn, clone3: false, selfJoin: false, parentIfClone3: .systemdUnit, parentIfNoClone3: .systemdUnit),
-                      "systemd \(layout) userns \(user)")
+                check(
+                    create(layout, user, systemd: true),
+                    Row(
+                        spawn: spawn, clone3: false, selfJoin: false, parentIfClone3: .systemdUnit,
+                        parentIfNoClone3: .systemdUnit),
+                    "systemd \(layout) userns \(user)")
             }
         }
     }
@@ -93,8 +133,9 @@ final class CgroupPlacementTests: XCTestCase {
         joinedPid.join.append((.pid, -1))
         for ns in [timens, joinedPid] {
             for layout in Layout.allCases {
-                let p = CgroupPlacement.forCreate(cgroup2Dir: layout == .v1 ? nil : "/u", hasV1: layout != .v2, systemd: false,
-                                                  newUserNamespace: false, namespaceCloneFlags: ns.cloneFlags)
+                let p = CgroupPlacement.forCreate(
+                    cgroup2Dir: layout == .v1 ? nil : "/u", hasV1: layout != .v2, systemd: false,
+                    newUserNamespace: false, namespaceCloneFlags: ns.cloneFlags)
                 XCTAssertEqual(p.spawn, .middleProcess(.namespaceOrder), "\(layout)")
                 XCTAssertFalse(p.initByClone)
                 XCTAssertEqual(p.cloneNamespaces, 0)
@@ -107,22 +148,36 @@ final class CgroupPlacementTests: XCTestCase {
     func testExecTable() {
         let exec = CgroupPlacement.Spawn.middleProcess(.exec)
         let table: [(String, CgroupPlacement, Row)] = [
-            ("v1", .forExec(cgroup2Dir: nil, hasV1: true),
-             Row(spawn: exec, clone3: false, selfJoin: true, parentIfClone3: .nothing, parentIfNoClone3: .nothing)),
-            ("hybrid", .forExec(cgroup2Dir: "/u", hasV1: true),
-             Row(spawn: exec, clone3: true, selfJoin: true, parentIfClone3: .nothing, parentIfNoClone3: .write(.unifiedOnly))),
-            ("v2", .forExec(cgroup2Dir: "/u", hasV1: false),
-             Row(spawn: exec, clone3: true, selfJoin: false, parentIfClone3: .nothing, parentIfNoClone3: .write(.unifiedOnly))),
-            ("no cgroup", .forExec(nil),
-             Row(spawn: exec, clone3: false, selfJoin: false, parentIfClone3: .nothing, parentIfNoClone3: .nothing)),
+            (
+                "v1", .forExec(cgroup2Dir: nil, hasV1: true),
+                Row(spawn: exec, clone3: false, selfJoin: true, parentIfClone3: .nothing, parentIfNoClone3: .nothing)
+            ),
+            (
+                "hybrid", .forExec(cgroup2Dir: "/u", hasV1: true),
+                Row(
+                    spawn: exec, clone3: true, selfJoin: true, parentIfClone3: .nothing,
+                    parentIfNoClone3: .write(.unifiedOnly))
+            ),
+            (
+                "v2", .forExec(cgroup2Dir: "/u", hasV1: false),
+                Row(
+                    spawn: exec, clone3: true, selfJoin: false, parentIfClone3: .nothing,
+                    parentIfNoClone3: .write(.unifiedOnly))
+            ),
+            (
+                "no cgroup", .forExec(nil),
+                Row(spawn: exec, clone3: false, selfJoin: false, parentIfClone3: .nothing, parentIfNoClone3: .nothing)
+            ),
         ]
         for (name, p, row) in table { check(p, row, "exec \(name)") }
     }
 
     /// The manager-based entry points read the layout from the cgroup's directories.
     func testFromManager() {
-        let hybrid = CgroupLayout.hybrid(hierarchies: ["memory": "/sys/fs/cgroup/memory"], unified: "/sys/fs/cgroup/unified")
-        let m = CgroupManager(layout: hybrid, paths: ["memory": "/sys/fs/cgroup/memory/c1", "": "/sys/fs/cgroup/unified/c1"])
+        let hybrid = CgroupLayout.hybrid(
+            hierarchies: ["memory": "/sys/fs/cgroup/memory"], unified: "/sys/fs/cgroup/unified")
+        let m = CgroupManager(
+            layout: hybrid, paths: ["memory": "/sys/fs/cgroup/memory/c1", "": "/sys/fs/cgroup/unified/c1"])
         let p = CgroupPlacement.forCreate(m, systemd: false, namespaces: namespaces(.new))
         XCTAssertEqual(p.cloneInto, "/sys/fs/cgroup/unified/c1")
         XCTAssertTrue(p.selfJoinV1)

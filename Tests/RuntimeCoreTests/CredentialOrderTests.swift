@@ -1,8 +1,9 @@
-import XCTest
 import Glibc
-import OCI
 import LinuxSystem
+import OCI
 import Seccomp
+import XCTest
+
 @testable import RuntimeCore
 
 /// Records the credential calls instead of making them; `failing` makes one call fail with an errno.
@@ -51,14 +52,19 @@ final class CredentialOrderTests: XCTestCase {
     }
 
     func testRootClearsGroupsThenGidThenUidThenCapabilities() throws {
-        let p = try plan(#"""
+        let p = try plan(
+            #"""
             {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
              "capabilities": {"bounding": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]}}
             """#)
         let fake = RecordingCredentials()
         try run(p, fake)
-        XCTAssertEqual(fake.calls, ["bounding[\(kill), \(chown)]", "keepcaps=1", "setgroups[]", "setresgid(0)",
-                                    "setresuid(0)", "keepcaps=0", "capset(e[\(kill)] p[\(kill)] a[])", "exec-label"])
+        XCTAssertEqual(
+            fake.calls,
+            [
+                "bounding[\(kill), \(chown)]", "keepcaps=1", "setgroups[]", "setresgid(0)",
+                "setresuid(0)", "keepcaps=0", "capset(e[\(kill)] p[\(kill)] a[])", "exec-label",
+            ])
     }
 
     func testNonRootWithoutAdditionalGidsKeepsTheGroupList() throws {
@@ -69,40 +75,59 @@ final class CredentialOrderTests: XCTestCase {
 
     func testAdditionalGidsAreSetBeforeTheGidAndUid() throws {
         let fake = RecordingCredentials()
-        try run(plan(#"{"args": ["sh"], "cwd": "/", "user": {"uid": 1000, "gid": 100, "additionalGids": [5, 6]}}"#), fake)
-        XCTAssertEqual(fake.calls, ["keepcaps=1", "setgroups[5, 6]", "setresgid(100)", "setresuid(1000)", "keepcaps=0",
-                                    "exec-label"])
+        try run(
+            plan(#"{"args": ["sh"], "cwd": "/", "user": {"uid": 1000, "gid": 100, "additionalGids": [5, 6]}}"#), fake)
+        XCTAssertEqual(
+            fake.calls,
+            [
+                "keepcaps=1", "setgroups[5, 6]", "setresgid(100)", "setresuid(1000)", "keepcaps=0",
+                "exec-label",
+            ])
     }
 
     func testSeccompWithoutNoNewPrivsIsLoadedWhilePrivileged() throws {
         let fake = RecordingCredentials()
         try run(plan(#"{"args": ["sh"], "cwd": "/", "user": {"uid": 1000, "gid": 1000}}"#, seccomp: true), fake)
-        XCTAssertEqual(fake.calls, ["seccomp", "keepcaps=1", "setresgid(1000)", "setresuid(1000)", "keepcaps=0",
-                                    "exec-label"])
+        XCTAssertEqual(
+            fake.calls,
+            [
+                "seccomp", "keepcaps=1", "setresgid(1000)", "setresuid(1000)", "keepcaps=0",
+                "exec-label",
+            ])
     }
 
     func testNoNewPrivsAndItsSeccompFilterComeLast() throws {
         let fake = RecordingCredentials()
-        let p = try plan(#"{"args": ["sh"], "cwd": "/", "noNewPrivileges": true, "user": {"uid": 0, "gid": 0}}"#,
-                         seccomp: true)
+        let p = try plan(
+            #"{"args": ["sh"], "cwd": "/", "noNewPrivileges": true, "user": {"uid": 0, "gid": 0}}"#,
+            seccomp: true)
         try run(p, fake)
-        XCTAssertEqual(fake.calls, ["keepcaps=1", "setgroups[]", "setresgid(0)", "setresuid(0)", "keepcaps=0",
-                                    "exec-label", "no_new_privs", "seccomp"])
+        XCTAssertEqual(
+            fake.calls,
+            [
+                "keepcaps=1", "setgroups[]", "setresgid(0)", "setresuid(0)", "keepcaps=0",
+                "exec-label", "no_new_privs", "seccomp",
+            ])
         let plain = RecordingCredentials()
         try run(plan(#"{"args": ["sh"], "cwd": "/", "noNewPrivileges": true, "user": {"uid": 0, "gid": 0}}"#), plain)
         XCTAssertEqual(plain.calls.suffix(2), ["exec-label", "no_new_privs"])
     }
 
     func testAmbientCapabilitiesGoWithTheCapset() throws {
-        let p = try plan(#"""
+        let p = try plan(
+            #"""
             {"args": ["sh"], "cwd": "/", "user": {"uid": 1000, "gid": 1000},
              "capabilities": {"bounding": ["CAP_NET_RAW"], "effective": ["CAP_NET_RAW"], "permitted": ["CAP_NET_RAW"],
                               "inheritable": ["CAP_NET_RAW"], "ambient": ["CAP_NET_RAW"]}}
             """#)
         let fake = RecordingCredentials()
         try run(p, fake)
-        XCTAssertEqual(fake.calls, ["bounding[\(raw)]", "keepcaps=1", "setresgid(1000)", "setresuid(1000)", "keepcaps=0",
-                                    "capset(e[\(raw)] p[\(raw)] a[\(raw)])", "exec-label"])
+        XCTAssertEqual(
+            fake.calls,
+            [
+                "bounding[\(raw)]", "keepcaps=1", "setresgid(1000)", "setresuid(1000)", "keepcaps=0",
+                "capset(e[\(raw)] p[\(raw)] a[\(raw)])", "exec-label",
+            ])
     }
 
     /// In a user namespace whose setgroups is "deny", setgroups fails with EPERM: tolerated when
@@ -111,7 +136,8 @@ final class CredentialOrderTests: XCTestCase {
         let root = RecordingCredentials()
         root.failing = ["setgroups": EPERM]
         try run(plan(#"{"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}}"#), root)
-        XCTAssertEqual(root.calls, ["keepcaps=1", "setgroups[]", "setresgid(0)", "setresuid(0)", "keepcaps=0", "exec-label"])
+        XCTAssertEqual(
+            root.calls, ["keepcaps=1", "setgroups[]", "setresgid(0)", "setresuid(0)", "keepcaps=0", "exec-label"])
 
         let withGroups = RecordingCredentials()
         withGroups.failing = ["setgroups": EPERM]
@@ -127,7 +153,8 @@ final class CredentialOrderTests: XCTestCase {
     func testUnmappedUidStopsBeforeCapabilities() throws {
         let fake = RecordingCredentials()
         fake.failing = ["setresuid": EINVAL]
-        let p = try plan(#"""
+        let p = try plan(
+            #"""
             {"args": ["sh"], "cwd": "/", "user": {"uid": 4000, "gid": 0},
              "capabilities": {"effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]}}
             """#)

@@ -1,12 +1,13 @@
-import XCTest
+import Argv
+import Cgroups
 import Foundation
 import Glibc
-import Argv
 import LinuxSystem
-import Cgroups
-@testable import Seccomp
-@testable import RuntimeCore
+import XCTest
+
 @testable import RuntimeCLI
+@testable import RuntimeCore
+@testable import Seccomp
 
 /// The error model (Spec/errors.md): a cause chain rendered once per layer, the errno kept as a number
 /// through the chain and through the sync socket, and the one mapping from errors to exit statuses.
@@ -21,11 +22,14 @@ final class ErrorModelTests: XCTestCase {
         XCTAssertEqual((outer.cause as? RuntimeError)?.message, "write id mappings")
         XCTAssertEqual(RuntimeError(.notFound, "x").context("y").kind, .notFound, "context keeps the kind")
         // A module error is a cause too, with its errno when it has one.
-        let cgroup = RuntimeError.cgroup(CgroupError("write /sys/fs/cgroup/x/pids.max: \"1\": busy", errno: EBUSY), "join cgroup")
+        let cgroup = RuntimeError.cgroup(
+            CgroupError("write /sys/fs/cgroup/x/pids.max: \"1\": busy", errno: EBUSY), "join cgroup")
         XCTAssertEqual("\(cgroup)", "join cgroup: write /sys/fs/cgroup/x/pids.max: \"1\": busy")
         XCTAssertEqual(cgroup.errno, EBUSY)
         XCTAssertNil(RuntimeError(.invalidArgument, "no errno here").errno)
-        let seccomp = RuntimeError(.invalidArgument, "", cause: SeccompFilter.BuildError(description: "linux.seccomp.flags[0]: x: Invalid argument", errno: EINVAL))
+        let seccomp = RuntimeError(
+            .invalidArgument, "",
+            cause: SeccompFilter.BuildError(description: "linux.seccomp.flags[0]: x: Invalid argument", errno: EINVAL))
         XCTAssertEqual("\(seccomp)", "linux.seccomp.flags[0]: x: Invalid argument", "an empty message adds no text")
         XCTAssertEqual(seccomp.errno, EINVAL)
         XCTAssertEqual("\(RuntimeError.wrapping(sys))", "\(sys)", "wrapping adds no text")
@@ -40,8 +44,12 @@ final class ErrorModelTests: XCTestCase {
             XCTAssertEqual(error.errno, EINVAL)
         }
         // Issue 17: "create: create: process has N threads". A second thread makes the check fail.
-        let release = DispatchSemaphore(value: 0), started = DispatchSemaphore(value: 0)
-        let thread = Thread { started.signal(); release.wait() }
+        let release = DispatchSemaphore(value: 0)
+        let started = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            started.signal()
+            release.wait()
+        }
         thread.start()
         started.wait()
         defer { release.signal() }
@@ -58,21 +66,26 @@ final class ErrorModelTests: XCTestCase {
     /// The child's errno crosses the sync socket as a number: the parent's error has it in its chain.
     func testChildErrnoSurvivesTheSyncSocket() throws {
         let (parent, child) = try SeqPacket.pair()
-        defer { parent.close(); child.close() }
+        defer {
+            parent.close()
+            child.close()
+        }
         let failure = RuntimeError(.internal, "join cgroup", cause: SysError("open", "/sys/fs/cgroup/x", errno: EACCES))
         try child.send(.error, SyncMessage.errorPayload(failure))
         let m = try XCTUnwrap(try parent.next(waitingFor: "the child's error", timeoutMs: 5000))
         XCTAssertEqual(m.kind, .error)
         let error = m.childFailure("unable to start container process")
         XCTAssertEqual(error.errno, EACCES)
-        XCTAssertEqual("\(error)", "unable to start container process: join cgroup: open /sys/fs/cgroup/x: Permission denied")
+        XCTAssertEqual(
+            "\(error)", "unable to start container process: join cgroup: open /sys/fs/cgroup/x: Permission denied")
         // An error without an errno says so (0 on the wire), and a payload without the separator is
         // all message.
         try child.send(.error, SyncMessage.errorPayload(RuntimeError(.invalidArgument, "bad")))
         let plain = try XCTUnwrap(try parent.next(waitingFor: "the child's error", timeoutMs: 5000))
         XCTAssertNil(plain.childFailure("x").errno)
         XCTAssertEqual("\(plain.childFailure("x"))", "x: bad")
-        XCTAssertEqual(SyncMessage(kind: .error, payload: Array("just text".utf8), fd: nil).childError.message, "just text")
+        XCTAssertEqual(
+            SyncMessage(kind: .error, payload: Array("just text".utf8), fd: nil).childError.message, "just text")
     }
 
     func testKindsAndVerbsMapToRuncsExitStatuses() {
@@ -82,8 +95,9 @@ final class ErrorModelTests: XCTestCase {
             XCTAssertEqual(exitStatus(for: RuntimeError(kind, "x"), verb: "exec"), 255, "exec's own failures: \(kind)")
         }
         XCTAssertEqual(exitStatus(for: SysError("open", "/x", errno: ENOENT), verb: "delete"), 1, "any other error: 1")
-        XCTAssertEqual(exitStatus(for: ArgvError(message: "No help topic for 'x'", exitCode: 3), verb: nil), 3,
-                       "the argument parser's own status")
+        XCTAssertEqual(
+            exitStatus(for: ArgvError(message: "No help topic for 'x'", exitCode: 3), verb: nil), 3,
+            "the argument parser's own status")
         XCTAssertEqual(exitStatus(for: ArgvError(message: "flag provided but not defined: -x"), verb: nil), 1)
     }
 }

@@ -1,7 +1,8 @@
 import Foundation
-import XCTest
 import OCI
 import TestSupport
+import XCTest
+
 @testable import RuntimeCore
 
 /// The hostile-config corpus (TestSupport's `HostileConfigs`) refused in-process, as `create` does
@@ -27,8 +28,9 @@ final class HostileConfigPlanTests: XCTestCase {
         try writeConfigThrowing(config, to: dir)
         do {
             let (spec, json) = try loadSpec(bundle: dir)
-            let plan = try ContainerPlan(spec: spec, specJSON: json, id: "hostile", bundle: dir, noPivot: false,
-                                         noNewKeyring: false, preserveFds: 0, listenFds: 0, cgroupBinds: [])
+            let plan = try ContainerPlan(
+                spec: spec, specJSON: json, id: "hostile", bundle: dir, noPivot: false,
+                noNewKeyring: false, preserveFds: 0, listenFds: 0, cgroupBinds: [])
             plan.closeFds()
             return nil
         } catch { return error }
@@ -44,10 +46,13 @@ final class HostileConfigPlanTests: XCTestCase {
                 continue
             }
             XCTAssertFalse(HostileConfigs.refusedLater.contains(i), "#\(i) \(field) is refused by the plan: \(error)")
-            XCTAssertTrue(error.description.contains(field), "#\(i): \(error.description.debugDescription) does not name \(field)")
+            XCTAssertTrue(
+                error.description.contains(field), "#\(i): \(error.description.debugDescription) does not name \(field)"
+            )
         }
-        XCTAssertEqual(Set(accepted), HostileConfigs.refusedLater,
-                       "accepted by the plan: \(accepted.map { "#\($0) \(HostileConfigs.corpus[$0].field)" })")
+        XCTAssertEqual(
+            Set(accepted), HostileConfigs.refusedLater,
+            "accepted by the plan: \(accepted.map { "#\($0) \(HostileConfigs.corpus[$0].field)" })")
         XCTAssertEqual(openFdCount(), fds, "descriptors left open")
     }
 

@@ -1,5 +1,6 @@
-import XCTest
 import Foundation
+import XCTest
+
 @testable import RuntimeCore
 
 /// Which bind sources the runtime checks and clones itself: those outside the rootfs, judged by

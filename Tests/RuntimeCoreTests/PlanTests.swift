@@ -1,7 +1,8 @@
-import XCTest
-import Glibc
 import CLinux
+import Glibc
 import OCI
+import XCTest
+
 @testable import RuntimeCore
 
 /// The plans create and exec make before they fork, checked without root and without a container:
@@ -20,8 +21,9 @@ final class PlanTests: TempDirTestCase {
     }
 
     func plan(_ s: Spec) throws -> ContainerPlan {
-        let p = try ContainerPlan(spec: s, specJSON: .object([:]), id: "c1", bundle: "/", noPivot: false,
-                                  noNewKeyring: false, preserveFds: 0, listenFds: 0, cgroupBinds: [])
+        let p = try ContainerPlan(
+            spec: s, specJSON: .object([:]), id: "c1", bundle: "/", noPivot: false,
+            noNewKeyring: false, preserveFds: 0, listenFds: 0, cgroupBinds: [])
         addTeardownBlock { p.closeFds() }
         return p
     }
@@ -32,12 +34,13 @@ final class PlanTests: TempDirTestCase {
         let creatable: [NamespaceType] = [.pid, .network, .mount, .ipc, .uts, .user, .cgroup]
         for mask in 0..<(1 << creatable.count) {
             let types = creatable.enumerated().filter { mask & (1 << $0.offset) != 0 }.map(\.element)
-            let p = try plan(spec(types.map { Namespace(type: $0) }) { s in
-                if types.contains(.user) {
-                    s.linux?.uidMappings = [IDMapping(containerID: 0, hostID: 100000, size: 65536)]
-                    s.linux?.gidMappings = [IDMapping(containerID: 0, hostID: 100000, size: 65536)]
-                }
-            })
+            let p = try plan(
+                spec(types.map { Namespace(type: $0) }) { s in
+                    if types.contains(.user) {
+                        s.linux?.uidMappings = [IDMapping(containerID: 0, hostID: 100000, size: 65536)]
+                        s.linux?.gidMappings = [IDMapping(containerID: 0, hostID: 100000, size: 65536)]
+                    }
+                })
             let ns = p.namespaces
             XCTAssertEqual(ns.newUser, types.contains(.user), "\(types)")
             XCTAssertEqual(ns.newCgroup, types.contains(.cgroup), "\(types)")
@@ -57,9 +60,10 @@ final class PlanTests: TempDirTestCase {
         let joinPid = try plan(spec([Namespace(type: .pid, path: "/proc/self/ns/pid"), Namespace(type: .mount)]))
         XCTAssertNil(joinPid.namespaces.cloneFlags)
         let offset = try decodeJSON(TimeOffset.self, from: Array(#"{"secs": 10, "nanosecs": 5}"#.utf8))
-        let time = try plan(spec([Namespace(type: .time), Namespace(type: .mount)]) { s in
-            s.linux?.timeOffsets = ["monotonic": offset]
-        })
+        let time = try plan(
+            spec([Namespace(type: .time), Namespace(type: .mount)]) { s in
+                s.linux?.timeOffsets = ["monotonic": offset]
+            })
         XCTAssertNil(time.namespaces.cloneFlags)
         XCTAssertEqual(time.namespaces.timeOffsets, "monotonic 10 5\n")
         // Joining a network namespace does not: it is entered before the clone's new namespaces apply.
@@ -68,28 +72,39 @@ final class PlanTests: TempDirTestCase {
     }
 
     func testJoinedUserNamespaceComesFirst() throws {
-        let p = try plan(spec([Namespace(type: .network, path: "/proc/self/ns/net"),
-                               Namespace(type: .ipc, path: "/proc/self/ns/ipc"),
-                               Namespace(type: .user, path: "/proc/self/ns/user")]))
+        let p = try plan(
+            spec([
+                Namespace(type: .network, path: "/proc/self/ns/net"),
+                Namespace(type: .ipc, path: "/proc/self/ns/ipc"),
+                Namespace(type: .user, path: "/proc/self/ns/user"),
+            ]))
         XCTAssertEqual(p.namespaces.join.map(\.type), [.user, .network, .ipc])
         XCTAssertTrue(p.namespaces.join.allSatisfy { fcntl($0.fd, F_GETFD) >= 0 }, "join targets are open")
     }
 
     func testUnopenableNamespacePathIsRefusedAndNothingStaysOpen() throws {
         let before = openFdCount()
-        XCTAssertThrowsError(try plan(spec([Namespace(type: .ipc, path: "/proc/self/ns/ipc"),
-                                            Namespace(type: .network, path: "/nonexistent/ns")]))) { e in
+        XCTAssertThrowsError(
+            try plan(
+                spec([
+                    Namespace(type: .ipc, path: "/proc/self/ns/ipc"),
+                    Namespace(type: .network, path: "/nonexistent/ns"),
+                ]))
+        ) { e in
             XCTAssertTrue("\(e)".contains("linux.namespaces[1].path"), "\(e)")
         }
         XCTAssertEqual(openFdCount(), before)
     }
 
     func testIDMapsAreWrittenAsTheKernelReadsThem() throws {
-        let p = try plan(spec([Namespace(type: .user)]) { s in
-            s.linux?.uidMappings = [IDMapping(containerID: 0, hostID: 1000, size: 1),
-                                    IDMapping(containerID: 1, hostID: 100000, size: 65535)]
-            s.linux?.gidMappings = [IDMapping(containerID: 0, hostID: 2000, size: 10)]
-        })
+        let p = try plan(
+            spec([Namespace(type: .user)]) { s in
+                s.linux?.uidMappings = [
+                    IDMapping(containerID: 0, hostID: 1000, size: 1),
+                    IDMapping(containerID: 1, hostID: 100000, size: 65535),
+                ]
+                s.linux?.gidMappings = [IDMapping(containerID: 0, hostID: 2000, size: 10)]
+            })
         XCTAssertEqual(p.namespaces.uidMap, "0 1000 1\n1 100000 65535\n")
         XCTAssertEqual(p.namespaces.gidMap, "0 2000 10\n")
         XCTAssertEqual(hostID(of: 0, in: [IDMapping(containerID: 0, hostID: 1000, size: 1)]), 1000)
@@ -131,16 +146,19 @@ final class PlanTests: TempDirTestCase {
     }
 
     func testUnknownRlimitIsRefused() throws {
-        XCTAssertThrowsError(try plan(spec([]) { $0.process?.rlimits = [Rlimit(type: "RLIMIT_BOGUS", hard: 1, soft: 1)] })) { e in
+        XCTAssertThrowsError(
+            try plan(spec([]) { $0.process?.rlimits = [Rlimit(type: "RLIMIT_BOGUS", hard: 1, soft: 1)] })
+        ) { e in
             XCTAssertTrue("\(e)".contains("process.rlimits[0]"), "\(e)")
         }
     }
 
     func testRlimitsAndUserAreResolved() throws {
-        let p = try plan(spec([]) { s in
-            s.process?.rlimits = [Rlimit(type: "RLIMIT_NOFILE", hard: 2048, soft: 1024)]
-            s.process?.user = User(uid: 1000, gid: 100, umask: 0o027, additionalGids: [5, 6])
-        })
+        let p = try plan(
+            spec([]) { s in
+                s.process?.rlimits = [Rlimit(type: "RLIMIT_NOFILE", hard: 2048, soft: 1024)]
+                s.process?.user = User(uid: 1000, gid: 100, umask: 0o027, additionalGids: [5, 6])
+            })
         let proc = try XCTUnwrap(p.process)
         XCTAssertEqual(proc.rlimits.count, 1)
         XCTAssertEqual(proc.rlimits.first?.resource, SL_RLIMIT_NOFILE)
@@ -152,8 +170,9 @@ final class PlanTests: TempDirTestCase {
     }
 
     func testSocketActivationFdsArePreservedAndAnnounced() throws {
-        let p = try ContainerPlan(spec: spec([]), specJSON: .object([:]), id: "c1", bundle: "/", noPivot: false,
-                                  noNewKeyring: true, preserveFds: 2, listenFds: 3, cgroupBinds: [])
+        let p = try ContainerPlan(
+            spec: spec([]), specJSON: .object([:]), id: "c1", bundle: "/", noPivot: false,
+            noNewKeyring: true, preserveFds: 2, listenFds: 3, cgroupBinds: [])
         defer { p.closeFds() }
         XCTAssertEqual(p.preserveFds, 5)
         XCTAssertTrue(p.process?.env.contains("LISTEN_FDS=3") ?? false)

@@ -1,6 +1,7 @@
-import XCTest
-import OCI
 import Cgroups
+import OCI
+import XCTest
+
 @testable import RuntimeCore
 
 /// Which linux.resources need which cgroup hierarchy (a rootless create fails naming the limit when
@@ -32,7 +33,7 @@ final class RootlessCgroupTests: XCTestCase {
         r.cpu?.cpus = ""
         r.blockIO = Resources.BlockIO()
         r.hugepageLimits = []
-        r.devices = [DeviceCgroup(allow: false, access: "rwm")]   // device rules are not applied rootless
+        r.devices = [DeviceCgroup(allow: false, access: "rwm")]  // device rules are not applied rootless
         XCTAssertTrue(cgroupControllersNeeded(r, v2: false).isEmpty)
         XCTAssertTrue(cgroupControllersNeeded(nil, v2: true).isEmpty)
     }
@@ -41,8 +42,8 @@ final class RootlessCgroupTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rlcg-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir + "/made", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        XCTAssertTrue(canCreateCgroup(dir + "/new/a/b"))          // the nearest existing parent is writable
-        XCTAssertFalse(canCreateCgroup(dir + "/made"))            // exists, but holds no cgroup.procs
+        XCTAssertTrue(canCreateCgroup(dir + "/new/a/b"))  // the nearest existing parent is writable
+        XCTAssertFalse(canCreateCgroup(dir + "/made"))  // exists, but holds no cgroup.procs
         FileManager.default.createFile(atPath: dir + "/made/cgroup.procs", contents: nil)
         XCTAssertTrue(canCreateCgroup(dir + "/made"))
     }

@@ -1,24 +1,30 @@
-import XCTest
 import OCI
+import XCTest
+
 @testable import RuntimeCore
 
 /// process.scheduler and linux.memoryPolicy as the kernel will get them, without a container.
 final class SchedulingTests: XCTestCase {
     func testSchedulerValuesAndFlags() throws {
-        let p = try SchedulerPlan(Scheduler(policy: "SCHED_RR", nice: -3, priority: 10,
-                                            flags: ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_KEEP_PARAMS"]), field: "f")
+        let p = try SchedulerPlan(
+            Scheduler(
+                policy: "SCHED_RR", nice: -3, priority: 10,
+                flags: ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_KEEP_PARAMS"]), field: "f")
         XCTAssertEqual([p.policy, p.priority], [2, 10])
         XCTAssertEqual(p.flags, 0x11)
         XCTAssertEqual(p.nice, -3)
-        let dl = try SchedulerPlan(Scheduler(policy: "SCHED_DEADLINE", runtime: 10, deadline: 20, period: 30), field: "f")
+        let dl = try SchedulerPlan(
+            Scheduler(policy: "SCHED_DEADLINE", runtime: 10, deadline: 20, period: 30), field: "f")
         XCTAssertEqual([dl.runtime, dl.deadline, dl.period], [10, 20, 30])
         XCTAssertNoThrow(try SchedulerPlan(Scheduler(policy: "SCHED_DEADLINE", runtime: 10, deadline: 20), field: "f"))
     }
 
     func testSchedulerRefusals() {
         let bad: [Scheduler] = [
-            Scheduler(policy: "SCHED_NOPE"), Scheduler(policy: "SCHED_OTHER", nice: 20), Scheduler(policy: "SCHED_OTHER", nice: -21),
-            Scheduler(policy: "SCHED_FIFO", priority: 100), Scheduler(policy: "SCHED_RR"), Scheduler(policy: "SCHED_BATCH", priority: 1),
+            Scheduler(policy: "SCHED_NOPE"), Scheduler(policy: "SCHED_OTHER", nice: 20),
+            Scheduler(policy: "SCHED_OTHER", nice: -21),
+            Scheduler(policy: "SCHED_FIFO", priority: 100), Scheduler(policy: "SCHED_RR"),
+            Scheduler(policy: "SCHED_BATCH", priority: 1),
             Scheduler(policy: "SCHED_IDLE", flags: ["X"]), Scheduler(policy: "SCHED_OTHER", period: 5),
             Scheduler(policy: "SCHED_DEADLINE"), Scheduler(policy: "SCHED_DEADLINE", runtime: 30, deadline: 20),
             Scheduler(policy: "SCHED_DEADLINE", runtime: 10, deadline: 20, period: 15),
@@ -27,7 +33,8 @@ final class SchedulingTests: XCTestCase {
     }
 
     func testMemoryPolicyNodeMaskAndFlags() throws {
-        let p = try MemoryPolicyPlan(MemoryPolicy(mode: "MPOL_INTERLEAVE", nodes: "0-2,65", flags: ["MPOL_F_STATIC_NODES"]))
+        let p = try MemoryPolicyPlan(
+            MemoryPolicy(mode: "MPOL_INTERLEAVE", nodes: "0-2,65", flags: ["MPOL_F_STATIC_NODES"]))
         XCTAssertEqual(p.mode, 3 | 1 << 15)
         XCTAssertEqual(p.nodeMask, [0b111, 0b10])
         XCTAssertEqual(p.maxNode, 129)
@@ -57,7 +64,8 @@ final class SchedulingTests: XCTestCase {
         let here = MemoryPolicyPlan.supported()
         XCTAssertTrue(Set(here.modes ?? []).isSubset(of: MemoryPolicyPlan.modes.keys), "\(here)")
         XCTAssertTrue(Set(here.flags ?? []).isSubset(of: MemoryPolicyPlan.flagTable.keys), "\(here)")
-        XCTAssertTrue(here.modes?.contains("MPOL_DEFAULT") ?? false, "every kernel with set_mempolicy takes MPOL_DEFAULT")
+        XCTAssertTrue(
+            here.modes?.contains("MPOL_DEFAULT") ?? false, "every kernel with set_mempolicy takes MPOL_DEFAULT")
     }
 
     func testExecCPUAffinityMasks() throws {

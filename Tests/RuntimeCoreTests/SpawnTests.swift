@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
 import Glibc
 import LinuxSystem
+import XCTest
 
 /// `Proc.spawn`, the one way the runtime and the monitor start a program: an exec failure comes back
 /// as an error naming the step, the child gets the listed descriptors and no others.
@@ -31,7 +31,7 @@ final class SpawnTests: XCTestCase {
     func testOnlyTheListedDescriptorsReachTheChild() throws {
         // An fd without FD_CLOEXEC, as a leaked one would be.
         let null = open("/dev/null", O_RDONLY)
-        let stray = fcntl(null, F_DUPFD, 50)   // above any number the child's ls may get
+        let stray = fcntl(null, F_DUPFD, 50)  // above any number the child's ls may get
         close(null)
         defer { close(stray) }
         let extra = open("/dev/zero", O_RDONLY | O_CLOEXEC)
@@ -61,8 +61,9 @@ final class SpawnTests: XCTestCase {
     func testPidVariableNamesTheChild() throws {
         var pid: pid_t = 0
         var pipe = try OwnedPipe()
-        var r = SpawnRequest(["/bin/sh", "-c", "echo $LISTEN_PID $$"], env: ["LISTEN_PID=0", "PATH=/bin:/usr/bin"],
-                             fds: [-1, pipe.write.raw, -1])
+        var r = SpawnRequest(
+            ["/bin/sh", "-c", "echo $LISTEN_PID $$"], env: ["LISTEN_PID=0", "PATH=/bin:/usr/bin"],
+            fds: [-1, pipe.write.raw, -1])
         r.pidVariable = "LISTEN_PID"
         pid = try Proc.spawn(r)
         pipe.write = OwnedFD(-1)

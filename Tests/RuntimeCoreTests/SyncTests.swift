@@ -1,7 +1,8 @@
-import XCTest
 import Glibc
 import LinuxSystem
 import OCI
+import XCTest
+
 @testable import RuntimeCore
 
 /// The sync protocol's reads (Sync.swift): deadlines, and the child's error surviving ECONNRESET.
@@ -13,9 +14,9 @@ final class SyncTests: XCTestCase {
     func testChildErrorIsReadDespiteConnectionReset() throws {
         let (parent, child) = try SeqPacket.pair()
         defer { parent.close() }
-        try parent.send(.go, "state")            // never read by the child
+        try parent.send(.go, "state")  // never read by the child
         try child.send(.error, "2\u{0}cwd is outside the container root")
-        child.close()                            // exits with `go` unread
+        child.close()  // exits with `go` unread
         waitForHangUp(parent)
         let m = try parent.next(waitingFor: "container init to set up the container", timeoutMs: 5000)
         XCTAssertEqual(m?.kind, .error)
@@ -33,7 +34,10 @@ final class SyncTests: XCTestCase {
 
     func testReadTimesOutNamingTheStep() throws {
         let (parent, child) = try SeqPacket.pair()
-        defer { parent.close(); child.close() }
+        defer {
+            parent.close()
+            child.close()
+        }
         let started = Clock.monotonicMs()
         do {
             _ = try parent.next(waitingFor: "container init to report its pid", timeoutMs: 200)

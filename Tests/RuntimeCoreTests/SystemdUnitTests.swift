@@ -1,7 +1,8 @@
-import XCTest
-import OCI
 import Cgroups
 import DBus
+import OCI
+import XCTest
+
 @testable import RuntimeCore
 
 /// The systemd driver's plan without systemd: cgroupsPath -> unit, slice -> cgroup path, and
@@ -19,7 +20,9 @@ final class SystemdUnitTests: XCTestCase {
         XCTAssertEqual(none.name, "swiftlet-c1.scope")
         XCTAssertEqual(none.cgroupPath, "/system.slice/swiftlet-c1.scope")
         let kubelet = try SystemdUnit(cgroupsPath: "kubepods-burstable-pod123.slice:cri-containerd:abc", id: "x")
-        XCTAssertEqual(kubelet.cgroupPath, "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod123.slice/cri-containerd-abc.scope")
+        XCTAssertEqual(
+            kubelet.cgroupPath,
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod123.slice/cri-containerd-abc.scope")
         let slice = try SystemdUnit(cgroupsPath: "kubepods.slice:x:kubepods-pod1.slice", id: "x")
         XCTAssertEqual(slice.name, "kubepods-pod1.slice")
         XCTAssertEqual(slice.cgroupPath, "/kubepods.slice/kubepods-pod1.slice")
@@ -29,7 +32,8 @@ final class SystemdUnitTests: XCTestCase {
     func testBadCgroupsPathsAreRefusedNamingThem() {
         for bad in ["/swiftlet/abc", "a:b", "a:b:c:d"] {
             XCTAssertThrowsError(try SystemdUnit(cgroupsPath: bad, id: "x")) { error in
-                XCTAssertTrue("\(error)".contains("\"slice:prefix:name\"") && "\(error)".contains("\"\(bad)\""), "\(error)")
+                XCTAssertTrue(
+                    "\(error)".contains("\"slice:prefix:name\"") && "\(error)".contains("\"\(bad)\""), "\(error)")
             }
         }
         for bad in ["system", "a/b.slice", "a--b.slice", "-a.slice", "a-.slice", ".slice"] {
@@ -66,8 +70,13 @@ final class SystemdUnitTests: XCTestCase {
         XCTAssertEqual(byName["AllowedMemoryNodes"], .bytes([1]))
         XCTAssertEqual(byName["TasksMax"], .uint64(42))
         XCTAssertEqual(byName["IOWeight"], .uint64(CgroupManager.ioWeight(blkioWeight: 500)))
-        XCTAssertTrue(try SystemdUnit.resourceProperties(r, layout: .hybrid(hierarchies: ["memory": "/sys/fs/cgroup/memory"],
-                                                                             unified: "/sys/fs/cgroup/unified")).isEmpty)
+        XCTAssertTrue(
+            try SystemdUnit.resourceProperties(
+                r,
+                layout: .hybrid(
+                    hierarchies: ["memory": "/sys/fs/cgroup/memory"],
+                    unified: "/sys/fs/cgroup/unified")
+            ).isEmpty)
         r.pids = Resources.Pids(limit: -1)
         r.memory?.limit = -1
         r.memory?.swap = nil
@@ -102,26 +111,33 @@ final class SystemdUnitTests: XCTestCase {
             }
         }
         // Deny-all, then allows: strict, with the list (a later deny of the same device takes access away).
-        let rules = [DeviceCgroup(allow: false, access: "rwm"),
-                     DeviceCgroup(allow: true, type: "c", major: 1, minor: 3, access: "rwm"),
-                     DeviceCgroup(allow: true, type: "c", major: 136, access: "rw"),
-                     DeviceCgroup(allow: true, type: "b", major: 7, minor: -1, access: "r"),
-                     DeviceCgroup(allow: true, type: "c", major: 99, access: "r"),
-                     DeviceCgroup(allow: true, type: "b", access: "m"),
-                     DeviceCgroup(allow: true, type: "c", major: 1, minor: 5, access: "rw"),
-                     DeviceCgroup(allow: false, type: "c", major: 1, minor: 5, access: "w")]
+        let rules = [
+            DeviceCgroup(allow: false, access: "rwm"),
+            DeviceCgroup(allow: true, type: "c", major: 1, minor: 3, access: "rwm"),
+            DeviceCgroup(allow: true, type: "c", major: 136, access: "rw"),
+            DeviceCgroup(allow: true, type: "b", major: 7, minor: -1, access: "r"),
+            DeviceCgroup(allow: true, type: "c", major: 99, access: "r"),
+            DeviceCgroup(allow: true, type: "b", access: "m"),
+            DeviceCgroup(allow: true, type: "c", major: 1, minor: 5, access: "rw"),
+            DeviceCgroup(allow: false, type: "c", major: 1, minor: 5, access: "w"),
+        ]
         let p = SystemdUnit.deviceProperties(rules, procDevices: procDevices)
         XCTAssertEqual(p.first?.0, "DevicePolicy")
         XCTAssertEqual(p.first?.1.stringValue, "strict")
         XCTAssertEqual(p.map(\.0), ["DevicePolicy", "DeviceAllow", "DeviceAllow"])
-        XCTAssertEqual(allow(p), ["/dev/char/1:3 rwm", "char-pts rw", "block-loop r", "char-* r", "block-* m", "/dev/char/1:5 r"])
+        XCTAssertEqual(
+            allow(p), ["/dev/char/1:3 rwm", "char-pts rw", "block-loop r", "char-* r", "block-* m", "/dev/char/1:5 r"])
         // An allow-all rule last: systemd restricts nothing.
-        let all = SystemdUnit.deviceProperties(rules + [DeviceCgroup(allow: true, access: "rwm")], procDevices: procDevices)
+        let all = SystemdUnit.deviceProperties(
+            rules + [DeviceCgroup(allow: true, access: "rwm")], procDevices: procDevices)
         XCTAssertEqual(all.first?.1.stringValue, "auto")
         XCTAssertEqual(allow(all), [])
         // A deny list (allow-all, then denials): left to our eBPF program.
-        let deny = SystemdUnit.deviceProperties([DeviceCgroup(allow: true, access: "rwm"),
-                                                 DeviceCgroup(allow: false, type: "c", major: 1, minor: 3, access: "rwm")], procDevices: procDevices)
+        let deny = SystemdUnit.deviceProperties(
+            [
+                DeviceCgroup(allow: true, access: "rwm"),
+                DeviceCgroup(allow: false, type: "c", major: 1, minor: 3, access: "rwm"),
+            ], procDevices: procDevices)
         XCTAssertEqual(deny.first?.1.stringValue, "auto")
         // No rule at all: deny everything.
         XCTAssertEqual(allow(SystemdUnit.deviceProperties([], procDevices: procDevices)), [])
@@ -129,14 +145,16 @@ final class SystemdUnitTests: XCTestCase {
     }
 
     func testPropertyAnnotations() throws {
-        let unit = try SystemdUnit(cgroupsPath: nil, id: "a", annotations: [
-            "org.systemd.property.TimeoutStopUSec": "uint64 123456789",
-            "org.systemd.property.CollectMode": "'inactive-or-failed'",
-            "org.systemd.property.TimeoutStartSec": "5",
-            "org.systemd.property.SendSIGHUP": "true",
-            "org.systemd.property.Environment": "['A=1', \"B=2\"]",
-            "other": "ignored",
-        ])
+        let unit = try SystemdUnit(
+            cgroupsPath: nil, id: "a",
+            annotations: [
+                "org.systemd.property.TimeoutStopUSec": "uint64 123456789",
+                "org.systemd.property.CollectMode": "'inactive-or-failed'",
+                "org.systemd.property.TimeoutStartSec": "5",
+                "org.systemd.property.SendSIGHUP": "true",
+                "org.systemd.property.Environment": "['A=1', \"B=2\"]",
+                "other": "ignored",
+            ])
         let p = Dictionary(uniqueKeysWithValues: unit.annotationProperties.map { ($0.0, $0.1) })
         XCTAssertEqual(p.count, 5)
         XCTAssertEqual(p["TimeoutStopUSec"], .uint64(123_456_789))
@@ -144,9 +162,11 @@ final class SystemdUnitTests: XCTestCase {
         XCTAssertEqual(p["TimeoutStartUSec"], .uint64(5_000_000))
         XCTAssertEqual(p["SendSIGHUP"], .bool(true))
         XCTAssertEqual(p["Environment"], .array(element: "s", [.string("A=1"), .string("B=2")]))
-        for (key, value) in [("org.systemd.property.Bad-Name", "1"), ("org.systemd.property.Ab", "1"),
-                             ("org.systemd.property.CollectMode", "'unterminated"), ("org.systemd.property.MemoryMax", "uint64 -1"),
-                             ("org.systemd.property.TimeoutStopSec", "'five'"), ("org.systemd.property.X", "@as []x")] {
+        for (key, value) in [
+            ("org.systemd.property.Bad-Name", "1"), ("org.systemd.property.Ab", "1"),
+            ("org.systemd.property.CollectMode", "'unterminated"), ("org.systemd.property.MemoryMax", "uint64 -1"),
+            ("org.systemd.property.TimeoutStopSec", "'five'"), ("org.systemd.property.X", "@as []x"),
+        ] {
             XCTAssertThrowsError(try SystemdUnit(cgroupsPath: nil, id: "a", annotations: [key: value])) { error in
                 XCTAssertTrue("\(error)".contains(key), "\(error)")
             }

@@ -7,7 +7,8 @@ class TempDirTestCase: XCTestCase {
     class var dirPrefix: String { "runtimecore" }
 
     override func setUpWithError() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(Self.dirPrefix)-\(UUID().uuidString)").path
+        dir =
+            FileManager.default.temporaryDirectory.appendingPathComponent("\(Self.dirPrefix)-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     }
 

@@ -1,6 +1,7 @@
-import XCTest
 import Glibc
 import OCI
+import XCTest
+
 @testable import RuntimeCore
 
 /// The transaction create, exec and restore record what they made in, and the preamble checks
@@ -72,15 +73,21 @@ final class TransactionTests: XCTestCase {
     /// The console-socket rules of create/run/restore (detached or not) and exec (no unused check).
     func testConsoleSocketChecks() {
         func fails(_ terminal: Bool, _ socket: String?, detached: Bool, checkUnused: Bool = true) -> String? {
-            do { try checkConsoleSocket(terminal: terminal, consoleSocket: socket, detached: detached, checkUnused: checkUnused) } catch {
+            do {
+                try checkConsoleSocket(
+                    terminal: terminal, consoleSocket: socket, detached: detached, checkUnused: checkUnused)
+            } catch {
                 return "\(error)"
             }
             return nil
         }
-        XCTAssertEqual(fails(true, nil, detached: true), "cannot allocate tty if swiftlet will detach without setting console socket")
+        XCTAssertEqual(
+            fails(true, nil, detached: true),
+            "cannot allocate tty if swiftlet will detach without setting console socket")
         XCTAssertNil(fails(true, nil, detached: false))
         XCTAssertNil(fails(true, "/s", detached: true))
-        XCTAssertEqual(fails(false, "/s", detached: true), "cannot use console socket if swiftlet will not detach or allocate tty")
+        XCTAssertEqual(
+            fails(false, "/s", detached: true), "cannot use console socket if swiftlet will not detach or allocate tty")
         XCTAssertNil(fails(false, "/s", detached: true, checkUnused: false))
         XCTAssertNil(fails(false, nil, detached: true))
     }
@@ -97,7 +104,8 @@ final class TransactionTests: XCTestCase {
         let rootfs = root + "/rootfs"
         try FileManager.default.createDirectory(atPath: rootfs, withIntermediateDirectories: true)
         let spec = Spec(process: OCI.Process(args: ["/bin/true"], cwd: "/"), root: Root(path: rootfs), linux: Linux())
-        return try ContainerPlan(spec: spec, specJSON: .object([:]), id: "t1", bundle: "/", noPivot: false,
-                                 noNewKeyring: false, preserveFds: 0, listenFds: 0, cgroupBinds: [])
+        return try ContainerPlan(
+            spec: spec, specJSON: .object([:]), id: "t1", bundle: "/", noPivot: false,
+            noNewKeyring: false, preserveFds: 0, listenFds: 0, cgroupBinds: [])
     }
 }

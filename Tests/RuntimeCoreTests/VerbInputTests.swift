@@ -1,10 +1,11 @@
-import XCTest
-import Glibc
 import Argv
-import OCI
+import Glibc
 import LinuxSystem
-@testable import RuntimeCore
+import OCI
+import XCTest
+
 @testable import RuntimeCLI
+@testable import RuntimeCore
 
 /// What the verbs make of their input before they touch a container: exec's overrides, update's
 /// flags, kill's signal names, list's table, the id-map requests of mounts. No root, no container.
@@ -72,7 +73,8 @@ final class VerbInputTests: XCTestCase {
     }
 
     func testUpdateFlagsMergeFieldByFieldIntoTheCurrentResources() throws {
-        let current = try resources(#"{"memory": {"limit": 1048576, "swap": 2097152}, "cpu": {"shares": 512, "cpus": "0"}}"#)
+        let current = try resources(
+            #"{"memory": {"limit": 1048576, "swap": 2097152}, "cpu": {"shares": 512, "cpus": "0"}}"#)
         let r = try flags(["memory": "512m", "cpu-quota": "20000", "cpuset-mems": "0"]).apply(to: current)
         XCTAssertEqual(r.memory?.limit, 512 << 20)
         XCTAssertEqual(r.memory?.swap, 2_097_152, "a flag not given leaves its field")
@@ -102,7 +104,9 @@ final class VerbInputTests: XCTestCase {
     }
 
     func testBadUpdateValuesNameTheFlag() {
-        for (flag, value) in [("memory", "lots"), ("cpu-share", "-1"), ("blkio-weight", "70000"), ("pids-limit", "1.5")] {
+        for (flag, value) in [
+            ("memory", "lots"), ("cpu-share", "-1"), ("blkio-weight", "70000"), ("pids-limit", "1.5"),
+        ] {
             XCTAssertThrowsError(try flags([flag: value])) { error in
                 XCTAssertEqual((error as? RuntimeError)?.message, "invalid value for --\(flag): \(value)")
             }
@@ -131,18 +135,23 @@ final class VerbInputTests: XCTestCase {
     // MARK: list
 
     func testListTableQuietAndJSON() {
-        let states = [State(id: "a", status: "running", pid: 42, bundle: "/b", created: "2026-01-01T00:00:00Z", owner: "root"),
-                      State(id: "a-much-longer-id", status: "stopped", pid: 0, bundle: "/bundle", owner: "")]
+        let states = [
+            State(id: "a", status: "running", pid: 42, bundle: "/b", created: "2026-01-01T00:00:00Z", owner: "root"),
+            State(id: "a-much-longer-id", status: "stopped", pid: 0, bundle: "/bundle", owner: ""),
+        ]
         // runc's tabwriter: each column as wide as its widest cell plus 3, at least 12.
         let table = listOutput(states, format: "table", quiet: false).split(separator: "\n").map(String.init)
-        XCTAssertEqual(table, [
-            "ID                 PID         STATUS      BUNDLE      CREATED                OWNER",
-            "a                  42          running     /b          2026-01-01T00:00:00Z   root",
-            "a-much-longer-id   0           stopped     /bundle                            ",
-        ])
+        XCTAssertEqual(
+            table,
+            [
+                "ID                 PID         STATUS      BUNDLE      CREATED                OWNER",
+                "a                  42          running     /b          2026-01-01T00:00:00Z   root",
+                "a-much-longer-id   0           stopped     /bundle                            ",
+            ])
         XCTAssertEqual(listOutput(states, format: "table", quiet: true), "a\na-much-longer-id")
-        XCTAssertEqual(listOutput([], format: "table", quiet: false),
-                       "ID          PID         STATUS      BUNDLE      CREATED     OWNER")
+        XCTAssertEqual(
+            listOutput([], format: "table", quiet: false),
+            "ID          PID         STATUS      BUNDLE      CREATED     OWNER")
         let json = listOutput(states, format: "json", quiet: false)
         XCTAssertEqual(try decodeJSON([State].self, from: Array(json.utf8)), states)
     }
@@ -162,7 +171,9 @@ final class VerbInputTests: XCTestCase {
     }
 
     func testHostIDsThroughTheMappings() {
-        let maps = [IDMapping(containerID: 0, hostID: 100_000, size: 1000), IDMapping(containerID: 1000, hostID: 5000, size: 1)]
+        let maps = [
+            IDMapping(containerID: 0, hostID: 100_000, size: 1000), IDMapping(containerID: 1000, hostID: 5000, size: 1),
+        ]
         XCTAssertEqual(hostID(of: 0, in: maps), 100_000)
         XCTAssertEqual(hostID(of: 999, in: maps), 100_999)
         XCTAssertEqual(hostID(of: 1000, in: maps), 5000)

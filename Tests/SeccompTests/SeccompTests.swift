@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import OCI
 @testable import Seccomp
 
@@ -8,15 +9,22 @@ final class SeccompBuildTests: XCTestCase {
     }
 
     func profile(default d: String = "SCMP_ACT_ALLOW", _ rules: [OCI.Seccomp.Syscall] = []) -> OCI.Seccomp {
-        OCI.Seccomp(defaultAction: d, defaultErrnoRet: nil, architectures: ["SCMP_ARCH_X86_64"], flags: nil,
-                listenerPath: nil, listenerMetadata: nil, syscalls: rules)
+        OCI.Seccomp(
+            defaultAction: d, defaultErrnoRet: nil, architectures: ["SCMP_ARCH_X86_64"], flags: nil,
+            listenerPath: nil, listenerMetadata: nil, syscalls: rules)
     }
 
     func testBuildsWithArgsAndRepeatedArgumentIndex() throws {
-        let args = [OCI.Seccomp.Arg(index: 0, value: 1, valueTwo: nil, op: "SCMP_CMP_EQ"),
-                    OCI.Seccomp.Arg(index: 0, value: 2, valueTwo: nil, op: "SCMP_CMP_EQ")]
-        XCTAssertNoThrow(try SeccompFilter.build(profile([rule(["personality"], "SCMP_ACT_ERRNO", args: args),
-                                                          rule(["unknown_call_xyz", "read"], "SCMP_ACT_LOG")])))
+        let args = [
+            OCI.Seccomp.Arg(index: 0, value: 1, valueTwo: nil, op: "SCMP_CMP_EQ"),
+            OCI.Seccomp.Arg(index: 0, value: 2, valueTwo: nil, op: "SCMP_CMP_EQ"),
+        ]
+        XCTAssertNoThrow(
+            try SeccompFilter.build(
+                profile([
+                    rule(["personality"], "SCMP_ACT_ERRNO", args: args),
+                    rule(["unknown_call_xyz", "read"], "SCMP_ACT_LOG"),
+                ])))
     }
 
     func testActionValues() throws {

@@ -1,5 +1,5 @@
-import Glibc
 import CLinux
+import Glibc
 import LinuxSystem
 import OCI
 
@@ -89,7 +89,8 @@ final class Pump {
 }
 
 /// The stdio of one shim process. Without a terminal the process gets pipes: the shim copies its
-/// output into containerd's stdout/stderr FIFOs and its stdin from the FIFO, so CloseIO can end it. With a terminal the pty master
+/// output into containerd's stdout/stderr FIFOs and its stdin from the FIFO, so CloseIO can end it. With a terminal the
+/// pty master
 /// (from the console socket) is copied to stdout and stdin into it. The stdin FIFO is opened
 /// non-blocking for reading: epoll reports it neither readable nor hung up before a writer came,
 /// so its end of file is the writer's close (ctr closes it when its own stdin ends).
@@ -141,7 +142,9 @@ final class ProcessIO {
         if path.hasPrefix("file://") {
             sink = try FS.open(String(path.dropFirst(7)), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         } else {
-            guard !path.contains("://") else { throw SysError("open stdio (only FIFOs and file:// are supported)", path, errno: EINVAL) }
+            guard !path.contains("://") else {
+                throw SysError("open stdio (only FIFOs and file:// are supported)", path, errno: EINVAL)
+            }
             owned.append(try openFifo(path, O_RDONLY | O_NONBLOCK))
             sink = try openFifo(path, O_WRONLY)
         }
@@ -165,11 +168,16 @@ final class ProcessIO {
     /// After the runtime ran: the terminal's master, copied to and from the FIFOs.
     func started() throws(SysError) {
         guard terminal, let console else { return }
-        defer { console.close(); self.console = nil }
-        guard let m = console.receiveMaster() else { throw SysError("receive the pty master from the console socket", console.path, errno: EPROTO) }
+        defer {
+            console.close()
+            self.console = nil
+        }
+        guard let m = console.receiveMaster() else {
+            throw SysError("receive the pty master from the console socket", console.path, errno: EPROTO)
+        }
         master = m
         if !paths.stdout.isEmpty {
-            owned.append(try openFifo(paths.stdout, O_RDONLY | O_NONBLOCK)) // keep-alive read end
+            owned.append(try openFifo(paths.stdout, O_RDONLY | O_NONBLOCK))  // keep-alive read end
             let out = try openFifo(paths.stdout, O_WRONLY)
             let pump = Pump(src: m, dst: out, loop: loop, ownsSrc: false, ownsDst: true)
             try pump.start()
@@ -208,7 +216,10 @@ final class ProcessIO {
         closeChildEnds()
         for fd in owned { Glibc.close(fd) }
         owned = []
-        if master >= 0 { Glibc.close(master); master = -1 }
+        if master >= 0 {
+            Glibc.close(master)
+            master = -1
+        }
         console?.close()
         console = nil
     }
@@ -227,11 +238,16 @@ struct RuntimeRun {
 /// Runs short-lived commands (the runtime, criu through it) to completion, bounded in time. The shim
 /// is single-threaded: the event loop waits while the runtime runs, as it waits for no one else.
 enum ShimCommand {
-    static func run(_ args: [String], stdin: Int32 = -1, stdout: Int32 = -1, stderr: Int32 = -1, cwd: String? = nil,
-                    timeoutMs: Int32 = 60_000) -> RuntimeRun {
+    static func run(
+        _ args: [String], stdin: Int32 = -1, stdout: Int32 = -1, stderr: Int32 = -1, cwd: String? = nil,
+        timeoutMs: Int32 = 60_000
+    ) -> RuntimeRun {
         let out = stdout >= 0 ? -1 : sl_memfd("stdout")
         let err = stderr >= 0 ? -1 : sl_memfd("stderr")
-        defer { if out >= 0 { close(out) }; if err >= 0 { close(err) } }
+        defer {
+            if out >= 0 { close(out) }
+            if err >= 0 { close(err) }
+        }
         var spec = SpawnSpec(args: args, env: Spawn.childEnvironment())
         spec.stdin = stdin
         spec.stdout = stdout >= 0 ? stdout : out
@@ -255,7 +271,8 @@ enum ShimCommand {
         }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return RuntimeRun(status: Proc.exitCode(status), stdout: readBack(out), stderr: readBack(err), timedOut: timedOut)
+        return RuntimeRun(
+            status: Proc.exitCode(status), stdout: readBack(out), stderr: readBack(err), timedOut: timedOut)
     }
 
     private static func readBack(_ fd: Int32) -> String {
@@ -276,7 +293,8 @@ enum ShimCommand {
     /// `name` on $PATH (execve does not search it).
     static func lookPath(_ name: String) -> String? {
         if name.contains("/") { return name }
-        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        let path =
+            getenv("PATH").map { String(cString: $0) } ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         for dir in path.split(separator: ":") where access("\(dir)/\(name)", X_OK) == 0 { return "\(dir)/\(name)" }
         return nil
     }
@@ -309,7 +327,10 @@ struct ShimRuntime: Equatable {
     }
 
     func command(_ verb: [String], bundle: String) -> [String] {
-        var a = [ShimCommand.lookPath(binary) ?? binary, "--root", root, "--log", bundle + "/log.json", "--log-format", "json"]
+        var a = [
+            ShimCommand.lookPath(binary) ?? binary, "--root", root, "--log", bundle + "/log.json", "--log-format",
+            "json",
+        ]
         if systemdCgroup { a.append("--systemd-cgroup") }
         if !criu.isEmpty { a += ["--criu", criu] }
         return a + verb
@@ -322,27 +343,33 @@ struct ShimRuntime: Equatable {
         if let log = try? FS.readString(bundle + "/log.json") {
             for line in log.split(separator: "\n").reversed() {
                 if case .object(let o)? = try? JSONValue.parse(String(line)), case .string(let m)? = o["msg"],
-                   case .string("error")? = o["level"] {
+                    case .string("error")? = o["level"]
+                {
                     message = m
                     break
                 }
             }
         }
         if message.isEmpty { message = "exit status \(r.status)" }
-        let notFound = message.contains("does not exist") || message.contains("not running") || message.contains("not found")
+        let notFound =
+            message.contains("does not exist") || message.contains("not running") || message.contains("not found")
         return RPCError(notFound ? .notFound : .unknown, "\(what): \(message)")
     }
 
     /// Stored in the bundle at Create, so `delete` after a crash uses the same binary and root.
     func save(bundle: String) {
-        try? FS.writeFileAtomic(bundle + "/swiftlet-shim.runtime", Array((binary + "\n" + root + "\n").utf8), mode: 0o600, durable: false)
+        try? FS.writeFileAtomic(
+            bundle + "/swiftlet-shim.runtime", Array((binary + "\n" + root + "\n").utf8), mode: 0o600, durable: false)
     }
 
     static func load(bundle: String, namespace: String) -> ShimRuntime {
         var r = defaults(namespace: namespace)
         if let text = try? FS.readString(bundle + "/swiftlet-shim.runtime") {
             let lines = text.split(separator: "\n").map(String.init)
-            if lines.count >= 2 { r.binary = lines[0]; r.root = lines[1] }
+            if lines.count >= 2 {
+                r.binary = lines[0]
+                r.root = lines[1]
+            }
         }
         return r
     }

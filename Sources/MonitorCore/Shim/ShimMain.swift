@@ -1,7 +1,7 @@
-import Glibc
 import CLinux
-import LinuxSystem
 import Checkpoint
+import Glibc
+import LinuxSystem
 import Mounts
 import OCI
 
@@ -99,13 +99,17 @@ final class EventPublisher {
         guard !ttrpcAddress.isEmpty, connect() else { return false }
         let stream = nextStream
         nextStream &+= 2
-        let request = TTRPCRequest(service: Self.forwardService, method: "Forward",
-                                   payload: Self.forwardRequest(e, namespace: namespace, at: Timestamp.now()),
-                                   metadata: [("containerd-namespace-ttrpc", namespace)])
+        let request = TTRPCRequest(
+            service: Self.forwardService, method: "Forward",
+            payload: Self.forwardRequest(e, namespace: namespace, at: Timestamp.now()),
+            metadata: [("containerd-namespace-ttrpc", namespace)])
         let bytes = TTRPCFrame(stream: stream, type: TTRPCFrame.request, payload: request.encode()).encode()
-        let n = bytes.withUnsafeBytes { Glibc.send(ttrpc, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        let n = bytes.withUnsafeBytes {
+            Glibc.send(ttrpc, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+        }
         guard n == bytes.count else {
-            log.write("forward \(e.topic) to \(ttrpcAddress): \(n < 0 ? errnoString(errno) : "short write")", level: "error")
+            log.write(
+                "forward \(e.topic) to \(ttrpcAddress): \(n < 0 ? errnoString(errno) : "short write")", level: "error")
             disconnect()
             return false
         }
@@ -123,7 +127,9 @@ final class EventPublisher {
         let path = ttrpcAddress.hasPrefix("unix://") ? String(ttrpcAddress.dropFirst(7)) : ttrpcAddress
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
-        let r = try? withUnixAddress(path, op: "connect") { (addr, len) throws(SysError) -> Int32 in Glibc.connect(fd, addr, len) }
+        let r = try? withUnixAddress(path, op: "connect") { (addr, len) throws(SysError) -> Int32 in
+            Glibc.connect(fd, addr, len)
+        }
         guard r == 0, (try? loop.watch(fd, { [weak self] _ in self?.readReplies() })) != nil else {
             log.write("connect \(path): \(errnoString(errno)); publishing with \(binary)", level: "debug")
             close(fd)
@@ -178,8 +184,9 @@ final class EventPublisher {
         guard !binary.isEmpty else { return }
         let input = ShimCommand.memfd(e.any.bytes)
         defer { if input >= 0 { close(input) } }
-        var spec = SpawnSpec(args: [binary, "--address", address, "publish", "--topic", e.topic, "--namespace", namespace],
-                             env: Spawn.childEnvironment())
+        var spec = SpawnSpec(
+            args: [binary, "--address", address, "publish", "--topic", e.topic, "--namespace", namespace],
+            env: Spawn.childEnvironment())
         spec.stdin = input
         spec.dieWithMonitor = false
         do {
@@ -294,8 +301,9 @@ func shimSocketPath(address: String, namespace: String, group: String) -> String
 /// A pod's containers share one shim: the sandbox id annotation CRI puts in every container's spec.
 func shimGroup(bundle: String, id: String) -> String {
     guard let bytes = try? FS.readFile(bundle + "/config.json"), case .object(let spec)? = try? JSONValue.parse(bytes),
-          case .object(let ann)? = spec["annotations"], case .string(let sandbox)? = ann["io.kubernetes.cri.sandbox-id"],
-          !sandbox.isEmpty else { return id }
+        case .object(let ann)? = spec["annotations"], case .string(let sandbox)? = ann["io.kubernetes.cri.sandbox-id"],
+        !sandbox.isEmpty
+    else { return id }
     return sandbox
 }
 
@@ -303,7 +311,9 @@ private func connectable(_ path: String) -> Bool {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }
-    let r = try? withUnixAddress(path, op: "connect") { (addr, len) throws(SysError) -> Int32 in Glibc.connect(fd, addr, len) }
+    let r = try? withUnixAddress(path, op: "connect") { (addr, len) throws(SysError) -> Int32 in
+        Glibc.connect(fd, addr, len)
+    }
     return r == 0
 }
 
@@ -316,14 +326,17 @@ private func shimStart(_ f: ShimFlags) -> Int32 {
         do throws(SysError) {
             try FS.mkdirAll(shimSocketDir, 0o711)
             let name = String(path.dropFirst(shimSocketDir.count + 1))
-            let listener = try UnixSocket.listen(directory: shimSocketDir, name: name, type: Int32(SOCK_STREAM.rawValue), mode: 0o600)
+            let listener = try UnixSocket.listen(
+                directory: shimSocketDir, name: name, type: Int32(SOCK_STREAM.rawValue), mode: 0o600)
             // The daemon finds its socket at fd 3 (dup2 clears close-on-exec there).
             if listener != 3 {
                 try sys("dup2") { dup2(listener, 3) }
                 close(listener)
             }
-            var args = [shimBinaryName, "-namespace", f.namespace, "-id", f.id, "-address", f.address,
-                        "-publish-binary", f.publishBinary, "-socket", path]
+            var args = [
+                shimBinaryName, "-namespace", f.namespace, "-id", f.id, "-address", f.address,
+                "-publish-binary", f.publishBinary, "-socket", path,
+            ]
             if f.debug { args.append("-debug") }
             var spec = SpawnSpec(args: args, env: Spawn.childEnvironment())
             spec.program = "/proc/self/exe"
@@ -337,7 +350,9 @@ private func shimStart(_ f: ShimFlags) -> Int32 {
             return 1
         }
     }
-    do throws(SysError) { try FS.writeFileAtomic(bundle + "/address", Array(address.utf8), mode: 0o600, durable: false) } catch {
+    do throws(SysError) {
+        try FS.writeFileAtomic(bundle + "/address", Array(address.utf8), mode: 0o600, durable: false)
+    } catch {
         printErr("\(shimBinaryName) start: \(error)")
         return 1
     }
@@ -374,7 +389,7 @@ private func shimDelete(_ f: ShimFlags) -> Int32 {
 private func shimServe(_ f: ShimFlags) -> Int32 {
     let bundle = FS.cwd()
     let log = ShimLog(bundle: bundle, debug: f.debug)
-    _ = setsid()   // out of containerd's session: a signal to its group does not reach the shim
+    _ = setsid()  // out of containerd's session: a signal to its group does not reach the shim
     // Entered through /proc/self/exe, the process would be called "exe"; ps shows what the runc shim shows.
     _ = "containerd-shim".withCString { sl_prctl(SL_PR_SET_NAME, UInt(bitPattern: $0), 0, 0, 0) }
     guard sl_sigmask_block_all() == 0 else { return 1 }
@@ -386,8 +401,9 @@ private func shimServe(_ f: ShimFlags) -> Int32 {
     do { try Proc.setChildSubreaper() } catch { log.write("\(error)", level: "error") }
     let loop = EventLoop()
     let ttrpcAddress = getenv("TTRPC_ADDRESS").map { String(cString: $0) } ?? ""
-    let publisher = EventPublisher(binary: f.publishBinary, address: f.address, namespace: f.namespace, loop: loop, log: log,
-                                   ttrpcAddress: ttrpcAddress)
+    let publisher = EventPublisher(
+        binary: f.publishBinary, address: f.address, namespace: f.namespace, loop: loop, log: log,
+        ttrpcAddress: ttrpcAddress)
     let service = TaskService(loop: loop, publisher: publisher, namespace: f.namespace, log: log)
     let server = TTRPCServer(loop: loop, handler: service.handle)
     var stopping = false

@@ -1,7 +1,7 @@
+import Cgroups
+import Checkpoint
 import Glibc
 import LinuxSystem
-import Checkpoint
-import Cgroups
 
 // The messages of containerd 1.6's shim API (runtime/v2/task/shim.proto), its events
 // (api/events/task.proto) and the cgroup metrics (containerd/cgroups stats v1 and v2), by field number.
@@ -96,8 +96,9 @@ struct RuntimeOptions: Equatable {
 
     static func decode(_ b: [UInt8]) throws(ProtoError) -> RuntimeOptions {
         let f = try ProtoFields(b)
-        return RuntimeOptions(binaryName: try f.string(6), root: try f.string(7), criuPath: try f.string(8),
-                              systemdCgroup: try f.bool(9))
+        return RuntimeOptions(
+            binaryName: try f.string(6), root: try f.string(7), criuPath: try f.string(8),
+            systemdCgroup: try f.bool(9))
     }
 }
 
@@ -108,9 +109,10 @@ struct ExecProcessRequest: Equatable {
 
     static func decode(_ b: [UInt8]) throws(ProtoError) -> ExecProcessRequest {
         let f = try ProtoFields(b)
-        return ExecProcessRequest(id: try f.string(1), execID: try f.string(2), stdin: try f.string(4),
-                                  stdout: try f.string(5), stderr: try f.string(6), terminal: try f.bool(3),
-                                  spec: try f.data(7).map { (d) throws(ProtoError) in try AnyMessage.decode(d) })
+        return ExecProcessRequest(
+            id: try f.string(1), execID: try f.string(2), stdin: try f.string(4),
+            stdout: try f.string(5), stderr: try f.string(6), terminal: try f.bool(3),
+            spec: try f.data(7).map { (d) throws(ProtoError) in try AnyMessage.decode(d) })
     }
 }
 
@@ -146,7 +148,11 @@ struct Timestamp: Equatable {
 
 /// containerd.v1.types.Status.
 enum TaskStatus: UInt32 {
-    case unknown = 0, created = 1, running = 2, stopped = 3, paused = 4
+    case unknown = 0
+    case created = 1
+    case running = 2
+    case stopped = 3
+    case paused = 4
 }
 
 enum ShimReplies {
@@ -206,7 +212,9 @@ enum ShimReplies {
                 if !p.execID.isEmpty {
                     var d = ProtoWriter()
                     d.string(1, p.execID)
-                    i.message(2) { AnyMessage(typeURL: "containerd.runc.v1.ProcessDetails", value: d.bytes).encode(&$0) }
+                    i.message(2) {
+                        AnyMessage(typeURL: "containerd.runc.v1.ProcessDetails", value: d.bytes).encode(&$0)
+                    }
                 }
             }
         }
@@ -238,12 +246,16 @@ struct ShimEvent: Equatable {
         return ShimEvent(topic: topic, any: AnyMessage(typeURL: "containerd.events." + name, value: w.bytes))
     }
 
-    static func create(id: String, bundle: String, io: (String, String, String, Bool), pid: Int32, checkpoint: String) -> ShimEvent {
+    static func create(id: String, bundle: String, io: (String, String, String, Bool), pid: Int32, checkpoint: String)
+        -> ShimEvent
+    {
         make("/tasks/create", "TaskCreate") { w in
             w.string(1, id)
             w.string(2, bundle)
             w.message(4) { t in
-                t.string(1, io.0); t.string(2, io.1); t.string(3, io.2)
+                t.string(1, io.0)
+                t.string(2, io.1)
+                t.string(3, io.2)
                 if io.3 { t.bool(4, true) }
             }
             if !checkpoint.isEmpty { w.string(5, checkpoint) }
@@ -252,7 +264,10 @@ struct ShimEvent: Equatable {
     }
 
     static func start(id: String, pid: Int32) -> ShimEvent {
-        make("/tasks/start", "TaskStart") { $0.string(1, id); $0.uint32(2, UInt32(max(0, pid))) }
+        make("/tasks/start", "TaskStart") {
+            $0.string(1, id)
+            $0.uint32(2, UInt32(max(0, pid)))
+        }
     }
 
     static func exit(id: String, execID: String, pid: Int32, status: UInt32, at: Timestamp) -> ShimEvent {
@@ -275,18 +290,28 @@ struct ShimEvent: Equatable {
     }
 
     static func execAdded(id: String, execID: String) -> ShimEvent {
-        make("/tasks/exec-added", "TaskExecAdded") { $0.string(1, id); $0.string(2, execID) }
+        make("/tasks/exec-added", "TaskExecAdded") {
+            $0.string(1, id)
+            $0.string(2, execID)
+        }
     }
 
     static func execStarted(id: String, execID: String, pid: Int32) -> ShimEvent {
-        make("/tasks/exec-started", "TaskExecStarted") { $0.string(1, id); $0.string(2, execID); $0.uint32(3, UInt32(max(0, pid))) }
+        make("/tasks/exec-started", "TaskExecStarted") {
+            $0.string(1, id)
+            $0.string(2, execID)
+            $0.uint32(3, UInt32(max(0, pid)))
+        }
     }
 
     static func paused(id: String) -> ShimEvent { make("/tasks/paused", "TaskPaused") { $0.string(1, id) } }
     static func resumed(id: String) -> ShimEvent { make("/tasks/resumed", "TaskResumed") { $0.string(1, id) } }
     static func oom(id: String) -> ShimEvent { make("/tasks/oom", "TaskOOM") { $0.string(1, id) } }
     static func checkpointed(id: String, path: String) -> ShimEvent {
-        make("/tasks/checkpointed", "TaskCheckpointed") { $0.string(1, id); $0.string(2, path) }
+        make("/tasks/checkpointed", "TaskCheckpointed") {
+            $0.string(1, id)
+            $0.string(2, path)
+        }
     }
 }
 
@@ -295,9 +320,11 @@ struct ShimEvent: Equatable {
 enum ShimMetrics {
     /// memory.stat keys -> v1 MemoryStat field numbers 1-32.
     static let v1MemoryFields: [(String, Int)] = {
-        let names = ["cache", "rss", "rss_huge", "mapped_file", "dirty", "writeback", "pgpgin", "pgpgout",
-                     "pgfault", "pgmajfault", "inactive_anon", "active_anon", "inactive_file", "active_file",
-                     "unevictable", "hierarchical_memory_limit", "hierarchical_memsw_limit"]
+        let names = [
+            "cache", "rss", "rss_huge", "mapped_file", "dirty", "writeback", "pgpgin", "pgpgout",
+            "pgfault", "pgmajfault", "inactive_anon", "active_anon", "inactive_file", "active_file",
+            "unevictable", "hierarchical_memory_limit", "hierarchical_memsw_limit",
+        ]
         var out: [(String, Int)] = []
         for (i, n) in names.enumerated() { out.append((n, i + 1)) }
         for (i, n) in names.prefix(15).enumerated() { out.append(("total_" + n, i + 18)) }
@@ -308,33 +335,56 @@ enum ShimMetrics {
         var w = ProtoWriter()
         for (size, h) in s.hugetlb.sorted(by: { $0.key < $1.key }) {
             w.message(1) { m in
-                m.uint64(1, h.usage); m.uint64(2, h.max); m.uint64(3, h.failcnt); m.string(4, size)
+                m.uint64(1, h.usage)
+                m.uint64(2, h.max)
+                m.uint64(3, h.failcnt)
+                m.string(4, size)
             }
         }
-        w.message(2) { $0.uint64(1, s.pids.current); $0.uint64(2, s.pids.limit) }
+        w.message(2) {
+            $0.uint64(1, s.pids.current)
+            $0.uint64(2, s.pids.limit)
+        }
         w.message(3) { c in
             c.message(1) { u in
-                u.uint64(1, s.cpu.usage.total); u.uint64(2, s.cpu.usage.kernel); u.uint64(3, s.cpu.usage.user)
+                u.uint64(1, s.cpu.usage.total)
+                u.uint64(2, s.cpu.usage.kernel)
+                u.uint64(3, s.cpu.usage.user)
                 for v in s.cpu.usage.percpu { u.uint64(4, v) }
             }
             c.message(2) { t in
-                t.uint64(1, s.cpu.throttling.periods); t.uint64(2, s.cpu.throttling.throttledPeriods)
+                t.uint64(1, s.cpu.throttling.periods)
+                t.uint64(2, s.cpu.throttling.throttledPeriods)
                 t.uint64(3, s.cpu.throttling.throttledTime)
             }
         }
         w.message(4) { m in
             for (key, field) in v1MemoryFields { if let v = s.memory.raw[key] { m.uint64(field, v) } }
-            for (field, e) in [(33, s.memory.usage), (34, s.memory.swap), (35, s.memory.kernel), (36, s.memory.kernelTCP)] {
-                m.message(field) { x in x.uint64(1, e.limit); x.uint64(2, e.usage); x.uint64(3, e.max); x.uint64(4, e.failcnt) }
+            for (field, e) in [
+                (33, s.memory.usage), (34, s.memory.swap), (35, s.memory.kernel), (36, s.memory.kernelTCP),
+            ] {
+                m.message(field) { x in
+                    x.uint64(1, e.limit)
+                    x.uint64(2, e.usage)
+                    x.uint64(3, e.max)
+                    x.uint64(4, e.failcnt)
+                }
             }
         }
         w.message(5) { b in
-            let lists = [s.blkio.ioServiceBytesRecursive, s.blkio.ioServicedRecursive, s.blkio.ioQueuedRecursive,
-                         s.blkio.ioServiceTimeRecursive, s.blkio.ioWaitTimeRecursive, s.blkio.ioMergedRecursive,
-                         s.blkio.ioTimeRecursive, s.blkio.sectorsRecursive]
+            let lists = [
+                s.blkio.ioServiceBytesRecursive, s.blkio.ioServicedRecursive, s.blkio.ioQueuedRecursive,
+                s.blkio.ioServiceTimeRecursive, s.blkio.ioWaitTimeRecursive, s.blkio.ioMergedRecursive,
+                s.blkio.ioTimeRecursive, s.blkio.sectorsRecursive,
+            ]
             for (i, list) in lists.enumerated() {
                 for e in list {
-                    b.message(i + 1) { x in x.string(1, e.op); x.uint64(3, e.major); x.uint64(4, e.minor); x.uint64(5, e.value) }
+                    b.message(i + 1) { x in
+                        x.string(1, e.op)
+                        x.uint64(3, e.major)
+                        x.uint64(4, e.minor)
+                        x.uint64(5, e.value)
+                    }
                 }
             }
         }
@@ -342,27 +392,37 @@ enum ShimMetrics {
     }
 
     /// memory.stat keys -> v2 MemoryStat field numbers 1-31.
-    static let v2MemoryKeys = ["anon", "file", "kernel_stack", "slab", "sock", "shmem", "file_mapped", "file_dirty",
-                               "file_writeback", "anon_thp", "inactive_anon", "active_anon", "inactive_file",
-                               "active_file", "unevictable", "slab_reclaimable", "slab_unreclaimable", "pgfault",
-                               "pgmajfault", "workingset_refault", "workingset_activate", "workingset_nodereclaim",
-                               "pgrefill", "pgscan", "pgsteal", "pgactivate", "pgdeactivate", "pglazyfree",
-                               "pglazyfreed", "thp_fault_alloc", "thp_collapse_alloc"]
+    static let v2MemoryKeys = [
+        "anon", "file", "kernel_stack", "slab", "sock", "shmem", "file_mapped", "file_dirty",
+        "file_writeback", "anon_thp", "inactive_anon", "active_anon", "inactive_file",
+        "active_file", "unevictable", "slab_reclaimable", "slab_unreclaimable", "pgfault",
+        "pgmajfault", "workingset_refault", "workingset_activate", "workingset_nodereclaim",
+        "pgrefill", "pgscan", "pgsteal", "pgactivate", "pgdeactivate", "pglazyfree",
+        "pglazyfreed", "thp_fault_alloc", "thp_collapse_alloc",
+    ]
 
     static func v2(_ s: CgroupStats) -> AnyMessage {
         var w = ProtoWriter()
-        w.message(1) { $0.uint64(1, s.pids.current); $0.uint64(2, s.pids.limit) }
+        w.message(1) {
+            $0.uint64(1, s.pids.current)
+            $0.uint64(2, s.pids.limit)
+        }
         w.message(2) { c in
-            c.uint64(1, s.cpu.usage.total / 1000); c.uint64(2, s.cpu.usage.user / 1000); c.uint64(3, s.cpu.usage.kernel / 1000)
-            c.uint64(4, s.cpu.throttling.periods); c.uint64(5, s.cpu.throttling.throttledPeriods)
+            c.uint64(1, s.cpu.usage.total / 1000)
+            c.uint64(2, s.cpu.usage.user / 1000)
+            c.uint64(3, s.cpu.usage.kernel / 1000)
+            c.uint64(4, s.cpu.throttling.periods)
+            c.uint64(5, s.cpu.throttling.throttledPeriods)
             c.uint64(6, s.cpu.throttling.throttledTime / 1000)
         }
         w.message(4) { m in
             for (i, key) in v2MemoryKeys.enumerated() { if let v = s.memory.raw[key] { m.uint64(i + 1, v) } }
-            m.uint64(32, s.memory.usage.usage); m.uint64(33, s.memory.usage.limit)
+            m.uint64(32, s.memory.usage.usage)
+            m.uint64(33, s.memory.usage.limit)
             // CgroupStats' swap is memory+swap (runc's convention); v2's message wants swap alone.
             let swapOnly = s.memory.swap.usage > s.memory.usage.usage ? s.memory.swap.usage - s.memory.usage.usage : 0
-            m.uint64(34, swapOnly); m.uint64(35, s.memory.swap.limit)
+            m.uint64(34, swapOnly)
+            m.uint64(35, s.memory.swap.limit)
         }
         return AnyMessage(typeURL: "io.containerd.cgroups.v2.Metrics", value: w.bytes)
     }

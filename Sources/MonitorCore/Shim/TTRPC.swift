@@ -1,7 +1,7 @@
-import Glibc
 import CLinux
-import LinuxSystem
 import Checkpoint
+import Glibc
+import LinuxSystem
 
 // ttrpc (github.com/containerd/ttrpc), the protocol containerd speaks to its shims: frames of a 10-byte
 // header (payload length u32, stream id u32, type u8, flags u8, all big-endian) and a protobuf payload.
@@ -10,14 +10,25 @@ import Checkpoint
 
 /// gRPC status codes (google.rpc.Code) as ttrpc carries them.
 enum RPCCode: Int32 {
-    case ok = 0, unknown = 2, invalidArgument = 3, deadlineExceeded = 4, notFound = 5, alreadyExists = 6
-    case resourceExhausted = 8, failedPrecondition = 9, internalError = 13, unimplemented = 12
+    case ok = 0
+    case unknown = 2
+    case invalidArgument = 3
+    case deadlineExceeded = 4
+    case notFound = 5
+    case alreadyExists = 6
+    case resourceExhausted = 8
+    case failedPrecondition = 9
+    case internalError = 13
+    case unimplemented = 12
 }
 
 struct RPCError: Error, Equatable {
     var code: RPCCode
     var message: String
-    init(_ code: RPCCode, _ message: String) { self.code = code; self.message = message }
+    init(_ code: RPCCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
 }
 
 struct TTRPCRequest: Equatable {
@@ -41,7 +52,8 @@ struct TTRPCRequest: Equatable {
             case 3: r.payload = try Proto.data(value, "payload")
             case 4: r.timeoutNano = Int64(bitPattern: try Proto.varint(value, "timeout_nano"))
             case 5:
-                var k = "", v = ""
+                var k = ""
+                var v = ""
                 for (f, kv) in try ProtoReader.fields(try Proto.data(value, "metadata")) {
                     if f == 1 { k = try Proto.string(kv, "metadata.key") }
                     if f == 2 { v = try Proto.string(kv, "metadata.value") }
@@ -59,7 +71,12 @@ struct TTRPCRequest: Equatable {
         w.string(2, method)
         if !payload.isEmpty { w.bytes(3, payload) }
         if timeoutNano != 0 { w.int64(4, timeoutNano) }
-        for (k, v) in metadata { w.message(5) { $0.string(1, k); $0.string(2, v) } }
+        for (k, v) in metadata {
+            w.message(5) {
+                $0.string(1, k)
+                $0.string(2, v)
+            }
+        }
         return w.bytes
     }
 }
@@ -81,7 +98,9 @@ enum TTRPCResponse {
 
     /// (status code, message, payload) of an encoded response; for tests and clients.
     static func decode(_ bytes: [UInt8]) throws(ProtoError) -> (code: Int32, message: String, payload: [UInt8]) {
-        var code: Int32 = 0, message = "", payload: [UInt8] = []
+        var code: Int32 = 0
+        var message = ""
+        var payload: [UInt8] = []
         for (f, v) in try ProtoReader.fields(bytes) {
             if f == 2 { payload = try Proto.data(v, "payload") }
             if f == 1 {
@@ -161,12 +180,14 @@ struct FrameReader {
         func u32(_ i: Int) -> UInt32 {
             UInt32(buffer[i]) << 24 | UInt32(buffer[i + 1]) << 16 | UInt32(buffer[i + 2]) << 8 | UInt32(buffer[i + 3])
         }
-        let length = u32(start), stream = u32(start + 4)
+        let length = u32(start)
+        let stream = u32(start + 4)
         guard length <= UInt32(TTRPCFrame.maxPayload) else { return .oversized(stream: stream, length: length) }
         let total = TTRPCFrame.headerSize + Int(length)
         guard buffer.count - start >= total else { return .needMore }
-        let frame = TTRPCFrame(stream: stream, type: buffer[start + 8], flags: buffer[start + 9],
-                               payload: Array(buffer[(start + TTRPCFrame.headerSize)..<(start + total)]))
+        let frame = TTRPCFrame(
+            stream: stream, type: buffer[start + 8], flags: buffer[start + 9],
+            payload: Array(buffer[(start + TTRPCFrame.headerSize)..<(start + total)]))
         start += total
         if start > 65536 {
             buffer.removeFirst(start)
@@ -238,8 +259,14 @@ final class TTRPCConnection {
             case .needMore:
                 return
             case .oversized(let stream, let length):
-                send(TTRPCFrame(stream: stream, type: TTRPCFrame.response, payload: TTRPCResponse.encode(.failure(
-                    RPCError(.resourceExhausted, "message length \(length) exceeds the maximum of \(TTRPCFrame.maxPayload)")))))
+                send(
+                    TTRPCFrame(
+                        stream: stream, type: TTRPCFrame.response,
+                        payload: TTRPCResponse.encode(
+                            .failure(
+                                RPCError(
+                                    .resourceExhausted,
+                                    "message length \(length) exceeds the maximum of \(TTRPCFrame.maxPayload)")))))
                 flush()
                 close()
                 return
@@ -324,7 +351,8 @@ final class TTRPCServer {
                     let e = errno
                     if e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM {
                         loop.change(listener, events: 0)
-                        loop.after(ms: UnixSocket.acceptBackoffMs) { [loop] in loop.change(listener, events: SL_EPOLLIN) }
+                        loop.after(ms: UnixSocket.acceptBackoffMs) { [loop] in loop.change(listener, events: SL_EPOLLIN)
+                        }
                     }
                     return
                 }

@@ -1,8 +1,8 @@
-import Glibc
 import CLinux
-import LinuxSystem
-import Checkpoint
 import Cgroups
+import Checkpoint
+import Glibc
+import LinuxSystem
 import Mounts
 import OCI
 
@@ -34,9 +34,10 @@ final class ShimProcess {
     var exited: Bool { exitedAt != nil }
 
     var state: ShimReplies.State {
-        ShimReplies.State(id: containerID, bundle: bundle, stdin: stdio.stdin, stdout: stdio.stdout, stderr: stdio.stderr,
-                          execID: execID, pid: pid, status: status, terminal: terminal, exitStatus: exitStatus,
-                          exitedAt: exitedAt)
+        ShimReplies.State(
+            id: containerID, bundle: bundle, stdin: stdio.stdin, stdout: stdio.stdout, stderr: stdio.stderr,
+            execID: execID, pid: pid, status: status, terminal: terminal, exitStatus: exitStatus,
+            exitedAt: exitedAt)
     }
 }
 
@@ -60,7 +61,9 @@ final class ShimContainer {
 
     func process(_ execID: String) throws(RPCError) -> ShimProcess {
         if execID.isEmpty { return initProcess }
-        guard let p = execs[execID] else { throw RPCError(.notFound, "process \(execID) does not exist in container \(id)") }
+        guard let p = execs[execID] else {
+            throw RPCError(.notFound, "process \(execID) does not exist in container \(id)")
+        }
         return p
     }
 
@@ -149,21 +152,26 @@ final class TaskService {
 
     private func create(_ p: [UInt8]) throws(RPCError) -> [UInt8] {
         let r = try decode("CreateTaskRequest") { () throws(ProtoError) in try CreateTaskRequest.decode(p) }
-        guard !r.id.isEmpty, !r.bundle.isEmpty else { throw RPCError(.invalidArgument, "CreateTaskRequest: id and bundle are required") }
+        guard !r.id.isEmpty, !r.bundle.isEmpty else {
+            throw RPCError(.invalidArgument, "CreateTaskRequest: id and bundle are required")
+        }
         guard containers[r.id] == nil else { throw RPCError(.alreadyExists, "container \(r.id) already exists") }
         var runtime = ShimRuntime.defaults(namespace: namespace)
         if let o = r.options, o.typeURL.hasSuffix("containerd.runc.v1.Options") {
-            runtime = runtime.with(try decode("runtime options") { () throws(ProtoError) in try RuntimeOptions.decode(o.value) })
+            runtime = runtime.with(
+                try decode("runtime options") { () throws(ProtoError) in try RuntimeOptions.decode(o.value) })
         }
         try? FS.mkdirAll(runtime.root, 0o711)
         runtime.save(bundle: r.bundle)
-        let proc = ShimProcess(containerID: r.id, execID: "", bundle: r.bundle, stdio: (r.stdin, r.stdout, r.stderr), terminal: r.terminal)
+        let proc = ShimProcess(
+            containerID: r.id, execID: "", bundle: r.bundle, stdio: (r.stdin, r.stdout, r.stderr), terminal: r.terminal)
         let c = ShimContainer(id: r.id, bundle: r.bundle, runtime: runtime, initProcess: proc)
         do throws(RPCError) {
             c.rootfsMounted = try mountRootfs(r.rootfs, bundle: r.bundle)
             if r.checkpoint.isEmpty {
                 let pidFile = r.bundle + "/init.pid"
-                proc.pid = try runWithIO(c, proc, ["create", "--bundle", r.bundle, "--pid-file", pidFile], pidFile: pidFile, what: "create")
+                proc.pid = try runWithIO(
+                    c, proc, ["create", "--bundle", r.bundle, "--pid-file", pidFile], pidFile: pidFile, what: "create")
             } else {
                 // As the runc shim does: the restore itself runs at Start.
                 c.restoreFrom = r.checkpoint
@@ -174,8 +182,10 @@ final class TaskService {
             throw error
         }
         containers[r.id] = c
-        publisher.publish(.create(id: r.id, bundle: r.bundle, io: (r.stdin, r.stdout, r.stderr, r.terminal), pid: proc.pid,
-                                  checkpoint: r.checkpoint))
+        publisher.publish(
+            .create(
+                id: r.id, bundle: r.bundle, io: (r.stdin, r.stdout, r.stderr, r.terminal), pid: proc.pid,
+                checkpoint: r.checkpoint))
         watchOOM(c)
         claimEarlyExit(proc)
         reportExit(proc)
@@ -184,16 +194,21 @@ final class TaskService {
 
     /// Runs a runtime verb that starts a process (create, exec) with the process's stdio, then reads
     /// its pid file.
-    private func runWithIO(_ c: ShimContainer, _ proc: ShimProcess, _ verb: [String], pidFile: String, what: String) throws(RPCError) -> Int32 {
-        let io = ProcessIO(loop: loop, stdin: proc.stdio.stdin, stdout: proc.stdio.stdout, stderr: proc.stdio.stderr, terminal: proc.terminal)
+    private func runWithIO(_ c: ShimContainer, _ proc: ShimProcess, _ verb: [String], pidFile: String, what: String)
+        throws(RPCError) -> Int32
+    {
+        let io = ProcessIO(
+            loop: loop, stdin: proc.stdio.stdin, stdout: proc.stdio.stdout, stderr: proc.stdio.stderr,
+            terminal: proc.terminal)
         proc.io = io
         do throws(SysError) { try io.prepare() } catch { throw RPCError(.internalError, "\(what): stdio: \(error)") }
         var args = verb
         if let console = io.console { args += ["--console-socket", console.path] }
         args.append(c.id)
         unlink(pidFile)
-        let run = ShimCommand.run(c.command(args), stdin: io.childStdio.0, stdout: io.childStdio.1, stderr: io.childStdio.2,
-                                  cwd: c.bundle)
+        let run = ShimCommand.run(
+            c.command(args), stdin: io.childStdio.0, stdout: io.childStdio.1, stderr: io.childStdio.2,
+            cwd: c.bundle)
         io.closeChildEnds()
         guard run.ok else { throw ShimRuntime.failure(run, what, bundle: c.bundle) }
         guard let text = try? FS.readString(pidFile), let pid = Int32(text.trimmingSpaces), pid > 0 else {
@@ -206,11 +221,17 @@ final class TaskService {
 
     private func start(_ p: [UInt8]) throws(RPCError) -> [UInt8] {
         let (c, proc, _) = try ref(p, "StartRequest")
-        guard proc.status == .created, !proc.exited else { throw RPCError(.failedPrecondition, "process \(c.id)/\(proc.execID) is not in the created state") }
+        guard proc.status == .created, !proc.exited else {
+            throw RPCError(.failedPrecondition, "process \(c.id)/\(proc.execID) is not in the created state")
+        }
         if proc.execID.isEmpty && !c.restoreFrom.isEmpty {
             let pidFile = c.bundle + "/init.pid"
-            proc.pid = try runWithIO(c, proc, ["restore", "--detach", "--image-path", c.restoreFrom, "--bundle", c.bundle,
-                                               "--pid-file", pidFile], pidFile: pidFile, what: "restore")
+            proc.pid = try runWithIO(
+                c, proc,
+                [
+                    "restore", "--detach", "--image-path", c.restoreFrom, "--bundle", c.bundle,
+                    "--pid-file", pidFile,
+                ], pidFile: pidFile, what: "restore")
             c.restoreFrom = ""
             proc.status = .running
             publisher.publish(.start(id: c.id, pid: proc.pid))
@@ -230,7 +251,9 @@ final class TaskService {
                 throw RPCError(.internalError, "exec: \(error)")
             }
             defer { unlink(specFile) }
-            proc.pid = try runWithIO(c, proc, ["exec", "--detach", "--pid-file", pidFile, "--process", specFile], pidFile: pidFile, what: "exec")
+            proc.pid = try runWithIO(
+                c, proc, ["exec", "--detach", "--pid-file", pidFile, "--process", specFile], pidFile: pidFile,
+                what: "exec")
             proc.status = .running
             publisher.publish(.execStarted(id: c.id, execID: proc.execID, pid: proc.pid))
             // An exit reaped before the pid was known is reported after TaskExecStarted.
@@ -244,10 +267,16 @@ final class TaskService {
         let r = try decode("ExecProcessRequest") { () throws(ProtoError) in try ExecProcessRequest.decode(p) }
         let c = try container(r.id)
         guard !r.execID.isEmpty else { throw RPCError(.invalidArgument, "ExecProcessRequest: exec_id is required") }
-        guard c.execs[r.execID] == nil else { throw RPCError(.alreadyExists, "exec \(r.execID) already exists in \(c.id)") }
+        guard c.execs[r.execID] == nil else {
+            throw RPCError(.alreadyExists, "exec \(r.execID) already exists in \(c.id)")
+        }
         guard !c.initProcess.exited else { throw RPCError(.failedPrecondition, "container \(c.id) is not running") }
-        guard let spec = r.spec, !spec.value.isEmpty else { throw RPCError(.invalidArgument, "ExecProcessRequest: spec is required") }
-        let proc = ShimProcess(containerID: c.id, execID: r.execID, bundle: c.bundle, stdio: (r.stdin, r.stdout, r.stderr), terminal: r.terminal)
+        guard let spec = r.spec, !spec.value.isEmpty else {
+            throw RPCError(.invalidArgument, "ExecProcessRequest: spec is required")
+        }
+        let proc = ShimProcess(
+            containerID: c.id, execID: r.execID, bundle: c.bundle, stdio: (r.stdin, r.stdout, r.stderr),
+            terminal: r.terminal)
         proc.spec = spec.value
         c.execs[r.execID] = proc
         publisher.publish(.execAdded(id: c.id, execID: r.execID))
@@ -274,7 +303,9 @@ final class TaskService {
         let (c, _, _) = try ref(p, "PidsRequest")
         let run = ShimCommand.run(c.command(["ps", "--format", "json", c.id]), cwd: c.bundle)
         guard run.ok else { throw ShimRuntime.failure(run, "ps", bundle: c.bundle) }
-        guard case .array(let list)? = try? JSONValue.parse(run.stdout) else { throw RPCError(.internalError, "ps: not a JSON array: \(run.stdout)") }
+        guard case .array(let list)? = try? JSONValue.parse(run.stdout) else {
+            throw RPCError(.internalError, "ps: not a JSON array: \(run.stdout)")
+        }
         var out: [(pid: Int32, execID: String)] = []
         for case .number(let n) in list {
             guard let pid = Int32(n) else { continue }
@@ -291,7 +322,9 @@ final class TaskService {
 
     private func stats(_ p: [UInt8]) throws(RPCError) -> [UInt8] {
         let (c, _, _) = try ref(p, "StatsRequest")
-        guard let m = cgroupManager(c.initProcess.pid) else { throw RPCError(.notFound, "cgroup of container \(c.id) not found") }
+        guard let m = cgroupManager(c.initProcess.pid) else {
+            throw RPCError(.notFound, "cgroup of container \(c.id) not found")
+        }
         do throws(CgroupError) {
             let s = try m.stats()
             if case .v2 = m.layout { return ShimReplies.stats(ShimMetrics.v2(s)) }
@@ -307,7 +340,9 @@ final class TaskService {
         let own = CgroupManager.ownCgroups(procSelfCgroup: text)
         let layout = CgroupLayout.detect()
         var paths: [String: String] = [:]
-        for (controller, mount) in layout.hierarchies { if let rel = own[controller] { paths[controller] = mount + rel } }
+        for (controller, mount) in layout.hierarchies {
+            if let rel = own[controller] { paths[controller] = mount + rel }
+        }
         if let u = layout.unifiedMountPoint, let rel = own[""] { paths[""] = u + rel }
         return paths.isEmpty ? nil : CgroupManager(layout: layout, paths: paths)
     }
@@ -320,11 +355,14 @@ final class TaskService {
         guard sig > 0 && sig < 65 else { throw RPCError(.invalidArgument, "KillRequest: invalid signal \(sig)") }
         if proc.execID.isEmpty {
             guard !proc.exited || all else { throw RPCError(.notFound, "process already finished") }
-            let run = ShimCommand.run(c.command(["kill"] + (all ? ["--all"] : []) + [c.id, String(sig)]), cwd: c.bundle)
+            let run = ShimCommand.run(
+                c.command(["kill"] + (all ? ["--all"] : []) + [c.id, String(sig)]), cwd: c.bundle)
             guard run.ok else { throw ShimRuntime.failure(run, "kill", bundle: c.bundle) }
         } else {
             guard !proc.exited, proc.pid > 0 else { throw RPCError(.notFound, "process already finished") }
-            guard Glibc.kill(proc.pid, Int32(sig)) == 0 else { throw RPCError(.unknown, "kill \(proc.pid): \(errnoString(errno))") }
+            guard Glibc.kill(proc.pid, Int32(sig)) == 0 else {
+                throw RPCError(.unknown, "kill \(proc.pid): \(errnoString(errno))")
+            }
         }
         return []
     }
@@ -343,7 +381,9 @@ final class TaskService {
         let (_, proc, f) = try ref(p, "ResizePtyRequest")
         let (w, h) = try decode("ResizePtyRequest") { () throws(ProtoError) in (try f.uint(3), try f.uint(4)) }
         guard let io = proc.io, io.terminal else { throw RPCError(.failedPrecondition, "process has no terminal") }
-        guard io.resize(width: UInt16(clamping: w), height: UInt16(clamping: h)) else { throw RPCError(.internalError, "resize the terminal: \(errnoString(errno))") }
+        guard io.resize(width: UInt16(clamping: w), height: UInt16(clamping: h)) else {
+            throw RPCError(.internalError, "resize the terminal: \(errnoString(errno))")
+        }
         return []
     }
 
@@ -359,7 +399,9 @@ final class TaskService {
             (try f.string(1), try f.data(2).map { (d) throws(ProtoError) in try AnyMessage.decode(d) })
         }
         let c = try container(id)
-        guard let resources = any?.value, !resources.isEmpty else { throw RPCError(.invalidArgument, "UpdateTaskRequest: resources are required") }
+        guard let resources = any?.value, !resources.isEmpty else {
+            throw RPCError(.invalidArgument, "UpdateTaskRequest: resources are required")
+        }
         let input = ShimCommand.memfd(resources)
         defer { if input >= 0 { close(input) } }
         let run = ShimCommand.run(c.command(["update", "--resources", "-", c.id]), stdin: input, cwd: c.bundle)
@@ -409,7 +451,7 @@ final class TaskService {
             c.execs[proc.execID] = nil
             return ShimReplies.delete(pid: proc.pid, status: proc.exitStatus, at: proc.exitedAt)
         }
-        if c.restoreFrom.isEmpty {   // else the runtime never saw the container
+        if c.restoreFrom.isEmpty {  // else the runtime never saw the container
             let run = ShimCommand.run(c.command(["delete", "--force", c.id]), cwd: c.bundle)
             guard run.ok else { throw ShimRuntime.failure(run, "delete", bundle: c.bundle) }
         }
@@ -471,7 +513,8 @@ final class TaskService {
             loop.unwatch(oom.fd)
             c.oom = nil
         }
-        publisher.publish(.exit(id: proc.containerID, execID: proc.execID, pid: proc.pid, status: proc.exitStatus, at: at))
+        publisher.publish(
+            .exit(id: proc.containerID, execID: proc.execID, pid: proc.pid, status: proc.exitStatus, at: at))
         let reply = ShimReplies.wait(status: proc.exitStatus, at: at)
         for w in proc.waiters { w.send(.success(reply)) }
         proc.waiters = []
@@ -495,7 +538,9 @@ final class TaskService {
     /// Mounts the snapshot (containerd passes its mounts) on <bundle>/rootfs.
     private func mountRootfs(_ mounts: [ShimMount], bundle: String) throws(RPCError) -> Bool {
         guard !mounts.isEmpty else { return false }
-        guard mounts.count == 1, let m = mounts.first else { throw RPCError(.unimplemented, "rootfs: \(mounts.count) mounts (only one is supported)") }
+        guard mounts.count == 1, let m = mounts.first else {
+            throw RPCError(.unimplemented, "rootfs: \(mounts.count) mounts (only one is supported)")
+        }
         let target = bundle + "/rootfs"
         try? FS.mkdirAll(target, 0o711)
         let o = MountOptions.parse(m.options)

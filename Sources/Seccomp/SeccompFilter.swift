@@ -114,62 +114,10 @@ public final class SeccompFilter: @unchecked Sendable {
         filter.notifies = defaultAction == SCMP_ACT_NOTIFY
         // The runtime sets no_new_privs itself when the config asks; libseccomp must not force it.
         _ = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)
-        var archTokens: [UInt32] = []
-        for (i, a) in (profile.architectures ?? []).enumerated() {
-            let token = try arch(a, field: "\(field).architectures[\(i)]")
-            archTokens.append(token)
-            let rc = seccomp_arch_add(ctx, token)
-            if rc < 0 && rc != -EEXIST {
-                throw BuildError(
-                    description: "\(field).architectures[\(i)]: seccomp_arch_add \(a): \(errnoString(-rc))", errno: -rc)
-            }
-        }
-        for (i, f) in (profile.flags ?? []).enumerated() {
-            let attr: scmp_filter_attr
-            switch f {
-            case "SECCOMP_FILTER_FLAG_TSYNC": attr = SCMP_FLTATR_CTL_TSYNC
-            case "SECCOMP_FILTER_FLAG_LOG": attr = SCMP_FLTATR_CTL_LOG
-            case "SECCOMP_FILTER_FLAG_SPEC_ALLOW": attr = SCMP_FLTATR_CTL_SSB
-            case "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV":
-                filter.rawFlags |= 1 << 5
-                continue
-            default: throw BuildError(description: "\(field).flags[\(i)]: unknown seccomp flag \"\(f)\"")
-            }
-            let rc = seccomp_attr_set(ctx, attr, 1)
-            if rc < 0 { throw BuildError(description: "\(field).flags[\(i)]: \(f): \(errnoString(-rc))", errno: -rc) }
-        }
+        let archTokens = try filter.addArchitectures(profile.architectures ?? [], field: "\(field).architectures")
+        try filter.setFlags(profile.flags ?? [], field: "\(field).flags")
         for (i, rule) in (profile.syscalls ?? []).enumerated() {
-            let where_ = "\(field).syscalls[\(i)]"
-            let act = try action(rule.action, errnoRet: rule.errnoRet, field: "\(where_).action")
-            if act == SCMP_ACT_NOTIFY { filter.notifies = true }
-            var conditions: [scmp_arg_cmp] = []
-            for (j, arg) in (rule.args ?? []).enumerated() {
-                guard let op = operators[arg.op] else {
-                    throw BuildError(description: "\(where_).args[\(j)].op: unknown operator \"\(arg.op)\"")
-                }
-                guard arg.index < 6 else { throw BuildError(description: "\(where_).args[\(j)].index: must be 0 to 5") }
-                conditions.append(scmp_arg_cmp(arg: arg.index, op: op, datum_a: arg.value, datum_b: arg.valueTwo ?? 0))
-            }
-            // libseccomp ANDs the conditions of one rule but refuses two on one argument; like runc,
-            // such rules become one rule per condition (OR).
-            let distinct = Set(conditions.map(\.arg)).count == conditions.count
-            let groups: [[scmp_arg_cmp]] = distinct ? [conditions] : conditions.map { [$0] }
-            for name in rule.names {
-                let nr = seccomp_syscall_resolve_name(name)
-                if nr == -1 {
-                    filter.skippedSyscalls.append(name)
-                    continue
-                }  // unknown here: skipped, as runc does
-                if act == defaultAction { continue }
-                for g in groups {
-                    var cmp = g
-                    let rc = seccomp_rule_add_array(ctx, act, nr, UInt32(cmp.count), &cmp)
-                    if rc < 0 {
-                        throw BuildError(
-                            description: "\(where_): adding rule for \(name): \(errnoString(-rc))", errno: -rc)
-                    }
-                }
-            }
+            try filter.addRule(rule, defaultAction: defaultAction, field: "\(field).syscalls[\(i)]")
         }
         filter.enosysStub = EnosysStub.build(profile, archTokens: archTokens) ?? []
         if filter.rawFlags != 0 && !filter.notifies {
@@ -183,6 +131,72 @@ public final class SeccompFilter: @unchecked Sendable {
             throw BuildError(description: "\(field).listenerPath: required when an action is SCMP_ACT_NOTIFY")
         }
         return filter
+    }
+
+    /// linux.seccomp.architectures: each added to the filter; their libseccomp tokens.
+    private func addArchitectures(_ names: [String], field: String) throws(BuildError) -> [UInt32] {
+        var tokens: [UInt32] = []
+        for (i, a) in names.enumerated() {
+            let token = try Self.arch(a, field: "\(field)[\(i)]")
+            tokens.append(token)
+            let rc = seccomp_arch_add(ctx, token)
+            if rc < 0 && rc != -EEXIST {
+                throw BuildError(description: "\(field)[\(i)]: seccomp_arch_add \(a): \(errnoString(-rc))", errno: -rc)
+            }
+        }
+        return tokens
+    }
+
+    /// linux.seccomp.flags as libseccomp filter attributes (WAIT_KILLABLE_RECV: a raw flag at load).
+    private func setFlags(_ flags: [String], field: String) throws(BuildError) {
+        for (i, f) in flags.enumerated() {
+            let attr: scmp_filter_attr
+            switch f {
+            case "SECCOMP_FILTER_FLAG_TSYNC": attr = SCMP_FLTATR_CTL_TSYNC
+            case "SECCOMP_FILTER_FLAG_LOG": attr = SCMP_FLTATR_CTL_LOG
+            case "SECCOMP_FILTER_FLAG_SPEC_ALLOW": attr = SCMP_FLTATR_CTL_SSB
+            case "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV":
+                rawFlags |= 1 << 5
+                continue
+            default: throw BuildError(description: "\(field)[\(i)]: unknown seccomp flag \"\(f)\"")
+            }
+            let rc = seccomp_attr_set(ctx, attr, 1)
+            if rc < 0 { throw BuildError(description: "\(field)[\(i)]: \(f): \(errnoString(-rc))", errno: -rc) }
+        }
+    }
+
+    /// One linux.seccomp.syscalls entry: its conditions, then a rule per syscall name (names this
+    /// libseccomp does not know are skipped, as runc does; rules with the default action add nothing).
+    private func addRule(_ rule: OCI.Seccomp.Syscall, defaultAction: UInt32, field: String) throws(BuildError) {
+        let act = try Self.action(rule.action, errnoRet: rule.errnoRet, field: "\(field).action")
+        if act == SCMP_ACT_NOTIFY { notifies = true }
+        var conditions: [scmp_arg_cmp] = []
+        for (j, arg) in (rule.args ?? []).enumerated() {
+            guard let op = Self.operators[arg.op] else {
+                throw BuildError(description: "\(field).args[\(j)].op: unknown operator \"\(arg.op)\"")
+            }
+            guard arg.index < 6 else { throw BuildError(description: "\(field).args[\(j)].index: must be 0 to 5") }
+            conditions.append(scmp_arg_cmp(arg: arg.index, op: op, datum_a: arg.value, datum_b: arg.valueTwo ?? 0))
+        }
+        // libseccomp ANDs the conditions of one rule but refuses two on one argument; like runc,
+        // such rules become one rule per condition (OR).
+        let distinct = Set(conditions.map(\.arg)).count == conditions.count
+        let groups: [[scmp_arg_cmp]] = distinct ? [conditions] : conditions.map { [$0] }
+        for name in rule.names {
+            let nr = seccomp_syscall_resolve_name(name)
+            if nr == -1 {
+                skippedSyscalls.append(name)
+                continue
+            }
+            if act == defaultAction { continue }
+            for g in groups {
+                var cmp = g
+                let rc = seccomp_rule_add_array(ctx, act, nr, UInt32(cmp.count), &cmp)
+                if rc < 0 {
+                    throw BuildError(description: "\(field): adding rule for \(name): \(errnoString(-rc))", errno: -rc)
+                }
+            }
+        }
     }
 
     /// The notify fd of a loaded filter (SCMP_ACT_NOTIFY), to hand to the listener.

@@ -74,12 +74,16 @@ static_dir = "$D/root/libpod"
 volume_path = "$D/root/volumes"
 runtime_supports_json = ["crun", "runc", "swiftlet"]
 EOF
-ROOTFS=${SWIFTLET_ROOTFS:-$(bash "$HERE/make-rootfs.sh")} || die "make-rootfs.sh failed"
+# A fresh rootfs of its own: the shared one ($SWIFTLET_ROOTFS) collects mount points the XCTest run
+# made, some owned by ids outside the user's subordinate range, which podman cannot unpack.
+ROOTFS=$(bash "$HERE/make-rootfs.sh" "$D/rootfs") || die "make-rootfs.sh failed"
 tar -C "$ROOTFS" -cf "$D/rootfs.tar" . || die "tar of $ROOTFS failed"
+rm -rf "$D/rootfs"
 chown -R "$USER_NAME:" "$D" && chmod 700 "$D" "$D/xdg" || die "chown $D"
 
 IMG=localhost/swiftlet-busybox:latest
-as_user podman import --change 'CMD ["/bin/sh"]' "$D/rootfs.tar" "$IMG" >/dev/null 2>&1 || die "podman import (as $USER_NAME) failed"
+as_user podman import --change 'CMD ["/bin/sh"]' "$D/rootfs.tar" "$IMG" >"$D/import.log" 2>&1 ||
+    die "podman import (as $USER_NAME) failed: $(tail -n 3 "$D/import.log")"
 USER_UID=$(id -u "$USER_NAME")
 echo "# podman-rootless-test: podman $(podman --version | awk '{print $3}') as $USER_NAME ($USER_UID), monitor $MONITOR"
 

@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "OCI"]),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
         .testTarget(name: "MonitorTests", dependencies: ["MonitorCore", "OCI", "TestSupport"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "LinuxSystem"]),
         // D-Bus marshalling against bytes written from the specification, without a bus.
         .testTarget(name: "DBusTests", dependencies: ["DBus"]),
         // The plans RuntimeCore makes before it forks, without root or a container.

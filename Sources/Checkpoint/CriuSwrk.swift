@@ -4,10 +4,21 @@ import LinuxSystem
 
 /// A failure talking to CRIU or reported by it. `message` names the operation; the caller adds
 /// the lines quoted from CRIU's log.
-public struct CriuError: Error, CustomStringConvertible, Sendable {
+/// A CRIU failure: what was being done, and the error underneath (a SysError with its errno, a
+/// decoding error, a hook's error), kept as the cause (Spec/errors.md).
+public struct CriuError: ChainedError, Sendable {
     public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+    public var cause: (any Error)?
+    public var ownErrno: Int32?
+    public init(_ message: String, cause: (any Error)? = nil, errno: Int32? = nil) {
+        self.message = message
+        self.cause = cause
+        self.ownErrno = errno
+    }
+    public var description: String {
+        guard let cause else { return message }
+        return message.isEmpty ? "\(cause)" : "\(message): \(cause)"
+    }
 }
 
 /// One `criu swrk 3` process: CRIU's RPC service on a SOCK_SEQPACKET socketpair. The child gets
@@ -23,7 +34,7 @@ public struct CriuService: Sendable {
     public static func start(binary: String, extraFds: [Int32] = []) throws(CriuError) -> CriuService {
         let parent: SeqPacket
         let child: SeqPacket
-        do { (parent, child) = try SeqPacket.pair() } catch { throw CriuError("criu: create RPC socket: \(error)") }
+        do { (parent, child) = try SeqPacket.pair() } catch { throw CriuError("criu: create RPC socket", cause: error) }
         defer { child.close() }
         var r = SpawnRequest([binary, "swrk", "3"], fds: [0, 1, 2, child.fd] + extraFds)
         r.searchPath = true
@@ -31,24 +42,25 @@ public struct CriuService: Sendable {
             parent.close()
             if error.op == "exec" {
                 throw CriuError(
-                    "criu: exec \(binary): \(errnoString(error.errno)) (set the criu binary with --criu PATH)")
+                    "criu: exec \(binary): \(errnoString(error.errno)) (set the criu binary with --criu PATH)",
+                    errno: error.errno)
             }
-            throw CriuError("criu: \(error)")
+            throw CriuError("criu", cause: error)
         }
     }
 
     public func send(_ request: CriuRequest) throws(CriuError) {
-        do { try socket.send(request.encoded()) } catch { throw CriuError("criu: send request: \(error)") }
+        do { try socket.send(request.encoded()) } catch { throw CriuError("criu: send request", cause: error) }
     }
 
     /// The next response, with the descriptor CRIU attached (orphan-pts-master), if any.
     public func receive() throws(CriuError) -> (response: CriuResponse, fd: Int32?) {
         let got: (bytes: [UInt8], fd: Int32?)?
-        do { got = try socket.receive() } catch { throw CriuError("criu: read response: \(error)") }
+        do { got = try socket.receive() } catch { throw CriuError("criu: read response", cause: error) }
         guard let got else { throw CriuError("criu exited without answering (\(binary) swrk)") }
         do { return (try CriuResponse.decode(got.bytes), got.fd) } catch {
             if let fd = got.fd { close(fd) }
-            throw CriuError("criu: \(error)")
+            throw CriuError("criu", cause: error)
         }
     }
 

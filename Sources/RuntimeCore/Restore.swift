@@ -269,7 +269,7 @@ private final class RestoreRun {
     func notified(_ script: String, pid: pid_t, fd: Int32?, _ state: StoredState) throws(CriuError) {
         if script == "orphan-pts-master", let fd {
             do { txn.pty = try handOverPty(fd, name: "orphan-pts-master", consoleSocket: o.consoleSocket) } catch {
-                throw CriuError("restore: send the pty master to --console-socket: \(error)")
+                throw CriuError("restore: send the pty master to --console-socket", cause: error)
             }
             gotPty = true
             return
@@ -285,7 +285,7 @@ private final class RestoreRun {
             do {
                 try Hooks.run(hooks?.prestart, kind: "prestart", state: ociState)
                 try Hooks.run(hooks?.createRuntime, kind: "createRuntime", state: ociState)
-            } catch { throw CriuError("\(error)") }
+            } catch { throw CriuError("", cause: error) }
         case "post-restore":
             txn.pid = pid
         default:

@@ -161,7 +161,6 @@ public enum FS {
     /// below `path` (a bind of a rootfs left behind by a killed restore, say) fails with EBUSY before
     /// anything of that mount is touched.
     public static func removeAll(_ path: String) throws(SysError) {
-        guard lstatOf(path) != nil else { return }
         try removeAll(path, mountID: mountID(path))
     }
 

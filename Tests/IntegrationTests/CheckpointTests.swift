@@ -439,6 +439,10 @@ final class CheckpointTests: ContainerTestCase {
     func testUserNamespacedContainer() throws {
         let (b, data) = try counterBundle(sharedData: true)
         var config = try readConfig(bundle: b)
+        // The container's root (host uid 100000) cannot create /data in the root-owned rootfs (nor
+        // can runc's): the mount point is made here.
+        let rootfs = config[dict: "root"]["path"] as? String ?? ""
+        try FileManager.default.createDirectory(atPath: rootfs + "/data", withIntermediateDirectories: true)
         ContainerTestCase.userNamespace()(&config)
         try writeConfigThrowing(config, to: b)
         XCTAssertEqual(sl(["run", "-d", "--bundle", b, "un1"]).status, 0)

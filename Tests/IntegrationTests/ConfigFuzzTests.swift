@@ -75,20 +75,25 @@ final class ConfigFuzzTests: ContainerTestCase {
     }
 
     /// Without a mount namespace the container's mounts happen in the host's namespace (as with runc)
-    /// and stay on the shared test rootfs: mutated configs always get one. False when the config
-    /// cannot be checked (Foundation refuses some JSON the runtime accepts, e.g. 1E400): not run then.
-    func keepMountNamespace(_ bundle: String) throws -> Bool {
+    /// and stay on the rootfs: mutated configs always get one. Mutated mounts and /dev make the runtime
+    /// create mount points and device nodes in the rootfs: the shared one is replaced by `rootfs`.
+    /// False when the config cannot be checked (Foundation refuses some JSON the runtime accepts, e.g.
+    /// 1E400): not run then.
+    func keepMountNamespace(_ bundle: String, rootfs: String) throws -> Bool {
         let url = URL(fileURLWithPath: bundle + "/config.json")
         guard let data = try? Data(contentsOf: url),
             var config = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
         else { return false }
         var linux = config["linux"] as? [String: Any] ?? [:]
         var namespaces = linux["namespaces"] as? [[String: Any]] ?? []
-        if namespaces.contains(where: { ($0["type"] as? String) == "mount" && $0["path"] == nil }) { return true }
         namespaces.removeAll { ($0["type"] as? String) == "mount" }
         namespaces.append(["type": "mount"])
         linux["namespaces"] = namespaces
         config["linux"] = linux
+        if var root = config["root"] as? [String: Any], root["path"] as? String == Runtime.rootfs {
+            root["path"] = rootfs
+            config["root"] = root
+        }
         try JSONSerialization.data(withJSONObject: config).write(to: url)
         return true
     }
@@ -105,10 +110,11 @@ final class ConfigFuzzTests: ContainerTestCase {
         XCTAssertEqual(emit.status, 0, emit.description)
         var worked = 0
         var refused = 0
+        let rootfs = try privateRootfs()
         for i in 0..<count {
             let bundle = "\(dir)/\(i)"
             guard FileManager.default.fileExists(atPath: bundle + "/config.json") else { break }
-            guard try keepMountNamespace(bundle) else { continue }
+            guard try keepMountNamespace(bundle, rootfs: rootfs) else { continue }
             let id = "fuzz\(i)"
             let r = sl(["create", "--bundle", bundle, id], timeout: 20)
             XCTAssertTrue(r.status == 0 || r.status == 1, "case \(i) (\(bundle)): \(r)")
@@ -117,7 +123,7 @@ final class ConfigFuzzTests: ContainerTestCase {
             let d = sl(["delete", "--force", id])
             XCTAssertEqual(d.status, 0, "case \(i): \(d.stderr)")
             assertNothingLeft(id, bundle: bundle)
-            XCTAssertEqual(mountsContaining(Runtime.rootfs), [], "case \(i): host mounts on the rootfs")
+            XCTAssertEqual(mountsContaining(rootfs), [], "case \(i): host mounts on the rootfs")
         }
         XCTAssertGreaterThan(worked, 0, "some mutated configs are still valid")
         XCTAssertGreaterThan(refused, 0, "some mutated configs are refused")

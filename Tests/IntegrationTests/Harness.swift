@@ -10,11 +10,13 @@ class ContainerTestCase: XCTestCase {
 
     override func setUpWithError() throws {
         try XCTSkipUnless(getuid() == 0, "integration tests run real containers and need root")
+        _ = SharedRootfs.baseline
         root = try TestRoot()
     }
 
     override func tearDown() {
         root?.cleanup()
+        SharedRootfs.check()
     }
 
     /// Runs swiftlet with this test's --root and tag.
@@ -27,8 +29,27 @@ class ContainerTestCase: XCTestCase {
             Runtime.binary, ["--root", root.path] + args, stdin: stdin, timeout: timeout, environment: env)
     }
 
+    /// A bundle with the default config after `edit`. When a mount's destination is missing from the
+    /// shared test rootfs (the runtime would create it there), the bundle gets a private copy instead.
     func bundle(_ edit: (inout [String: Any]) -> Void = { _ in }) throws -> String {
-        try makeBundle(spec: edit)
+        try makeBundle { spec in
+            edit(&spec)
+            if Self.createsMountPoints(spec) {
+                var root = spec[dict: "root"]
+                root["path"] = try self.privateRootfs()
+                spec["root"] = root
+            }
+        }
+    }
+
+    static func createsMountPoints(_ spec: [String: Any]) -> Bool {
+        guard (spec["root"] as? [String: Any])?["path"] as? String == Runtime.rootfs else { return false }
+        let mounts = spec["mounts"] as? [[String: Any]] ?? []
+        return mounts.contains { mount in
+            guard let dest = mount["destination"] as? String else { return false }
+            var st = stat()
+            return lstat(Runtime.rootfs + "/" + dest, &st) != 0
+        }
     }
 
     /// Sets process.args in a config dictionary.
@@ -53,7 +74,7 @@ class ContainerTestCase: XCTestCase {
         }
     }
 
-    /// A private copy of the test rootfs, for tests that plant things in it (removed afterwards).
+    /// A private copy of the test rootfs (`SharedRootfs` says when a test needs one), for tests that plant things in it (removed afterwards).
     func privateRootfs() throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rootfs-\(UUID().uuidString)").path
         let cp = runProgram("/bin/cp", ["-a", Runtime.rootfs, dir])
@@ -114,4 +135,45 @@ extension XCTestCase {
     var isSwiftlet: Bool { runtimeName.hasPrefix("swiftlet") }
     var isRunc: Bool { runtimeName.hasPrefix("runc") }
     var isCrun: Bool { runtimeName.hasPrefix("crun") }
+}
+
+/// The shared test rootfs must stay as Scripts/make-rootfs.sh built it. A mount on a destination the
+/// busybox tree lacks makes the runtime create that mount point in it, and later tests then pass or
+/// fail because of it (one did). Every ContainerTestCase checks the tree at tearDown: the test that
+/// added or removed an entry fails, naming it, and what it added is removed again (empty directories
+/// and empty files only). Such tests use `privateRootfs()`.
+enum SharedRootfs {
+    static let baseline = entries()
+
+    static func entries() -> Set<String> {
+        var found = Set<String>()
+        guard let walk = FileManager.default.enumerator(atPath: Runtime.rootfs) else { return found }
+        while let path = walk.nextObject() as? String { found.insert(path) }
+        return found
+    }
+
+    static func check() {
+        let now = entries()
+        let added = now.subtracting(baseline).sorted()
+        let removed = baseline.subtracting(now).sorted()
+        if !added.isEmpty {
+            XCTFail("this test added \(added) to the shared test rootfs \(Runtime.rootfs): use privateRootfs()")
+            for path in added.reversed() { removeIfEmpty(Runtime.rootfs + "/" + path) }
+        }
+        if !removed.isEmpty {
+            XCTFail("this test removed \(removed) from the shared test rootfs \(Runtime.rootfs)")
+        }
+    }
+
+    /// Removes what a test added, never recursively: empty directories, empty files, symlinks and
+    /// device nodes (the runtime creates /dev's nodes in a rootfs whose config mounts no /dev).
+    private static func removeIfEmpty(_ path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        switch st.st_mode & S_IFMT {
+        case S_IFDIR: rmdir(path)
+        case S_IFREG: if st.st_size == 0 { unlink(path) }
+        default: unlink(path)
+        }
+    }
 }

@@ -176,7 +176,8 @@ extension HookTests {
         }
         let r = sl(["run", "--bundle", b, "hcwd"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let rootfs = URL(fileURLWithPath: Runtime.rootfs).resolvingSymlinksInPath().path
+        let rootPath = try readConfig(bundle: b)[dict: "root"]["path"] as? String ?? ""
+        let rootfs = URL(fileURLWithPath: rootPath).resolvingSymlinksInPath().path
         XCTAssertEqual(try String(contentsOfFile: logDir + "/cwd", encoding: .utf8), "\(rootfs)\nbusybox-here\n")
     }
 

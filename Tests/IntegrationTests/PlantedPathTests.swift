@@ -117,11 +117,12 @@ final class MonitorPlantedPathTests: MonitorTestCase {
         let host = try makeTempDir(prefix: "swiftlet-planted.")
         addTeardownBlock { try? FileManager.default.removeItem(atPath: host) }
         let victim = try Victim(in: host)
-        let c = try launch(["sh", "-c", "echo before; while [ ! -e /shared/go ]; do sleep 0.1; done; echo after"]) {
+        // /tmp: a mount point the shared test rootfs has.
+        let c = try launch(["sh", "-c", "echo before; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo after"]) {
             spec in
             spec["mounts"] =
                 (spec["mounts"] as? [[String: Any]] ?? []) + [
-                    ["destination": "/shared", "type": "bind", "source": host, "options": ["rbind"]]
+                    ["destination": "/tmp", "type": "bind", "source": host, "options": ["rbind"]]
                 ]
         }
         let api = try ControlClient(c.bundle + "/monitor.sock")

@@ -167,8 +167,10 @@ func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 
         for w in try deleteContainer(root: g.root, id: o.positionals[0], force: o.bool("force")) { g.log.warning(w) }
         return 0
     case "list":
-        printOut(
-            listOutput(listContainers(root: g.root), format: o.string("format") ?? "table", quiet: o.bool("quiet")))
+        // As runc: `-q` with no container prints nothing, not an empty line.
+        let out = listOutput(
+            listContainers(root: g.root), format: o.string("format") ?? "table", quiet: o.bool("quiet"))
+        if !out.isEmpty { printOut(out) }
         return 0
     case "exec":
         return try execVerb(o, g)
@@ -300,7 +302,8 @@ func specVerb(_ o: ParsedOptions) throws {
 
 func listOutput(_ states: [State], format: String, quiet: Bool) -> String {
     if quiet { return states.map(\.id).joined(separator: "\n") }
-    if format == "json" { return encodeJSON(states) }
+    // runc encodes a nil slice: `null`, not `[]`, when there is no container.
+    if format == "json" { return states.isEmpty ? "null" : encodeJSON(states) }
     let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
     let rows =
         [header] + states.map { [$0.id, String($0.pid), $0.status, $0.bundle, $0.created ?? "", $0.owner ?? ""] }

@@ -96,6 +96,16 @@ final class RuncOutputTests: ContainerTestCase {
         XCTAssertEqual(keys(runcList.stdout, depth: 2), want, "runc list: " + runcList.stdout)
     }
 
+    /// With no container, `list -q` prints nothing (not an empty line) and `list --format json`
+    /// prints `null`, as runc 1.1 and 1.3 do (crun prints `[]`).
+    func testListOfNothing() throws {
+        XCTAssertEqual(sl(["list", "-q"]).stdout, "")
+        let json = sl(["list", "--format", "json"])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        XCTAssertEqual(json.stdout, isCrun ? "[]" : "null\n")
+        XCTAssertTrue(sl(["list"]).stdout.hasPrefix("ID "))
+    }
+
     /// `--debug` without `--log`: debug lines on stderr in logrus' text format.
     func testDebugLinesInLogrusTextFormat() throws {
         let b = try bundle(ContainerTestCase.args(["true"]))

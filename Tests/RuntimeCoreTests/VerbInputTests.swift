@@ -152,6 +152,8 @@ final class VerbInputTests: XCTestCase {
         XCTAssertEqual(
             listOutput([], format: "table", quiet: false),
             "ID          PID         STATUS      BUNDLE      CREATED     OWNER")
+        XCTAssertEqual(listOutput([], format: "table", quiet: true), "")
+        XCTAssertEqual(listOutput([], format: "json", quiet: false), "null")
         let json = listOutput(states, format: "json", quiet: false)
         XCTAssertEqual(try decodeJSON([State].self, from: Array(json.utf8)), states)
     }

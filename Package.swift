@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(
             name: "ArgvTests", dependencies: ["Argv", "RuntimeCLI"], swiftSettings: [.define("ARGV_TABLE_TESTS")]),
         .testTarget(name: "MountsTests", dependencies: ["Mounts", "LinuxSystem"]),
-        .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "OCI"]),
+        .testTarget(name: "SeccompTests", dependencies: ["Seccomp", "OCI", "LinuxSystem"]),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "OCI"]),
         .testTarget(name: "MonitorTests", dependencies: ["MonitorCore", "OCI", "TestSupport"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "LinuxSystem"]),

@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <malloc.h>
+#include <sys/auxv.h>
 #include <netinet/in.h>
 
 int sl_unshare(int flags) { return unshare(flags); }
@@ -188,3 +189,5 @@ int sl_connect_inet(int fd, int family, const void *addr, uint16_t port) {
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) }; memcpy(&a.sin_addr, addr, 4); return connect(fd, (struct sockaddr *)&a, sizeof a);
 }
 int sl_malloc_trim(void) { return malloc_trim(0); }
+unsigned long sl_auxv_phdr(void) { return getauxval(AT_PHDR); }
+unsigned long sl_auxv_phnum(void) { return getauxval(AT_PHNUM); }

@@ -3,6 +3,7 @@ import Cgroups
 import Glibc
 import LinuxSystem
 import OCI
+import Seccomp
 
 public struct CreateOptions: Sendable {
     public var root: String
@@ -88,7 +89,8 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     let plan = try ContainerPlan(
         spec: spec, specJSON: specJSON, id: o.id, bundle: bundle, noPivot: o.noPivot, noNewKeyring: o.noNewKeyring,
         preserveFds: o.preserveFds, listenFds: listenFds,
-        cgroupBinds: cgroupBinds(o.rootlessCgroups ? rootlessCgroupView(cgroupManager) : cgroupManager))
+        cgroupBinds: cgroupBinds(o.rootlessCgroups ? rootlessCgroupView(cgroupManager) : cgroupManager),
+        seccompCache: SeccompCache(root: o.root))
     defer { plan.closeFds() }
     let store = ContainerStore(root: o.root)
     // Held until create returns (or dies).

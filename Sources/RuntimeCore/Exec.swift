@@ -130,7 +130,7 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
     for w in process.warnings { warn(w) }
     let linux = try state.configMember("linux", as: Linux.self)
     let personality = try persona(linux?.personality)
-    try process.addContainerSettings(linux)
+    try process.addContainerSettings(linux, seccompCache: SeccompCache(root: o.root))
 
     let ns = try joinPlan(state)
     defer { ns.closeFds() }
@@ -182,10 +182,10 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
 
 extension ProcessPlan {
     /// What an exec'd process gets from the container's config: its memory policy and seccomp filter.
-    mutating func addContainerSettings(_ linux: Linux?) throws(RuntimeError) {
+    mutating func addContainerSettings(_ linux: Linux?, seccompCache: SeccompCache? = nil) throws(RuntimeError) {
         if let policy = linux?.memoryPolicy { memoryPolicy = try MemoryPolicyPlan(policy) }
         if let profile = linux?.seccomp {
-            do { seccomp = try SeccompFilter.build(profile) } catch {
+            do { seccomp = try SeccompFilter.build(profile, cache: seccompCache) } catch {
                 throw RuntimeError(.invalidArgument, "", cause: error)
             }
         }

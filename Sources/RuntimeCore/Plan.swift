@@ -288,7 +288,7 @@ struct ContainerPlan: Sendable {
     init(
         spec: Spec, specJSON: JSONValue, id: String, bundle: String, noPivot: Bool, noNewKeyring: Bool,
         preserveFds: Int,
-        listenFds: Int, cgroupBinds: [CgroupBind]
+        listenFds: Int, cgroupBinds: [CgroupBind], seccompCache: SeccompCache? = nil
     ) throws(RuntimeError) {
         self.spec = spec
         self.specJSON = specJSON
@@ -303,7 +303,7 @@ struct ContainerPlan: Sendable {
             throw RuntimeError(.invalidArgument, "config.json: root: required field missing")
         }
         let linux = spec.linux ?? Linux()
-        try ContainerPlan.addLinuxSettings(&process, linux)
+        try ContainerPlan.addLinuxSettings(&process, linux, seccompCache: seccompCache)
         personality = try persona(linux.personality)
         if let label = linux.mountLabel, !label.isEmpty, !LSM.seLinuxEnabled {
             throw RuntimeError(.unsupported, "config.json: linux.mountLabel: SELinux is not enabled on this host")
@@ -362,10 +362,12 @@ struct ContainerPlan: Sendable {
     }
 
     /// What init's process gets from linux.*: the memory policy and the seccomp filter.
-    static func addLinuxSettings(_ process: inout ProcessPlan?, _ linux: Linux) throws(RuntimeError) {
+    static func addLinuxSettings(_ process: inout ProcessPlan?, _ linux: Linux, seccompCache: SeccompCache?)
+        throws(RuntimeError)
+    {
         if let policy = linux.memoryPolicy { process?.memoryPolicy = try MemoryPolicyPlan(policy) }
         if let profile = linux.seccomp {
-            do { process?.seccomp = try SeccompFilter.build(profile) } catch {
+            do { process?.seccomp = try SeccompFilter.build(profile, cache: seccompCache) } catch {
                 throw RuntimeError(.invalidArgument, "config.json", cause: error)
             }
         }

@@ -6,17 +6,20 @@ import OCI
 
 /// An OCI seccomp profile compiled with libseccomp. Built in the runtime before fork (so every
 /// name, action and operator error names its config field), loaded in the child last-but-one.
+/// With a `SeccompCache`, a profile compiled before is not compiled again.
 public final class SeccompFilter: @unchecked Sendable {
-    // Used only single-threaded: built in the parent, loaded in a forked child.
-    let ctx: scmp_filter_ctx
+    // Used only single-threaded: built in the parent, loaded in a forked child. Nil when the
+    // program came from the cache.
+    let ctx: scmp_filter_ctx?
 
     /// True when some rule (or the default) uses SCMP_ACT_NOTIFY: after loading, the notify fd goes
     /// to the profile's listener.
     public private(set) var notifies = false
     /// Syscall names this libseccomp does not know; skipped (runc does the same) and reported as warnings.
     public private(set) var skippedSyscalls: [String] = []
-    /// seccomp(2) flags libseccomp 2.5 cannot set (WAIT_KILLABLE_RECV), passed when loading.
-    var rawFlags: UInt32 = 0
+    /// seccomp(2) flags from linux.seccomp.flags, passed when loading (libseccomp 2.5 cannot set
+    /// WAIT_KILLABLE_RECV; the others are also set on the context, which validates them).
+    var loadFlags: UInt32 = 0
     var notifyFdFromLoad: Int32 = -1
     /// The BPF program, when generated ahead of `load` (`precompile`).
     var program: [UInt8]?
@@ -24,7 +27,17 @@ public final class SeccompFilter: @unchecked Sendable {
     var enosysStub: [UInt8] = []
 
     init(ctx: scmp_filter_ctx) { self.ctx = ctx }
-    deinit { seccomp_release(ctx) }
+
+    /// A filter whose program the cache had: what `build` would have found is derived from the profile.
+    init(cached entry: SeccompCache.Entry, profile: OCI.Seccomp) {
+        ctx = nil
+        program = entry.program
+        skippedSyscalls = entry.skippedSyscalls
+        notifies = Self.usesNotify(profile)
+        loadFlags = Self.flagBits(profile.flags ?? [])
+    }
+
+    deinit { if let ctx { seccomp_release(ctx) } }
 
     /// A profile libseccomp cannot take: the field and what is wrong; the errno when libseccomp gave one.
     public struct BuildError: ChainedError, Sendable {
@@ -102,9 +115,37 @@ public final class SeccompFilter: @unchecked Sendable {
         return token
     }
 
-    public static func build(_ profile: OCI.Seccomp, field: String = "linux.seccomp") throws(BuildError)
-        -> SeccompFilter
+    /// Compiles `profile`, or takes its program from `cache` when it was compiled before. With a
+    /// cache, the program is generated here (not in the child) and stored.
+    public static func build(_ profile: OCI.Seccomp, field: String = "linux.seccomp", cache: SeccompCache? = nil)
+        throws(BuildError) -> SeccompFilter
     {
+        guard let cache, let key = SeccompCache.key(profile) else { return try compile(profile, field: field) }
+        if let entry = cache.lookup(key) { return SeccompFilter(cached: entry, profile: profile) }
+        let filter = try compile(profile, field: field)
+        // A program libseccomp cannot export is left to the child's `precompile`, which reports it.
+        do { try filter.precompile() } catch { return filter }
+        if let program = filter.program {
+            cache.store(key, SeccompCache.Entry(program: program, skippedSyscalls: filter.skippedSyscalls))
+        }
+        return filter
+    }
+
+    static func usesNotify(_ profile: OCI.Seccomp) -> Bool {
+        profile.defaultAction == "SCMP_ACT_NOTIFY"
+            || (profile.syscalls ?? []).contains { $0.action == "SCMP_ACT_NOTIFY" }
+    }
+
+    /// seccomp(2)'s flag bits for linux.seccomp.flags (unknown names are refused by `setFlags`).
+    static func flagBits(_ names: [String]) -> UInt32 {
+        let bits: [String: UInt32] = [
+            "SECCOMP_FILTER_FLAG_TSYNC": 1 << 0, "SECCOMP_FILTER_FLAG_LOG": 1 << 1,
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 1 << 2, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 1 << 5,
+        ]
+        return names.reduce(0) { $0 | (bits[$1] ?? 0) }
+    }
+
+    static func compile(_ profile: OCI.Seccomp, field: String) throws(BuildError) -> SeccompFilter {
         let defaultAction = try action(
             profile.defaultAction, errnoRet: profile.defaultErrnoRet, field: "\(field).defaultAction")
         guard let ctx = seccomp_init(defaultAction) else {
@@ -116,11 +157,12 @@ public final class SeccompFilter: @unchecked Sendable {
         _ = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)
         let archTokens = try filter.addArchitectures(profile.architectures ?? [], field: "\(field).architectures")
         try filter.setFlags(profile.flags ?? [], field: "\(field).flags")
+        filter.loadFlags = flagBits(profile.flags ?? [])
         for (i, rule) in (profile.syscalls ?? []).enumerated() {
             try filter.addRule(rule, defaultAction: defaultAction, field: "\(field).syscalls[\(i)]")
         }
         filter.enosysStub = EnosysStub.build(profile, archTokens: archTokens) ?? []
-        if filter.rawFlags != 0 && !filter.notifies {
+        if filter.loadFlags & (1 << 5) != 0 && !filter.notifies {
             throw BuildError(
                 description:
                     "\(field).flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule (the "
@@ -136,6 +178,7 @@ public final class SeccompFilter: @unchecked Sendable {
     /// linux.seccomp.architectures: each added to the filter; their libseccomp tokens.
     private func addArchitectures(_ names: [String], field: String) throws(BuildError) -> [UInt32] {
         var tokens: [UInt32] = []
+        guard let ctx else { return tokens }
         for (i, a) in names.enumerated() {
             let token = try Self.arch(a, field: "\(field)[\(i)]")
             tokens.append(token)
@@ -149,15 +192,14 @@ public final class SeccompFilter: @unchecked Sendable {
 
     /// linux.seccomp.flags as libseccomp filter attributes (WAIT_KILLABLE_RECV: a raw flag at load).
     private func setFlags(_ flags: [String], field: String) throws(BuildError) {
+        guard let ctx else { return }
         for (i, f) in flags.enumerated() {
             let attr: scmp_filter_attr
             switch f {
             case "SECCOMP_FILTER_FLAG_TSYNC": attr = SCMP_FLTATR_CTL_TSYNC
             case "SECCOMP_FILTER_FLAG_LOG": attr = SCMP_FLTATR_CTL_LOG
             case "SECCOMP_FILTER_FLAG_SPEC_ALLOW": attr = SCMP_FLTATR_CTL_SSB
-            case "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV":
-                rawFlags |= 1 << 5
-                continue
+            case "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": continue
             default: throw BuildError(description: "\(field)[\(i)]: unknown seccomp flag \"\(f)\"")
             }
             let rc = seccomp_attr_set(ctx, attr, 1)
@@ -168,6 +210,7 @@ public final class SeccompFilter: @unchecked Sendable {
     /// One linux.seccomp.syscalls entry: its conditions, then a rule per syscall name (names this
     /// libseccomp does not know are skipped, as runc does; rules with the default action add nothing).
     private func addRule(_ rule: OCI.Seccomp.Syscall, defaultAction: UInt32, field: String) throws(BuildError) {
+        guard let ctx else { return }
         let act = try Self.action(rule.action, errnoRet: rule.errnoRet, field: "\(field).action")
         if act == SCMP_ACT_NOTIFY { notifies = true }
         var conditions: [scmp_arg_cmp] = []
@@ -202,6 +245,7 @@ public final class SeccompFilter: @unchecked Sendable {
     /// The notify fd of a loaded filter (SCMP_ACT_NOTIFY), to hand to the listener.
     public func notifyFd() throws(SysError) -> Int32 {
         if notifyFdFromLoad >= 0 { return notifyFdFromLoad }
+        guard let ctx else { throw SysError("seccomp_notify_fd", errno: EBADF) }
         let fd = seccomp_notify_fd(ctx)
         if fd < 0 { throw SysError("seccomp_notify_fd", errno: -fd) }
         return fd
@@ -223,6 +267,7 @@ public final class SeccompFilter: @unchecked Sendable {
 
     /// The BPF program libseccomp generates for the filter, behind the ENOSYS stub.
     func exportProgram() throws(SysError) -> [UInt8] {
+        guard let ctx else { throw SysError("export seccomp filter", errno: EBADF) }
         let mem = try sys("memfd_create", "seccomp") { sl_memfd("seccomp-bpf") }
         defer { close(mem) }
         let rc = seccomp_export_bpf(ctx, mem)
@@ -231,17 +276,13 @@ public final class SeccompFilter: @unchecked Sendable {
         return try enosysStub + FS.readAll(fd: mem, path: "seccomp filter")
     }
 
-    /// Loads the (precompiled or now exported) program with seccomp(2), the flags libseccomp would
-    /// set from the filter's attributes, the extra ones (`rawFlags`) and, for SCMP_ACT_NOTIFY,
-    /// NEW_LISTENER, whose result is then the notify fd (libseccomp's own load is never used).
+    /// Loads the (precompiled or now exported) program with seccomp(2), the profile's flags and,
+    /// for SCMP_ACT_NOTIFY, NEW_LISTENER, whose result is then the notify fd (libseccomp's own load
+    /// is never used).
     func loadProgram() throws(SysError) {
         let program: [UInt8]
         if let precompiled = self.program { program = precompiled } else { program = try exportProgram() }
-        var flags = rawFlags | (notifies ? 1 << 3 : 0)  // SECCOMP_FILTER_FLAG_NEW_LISTENER
-        var value: UInt32 = 0
-        if seccomp_attr_get(ctx, SCMP_FLTATR_CTL_TSYNC, &value) == 0, value != 0 { flags |= 1 << 0 }
-        if seccomp_attr_get(ctx, SCMP_FLTATR_CTL_LOG, &value) == 0, value != 0 { flags |= 1 << 1 }
-        if seccomp_attr_get(ctx, SCMP_FLTATR_CTL_SSB, &value) == 0, value != 0 { flags |= 1 << 2 }
+        let flags = loadFlags | (notifies ? 1 << 3 : 0)  // SECCOMP_FILTER_FLAG_NEW_LISTENER
         let fd = try sys("seccomp(SECCOMP_SET_MODE_FILTER)") {
             program.withUnsafeBytes { sl_seccomp_set_filter(flags, $0.baseAddress, UInt16(program.count / 8)) }
         }

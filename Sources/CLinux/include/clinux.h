@@ -172,4 +172,6 @@ int sl_set_nonblock(int fd);                                 // fcntl F_SETFL |=
 int sl_set_cloexec(int fd);                                  // fcntl F_SETFD FD_CLOEXEC
 int sl_connect_inet(int fd, int family, const void *addr, uint16_t port); // sockaddr_in/in6 from raw address
 int sl_malloc_trim(void);                                    // malloc_trim(0): free heap pages back to the kernel
+unsigned long sl_auxv_phdr(void);                            // getauxval(AT_PHDR): the executable's program headers
+unsigned long sl_auxv_phnum(void);                           // getauxval(AT_PHNUM)
 #endif

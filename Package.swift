@@ -69,7 +69,7 @@ let package = Package(
         // that name): ttrpc server and task service, protobuf through Checkpoint's wire codec.
         .target(
             name: "MonitorCore",
-            dependencies: ["OCI", "LinuxSystem", "Cgroups", "CLinux", "COpenSSL", "Checkpoint", "Mounts"]),
+            dependencies: ["Argv", "OCI", "LinuxSystem", "Cgroups", "CLinux", "COpenSSL", "Checkpoint", "Mounts"]),
         // A fully static executable: a PIE monitor linked to glibc and libstdc++ keeps ~1.1 MiB of private
         // pages (relocations, per-process text), a static one ~0.2 MiB, which is what every extra
         // container costs (Spec/monitor.md). Static-PIE (ASLR) relocates its pointer data at start-up:

@@ -39,6 +39,16 @@ struct FlagParse {
     var conflict: String?
 }
 
+/// Go's `flag.Parse` alone (no urfave reordering, help or verbs), for programs with Go's plain flag
+/// syntax such as a containerd shim: the options up to the first non-option word, then positionals.
+/// Throws Go's error wording ("flag provided but not defined: -x", "flag needs an argument: -x").
+/// Go has no aliases: an option given under two of its names is no error (the last value counts).
+public func parseGoFlags(_ arguments: [String], options: [OptionSpec]) throws(ArgvError) -> ParsedOptions {
+    let result = parseFlags(arguments, options: options)
+    if let failure = result.failure { throw ArgvError(message: failure) }
+    return result.parsed
+}
+
 private let dash = UInt8(ascii: "-")
 private let equals = UInt8(ascii: "=")
 

@@ -124,8 +124,16 @@ final class ShimProtocolTests: XCTestCase {
             ShimFlags(
                 namespace: "n", address: "/a", publishBinary: "/p", id: "x", bundle: "", socket: "", debug: true,
                 action: "start"))
-        XCTAssertThrowsError(try ShimFlags.parse(["-bogus", "1"]))
-        XCTAssertThrowsError(try ShimFlags.parse(["-id"]))
+        XCTAssertThrowsError(try ShimFlags.parse(["-bogus", "1"])) {
+            XCTAssertEqual(($0 as? RPCError)?.message, "flag provided but not defined: -bogus")
+        }
+        XCTAssertThrowsError(try ShimFlags.parse(["-id"])) {
+            XCTAssertEqual(($0 as? RPCError)?.message, "flag needs an argument: -id")
+        }
+        // As Go's flag.Parse: options end at the action; a bool takes `=value`, never the next word.
+        let d = try ShimFlags.parse(["-namespace=n", "-bundle", "/b", "-debug=false", "delete", "-id", "y"])
+        XCTAssertEqual(d, ShimFlags(namespace: "n", bundle: "/b", debug: false, action: "delete"))
+        XCTAssertEqual(try ShimFlags.parse(["-v", "-socket", "/s"]), ShimFlags(socket: "/s", debug: true))
     }
 
     /// Every decoder on random and mutated input: an error or a value, never a crash or a hang.

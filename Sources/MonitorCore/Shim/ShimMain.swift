@@ -1,3 +1,4 @@
+import Argv
 import CLinux
 import Checkpoint
 import Glibc
@@ -219,43 +220,26 @@ struct ShimFlags: Equatable {
     var debug = false
     var action = ""
 
+    static let options: [OptionSpec] = [
+        .string("namespace", usage: "namespace that owns the shim"),
+        .string("address", usage: "grpc address back to main containerd"),
+        .string("publish-binary", usage: "path to publish binary (used for publishing events)"),
+        .string("id", usage: "id of the task"),
+        .string("bundle", usage: "path to the bundle if not workdir"),
+        .string("socket", usage: "the socket the long-lived shim serves (set by start)", hidden: true),
+        .bool("debug", "v", usage: "enable debug output in logs"),
+    ]
+
     static func parse(_ args: [String]) throws(RPCError) -> ShimFlags {
-        var f = ShimFlags()
-        var i = 0
-        while i < args.count {
-            var a = args[i]
-            i += 1
-            guard a.hasPrefix("-"), a != "-" else {
-                f.action = a
-                continue
-            }
-            a.removeFirst(a.hasPrefix("--") ? 2 : 1)
-            var value: String?
-            if let eq = a.firstIndex(of: "=") {
-                value = String(a[a.index(after: eq)...])
-                a = String(a[..<eq])
-            }
-            if a == "debug" || a == "v" {
-                f.debug = value.map { $0 == "true" || $0 == "1" } ?? true
-                continue
-            }
-            if value == nil {
-                guard i < args.count else { throw RPCError(.invalidArgument, "flag needs an argument: -\(a)") }
-                value = args[i]
-                i += 1
-            }
-            let v = value ?? ""
-            switch a {
-            case "namespace": f.namespace = v
-            case "address": f.address = v
-            case "publish-binary": f.publishBinary = v
-            case "id": f.id = v
-            case "bundle": f.bundle = v
-            case "socket": f.socket = v
-            default: throw RPCError(.invalidArgument, "flag provided but not defined: -\(a)")
-            }
+        let o: ParsedOptions
+        do { o = try parseGoFlags(args, options: options) } catch {
+            throw RPCError(.invalidArgument, error.message)
         }
-        return f
+        return ShimFlags(
+            namespace: o.string("namespace") ?? "", address: o.string("address") ?? "",
+            publishBinary: o.string("publish-binary") ?? "", id: o.string("id") ?? "",
+            bundle: o.string("bundle") ?? "", socket: o.string("socket") ?? "", debug: o.bool("debug"),
+            action: o.positionals.first ?? "")
     }
 }
 

@@ -104,16 +104,27 @@ final class ProcessIO {
     private(set) var master: Int32 = -1
     private let paths: (stdin: String, stdout: String, stderr: String)
     let terminal: Bool
+    /// The binary:// logger the output goes to, and what it is told (CONTAINER_ID, CONTAINER_NAMESPACE).
+    private(set) var logger: BinaryLogger?
+    private let owner: (id: String, namespace: String)
 
-    init(loop: EventLoop, stdin: String, stdout: String, stderr: String, terminal: Bool) {
+    init(
+        loop: EventLoop, stdin: String, stdout: String, stderr: String, terminal: Bool, id: String = "",
+        namespace: String = ""
+    ) {
         self.loop = loop
         paths = (stdin, stdout, stderr)
         self.terminal = terminal
+        owner = (id, namespace)
     }
 
     /// Opens the FIFOs (and the console socket) before the runtime runs.
     func prepare() throws(SysError) {
+        let uri = LogURI(paths.stdout)
         if terminal {
+            if let uri, uri.scheme != "fifo" {
+                throw SysError("open stdio (a terminal's output goes to a FIFO, not \(uri.scheme)://)", paths.stdout, errno: EINVAL)
+            }
             console = try ConsoleSocket.make()
             return
         }
@@ -129,6 +140,13 @@ final class ProcessIO {
             try pump.start()
             stdinPump = pump
         }
+        if let uri, uri.scheme == "binary" {
+            let l = try BinaryLogger.start(uri, containerID: owner.id, namespace: owner.namespace)
+            logger = l
+            owned += [l.stdout, l.stderr]
+            childStdio = (stdinFd, l.stdout, l.stderr)
+            return
+        }
         childStdio = (stdinFd, try output(paths.stdout), try output(paths.stderr))
     }
 
@@ -139,11 +157,13 @@ final class ProcessIO {
     private func output(_ path: String) throws(SysError) -> Int32 {
         if path.isEmpty { return -1 }
         let sink: Int32
-        if path.hasPrefix("file://") {
-            sink = try FS.open(String(path.dropFirst(7)), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        if let uri = LogURI(path), uri.scheme == "file" {
+            // As the runc shim: the file's directory is made, the file appended to.
+            try FS.mkdirAll(FS.dirname(uri.path), 0o755)
+            sink = try FS.open(uri.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
         } else {
-            guard !path.contains("://") else {
-                throw SysError("open stdio (only FIFOs and file:// are supported)", path, errno: EINVAL)
+            if let uri = LogURI(path), uri.scheme != "fifo" {
+                throw SysError("open stdio (only FIFOs, file:// and binary:// are supported)", path, errno: EINVAL)
             }
             owned.append(try openFifo(path, O_RDONLY | O_NONBLOCK))
             sink = try openFifo(path, O_WRONLY)
@@ -222,6 +242,8 @@ final class ProcessIO {
         }
         console?.close()
         console = nil
+        logger?.stop(loop)
+        logger = nil
     }
 }
 
@@ -302,12 +324,16 @@ enum ShimCommand {
 
 /// How the shim calls swiftlet: the binary (runtime options' BinaryName, else the `swiftlet` beside
 /// the shim, else on $PATH), its --root (options' Root, else /run/containerd/swiftlet/<namespace>),
-/// --criu and --systemd-cgroup; errors come back through `--log <bundle>/log.json --log-format json`.
+/// --criu and --systemd-cgroup; create and restore get --no-pivot, --no-new-keyring and restore
+/// --work-path from the options; errors come back through `--log <bundle>/log.json --log-format json`.
 struct ShimRuntime: Equatable {
     var binary: String
     var root: String
     var criu = ""
     var systemdCgroup = false
+    var noPivot = false
+    var noNewKeyring = false
+    var criuWorkPath = ""
 
     static func defaults(namespace: String) -> ShimRuntime {
         var binary = "swiftlet"
@@ -323,7 +349,27 @@ struct ShimRuntime: Equatable {
         if !o.root.isEmpty { r.root = o.root }
         r.criu = o.criuPath
         r.systemdCgroup = o.systemdCgroup
+        r.noPivot = o.noPivotRoot
+        r.noNewKeyring = o.noNewKeyring
+        r.criuWorkPath = o.criuWorkPath
         return r
+    }
+
+    /// The options of `create` and `restore`.
+    var createFlags: [String] {
+        (noPivot ? ["--no-pivot"] : []) + (noNewKeyring ? ["--no-new-keyring"] : [])
+    }
+
+    /// The binary's path, checked before anything is created: a BinaryName that is not there is the
+    /// Create's error, not a failed runtime call.
+    func resolvedBinary() throws(RPCError) -> String {
+        guard let path = ShimCommand.lookPath(binary) else {
+            throw RPCError(.invalidArgument, "runtime options: BinaryName \(binary): not found in $PATH")
+        }
+        guard access(path, X_OK) == 0 else {
+            throw RPCError(.invalidArgument, "runtime options: BinaryName \(path): \(errnoString(errno))")
+        }
+        return path
     }
 
     func command(_ verb: [String], bundle: String) -> [String] {

@@ -358,7 +358,7 @@ private func shimDelete(_ f: ShimFlags) -> Int32 {
     if !run.ok && !(run.stderr + logText).contains("does not exist") {
         printErr("\(shimBinaryName) delete: \(ShimRuntime.failure(run, "delete", bundle: bundle).message)")
     }
-    _ = sl_umount2(bundle + "/rootfs", SL_MNT_DETACH)
+    unmountStack(bundle + "/rootfs")
     // The dead shim's socket, unless a shim (of the same pod) still answers there.
     if let address = try? FS.readString(bundle + "/address"), address.hasPrefix("unix://" + shimSocketDir + "/") {
         let path = String(address.dropFirst(7))

@@ -89,16 +89,29 @@ struct CreateTaskRequest: Equatable {
     }
 }
 
-/// containerd.runc.v1.Options, the runtime options of the runc shim (ours reads the same message).
+/// containerd.runc.v1.Options, the runtime options of the runc shim (ours reads the same message):
+/// no_pivot_root=1, no_new_keyring=2, shim_cgroup=3, io_uid=4, io_gid=5, binary_name=6, root=7,
+/// criu_path=8, systemd_cgroup=9, criu_image_path=10, criu_work_path=11.
 struct RuntimeOptions: Equatable {
     var binaryName = "", root = "", criuPath = ""
     var systemdCgroup = false
+    var noPivotRoot = false, noNewKeyring = false
+    var shimCgroup = "", criuImagePath = "", criuWorkPath = ""
+    var ioUID: UInt32 = 0, ioGID: UInt32 = 0
 
     static func decode(_ b: [UInt8]) throws(ProtoError) -> RuntimeOptions {
         let f = try ProtoFields(b)
-        return RuntimeOptions(
+        var o = RuntimeOptions(
             binaryName: try f.string(6), root: try f.string(7), criuPath: try f.string(8),
             systemdCgroup: try f.bool(9))
+        o.noPivotRoot = try f.bool(1)
+        o.noNewKeyring = try f.bool(2)
+        o.shimCgroup = try f.string(3)
+        o.ioUID = UInt32(truncatingIfNeeded: try f.uint(4))
+        o.ioGID = UInt32(truncatingIfNeeded: try f.uint(5))
+        o.criuImagePath = try f.string(10)
+        o.criuWorkPath = try f.string(11)
+        return o
     }
 }
 

@@ -156,11 +156,10 @@ final class TaskService {
             throw RPCError(.invalidArgument, "CreateTaskRequest: id and bundle are required")
         }
         guard containers[r.id] == nil else { throw RPCError(.alreadyExists, "container \(r.id) already exists") }
-        var runtime = ShimRuntime.defaults(namespace: namespace)
-        if let o = r.options, o.typeURL.hasSuffix("containerd.runc.v1.Options") {
-            runtime = runtime.with(
-                try decode("runtime options") { () throws(ProtoError) in try RuntimeOptions.decode(o.value) })
-        }
+        let options = try ShimOptions.decode(r.options)
+        let runtime = ShimRuntime.defaults(namespace: namespace).with(options)
+        _ = try runtime.resolvedBinary()
+        for note in ShimOptions.ignored(options) { log.write("\(r.id): \(note)", level: "warning") }
         try? FS.mkdirAll(runtime.root, 0o711)
         runtime.save(bundle: r.bundle)
         let proc = ShimProcess(
@@ -171,7 +170,8 @@ final class TaskService {
             if r.checkpoint.isEmpty {
                 let pidFile = r.bundle + "/init.pid"
                 proc.pid = try runWithIO(
-                    c, proc, ["create", "--bundle", r.bundle, "--pid-file", pidFile], pidFile: pidFile, what: "create")
+                    c, proc, ["create", "--bundle", r.bundle, "--pid-file", pidFile] + runtime.createFlags,
+                    pidFile: pidFile, what: "create")
             } else {
                 // As the runc shim does: the restore itself runs at Start.
                 c.restoreFrom = r.checkpoint
@@ -199,7 +199,7 @@ final class TaskService {
     {
         let io = ProcessIO(
             loop: loop, stdin: proc.stdio.stdin, stdout: proc.stdio.stdout, stderr: proc.stdio.stderr,
-            terminal: proc.terminal)
+            terminal: proc.terminal, id: c.id, namespace: namespace)
         proc.io = io
         do throws(SysError) { try io.prepare() } catch { throw RPCError(.internalError, "\(what): stdio: \(error)") }
         var args = verb
@@ -231,7 +231,8 @@ final class TaskService {
                 [
                     "restore", "--detach", "--image-path", c.restoreFrom, "--bundle", c.bundle,
                     "--pid-file", pidFile,
-                ], pidFile: pidFile, what: "restore")
+                ] + c.runtime.createFlags + (c.runtime.criuWorkPath.isEmpty ? [] : ["--work-path", c.runtime.criuWorkPath]),
+                pidFile: pidFile, what: "restore")
             c.restoreFrom = ""
             proc.status = .running
             publisher.publish(.start(id: c.id, pid: proc.pid))
@@ -535,14 +536,22 @@ final class TaskService {
 
     // MARK: - rootfs
 
-    /// Mounts the snapshot (containerd passes its mounts) on <bundle>/rootfs.
+    /// Mounts the snapshot on <bundle>/rootfs: containerd's mounts in order, each on top of the one
+    /// before (as its mount.All does). When one fails, those already mounted are unmounted.
     private func mountRootfs(_ mounts: [ShimMount], bundle: String) throws(RPCError) -> Bool {
         guard !mounts.isEmpty else { return false }
-        guard mounts.count == 1, let m = mounts.first else {
-            throw RPCError(.unimplemented, "rootfs: \(mounts.count) mounts (only one is supported)")
-        }
         let target = bundle + "/rootfs"
         try? FS.mkdirAll(target, 0o711)
+        for (i, m) in mounts.enumerated() {
+            do throws(RPCError) { try mountOne(m, on: target) } catch {
+                unmountRootfs(bundle, layers: i)
+                throw RPCError(error.code, "rootfs mount \(i + 1) of \(mounts.count): \(error.message)")
+            }
+        }
+        return true
+    }
+
+    private func mountOne(_ m: ShimMount, on target: String) throws(RPCError) {
         let o = MountOptions.parse(m.options)
         let flags = o.flags & ~SL_MS_RDONLY
         guard sl_mount(m.source, target, m.type, flags, o.dataString) == 0 else {
@@ -552,16 +561,22 @@ final class TaskService {
             let re = SL_MS_REMOUNT | SL_MS_RDONLY | (o.isBind ? SL_MS_BIND : 0)
             if sl_mount("", target, "", re, o.isBind ? nil : o.dataString) != 0 {
                 let e = errno
-                unmountRootfs(bundle)
+                _ = sl_umount2(target, SL_MNT_DETACH)
                 throw RPCError(.internalError, "remount \(target) read-only: \(errnoString(e))")
             }
         }
-        return true
     }
 
-    private func unmountRootfs(_ bundle: String) {
-        _ = sl_umount2(bundle + "/rootfs", SL_MNT_DETACH)
+    private func unmountRootfs(_ bundle: String, layers: Int = Int.max) {
+        unmountStack(bundle + "/rootfs", layers: layers)
     }
+}
+
+/// Unmounts what is mounted on `target`, the top mount first, until nothing is (or `layers` are gone;
+/// at most 64: a rootfs is a few mounts).
+func unmountStack(_ target: String, layers: Int = Int.max) {
+    var n = 0
+    while n < min(layers, 64), sl_umount2(target, SL_MNT_DETACH) == 0 { n += 1 }
 }
 
 /// 128+signal for a killed process, as containerd reports it.

@@ -6,8 +6,12 @@
 //   swiftlet       runtime_type io.containerd.swiftlet.v2 (our containerd-shim-swiftlet-v2), when one is
 //                  found: $SWIFTLET_SHIM, else containerd-shim-swiftlet-v2 beside SWIFTLET_BINARY, else
 //                  SWIFTLET_MONITOR (the monitor binary is the shim when entered by that name); no
-//                  options (CRI would pass them as runtimeoptions.v1.Options, a config file path): the
-//                  shim runs the `swiftlet` beside it or on containerd's PATH, a link to SWIFTLET_BINARY
+//                  options: the shim runs the `swiftlet` beside it or on containerd's PATH, a link to
+//                  SWIFTLET_BINARY
+//   swiftlet-opts  the same shim with options { ConfigPath = <dir>/swiftlet-opts.toml }, which CRI
+//                  passes as runtimeoptions.v1.Options: the file names a recording wrapper of
+//                  SWIFTLET_BINARY (BinaryName, its calls in `recordedCalls`) and a root of its own
+//                  (Root = `optionsRoot`)
 // The image (the busybox test rootfs packed with umoci, imported with `ctr -n k8s.io image import`) is
 // also the sandbox ("pause") image: its command sleeps. No network: pods use the node's network (and so
 // UTS) namespace, as there is no CNI here; their PID and IPC namespaces are their own.
@@ -27,6 +31,9 @@ final class PrivateContainerd {
     let dir: String
     var socket: String { dir + "/c.sock" }
     var runtimeRoot: String { dir + "/rt" }
+    /// The swiftlet-opts handler's Root and the file where its BinaryName records each call.
+    var optionsRoot: String { dir + "/rt-opts" }
+    var recordedCalls: String { dir + "/runtime-calls" }
     /// Where our shim keeps swiftlet's state when no options name a root (the CRI plugin passes none).
     static let shimRuntimeRoot = "/run/containerd/swiftlet"
     private(set) var pid: pid_t = 0
@@ -82,6 +89,10 @@ final class PrivateContainerd {
             runtimes += """
                   [\(cri).containerd.runtimes.swiftlet]
                     runtime_type = "io.containerd.swiftlet.v2"
+                  [\(cri).containerd.runtimes.swiftlet-opts]
+                    runtime_type = "io.containerd.swiftlet.v2"
+                    [\(cri).containerd.runtimes.swiftlet-opts.options]
+                      ConfigPath = "\(dir)/swiftlet-opts.toml"
 
                 """
         }
@@ -128,6 +139,12 @@ final class PrivateContainerd {
                 atPath: URL(fileURLWithPath: shim).resolvingSymlinksInPath().path,
                 toPath: bin + "/containerd-shim-swiftlet-v2")
             try FileManager.default.createSymbolicLink(atPath: bin + "/swiftlet", withDestinationPath: Runtime.binary)
+            let recorder = dir + "/recording-runtime"
+            try "#!/bin/sh\necho \"$*\" >> \(recordedCalls)\nexec \(Runtime.binary) \"$@\"\n".write(
+                toFile: recorder, atomically: true, encoding: .utf8)
+            chmod(recorder, 0o755)
+            try "BinaryName = \"\(recorder)\"\nRoot = \"\(optionsRoot)\"\n".write(
+                toFile: dir + "/swiftlet-opts.toml", atomically: true, encoding: .utf8)
         }
         try config(shim: shim).write(toFile: dir + "/config.toml", atomically: true, encoding: .utf8)
         let log = dir + "/containerd.log"

@@ -79,6 +79,26 @@ final class CRISmokeTests: XCTestCase {
         XCTAssertEqual(mountsBelow(c.dir), [], "mounts left below containerd's dirs")
     }
 
+    /// A handler with `options = { ConfigPath = F }` (runtimeoptions.v1.Options): the file's BinaryName
+    /// (a wrapper recording its calls) and Root are what our shim runs for the pod and its container.
+    func testSwiftletShimConfigPath() throws {
+        guard PrivateContainerd.shimBinary != nil else {
+            throw XCTSkip(
+                "no containerd-shim-swiftlet-v2: set SWIFTLET_SHIM or SWIFTLET_MONITOR (the monitor is the shim)")
+        }
+        let c = try startContainerd()
+        let cri = try connect(c)
+        let pod = try startPod(cri, c, handler: "swiftlet-opts")
+        try checkPod(cri, pod)
+        let calls = ((try? String(contentsOfFile: c.recordedCalls, encoding: .utf8)) ?? "").split(separator: "\n")
+        for id in [pod.id, pod.container] {
+            XCTAssertTrue(calls.contains { $0.contains(" create ") && $0.hasSuffix(id) }, "create of \(id): \(calls)")
+        }
+        XCTAssertTrue(calls.allSatisfy { $0.hasPrefix("--root \(c.optionsRoot)/k8s.io ") }, "\(calls)")
+        try finishPod(cri, c, pod)
+        XCTAssertEqual(mountsBelow(c.dir), [], "mounts left below containerd's dirs")
+    }
+
     // MARK: - The pod's life
 
     private struct Pod {
@@ -225,6 +245,9 @@ final class CRISmokeTests: XCTestCase {
         XCTAssertFalse(mountsContaining(pod.id).isEmpty, "no mount of the sandbox", file: file, line: line)
         XCTAssertFalse(
             cgroupChildren(pod.config.cgroupParent).isEmpty, "no cgroup below the pod's parent", file: file, line: line)
+        if pod.handler == "swiftlet-opts" {  // the state is in the options' Root
+            XCTAssertEqual(runtimeStates(pod).sorted(), [pod.id, pod.container].sorted(), file: file, line: line)
+        }
         if pod.handler == "swiftlet-runc" {  // where containerd-shim-runc-v2 mounts and keeps state
             XCTAssertFalse(mountsContaining(pod.container).isEmpty, "no mount of the container", file: file, line: line)
             if let c = containerd, let socket = runcShimSocket(c, pod.id) {
@@ -245,7 +268,7 @@ final class CRISmokeTests: XCTestCase {
     /// The pod's runtime state dirs, in the runc shim's Root or our shim's default root.
     private func runtimeStates(_ pod: Pod) -> [String] {
         guard let c = containerd else { return [] }
-        return [c.runtimeRoot, PrivateContainerd.shimRuntimeRoot].flatMap { root in
+        return [c.runtimeRoot, PrivateContainerd.shimRuntimeRoot, c.optionsRoot].flatMap { root in
             ((try? FileManager.default.contentsOfDirectory(atPath: root + "/k8s.io")) ?? [])
                 .filter { $0 == pod.id || $0 == pod.container }
         }

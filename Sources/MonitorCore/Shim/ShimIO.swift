@@ -323,7 +323,7 @@ enum ShimCommand {
 }
 
 /// How the shim calls swiftlet: the binary (runtime options' BinaryName, else the `swiftlet` beside
-/// the shim, else on $PATH), its --root (options' Root, else /run/containerd/swiftlet/<namespace>),
+/// the shim, else on $PATH), its --root (options' Root, else /run/containerd/swiftlet, + /<namespace>),
 /// --criu and --systemd-cgroup; create and restore get --no-pivot, --no-new-keyring and restore
 /// --work-path from the options; errors come back through `--log <bundle>/log.json --log-format json`.
 struct ShimRuntime: Equatable {
@@ -343,10 +343,11 @@ struct ShimRuntime: Equatable {
         return ShimRuntime(binary: binary, root: "/run/containerd/swiftlet/" + namespace)
     }
 
-    func with(_ o: RuntimeOptions) -> ShimRuntime {
+    /// The options applied; a Root gets the namespace appended, as the runc shim does.
+    func with(_ o: RuntimeOptions, namespace: String) -> ShimRuntime {
         var r = self
         if !o.binaryName.isEmpty { r.binary = o.binaryName }
-        if !o.root.isEmpty { r.root = o.root }
+        if !o.root.isEmpty { r.root = o.root + "/" + namespace }
         r.criu = o.criuPath
         r.systemdCgroup = o.systemdCgroup
         r.noPivot = o.noPivotRoot

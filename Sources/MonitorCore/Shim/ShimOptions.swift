@@ -56,9 +56,10 @@ enum ShimOptions {
     }
 
     /// runtimeoptions.v1.Options: the TOML in config_body, else in the file at config_path. Its
-    /// type_url, when set, must name runc's options (the file's keys are theirs).
+    /// type_url, when set, must name runc's options (the file's keys are theirs): any name ending in
+    /// runc.v1.Options, e.g. io.containerd.runc.v1.Options.
     static func fromConfig(typeURL: String, path: String, body: String) throws(RPCError) -> RuntimeOptions {
-        guard typeURL.isEmpty || matches(typeURL, runcType) else {
+        guard typeURL.isEmpty || typeURL.lowercased().hasSuffix("runc.v1.options") else {
             throw RPCError(
                 .invalidArgument, "runtime options: TypeUrl \(typeURL) is not supported (use \(runcType) or none)")
         }
@@ -147,8 +148,9 @@ enum TOMLSubset {
 
     static func parse(_ text: String, file: String) throws(RPCError) -> [Entry] {
         var out: [Entry] = []
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            var s = Scanner(Array(raw.utf8), file: file, line: i + 1)
+        // By bytes: "\r\n" is one Character to Swift, and a CR before the LF is dropped by the Scanner.
+        for (i, raw) in text.utf8.split(separator: 0x0a, omittingEmptySubsequences: false).enumerated() {
+            var s = Scanner(Array(raw), file: file, line: i + 1)
             s.skipSpaces()
             if s.atEnd || s.peek == UInt8(ascii: "#") { continue }
             if s.peek == UInt8(ascii: "[") { throw s.error("tables are not supported (keys go at the top level)") }

@@ -157,7 +157,7 @@ final class TaskService {
         }
         guard containers[r.id] == nil else { throw RPCError(.alreadyExists, "container \(r.id) already exists") }
         let options = try ShimOptions.decode(r.options)
-        let runtime = ShimRuntime.defaults(namespace: namespace).with(options)
+        let runtime = ShimRuntime.defaults(namespace: namespace).with(options, namespace: namespace)
         _ = try runtime.resolvedBinary()
         for note in ShimOptions.ignored(options) { log.write("\(r.id): \(note)", level: "warning") }
         try? FS.mkdirAll(runtime.root, 0o711)

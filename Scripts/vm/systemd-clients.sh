@@ -17,6 +17,8 @@
 #   containerd: run -d with cgroupsPath system.slice:swiftlet-ctr:ID: scope active, init in it;
 #   task exec; task kill; task rm + container rm: scope gone. (The host lanes, podman-test.sh and
 #   containerd-smoke.sh, cover the rest of both clients; under TCG every step here costs seconds.)
+#   our shim (containerd-shim-swiftlet-v2, SystemdCgroup from an options file): run -d: scope active,
+#   init in it; task metrics with v2 numbers; state under the options' Root; kill, rm: scope gone.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -144,6 +146,55 @@ for _ in $(seq 100); do "${CTR[@]}" task ls 2>/dev/null | grep -q "^$id .*STOPPE
 check "ctr task rm" "" "${CTR[@]}" task rm "$id"
 check "ctr container rm" "" "${CTR[@]}" container rm "$id"
 check_gone "containerd: scope gone after task rm" "$unit"
+
+# ------------------------------------------------------------ containerd + containerd-shim-swiftlet-v2
+# Our shim (swiftlet-monitor under the name containerd maps `runtime_type = "io.containerd.swiftlet.v2"`
+# to, on the PATH of a containerd of this section's own) with runc's options as a CRI handler's
+# ConfigPath passes them (runtimeoptions.v1.Options; ctr: --runtime-config-path): a TOML file with
+# BinaryName = swiftlet, Root and SystemdCgroup = true. The container's scope is active with init in
+# it; `ctr task metrics` shows cgroup v2 numbers (pids.current >= 1, memory.usage > 0); the state is
+# under the options' Root; the scope is gone after rm.
+S=$D/shim
+mkdir -p "$S/bin"
+cp "$MONITOR" "$S/bin/containerd-shim-swiftlet-v2" || die "cannot copy $MONITOR"
+printf 'BinaryName = "%s"\nRoot = "%s"\nSystemdCgroup = true\n' "$SWIFTLET" "$S/root" >"$S/options.toml"
+printf '%s\n' 'version = 2' "root = \"$S/croot\"" "state = \"$S/cstate\"" \
+    'disabled_plugins = ["io.containerd.grpc.v1.cri"]' '[grpc]' "  address = \"$S/c.sock\"" \
+    '[ttrpc]' "  address = \"$S/c.sock.ttrpc\"" >"$S/config.toml"
+PATH=$S/bin:$PATH setsid containerd --config "$S/config.toml" >"$S/containerd.log" 2>&1 </dev/null &
+SHIM_DAEMON=$!
+# shellcheck disable=SC2317 # (run by the EXIT trap)
+shim_cleanup() {
+    for c in $(ctr --address "$S/c.sock" -n sdc task ls -q 2>/dev/null); do
+        ctr --address "$S/c.sock" -n sdc task rm -f "$c" >/dev/null 2>&1
+    done
+    kill "$SHIM_DAEMON" 2>/dev/null; wait "$SHIM_DAEMON" 2>/dev/null
+    cleanup
+}
+trap shim_cleanup EXIT
+for _ in $(seq 300); do ctr --address "$S/c.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+ctr --address "$S/c.sock" version >/dev/null 2>&1 || { tail -n 20 "$S/containerd.log" >&2; die "containerd (our shim) did not come up"; }
+echo "# systemd-clients: containerd-shim-swiftlet-v2, options file with SystemdCgroup + BinaryName=swiftlet"
+SCTR=(timeout -k 5 120 ctr --address "$S/c.sock" -n sdc)
+id=shim-$$ unit=swiftlet-shim-shim-$$.scope
+check "ctr run -d (our shim, systemd cgroup from the options file)" "" "${SCTR[@]}" run --rootfs \
+    --runtime io.containerd.swiftlet.v2 --runtime-config-path "$S/options.toml" \
+    --cgroup "system.slice:swiftlet-shim:$id" -d "$ROOTFS" "$id" sleep 600
+pid=$("${SCTR[@]}" task ls 2>/dev/null | awk -v id="$id" '$1 == id { print $2 }')
+check_scope "our shim: the container's scope" "$unit" "/system.slice/$unit" "${pid:-0}"
+metrics=$("${SCTR[@]}" task metrics "$id" 2>&1)
+metric() { awk -v m="$1" '$1 == m { print $2 }' <<<"$metrics"; }
+pids=$(metric pids.current) mem=$(metric memory.usage) usec=$(metric cpu.usage_usec)
+if [ "${pids:-0}" -ge 1 ] && [ "${mem:-0}" -gt 0 ] && [ -n "$usec" ]; then
+    pass "ctr task metrics (v2): pids.current=$pids memory.usage=$mem cpu.usage_usec=$usec"
+else fail "ctr task metrics (v2): $(tr '\n' ' ' <<<"$metrics")"; fi
+if [ -d "$S/root/sdc/$id" ]; then pass "our shim: state under the options' Root"
+else fail "our shim: no state at $S/root/sdc/$id: $(ls -R "$S/root" 2>&1 | head -n 5 | tr '\n' ' ')"; fi
+check "ctr task kill (our shim)" "" "${SCTR[@]}" task kill -s KILL "$id"
+for _ in $(seq 100); do "${SCTR[@]}" task ls 2>/dev/null | grep -q "^$id .*STOPPED" && break; sleep 0.1; done
+check "ctr task rm (our shim)" "" "${SCTR[@]}" task rm "$id"
+check "ctr container rm (our shim)" "" "${SCTR[@]}" container rm "$id"
+check_gone "our shim: scope gone after rm" "$unit"
 
 [ "$FAIL" = 0 ] && echo "systemd-clients: all steps passed" || echo "systemd-clients: FAILED"
 exit "$FAIL"

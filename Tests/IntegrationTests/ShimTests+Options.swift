@@ -15,6 +15,10 @@ extension ShimTests {
         return (binary, log)
     }
 
+    func mountNS(_ pid: String) -> String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt")) ?? "?"
+    }
+
     func writeFile(_ text: String, _ path: String, mode: mode_t = 0o644) throws {
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         chmod(path, mode)
@@ -101,7 +105,8 @@ extension ShimTests {
 
         let f = id("flog")
         let file = Self.dir + "/file-logs/\(f)/out.log"
-        let fr = run(f, ["sh", "-c", "echo line-out; echo line-err >&2"], flags: ["--rm", "--log-uri", "file://" + file])
+        let fr = run(
+            f, ["sh", "-c", "echo line-out; echo line-err >&2"], flags: ["--rm", "--log-uri", "file://" + file])
         XCTAssertEqual(fr.status, 0, "\(fr)")
         let logged = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
         XCTAssertEqual(logged.split(separator: "\n").sorted(), ["line-err", "line-out"], logged)
@@ -165,14 +170,17 @@ extension ShimTests {
         try JSONSerialization.data(withJSONObject: spec).write(to: URL(fileURLWithPath: bundle + "/config.json"))
 
         func mount(_ type: String, _ source: String, _ options: [String]) -> [UInt8] {
-            Self.pbBytes(3, Self.pbString(1, type) + Self.pbString(2, source) + options.flatMap { Self.pbString(4, $0) })
+            Self.pbBytes(
+                3, Self.pbString(1, type) + Self.pbString(2, source) + options.flatMap { Self.pbString(4, $0) })
         }
         let lower = mount("bind", Runtime.rootfs, ["rbind", "ro"])
         let overlay = mount(
             "overlay", "overlay", ["lowerdir=\(bundle)/rootfs", "upperdir=\(work)/upper", "workdir=\(work)/work"])
         let output = work + "/out.log"
         func create(_ id: String, _ rootfs: [UInt8]) -> (code: Int, payload: [UInt8])? {
-            call("Create", Self.pbString(1, id) + Self.pbString(2, bundle) + rootfs + Self.pbString(6, "file://" + output))
+            call(
+                "Create",
+                Self.pbString(1, id) + Self.pbString(2, bundle) + rootfs + Self.pbString(6, "file://" + output))
         }
 
         // The second mount fails: the first is unmounted again, the error says which one.
@@ -192,7 +200,8 @@ extension ShimTests {
         // mountinfo read while other mounts change can miss lines: a second look settles it.
         XCTAssertTrue(
             waitUntil(timeout: 10) { mountsContaining(bundle + "/rootfs ").count == 2 },
-            "both layers on \(bundle)/rootfs: \(mountsContaining(bundle))")
+            "both layers on \(bundle)/rootfs: \(mountsContaining(bundle)); mount namespaces: test \(mountNS("self")), "
+                + "shims \(shimPids().map { mountNS(String($0)) })")
         XCTAssertEqual(call("Start", Self.pbString(1, c))?.code, 0)
         XCTAssertEqual(call("Wait", Self.pbString(1, c))?.code, 0)
         XCTAssertEqual(try? String(contentsOfFile: output, encoding: .utf8), "top layer\n", "the overlay is on top")

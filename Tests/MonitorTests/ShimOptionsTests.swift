@@ -46,7 +46,8 @@ final class ShimOptionsTests: XCTestCase {
             $0.string(10, "/img")
             $0.string(11, "/work")
         }
-        var want = RuntimeOptions(binaryName: "/usr/sbin/runc", root: "/run/r", criuPath: "/usr/sbin/criu", systemdCgroup: true)
+        var want = RuntimeOptions(
+            binaryName: "/usr/sbin/runc", root: "/run/r", criuPath: "/usr/sbin/criu", systemdCgroup: true)
         want.noPivotRoot = true
         want.noNewKeyring = true
         want.shimCgroup = "/shim.slice"
@@ -57,7 +58,9 @@ final class ShimOptionsTests: XCTestCase {
         let o = try ShimOptions.decode(a)
         XCTAssertEqual(o, want)
         // The type URL as typeurl.MarshalAny writes it for a registered proto, or with a prefix.
-        XCTAssertEqual(try ShimOptions.decode(AnyMessage(typeURL: "types.example/containerd.runc.v1.Options", value: a.value)), want)
+        XCTAssertEqual(
+            try ShimOptions.decode(AnyMessage(typeURL: "types.example/containerd.runc.v1.Options", value: a.value)),
+            want)
         let r = ShimRuntime(binary: "swiftlet", root: "/run/x").with(o, namespace: "k8s.io")
         XCTAssertEqual(r.createFlags, ["--no-pivot", "--no-new-keyring"])
         XCTAssertEqual(
@@ -70,11 +73,12 @@ final class ShimOptionsTests: XCTestCase {
     }
 
     func testCtrCreateOptions() throws {
-        let o = try ShimOptions.decode(any("containerd.linux.runc.CreateOptions") {
-            $0.bool(1, true)
-            $0.bool(8, true)
-            $0.string(12, "/w")
-        })
+        let o = try ShimOptions.decode(
+            any("containerd.linux.runc.CreateOptions") {
+                $0.bool(1, true)
+                $0.bool(8, true)
+                $0.string(12, "/w")
+            })
         XCTAssertTrue(o.noPivotRoot)
         XCTAssertTrue(o.noNewKeyring)
         XCTAssertEqual(o.criuWorkPath, "/w")
@@ -97,11 +101,12 @@ final class ShimOptionsTests: XCTestCase {
         var want = RuntimeOptions(binaryName: "/opt/bin/swiftlet", root: "/run/swiftlet-k8s", systemdCgroup: true)
         want.ioUID = 1000
         XCTAssertEqual(fromFile, want)
-        let fromBody = try ShimOptions.decode(any("runtimeoptions.v1.Options") {
-            $0.string(1, "io.containerd.runc.v1.Options")
-            $0.string(2, "/not/read/when/a/body/is/given")
-            $0.string(3, "binaryname = \"/x\\u0041\"\r\nsystemdcgroup = false\n")
-        })
+        let fromBody = try ShimOptions.decode(
+            any("runtimeoptions.v1.Options") {
+                $0.string(1, "io.containerd.runc.v1.Options")
+                $0.string(2, "/not/read/when/a/body/is/given")
+                $0.string(3, "binaryname = \"/x\\u0041\"\r\nsystemdcgroup = false\n")
+            })
         XCTAssertEqual(fromBody, RuntimeOptions(binaryName: "/xA"))
         XCTAssertEqual(try ShimOptions.decode(any("runtimeoptions.v1.Options") { _ in }), RuntimeOptions())
     }
@@ -121,7 +126,8 @@ final class ShimOptionsTests: XCTestCase {
         XCTAssertTrue(missing.contains("No such file or directory"), missing)
         XCTAssertEqual(
             message { try ShimOptions.fromConfig(typeURL: "io.containerd.runsc.v1.options", path: "", body: "") },
-            "runtime options: TypeUrl io.containerd.runsc.v1.options is not supported (use containerd.runc.v1.Options or none)")
+            "runtime options: TypeUrl io.containerd.runsc.v1.options is not supported (use containerd.runc.v1.Options or none)"
+        )
 
         let cases: [(String, String)] = [
             ("Root = \"/r\"\nBinaryNmae = \"/b\"\n", "f.toml line 2: key BinaryNmae: unknown (BinaryName, Root"),
@@ -149,7 +155,8 @@ final class ShimOptionsTests: XCTestCase {
     func testMissingBinaryIsTheCreateError() {
         let r = ShimRuntime(binary: "/nonexistent/runtime", root: "/run/x")
         XCTAssertEqual(
-            message { try r.resolvedBinary() }, "runtime options: BinaryName /nonexistent/runtime: No such file or directory")
+            message { try r.resolvedBinary() },
+            "runtime options: BinaryName /nonexistent/runtime: No such file or directory")
         XCTAssertEqual(
             message { try ShimRuntime(binary: "no-such-runtime-\(getpid())", root: "").resolvedBinary() },
             "runtime options: BinaryName no-such-runtime-\(getpid()): not found in $PATH")

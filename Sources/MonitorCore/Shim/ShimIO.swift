@@ -123,7 +123,8 @@ final class ProcessIO {
         let uri = LogURI(paths.stdout)
         if terminal {
             if let uri, uri.scheme != "fifo" {
-                throw SysError("open stdio (a terminal's output goes to a FIFO, not \(uri.scheme)://)", paths.stdout, errno: EINVAL)
+                let what = "open stdio (a terminal's output goes to a FIFO, not \(uri.scheme)://)"
+                throw SysError(what, paths.stdout, errno: EINVAL)
             }
             console = try ConsoleSocket.make()
             return

@@ -12,7 +12,8 @@ struct LogURI: Equatable {
     var query: [(key: String, value: String)]
 
     static func == (a: LogURI, b: LogURI) -> Bool {
-        a.scheme == b.scheme && a.path == b.path && a.query.map { [$0.key, $0.value] } == b.query.map { [$0.key, $0.value] }
+        a.scheme == b.scheme && a.path == b.path
+            && a.query.map { [$0.key, $0.value] } == b.query.map { [$0.key, $0.value] }
     }
 
     /// nil for a plain path (no scheme): containerd's FIFOs.

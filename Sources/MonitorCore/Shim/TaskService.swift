@@ -226,12 +226,13 @@ final class TaskService {
         }
         if proc.execID.isEmpty && !c.restoreFrom.isEmpty {
             let pidFile = c.bundle + "/init.pid"
+            let work = c.runtime.criuWorkPath
             proc.pid = try runWithIO(
                 c, proc,
                 [
                     "restore", "--detach", "--image-path", c.restoreFrom, "--bundle", c.bundle,
                     "--pid-file", pidFile,
-                ] + c.runtime.createFlags + (c.runtime.criuWorkPath.isEmpty ? [] : ["--work-path", c.runtime.criuWorkPath]),
+                ] + c.runtime.createFlags + (work.isEmpty ? [] : ["--work-path", work]),
                 pidFile: pidFile, what: "restore")
             c.restoreFrom = ""
             proc.status = .running

@@ -466,10 +466,23 @@ extension Dictionary where Key == String, Value == Any {
 
 // MARK: - Host observation
 
-/// Lines of /proc/self/mountinfo that contain `s`.
+/// Lines of /proc/self/mountinfo that contain `s`. Read in one large read (the kernel renders the
+/// table per read call; while other tests in this mount namespace mount and unmount, a table read in
+/// small pieces can lose lines) and decoded leniently (a mount point need not be UTF-8, and a strict
+/// decode would make every line vanish).
 public func mountsContaining(_ s: String) -> [String] {
-    guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
-    return text.split(separator: "\n").map(String.init).filter { $0.contains(s) }
+    let fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return [] }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 4 << 20)
+    while true {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { break }
+        bytes += buf[0..<n]
+    }
+    return String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init).filter { $0.contains(s) }
 }
 
 /// The state letter of /proc/PID/stat (R, S, D, Z, ...), nil when the process does not exist.

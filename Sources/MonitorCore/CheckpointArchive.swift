@@ -34,10 +34,10 @@ enum CheckpointArchive {
         }
     }
 
-    static func create(_ r: Request, monitor m: Monitor, done: @escaping (Result<JSONObject, MonitorFailure>) -> Void)
-        throws(MonitorFailure)
-    {
-        guard m.exitCode == nil, let bundle = m.bundle else {
+    static func create(
+        _ r: Request, container m: any ControlledContainer, done: @escaping (Result<JSONObject, MonitorFailure>) -> Void
+    ) throws(MonitorFailure) {
+        guard m.exitCode == nil, m.containerPid > 0, let bundle = m.bundle else {
             throw MonitorFailure("container \(m.cid) is not running")
         }
         // A new private directory (never one that exists already): the archive's content goes to
@@ -53,17 +53,16 @@ enum CheckpointArchive {
             throw MonitorFailure("params.archive: mkdir \(content): \(errnoString(e))")
         }
         let upper = overlayUpperDir(pid: m.containerPid)
-        var args = [m.o.runtime ?? ""] + m.o.runtimeArgs
-        args += ["checkpoint", "--image-path", content + "/checkpoint", "--work-path", content, "--leave-running"]
-        if r.tcpEstablished { args.append("--tcp-established") }
-        if r.fileLocks { args.append("--file-locks") }
-        args.append(m.cid)
+        var verb = ["checkpoint", "--image-path", content + "/checkpoint", "--work-path", content, "--leave-running"]
+        if r.tcpEstablished { verb.append("--tcp-established") }
+        if r.fileLocks { verb.append("--file-locks") }
+        let args = m.runtimeArgv(verb + [m.cid])
         func fail(_ message: String) {
             try? FS.removeAll(work)
             done(.failure(MonitorFailure(message)))
         }
         do throws(MonitorFailure) {
-            try CapturedCommand.run(args, timeoutSeconds: r.timeoutSeconds, monitor: m) { res in
+            try CapturedCommand.run(args, timeoutSeconds: r.timeoutSeconds, container: m) { res in
                 guard res.exitCode == 0 else {
                     fail(
                         "checkpoint failed (exit \(res.exitCode)): "
@@ -74,8 +73,8 @@ enum CheckpointArchive {
                     try FS.writeFileAtomic(
                         content + "/spec.dump", try FS.readFile(bundle + "/config.json"), mode: 0o600)
                     let config: JSONObject = [
-                        "id": .string(m.cid), "name": .string(m.o.name ?? m.cid),
-                        "runtime": .string(String((m.o.runtime ?? "").split(separator: "/").last ?? "")),
+                        "id": .string(m.cid), "name": .string(m.displayName),
+                        "runtime": .string(String((args.first ?? "").split(separator: "/").last ?? "")),
                         "createdTime": .string(m.startedAt), "checkpointedTime": .string(Clock.rfc3339Nano()),
                     ]
                     try FS.writeFileAtomic(
@@ -84,12 +83,12 @@ enum CheckpointArchive {
                     fail("write archive metadata: \(error)")
                     return
                 }
-                packRootfsDiff(upper: upper, work: content, monitor: m) { message in
+                packRootfsDiff(upper: upper, work: content, container: m) { message in
                     if let message {
                         fail(message)
                         return
                     }
-                    packArchive(work: work, archive: r.archive, monitor: m) { message in
+                    packArchive(work: work, archive: r.archive, container: m) { message in
                         try? FS.removeAll(work)
                         if let message {
                             done(.failure(MonitorFailure(message)))
@@ -124,7 +123,7 @@ enum CheckpointArchive {
     }
 
     private static func packRootfsDiff(
-        upper: String?, work: String, monitor m: Monitor, done: @escaping (String?) -> Void
+        upper: String?, work: String, container m: any ControlledContainer, done: @escaping (String?) -> Void
     ) {
         guard let upper else {
             done(nil)
@@ -138,16 +137,16 @@ enum CheckpointArchive {
         }
         let args =
             ["/bin/tar", "-cf", work + "/rootfs-diff.tar", "-C", upper] + whiteouts.map { "--exclude=" + $0 } + ["."]
-        runTar(args, monitor: m, what: "rootfs-diff.tar", done: done)
+        runTar(args, container: m, what: "rootfs-diff.tar", done: done)
     }
 
     /// Packs <work>/content into <work>/archive.tar, made 0600 before it is renamed to `archive`
     /// (a rename replaces a symlink planted there instead of writing through it).
     private static func packArchive(
-        work: String, archive: String, monitor m: Monitor, done: @escaping (String?) -> Void
+        work: String, archive: String, container m: any ControlledContainer, done: @escaping (String?) -> Void
     ) {
         let tar = work + "/archive.tar"
-        runTar(["/bin/tar", "-cf", tar, "-C", work + "/content", "."], monitor: m, what: archive) { message in
+        runTar(["/bin/tar", "-cf", tar, "-C", work + "/content", "."], container: m, what: archive) { message in
             if let message {
                 done(message)
                 return
@@ -160,9 +159,11 @@ enum CheckpointArchive {
         }
     }
 
-    private static func runTar(_ args: [String], monitor m: Monitor, what: String, done: @escaping (String?) -> Void) {
+    private static func runTar(
+        _ args: [String], container m: any ControlledContainer, what: String, done: @escaping (String?) -> Void
+    ) {
         do throws(MonitorFailure) {
-            try CapturedCommand.run(args, timeoutSeconds: 600, monitor: m) { r in
+            try CapturedCommand.run(args, timeoutSeconds: 600, container: m) { r in
                 done(
                     r.exitCode == 0
                         ? nil : "tar \(what) failed: " + String(decoding: r.stderr.suffix(1024), as: UTF8.self))

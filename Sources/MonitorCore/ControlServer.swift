@@ -3,6 +3,29 @@ import Glibc
 import LinuxSystem
 import OCI
 
+/// The container a control server serves and its probes check, with what runs them: the monitor's
+/// one container, or one of the containers of a shim (containerd-shim-swiftlet-v2). Children started
+/// through `spawnChild` are reaped by the host's event loop, which calls `onExit` with the wait status.
+protocol ControlledContainer: AnyObject {
+    var loop: EventLoop { get }
+    var cid: String { get }
+    /// 0 until the container exists (a shim's container restored at Start).
+    var containerPid: pid_t { get }
+    var exitCode: Int32? { get }
+    var oomKilled: Bool { get }
+    var bundle: String? { get }
+    /// When the container was created (RFC 3339), and its name, for checkpoint archives.
+    var startedAt: String { get }
+    var displayName: String { get }
+    /// Seconds a control connection may stay silent (--control-idle-timeout).
+    var controlIdleTimeout: Int { get }
+    /// The environment every child gets.
+    var childEnv: [String] { get }
+    /// `<runtime> <its global flags> VERB...`: exec (execSync, exec probes) and checkpoint.
+    func runtimeArgv(_ verb: [String]) -> [String]
+    func spawnChild(_ spec: SpawnSpec, onExit: @escaping (Int32) -> Void) throws(SysError) -> pid_t
+}
+
 /// The agent's control API (beyond conmon): `<bundle>/monitor.sock`, a unix stream socket speaking
 /// newline-delimited JSON. Requests `{"id": X, "method": M, "params": {...}}` get one reply
 /// `{"id": X, "result": {...}}` or `{"id": X, "error": "..."}`; subscribers also get events
@@ -26,21 +49,22 @@ final class ControlServer {
 
     let fd: Int32
     let path: String
-    unowned let monitor: Monitor
+    unowned let container: any ControlledContainer
     private var connections: [Int32: Connection] = [:]
     /// Accept order, oldest first.
     private var order: [Int32] = []
     var probes: [String: Probe] = [:]
     private(set) var network: NetworkNamespace?
+    private var backoff: UnixSocket.AcceptBackoff?
 
-    init(monitor: Monitor, bundle: String) throws(SysError) {
-        self.monitor = monitor
+    init(container: any ControlledContainer, bundle: String) throws(SysError) {
+        self.container = container
         path = bundle + "/monitor.sock"
         fd = try UnixSocket.listen(
             directory: bundle, name: "monitor.sock", type: Int32(SOCK_STREAM.rawValue), mode: 0o600)
         do {
-            try UnixSocket.serve(
-                fd, loop: monitor.loop, accepted: { [unowned self] c in self.admit(c) },
+            backoff = try UnixSocket.serve(
+                fd, loop: container.loop, accepted: { [unowned self] c in self.admit(c) },
                 onReadable: { [unowned self] c in self.receive(c) })
         } catch {
             Glibc.close(fd)
@@ -72,10 +96,10 @@ final class ControlServer {
     /// subscribed or waits for a reply.
     private func armIdleTimer(_ c: Int32) {
         guard let conn = connections[c] else { return }
-        if let t = conn.idleTimer { monitor.loop.cancel(t) }
+        if let t = conn.idleTimer { container.loop.cancel(t) }
         conn.idleTimer = nil
         guard !conn.subscribed else { return }
-        conn.idleTimer = monitor.loop.after(ms: Int64(monitor.o.controlIdleTimeout) * 1000) { [unowned self] in
+        conn.idleTimer = container.loop.after(ms: Int64(container.controlIdleTimeout) * 1000) { [unowned self] in
             conn.idleTimer = nil
             guard self.connections[c] === conn else { return }
             if conn.busy > 0 { self.armIdleTimer(c) } else { self.drop(c) }
@@ -106,9 +130,9 @@ final class ControlServer {
 
     private func drop(_ c: Int32) {
         guard let conn = connections.removeValue(forKey: c) else { return }
-        if let t = conn.idleTimer { monitor.loop.cancel(t) }
+        if let t = conn.idleTimer { container.loop.cancel(t) }
         order.removeAll { $0 == c }
-        monitor.loop.unwatch(c)
+        container.loop.unwatch(c)
         Glibc.close(c)
     }
 
@@ -134,11 +158,23 @@ final class ControlServer {
         for conn in Array(connections.values) where conn.subscribed { send(e, to: conn) }
     }
 
+    /// The container exited: subscribers get the exit event; the probes stop (their last status
+    /// stays for `state`) and the network namespace is let go. The socket stays until `close`.
+    func containerExited(timedOut: Bool = false) {
+        broadcast([
+            "event": .string("exit"), "exitCode": .number(String(container.exitCode ?? -1)),
+            "oomKilled": .bool(container.oomKilled), "timedOut": .bool(timedOut),
+        ])
+        for p in probes.values { p.stop() }
+        network = nil
+    }
+
     func close() {
         for c in Array(connections.keys) { drop(c) }
         for p in probes.values { p.stop() }
         probes = [:]
-        monitor.loop.unwatch(fd)
+        if let t = backoff?.timer { container.loop.cancel(t) }
+        container.loop.unwatch(fd)
         Glibc.close(fd)
         unlink(path)
     }
@@ -185,14 +221,14 @@ final class ControlServer {
             send(["id": id, "result": .object(state())], to: c)
         case "execSync":
             let req = try ExecRequest(params)
-            try ExecRunner.run(req, monitor: monitor) { [weak self] result in
+            try ExecRunner.run(req, container: container) { [weak self] result in
                 c.busy -= 1
                 self?.send(["id": id, "result": .object(result.json)], to: c)
             }
             c.busy += 1
         case "checkpoint":
             let req = try CheckpointArchive.Request(params)
-            try CheckpointArchive.create(req, monitor: monitor) { [weak self] result in
+            try CheckpointArchive.create(req, container: container) { [weak self] result in
                 c.busy -= 1
                 switch result {
                 case .success(let r): self?.send(["id": id, "result": .object(r)], to: c)
@@ -202,8 +238,11 @@ final class ControlServer {
             c.busy += 1
         case "addProbe":
             let spec = try ProbeSpec(params)
+            guard container.exitCode == nil, container.containerPid > 0 else {
+                throw MonitorFailure("container \(container.cid) is not running")
+            }
             if spec.needsNetwork && network == nil {
-                network = try NetworkNamespace(pid: monitor.containerPid)
+                network = try NetworkNamespace(pid: container.containerPid)
             }
             probes[spec.name]?.stop()
             let probe = Probe(spec, server: self)
@@ -227,12 +266,12 @@ final class ControlServer {
 
     func state() -> JSONObject {
         var s: JSONObject = [
-            "id": .string(monitor.cid),
-            "pid": .number(String(monitor.containerPid)),
-            "status": .string(monitor.exitCode == nil ? "running" : "exited"),
-            "oomKilled": .bool(monitor.oomKilled),
+            "id": .string(container.cid),
+            "pid": .number(String(container.containerPid)),
+            "status": .string(container.exitCode == nil ? "running" : "exited"),
+            "oomKilled": .bool(container.oomKilled),
         ]
-        if let code = monitor.exitCode { s.members.append(("exitCode", .number(String(code)))) }
+        if let code = container.exitCode { s.members.append(("exitCode", .number(String(code)))) }
         s.members.append(
             ("probes", .array(probes.keys.sorted().compactMap { probes[$0].map { .object($0.status()) } })))
         return s
@@ -281,23 +320,26 @@ struct ExecResult {
 /// Runs `<runtime> exec` in the foreground in its own process group, captures its output (up to a
 /// limit), kills the whole group at the timeout (CRI ExecSync semantics: exit code -1 when timed out).
 enum ExecRunner {
-    static func run(_ r: ExecRequest, monitor: Monitor, done: @escaping (ExecResult) -> Void) throws(MonitorFailure) {
-        guard monitor.exitCode == nil else { throw MonitorFailure("container \(monitor.cid) is not running") }
-        var args = [monitor.o.runtime ?? ""] + monitor.o.runtimeArgs + ["exec"]
-        for e in r.env { args += ["--env", e] }
-        if let cwd = r.cwd { args += ["--cwd", cwd] }
-        if let user = r.user { args += ["--user", user] }
-        args += [monitor.cid] + r.args
+    static func run(_ r: ExecRequest, container c: any ControlledContainer, done: @escaping (ExecResult) -> Void)
+        throws(MonitorFailure)
+    {
+        guard c.exitCode == nil, c.containerPid > 0 else { throw MonitorFailure("container \(c.cid) is not running") }
+        var verb = ["exec"]
+        for e in r.env { verb += ["--env", e] }
+        if let cwd = r.cwd { verb += ["--cwd", cwd] }
+        if let user = r.user { verb += ["--user", user] }
+        verb += [c.cid] + r.args
         try CapturedCommand.run(
-            args, timeoutSeconds: r.timeoutSeconds, outputLimit: r.outputLimit, monitor: monitor, done: done)
+            c.runtimeArgv(verb), timeoutSeconds: r.timeoutSeconds, outputLimit: r.outputLimit, container: c,
+            done: done)
     }
 }
 
-/// A child of the monitor with stdout and stderr captured, in its own process group (killed as a
+/// A child of the monitor (or shim) with stdout and stderr captured, in its own process group (killed as a
 /// whole at the timeout or when the command exits), reported through the event loop.
 enum CapturedCommand {
     static func run(
-        _ args: [String], timeoutSeconds: Int, outputLimit: Int = 16 << 20, monitor: Monitor,
+        _ args: [String], timeoutSeconds: Int, outputLimit: Int = 16 << 20, container c: any ControlledContainer,
         done: @escaping (ExecResult) -> Void
     ) throws(MonitorFailure) {
         let out: Pipe
@@ -310,7 +352,7 @@ enum CapturedCommand {
         var open = 2
         var exited = false
         var timer: Int?
-        let loop = monitor.loop
+        let loop = c.loop
         func finishIfDone() {
             guard exited && open == 0 else { return }
             if let timer { loop.cancel(timer) }
@@ -343,9 +385,9 @@ enum CapturedCommand {
         var group: pid_t = 0
         let pid: pid_t
         do {
-            pid = try monitor.spawnChild(
+            pid = try c.spawnChild(
                 SpawnSpec(
-                    args: args, env: monitor.childEnv, stdout: out.write,
+                    args: args, env: c.childEnv, stdout: out.write,
                     stderr: err.write, ownProcessGroup: true)
             ) { status in
                 exited = true

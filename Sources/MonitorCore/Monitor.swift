@@ -250,7 +250,7 @@ final class Monitor {
         // Reported once the attach socket exists: podman attaches, then runs `start`. The rest can
         // follow: the container does not run before `start`.
         if !o.exec, let bundle {
-            do { control = try ControlServer(monitor: self, bundle: bundle) } catch {
+            do { control = try ControlServer(container: self, bundle: bundle) } catch {
                 throw MonitorFailure("control socket in \(bundle): \(error)")
             }
         }
@@ -587,10 +587,7 @@ final class Monitor {
         if o.exec {
             if timedOut { sync?.send(-1, message: "command timed out") } else { sync?.send(code) }
         }
-        control?.broadcast([
-            "event": .string("exit"), "exitCode": .number(String(code)),
-            "oomKilled": .bool(oomKilled), "timedOut": .bool(timedOut),
-        ])
+        control?.containerExited(timedOut: timedOut)
         control?.close()
         attach?.close()
         removeCleanupPaths()
@@ -620,6 +617,13 @@ final class Monitor {
         }
         _ = try? Spawn.start(spec)
     }
+}
+
+/// The monitor's container, as its control server and probes see it.
+extension Monitor: ControlledContainer {
+    var displayName: String { o.name ?? cid }
+    var controlIdleTimeout: Int { o.controlIdleTimeout }
+    func runtimeArgv(_ verb: [String]) -> [String] { [o.runtime ?? ""] + o.runtimeArgs + verb }
 }
 
 func fdFromEnvironment(_ name: String) -> Int32? {

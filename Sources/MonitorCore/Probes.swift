@@ -126,26 +126,26 @@ final class Probe {
 
     func schedule(afterMs: Int64? = nil) {
         guard !stopped else { return }
-        timer = server.monitor.loop.after(ms: afterMs ?? Int64(spec.initialDelaySeconds) * 1000) { [weak self] in
+        timer = server.container.loop.after(ms: afterMs ?? Int64(spec.initialDelaySeconds) * 1000) { [weak self] in
             self?.run()
         }
     }
 
     func stop() {
         stopped = true
-        if let timer { server.monitor.loop.cancel(timer) }
+        if let timer { server.container.loop.cancel(timer) }
         inFlight?.cancel()
         inFlight = nil
     }
 
     private func run() {
-        guard !stopped, server.monitor.exitCode == nil else { return }
+        guard !stopped, server.container.exitCode == nil else { return }
         let done: (Bool, String) -> Void = { [weak self] ok, message in self?.record(ok, message) }
         switch spec.action {
         case .exec(let command):
             do {
                 try ExecRunner.run(
-                    ExecRequest(args: command, timeoutSeconds: spec.timeoutSeconds), monitor: server.monitor
+                    ExecRequest(args: command, timeoutSeconds: spec.timeoutSeconds), container: server.container
                 ) { r in
                     if r.timedOut {
                         done(false, "timed out after \(self.spec.timeoutSeconds)s")
@@ -163,7 +163,7 @@ final class Probe {
             }
             inFlight = NetCheck.start(
                 spec.action, netns: netns, timeoutMs: Int64(spec.timeoutSeconds) * 1000,
-                loop: server.monitor.loop
+                loop: server.container.loop
             ) { [weak self] ok, message in
                 self?.inFlight = nil
                 done(ok, message)

@@ -59,22 +59,32 @@ enum UnixSocket {
     /// How long a listening socket is not polled after accept ran out of fds or memory.
     static let acceptBackoffMs: Int64 = 500
 
+    /// The back-off timer of a served socket, if one is armed: whoever closes the socket while the
+    /// loop goes on (a shim's control socket at Delete) cancels it, so it never re-arms a reused fd.
+    final class AcceptBackoff {
+        var timer: Int?
+    }
+
     /// Accepts clients of a listening socket in the loop; `accepted` admits a client (false: it is
     /// closed), `onReadable` runs for each readable admitted client. Out of fds (EMFILE, ENFILE) or
     /// memory, the pending client stays queued and the socket readable: rather than spinning on it,
-    /// the loop stops polling it for a while and keeps serving the clients it has. (The listening
-    /// socket is closed only after the loop has stopped, so the timer never meets a reused fd.)
+    /// the loop stops polling it for a while and keeps serving the clients it has.
+    @discardableResult
     static func serve(
         _ fd: Int32, loop: EventLoop, accepted: @escaping (Int32) -> Bool,
         onReadable: @escaping (Int32) -> Void
-    ) throws(SysError) {
+    ) throws(SysError) -> AcceptBackoff {
+        let backoff = AcceptBackoff()
         try loop.watch(fd) { _ in
             let c = sl_accept(fd)
             guard c >= 0 else {
                 let e = errno
                 if e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM {
                     loop.change(fd, events: 0)
-                    loop.after(ms: acceptBackoffMs) { loop.change(fd, events: SL_EPOLLIN) }
+                    backoff.timer = loop.after(ms: acceptBackoffMs) {
+                        backoff.timer = nil
+                        loop.change(fd, events: SL_EPOLLIN)
+                    }
                 }
                 return
             }
@@ -88,6 +98,7 @@ enum UnixSocket {
                 Glibc.close(c)
             }
         }
+        return backoff
     }
 }
 

@@ -374,11 +374,9 @@ struct ShimRuntime: Equatable {
         return path
     }
 
-    func command(_ verb: [String], bundle: String) -> [String] {
-        var a = [
-            ShimCommand.lookPath(binary) ?? binary, "--root", root, "--log", bundle + "/log.json", "--log-format",
-            "json",
-        ]
+    func command(_ verb: [String], bundle: String, log: Bool = true) -> [String] {
+        var a = [ShimCommand.lookPath(binary) ?? binary, "--root", root]
+        if log { a += ["--log", bundle + "/log.json", "--log-format", "json"] }
         if systemdCgroup { a.append("--systemd-cgroup") }
         if !criu.isEmpty { a += ["--criu", criu] }
         return a + verb

@@ -364,6 +364,7 @@ private func shimDelete(_ f: ShimFlags) -> Int32 {
         let path = String(address.dropFirst(7))
         if !connectable(path) { unlink(path) }
     }
+    unlink(bundle + "/monitor.sock")  // the dead shim's control socket (Spec/monitor.md)
     let reply = ShimReplies.delete(pid: 0, status: 128 + UInt32(SIGKILL), at: Timestamp.now())
     do throws(SysError) { try FS.writeAll(fd: 1, reply) } catch { return 1 }
     return 0
@@ -417,6 +418,7 @@ private func shimServe(_ f: ShimFlags) -> Int32 {
     }
     log.write("shim \(getpid()) serving \(f.socket)", level: "debug")
     loop.run()
+    service.closeControlSockets()
     if !f.socket.isEmpty { unlink(f.socket) }
     return 0
 }

@@ -49,6 +49,8 @@ final class ShimContainer {
     var execs: [String: ShimProcess] = [:]
     var rootfsMounted = false
     var oom: OOMWatcher?
+    /// `<bundle>/monitor.sock`, the monitor's control API for this container.
+    var control: ShimControl?
     /// A checkpoint (CreateTaskRequest.checkpoint) the init is restored from at Start.
     var restoreFrom = ""
 
@@ -81,6 +83,8 @@ final class TaskService {
     /// Exits of processes not (yet) known: an exec that exited before its pid file was read.
     private var unknownExits: [(pid: Int32, status: Int32)] = []
     private var nextExecFile = 0
+    /// Children of the control servers (execSync, exec probes, checkpoint archives), by pid.
+    private var childHandlers: [pid_t: (Int32) -> Void] = [:]
     var onShutdown: (() -> Void)?
     let log: ShimLog
 
@@ -167,6 +171,7 @@ final class TaskService {
         let c = ShimContainer(id: r.id, bundle: r.bundle, runtime: runtime, initProcess: proc)
         do throws(RPCError) {
             c.rootfsMounted = try mountRootfs(r.rootfs, bundle: r.bundle)
+            c.control = try ShimControl(c, service: self)
             if r.checkpoint.isEmpty {
                 let pidFile = r.bundle + "/init.pid"
                 proc.pid = try runWithIO(
@@ -178,6 +183,7 @@ final class TaskService {
             }
         } catch {
             proc.io?.close()
+            c.control?.close()
             if c.rootfsMounted { unmountRootfs(r.bundle) }
             throw error
         }
@@ -459,6 +465,8 @@ final class TaskService {
         }
         for e in c.execs.values { e.io?.close() }
         proc.io?.close()
+        c.control?.close()
+        c.control = nil
         c.oom.map { loop.unwatch($0.fd) }
         c.oom = nil
         if c.rootfsMounted { unmountRootfs(c.bundle) }
@@ -481,6 +489,10 @@ final class TaskService {
 
     /// A reaped child that is no runtime call and no publisher: a task's process, or an orphan.
     func reaped(pid: Int32, status: Int32) {
+        if let h = childHandlers.removeValue(forKey: pid) {
+            h(status)
+            return
+        }
         for c in containers.values {
             for proc in [c.initProcess] + Array(c.execs.values) where proc.pid == pid && !proc.exited {
                 recordExit(proc, status)
@@ -490,6 +502,17 @@ final class TaskService {
         }
         unknownExits.append((pid, status))
         if unknownExits.count > 256 { unknownExits.removeFirst(unknownExits.count - 256) }
+    }
+
+    func spawnChild(_ spec: SpawnSpec, onExit: @escaping (Int32) -> Void) throws(SysError) -> pid_t {
+        let pid = try Spawn.start(spec)
+        childHandlers[pid] = onExit
+        return pid
+    }
+
+    /// Every control socket, when the shim goes away with containers left (Shutdown with `now`).
+    func closeControlSockets() {
+        for c in containers.values { c.control?.close() }
     }
 
     /// A process that exited before its pid was known.
@@ -511,12 +534,13 @@ final class TaskService {
         proc.status = .stopped
         // An OOM kill not yet noticed through the watcher's fd goes out before the exit it caused.
         if proc.execID.isEmpty, let c = containers[proc.containerID], let oom = c.oom {
-            if oom.wait(timeoutMs: 0) { publisher.publish(.oom(id: c.id)) }
+            if oom.wait(timeoutMs: 0) { reportOOM(c) }
             loop.unwatch(oom.fd)
             c.oom = nil
         }
         publisher.publish(
             .exit(id: proc.containerID, execID: proc.execID, pid: proc.pid, status: proc.exitStatus, at: at))
+        if proc.execID.isEmpty { containers[proc.containerID]?.control?.containerExited() }
         let reply = ShimReplies.wait(status: proc.exitStatus, at: at)
         for w in proc.waiters { w.send(.success(reply)) }
         proc.waiters = []
@@ -528,11 +552,17 @@ final class TaskService {
         do throws(SysError) {
             try loop.watch(w.fd) { [weak self, weak c] _ in
                 guard let self, let c, let oom = c.oom, oom.wait(timeoutMs: 0) else { return }
-                self.publisher.publish(.oom(id: c.id))
+                self.reportOOM(c)
             }
         } catch {
             c.oom = nil
         }
+    }
+
+    /// TaskOOM, and the control socket's `oom` event.
+    private func reportOOM(_ c: ShimContainer) {
+        publisher.publish(.oom(id: c.id))
+        c.control?.noteOOM()
     }
 
     // MARK: - rootfs

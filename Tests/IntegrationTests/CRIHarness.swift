@@ -29,6 +29,8 @@ final class PrivateContainerd {
     static let pauseCommand = "999999"  // the image's `sleep` argument: marks sandbox processes
 
     let dir: String
+    /// The namespace the image is imported into (the CRI plugin's is k8s.io).
+    let namespace: String
     var socket: String { dir + "/c.sock" }
     var runtimeRoot: String { dir + "/rt" }
     /// The swiftlet-opts handler's Root and the file where its BinaryName records each call.
@@ -50,14 +52,16 @@ final class PrivateContainerd {
         return candidates.first { access($0, X_OK) == 0 }.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
     }
 
-    init() throws {
+    /// `prefix` names the temp dir (/tmp/PREFIX.XXXXXX), so that a helper's containerd can be told apart.
+    init(prefix: String = "swiftlet-cri", namespace: String = "k8s.io") throws {
         for tool in ["containerd", "ctr", "umoci", "tar"] {
             guard findExecutable(tool) != nil else {
                 throw XCTSkip("\(tool) not found (Scripts/install-deps.sh installs containerd and umoci)")
             }
         }
-        let d = try PrivateContainerd.mkdtempShort()
+        let d = try PrivateContainerd.mkdtempShort(prefix)
         dir = d
+        self.namespace = namespace
         do {
             try start()
             try importImage()
@@ -67,10 +71,10 @@ final class PrivateContainerd {
         }
     }
 
-    private static func mkdtempShort() throws -> String {
-        var template = Array("/tmp/swiftlet-cri.XXXXXX".utf8CString)
+    private static func mkdtempShort(_ prefix: String) throws -> String {
+        var template = Array("/tmp/\(prefix).XXXXXX".utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) != nil }) else {
-            throw TestSupportError("mkdtemp /tmp/swiftlet-cri.XXXXXX: \(String(cString: strerror(errno)))")
+            throw TestSupportError("mkdtemp /tmp/\(prefix).XXXXXX: \(String(cString: strerror(errno)))")
         }
         return template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
@@ -161,13 +165,13 @@ final class PrivateContainerd {
         }
     }
 
-    /// The test rootfs as an OCI image (built once per test process), imported into namespace k8s.io.
+    /// The test rootfs as an OCI image (built once per test process), imported into `namespace`.
     private func importImage() throws {
         let tarball = try PrivateContainerd.imageTarball()
         let r = runProgram(
             findExecutable("ctr") ?? "ctr",
             [
-                "--address", socket, "--namespace", "k8s.io", "image", "import",
+                "--address", socket, "--namespace", namespace, "image", "import",
                 "--base-name", "localhost/swiftlet-cri-busybox", tarball,
             ], timeout: 120)
         guard r.status == 0 else { throw TestSupportError("ctr image import: \(r)") }

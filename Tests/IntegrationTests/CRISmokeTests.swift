@@ -4,6 +4,7 @@
 //   CreateContainer + StartContainer of a container sharing the pod's PID and IPC namespaces,
 //   ContainerStatus, ListContainers, ExecSync (stdout, stderr, exit code; the pod's sysctl and the pod's
 //   PID 1 seen from the container), the container log in CRI format at the pod's log path,
+//   under our shim the container's control socket (monitor.sock: state, execSync),
 //   StopContainer (SIGTERM: exit code 143), RemoveContainer, StopPodSandbox, RemovePodSandbox,
 // then checks that nothing is left: no shim, no process in the pod's cgroups, no mount below containerd's
 // dirs, no cgroup below the pod's parent, no runtime state dir.
@@ -190,6 +191,7 @@ final class CRISmokeTests: XCTestCase {
         XCTAssertEqual(exec.stdout, "x-\(pod.token)\n")
         XCTAssertEqual(exec.stderr, "y-\(pod.token)\n")
         XCTAssertEqual(exec.exitCode, 3)
+        if pod.handler == "swiftlet" { try checkControlSocket(pod) }
 
         // CRI log format: "<RFC 3339 nano time> <stream> <P|F> <text>", one line each.
         var lines: [String] = []
@@ -211,6 +213,23 @@ final class CRISmokeTests: XCTestCase {
             seen.append("\(line[stream]) \(line[text])")
         }
         XCTAssertEqual(Set(seen), ["stdout out-\(pod.token)", "stderr err-\(pod.token)"])
+    }
+
+    /// Under our shim the container's bundle has the monitor's control socket: `state` and execSync
+    /// answer for the container CRI started (Spec/monitor.md, "Control API").
+    private func checkControlSocket(_ pod: Pod) throws {
+        guard let c = containerd else { return }
+        // Reached through an fd of the bundle: its path (a 64-hex id) is too long for sun_path.
+        let bundle = open(
+            "\(c.dir)/state/io.containerd.runtime.v2.task/k8s.io/\(pod.container)", O_RDONLY | O_DIRECTORY)
+        XCTAssertGreaterThanOrEqual(bundle, 0, "the container's bundle")
+        defer { close(bundle) }
+        let api = try ControlClient("/proc/self/fd/\(bundle)/monitor.sock")
+        let state = api.call("state")["result"] as? [String: Any]
+        XCTAssertEqual(state?["id"] as? String, pod.container)
+        XCTAssertEqual(state?["status"] as? String, "running")
+        let exec = api.call("execSync", ["args": ["cat", "/proc/sys/kernel/msgmax"]])["result"] as? [String: Any]
+        XCTAssertEqual(exec?["stdout"] as? String, "\(pod.msgmax)\n")
     }
 
     private func finishPod(_ cri: CRI, _ c: PrivateContainerd, _ pod: Pod) throws {

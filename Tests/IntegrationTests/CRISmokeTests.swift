@@ -260,7 +260,11 @@ final class CRISmokeTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(
             processesInCgroup(containing: pod.config.cgroupParent).count, 2, "pause and container", file: file,
             line: line)
-        XCTAssertEqual(processesWithCommandLine(containing: "sleep 7\(pod.msgmax)").count, 1, file: file, line: line)
+        // Running is reported before `sh` has exec'd the sleep.
+        XCTAssertTrue(
+            waitUntil(timeout: 20) { processesWithCommandLine(containing: "sleep 7\(pod.msgmax)").count == 1 },
+            "the container's sleep: \(processesWithCommandLine(containing: "sleep 7\(pod.msgmax)"))", file: file,
+            line: line)
         XCTAssertFalse(mountsContaining(pod.id).isEmpty, "no mount of the sandbox", file: file, line: line)
         XCTAssertFalse(
             cgroupChildren(pod.config.cgroupParent).isEmpty, "no cgroup below the pod's parent", file: file, line: line)

@@ -160,8 +160,7 @@ extension FaultTests {
         try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: images + "/inventory.img", contents: Data())
         func criuRootMounted() -> Bool {
-            ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").contains(
-                "/restore-killed/criu-root ")
+            !mountsContaining("/restore-killed/criu-root ").isEmpty
         }
         killCommand(
             ["--criu", "/bin/false", "restore", "-d", "--image-path", images, "--bundle", b, "restore-killed"],

@@ -279,7 +279,7 @@ final class PidsLimitTests: ContainerTestCase {
 final class IntelRdtRefusalTests: ContainerTestCase {
     func testIntelRdtWithoutResctrlIsRefused() throws {
         try XCTSkipIf(
-            (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8))?.contains(" - resctrl ") ?? false,
+            !mountsContaining(" - resctrl ").isEmpty,
             "this host has resctrl mounted; IntelRdtTests cover the fixture")
         for rdt: [String: Any] in [["closID": "gold", "schemata": ["L3:0=7ff"]], ["enableMonitoring": true]] {
             let id = "rdt\(UInt32.random(in: 0...UInt32.max))"
@@ -394,8 +394,7 @@ final class FeaturesSpec13Tests: ContainerTestCase {
         XCTAssertEqual(
             Set(mpol["flags"] as? [String] ?? []),
             ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"])
-        let resctrl =
-            (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8))?.contains(" - resctrl ") ?? false
+        let resctrl = !mountsContaining(" - resctrl ").isEmpty
         let rdt = try XCTUnwrap(linux["intelRdt"] as? [String: Any])
         XCTAssertEqual(rdt["enabled"] as? Bool, resctrl)
         XCTAssertEqual(rdt["schemata"] as? Bool, resctrl)

@@ -79,6 +79,7 @@ extension ShimTests {
             #!/bin/sh
             /usr/bin/env > "$2.env"
             echo "$*" > "$2.args"
+            ls -l /proc/$$/fd > "$2.fds"
             printf r >&5
             exec 5>&-
             /bin/cat <&3 > "$2.stdout" &
@@ -101,6 +102,8 @@ extension ShimTests {
         XCTAssertTrue(env.contains("CONTAINER_ID=\(c)"), "\(env)")
         XCTAssertTrue(env.contains("CONTAINER_NAMESPACE=\(Self.namespace)"), "\(env)")
         XCTAssertFalse(env.contains { $0.hasPrefix("TTRPC_ADDRESS=") }, "the shim's environment leaked: \(env)")
+        // Not the shim's ttrpc socket (its fd 3 from `start`) nor any other socket of the shim.
+        XCTAssertFalse(read(".fds").contains("socket:"), "a socket of the shim leaked: \(read(".fds"))")
         assertGone(c)
 
         let f = id("flog")

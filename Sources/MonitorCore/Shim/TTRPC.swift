@@ -342,6 +342,9 @@ final class TTRPCServer {
 
     func serve(listener: Int32) throws(SysError) {
         _ = sl_set_nonblock(listener)
+        // Inherited as fd 3 from `start`; no child of the shim (runtime calls, the publish binary,
+        // loggers, probes) gets it.
+        _ = sl_set_cloexec(listener)
         try loop.watch(listener) { [unowned self] _ in
             while true {
                 let c = sl_accept(listener)

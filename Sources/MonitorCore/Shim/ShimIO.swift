@@ -28,14 +28,13 @@ final class Pump {
     }
 
     private func readSome() {
-        var buf = [UInt8](repeating: 0, count: 32768)
-        let n = buf.withUnsafeMutableBytes { Glibc.read(src, $0.baseAddress, $0.count) }
+        let (buf, n) = FS.readChunk(src, max: 32768)
         if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
         guard n > 0 else {
             finish()
             return
         }
-        pending = Array(buf[0..<n])
+        pending = buf
         flush()
     }
 
@@ -62,11 +61,10 @@ final class Pump {
     /// Copies what the source holds now (best effort, without blocking), then finishes: CloseIO
     /// can arrive before the loop has polled the last bytes ctr wrote.
     func drainAndFinish() {
-        var buf = [UInt8](repeating: 0, count: 32768)
         while !finished {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(src, $0.baseAddress, $0.count) }
+            let (buf, n) = FS.readChunk(src, max: 32768)
             guard n > 0 else { break }
-            pending += buf[0..<n]
+            pending += buf
             while !pending.isEmpty {
                 let w = pending.withUnsafeBytes { Glibc.write(dst, $0.baseAddress, $0.count) }
                 guard w > 0 else { break }

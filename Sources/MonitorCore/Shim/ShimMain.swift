@@ -52,8 +52,6 @@ final class EventPublisher {
     private var ttrpc: Int32 = -1
     private var reader = FrameReader()
     private var nextStream: UInt32 = 1
-    /// Every event in publish order (tests and debug logging).
-    private(set) var sent: [ShimEvent] = []
     var idle: Bool { current == 0 && forwarding == nil && queue.isEmpty }
     var onIdle: (() -> Void)?
 
@@ -75,7 +73,6 @@ final class EventPublisher {
     private func next() {
         while current == 0, forwarding == nil, !queue.isEmpty {
             let e = queue.removeFirst()
-            sent.append(e)
             if forward(e) { return }
             spawnPublisher(e)
         }
@@ -150,12 +147,11 @@ final class EventPublisher {
     }
 
     private func readReplies() {
-        var buf = [UInt8](repeating: 0, count: 4096)
         while ttrpc >= 0 {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(ttrpc, $0.baseAddress, $0.count) }
+            let (buf, n) = FS.readChunk(ttrpc, max: 4096)
             if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
             guard n > 0 else { return failForward() }
-            reader.append(buf[0..<n])
+            reader.append(buf[...])
             while case .frame(let f) = reader.next() {
                 guard let fw = forwarding, f.stream == fw.stream else { continue }
                 if let r = try? TTRPCResponse.decode(f.payload), r.code != 0 {

@@ -239,11 +239,10 @@ final class TTRPCConnection {
     }
 
     private func readAvailable() {
-        var buf = [UInt8](repeating: 0, count: 65536)
         while !closed {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            let (buf, n) = FS.readChunk(fd, max: 65536)
             if n > 0 {
-                reader.append(buf[0..<n])
+                reader.append(buf[...])
                 dispatchFrames()
                 continue
             }

@@ -124,6 +124,7 @@ for n in $PODS; do
             echo $(($(now) - s)) >>"$DIR/start.$which.$n"
         done
         sleep 1
+        sync # a binary written moments ago has dirty page-cache pages that count as Private_Dirty
         for p in $(shim_pids); do
             awk '/^Private_(Clean|Dirty):/ { s += $2 } END { print s }' "/proc/$p/smaps_rollup" >>"$DIR/priv.$which.$n"
             ls "/proc/$p/task" | wc -l >>"$DIR/thr.$which.$n"

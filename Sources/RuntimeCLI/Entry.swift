@@ -119,12 +119,27 @@ public func runSwiftlet(_ argv: [String]) -> Int32 {
             globals.log.debug("\(command.name): exit status \(status)")
             return status
         } catch {
-            globals.log.error((error as? ArgvError)?.message ?? "\(error)")
+            if let usage = error as? ArgvError {
+                globals.log.error(usage.message)
+            } else {
+                globals.log.error(failurePrefix(command.name) + "\(error)")
+            }
             if let errno = errnoInChain(error) {
                 globals.log.debug("\(command.name): errno \(errno) (\(errnoString(errno)))")
             }
             return exitStatus(for: error, verb: command.name)
         }
+    }
+}
+
+/// What runc puts before a failed verb's error: `create` and `run` name themselves, every `exec`
+/// error reads `exec failed: ...` (the container's own failures go on with `unable to start
+/// container process: `). Other verbs print the error as it is.
+func failurePrefix(_ verb: String) -> String {
+    switch verb {
+    case "create", "run": return "swiftlet \(verb) failed: "
+    case "exec": return "exec failed: "
+    default: return ""
     }
 }
 

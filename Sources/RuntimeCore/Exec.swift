@@ -255,7 +255,7 @@ private func followExec(
             try sendToSeccompListener(m.fd, seccomp: seccomp, pid: txn.pid, state: hookState)
             try? sock.send(.ack)
         case .error:
-            throw m.childFailure("exec failed")
+            throw m.childFailure("unable to start container process")
         default:
             throw RuntimeError(.internal, "sync: unexpected message \(m.kind) from exec process")
         }

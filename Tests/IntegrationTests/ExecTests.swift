@@ -79,10 +79,18 @@ final class ExecTests: ContainerTestCase {
         let noCommand = sl(["exec", ex])
         XCTAssertEqual(noCommand.status, 255, "runc: every error of exec itself exits 255")
         XCTAssertTrue(noCommand.stderr.contains("args cannot be empty"), noCommand.stderr)
+        // runc 1.1 and 1.3 word every exec error `exec failed: ...`, the process's own failure
+        // `exec failed: unable to start container process: ...`.
+        XCTAssertTrue(
+            missing.stderr.contains("exec failed: unable to start container process: exec: \\\"no-such-binary\\\"")
+                || missing.stderr.contains("exec failed: unable to start container process: exec: \"no-such-binary\""),
+            missing.stderr)
         let nope = sl(["exec", "nope", "true"])
         XCTAssertEqual(nope.status, 255)
-        XCTAssertTrue(nope.stderr.contains("container does not exist"), nope.stderr)
-        if isSwiftlet { XCTAssertEqual(nope.stderr.trimmingCharacters(in: .newlines), "container does not exist") }
+        XCTAssertTrue(nope.stderr.contains("exec failed: container does not exist"), nope.stderr)
+        if isSwiftlet {
+            XCTAssertEqual(nope.stderr.trimmingCharacters(in: .newlines), "exec failed: container does not exist")
+        }
         XCTAssertEqual(sl(["kill", ex, "KILL"]).status, 0)
         XCTAssertTrue(waitUntil(timeout: 5) { self.sl(["state", ex]).stdout.contains("stopped") })
         let stopped = sl(["exec", ex, "true"])

@@ -83,7 +83,8 @@ final class MonitorExecModeTests: MonitorTestCase {
         let msg = (try? JSONSerialization.jsonObject(with: Data((lines.first ?? "").utf8))) as? [String: Any]
         XCTAssertEqual(msg?["exit_code"] as? Int, -1, lines.first ?? "")
         XCTAssertEqual(
-            msg?["message"] as? String, "container does not exist\n", "the runtime's own error (runc's wording)")
+            msg?["message"] as? String, "exec failed: container does not exist\n",
+            "the runtime's own error (runc's wording)")
     }
 
     func processes(matching cmdline: String) -> [Int32] {

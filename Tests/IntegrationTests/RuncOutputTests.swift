@@ -106,6 +106,29 @@ final class RuncOutputTests: ContainerTestCase {
         XCTAssertTrue(sl(["list"]).stdout.hasPrefix("ID "))
     }
 
+    /// A failed `create` or `run` names itself (`runc create failed: ...`, swiftlet's with its own
+    /// name), every `exec` error starts `exec failed: `; other verbs print the error alone. runc 1.1
+    /// and 1.3 word them so.
+    func testFailedVerbsNameThemselves() throws {
+        let name = isSwiftlet ? "swiftlet" : isRunc ? "runc" : runtimeName
+        let b = try bundle(ContainerTestCase.args(["sleep", "100"]))
+        let id = "pfx\(UInt32.random(in: 0...UInt32.max))"
+        XCTAssertEqual(sl(["create", "--bundle", b, id]).status, 0)
+        defer { sl(["delete", "-f", id]) }
+        let again = sl(["create", "--bundle", b, id])
+        XCTAssertEqual(again.status, 1)
+        XCTAssertTrue(
+            again.stderr.contains("\(name) create failed: container with given ID already exists"), again.stderr)
+        let run = sl(["run", "--bundle", b, id])
+        XCTAssertTrue(run.stderr.contains("\(name) run failed: container with given ID already exists"), run.stderr)
+        let exec = sl(["exec", "no-such-\(id)", "true"])
+        XCTAssertEqual(exec.status, 255)
+        XCTAssertTrue(exec.stderr.contains("exec failed: container does not exist"), exec.stderr)
+        let delete = sl(["delete", "no-such-\(id)"])
+        XCTAssertTrue(delete.stderr.contains("container does not exist"), delete.stderr)
+        XCTAssertFalse(delete.stderr.contains("failed"), delete.stderr)
+    }
+
     /// `--debug` without `--log`: debug lines on stderr in logrus' text format.
     func testDebugLinesInLogrusTextFormat() throws {
         let b = try bundle(ContainerTestCase.args(["true"]))

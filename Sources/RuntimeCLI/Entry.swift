@@ -182,9 +182,13 @@ func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 
         for w in try deleteContainer(root: g.root, id: o.positionals[0], force: o.bool("force")) { g.log.warning(w) }
         return 0
     case "list":
-        // As runc: `-q` with no container prints nothing, not an empty line.
-        let out = listOutput(
-            listContainers(root: g.root), format: o.string("format") ?? "table", quiet: o.bool("quiet"))
+        // As runc: an unknown format fails (but with -q, which prints only ids); `-q` with no
+        // container prints nothing, not an empty line.
+        let format = o.string("format") ?? "table"
+        guard o.bool("quiet") || format == "table" || format == "json" else {
+            throw RuntimeError(.invalidArgument, "invalid format option")
+        }
+        let out = listOutput(listContainers(root: g.root), format: format, quiet: o.bool("quiet"))
         if !out.isEmpty { printOut(out) }
         return 0
     case "exec":

@@ -97,13 +97,17 @@ final class RuncOutputTests: ContainerTestCase {
     }
 
     /// With no container, `list -q` prints nothing (not an empty line) and `list --format json`
-    /// prints `null`, as runc 1.1 and 1.3 do (crun prints `[]`).
+    /// prints `null`, as runc 1.1 and 1.3 do (crun prints `[]`); an unknown format fails unless -q.
     func testListOfNothing() throws {
         XCTAssertEqual(sl(["list", "-q"]).stdout, "")
         let json = sl(["list", "--format", "json"])
         XCTAssertEqual(json.status, 0, json.stderr)
         XCTAssertEqual(json.stdout, isCrun ? "[]" : "null\n")
         XCTAssertTrue(sl(["list"]).stdout.hasPrefix("ID "))
+        let yaml = sl(["list", "--format", "yaml"])
+        XCTAssertEqual(yaml.status, 1)
+        XCTAssertTrue(yaml.stderr.contains("invalid format option"), yaml.stderr)
+        XCTAssertEqual(sl(["list", "-q", "--format", "yaml"]).status, 0, "-q prints ids whatever the format")
     }
 
     /// A failed `create` or `run` names itself (`runc create failed: ...`, swiftlet's with its own

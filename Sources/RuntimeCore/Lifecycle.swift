@@ -16,6 +16,7 @@ public func startContainer(root: String, id: String) throws(RuntimeError) {
     case .creating:
         throw RuntimeError(
             .invalidState, "container \(id) is still being created (or its create was killed: delete --force it)")
+    case .paused: throw RuntimeError(.invalidState, "cannot start a container in the paused state")
     default: throw RuntimeError(.invalidState, "cannot start an already running container")
     }
     guard case .object(let config) = state.config, (config["process"] ?? .null) != .null else {
@@ -31,6 +32,7 @@ public func startContainer(root: String, id: String) throws(RuntimeError) {
     unlink(fifo)
     // init's blocking open(O_WRONLY) returns now; wait for its byte, watching that it stays alive.
     var byte: UInt8 = 0
+    var deadline = Clock.monotonicMs() + Int64(syncStepTimeoutMs)
     while true {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         _ = poll(&p, 1, 100)
@@ -42,15 +44,24 @@ public func startContainer(root: String, id: String) throws(RuntimeError) {
         if !Proc.isAlive(state.pid, startTime: state.pidStartTime) {
             throw RuntimeError(.invalidState, "cannot start a container that has stopped")
         }
+        if Clock.monotonicMs() > deadline { throw startTimeout("container init to take the start", id) }
     }
     // Poststart hooks run after the user process was executed: init's write end is close-on-exec,
     // so EOF on the fifo means execve happened (or init died, which the hooks then see as stopped).
+    // startContainer hooks run in between.
+    deadline = Clock.monotonicMs() + Int64(syncStepTimeoutMs + hookAllowanceMs(try? state.hooks()?.startContainer))
     while true {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         _ = poll(&p, 1, 100)
         if read(fd, &byte, 1) == 0 || !Proc.isAlive(state.pid, startTime: state.pidStartTime) { break }
+        if Clock.monotonicMs() > deadline { throw startTimeout("container init to exec the process", id) }
     }
     try runPoststart(state, ociState: encodeJSON(store.ociState(state, status: .running)))
+}
+
+/// start's waits are bounded like the sync steps' (a frozen or stuck init must not hang `start`).
+private func startTimeout(_ what: String, _ id: String) -> RuntimeError {
+    RuntimeError(.internal, "start \(id): timed out waiting for \(what) (\(syncStepTimeoutMs / 1000) s)")
 }
 
 /// `run`'s start (create with `startsAtOnce`): tells init, waiting on the sync socket, to exec; waits

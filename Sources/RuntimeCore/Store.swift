@@ -166,8 +166,9 @@ extension ContainerStore {
     public func status(_ s: StoredState) -> Status {
         if s.pid == 0 { return .creating }  // create has not finished (or was killed half-way)
         if !Proc.isAlive(s.pid, startTime: s.pidStartTime) { return .stopped }
-        if FS.exists(fifoPath(s.id)) { return .created }
+        // A created container can be paused too (as runc): frozen wins over created.
         if s.cgroup?.isFrozen() == true { return .paused }
+        if FS.exists(fifoPath(s.id)) { return .created }
         return .running
     }
 

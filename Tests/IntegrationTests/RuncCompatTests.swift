@@ -108,6 +108,25 @@ final class RuncCompatTests: ContainerTestCase {
         XCTAssertTrue(processAlive(pausePid), "the pause container is untouched")
     }
 
+    /// A created container can be paused (runc 1.1 and 1.3): its state says paused, `start` refuses
+    /// at once (it waited forever for the frozen init before), `resume` makes it created again and
+    /// `start` then runs it.
+    func testPauseOfACreatedContainer() throws {
+        let id = "pc\(UInt32.random(in: 0...UInt32.max))"
+        let b = try bundle(ContainerTestCase.args(["sleep", "1000"]))
+        XCTAssertEqual(sl(["create", "--bundle", b, id]).status, 0)
+        defer { sl(["delete", "-f", id]) }
+        XCTAssertEqual(sl(["pause", id]).status, 0)
+        XCTAssertEqual(status(id), "paused")
+        let start = sl(["start", id], timeout: 20)
+        XCTAssertEqual(start.status, 1, start.stderr)
+        XCTAssertTrue(start.stderr.contains("cannot start a container in the paused state"), start.stderr)
+        XCTAssertEqual(sl(["resume", id]).status, 0)
+        XCTAssertEqual(status(id), "created")
+        XCTAssertEqual(sl(["start", id], timeout: 20).status, 0)
+        XCTAssertEqual(status(id), "running")
+    }
+
     func testSignalZeroProbesInit() throws {
         let id = "probe\(UInt32.random(in: 0...UInt32.max))"
         try runDetached(id, args: ["sleep", "1000"])

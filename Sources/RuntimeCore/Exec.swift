@@ -119,7 +119,8 @@ public func execInContainer(_ o: ExecOptions, warn: (String) -> Void = { _ in })
     switch store.status(state) {
     case .stopped: throw RuntimeError(.invalidState, "cannot exec in a stopped container")
     case .creating: throw RuntimeError(.invalidState, "cannot exec in a container that is still being created")
-    case .paused where !o.ignorePaused: throw RuntimeError(.invalidState, "cannot exec in a paused container")
+    case .paused where !o.ignorePaused:
+        throw RuntimeError(.invalidState, "cannot exec in a paused container (use --ignore-paused to override)")
     default: break
     }
     try checkConsoleSocket(

@@ -155,6 +155,11 @@ public func killContainer(root: String, id: String, signal: String, all: Bool) t
         if error.errno == ESRCH { throw RuntimeError(.invalidState, "container not running") }
         throw RuntimeError.sys(error, "kill container init")
     }
+    // A SIGKILL does nothing to a process in a frozen v1 cgroup until it is thawed: as runc, a
+    // paused container is thawed after one, so that it dies (kill --all thaws in `killAll`).
+    if sig == SIGKILL, status == .paused, let cgroup = state.cgroup {
+        do { try cgroup.thaw() } catch { throw RuntimeError.cgroup(error, "thaw after SIGKILL") }
+    }
 }
 
 /// Processes of the container: its cgroup's, else the members of init's PID namespace when it has

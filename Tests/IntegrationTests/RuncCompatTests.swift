@@ -127,6 +127,28 @@ final class RuncCompatTests: ContainerTestCase {
         XCTAssertEqual(status(id), "running")
     }
 
+    /// SIGKILL to a paused container's init kills it: runc 1.1 and 1.3 thaw the cgroup after the
+    /// signal (a frozen v1 task cannot die); it stayed paused before. Another signal leaves it paused,
+    /// and exec says how to override.
+    func testKillOfAPausedContainer() throws {
+        let id = "kp\(UInt32.random(in: 0...UInt32.max))"
+        try runDetached(id, args: ["sleep", "1000"])
+        defer { sl(["delete", "-f", id]) }
+        XCTAssertEqual(sl(["pause", id]).status, 0)
+        XCTAssertEqual(sl(["kill", id, "TERM"]).status, 0)
+        XCTAssertEqual(status(id), "paused", "a signal other than KILL does not thaw")
+        let exec = sl(["exec", id, "true"])
+        XCTAssertEqual(exec.status, 255)
+        XCTAssertTrue(
+            exec.stderr.contains("exec failed: cannot exec in a paused container (use --ignore-paused to override)"),
+            exec.stderr)
+        XCTAssertEqual(sl(["kill", id, "KILL"]).status, 0)
+        XCTAssertTrue(waitUntil(timeout: 10) { self.status(id) == "stopped" }, "\(self.status(id) ?? "nil")")
+        let again = sl(["kill", id, "KILL"])
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.stderr.contains("container not running"), again.stderr)
+    }
+
     func testSignalZeroProbesInit() throws {
         let id = "probe\(UInt32.random(in: 0...UInt32.max))"
         try runDetached(id, args: ["sleep", "1000"])

@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "MonitorTests", dependencies: ["MonitorCore", "OCI", "TestSupport"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "LinuxSystem"]),
         // D-Bus marshalling against bytes written from the specification, without a bus.
-        .testTarget(name: "DBusTests", dependencies: ["DBus"]),
+        .testTarget(name: "DBusTests", dependencies: ["DBus", "LinuxSystem"]),
         // The plans RuntimeCore makes before it forks, without root or a container.
         .testTarget(
             name: "RuntimeCoreTests",

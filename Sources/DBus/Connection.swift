@@ -17,8 +17,8 @@ public final class DBusConnection {
     /// go-systemd does: no bus daemon needed, no Hello).
     public static func system(timeoutMs: Int64 = 5000) throws(DBusError) -> DBusConnection {
         var path = "/run/dbus/system_bus_socket"
-        if let env = getenv("DBUS_SYSTEM_BUS_ADDRESS").map({ String(cString: $0) }), env.hasPrefix("unix:path=") {
-            path = String(env.dropFirst("unix:path=".count).prefix { $0 != "," })
+        if let env = getenv("DBUS_SYSTEM_BUS_ADDRESS").map({ String(cString: $0) }), let p = unixPath(env) {
+            path = p
         }
         let deadline = Clock.monotonicMs() + timeoutMs
         do {
@@ -33,8 +33,66 @@ public final class DBusConnection {
         }
     }
 
-    /// Connects to the unix socket at `path` and authenticates (EXTERNAL, our uid in hex).
-    public static func open(path: String, deadline: Int64) throws(DBusError) -> DBusConnection {
+    /// systemd's user instance's bus (rootless): $DBUS_SESSION_BUS_ADDRESS, else
+    /// `unix:path=$XDG_RUNTIME_DIR/bus`. EXTERNAL sends the uid the bus daemon sees: ours as the
+    /// parent user namespace sees it (under rootless podman, root in its namespace is the user).
+    /// Every error names the address.
+    public static func user(timeoutMs: Int64 = 5000) throws(DBusError) -> DBusConnection {
+        let address = try userBusAddress()
+        guard let path = unixPath(address) else {
+            throw DBusError("systemd's user bus \(address): only unix:path= addresses are supported")
+        }
+        let deadline = Clock.monotonicMs() + timeoutMs
+        do {
+            let c = try DBusConnection.open(path: path, uid: Kernel.parentUid(geteuid()), deadline: deadline)
+            try c.hello(deadline: deadline)
+            return c
+        } catch { throw DBusError("systemd's user bus \(address): \(error)", name: error.name) }
+    }
+
+    /// $DBUS_SESSION_BUS_ADDRESS, else `unix:path=$XDG_RUNTIME_DIR/bus` (as runc looks for it).
+    public static func userBusAddress() throws(DBusError) -> String {
+        if let env = getenv("DBUS_SESSION_BUS_ADDRESS").map({ String(cString: $0) }), !env.isEmpty { return env }
+        if let xdg = getenv("XDG_RUNTIME_DIR").map({ String(cString: $0) }), !xdg.isEmpty {
+            return "unix:path=\(xdg)/bus"
+        }
+        throw DBusError(
+            "systemd's user bus: neither $DBUS_SESSION_BUS_ADDRESS nor $XDG_RUNTIME_DIR is set "
+                + "(a login session, or loginctl enable-linger, gives the user a systemd instance and its bus)")
+    }
+
+    /// The socket path of the first `unix:path=` entry of a D-Bus address (`;`-separated entries,
+    /// `,`-separated keys, %XX escapes); nil when there is none.
+    public static func unixPath(_ address: String) -> String? {
+        for entry in address.split(separator: ";") where entry.hasPrefix("unix:") {
+            for kv in entry.dropFirst("unix:".count).split(separator: ",") where kv.hasPrefix("path=") {
+                return unescape(kv.dropFirst("path=".count))
+            }
+        }
+        return nil
+    }
+
+    private static func unescape(_ value: Substring) -> String {
+        var out: [UInt8] = []
+        var bytes = Array(value.utf8)[...]
+        while let b = bytes.popFirst() {
+            if b == UInt8(ascii: "%"), bytes.count >= 2,
+                let v = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16)
+            {
+                out.append(v)
+                bytes = bytes.dropFirst(2)
+            } else {
+                out.append(b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Connects to the unix socket at `path` and authenticates (EXTERNAL with `uid` in hex: by
+    /// default our effective uid).
+    public static func open(path: String, uid: UInt32 = geteuid(), deadline: Int64) throws(DBusError)
+        -> DBusConnection
+    {
         let fd: Int32
         do throws(SysError) {
             fd = try sys("socket", path) {
@@ -50,7 +108,7 @@ public final class DBusConnection {
             }
         } catch { throw DBusError("D-Bus \(error)") }
         let c = DBusConnection(fd: fd, address: path)
-        try c.authenticate(deadline: deadline)  // on failure `c` goes away and closes fd
+        try c.authenticate(uid: uid, deadline: deadline)  // on failure `c` goes away and closes fd
         return c
     }
 
@@ -61,9 +119,8 @@ public final class DBusConnection {
 
     deinit { Glibc.close(fd) }
 
-    private func authenticate(deadline: Int64) throws(DBusError) {
-        let uid = String(geteuid())
-        let hex = uid.utf8.map { b in String(b, radix: 16) }.joined()
+    private func authenticate(uid: UInt32, deadline: Int64) throws(DBusError) {
+        let hex = String(uid).utf8.map { b in String(b, radix: 16) }.joined()
         try send([0] + Array("AUTH EXTERNAL \(hex)\r\n".utf8), deadline: deadline)
         let line = try readLine(deadline: deadline)
         guard line.hasPrefix("OK ") else { throw DBusError("D-Bus authentication on \(address) refused: \(line)") }

@@ -5,8 +5,8 @@ import LinuxSystem
 public struct SystemdManager {
     public let bus: DBusConnection
     static let destination = "org.freedesktop.systemd1"
-    static let managerPath = "/org/freedesktop/systemd1"
-    static let managerInterface = "org.freedesktop.systemd1.Manager"
+    public static let managerPath = "/org/freedesktop/systemd1"
+    public static let managerInterface = "org.freedesktop.systemd1.Manager"
 
     public init(bus: DBusConnection) { self.bus = bus }
 

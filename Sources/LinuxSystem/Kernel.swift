@@ -31,4 +31,16 @@ public enum Kernel {
         let lines = text.split(separator: "\n").map { $0.split(separator: " ") }
         return lines.count != 1 || lines[0] != ["0", "0", "4294967295"]
     }()
+
+    /// `uid` as the parent user namespace sees it: mapped through `uidMap` (/proc/self/uid_map:
+    /// `inside outside count` lines); `uid` itself when no line maps it (the initial namespace maps
+    /// every uid to itself). Under rootless podman, root in its namespace is the user outside.
+    public static func parentUid(_ uid: UInt32, uidMap: String? = try? FS.readString("/proc/self/uid_map")) -> UInt32 {
+        for line in (uidMap ?? "").split(separator: "\n") {
+            let f = line.split(separator: " ").compactMap { UInt64($0) }
+            guard f.count == 3, UInt64(uid) >= f[0], UInt64(uid) - f[0] < f[2] else { continue }
+            return UInt32(truncatingIfNeeded: f[1] + (UInt64(uid) - f[0]))
+        }
+        return uid
+    }
 }

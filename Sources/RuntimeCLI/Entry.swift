@@ -202,8 +202,10 @@ func dispatch(_ verb: String, _ o: ParsedOptions, _ g: Globals) throws -> Int32 
             appArmor: LSM.appArmorEnabled, seLinux: LSM.seLinuxEnabled,
             cgroupV1: true, cgroupV2: true, rdma: rdmaControllerAvailable(),
             intelRdt: resctrlMounted(), memoryPolicy: MemoryPolicyPlan.supported())
-        // The systemd driver only where systemd is PID 1 and answers on D-Bus.
+        // The systemd driver only where systemd is PID 1 and answers on D-Bus (systemdUser: the
+        // user's instance on $DBUS_SESSION_BUS_ADDRESS or $XDG_RUNTIME_DIR/bus, for rootless runs).
         features.linux?.cgroup?.systemd = systemdCgroupDriverAvailable()
+        features.linux?.cgroup?.systemdUser = systemdCgroupDriverAvailable(userBus: true)
         printOut(encodeJSON(features, pretty: true))
         return 0
     case "pause", "resume":

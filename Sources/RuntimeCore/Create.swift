@@ -76,13 +76,19 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
     // The cgroup's directories are known now; it is made just before init (createProcesses).
     let systemd =
         o.systemdCgroup
-        ? try SystemdUnit(cgroupsPath: spec.linux?.cgroupsPath, id: o.id, annotations: spec.annotations) : nil
+        ? try SystemdUnit(
+            cgroupsPath: spec.linux?.cgroupsPath, id: o.id, annotations: spec.annotations, userBus: o.rootlessCgroups)
+        : nil
+    try systemd?.checkDelegation(spec.linux?.resources, layout: hostCgroupLayout)
     var cgroupManager =
         systemd?.manager(layout: hostCgroupLayout)
         ?? CgroupManager(layout: hostCgroupLayout, cgroupsPath: spec.linux?.cgroupsPath, id: o.id)
     // Rootless, without a cgroupsPath: only the hierarchies this user may use (runc's rule).
+    var cgroupSkipped = false
     if o.rootlessCgroups && systemd == nil && (spec.linux?.cgroupsPath ?? "").isEmpty {
-        cgroupManager = try rootlessCgroup(cgroupManager, spec: spec)
+        let usable = try rootlessCgroup(cgroupManager, spec: spec)
+        cgroupSkipped = usable.paths.count < cgroupManager.paths.count
+        cgroupManager = usable
     }
     // A process cloned into a frozen cgroup never runs: fail now rather than at the sync deadline.
     if cgroupManager.isFrozen() { throw RuntimeError(.invalidState, "container's cgroup unexpectedly frozen") }
@@ -116,7 +122,8 @@ public func createContainer(_ o: CreateOptions) throws(RuntimeError) -> Created 
             warnings: plan.warnings
                 + (skipped.isEmpty
                     ? [] : ["linux.seccomp: unknown syscalls skipped: \(skipped.joined(separator: ", "))"])
-                + deviceAccessWarnings(plan.spec),
+                + deviceAccessWarnings(plan.spec)
+                + (cgroupSkipped && !plan.namespaces.newPid ? [rootlessSharedPidWarning] : []),
             ptyMaster: txn.pty, startSocket: txn.socket)
     } catch {
         txn.rollback()
@@ -182,7 +189,7 @@ private func createProcesses(_ c: CreateContext) throws(RuntimeError) -> StoredS
     try step("create") { try Proc.assertSingleThreaded() }
     let placement = CgroupPlacement.forCreate(c.manager, systemd: c.systemd != nil, namespaces: c.plan.namespaces)
     try prepareForeground(c.o, placement)
-    var state = try c.txn.saveProvisionalState(c.plan, cgroupPaths: c.manager.paths, systemdUnit: c.systemd?.name)
+    var state = try c.txn.saveProvisionalState(c.plan, cgroupPaths: c.manager.paths, systemdUnit: c.systemd)
     testStop("before-clone")
     // The cgroup exists and is configured before init does (systemd's: once init's pid is known);
     // rootless, with every hierarchy skipped (Rootless.swift), there is none.

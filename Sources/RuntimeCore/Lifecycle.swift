@@ -332,9 +332,11 @@ public func updateContainer(
     // The limits in force stay the recorded ones: if the state cannot be saved (disk full), the
     // cgroup gets its previous values back.
     var saveError: RuntimeError?
-    try state.unit?.update(effectiveResources(spec), layout: cgroup.layout)
+    var resources = effectiveResources(spec)
+    if state.systemdUserBus == true { resources.devices = nil }  // rootless: as create (SystemdCgroup.swift)
+    try state.unit?.update(resources, layout: cgroup.layout)
     do throws(CgroupError) {
-        try cgroup.update(effectiveResources(spec)) {
+        try cgroup.update(resources) {
             do throws(RuntimeError) { try store.save(state) } catch {
                 saveError = error
                 return false

@@ -73,7 +73,7 @@ public func restoreContainer(_ o: RestoreOptions) throws(RuntimeError) -> Restor
     defer { lock.release() }
     let txn = Transaction(store: store, id: o.id)
     do throws(RuntimeError) {
-        var state = try txn.saveProvisionalState(plan, cgroupPaths: manager.paths, systemdUnit: systemd?.name)
+        var state = try txn.saveProvisionalState(plan, cgroupPaths: manager.paths, systemdUnit: systemd)
         if systemd == nil { txn.cgroup = try setUpCgroup(manager, spec: spec) }
         let r = RestoreRun(
             o: o, plan: plan, store: store, manager: manager, systemd: systemd, txn: txn, checks: checks,

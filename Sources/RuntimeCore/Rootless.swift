@@ -9,11 +9,16 @@ import OCI
 // state root defaults to $XDG_RUNTIME_DIR/swiftlet; a cgroup hierarchy this user cannot create the
 // container's cgroup in is skipped, unless the config asks for a limit that needs it.
 
-/// `--rootless auto`: whether cgroup permission problems are to be expected (runc's rule). Root in a
-/// user namespace with --systemd-cgroup talks to a systemd of its own namespace: not rootless.
+/// `--rootless auto`: whether cgroup permission problems are to be expected (runc's rule); with
+/// --systemd-cgroup, rootless means systemd's user instance on the user's bus (SystemdCgroup.swift).
+/// Root in a user namespace with --systemd-cgroup is rootless unless PID 1 (systemd) is root of
+/// this namespace, i.e. a systemd of its own (runc asks the user bus for its owner instead).
+/// Rootless podman's namespace maps only the user and its subordinate ids: PID 1 is not root there.
 public func rootlessAuto(systemdCgroup: Bool) -> Bool {
     if geteuid() != 0 { return true }
-    return Kernel.runningInUserNamespace && !systemdCgroup
+    guard Kernel.runningInUserNamespace else { return false }
+    guard systemdCgroup else { return true }
+    return FS.statOf("/proc/1").map { $0.st_uid != 0 } ?? true
 }
 
 /// The default state root when `--root` is not given: `$XDG_RUNTIME_DIR/swiftlet` for an
@@ -103,6 +108,12 @@ func rootlessCgroup(_ manager: CgroupManager, spec: Spec) throws(RuntimeError) -
     return CgroupManager(layout: manager.layout, paths: usable)
 }
 
+/// Warned (not refused, as runc 1.2+) when a rootless container gets no cgroup (a hierarchy skipped)
+/// and shares the runtime's PID namespace: nothing can then find and kill all its processes.
+let rootlessSharedPidWarning =
+    "rootless container with no cgroup and no private pid namespace: its processes cannot all be "
+    + "found and killed (give it a pid namespace, or a delegated cgroup)"
+
 /// Whether this user may make (or use) the cgroup directory `dir`: it exists and its cgroup.procs
 /// is writable, or the deepest existing parent is a directory it may create entries in.
 func canCreateCgroup(_ dir: String) -> Bool {
@@ -148,6 +159,21 @@ func cgroupControllersNeeded(_ r: Resources?, v2: Bool) -> [(field: String, limi
     need("network.priorities", "net_prio", !(r.network?.priorities ?? []).isEmpty)
     need("rdma", "rdma", !(r.rdma ?? [:]).isEmpty)
     if !(r.unified ?? [:]).isEmpty { out.append(("unified", "unified", "")) }
+    return out
+}
+
+/// The cgroup v2 controllers linux.resources' limits need: the field, the limit's name (as in
+/// `cgroupControllersNeeded`) and the controller; a `unified` key needs the controller its name
+/// starts with (`memory.high`: memory; `cgroup.*` files need none).
+func cgroupV2ControllersNeeded(_ r: Resources?) -> [(field: String, limit: String, controller: String)] {
+    var out: [(String, String, String)] = []
+    for need in cgroupControllersNeeded(r, v2: true) where need.limit != "unified" {
+        out.append((need.field, need.limit, need.limit))
+    }
+    for key in (r?.unified ?? [:]).keys.sorted() {
+        let controller = String(key.prefix { $0 != "." })
+        if controller != "cgroup" { out.append(("unified", key, controller)) }
+    }
     return out
 }
 

@@ -18,6 +18,8 @@ public struct StoredState: Codable, Sendable {
     public var cgroupPaths: [String: String]?
     /// The container's systemd unit (--systemd-cgroup), e.g. `swiftlet-ID.scope`.
     public var systemdUnit: String?
+    /// True when that unit belongs to systemd's user instance (rootless; absent: the system bus).
+    public var systemdUserBus: Bool?
     /// The container's config.json as create read it, kept as parsed JSON rather than as a `Spec`:
     /// most commands need a part of it or nothing, and encoding the whole spec on each save and
     /// decoding it on each load was a millisecond per container lifecycle (Spec/performance.md).

@@ -12,8 +12,13 @@ public final class SystemdUnit: Sendable {
     public let name: String
     /// The slice the unit is placed in (`system.slice` by default).
     public let slice: String
-    /// The unit's cgroup path inside every hierarchy: the slice expanded, then the unit.
+    /// The unit's cgroup path inside every hierarchy: the slice expanded, then the unit (on the
+    /// user bus under the user instance's own cgroup, `/user.slice/user-UID.slice/user@UID.service`).
     public let cgroupPath: String
+    /// Rootless (Rootless.swift): the unit belongs to systemd's user instance, on the user's bus.
+    public let userBus: Bool
+    /// On the user bus: the user instance's cgroup, whose controllers are the delegated ones.
+    let instanceCgroup: String
 
     /// Unit properties from `org.systemd.property.NAME` annotations, sent after ours (so they win).
     let annotationProperties: [(String, DBusValue)]
@@ -26,8 +31,11 @@ public final class SystemdUnit: Sendable {
 
     /// linux.cgroupsPath as runc reads it with --systemd-cgroup: `slice:prefix:name`; an empty
     /// slice is system.slice; the unit is `prefix-name.scope`, or `name` when it ends in `.slice`.
-    /// No cgroupsPath at all is `:swiftlet:ID`.
-    public init(cgroupsPath: String?, id: String, annotations: [String: String]? = nil) throws(RuntimeError) {
+    /// No cgroupsPath at all is `:swiftlet:ID`. On the user bus (`userBus`) the default slice is
+    /// user.slice (as runc's), inside the user instance's cgroup, which is asked for over D-Bus.
+    public init(
+        cgroupsPath: String?, id: String, annotations: [String: String]? = nil, userBus: Bool = false
+    ) throws(RuntimeError) {
         let text = cgroupsPath ?? ""
         let parts =
             text.isEmpty
@@ -39,11 +47,13 @@ public final class SystemdUnit: Sendable {
                     + "instead"
             )
         }
-        slice = parts[0].isEmpty ? "system.slice" : parts[0]
+        slice = parts[0].isEmpty ? (userBus ? "user.slice" : "system.slice") : parts[0]
         name = parts[2].hasSuffix(".slice") ? parts[2] : "\(parts[1])-\(parts[2]).scope"
         let parent = try SystemdUnit.expandSlice(slice)
-        cgroupPath = (parent == "/" ? "" : parent) + "/" + name
         annotationProperties = try SystemdUnit.annotationProperties(annotations ?? [:])
+        self.userBus = userBus
+        instanceCgroup = userBus ? try SystemdUnit.userInstanceCgroup(unit: name) : ""
+        cgroupPath = instanceCgroup + (parent == "/" ? "" : parent) + "/" + name
     }
 
     static let propertyAnnotation = "org.systemd.property."
@@ -89,10 +99,12 @@ public final class SystemdUnit: Sendable {
     }
 
     /// A unit recorded in a container's state.
-    init(name: String) {
+    init(name: String, userBus: Bool = false) {
         self.name = name
+        self.userBus = userBus
         slice = ""
         cgroupPath = ""
+        instanceCgroup = ""
         annotationProperties = []
     }
 
@@ -116,9 +128,59 @@ public final class SystemdUnit: Sendable {
     /// The container's cgroup: the unit's directory in every hierarchy (made by systemd).
     func manager(layout: CgroupLayout) -> CgroupManager { CgroupManager(layout: layout, path: cgroupPath) }
 
-    private static func manager() throws(RuntimeError) -> SystemdManager {
-        do { return SystemdManager(bus: try DBusConnection.system(timeoutMs: busTimeoutMs)) } catch {
+    private static func manager(userBus: Bool) throws(RuntimeError) -> SystemdManager {
+        do {
+            let bus =
+                userBus
+                ? try DBusConnection.user(timeoutMs: busTimeoutMs) : try DBusConnection.system(timeoutMs: busTimeoutMs)
+            return SystemdManager(bus: bus)
+        } catch {
             throw RuntimeError(.internal, "systemd cgroup driver", cause: error)
+        }
+    }
+
+    private func manager() throws(RuntimeError) -> SystemdManager { try SystemdUnit.manager(userBus: userBus) }
+
+    /// The user instance's own cgroup (its ControlGroup, `/user.slice/user-UID.slice/user@UID.service`).
+    private static func userInstanceCgroup(unit: String) throws(RuntimeError) -> String {
+        let context = "unable to start unit \"\(unit)\""
+        let systemd: SystemdManager
+        do { systemd = try manager(userBus: true) } catch { throw error.context(context) }
+        do {
+            let value = try systemd.property(
+                path: SystemdManager.managerPath, interface: SystemdManager.managerInterface, "ControlGroup",
+                deadline: Clock.monotonicMs() + busTimeoutMs)
+            guard let cgroup = value?.stringValue, cgroup.hasPrefix("/") else {
+                throw RuntimeError(.internal, "\(context): systemd's user instance has no ControlGroup")
+            }
+            return cgroup == "/" ? "" : cgroup
+        } catch let e as RuntimeError {
+            throw e
+        } catch {
+            throw RuntimeError(.internal, "\(context): systemd's user instance", cause: error)
+        }
+    }
+
+    /// Rootless, before anything is made: the user instance works on cgroup v2 only (as runc's),
+    /// and every controller a limit of linux.resources needs must be delegated to it (its cgroup's
+    /// cgroup.controllers; user@.service delegates `pids memory cpu` by default). An error names
+    /// the limit and the controllers the instance has.
+    func checkDelegation(_ resources: Resources?, layout: CgroupLayout) throws(RuntimeError) {
+        guard userBus else { return }
+        guard case .v2(let mountPoint) = layout else {
+            throw RuntimeError(
+                .invalidArgument, "cannot use the rootless systemd cgroup driver (the user bus) on cgroup v1")
+        }
+        let file = mountPoint + instanceCgroup + "/cgroup.controllers"
+        let text: String
+        do { text = try FS.readString(file) } catch { throw RuntimeError.sys(error, "systemd's user instance") }
+        let have = Set(text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
+        for need in cgroupV2ControllersNeeded(resources) where !have.contains(need.controller) {
+            throw RuntimeError(
+                .invalidArgument,
+                "config.json: linux.resources.\(need.field): cannot set \(need.limit) limit: the "
+                    + "\(need.controller) controller is not delegated to systemd's user instance "
+                    + "(\(instanceCgroup) has: \(have.sorted().joined(separator: " ")))")
         }
     }
 
@@ -129,7 +191,7 @@ public final class SystemdUnit: Sendable {
     /// left alone). On any other failure the unit is stopped again.
     func start(pid: pid_t, id: String, resources: Resources, layout: CgroupLayout) throws(RuntimeError) {
         let systemd: SystemdManager
-        do { systemd = try SystemdUnit.manager() } catch { throw error.context("unable to start unit \"\(name)\"") }
+        do { systemd = try manager() } catch { throw error.context("unable to start unit \"\(name)\"") }
         var props: [(String, DBusValue)] = [("Description", .string("swiftlet container \(id)"))]
         if isSlice {
             props.append(("Wants", .array(element: "s", [.string(slice)])))
@@ -184,7 +246,7 @@ public final class SystemdUnit: Sendable {
     @discardableResult
     func stop() -> RuntimeError? {
         do {
-            let systemd = try SystemdUnit.manager()
+            let systemd = try manager()
             let deadline = Clock.monotonicMs() + SystemdUnit.jobTimeoutMs
             do {
                 let job = try systemd.stopUnit(name, deadline: deadline)
@@ -207,7 +269,7 @@ public final class SystemdUnit: Sendable {
     func update(_ resources: Resources, layout: CgroupLayout) throws(RuntimeError) {
         let props = try SystemdUnit.resourceProperties(resources, layout: layout)
         guard !props.isEmpty else { return }
-        let systemd = try SystemdUnit.manager()
+        let systemd = try manager()
         do {
             try systemd.setUnitProperties(name, props, deadline: Clock.monotonicMs() + SystemdUnit.busTimeoutMs)
         } catch {
@@ -367,9 +429,12 @@ extension Substring {
     }
 }
 
-/// Whether the systemd driver can work here: systemd is PID 1 and its manager answers on D-Bus.
-public func systemdCgroupDriverAvailable() -> Bool {
-    guard SystemdManager.isBooted, let bus = try? DBusConnection.system(timeoutMs: 2000) else { return false }
+/// Whether the systemd driver can work here: systemd is PID 1 and its manager answers on D-Bus
+/// (`userBus`: the user's instance on the user's bus, as a rootless runtime would reach it).
+public func systemdCgroupDriverAvailable(userBus: Bool = false) -> Bool {
+    guard SystemdManager.isBooted,
+        let bus = try? (userBus ? DBusConnection.user(timeoutMs: 2000) : DBusConnection.system(timeoutMs: 2000))
+    else { return false }
     let systemd = SystemdManager(bus: bus)
     let reply = try? systemd.property(
         path: "/org/freedesktop/systemd1", interface: "org.freedesktop.systemd1.Manager", "Version",
@@ -379,7 +444,7 @@ public func systemdCgroupDriverAvailable() -> Bool {
 
 extension StoredState {
     /// The systemd unit of a container created with --systemd-cgroup.
-    var unit: SystemdUnit? { systemdUnit.map { SystemdUnit(name: $0) } }
+    var unit: SystemdUnit? { systemdUnit.map { SystemdUnit(name: $0, userBus: systemdUserBus ?? false) } }
 }
 
 /// create, once init's pid is known (init waits): the unit with the pid in it, then what is left
@@ -389,7 +454,8 @@ func startSystemdCgroup(
     _ unit: SystemdUnit, manager: CgroupManager, pid: pid_t, id: String, spec: Spec,
     started: inout Bool
 ) throws(RuntimeError) -> CgroupManager {
-    let resources = effectiveResources(spec)
+    var resources = effectiveResources(spec)
+    if unit.userBus { resources.devices = nil }  // rootless: device rules need privileges (Rootless.swift)
     try unit.start(pid: pid, id: id, resources: resources, layout: manager.layout)
     started = true
     // Not setUpCgroup: its check that the cgroup holds no process yet is done by systemd here (a unit

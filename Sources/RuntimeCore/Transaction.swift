@@ -44,12 +44,13 @@ final class Transaction {
     /// --force` can clean up after a create or restore killed half-way.
     func saveProvisionalState(
         _ plan: ContainerPlan, cgroupPaths: [String: String],
-        systemdUnit: String? = nil
+        systemdUnit: SystemdUnit? = nil
     ) throws(RuntimeError) -> StoredState {
-        let state = StoredState(
+        var state = StoredState(
             id: id, pid: 0, pidStartTime: 0, bundle: plan.bundle, rootfs: plan.rootfs.rootfs,
             created: Clock.rfc3339Nano(), owner: ownerName(), ownPidNamespace: plan.namespaces.newPid,
-            cgroupPaths: cgroupPaths, systemdUnit: systemdUnit, config: plan.specJSON)
+            cgroupPaths: cgroupPaths, systemdUnit: systemdUnit?.name, config: plan.specJSON)
+        if systemdUnit?.userBus == true { state.systemdUserBus = true }
         try store?.save(state)
         return state
     }

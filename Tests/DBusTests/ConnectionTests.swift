@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import LinuxSystem
 import XCTest
 
 @testable import DBus
@@ -160,6 +161,35 @@ final class ConnectionTests: XCTestCase {
     func testNoSocketIsAClearError() {
         XCTAssertThrowsError(try DBusConnection.open(path: "/nonexistent/bus", deadline: nowMs() + 1000)) { error in
             XCTAssertTrue("\(error)".contains("connect /nonexistent/bus: No such file or directory"), "\(error)")
+        }
+    }
+
+    /// The user bus's address: the first `unix:path=` entry, %XX unescaped; others refused.
+    func testUnixPathOfAnAddress() {
+        XCTAssertEqual(DBusConnection.unixPath("unix:path=/run/user/1000/bus"), "/run/user/1000/bus")
+        XCTAssertEqual(
+            DBusConnection.unixPath("tcp:host=x,port=1;unix:guid=ab,path=/tmp/a%20b%2cc;unix:path=/other"),
+            "/tmp/a b,c")
+        XCTAssertNil(DBusConnection.unixPath("unix:abstract=/tmp/dbus-x"))
+        XCTAssertNil(DBusConnection.unixPath(""))
+    }
+
+    /// EXTERNAL sends the uid the bus daemon sees: root of a rootless podman namespace is the user.
+    func testParentUidThroughTheUidMap() {
+        let podman = "         0       1000          1\n         1     100000      65536\n"
+        XCTAssertEqual(Kernel.parentUid(0, uidMap: podman), 1000)
+        XCTAssertEqual(Kernel.parentUid(5, uidMap: podman), 100_004)
+        XCTAssertEqual(Kernel.parentUid(70000, uidMap: podman), 70000)  // unmapped: itself
+        XCTAssertEqual(Kernel.parentUid(1000, uidMap: "         0          0 4294967295\n"), 1000)
+        XCTAssertEqual(Kernel.parentUid(1000, uidMap: nil), 1000)
+    }
+
+    /// The user bus is told to the user when it is not there: the address in the error.
+    func testUnreachableUserBusNamesTheAddress() {
+        setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=\(dir)/no-bus", 1)
+        defer { unsetenv("DBUS_SESSION_BUS_ADDRESS") }
+        XCTAssertThrowsError(try DBusConnection.user(timeoutMs: 1000)) { error in
+            XCTAssertTrue("\(error)".hasPrefix("systemd's user bus unix:path=\(dir)/no-bus: "), "\(error)")
         }
     }
 

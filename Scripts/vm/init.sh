@@ -197,6 +197,10 @@ After=dbus.socket dbus.service
 Type=oneshot
 ExecStart=/run/vm/busybox sh /run/vm/init systemd-command
 UNIT
+    # loginctl enable-linger (RootlessSystemdTests, the rootless podman clients) starts logind,
+    # which pulls in sysinit.target: its tmpfiles run (`D /tmp`) would empty /tmp under the
+    # running tests. Masked.
+    $bb ln -sf /dev/null "$u/systemd-tmpfiles-setup.service" || fail "mask systemd-tmpfiles-setup.service"
     [ -x /lib/systemd/systemd ] || fail "/lib/systemd/systemd is missing (apt-get install systemd)"
     # systemd takes itself for a container here (the host's /.dockerenv is in the 9p root) and reads
     # its "kernel command line" from its own argv then: the hybrid switch goes there too.

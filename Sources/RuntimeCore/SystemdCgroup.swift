@@ -432,13 +432,14 @@ extension Substring {
 /// Whether the systemd driver can work here: systemd is PID 1 and its manager answers on D-Bus
 /// (`userBus`: the user's instance on the user's bus, as a rootless runtime would reach it).
 public func systemdCgroupDriverAvailable(userBus: Bool = false) -> Bool {
-    guard SystemdManager.isBooted,
-        let bus = try? (userBus ? DBusConnection.user(timeoutMs: 2000) : DBusConnection.system(timeoutMs: 2000))
-    else { return false }
+    guard SystemdManager.isBooted else { return false }
+    let timeout = SystemdUnit.busTimeoutMs
+    let connect = userBus ? DBusConnection.user : DBusConnection.system
+    guard let bus = try? connect(timeout) else { return false }
     let systemd = SystemdManager(bus: bus)
     let reply = try? systemd.property(
         path: "/org/freedesktop/systemd1", interface: "org.freedesktop.systemd1.Manager", "Version",
-        deadline: Clock.monotonicMs() + 2000)
+        deadline: Clock.monotonicMs() + timeout)
     return reply != nil
 }
 

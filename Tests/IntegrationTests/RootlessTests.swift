@@ -274,6 +274,43 @@ final class RootlessTests: ContainerTestCase {
         assertNothingLeftRootless(id)
     }
 
+    /// No cgroup here (none delegated) and no PID namespace of its own: the container runs, with a
+    /// warning (runc 1.2+: nothing could find and kill all its processes); with its own PID
+    /// namespace, no warning. runc 1.1 has no such warning.
+    func testNoCgroupAndNoPidNamespaceWarns() throws {
+        let version = runProgram(Runtime.binary, ["--version"]).stdout
+        let warns = RootlessTests.isSwiftlet || !version.hasPrefix("runc version 1.1.")
+        let warning = "no cgroup and no private pid namespace"
+        for ownPid in [false, true] {
+            try rootlessBundle(["true"]) { config in
+                var linux = config[dict: "linux"]
+                if !ownPid {
+                    linux["namespaces"] = (linux["namespaces"] as? [[String: Any]] ?? []).filter {
+                        $0["type"] as? String != "pid"
+                    }
+                    // A new proc of the host's PID namespace cannot be mounted from the user
+                    // namespace: the host's /proc is bound instead.
+                    config["mounts"] = (config["mounts"] as? [[String: Any]] ?? []).map { m in
+                        m["destination"] as? String != "/proc"
+                            ? m
+                            : [
+                                "destination": "/proc", "type": "bind", "source": "/proc",
+                                "options": ["rbind", "nosuid", "noexec", "nodev"],
+                            ]
+                    }
+                }
+                config["linux"] = linux
+            }
+            let id = "rl\(UInt32.random(in: 0...UInt32.max))"
+            let run = rl(["run", "--bundle", bundleDir, id])
+            XCTAssertEqual(run.status, 0, "run (own pid namespace: \(ownPid)): \(run)")
+            XCTAssertEqual(
+                run.stderr.lowercased().contains(warning), warns && !ownPid,
+                "own pid namespace: \(ownPid): \(run.stderr)")
+            assertNothingLeftRootless(id)
+        }
+    }
+
     /// runc's rule: no additional groups in a rootless container, from the config or from exec.
     func testAdditionalGroupsAreRefused() throws {
         try rootlessBundle(["sleep", "1000"]) { config in

@@ -29,7 +29,9 @@
 # 8. Scripts/vm-test.sh                 (the cgroup, mount-feature, lifecycle, fault and checkpoint tests
 #                                       again, in a qemu VM with pure cgroup v2 and Linux 6.1), unless SKIP_VM=1
 # 9. Scripts/vm-test.sh --systemd       (the systemd cgroup driver's tests in a VM that boots systemd as
-#                                       PID 1, then podman and containerd with the systemd driver:
+#                                       PID 1, rootless on a user's systemd instance too, then podman
+#                                       (rootful, and rootless as a lingering user) and containerd with
+#                                       the systemd driver:
 #                                       Scripts/vm/systemd-clients.sh; then SystemdHybridTests in a VM where
 #                                       systemd mounts the hybrid layout), unless SKIP_VM=1 or SKIP_SYSTEMD_VM=1
 # Steps 4 to 9 all run even if one fails; the exit status is non-zero when anything failed. The last
@@ -152,7 +154,8 @@ fi
 # The systemd cgroup driver against a real systemd (PID 1, D-Bus, pure cgroup v2): the XCTest
 # classes, then podman (systemd cgroup manager, journald) and containerd (SystemdCgroup) driving
 # swiftlet (Scripts/vm/systemd-clients.sh), in one VM.
-SYSTEMD_VM_TESTS="IntegrationTests.SystemdCgroupTests,IntegrationTests.SystemdMonitorTests"
+# RootlessSystemdTests: the driver on a lingering user's systemd instance (about 100 s).
+SYSTEMD_VM_TESTS="IntegrationTests.SystemdCgroupTests,IntegrationTests.SystemdMonitorTests,IntegrationTests.RootlessSystemdTests"
 if [ "${SKIP_VM:-0}" = 1 ] || [ "${SKIP_SYSTEMD_VM:-0}" = 1 ]; then
     section "vm with systemd as PID 1: skipped (SKIP_VM=1 or SKIP_SYSTEMD_VM=1)"
 else

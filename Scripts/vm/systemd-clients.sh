@@ -19,6 +19,10 @@
 #   containerd-smoke.sh, cover the rest of both clients; under TCG every step here costs seconds.)
 #   our shim (containerd-shim-swiftlet-v2, SystemdCgroup from an options file): run -d: scope active,
 #   init in it; task metrics with v2 numbers; state under the options' Root; kill, rm: scope gone.
+#   rootless podman (the user swiftlet-rl, made with subordinate ids when missing, `loginctl
+#   enable-linger`; cgroup_manager = "systemd"), with swiftlet-monitor + swiftlet, then conmon + runc
+#   as the control: run -d: libpod-ID.scope active in user@UID.service's user.slice with init in it;
+#   exec; logs; stop; rm: scope gone.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -195,6 +199,102 @@ for _ in $(seq 100); do "${SCTR[@]}" task ls 2>/dev/null | grep -q "^$id .*STOPP
 check "ctr task rm (our shim)" "" "${SCTR[@]}" task rm "$id"
 check "ctr container rm (our shim)" "" "${SCTR[@]}" container rm "$id"
 check_gone "our shim: scope gone after rm" "$unit"
+
+# ---------------------------------------------------------------- rootless podman, user instance
+# A normal user with subordinate ids and `loginctl enable-linger` (user@UID.service and its bus);
+# podman as that user with the systemd cgroup manager (podman's default here): the runtime, root
+# in podman's user namespace, makes the container's scope in the user instance over the user bus
+# (swiftlet-monitor passes -s as --systemd-cgroup). runc with conmon is the control.
+rootless_podman() {
+    local user=swiftlet-rl uid gid xdg ok=1 rt img=localhost/swiftlet-busybox:latest
+    id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$user" || { fail "rootless: useradd $user"; return; }
+    grep -q "^$user:" /etc/subuid || usermod --add-subuids 200000-265535 "$user" || ok=0
+    grep -q "^$user:" /etc/subgid || usermod --add-subgids 200000-265535 "$user" || ok=0
+    [ $ok = 1 ] && command -v newuidmap >/dev/null || { fail "rootless: subordinate ids or newuidmap (uidmap) missing"; return; }
+    uid=$(id -u "$user") gid=$(id -g "$user") xdg=/run/user/$(id -u "$user")
+    timeout 120 loginctl enable-linger "$user" || { fail "rootless: loginctl enable-linger $user"; return; }
+    for _ in $(seq 360); do
+        systemctl is-active -q "user@$uid.service" && [ -S "$xdg/bus" ] && break
+        sleep 0.5
+    done
+    systemctl is-active -q "user@$uid.service" || { fail "rootless: user@$uid.service not active"; return; }
+    # Its own directory: $D is root's 0700.
+    R=$(mktemp -d /tmp/swiftlet-sdc-rl.XXXXXX) || { fail "rootless: mktemp"; return; }
+    mkdir -p "$R"/{root,runroot,tmp}
+    cat >"$R/storage.conf" <<CONF
+[storage]
+driver = "vfs"
+graphroot = "$R/root"
+runroot = "$R/runroot"
+CONF
+    cat >"$R/containers.conf" <<CONF
+[containers]
+log_driver = "k8s-file"
+netns = "none"
+[engine]
+cgroup_manager = "systemd"
+events_logger = "file"
+events_logfile_path = "$R/events.log"
+tmp_dir = "$R/tmp"
+static_dir = "$R/root/libpod"
+volume_path = "$R/root/volumes"
+runtime_supports_json = ["swiftlet", "runc"]
+CONF
+    # A fresh rootfs (as podman-rootless-test.sh: every file within the user's id range).
+    bash "$REPO/Scripts/make-rootfs.sh" "$R/rootfs" >/dev/null && tar -C "$R/rootfs" -cf "$R/rootfs.tar" . &&
+        rm -rf "$R/rootfs" || { fail "rootless: make-rootfs.sh"; return; }
+    chown -R "$uid:$gid" "$R" && chmod 700 "$R" || { fail "rootless: chown $R"; return; }
+    AS=(setpriv --reuid="$uid" --regid="$gid" --init-groups -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin
+        HOME="$(getent passwd "$user" | cut -d: -f6)" USER="$user" LOGNAME="$user" XDG_RUNTIME_DIR="$xdg"
+        DBUS_SESSION_BUS_ADDRESS="unix:path=$xdg/bus" CONTAINERS_CONF="$R/containers.conf"
+        CONTAINERS_STORAGE_CONF="$R/storage.conf")
+    timeout 300 "${AS[@]}" podman import --change 'CMD ["/bin/sh"]' "$R/rootfs.tar" "$img" >"$R/import.log" 2>&1 ||
+        { fail "rootless: podman import: $(tail -n 3 "$R/import.log" | tr '\n' ' ')"; return; }
+    echo "# systemd-clients: rootless podman as $user ($uid), cgroup manager $("${AS[@]}" podman info -f '{{.Host.CgroupManager}}' 2>&1)"
+    local runc=/opt/swiftlet-anchors/bin/runc conmon
+    [ -x "$runc" ] || runc=/usr/sbin/runc
+    conmon=$(command -v conmon || echo "$MONITOR")
+    for rt in swiftlet runc; do
+        local P n=rl-$rt-$$ cid pid unit cg state
+        if [ $rt = swiftlet ]; then P=("${AS[@]}" podman --conmon "$MONITOR" --runtime "$SWIFTLET")
+        else P=("${AS[@]}" podman --conmon "$conmon" --runtime "$runc"); fi
+        check "rootless $rt: podman run -d" "" "${P[@]}" run -d --name "$n" "$img" sh -c 'echo out-line; echo err-line >&2; sleep 600'
+        read -r cid pid < <("${P[@]}" inspect -f '{{.Id}} {{.State.Pid}}' "$n" 2>/dev/null)
+        unit=libpod-$cid.scope cg=/user.slice/user-$uid.slice/user@$uid.service/user.slice/libpod-$cid.scope
+        state=$("${AS[@]}" systemctl --user show "$unit" -p ActiveState --value 2>&1)
+        if [ "$state" = active ] && [ "$(cat "/proc/${pid:-0}/cgroup" 2>/dev/null)" = "0::$cg" ] &&
+            [ "$("${AS[@]}" systemctl --user show "$unit" -p ControlGroup --value 2>&1)" = "$cg" ]; then
+            pass "rootless $rt: the container's scope in user@$uid.service"
+        else fail "rootless $rt: $unit is '$state'; pid ${pid:-?} in '$(cat "/proc/${pid:-0}/cgroup" 2>/dev/null)'"; fi
+        check "rootless $rt: podman exec" "exec-ok" "${P[@]}" exec "$n" sh -c 'echo exec-ok'
+        for _ in $(seq 50); do "${P[@]}" logs "$n" 2>&1 | grep -q err-line && break; sleep 0.1; done
+        check "rootless $rt: podman logs" "err-line" "${P[@]}" logs "$n"
+        check "rootless $rt: podman stop" "$n" "${P[@]}" stop -t 1 "$n"
+        check "rootless $rt: podman rm" "$n" "${P[@]}" rm "$n"
+        for _ in $(seq 100); do
+            state=$("${AS[@]}" systemctl --user show "$unit" -p LoadState --value 2>&1)
+            [ "$state" = not-found ] && break
+            sleep 0.1
+        done
+        if [ "$state" = not-found ] && [ ! -e "/sys/fs/cgroup$cg" ]; then pass "rootless $rt: scope gone after rm"
+        else fail "rootless $rt: $unit is still $state"; fi
+    done
+}
+R= AS=() # the rootless section's directory and its command prefix (podman as the user)
+# shellcheck disable=SC2317 # (run by the EXIT trap)
+cleanup_rootless() {
+    [ -n "$R" ] || return 0
+    if [ ${#AS[@]} -gt 0 ]; then
+        timeout 120 "${AS[@]}" podman rm -a -f -t 0 >/dev/null 2>&1
+        timeout 120 "${AS[@]}" podman system reset -f >/dev/null 2>&1
+    fi
+    rm -rf --one-file-system "$R"
+}
+# After the exit trap set so far (the other sections' clean-up).
+PREV_EXIT=$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT\$/\1/")
+# shellcheck disable=SC2064 # (expanded now: the trap so far)
+trap "cleanup_rootless; ${PREV_EXIT:-:}" EXIT
+rootless_podman
 
 [ "$FAIL" = 0 ] && echo "systemd-clients: all steps passed" || echo "systemd-clients: FAILED"
 exit "$FAIL"

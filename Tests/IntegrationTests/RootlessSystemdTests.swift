@@ -88,8 +88,9 @@ final class RootlessSystemdTests: ContainerTestCase {
         return out
     }
 
-    /// `spec --rootless` run by the user, then: `args`, no terminal, linux.resources.
-    func rootlessBundle(_ args: [String], resources: [String: Any] = [:]) throws {
+    /// `spec --rootless` run by the user, then: `args`, no terminal, linux.resources, and the
+    /// cgroupsPath `:swiftlet:ID` (the default slice; the unit `swiftlet-ID.scope` with runc too).
+    func rootlessBundle(_ args: [String], id: String, resources: [String: Any] = [:]) throws {
         try? FileManager.default.removeItem(atPath: bundleDir + "/config.json")
         let spec = asUser([Runtime.binary, "spec", "--rootless", "--bundle", bundleDir])
         XCTAssertEqual(spec.status, 0, "spec --rootless: \(spec)")
@@ -100,6 +101,7 @@ final class RootlessSystemdTests: ContainerTestCase {
         config["process"] = process
         var linux = config[dict: "linux"]
         if !resources.isEmpty { linux["resources"] = resources }
+        linux["cgroupsPath"] = ":swiftlet:\(id)"
         config["linux"] = linux
         try writeConfigThrowing(config, to: bundleDir)
     }
@@ -132,12 +134,13 @@ final class RootlessSystemdTests: ContainerTestCase {
     // MARK: - Tests
 
     /// The scope lands in the user instance (default slice user.slice, as runc's) with the
-    /// delegated limits applied; `update` goes through the user bus too; `delete` removes the scope.
+    /// delegated limits applied; `update` goes through the user bus too; pause, resume and ps work;
+    /// `delete` removes the scope.
     func testScopeInUserInstanceWithDelegatedLimitsUpdateAndDelete() throws {
-        try rootlessBundle(
-            ["sleep", "1000"],
-            resources: ["memory": ["limit": 64 << 20], "pids": ["limit": 40], "cpu": ["shares": 512]])
         let id = "rs\(UInt32.random(in: 0...UInt32.max))"
+        try rootlessBundle(
+            ["sleep", "1000"], id: id,
+            resources: ["memory": ["limit": 64 << 20], "pids": ["limit": 40], "cpu": ["shares": 512]])
         let unit = "swiftlet-\(id).scope"
         let run = rl(["run", "-d", "--bundle", bundleDir, id], timeout: 120)
         XCTAssertEqual(run.status, 0, "run -d: \(run)")
@@ -165,6 +168,15 @@ final class RootlessSystemdTests: ContainerTestCase {
         XCTAssertEqual(updated["MemoryMax"], "\(96 << 20)")
         XCTAssertEqual(updated["TasksMax"], "50")
 
+        // The scope's cgroup is the user's (Delegate=yes): pause, resume and ps work on it.
+        XCTAssertEqual(rl(["pause", id]).status, 0)
+        XCTAssertEqual(read(cg + "/cgroup.freeze"), "1")
+        XCTAssertEqual(rl(["resume", id]).status, 0)
+        XCTAssertEqual(read(cg + "/cgroup.freeze"), "0")
+        let ps = rl(["ps", id])
+        XCTAssertEqual(ps.status, 0, "ps: \(ps)")
+        XCTAssertTrue(ps.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).contains(Substring(pid)), ps.stdout)
+
         let delete = rl(["delete", "--force", id])
         XCTAssertEqual(delete.status, 0, "delete: \(delete)")
         assertNothingLeft(id, unit: unit)
@@ -188,8 +200,8 @@ final class RootlessSystemdTests: ContainerTestCase {
             ("cpuset", "cpu.cpus", ["cpu": ["cpus": "0"]]), ("io", "blockIO", ["blockIO": ["weight": 500]]),
         ]
         for (controller, field, resources) in cases where !delegated.contains(Substring(controller)) {
-            try rootlessBundle(["sleep", "1000"], resources: resources)
             let id = "rs\(UInt32.random(in: 0...UInt32.max))"
+            try rootlessBundle(["sleep", "1000"], id: id, resources: resources)
             let run = rl(["run", "-d", "--bundle", bundleDir, id], timeout: 120)
             XCTAssertNotEqual(run.status, 0, "a \(controller) limit ran without the controller: \(run)")
             if Self.isSwiftlet {
@@ -203,8 +215,8 @@ final class RootlessSystemdTests: ContainerTestCase {
 
     /// No user bus at $XDG_RUNTIME_DIR/bus: an error naming the address, nothing left.
     func testUnreachableUserBusIsAClearErrorAndLeavesNothing() throws {
-        try rootlessBundle(["sleep", "1000"])
         let id = "rs\(UInt32.random(in: 0...UInt32.max))"
+        try rootlessBundle(["sleep", "1000"], id: id)
         let run = rl(["run", "-d", "--bundle", bundleDir, id], env: ["XDG_RUNTIME_DIR": dir])
         XCTAssertNotEqual(run.status, 0, "ran without a user bus: \(run)")
         if Self.isSwiftlet { XCTAssertTrue(run.stderr.contains("unix:path=\(dir)/bus"), run.stderr) }

@@ -206,7 +206,11 @@ public func deleteContainer(root: String, id: String, force: Bool) throws(Runtim
     if status != .stopped && status != .creating {
         if status == .paused { try? state.cgroup?.thaw() }
         for pid in containerPids(state) { _ = kill(pid, SIGKILL) }
-        if !Proc.waitExit(state.pid, startTime: state.pidStartTime, timeoutMs: 10_000) {
+        // Init itself too, whatever the cgroup listing gave (through a pidfd: never a recycled pid).
+        try? Proc.signal(state.pid, startTime: state.pidStartTime, SIGKILL)
+        // Bounded, but generously: with ten creates migrating into cgroups beside two busy loops, a
+        // SIGKILLed init took more than 10 s to exit here (ConcurrencyTests).
+        if !Proc.waitExit(state.pid, startTime: state.pidStartTime, timeoutMs: 30_000) {
             throw RuntimeError(.internal, "container init (pid \(state.pid)) did not exit after SIGKILL")
         }
     }

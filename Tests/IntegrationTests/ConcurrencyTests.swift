@@ -87,7 +87,7 @@ final class ConcurrencyTests: ContainerTestCase {
                 if cli.status(id) != "running" { p.append("\(id): not running after start") }
                 if i % 2 == 0 {
                     expect(["kill", id, "KILL"], "kill")
-                    if !waitUntil(timeout: 10, { cli.status(id) == "stopped" }) {
+                    if !waitUntil(timeout: 30, { cli.status(id) == "stopped" }) {
                         p.append("\(id): not stopped after kill")
                     }
                     expect(["delete", id], "delete")

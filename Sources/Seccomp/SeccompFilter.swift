@@ -57,10 +57,15 @@ public final class SeccompFilter: @unchecked Sendable {
         "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY",
     ]
     public static var operatorNames: [String] { operators.keys.sorted() }
-    public static let flagNames = [
-        "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+    /// linux.seccomp.flags: each name, the libseccomp attribute that validates it (none for
+    /// WAIT_KILLABLE_RECV, which libseccomp 2.5 cannot set) and its seccomp(2) flag bit.
+    static let flags: [(name: String, attribute: scmp_filter_attr?, bit: UInt32)] = [
+        ("SECCOMP_FILTER_FLAG_TSYNC", SCMP_FLTATR_CTL_TSYNC, 1 << 0),
+        ("SECCOMP_FILTER_FLAG_LOG", SCMP_FLTATR_CTL_LOG, 1 << 1),
+        ("SECCOMP_FILTER_FLAG_SPEC_ALLOW", SCMP_FLTATR_CTL_SSB, 1 << 2),
+        ("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", nil, 1 << 5),
     ]
+    public static let flagNames = flags.map(\.name)
     public static let unsupportedFlagNames: [String] = []
 
     /// What `features` reports: actions, operators, the architectures this libseccomp knows, flags.
@@ -138,11 +143,7 @@ public final class SeccompFilter: @unchecked Sendable {
 
     /// seccomp(2)'s flag bits for linux.seccomp.flags (unknown names are refused by `setFlags`).
     static func flagBits(_ names: [String]) -> UInt32 {
-        let bits: [String: UInt32] = [
-            "SECCOMP_FILTER_FLAG_TSYNC": 1 << 0, "SECCOMP_FILTER_FLAG_LOG": 1 << 1,
-            "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 1 << 2, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 1 << 5,
-        ]
-        return names.reduce(0) { $0 | (bits[$1] ?? 0) }
+        names.reduce(0) { bits, name in bits | (flags.first { $0.name == name }?.bit ?? 0) }
     }
 
     static func compile(_ profile: OCI.Seccomp, field: String) throws(BuildError) -> SeccompFilter {
@@ -194,14 +195,10 @@ public final class SeccompFilter: @unchecked Sendable {
     private func setFlags(_ flags: [String], field: String) throws(BuildError) {
         guard let ctx else { return }
         for (i, f) in flags.enumerated() {
-            let attr: scmp_filter_attr
-            switch f {
-            case "SECCOMP_FILTER_FLAG_TSYNC": attr = SCMP_FLTATR_CTL_TSYNC
-            case "SECCOMP_FILTER_FLAG_LOG": attr = SCMP_FLTATR_CTL_LOG
-            case "SECCOMP_FILTER_FLAG_SPEC_ALLOW": attr = SCMP_FLTATR_CTL_SSB
-            case "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": continue
-            default: throw BuildError(description: "\(field)[\(i)]: unknown seccomp flag \"\(f)\"")
+            guard let known = Self.flags.first(where: { $0.name == f }) else {
+                throw BuildError(description: "\(field)[\(i)]: unknown seccomp flag \"\(f)\"")
             }
+            guard let attr = known.attribute else { continue }
             let rc = seccomp_attr_set(ctx, attr, 1)
             if rc < 0 { throw BuildError(description: "\(field)[\(i)]: \(f): \(errnoString(-rc))", errno: -rc) }
         }

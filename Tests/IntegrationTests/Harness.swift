@@ -137,6 +137,33 @@ extension XCTestCase {
     var isCrun: Bool { runtimeName.hasPrefix("crun") }
 }
 
+extension XCTestCase {
+    /// A self-signed TLS server (`openssl s_server -www`) on 127.0.0.1:8443 in the network namespace
+    /// of `pid`, started from the host; killed at teardown, its key and certificate removed.
+    func startTLSServer(inNetworkNamespaceOf pid: Int) throws -> Process {
+        let dir = try makeTempDir(prefix: "swiftlet-tls.")
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let gen = runProgram(
+            "/usr/bin/openssl",
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/k.pem",
+                "-out", dir + "/c.pem", "-subj", "/CN=probe", "-days", "1",
+            ])
+        XCTAssertEqual(gen.status, 0, gen.stderr)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        server.arguments = [
+            "-t", String(pid), "-n", "/usr/bin/openssl", "s_server", "-accept", "127.0.0.1:8443", "-www",
+            "-cert", dir + "/c.pem", "-key", dir + "/k.pem", "-quiet",
+        ]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        addTeardownBlock { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
+        return server
+    }
+}
+
 /// The shared test rootfs must stay as Scripts/make-rootfs.sh built it. A mount on a destination the
 /// busybox tree lacks makes the runtime create that mount point in it, and later tests then pass or
 /// fail because of it (one did). Every ContainerTestCase checks the tree at tearDown: the test that

@@ -247,26 +247,7 @@ final class MonitorControlTests: MonitorTestCase {
             "openssl not installed (Scripts/install-deps.sh)")
         let c = try serverContainer()
         let pid = try XCTUnwrap(c.syncJSON["data"] as? Int)
-        let dir = try makeTempDir(prefix: "swiftlet-tls.")
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
-        let gen = runProgram(
-            "/usr/bin/openssl",
-            [
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/k.pem",
-                "-out", dir + "/c.pem", "-subj", "/CN=probe", "-days", "1",
-            ])
-        XCTAssertEqual(gen.status, 0, gen.stderr)
-        // A self-signed TLS server inside the container's network namespace (started from the host).
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        server.arguments = [
-            "-t", String(pid), "-n", "/usr/bin/openssl", "s_server", "-accept", "127.0.0.1:8443", "-www",
-            "-cert", dir + "/c.pem", "-key", dir + "/k.pem", "-quiet",
-        ]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        addTeardownBlock { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
+        let server = try startTLSServer(inNetworkNamespaceOf: pid)
         let api = try ControlClient(c.bundle + "/monitor.sock")
         _ = api.call("subscribe")
         XCTAssertNotNil(

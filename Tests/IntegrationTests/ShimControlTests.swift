@@ -299,25 +299,7 @@ final class ShimControlTests: XCTestCase {
         let c = id("tls")
         runDetached(c, ["sh", "-c", Self.serverScript], flags: ["--cap-add", "CAP_NET_ADMIN"])
         let pid = try XCTUnwrap(taskPid(c))
-        let dir = try makeTempDir(prefix: "swiftlet-shimctl-tls.")
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
-        let gen = runProgram(
-            "/usr/bin/openssl",
-            [
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/k.pem",
-                "-out", dir + "/c.pem", "-subj", "/CN=probe", "-days", "1",
-            ])
-        XCTAssertEqual(gen.status, 0, gen.stderr)
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        server.arguments = [
-            "-t", String(pid), "-n", "/usr/bin/openssl", "s_server", "-accept", "127.0.0.1:8443", "-www",
-            "-cert", dir + "/c.pem", "-key", dir + "/k.pem", "-quiet",
-        ]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        addTeardownBlock { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
+        let server = try startTLSServer(inNetworkNamespaceOf: pid)
         let tls = try ControlClient(socketPath(c))
         XCTAssertNotNil(tls.call("subscribe")["result"])
         let https: [String: Any] = [
